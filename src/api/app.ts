@@ -1,0 +1,50 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { requestId } from 'hono/request-id';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { Pools } from '../store/database.js';
+import { authenticate, requireAdmin } from './auth.js';
+import type { AppEnv } from './context.js';
+import type { Credentials } from './credentials.js';
+import { ApiError, errorResponse, onError, onNotFound } from './errors.js';
+import { requestLog } from './request-log.js';
+import { adminRoutes } from './routes/admin.js';
+import { healthRoutes } from './routes/health.js';
+
+export interface AppDeps {
+  config: Config;
+  pools: Pools;
+  credentials: Credentials;
+  log: Logger;
+  /** The schema version this build expects; /readyz compares the database against it. */
+  schemaVersion: number;
+}
+
+export function createApp({ config, pools, credentials, log, schemaVersion }: AppDeps) {
+  const app = new Hono<AppEnv>();
+  app.onError(onError);
+  app.notFound(onNotFound);
+
+  // Keeps a caller's well-formed X-Request-Id, so logs correlate across services.
+  app.use(requestId());
+  app.use(requestLog(log));
+  app.use(
+    bodyLimit({
+      maxSize: config.AUDITLEDGER_MAX_BODY_BYTES,
+      onError: (c) =>
+        errorResponse(
+          c,
+          new ApiError(413, 'payload_too_large', `the body exceeds ${config.AUDITLEDGER_MAX_BODY_BYTES} bytes`),
+        ),
+    }),
+  );
+
+  app.route('/', healthRoutes(pools.app, schemaVersion));
+
+  const auth = authenticate(credentials);
+  for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, auth, requireAdmin);
+  app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
+
+  return app;
+}

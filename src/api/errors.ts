@@ -1,0 +1,48 @@
+import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { ConflictError } from '../store/errors.js';
+import type { AppEnv } from './context.js';
+
+/** One problem with one field of the request, e.g. `{field: "events.3.actor.id", message: "required"}`. */
+export interface FieldProblem {
+  field: string;
+  message: string;
+}
+
+/** An answer to a client mistake: `{error: {code, message, details?}}` with a 4xx status. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export function invalidFields(problems: FieldProblem[], code = 'invalid_request'): ApiError {
+  const summary = problems.map((p) => `${p.field}: ${p.message}`).join('; ');
+  return new ApiError(400, code, summary, problems);
+}
+
+export const notFound = (what = 'resource') => new ApiError(404, 'not_found', `${what} not found`);
+
+export function errorResponse(c: Context, error: ApiError) {
+  const body = { error: { code: error.code, message: error.message, ...(error.details ? { details: error.details } : {}) } };
+  return c.json(body, error.status);
+}
+
+export const onError: ErrorHandler<AppEnv> = (error, c) => {
+  if (error instanceof ApiError) return errorResponse(c, error);
+  if (error instanceof ConflictError) {
+    const details = error.field ? [{ field: error.field, message: error.message }] : undefined;
+    return errorResponse(c, new ApiError(409, 'conflict', error.message, details));
+  }
+  c.get('log').error({ err: error }, 'request failed');
+  return errorResponse(c, new ApiError(500, 'internal', `internal error (request id ${c.get('requestId')})`));
+};
+
+export const onNotFound: NotFoundHandler<AppEnv> = (c) =>
+  errorResponse(c, new ApiError(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`));

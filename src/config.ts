@@ -1,0 +1,72 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Every setting, read from the environment through one zod schema. Each key is the
+ * environment variable's name, so an error message can name exactly what to fix.
+ */
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const bytes = positiveInt.describe('a positive number of bytes');
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === '' ? undefined : v));
+
+export const configSchema = z.object({
+  DATABASE_URL: optionalString.describe(
+    'PostgreSQL URL of the owner role (runs migrations and maintenance). Unset: embedded PostgreSQL under the data dir',
+  ),
+  AUDITLEDGER_APP_DATABASE_URL: optionalString.describe(
+    'PostgreSQL URL of the app role the API uses. Unset: DATABASE_URL with its role switched to auditledger_app',
+  ),
+  HOST: z.string().min(1).default('127.0.0.1').describe('address the HTTP server binds'),
+  PORT: port.default(8080).describe('port the HTTP server listens on (0: any free port)'),
+  AUDITLEDGER_DATA_DIR: z
+    .string()
+    .min(1)
+    .default('./.auditledger')
+    .describe('folder for the embedded PostgreSQL, the generated admin token and the local archive'),
+  AUDITLEDGER_ADMIN_TOKEN: optionalString
+    .pipe(z.string().min(32, 'must be at least 32 characters').optional())
+    .describe('admin token. Unset: generated on first start and written once to DATA_DIR/admin-token'),
+  AUDITLEDGER_LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe('pino log level'),
+  AUDITLEDGER_MAX_BODY_BYTES: bytes.default(5 * 1024 * 1024).describe('largest accepted request body'),
+  AUDITLEDGER_MAX_NAME_LENGTH: positiveInt.default(200).describe('longest project, environment or token name'),
+  AUDITLEDGER_TOKEN_CACHE_SECONDS: z.coerce
+    .number()
+    .min(0)
+    .default(5)
+    .describe('how long a process trusts a looked-up API token before reading it again (revocation delay across processes)'),
+  AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS: positiveInt
+    .default(60)
+    .describe('how often last_used_at of API tokens is written (one batched write, never one per request)'),
+  AUDITLEDGER_DB_POOL_SIZE: positiveInt.default(10).describe('connections in the app pool'),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input = Object.fromEntries(Object.keys(configSchema.shape).map((key) => [key, env[key]]));
+  const parsed = configSchema.safeParse(input);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        const variable = String(issue.path[0] ?? 'configuration');
+        const expects = configSchema.shape[variable as keyof Config]?.description;
+        return `${variable}: ${issue.message}${expects ? ` (expects ${expects})` : ''}`;
+      }),
+    );
+  }
+  return { ...parsed.data, AUDITLEDGER_DATA_DIR: path.resolve(parsed.data.AUDITLEDGER_DATA_DIR) };
+}

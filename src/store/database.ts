@@ -1,0 +1,80 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+export const APP_ROLE = 'auditledger_app';
+const OWNER_ROLE = 'auditledger_owner';
+const DATABASE = 'auditledger';
+
+// int8 (seq, counts) as JS numbers: sequence numbers stay far below 2^53.
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === 20 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+export interface Pools {
+  /** Owner role: migrations, partition upkeep and other maintenance. */
+  owner: pg.Pool;
+  /** App role: every API request. INSERT and SELECT on events, nothing more there. */
+  app: pg.Pool;
+  end(): Promise<void>;
+}
+
+export function createPools(ownerUrl: string, appUrl: string | undefined, appPoolSize: number): Pools {
+  const owner = new pg.Pool({ connectionString: ownerUrl, max: 4, types });
+  // Without a login for the app role, the owner's connections switch to it at start-up.
+  const app = new pg.Pool({
+    connectionString: appUrl ?? ownerUrl,
+    max: appPoolSize,
+    types,
+    ...(appUrl ? {} : { options: `-c role=${APP_ROLE}` }),
+  });
+  // An idle client losing its server (restart, failover) must not crash the process.
+  owner.on('error', () => undefined);
+  app.on('error', () => undefined);
+  return {
+    owner,
+    app,
+    async end() {
+      await Promise.all([owner.end(), app.end()]);
+    },
+  };
+}
+
+function withCredentials(url: string, user: string, password: string, database: string): string {
+  const u = new URL(url);
+  u.username = user;
+  u.password = password;
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/**
+ * Sets up the embedded default's database as a DBA would on a managed server: an owner login
+ * that runs migrations, an app login the API uses, and the `auditledger` database owned by the
+ * owner. Passwords are fresh on every start, so none has to be kept on disk.
+ */
+export async function provisionDatabase(superuserUrl: string): Promise<{ ownerUrl: string; appUrl: string }> {
+  const client = new pg.Client({ connectionString: superuserUrl });
+  await client.connect();
+  try {
+    const ownerPassword = randomBytes(24).toString('base64url');
+    const appPassword = randomBytes(24).toString('base64url');
+    for (const [role, password] of [
+      [OWNER_ROLE, ownerPassword],
+      [APP_ROLE, appPassword],
+    ] as const) {
+      const exists = await client.query('SELECT FROM pg_roles WHERE rolname = $1', [role]);
+      const verb = exists.rowCount ? 'ALTER' : 'CREATE';
+      await client.query(`${verb} ROLE ${role} LOGIN PASSWORD '${password}'`);
+    }
+    await client.query(`GRANT ${APP_ROLE} TO ${OWNER_ROLE}`);
+    const db = await client.query('SELECT FROM pg_database WHERE datname = $1', [DATABASE]);
+    if (!db.rowCount) await client.query(`CREATE DATABASE ${DATABASE} OWNER ${OWNER_ROLE}`);
+    return {
+      ownerUrl: withCredentials(superuserUrl, OWNER_ROLE, ownerPassword, DATABASE),
+      appUrl: withCredentials(superuserUrl, APP_ROLE, appPassword, DATABASE),
+    };
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,61 @@
+import pino from 'pino';
+import { createApp } from '../../src/api/app.js';
+import { Credentials, digest, newAdminToken } from '../../src/api/credentials.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { ensurePartitions } from '../../src/store/partitions.js';
+import type { TestDatabase } from './database.js';
+
+export interface TestApp {
+  adminToken: string;
+  credentials: Credentials;
+  config: Config;
+  /** Sends a request to the app in process; `body` objects are sent as JSON. */
+  request(method: string, path: string, options?: { token?: string; body?: unknown; headers?: Record<string, string> }): Promise<Response>;
+  close(): Promise<void>;
+}
+
+export async function createTestApp(db: TestDatabase, env: Record<string, string> = {}): Promise<TestApp> {
+  const config = loadConfig({ DATABASE_URL: db.ownerUrl, ...env });
+  const adminToken = newAdminToken();
+  const credentials = new Credentials(db.pools.app, [digest(adminToken)], {
+    cacheMs: config.AUDITLEDGER_TOKEN_CACHE_SECONDS * 1000,
+    usageFlushMs: config.AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS * 1000,
+  });
+  await ensurePartitions(db.pools.owner, new Date(), 1);
+  const app = createApp({ config, pools: db.pools, credentials, log: pino({ level: 'silent' }), schemaVersion: 1 });
+  return {
+    adminToken,
+    credentials,
+    config,
+    request(method, path, options = {}) {
+      const headers: Record<string, string> = { ...options.headers };
+      if (options.token) headers.authorization = `Bearer ${options.token}`;
+      let body: string | undefined;
+      if (options.body !== undefined) {
+        body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+        headers['content-type'] ??= 'application/json';
+      }
+      return Promise.resolve(app.request(path, { method, headers, body }));
+    },
+    close: () => credentials.close(),
+  };
+}
+
+/** Creates a project, an environment and a token with the given scopes through the admin API. */
+export async function createTenant(t: TestApp, name: string, scopes?: string[]) {
+  const json = async (res: Response) => {
+    if (res.status !== 201) throw new Error(`${res.status}: ${await res.text()}`);
+    return res.json() as Promise<Record<string, string>>;
+  };
+  const project = await json(await t.request('POST', '/v1/projects', { token: t.adminToken, body: { name } }));
+  const environment = await json(
+    await t.request('POST', `/v1/projects/${project.id}/environments`, { token: t.adminToken, body: { name: 'production' } }),
+  );
+  const token = await json(
+    await t.request('POST', `/v1/projects/${project.id}/environments/${environment.id}/tokens`, {
+      token: t.adminToken,
+      body: { name: 'app', ...(scopes ? { scopes } : {}) },
+    }),
+  );
+  return { projectId: project.id!, environmentId: environment.id!, token: token.token!, tokenId: token.id! };
+}

@@ -1,0 +1,47 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { createPools, type Pools } from '../../src/store/database.js';
+import { TEMPLATE_DATABASE, TEST_OWNER, withDatabase } from './urls.js';
+
+export interface TestDatabase {
+  name: string;
+  /** The owner role's URL (not a superuser). */
+  ownerUrl: string;
+  /** A superuser URL of the same database, for tests that must bypass the rules. */
+  superuserUrl: string;
+  pools: Pools;
+  drop(): Promise<void>;
+}
+
+async function superuserQuery(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: inject('superuserUrl') });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * A database of this test file's own: a clone of the migrated template, or (with `empty`) a
+ * database with no schema at all.
+ */
+export async function createTestDatabase(options: { empty?: boolean } = {}): Promise<TestDatabase> {
+  const name = `auditledger_test_${randomBytes(6).toString('hex')}`;
+  const template = options.empty ? 'template0' : TEMPLATE_DATABASE;
+  await superuserQuery(`CREATE DATABASE ${name} OWNER ${TEST_OWNER.user} TEMPLATE ${template}`);
+  const ownerUrl = withDatabase(inject('superuserUrl'), name, TEST_OWNER);
+  const pools = createPools(ownerUrl, undefined, 5);
+  return {
+    name,
+    ownerUrl,
+    superuserUrl: withDatabase(inject('superuserUrl'), name),
+    pools,
+    async drop() {
+      await pools.end();
+      await superuserQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+  };
+}
