@@ -1,0 +1,67 @@
+// The compact range [0, size): the roots of the perfect subtrees that cover the log, largest first,
+// one per set bit of size. The chain head stores it so that each append and each tree root cost
+// O(log n) instead of a rescan (RFC 9162 section 2.1.1 MTH, built incrementally).
+import { EMPTY_ROOT, HASH_SIZE, nodeHash } from './hash.js';
+import { onesCount } from './tree.js';
+
+export interface CompactRange {
+  size: number;
+  hashes: Buffer[];
+}
+
+export function emptyRange(): CompactRange {
+  return { size: 0, hashes: [] };
+}
+
+/** The range after appending one leaf hash; the input is not modified. */
+export function appendLeaf(range: CompactRange, leafHash: Uint8Array): CompactRange {
+  return appendLeaves(range, [leafHash]);
+}
+
+/** The range after appending the leaf hashes in order; the input is not modified. */
+export function appendLeaves(range: CompactRange, leafHashes: readonly Uint8Array[]): CompactRange {
+  checkRange(range);
+  if (range.size + leafHashes.length > Number.MAX_SAFE_INTEGER) {
+    throw new RangeError('compact range size would exceed 2^53 - 1');
+  }
+  const hashes = range.hashes.slice();
+  let size = range.size;
+  for (const leaf of leafHashes) {
+    if (leaf.length !== HASH_SIZE) throw new RangeError(`leaf hash has ${leaf.length} bytes, want ${HASH_SIZE}`);
+    // Adding 1 carries through the trailing one bits of size: each carry merges the two
+    // rightmost perfect subtrees of equal height into one of the next height.
+    let hash: Buffer = Buffer.from(leaf);
+    for (let s = size; s % 2 === 1; s = (s - 1) / 2) {
+      hash = nodeHash(hashes.pop() as Buffer, hash);
+    }
+    hashes.push(hash);
+    size++;
+  }
+  return { size, hashes };
+}
+
+/**
+ * MTH of the covered leaves (RFC 9162 section 2.1.1): the tree splits at the largest power of two,
+ * which is the leftmost subtree, so folding right to left rebuilds the same hash.
+ */
+export function rangeRoot(range: CompactRange): Buffer {
+  checkRange(range);
+  const { hashes } = range;
+  let root = hashes[hashes.length - 1];
+  if (root === undefined) return EMPTY_ROOT;
+  for (let i = hashes.length - 2; i >= 0; i--) root = nodeHash(hashes[i] as Buffer, root);
+  return root;
+}
+
+// A range read back from storage must still have one hash per set bit of its size.
+function checkRange(range: CompactRange): void {
+  const { size, hashes } = range;
+  if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid compact range size ${size}`);
+  const bits = onesCount(size);
+  if (hashes.length !== bits) {
+    throw new RangeError(`compact range of size ${size} needs ${bits} hashes, has ${hashes.length}`);
+  }
+  for (const h of hashes) {
+    if (h.length !== HASH_SIZE) throw new RangeError(`compact range hash has ${h.length} bytes, want ${HASH_SIZE}`);
+  }
+}
