@@ -5,12 +5,15 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { ensurePartitions } from '../../src/store/partitions.js';
 import type { TestDatabase } from './database.js';
 
+/** A Response whose JSON tests read freely. */
+export type TestResponse = Omit<Response, 'json'> & { json(): Promise<any> };
+
 export interface TestApp {
   adminToken: string;
   credentials: Credentials;
   config: Config;
   /** Sends a request to the app in process; `body` objects are sent as JSON. */
-  request(method: string, path: string, options?: { token?: string; body?: unknown; headers?: Record<string, string> }): Promise<Response>;
+  request(method: string, path: string, options?: { token?: string; body?: unknown; headers?: Record<string, string | undefined> }): Promise<TestResponse>;
   close(): Promise<void>;
 }
 
@@ -28,7 +31,8 @@ export async function createTestApp(db: TestDatabase, env: Record<string, string
     credentials,
     config,
     request(method, path, options = {}) {
-      const headers: Record<string, string> = { ...options.headers };
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(options.headers ?? {})) if (v !== undefined) headers[k] = v;
       if (options.token) headers.authorization = `Bearer ${options.token}`;
       let body: string | undefined;
       if (options.body !== undefined) {
@@ -43,7 +47,7 @@ export async function createTestApp(db: TestDatabase, env: Record<string, string
 
 /** Creates a project, an environment and a token with the given scopes through the admin API. */
 export async function createTenant(t: TestApp, name: string, scopes?: string[]) {
-  const json = async (res: Response) => {
+  const json = async (res: TestResponse) => {
     if (res.status !== 201) throw new Error(`${res.status}: ${await res.text()}`);
     return res.json() as Promise<Record<string, string>>;
   };

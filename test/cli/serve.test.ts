@@ -1,0 +1,117 @@
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+
+const LISTENING = /auditledger listening on (http:\/\/127\.0\.0\.1:\d+)/;
+
+describe('auditledger CLI', () => {
+  it('prints an overview and each verb its usage', async () => {
+    const overview = runCli(['--help'], {});
+    expect((await overview.exited).code).toBe(0);
+    expect(overview.output()).toMatch(/serve .*\n.*migrate/);
+    for (const verb of ['serve', 'migrate']) {
+      const help = runCli([verb, '--help'], {});
+      expect((await help.exited).code).toBe(0);
+      expect(help.output()).toContain(`auditledger ${verb}`);
+    }
+    const unknown = runCli(['frobnicate'], {});
+    expect((await unknown.exited).code).toBe(2);
+    expect(unknown.output()).toContain("unknown command 'frobnicate'");
+  });
+
+  it('stops at start-up on an invalid setting, naming the variable', async () => {
+    const cli = runCli(['serve'], { PORT: 'eighty' });
+    expect((await cli.exited).code).toBe(78);
+    expect(cli.output()).toMatch(/PORT: .*expects/);
+  });
+
+  describe('with DATABASE_URL', () => {
+    let db: TestDatabase;
+    beforeAll(async () => {
+      db = await createTestDatabase({ empty: true });
+    });
+    afterAll(() => db.drop());
+
+    it('migrate applies the schema and exits', async () => {
+      const cli = runCli(['migrate'], { DATABASE_URL: db.ownerUrl });
+      expect((await cli.exited).code).toBe(0);
+      expect(cli.output()).toMatch(/database at schema version \d+/);
+    });
+
+    it('serve answers /healthz and /readyz, and exits cleanly on SIGTERM', async () => {
+      const dataDir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-serve-'));
+      const cli = runCli(['serve'], { DATABASE_URL: db.ownerUrl, PORT: '0', AUDITLEDGER_DATA_DIR: dataDir });
+      try {
+        const [, url] = await cli.waitFor(LISTENING);
+        expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ status: 'ok' });
+        expect((await fetch(`${url}/readyz`)).status).toBe(200);
+        cli.child.kill('SIGTERM');
+        expect(await cli.exited).toEqual({ code: 0, signal: null });
+        // It started nothing else: no embedded cluster in the data dir.
+        await expect(stat(path.join(dataDir, 'postgres'))).rejects.toThrow();
+      } finally {
+        cli.child.kill('SIGKILL');
+        await rm(dataDir, { recursive: true, force: true });
+      }
+    });
+  });
+
+  describe('embedded default', () => {
+    let dataDir: string;
+    beforeAll(async () => {
+      dataDir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-embedded-'));
+      await chmod(dataDir, 0o755);
+    });
+    afterAll(async () => {
+      // Whatever happened, leave no server running.
+      try {
+        execFileSync('pkill', ['-f', `${dataDir}/postgres`]);
+      } catch {
+        // none was left
+      }
+      await rm(dataDir, { recursive: true, force: true });
+    });
+
+    const serve = () => runCli(['serve'], { PORT: '0', AUDITLEDGER_DATA_DIR: dataDir, HOME: os.homedir() });
+
+    it('starts PostgreSQL, prints the admin token path, and serves', async () => {
+      const cli = serve();
+      try {
+        const [, url] = await cli.waitFor(LISTENING);
+        expect(cli.output()).toContain(`admin token written to ${dataDir}/admin-token`);
+        expect((await stat(path.join(dataDir, 'admin-token'))).mode & 0o777).toBe(0o600);
+        const token = (await readFile(path.join(dataDir, 'admin-token'), 'utf8')).trim();
+        const res = await fetch(`${url}/v1/projects`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ name: 'embedded' }),
+        });
+        expect(res.status).toBe(201);
+        expect((await fetch(`${url}/readyz`)).status).toBe(200);
+      } finally {
+        cli.child.kill('SIGKILL'); // as if killed: the next start must recover
+        await cli.exited;
+      }
+    });
+
+    it('recovers from a server left running by a killed process, keeps its data, and stops on SIGINT', async () => {
+      const cli = serve();
+      const [, url] = await cli.waitFor(LISTENING);
+      const token = (await readFile(path.join(dataDir, 'admin-token'), 'utf8')).trim();
+      const list = (await (await fetch(`${url}/v1/projects`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+        projects: { name: string }[];
+      };
+      expect(list.projects.map((p) => p.name)).toEqual(['embedded']);
+      expect(cli.output()).not.toContain('admin token written');
+      expect(cli.output()).toContain('left running by an earlier process');
+
+      cli.child.kill('SIGINT');
+      expect((await cli.exited).code).toBe(0);
+      await expect(stat(path.join(dataDir, 'postgres', 'postmaster.pid'))).rejects.toThrow();
+    });
+  });
+});

@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+describe('configuration', () => {
+  it('has defaults for everything but the optional URLs and token', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({ HOST: '127.0.0.1', PORT: 8080, AUDITLEDGER_LOG_LEVEL: 'info' });
+    expect(config.DATABASE_URL).toBeUndefined();
+    expect(config.AUDITLEDGER_ADMIN_TOKEN).toBeUndefined();
+    expect(config.AUDITLEDGER_DATA_DIR).toBe(`${process.cwd()}/.auditledger`);
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(loadConfig({ DATABASE_URL: '' }).DATABASE_URL).toBeUndefined();
+  });
+
+  it.each([
+    ['PORT', 'eighty', /PORT: .*expects port the HTTP server listens on/],
+    ['PORT', '70000', /PORT: /],
+    ['AUDITLEDGER_ADMIN_TOKEN', 'short', /AUDITLEDGER_ADMIN_TOKEN: must be at least 32 characters/],
+    ['AUDITLEDGER_LOG_LEVEL', 'loud', /AUDITLEDGER_LOG_LEVEL: /],
+    ['AUDITLEDGER_MAX_BODY_BYTES', '-1', /AUDITLEDGER_MAX_BODY_BYTES: /],
+  ])('names %s when its value %j is invalid', (variable, value, message) => {
+    expect(() => loadConfig({ [variable]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ [variable]: value })).toThrow(message);
+  });
+
+  it('reports every invalid variable at once', () => {
+    try {
+      loadConfig({ PORT: 'x', AUDITLEDGER_LOG_LEVEL: 'y' });
+      expect.unreachable();
+    } catch (error) {
+      expect((error as ConfigError).problems.map((p) => p.split(':')[0])).toEqual(['PORT', 'AUDITLEDGER_LOG_LEVEL']);
+    }
+  });
+});
