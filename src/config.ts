@@ -45,7 +45,41 @@ export const configSchema = z.object({
     .default(60)
     .describe('how often last_used_at of API tokens is written (one batched write, never one per request)'),
   AUDITLEDGER_DB_POOL_SIZE: positiveInt.default(10).describe('connections in the app pool'),
+  AUDITLEDGER_MAX_BATCH_EVENTS: positiveInt.default(1000).describe('most events in one POST /v1/events'),
+  AUDITLEDGER_MAX_STRING_LENGTH: positiveInt.default(4096).describe('longest string in an event (characters)'),
+  AUDITLEDGER_MAX_FIELDS: positiveInt.default(100).describe('most entries in fields, actor.fields or target.fields'),
+  AUDITLEDGER_MAX_METADATA_DEPTH: positiveInt.default(8).describe('deepest nesting of an event\'s metadata'),
+  AUDITLEDGER_MAX_METADATA_BYTES: bytes.default(16 * 1024).describe('largest metadata of one event, as JSON bytes'),
+  AUDITLEDGER_IDEMPOTENCY_HOURS: positiveInt.default(24).describe('how long idempotency keys are kept at least'),
+  AUDITLEDGER_GROUP_COMMIT_MAX_EVENTS: positiveInt
+    .default(10_000)
+    .describe('most events one append transaction takes (group commit)'),
+  AUDITLEDGER_GROUP_COMMIT_WAIT_MS: z.coerce
+    .number()
+    .min(0)
+    .max(100)
+    .default(0)
+    .describe('how long a group commit waits for more requests before its transaction (ms)'),
+  AUDITLEDGER_PARTITION_DAYS_AHEAD: positiveInt.default(7).describe('days of events partitions created ahead'),
+  AUDITLEDGER_CLOCK_OFFSET: z
+    .string()
+    .regex(/^[+-]?\d+(ms|s|m|h|d)$/, 'must be a duration like -2d, 90m, 30s or 500ms')
+    .transform(durationMs)
+    .default(0)
+    .describe('shift of the server clock, for tests and demos (needs AUDITLEDGER_ALLOW_CLOCK_OFFSET=true)'),
+  AUDITLEDGER_ALLOW_CLOCK_OFFSET: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true')
+    .describe('true to allow AUDITLEDGER_CLOCK_OFFSET'),
 });
+
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+function durationMs(value: string): number {
+  const [, amount, unit] = /^([+-]?\d+)(ms|s|m|h|d)$/.exec(value)!;
+  return Number(amount) * UNIT_MS[unit as keyof typeof UNIT_MS];
+}
 
 export type Config = z.infer<typeof configSchema>;
 
@@ -68,5 +102,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       }),
     );
   }
-  return { ...parsed.data, AUDITLEDGER_DATA_DIR: path.resolve(parsed.data.AUDITLEDGER_DATA_DIR) };
+  const config = parsed.data;
+  if (config.AUDITLEDGER_CLOCK_OFFSET !== 0 && !config.AUDITLEDGER_ALLOW_CLOCK_OFFSET) {
+    throw new ConfigError([
+      'AUDITLEDGER_CLOCK_OFFSET: refused: shifting the clock of an audit ledger is for tests and demos only; set AUDITLEDGER_ALLOW_CLOCK_OFFSET=true to allow it',
+    ]);
+  }
+  return { ...config, AUDITLEDGER_DATA_DIR: path.resolve(config.AUDITLEDGER_DATA_DIR) };
 }

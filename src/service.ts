@@ -9,9 +9,9 @@ import type { Config } from './config.js';
 import { createPools, provisionDatabase, type Pools } from './store/database.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.js';
 import { migrate, readMigrations } from './store/migrate.js';
-import { ensurePartitions } from './store/partitions.js';
-
-const PARTITION_DAYS_AHEAD = 7;
+import { GroupCommit } from './store/group-commit.js';
+import { startBoss } from './jobs/boss.js';
+import { runMaintenance, scheduleMaintenance, type MaintenanceOptions } from './jobs/maintenance.js';
 
 export interface Service {
   url: string;
@@ -48,51 +48,68 @@ export async function openDatabase(config: Config, log: Logger): Promise<{ pools
   }
 }
 
+/** The server clock: the system clock, shifted by AUDITLEDGER_CLOCK_OFFSET where allowed. */
+export function serverClock(config: Config, log: Logger): () => number {
+  const offset = config.AUDITLEDGER_CLOCK_OFFSET;
+  if (offset === 0) return Date.now;
+  log.warn({ offset_ms: offset }, 'the server clock is shifted (AUDITLEDGER_CLOCK_OFFSET): for tests and demos only');
+  return () => Date.now() + offset;
+}
+
 /** Starts everything `auditledger serve` runs; stop() shuts it down in reverse order. */
 export async function startService(config: Config, log: Logger): Promise<Service> {
+  const now = serverClock(config, log);
   const { pools, embedded, schemaVersion } = await openDatabase(config, log);
-  const closeDatabase = async () => {
+  const stack: (() => Promise<void>)[] = [async () => {
     await pools.end();
     await embedded?.stop();
+  }];
+  const unwind = async () => {
+    while (stack.length) await stack.pop()!();
   };
-  let credentials: Credentials;
+
   try {
-    await ensurePartitions(pools.owner, new Date(), PARTITION_DAYS_AHEAD);
+    const maintenance: MaintenanceOptions = {
+      partitionDaysAhead: config.AUDITLEDGER_PARTITION_DAYS_AHEAD,
+      idempotencyHours: config.AUDITLEDGER_IDEMPOTENCY_HOURS,
+      now,
+    };
+    await runMaintenance(pools.owner, maintenance, log);
+    const boss = await startBoss(pools.owner, log);
+    stack.push(() => boss.stop({ graceful: true, close: false, wait: true }));
+    await scheduleMaintenance(boss, pools.owner, maintenance, log);
+
     const admin = await ensureAdminToken(config.AUDITLEDGER_ADMIN_TOKEN, config.AUDITLEDGER_DATA_DIR, pools.owner, log);
-    credentials = new Credentials(pools.app, admin, {
+    const credentials = new Credentials(pools.app, admin, {
       cacheMs: config.AUDITLEDGER_TOKEN_CACHE_SECONDS * 1000,
       usageFlushMs: config.AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS * 1000,
     });
+    stack.push(() => credentials.close());
+    const groupCommit = new GroupCommit(pools.app, {
+      maxEvents: config.AUDITLEDGER_GROUP_COMMIT_MAX_EVENTS,
+      maxWaitMs: config.AUDITLEDGER_GROUP_COMMIT_WAIT_MS,
+      now,
+    });
+    stack.push(() => groupCommit.flushed());
+
+    const app = createApp({ config, pools, credentials, groupCommit, log, schemaVersion });
+    const server = await new Promise<Server>((resolve, reject) => {
+      const s = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, () => resolve(s as Server));
+      s.once('error', reject);
+    });
+    stack.push(async () => {
+      // Stop accepting, let in-flight requests finish, and drop idle keep-alive connections.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await closed;
+    });
+    const { port } = server.address() as AddressInfo;
+    const url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}`;
+
+    let stopping: Promise<void> | undefined;
+    return { url, stop: () => (stopping ??= unwind()) };
   } catch (error) {
-    await closeDatabase();
+    await unwind();
     throw error;
   }
-
-  const app = createApp({ config, pools, credentials, log, schemaVersion });
-  const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, () => resolve(s));
-    s.once('error', reject);
-  }).catch(async (error) => {
-    await credentials.close();
-    await closeDatabase();
-    throw error;
-  });
-  const { port } = server.address() as AddressInfo;
-  const url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}`;
-
-  let stopping: Promise<void> | undefined;
-  return {
-    url,
-    stop() {
-      stopping ??= (async () => {
-        // Stop accepting, let in-flight requests finish, and drop idle keep-alive connections.
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        (server as Server).closeIdleConnections();
-        await closed;
-        await credentials.close();
-        await closeDatabase();
-      })();
-      return stopping;
-    },
-  };
 }

@@ -4,24 +4,38 @@ import { requestId } from 'hono/request-id';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { Pools } from '../store/database.js';
+import type { GroupCommit } from '../store/group-commit.js';
 import { authenticate, requireAdmin } from './auth.js';
 import type { AppEnv } from './context.js';
 import type { Credentials } from './credentials.js';
 import { ApiError, errorResponse, onError, onNotFound } from './errors.js';
+import type { EventLimits } from './event-schema.js';
 import { requestLog } from './request-log.js';
 import { adminRoutes } from './routes/admin.js';
+import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 
 export interface AppDeps {
   config: Config;
   pools: Pools;
   credentials: Credentials;
+  groupCommit: GroupCommit;
   log: Logger;
   /** The schema version this build expects; /readyz compares the database against it. */
   schemaVersion: number;
 }
 
-export function createApp({ config, pools, credentials, log, schemaVersion }: AppDeps) {
+export function eventLimits(config: Config): EventLimits {
+  return {
+    maxBatchEvents: config.AUDITLEDGER_MAX_BATCH_EVENTS,
+    maxStringLength: config.AUDITLEDGER_MAX_STRING_LENGTH,
+    maxFields: config.AUDITLEDGER_MAX_FIELDS,
+    maxMetadataDepth: config.AUDITLEDGER_MAX_METADATA_DEPTH,
+    maxMetadataBytes: config.AUDITLEDGER_MAX_METADATA_BYTES,
+  };
+}
+
+export function createApp({ config, pools, credentials, groupCommit, log, schemaVersion }: AppDeps) {
   const app = new Hono<AppEnv>();
   app.onError(onError);
   app.notFound(onNotFound);
@@ -45,6 +59,9 @@ export function createApp({ config, pools, credentials, log, schemaVersion }: Ap
   const auth = authenticate(credentials);
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, auth, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
+
+  for (const path of ['/v1/events', '/v1/events/*', '/v1/chain']) app.use(path, auth);
+  app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config) }));
 
   return app;
 }

@@ -22,20 +22,23 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, prefix 
   return result.data;
 }
 
-/** Parses a JSON body: 415 for another media type, 400 for malformed JSON or a bad field. */
-export async function jsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+/** Reads a JSON body: 415 for another media type, 400 for malformed JSON. */
+export async function readJson(c: Context): Promise<unknown> {
   const type = c.req.header('content-type') ?? '';
   if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
     throw new ApiError(415, 'unsupported_media_type', 'the body must be JSON (Content-Type: application/json)');
   }
   const text = await c.req.text();
-  let value: unknown;
   try {
-    value = JSON.parse(text);
+    return JSON.parse(text);
   } catch (error) {
     throw new ApiError(400, 'invalid_json', `the body is not valid JSON: ${(error as Error).message}`);
   }
-  return validate(schema, value);
+}
+
+/** Reads a JSON body and validates it: 400 naming each bad field. */
+export async function jsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+  return validate(schema, await readJson(c));
 }
 
 export function query<S extends z.ZodType>(c: Context, schema: S): z.infer<S> {

@@ -2,6 +2,7 @@ import pino from 'pino';
 import { createApp } from '../../src/api/app.js';
 import { Credentials, digest, newAdminToken } from '../../src/api/credentials.js';
 import { loadConfig, type Config } from '../../src/config.js';
+import { GroupCommit } from '../../src/store/group-commit.js';
 import { ensurePartitions } from '../../src/store/partitions.js';
 import type { TestDatabase } from './database.js';
 
@@ -17,15 +18,24 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function createTestApp(db: TestDatabase, env: Record<string, string> = {}): Promise<TestApp> {
+export async function createTestApp(
+  db: TestDatabase,
+  env: Record<string, string> = {},
+  now: () => number = Date.now,
+): Promise<TestApp> {
   const config = loadConfig({ DATABASE_URL: db.ownerUrl, ...env });
   const adminToken = newAdminToken();
   const credentials = new Credentials(db.pools.app, [digest(adminToken)], {
     cacheMs: config.AUDITLEDGER_TOKEN_CACHE_SECONDS * 1000,
     usageFlushMs: config.AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS * 1000,
   });
-  await ensurePartitions(db.pools.owner, new Date(), 1);
-  const app = createApp({ config, pools: db.pools, credentials, log: pino({ level: 'silent' }), schemaVersion: 1 });
+  await ensurePartitions(db.pools.owner, new Date(now()), 1);
+  const groupCommit = new GroupCommit(db.pools.app, {
+    maxEvents: config.AUDITLEDGER_GROUP_COMMIT_MAX_EVENTS,
+    maxWaitMs: config.AUDITLEDGER_GROUP_COMMIT_WAIT_MS,
+    now,
+  });
+  const app = createApp({ config, pools: db.pools, credentials, groupCommit, log: pino({ level: 'silent' }), schemaVersion: 2 });
   return {
     adminToken,
     credentials,

@@ -1,0 +1,103 @@
+import { z } from 'zod';
+import type { AuditEvent, Crud } from '../ledger/event.js';
+import { storableString } from './schemas.js';
+
+/** Limits on appended events; each is a setting (see config.ts). */
+export interface EventLimits {
+  maxBatchEvents: number;
+  maxStringLength: number;
+  maxFields: number;
+  maxMetadataDepth: number;
+  maxMetadataBytes: number;
+}
+
+const CRUD: Record<string, Crud> = { c: 'c', r: 'r', u: 'u', d: 'd', create: 'c', read: 'r', update: 'u', delete: 'd' };
+
+/**
+ * Checks a JSON value without recursion (a hostile body may nest deeply): depth, and strings
+ * and keys that PostgreSQL or UTF-8 cannot hold. Returns the path and problem of the first fault.
+ */
+function jsonProblem(value: unknown, maxDepth: number, stringOk: (s: string) => string | undefined) {
+  const stack: { value: unknown; path: (string | number)[]; depth: number }[] = [{ value, path: [], depth: 1 }];
+  while (stack.length) {
+    const { value: v, path, depth } = stack.pop()!;
+    if (typeof v === 'string') {
+      const problem = stringOk(v);
+      if (problem) return { path, message: problem };
+    } else if (typeof v === 'object' && v !== null) {
+      if (depth > maxDepth) return { path, message: `must not nest deeper than ${maxDepth} levels` };
+      for (const [key, child] of Object.entries(v)) {
+        const problem = stringOk(key);
+        if (problem) return { path: [...path, key], message: `key ${problem}` };
+        stack.push({ value: child, path: [...path, Array.isArray(v) ? Number(key) : key], depth: depth + 1 });
+      }
+    }
+  }
+  return undefined;
+}
+
+export function eventSchemas(limits: EventLimits) {
+  const text = storableString(limits.maxStringLength);
+  const stringProblem = (s: string) => {
+    const result = text.safeParse(s);
+    return result.success ? undefined : result.error.issues[0]?.message;
+  };
+  const id = text.min(1, 'must not be empty');
+  const fieldMap = z
+    .record(text, text)
+    .refine((m) => Object.keys(m).length <= limits.maxFields, `must have at most ${limits.maxFields} entries`);
+  const party = { id, name: text.optional(), href: text.optional(), fields: fieldMap.optional() };
+
+  const metadata = z
+    .record(z.string(), z.unknown())
+    .superRefine((value, ctx) => {
+      const problem = jsonProblem(value, limits.maxMetadataDepth, stringProblem);
+      if (problem) {
+        ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
+        return;
+      }
+      const bytes = Buffer.byteLength(JSON.stringify(value));
+      if (bytes > limits.maxMetadataBytes) {
+        ctx.addIssue({ code: 'custom', message: `must be at most ${limits.maxMetadataBytes} bytes of JSON (is ${bytes})` });
+      }
+    });
+
+  const event = z.strictObject({
+    action: text.min(1, 'must not be empty'),
+    crud: z
+      .string()
+      .refine((s) => s in CRUD, 'must be one of c, r, u, d, create, read, update, delete')
+      .transform((s) => CRUD[s]!)
+      .optional(),
+    group: z.strictObject({ id, name: text.optional() }).optional(),
+    actor: z.strictObject(party).optional(),
+    target: z.strictObject({ ...party, type: text.optional() }).optional(),
+    source_ip: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' }).optional(),
+    description: text.optional(),
+    is_failure: z.boolean().optional(),
+    is_anonymous: z.boolean().optional(),
+    fields: fieldMap.optional(),
+    external_id: text.optional(),
+    component: text.optional(),
+    version: text.optional(),
+    metadata: metadata.optional(),
+    created: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z' }).optional(),
+    idempotency_key: text.min(1, 'must not be empty').max(255, 'must be at most 255 characters').optional(),
+  });
+
+  const batch = z.strictObject({
+    events: z
+      .array(event)
+      .min(1, 'must hold at least one event')
+      .max(limits.maxBatchEvents, `must hold at most ${limits.maxBatchEvents} events per request`),
+  });
+  return { event, batch };
+}
+
+export type EventInput = z.infer<ReturnType<typeof eventSchemas>['event']>;
+
+/** Splits the ledger's event from the request-only idempotency key. */
+export function splitInput(input: EventInput): { event: AuditEvent; key: string | undefined } {
+  const { idempotency_key: key, ...event } = input;
+  return { event, key };
+}

@@ -1,0 +1,159 @@
+import { createHash } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import type pg from 'pg';
+import { z } from 'zod';
+import type { AuditEvent, EventBody } from '../../ledger/event.js';
+import { canonicalize } from '../../ledger/jcs.js';
+import { verifyStoredEvents, type StoredEvent } from '../../ledger/verify-events.js';
+import type { AppendItem } from '../../store/append.js';
+import { eventHashes, getChainHead, getEvent, queryEvents } from '../../store/events.js';
+import type { GroupCommit } from '../../store/group-commit.js';
+import { requireScope } from '../auth.js';
+import type { AppEnv } from '../context.js';
+import { ApiError, invalidFields, notFound } from '../errors.js';
+import { eventSchemas, splitInput, type EventLimits } from '../event-schema.js';
+import { pathId, query, readJson, validate } from '../input.js';
+import { storableString } from '../schemas.js';
+
+export interface EventDeps {
+  db: pg.Pool;
+  groupCommit: GroupCommit;
+  limits: EventLimits;
+}
+
+const CRUD_NAMES: Record<string, string> = { create: 'c', read: 'r', update: 'u', delete: 'd' };
+
+const listQuery = z.strictObject({
+  action: storableString(1024).min(1).optional(),
+  crud: z
+    .enum(['c', 'r', 'u', 'd', 'create', 'read', 'update', 'delete'])
+    .transform((s) => (CRUD_NAMES[s] ?? s) as 'c' | 'r' | 'u' | 'd')
+    .optional(),
+  actor_id: storableString(4096).optional(),
+  target_id: storableString(4096).optional(),
+  group_id: storableString(4096).optional(),
+  from: z.iso.datetime({ offset: true }).transform((s) => new Date(s)).optional(),
+  to: z.iso.datetime({ offset: true }).transform((s) => new Date(s)).optional(),
+  seq_from: z.coerce.number().int().min(1).optional(),
+  seq_to: z.coerce.number().int().min(1).optional(),
+  order: z.enum(['asc', 'desc']).default('asc'),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z
+    .string()
+    .transform((s, ctx) => decodeCursor(s) ?? (ctx.addIssue({ code: 'custom', message: 'must be a cursor returned by an earlier page' }), z.NEVER))
+    .optional(),
+  verify: z.enum(['true', 'false']).default('false'),
+});
+
+const verifyQuery = z.strictObject({ verify: z.enum(['true', 'false']).default('false') });
+
+/** An event as the API shows it: ledger fields, the exact stored bytes, and the decoded event. */
+function present(row: StoredEvent) {
+  const canonical = row.canonical.toString('utf8');
+  let event: EventBody['event'] | null = null;
+  try {
+    event = (JSON.parse(canonical) as EventBody).event ?? null;
+  } catch {
+    // Corrupted bytes are shown as they are; verify=true says what is wrong with them.
+  }
+  return {
+    seq: row.seq,
+    id: row.id,
+    received_at: row.received_at.toISOString(),
+    hash: row.hash.toString('hex'),
+    prev: row.prev.toString('hex'),
+    canonical,
+    event,
+  };
+}
+
+function chainOf(c: Context<AppEnv>) {
+  const principal = c.get('principal');
+  if (principal.kind !== 'token') throw new ApiError(403, 'forbidden', 'this route needs an environment token');
+  return { project: principal.projectId, environment: principal.environmentId };
+}
+
+/** SHA-256 of the event's canonical form: what "the same body" means for an idempotency key. */
+function contentDigest(event: AuditEvent): Buffer {
+  return createHash('sha256').update(canonicalize(event)).digest();
+}
+
+/** Cursors are opaque to clients: the order and the last seq of the page. */
+const encodeCursor = (order: string, seq: number) => Buffer.from(`${order}.${seq}`).toString('base64url');
+function decodeCursor(cursor: string): { order: 'asc' | 'desc'; seq: number } | undefined {
+  const match = /^(asc|desc)\.(\d{1,16})$/.exec(Buffer.from(cursor, 'base64url').toString());
+  return match ? { order: match[1] as 'asc' | 'desc', seq: Number(match[2]) } : undefined;
+}
+
+export function eventRoutes({ db, groupCommit, limits }: EventDeps) {
+  const schemas = eventSchemas(limits);
+  const headerKey = storableString(255).min(1, 'must not be empty');
+
+  /** The request's events, each with its idempotency key, validated whole before anything is stored. */
+  async function readEvents(c: Context<AppEnv>): Promise<{ items: AppendItem[]; fieldOf: (index: number) => string }> {
+    const body = await readJson(c);
+    const header = c.req.header('idempotency-key');
+    const isBatch = typeof body === 'object' && body !== null && !Array.isArray(body) && 'events' in body;
+    const inputs = isBatch ? validate(schemas.batch, body).events : [validate(schemas.event, body)];
+    const fieldOf = (index: number) => (isBatch ? `events.${index}.idempotency_key` : 'idempotency_key');
+    if (header !== undefined) {
+      if (isBatch) throw invalidFields([{ field: 'Idempotency-Key', message: 'is for single events; give each event an idempotency_key' }]);
+      validate(headerKey, header, 'Idempotency-Key');
+      if (inputs[0]!.idempotency_key !== undefined && inputs[0]!.idempotency_key !== header) {
+        throw invalidFields([{ field: 'idempotency_key', message: 'differs from the Idempotency-Key header' }]);
+      }
+      inputs[0]!.idempotency_key = header;
+    }
+    const items = inputs.map((input) => {
+      const { event, key } = splitInput(input);
+      return { event, key, digest: key === undefined ? undefined : contentDigest(event) };
+    });
+    return { items, fieldOf };
+  }
+
+  async function verification(chain: { project: string; environment: string }, rows: StoredEvent[]) {
+    const have = new Map(rows.map((r) => [r.seq, r.hash]));
+    const missing = rows.map((r) => r.seq - 1).filter((s) => s >= 1 && !have.has(s));
+    for (const [seq, hash] of await eventHashes(db, chain.environment, missing)) have.set(seq, hash);
+    return verifyStoredEvents(rows, chain, have);
+  }
+
+  return new Hono<AppEnv>()
+    .post('/events', requireScope('events:write'), async (c) => {
+      const chain = chainOf(c);
+      const { items, fieldOf } = await readEvents(c);
+      const outcome = await groupCommit.append(chain, items);
+      if (!outcome.ok) {
+        const field = fieldOf(outcome.conflict.index);
+        throw new ApiError(409, 'idempotency_conflict', `${field}: the key "${outcome.conflict.key}" was used for a different event`, [
+          { field, message: 'was used for a different event' },
+        ]);
+      }
+      const { receipts, tree_size, root } = outcome;
+      return c.json({ events: receipts, tree_size, root }, outcome.stored > 0 ? 201 : 200);
+    })
+    .get('/events', requireScope('events:read'), async (c) => {
+      const chain = chainOf(c);
+      const q = query(c, listQuery);
+      const order = q.cursor?.order ?? q.order;
+      const rows = await queryEvents(db, chain.environment, { ...q, order, after_seq: q.cursor?.seq });
+      const last = rows.at(-1);
+      return c.json({
+        events: rows.map(present),
+        next_cursor: rows.length === q.limit && last ? encodeCursor(order, last.seq) : null,
+        ...(q.verify === 'true' ? { verification: await verification(chain, rows) } : {}),
+      });
+    })
+    .get('/events/:id', requireScope('events:read'), async (c) => {
+      const chain = chainOf(c);
+      const { verify } = query(c, verifyQuery);
+      const row = await getEvent(db, chain.environment, pathId(c, 'id', 'event'));
+      if (!row) throw notFound('event');
+      return c.json({ ...present(row), ...(verify === 'true' ? { verification: await verification(chain, [row]) } : {}) });
+    })
+    .get('/chain', requireScope('events:read'), async (c) => {
+      const head = await getChainHead(db, chainOf(c).environment);
+      if (!head) throw notFound('chain');
+      return c.json(head);
+    });
+}

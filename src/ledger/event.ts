@@ -1,0 +1,99 @@
+// Ledger format v1: the event body that is canonicalized, stored byte for byte, and hashed.
+// Stable: offline verifiers depend on every name here.
+import { leafHash } from './hash.js';
+import { canonicalBytes } from './jcs.js';
+
+export const FORMAT_VERSION = 1;
+/** `prev` of the first event of a chain. */
+export const GENESIS_PREV = '0'.repeat(64);
+
+export type Crud = 'c' | 'r' | 'u' | 'd';
+
+export interface Party {
+  id: string;
+  name?: string;
+  href?: string;
+  fields?: Record<string, string>;
+}
+
+/** An audit event as apps send it: Retraced's field set. */
+export interface AuditEvent {
+  action: string;
+  crud?: Crud;
+  group?: { id: string; name?: string };
+  actor?: Party;
+  target?: Party & { type?: string };
+  source_ip?: string;
+  description?: string;
+  is_failure?: boolean;
+  is_anonymous?: boolean;
+  fields?: Record<string, string>;
+  external_id?: string;
+  component?: string;
+  version?: string;
+  metadata?: Record<string, unknown>;
+  created?: string;
+}
+
+/** The fields the ledger adds to each event. */
+export interface LedgerFields {
+  project: string;
+  environment: string;
+  /** 1-based, gapless within a chain. */
+  seq: number;
+  /** UUIDv7. */
+  id: string;
+  /** Server time, ISO 8601 with millisecond precision, never decreasing within a chain. */
+  received_at: string;
+  /** Hex hash of the event at seq - 1; GENESIS_PREV for seq 1. */
+  prev: string;
+}
+
+export interface EventBody extends LedgerFields {
+  v: typeof FORMAT_VERSION;
+  event: AuditEvent;
+}
+
+export interface EncodedEvent {
+  body: EventBody;
+  /** The RFC 8785 bytes: what is stored and what the hash covers. */
+  canonical: Buffer;
+  /** SHA-256(0x00 || canonical): the chain link and the Merkle leaf at index seq - 1. */
+  hash: Buffer;
+}
+
+export function encodeEvent(event: AuditEvent, fields: LedgerFields): EncodedEvent {
+  const body: EventBody = { v: FORMAT_VERSION, ...fields, event };
+  const canonical = canonicalBytes(body);
+  return { body, canonical, hash: eventHash(canonical) };
+}
+
+/** The event hash of stored canonical bytes (RFC 9162 leaf hash). */
+export function eventHash(canonical: Uint8Array): Buffer {
+  return leafHash(canonical);
+}
+
+/**
+ * The copies of body fields kept in their own columns for filtering. Verification compares
+ * them with the body, so a column changed on its own is caught.
+ */
+export interface IndexColumns {
+  action: string;
+  crud: Crud | null;
+  actor_id: string | null;
+  target_id: string | null;
+  group_id: string | null;
+  /** Milliseconds since the epoch, or null. */
+  created: number | null;
+}
+
+export function indexColumns(event: AuditEvent): IndexColumns {
+  return {
+    action: event.action,
+    crud: event.crud ?? null,
+    actor_id: event.actor?.id ?? null,
+    target_id: event.target?.id ?? null,
+    group_id: event.group?.id ?? null,
+    created: event.created === undefined ? null : Date.parse(event.created),
+  };
+}

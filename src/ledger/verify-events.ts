@@ -1,0 +1,104 @@
+// Checks stored events against their own bytes: the hash, the chain link, the ledger fields and
+// the extracted columns. Nothing is re-serialized from decoded values except to confirm that the
+// stored bytes are canonical.
+import { eventHash, FORMAT_VERSION, GENESIS_PREV, indexColumns, type EventBody, type IndexColumns } from './event.js';
+import { canonicalize } from './jcs.js';
+
+/** An events row as stored. */
+export interface StoredEvent {
+  seq: number;
+  id: string;
+  received_at: Date;
+  prev: Buffer;
+  hash: Buffer;
+  canonical: Buffer;
+  columns: IndexColumns;
+}
+
+export interface Chain {
+  project: string;
+  environment: string;
+}
+
+export interface Failure {
+  seq: number;
+  reason: string;
+}
+
+export interface Verification {
+  ok: boolean;
+  checked: number;
+  first_seq: number | null;
+  last_seq: number | null;
+  failures: Failure[];
+}
+
+/** Decodes stored bytes, or returns why they are not an event body. */
+function decode(canonical: Buffer): EventBody | string {
+  let body: unknown;
+  try {
+    body = JSON.parse(canonical.toString('utf8'));
+  } catch {
+    return 'stored bytes are not JSON';
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'stored bytes are not an event body';
+  if (canonicalize(body) !== canonical.toString('utf8')) return 'stored bytes are not in canonical form';
+  return body as EventBody;
+}
+
+function differingColumns(stored: IndexColumns, fromBody: IndexColumns): string[] {
+  return (Object.keys(fromBody) as (keyof IndexColumns)[]).filter((k) => stored[k] !== fromBody[k]);
+}
+
+/**
+ * The failures of one stored event. `prevHash` is the stored hash of the event at seq - 1
+ * (undefined when that event is missing); seq 1 links to GENESIS_PREV.
+ */
+export function checkStoredEvent(row: StoredEvent, chain: Chain, prevHash: Buffer | undefined): Failure[] {
+  const failures: Failure[] = [];
+  const fail = (reason: string) => failures.push({ seq: row.seq, reason });
+
+  if (!eventHash(row.canonical).equals(row.hash)) fail('hash does not match the stored bytes');
+
+  const expectedPrev = row.seq === 1 ? GENESIS_PREV : prevHash?.toString('hex');
+  if (expectedPrev === undefined) fail(`event ${row.seq - 1} is missing: the chain has a gap`);
+  else if (row.prev.toString('hex') !== expectedPrev) fail(`prev does not link to event ${row.seq - 1}`);
+
+  const body = decode(row.canonical);
+  if (typeof body === 'string') {
+    fail(body);
+    return failures;
+  }
+  const ledgerFields: [string, unknown, unknown][] = [
+    ['v', body.v, FORMAT_VERSION],
+    ['project', body.project, chain.project],
+    ['environment', body.environment, chain.environment],
+    ['seq', body.seq, row.seq],
+    ['id', body.id, row.id],
+    ['received_at', body.received_at, row.received_at.toISOString()],
+    ['prev', body.prev, row.prev.toString('hex')],
+  ];
+  for (const [name, inBody, expected] of ledgerFields) {
+    if (inBody !== expected) fail(`${name} in the stored bytes does not match the row`);
+  }
+  if (typeof body.event !== 'object' || body.event === null) {
+    fail('stored bytes hold no event');
+    return failures;
+  }
+  const columns = differingColumns(row.columns, indexColumns(body.event));
+  if (columns.length) fail(`column ${columns.join(', ')} does not match the stored bytes`);
+  return failures;
+}
+
+/** Checks rows of one chain; `prevHashes` maps seq - 1 of each row to that event's stored hash. */
+export function verifyStoredEvents(rows: readonly StoredEvent[], chain: Chain, prevHashes: ReadonlyMap<number, Buffer>): Verification {
+  const failures = rows.flatMap((row) => checkStoredEvent(row, chain, prevHashes.get(row.seq - 1)));
+  const seqs = rows.map((r) => r.seq);
+  return {
+    ok: failures.length === 0,
+    checked: rows.length,
+    first_seq: seqs.length ? Math.min(...seqs) : null,
+    last_seq: seqs.length ? Math.max(...seqs) : null,
+    failures,
+  };
+}

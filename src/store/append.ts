@@ -1,0 +1,225 @@
+import type pg from 'pg';
+import { appendLeaves, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
+import { encodeEvent, indexColumns, type AuditEvent } from '../ledger/event.js';
+import { uuidv7 } from '../ledger/uuid.js';
+
+/** One event to append, with its idempotency key and the digest of its content when keyed. */
+export interface AppendItem {
+  event: AuditEvent;
+  key?: string | undefined;
+  digest?: Buffer | undefined;
+}
+
+export interface Receipt {
+  id: string;
+  seq: number;
+  hash: string;
+  received_at: string;
+}
+
+export type AppendOutcome =
+  | { ok: true; receipts: Receipt[]; stored: number; tree_size: number; root: string }
+  /** An idempotency key already names a different event; nothing of the request was stored. */
+  | { ok: false; conflict: { index: number; key: string } };
+
+export interface ChainRef {
+  project: string;
+  environment: string;
+}
+
+interface Head {
+  seq: number;
+  hash: Buffer;
+  range: CompactRange;
+  lastReceivedAt: number;
+}
+
+async function lockHead(client: pg.PoolClient, environment: string): Promise<Head> {
+  const { rows } = await client.query<{ seq: number; hash: Buffer; compact_range: Buffer[]; last_received_at: Date | null }>(
+    'SELECT seq, hash, compact_range, last_received_at FROM chain_heads WHERE environment_id = $1 FOR UPDATE',
+    [environment],
+  );
+  const row = rows[0];
+  if (!row) throw new Error(`no chain head for environment ${environment}`);
+  return {
+    seq: row.seq,
+    hash: row.hash,
+    range: { size: row.seq, hashes: row.compact_range },
+    lastReceivedAt: row.last_received_at?.getTime() ?? 0,
+  };
+}
+
+interface KnownKey {
+  digest: Buffer;
+  receipt: Receipt;
+}
+
+async function findKeys(client: pg.PoolClient, environment: string, keys: string[]): Promise<Map<string, KnownKey>> {
+  const known = new Map<string, KnownKey>();
+  if (keys.length === 0) return known;
+  const { rows } = await client.query<{ key: string; digest: Buffer; seq: number; id: string; hash: Buffer; received_at: Date }>(
+    'SELECT key, digest, seq, id, hash, received_at FROM idempotency_keys WHERE environment_id = $1 AND key = ANY($2)',
+    [environment, keys],
+  );
+  for (const r of rows) {
+    known.set(r.key, {
+      digest: r.digest,
+      receipt: { id: r.id, seq: r.seq, hash: r.hash.toString('hex'), received_at: r.received_at.toISOString() },
+    });
+  }
+  return known;
+}
+
+/** Column arrays for one multi-row INSERT ... SELECT FROM unnest(...). */
+class EventRows {
+  seq: number[] = [];
+  id: string[] = [];
+  prev: Buffer[] = [];
+  hash: Buffer[] = [];
+  canonical: Buffer[] = [];
+  action: string[] = [];
+  crud: (string | null)[] = [];
+  actorId: (string | null)[] = [];
+  targetId: (string | null)[] = [];
+  groupId: (string | null)[] = [];
+  created: (Date | null)[] = [];
+  keys: { key: string; digest: Buffer; receipt: Receipt }[] = [];
+}
+
+/**
+ * Appends the requests of one group commit to a chain in one transaction: lock the head, assign
+ * seq, prev and hash in Node, insert every new event in one statement, move the head, commit.
+ * Each request is all-or-nothing: one whose idempotency key names a different event is left out
+ * (its outcome says so) while the others are stored.
+ */
+export async function appendToChain(
+  db: pg.Pool,
+  chain: ChainRef,
+  requests: readonly AppendItem[][],
+  now: number,
+): Promise<AppendOutcome[]> {
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    const head = await lockHead(client, chain.environment);
+    const known = await findKeys(client, chain.environment, [
+      ...new Set(requests.flatMap((items) => items.flatMap((i) => (i.key ? [i.key] : [])))),
+    ]);
+    // Never earlier than the event before it, even if the clock stepped back.
+    const receivedAtMs = Math.max(now, head.lastReceivedAt);
+    const receivedAt = new Date(receivedAtMs);
+    const receivedAtIso = receivedAt.toISOString();
+
+    const rows = new EventRows();
+    let { seq } = head;
+    let prev = head.hash.toString('hex');
+    const leaves: Buffer[] = [];
+    const accepted: { receipts: Receipt[]; stored: number }[] = [];
+
+    const outcomes = requests.map((items): AppendOutcome | undefined => {
+      // Decide on the whole request before it takes any seq.
+      const inRequest = new Map<string, Buffer>();
+      for (const [index, item] of items.entries()) {
+        if (!item.key) continue;
+        const seen = known.get(item.key)?.digest ?? inRequest.get(item.key);
+        if (seen && !seen.equals(item.digest!)) return { ok: false, conflict: { index, key: item.key } };
+        inRequest.set(item.key, item.digest!);
+      }
+      const firstSeq = seq;
+      const receipts = items.map((item) => {
+        const repeated = item.key ? known.get(item.key) : undefined;
+        if (repeated) return repeated.receipt;
+        seq += 1;
+        const id = uuidv7(receivedAtMs);
+        const encoded = encodeEvent(item.event, {
+          project: chain.project,
+          environment: chain.environment,
+          seq,
+          id,
+          received_at: receivedAtIso,
+          prev,
+        });
+        const columns = indexColumns(item.event);
+        rows.seq.push(seq);
+        rows.id.push(id);
+        rows.prev.push(Buffer.from(prev, 'hex'));
+        rows.hash.push(encoded.hash);
+        rows.canonical.push(encoded.canonical);
+        rows.action.push(columns.action);
+        rows.crud.push(columns.crud);
+        rows.actorId.push(columns.actor_id);
+        rows.targetId.push(columns.target_id);
+        rows.groupId.push(columns.group_id);
+        rows.created.push(columns.created === null ? null : new Date(columns.created));
+        leaves.push(encoded.hash);
+        prev = encoded.hash.toString('hex');
+        const receipt = { id, seq, hash: prev, received_at: receivedAtIso };
+        if (item.key) {
+          rows.keys.push({ key: item.key, digest: item.digest!, receipt });
+          known.set(item.key, { digest: item.digest!, receipt });
+        }
+        return receipt;
+      });
+      accepted.push({ receipts, stored: seq - firstSeq });
+      return undefined;
+    });
+
+    const range = appendLeaves(head.range, leaves);
+    if (rows.seq.length > 0) {
+      await insertEvents(client, chain.environment, receivedAt, rows);
+      await client.query(
+        `UPDATE chain_heads SET seq = $2, hash = $3, compact_range = $4, last_received_at = $5, updated_at = now()
+          WHERE environment_id = $1`,
+        [chain.environment, seq, Buffer.from(prev, 'hex'), range.hashes, receivedAt],
+      );
+    }
+    await client.query('COMMIT');
+
+    const root = rangeRoot(range).toString('hex');
+    let next = 0;
+    return outcomes.map((outcome) => outcome ?? { ok: true, ...accepted[next++]!, tree_size: seq, root });
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+async function insertEvents(client: pg.PoolClient, environment: string, receivedAt: Date, rows: EventRows) {
+  await client.query(
+    `INSERT INTO events (environment_id, received_at, seq, id, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created)
+     SELECT $1, $2, * FROM unnest($3::bigint[], $4::uuid[], $5::bytea[], $6::bytea[], $7::bytea[], $8::text[], $9::"char"[],
+                                  $10::text[], $11::text[], $12::text[], $13::timestamptz[])`,
+    [
+      environment,
+      receivedAt,
+      rows.seq,
+      rows.id,
+      rows.prev,
+      rows.hash,
+      rows.canonical,
+      rows.action,
+      rows.crud,
+      rows.actorId,
+      rows.targetId,
+      rows.groupId,
+      rows.created,
+    ],
+  );
+  if (rows.keys.length) {
+    await client.query(
+      `INSERT INTO idempotency_keys (environment_id, key, digest, seq, id, hash, received_at)
+       SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::bigint[], $5::uuid[], $6::bytea[], $7::timestamptz[])`,
+      [
+        environment,
+        rows.keys.map((k) => k.key),
+        rows.keys.map((k) => k.digest),
+        rows.keys.map((k) => k.receipt.seq),
+        rows.keys.map((k) => k.receipt.id),
+        rows.keys.map((k) => Buffer.from(k.receipt.hash, 'hex')),
+        rows.keys.map(() => receivedAt),
+      ],
+    );
+  }
+}

@@ -1,0 +1,142 @@
+import type pg from 'pg';
+import { rangeRoot } from '../ledger/compact-range.js';
+import type { Crud } from '../ledger/event.js';
+import type { StoredEvent } from '../ledger/verify-events.js';
+
+/** Reading events and chain heads. Every query is scoped to one environment (one chain). */
+
+export interface EventFilters {
+  /** Exact action, or a prefix when it ends in `*` (`user.*`). */
+  action?: string | undefined;
+  crud?: Crud | undefined;
+  actor_id?: string | undefined;
+  target_id?: string | undefined;
+  group_id?: string | undefined;
+  from?: Date | undefined;
+  to?: Date | undefined;
+  seq_from?: number | undefined;
+  seq_to?: number | undefined;
+}
+
+export interface EventQuery extends EventFilters {
+  limit: number;
+  order: 'asc' | 'desc';
+  /** Continue after this seq (in `order`). */
+  after_seq?: number | undefined;
+}
+
+interface EventRow {
+  seq: number;
+  id: string;
+  received_at: Date;
+  prev: Buffer;
+  hash: Buffer;
+  canonical: Buffer;
+  action: string;
+  crud: Crud | null;
+  actor_id: string | null;
+  target_id: string | null;
+  group_id: string | null;
+  created: Date | null;
+}
+
+const EVENT_COLUMNS = 'seq, id, received_at, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created';
+
+function toStored(row: EventRow): StoredEvent {
+  return {
+    seq: row.seq,
+    id: row.id,
+    received_at: row.received_at,
+    prev: row.prev,
+    hash: row.hash,
+    canonical: row.canonical,
+    columns: {
+      action: row.action,
+      crud: row.crud,
+      actor_id: row.actor_id,
+      target_id: row.target_id,
+      group_id: row.group_id,
+      created: row.created?.getTime() ?? null,
+    },
+  };
+}
+
+/** `LIKE` pattern for a literal prefix. */
+function likePrefix(prefix: string): string {
+  return `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+export async function queryEvents(db: pg.Pool, environment: string, q: EventQuery): Promise<StoredEvent[]> {
+  const params: unknown[] = [environment];
+  const where = ['environment_id = $1'];
+  const add = (sql: (p: string) => string, value: unknown) => {
+    params.push(value);
+    where.push(sql(`$${params.length}`));
+  };
+  if (q.action !== undefined) {
+    if (q.action.endsWith('*')) add((p) => `action LIKE ${p}`, likePrefix(q.action.slice(0, -1)));
+    else add((p) => `action = ${p}`, q.action);
+  }
+  if (q.crud) add((p) => `crud = ${p}`, q.crud);
+  if (q.actor_id !== undefined) add((p) => `actor_id = ${p}`, q.actor_id);
+  if (q.target_id !== undefined) add((p) => `target_id = ${p}`, q.target_id);
+  if (q.group_id !== undefined) add((p) => `group_id = ${p}`, q.group_id);
+  if (q.from) add((p) => `received_at >= ${p}`, q.from);
+  if (q.to) add((p) => `received_at < ${p}`, q.to);
+  if (q.seq_from !== undefined) add((p) => `seq >= ${p}`, q.seq_from);
+  if (q.seq_to !== undefined) add((p) => `seq <= ${p}`, q.seq_to);
+  if (q.after_seq !== undefined) add((p) => `seq ${q.order === 'asc' ? '>' : '<'} ${p}`, q.after_seq);
+  params.push(q.limit);
+  const { rows } = await db.query<EventRow>(
+    `SELECT ${EVENT_COLUMNS} FROM events WHERE ${where.join(' AND ')}
+      ORDER BY seq ${q.order === 'asc' ? 'ASC' : 'DESC'} LIMIT $${params.length}`,
+    params,
+  );
+  return rows.map(toStored);
+}
+
+export async function getEvent(db: pg.Pool, environment: string, id: string): Promise<StoredEvent | undefined> {
+  const { rows } = await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE environment_id = $1 AND id = $2`, [
+    environment,
+    id,
+  ]);
+  return rows[0] && toStored(rows[0]);
+}
+
+/** Up to `limit` events of a chain with seq in [from, to], in seq order. */
+export async function eventsBySeq(db: pg.Pool, environment: string, from: number, to: number, limit: number): Promise<StoredEvent[]> {
+  const { rows } = await db.query<EventRow>(
+    `SELECT ${EVENT_COLUMNS} FROM events WHERE environment_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4`,
+    [environment, from, to, limit],
+  );
+  return rows.map(toStored);
+}
+
+/** The stored hashes of the given seqs of a chain (for checking the links of a page). */
+export async function eventHashes(db: pg.Pool, environment: string, seqs: number[]): Promise<Map<number, Buffer>> {
+  const wanted = seqs.filter((s) => s >= 1);
+  if (wanted.length === 0) return new Map();
+  const { rows } = await db.query<{ seq: number; hash: Buffer }>(
+    'SELECT seq, hash FROM events WHERE environment_id = $1 AND seq = ANY($2::bigint[])',
+    [environment, wanted],
+  );
+  return new Map(rows.map((r) => [r.seq, r.hash]));
+}
+
+export interface ChainHead {
+  seq: number;
+  hash: string;
+  tree_size: number;
+  root: string;
+}
+
+export async function getChainHead(db: pg.Pool, environment: string): Promise<ChainHead | undefined> {
+  const { rows } = await db.query<{ seq: number; hash: Buffer; compact_range: Buffer[] }>(
+    'SELECT seq, hash, compact_range FROM chain_heads WHERE environment_id = $1',
+    [environment],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  const root = rangeRoot({ size: row.seq, hashes: row.compact_range });
+  return { seq: row.seq, hash: row.hash.toString('hex'), tree_size: row.seq, root: root.toString('hex') };
+}
