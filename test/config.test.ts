@@ -33,4 +33,14 @@ describe('configuration', () => {
       expect((error as ConfigError).problems.map((p) => p.split(':')[0])).toEqual(['PORT', 'AUDITLEDGER_LOG_LEVEL']);
     }
   });
+
+  it('refuses a clock offset unless it is explicitly allowed', () => {
+    expect(() => loadConfig({ AUDITLEDGER_CLOCK_OFFSET: '-2d' })).toThrow(/AUDITLEDGER_CLOCK_OFFSET: refused/);
+    const allowed = loadConfig({ AUDITLEDGER_CLOCK_OFFSET: '-2d', AUDITLEDGER_ALLOW_CLOCK_OFFSET: 'true' });
+    expect(allowed.AUDITLEDGER_CLOCK_OFFSET).toBe(-2 * 86_400_000);
+    expect(loadConfig({ AUDITLEDGER_CLOCK_OFFSET: '90m', AUDITLEDGER_ALLOW_CLOCK_OFFSET: 'true' }).AUDITLEDGER_CLOCK_OFFSET).toBe(5_400_000);
+    expect(() => loadConfig({ AUDITLEDGER_CLOCK_OFFSET: 'soon', AUDITLEDGER_ALLOW_CLOCK_OFFSET: 'true' })).toThrow(
+      /AUDITLEDGER_CLOCK_OFFSET: must be a duration/,
+    );
+  });
 });

@@ -7,6 +7,22 @@ import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 const LISTENING = /auditledger listening on (http:\/\/127\.0\.0\.1:\d+)/;
+const ADMIN = `cli-test-admin-token-${'x'.repeat(20)}`;
+
+/** Creates a project, environment and token over HTTP; returns the token. */
+async function tenantToken(url: string, admin: string): Promise<string> {
+  const post = async (path: string, body: unknown) => {
+    const res = await fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    return (await res.json()) as Record<string, string>;
+  };
+  const project = await post('/v1/projects', { name: `p-${Math.random()}` });
+  const env = await post(`/v1/projects/${project.id}/environments`, { name: 'prod' });
+  return (await post(`/v1/projects/${project.id}/environments/${env.id}/tokens`, { name: 'app' })).token!;
+}
 
 describe('auditledger CLI', () => {
   it('prints an overview and each verb its usage', async () => {
@@ -44,11 +60,19 @@ describe('auditledger CLI', () => {
 
     it('serve answers /healthz and /readyz, and exits cleanly on SIGTERM', async () => {
       const dataDir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-serve-'));
-      const cli = runCli(['serve'], { DATABASE_URL: db.ownerUrl, PORT: '0', AUDITLEDGER_DATA_DIR: dataDir });
+      const cli = runCli(['serve'], { DATABASE_URL: db.ownerUrl, PORT: '0', AUDITLEDGER_DATA_DIR: dataDir, AUDITLEDGER_ADMIN_TOKEN: ADMIN });
       try {
         const [, url] = await cli.waitFor(LISTENING);
         expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ status: 'ok' });
         expect((await fetch(`${url}/readyz`)).status).toBe(200);
+        // Appending end to end over real HTTP.
+        const token = await tenantToken(url!, ADMIN);
+        const res = await fetch(`${url}/v1/events`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ action: 'cli.test' }),
+        });
+        expect(res.status).toBe(201);
         cli.child.kill('SIGTERM');
         expect(await cli.exited).toEqual({ code: 0, signal: null });
         // It started nothing else: no embedded cluster in the data dir.
@@ -58,6 +82,36 @@ describe('auditledger CLI', () => {
         await rm(dataDir, { recursive: true, force: true });
       }
     });
+  });
+
+  it('serve shifts the clock only when allowed, and says so', async () => {
+    const db = await createTestDatabase();
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-clock-'));
+    const cli = runCli(['serve'], {
+      DATABASE_URL: db.ownerUrl,
+      PORT: '0',
+      AUDITLEDGER_DATA_DIR: dataDir,
+      AUDITLEDGER_ADMIN_TOKEN: ADMIN,
+      AUDITLEDGER_CLOCK_OFFSET: '-2d',
+      AUDITLEDGER_ALLOW_CLOCK_OFFSET: 'true',
+    });
+    try {
+      const [, url] = await cli.waitFor(LISTENING);
+      expect(cli.output()).toContain('the server clock is shifted');
+      const token = await tenantToken(url!, ADMIN);
+      const res = await fetch(`${url}/v1/events`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ action: 'backdated' }),
+      });
+      const receivedAt = Date.parse(((await res.json()) as { events: { received_at: string }[] }).events[0]!.received_at);
+      expect(Math.abs(Date.now() - 2 * 86_400_000 - receivedAt)).toBeLessThan(60_000);
+    } finally {
+      cli.child.kill('SIGKILL');
+      await cli.exited;
+      await db.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 
   describe('embedded default', () => {
