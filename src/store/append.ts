@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { appendLeaves, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
 import { encodeEvent, indexColumns, type AuditEvent } from '../ledger/event.js';
-import { uuidv7 } from '../ledger/uuid.js';
+import { isUuid, uuidv7 } from '../ledger/uuid.js';
 
 /** One event to append, with its idempotency key and the digest of its content when keyed. */
 export interface AppendItem {
@@ -34,12 +34,16 @@ interface Head {
   lastReceivedAt: number;
 }
 
-async function lockHead(client: pg.PoolClient, environment: string): Promise<Head> {
-  const { rows } = await client.query<{ seq: number; hash: Buffer; compact_range: Buffer[]; last_received_at: Date | null }>(
-    'SELECT seq, hash, compact_range, last_received_at FROM chain_heads WHERE environment_id = $1 FOR UPDATE',
-    [environment],
-  );
-  const row = rows[0];
+/**
+ * Starts the transaction and locks the chain head in one round trip (a simple-protocol query may
+ * hold several statements; the id is a UUID the caller checked, so it is inlined safely).
+ */
+async function beginAndLockHead(client: pg.PoolClient, environment: string): Promise<Head> {
+  if (!isUuid(environment)) throw new Error(`not a chain id: ${environment}`);
+  const results = (await client.query(
+    `BEGIN; SELECT seq, hash, compact_range, last_received_at FROM chain_heads WHERE environment_id = '${environment}' FOR UPDATE`,
+  )) as unknown as pg.QueryResult<{ seq: number; hash: Buffer; compact_range: Buffer[]; last_received_at: Date | null }>[];
+  const row = results[1]?.rows[0];
   if (!row) throw new Error(`no chain head for environment ${environment}`);
   return {
     seq: row.seq,
@@ -100,8 +104,7 @@ export async function appendToChain(
 ): Promise<AppendOutcome[]> {
   const client = await db.connect();
   try {
-    await client.query('BEGIN');
-    const head = await lockHead(client, chain.environment);
+    const head = await beginAndLockHead(client, chain.environment);
     const known = await findKeys(client, chain.environment, [
       ...new Set(requests.flatMap((items) => items.flatMap((i) => (i.key ? [i.key] : [])))),
     ]);
@@ -165,14 +168,7 @@ export async function appendToChain(
     });
 
     const range = appendLeaves(head.range, leaves);
-    if (rows.seq.length > 0) {
-      await insertEvents(client, chain.environment, receivedAt, rows);
-      await client.query(
-        `UPDATE chain_heads SET seq = $2, hash = $3, compact_range = $4, last_received_at = $5, updated_at = now()
-          WHERE environment_id = $1`,
-        [chain.environment, seq, Buffer.from(prev, 'hex'), range.hashes, receivedAt],
-      );
-    }
+    if (rows.seq.length > 0) await writeEvents(client, chain.environment, receivedAt, rows, { seq, hash: prev, range });
     await client.query('COMMIT');
 
     const root = rangeRoot(range).toString('hex');
@@ -186,11 +182,24 @@ export async function appendToChain(
   }
 }
 
-async function insertEvents(client: pg.PoolClient, environment: string, receivedAt: Date, rows: EventRows) {
+/** Inserts the events and their idempotency keys and moves the head, in one statement. */
+async function writeEvents(
+  client: pg.PoolClient,
+  environment: string,
+  receivedAt: Date,
+  rows: EventRows,
+  head: { seq: number; hash: string; range: CompactRange },
+) {
   await client.query(
-    `INSERT INTO events (environment_id, received_at, seq, id, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created)
-     SELECT $1, $2, * FROM unnest($3::bigint[], $4::uuid[], $5::bytea[], $6::bytea[], $7::bytea[], $8::text[], $9::"char"[],
-                                  $10::text[], $11::text[], $12::text[], $13::timestamptz[])`,
+    `WITH new_events AS (
+       INSERT INTO events (environment_id, received_at, seq, id, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created)
+       SELECT $1, $2, * FROM unnest($3::bigint[], $4::uuid[], $5::bytea[], $6::bytea[], $7::bytea[], $8::text[], $9::"char"[],
+                                    $10::text[], $11::text[], $12::text[], $13::timestamptz[])),
+     new_keys AS (
+       INSERT INTO idempotency_keys (environment_id, received_at, key, digest, seq, id, hash)
+       SELECT $1, $2, * FROM unnest($14::text[], $15::bytea[], $16::bigint[], $17::uuid[], $18::bytea[]))
+     UPDATE chain_heads SET seq = $19, hash = $20, compact_range = $21, last_received_at = $2, updated_at = now()
+      WHERE environment_id = $1`,
     [
       environment,
       receivedAt,
@@ -205,21 +214,14 @@ async function insertEvents(client: pg.PoolClient, environment: string, received
       rows.targetId,
       rows.groupId,
       rows.created,
+      rows.keys.map((k) => k.key),
+      rows.keys.map((k) => k.digest),
+      rows.keys.map((k) => k.receipt.seq),
+      rows.keys.map((k) => k.receipt.id),
+      rows.keys.map((k) => Buffer.from(k.receipt.hash, 'hex')),
+      head.seq,
+      Buffer.from(head.hash, 'hex'),
+      head.range.hashes,
     ],
   );
-  if (rows.keys.length) {
-    await client.query(
-      `INSERT INTO idempotency_keys (environment_id, key, digest, seq, id, hash, received_at)
-       SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::bigint[], $5::uuid[], $6::bytea[], $7::timestamptz[])`,
-      [
-        environment,
-        rows.keys.map((k) => k.key),
-        rows.keys.map((k) => k.digest),
-        rows.keys.map((k) => k.receipt.seq),
-        rows.keys.map((k) => k.receipt.id),
-        rows.keys.map((k) => Buffer.from(k.receipt.hash, 'hex')),
-        rows.keys.map(() => receivedAt),
-      ],
-    );
-  }
 }

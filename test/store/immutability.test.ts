@@ -4,7 +4,7 @@ import { uuidv7 } from '../../src/ledger/uuid.js';
 import { ensurePartitions } from '../../src/store/partitions.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
-const APPEND_ONLY = /events are append-only: (UPDATE|DELETE|TRUNCATE) on events(_\d{8})? is refused/;
+const APPEND_ONLY = /audit records are append-only: (UPDATE|DELETE|TRUNCATE) on events(_\d{8})? is refused/;
 
 describe('events are immutable', () => {
   let db: TestDatabase;

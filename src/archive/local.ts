@@ -1,0 +1,83 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, link, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { ArchiveConflictError, checkKey, type Archive } from './archive.js';
+
+/**
+ * The local-folder archive (the embedded default). Each object is written to a temporary file,
+ * fsynced, made read-only and linked into place, so a reader never sees half an object, a crash
+ * leaves either the whole object or none, and an existing object is never replaced.
+ */
+export class LocalArchive implements Archive {
+  constructor(readonly location: string) {}
+
+  async put(key: string, bytes: Buffer): Promise<void> {
+    checkKey(key);
+    const target = path.join(this.location, key);
+    const existing = await this.get(key);
+    if (existing) {
+      if (existing.equals(bytes)) return;
+      throw new ArchiveConflictError(key);
+    }
+    await mkdir(path.dirname(target), { recursive: true });
+    const temporary = `${target}.${randomBytes(6).toString('hex')}.partial`;
+    const file = await open(temporary, 'wx', 0o600);
+    try {
+      await file.writeFile(bytes);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    try {
+      await chmod(temporary, 0o444);
+      // link() creates the name only if it is free: of two racing writers, one wins, whole.
+      await link(temporary, target);
+      await syncDirectory(path.dirname(target));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if (!(await this.get(key))!.equals(bytes)) throw new ArchiveConflictError(key);
+    } finally {
+      await rm(temporary, { force: true });
+    }
+  }
+
+  async get(key: string): Promise<Buffer | undefined> {
+    checkKey(key);
+    try {
+      return await readFile(path.join(this.location, key));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const keys: string[] = [];
+    const walk = async (dir: string) => {
+      let entries;
+      try {
+        entries = await readdir(path.join(this.location, dir), { withFileTypes: true });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw error;
+      }
+      for (const entry of entries) {
+        const key = dir ? `${dir}/${entry.name}` : entry.name;
+        if (entry.isDirectory()) await walk(key);
+        else if (!entry.name.endsWith('.partial') && key.startsWith(prefix)) keys.push(key);
+      }
+    };
+    await walk('');
+    return keys.sort();
+  }
+}
+
+/** A rename is durable only once its directory entry is on disk. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
