@@ -1,0 +1,51 @@
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ArchiveConflictError } from '../../src/archive/archive.js';
+import { LocalArchive } from '../../src/archive/local.js';
+
+describe('local folder archive', () => {
+  let dir: string;
+  let archive: LocalArchive;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-archive-'));
+    archive = new LocalArchive(dir);
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('round-trips bytes and leaves the object read-only, with no temporary file behind', async () => {
+    const bytes = Buffer.from('{"checkpoint": 1}\n');
+    await archive.put('checkpoints/p/e/1.note', bytes);
+    expect(await archive.get('checkpoints/p/e/1.note')).toEqual(bytes);
+    expect((await stat(path.join(dir, 'checkpoints/p/e/1.note'))).mode & 0o777).toBe(0o444);
+    expect(await readdir(path.join(dir, 'checkpoints/p/e'))).toEqual(['1.note']);
+    expect(await archive.get('checkpoints/p/e/2.note')).toBeUndefined();
+  });
+
+  it('accepts the same bytes again and refuses different bytes', async () => {
+    await archive.put('a/same', Buffer.from('one'));
+    await archive.put('a/same', Buffer.from('one'));
+    await expect(archive.put('a/same', Buffer.from('two'))).rejects.toThrow(ArchiveConflictError);
+    expect((await archive.get('a/same'))!.toString()).toBe('one');
+  });
+
+  it('of two racing writers with different bytes, exactly one wins', async () => {
+    const results = await Promise.allSettled([archive.put('race/x', Buffer.from('left')), archive.put('race/x', Buffer.from('right'))]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect(['left', 'right']).toContain((await archive.get('race/x'))!.toString());
+  });
+
+  it('lists keys under a prefix, skipping unfinished writes', async () => {
+    await writeFile(path.join(dir, 'a', 'torn.abc.partial'), 'half');
+    expect(await archive.list('a/')).toEqual(['a/same']);
+    expect(await archive.list('checkpoints/')).toEqual(['checkpoints/p/e/1.note']);
+    expect(await archive.list('none/')).toEqual([]);
+  });
+
+  it('refuses keys that could leave the folder', async () => {
+    for (const key of ['../escape', '/abs', 'a//b', 'a/./b', '', 'a/../../b']) {
+      await expect(archive.put(key, Buffer.from('x'))).rejects.toThrow(/invalid archive key/);
+    }
+  });
+});
