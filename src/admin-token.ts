@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type pg from 'pg';
@@ -28,6 +28,7 @@ export async function ensureAdminToken(
     }
     const token = newAdminToken();
     const file = path.join(dataDir, 'admin-token');
+    await mkdir(dataDir, { recursive: true });
     await writeFile(file, `${token}\n`, { mode: 0o600 });
     await insertAdminDigest(client, digest(token));
     await client.query('COMMIT');

@@ -61,6 +61,18 @@ export const configSchema = z.object({
     .default(0)
     .describe('how long a group commit waits for more requests before its transaction (ms)'),
   AUDITLEDGER_PARTITION_DAYS_AHEAD: positiveInt.default(7).describe('days of events partitions created ahead'),
+  AUDITLEDGER_SIGNING_KEY_FILE: optionalString.describe(
+    'file holding the ed25519 signing key (from auditledger keygen). Unset: DATA_DIR/signing-key, generated on first start',
+  ),
+  AUDITLEDGER_RETIRED_KEYS: z
+    .string()
+    .default('')
+    .transform((s) => s.split(/[\s,]+/).filter(Boolean))
+    .describe('verifier keys (vkeys) of retired signing keys, separated by commas or spaces'),
+  AUDITLEDGER_ORIGIN: optionalString.describe(
+    'checkpoint origin prefix; each chain signs as <origin>/<project>/<environment>. Unset: the signing key name',
+  ),
+  AUDITLEDGER_CHECKPOINT_INTERVAL: positiveInt.default(60).describe('seconds between checkpoints of chains that moved'),
   AUDITLEDGER_CLOCK_OFFSET: z
     .string()
     .regex(/^[+-]?\d+(ms|s|m|h|d)$/, 'must be a duration like -2d, 90m, 30s or 500ms')

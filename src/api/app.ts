@@ -3,6 +3,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import type { Keyring } from '../signing-key.js';
 import type { Pools } from '../store/database.js';
 import type { GroupCommit } from '../store/group-commit.js';
 import { authenticate, requireAdmin } from './auth.js';
@@ -13,6 +14,8 @@ import type { EventLimits } from './event-schema.js';
 import { requestLog } from './request-log.js';
 import { adminRoutes } from './routes/admin.js';
 import { eventRoutes } from './routes/events.js';
+import { keyRoutes } from './routes/keys.js';
+import { proofRoutes } from './routes/proofs.js';
 import { healthRoutes } from './routes/health.js';
 
 export interface AppDeps {
@@ -20,6 +23,7 @@ export interface AppDeps {
   pools: Pools;
   credentials: Credentials;
   groupCommit: GroupCommit;
+  keyring: Keyring;
   log: Logger;
   /** The schema version this build expects; /readyz compares the database against it. */
   schemaVersion: number;
@@ -35,7 +39,7 @@ export function eventLimits(config: Config): EventLimits {
   };
 }
 
-export function createApp({ config, pools, credentials, groupCommit, log, schemaVersion }: AppDeps) {
+export function createApp({ config, pools, credentials, groupCommit, keyring, log, schemaVersion }: AppDeps) {
   const app = new Hono<AppEnv>();
   app.onError(onError);
   app.notFound(onNotFound);
@@ -60,8 +64,12 @@ export function createApp({ config, pools, credentials, groupCommit, log, schema
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, auth, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
 
-  for (const path of ['/v1/events', '/v1/events/*', '/v1/chain']) app.use(path, auth);
+  for (const path of ['/v1/events', '/v1/events/*', '/v1/chain', '/v1/checkpoints', '/v1/checkpoints/*', '/v1/consistency']) {
+    app.use(path, auth);
+  }
   app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config) }));
+  app.route('/v1', proofRoutes(pools.app));
+  app.route('/v1', keyRoutes(keyring));
 
   return app;
 }

@@ -60,7 +60,13 @@ describe('auditledger CLI', () => {
 
     it('serve answers /healthz and /readyz, and exits cleanly on SIGTERM', async () => {
       const dataDir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-serve-'));
-      const cli = runCli(['serve'], { DATABASE_URL: db.ownerUrl, PORT: '0', AUDITLEDGER_DATA_DIR: dataDir, AUDITLEDGER_ADMIN_TOKEN: ADMIN });
+      const cli = runCli(['serve'], {
+        DATABASE_URL: db.ownerUrl,
+        PORT: '0',
+        AUDITLEDGER_DATA_DIR: dataDir,
+        AUDITLEDGER_ADMIN_TOKEN: ADMIN,
+        AUDITLEDGER_CHECKPOINT_INTERVAL: '1',
+      });
       try {
         const [, url] = await cli.waitFor(LISTENING);
         expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ status: 'ok' });
@@ -73,8 +79,19 @@ describe('auditledger CLI', () => {
           body: JSON.stringify({ action: 'cli.test' }),
         });
         expect(res.status).toBe(201);
+        // The checkpoint job signs the moved chain within its interval, with the generated key.
+        let latest: Response | undefined;
+        for (let i = 0; i < 50 && latest?.status !== 200; i++) {
+          await new Promise((r) => setTimeout(r, 200));
+          latest = await fetch(`${url}/v1/checkpoints/latest`, { headers: { authorization: `Bearer ${token}` } });
+        }
+        expect(latest!.status).toBe(200);
+        const keys = (await (await fetch(`${url}/v1/keys`)).json()) as { keys: { vkey: string }[] };
+        expect(await readFile(path.join(dataDir, 'signing-key'), 'utf8')).toMatch(/^PRIVATE\+KEY\+/);
+        expect(keys.keys[0]!.vkey).toMatch(/^auditledger-/);
         cli.child.kill('SIGTERM');
         expect(await cli.exited).toEqual({ code: 0, signal: null });
+        expect(cli.output()).toContain('production keys belong in a secret store');
         // It started nothing else: no embedded cluster in the data dir.
         await expect(stat(path.join(dataDir, 'postgres'))).rejects.toThrow();
       } finally {

@@ -2,6 +2,8 @@ import pino from 'pino';
 import { createApp } from '../../src/api/app.js';
 import { Credentials, digest, newAdminToken } from '../../src/api/credentials.js';
 import { loadConfig, type Config } from '../../src/config.js';
+import { generateSigningKey } from '../../src/ledger/keys.js';
+import type { Keyring } from '../../src/signing-key.js';
 import { GroupCommit } from '../../src/store/group-commit.js';
 import { ensurePartitions } from '../../src/store/partitions.js';
 import type { TestDatabase } from './database.js';
@@ -11,6 +13,7 @@ export type TestResponse = Omit<Response, 'json'> & { json(): Promise<any> };
 
 export interface TestApp {
   adminToken: string;
+  keyring: Keyring;
   credentials: Credentials;
   config: Config;
   /** Sends a request to the app in process; `body` objects are sent as JSON. */
@@ -35,9 +38,12 @@ export async function createTestApp(
     maxWaitMs: config.AUDITLEDGER_GROUP_COMMIT_WAIT_MS,
     now,
   });
-  const app = createApp({ config, pools: db.pools, credentials, groupCommit, log: pino({ level: 'silent' }), schemaVersion: 2 });
+  const key = generateSigningKey('test-ledger');
+  const keyring: Keyring = { current: key, retired: [], origin: 'test.example/ledger' };
+  const app = createApp({ config, pools: db.pools, credentials, groupCommit, keyring, log: pino({ level: 'silent' }), schemaVersion: 3 });
   return {
     adminToken,
+    keyring,
     credentials,
     config,
     request(method, path, options = {}) {

@@ -14,6 +14,7 @@ import { ApiError, invalidFields, notFound } from '../errors.js';
 import { eventSchemas, splitInput, type EventLimits } from '../event-schema.js';
 import { pathId, query, readJson, validate } from '../input.js';
 import { storableString } from '../schemas.js';
+import { chainOf } from './chain.js';
 
 export interface EventDeps {
   db: pg.Pool;
@@ -67,11 +68,6 @@ function present(row: StoredEvent) {
   };
 }
 
-function chainOf(c: Context<AppEnv>) {
-  const principal = c.get('principal');
-  if (principal.kind !== 'token') throw new ApiError(403, 'forbidden', 'this route needs an environment token');
-  return { project: principal.projectId, environment: principal.environmentId };
-}
 
 /** SHA-256 of the event's canonical form: what "the same body" means for an idempotency key. */
 function contentDigest(event: AuditEvent): Buffer {

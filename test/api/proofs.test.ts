@@ -1,0 +1,243 @@
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalArchive } from '../../src/archive/local.js';
+import { checkpointKey, runCheckpoints, type CheckpointDeps } from '../../src/jobs/checkpoints.js';
+import { chainOrigin, openCheckpoint, signCheckpoint } from '../../src/ledger/checkpoint.js';
+import { appendLeaves, emptyRange } from '../../src/ledger/compact-range.js';
+import { encodeEvent, GENESIS_PREV } from '../../src/ledger/event.js';
+import { generateSigningKey, verifierKey } from '../../src/ledger/keys.js';
+import { verifyConsistencyDocument, verifyInclusionDocument } from '../../src/ledger/verify-proof.js';
+import { runCli } from '../helpers/cli.js';
+import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+
+type Tenant = Awaited<ReturnType<typeof createTenant>>;
+
+describe('checkpoints and proofs', () => {
+  let db: TestDatabase;
+  let t: TestApp;
+  let dir: string;
+  let job: CheckpointDeps;
+  let logged: string[];
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    t = await createTestApp(db);
+    dir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-proofs-'));
+    logged = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => void logged.push(line) });
+    job = { db: db.pools.owner, archive: new LocalArchive(dir), key: t.keyring.current, origin: t.keyring.origin, log };
+  });
+  afterAll(async () => {
+    await t.close();
+    await db.drop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const append = async (tenant: Tenant, n: number, prefix = 'e') => {
+    const events = Array.from({ length: n }, (_, i) => ({ action: `${prefix}.${i}` }));
+    const res = await t.request('POST', '/v1/events', { token: tenant.token, body: { events } });
+    return (await res.json()).events as { id: string; seq: number }[];
+  };
+  const get = async (tenant: Tenant, url: string) => {
+    const res = await t.request('GET', url, { token: tenant.token });
+    return { status: res.status, body: await res.json() };
+  };
+  const vkey = () => verifierKey(t.keyring.current);
+
+  it('GET /v1/keys lists the current key without auth', async () => {
+    const res = await t.request('GET', '/v1/keys');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      origin: t.keyring.origin,
+      keys: [{ name: 'test-ledger', key_id: expect.stringMatching(/^[0-9a-f]{8}$/), vkey: vkey(), status: 'current' }],
+    });
+  });
+
+  describe('on a healthy chain', () => {
+    let tenant: Tenant;
+    let events: { id: string; seq: number }[];
+    beforeAll(async () => {
+      tenant = await createTenant(t, 'healthy');
+      events = await append(tenant, 10);
+    });
+
+    it('the job signs a checkpoint of each moved chain, archives it, and signs nothing when nothing moved', async () => {
+      expect((await get(tenant, '/v1/checkpoints/latest')).status).toBe(404);
+      expect(await runCheckpoints(job)).toBeGreaterThanOrEqual(1);
+      expect(await runCheckpoints(job)).toBe(0);
+      const { body } = await get(tenant, '/v1/checkpoints/latest');
+      expect(body.tree_size).toBe(10);
+      const { checkpoint } = openCheckpoint(body.note, [t.keyring.current], chainOrigin(t.keyring.origin, tenant.projectId, tenant.environmentId));
+      expect(checkpoint.size).toBe(10);
+      expect(Buffer.from(checkpoint.root).toString('hex')).toBe((await get(tenant, '/v1/chain')).body.root);
+      const archived = await job.archive.get(checkpointKey(tenant.projectId, tenant.environmentId, 10));
+      expect(archived?.toString()).toBe(body.note);
+    });
+
+    it('an inclusion proof round-trips through the API and the offline command', async () => {
+      const { status, body } = await get(tenant, `/v1/events/${events[3]!.id}/proof`);
+      expect(status).toBe(200);
+      expect(body).toMatchObject({ leaf_index: 3, tree_size: 10, checkpoint: expect.stringContaining('\n\n— test-ledger ') });
+      expect(verifyInclusionDocument(body, [t.keyring.current])).toMatch(/seq 4\) is included in the signed checkpoint/);
+
+      const file = path.join(dir, 'proof.json');
+      await writeFile(file, JSON.stringify(body));
+      const ok = runCli(['verify-proof', file, '--key', vkey()], {});
+      expect((await ok.exited).code).toBe(0);
+      expect(ok.output()).toMatch(/^ok: event .* is included/m);
+
+      await writeFile(file, JSON.stringify({ ...body, leaf_index: 4 }));
+      const bad = runCli(['verify-proof', file, '--key', vkey()], {});
+      expect((await bad.exited).code).toBe(1);
+      expect(bad.output()).toMatch(/^FAILED: /m);
+
+      const otherKey = verifierKey(generateSigningKey('someone-else'));
+      await writeFile(file, JSON.stringify(body));
+      const wrongKey = runCli(['verify-proof', file, '--key', otherKey], {});
+      expect((await wrongKey.exited).code).toBe(1);
+    });
+
+    it('a consistency proof shows the later checkpoint extends the earlier one', async () => {
+      await append(tenant, 5, 'more');
+      await runCheckpoints(job);
+      const { body } = await get(tenant, '/v1/consistency?from=10&to=15');
+      expect(body).toMatchObject({ from: 10, to: 15 });
+      expect(verifyConsistencyDocument(body, [t.keyring.current])).toMatch(/size 15 extends the one at size 10/);
+      const file = path.join(dir, 'consistency.json');
+      await writeFile(file, JSON.stringify(body));
+      const cli = runCli(['verify-proof', file, '--key', vkey()], {});
+      expect((await cli.exited).code).toBe(0);
+      const list = await get(tenant, '/v1/checkpoints?limit=5');
+      expect(list.body.checkpoints.map((c: { tree_size: number }) => c.tree_size)).toEqual([15, 10]);
+    });
+
+    it('checks proof parameters', async () => {
+      for (const q of ['tree_size=0', 'tree_size=99', 'tree_size=2', 'tree_size=x', 'extra=1']) {
+        const { status, body } = await get(tenant, `/v1/events/${events[3]!.id}/proof?${q}`);
+        expect(status, q).toBe(400);
+        expect(body.error.message).toMatch(/^query\./);
+      }
+      expect((await get(tenant, '/v1/consistency?from=12&to=11')).status).toBe(400);
+      expect((await get(tenant, '/v1/consistency')).status).toBe(400);
+    });
+  });
+
+  it('a forged or altered checkpoint is rejected', async () => {
+    const tenant = await createTenant(t, 'forged');
+    const [event] = await append(tenant, 3);
+    await runCheckpoints(job);
+    const { body } = await get(tenant, `/v1/events/${event!.id}/proof`);
+    // Altered text: the size changed after signing.
+    const altered = { ...body, checkpoint: body.checkpoint.replace('\n3\n', '\n4\n') };
+    expect(() => verifyInclusionDocument(altered, [t.keyring.current])).toThrow(/signature|verif/i);
+    // Forged: the right text signed by another key under the same name.
+    const forger = generateSigningKey('test-ledger');
+    const text = body.checkpoint.split('\n\n')[0];
+    const [origin, size, root] = text.split('\n');
+    const forged = { ...body, checkpoint: signCheckpoint({ origin, size: Number(size), root: Buffer.from(root, 'base64') }, forger) };
+    expect(() => verifyInclusionDocument(forged, [t.keyring.current])).toThrow();
+  });
+
+  it('an event altered with superuser rights fails its inclusion proof', async () => {
+    const tenant = await createTenant(t, 'altered');
+    const events = await append(tenant, 8);
+    await runCheckpoints(job);
+    await asSuperuser(db, async (su) => {
+      // Rewrite event 5's bytes and recompute its hash: the row is self-consistent again.
+      const { rows } = await su.query('SELECT canonical FROM events WHERE environment_id = $1 AND seq = 5', [tenant.environmentId]);
+      const body = JSON.parse(rows[0].canonical.toString());
+      body.event.action = 'nothing.to.see';
+      const { canonical, hash } = encodeEvent(body.event, body);
+      await su.query('UPDATE events SET canonical = $2, hash = $3, action = $4 WHERE environment_id = $1 AND seq = 5', [
+        tenant.environmentId,
+        canonical,
+        hash,
+        'nothing.to.see',
+      ]);
+    });
+    const { body } = await get(tenant, `/v1/events/${events[4]!.id}/proof`);
+    expect(body.tree_size).toBe(8);
+    expect(() => verifyInclusionDocument(body, [t.keyring.current])).toThrow(/root/);
+  });
+
+  it('a whole tail rewritten with recomputed hashes is caught by the earlier signed checkpoint', async () => {
+    const tenant = await createTenant(t, 'rewritten');
+    await append(tenant, 10);
+    await runCheckpoints(job); // signed at 10
+    // Rewrite events 6..10 with recomputed hashes, links and chain head: every row checks out.
+    await asSuperuser(db, async (su) => {
+      const { rows } = await su.query('SELECT seq, canonical, hash FROM events WHERE environment_id = $1 ORDER BY seq', [tenant.environmentId]);
+      let range = emptyRange();
+      let prev = GENESIS_PREV;
+      for (const row of rows) {
+        let hash: Buffer = row.hash;
+        if (row.seq >= 6) {
+          const body = JSON.parse(row.canonical.toString());
+          body.event.action = `rewritten.${row.seq}`;
+          const encoded = encodeEvent(body.event, { ...body, prev });
+          hash = encoded.hash;
+          await su.query('UPDATE events SET canonical = $3, hash = $4, prev = $5, action = $6 WHERE environment_id = $1 AND seq = $2', [
+            tenant.environmentId,
+            row.seq,
+            encoded.canonical,
+            hash,
+            Buffer.from(prev, 'hex'),
+            body.event.action,
+          ]);
+        }
+        range = appendLeaves(range, [hash]);
+        prev = hash.toString('hex');
+      }
+      await su.query('UPDATE chain_heads SET hash = $2, compact_range = $3 WHERE environment_id = $1', [
+        tenant.environmentId,
+        Buffer.from(prev, 'hex'),
+        range.hashes,
+      ]);
+    });
+    // Rows, links and head all agree, so only the signed checkpoint can tell.
+    const verified = await get(tenant, '/v1/events?verify=true');
+    expect(verified.body.verification.ok).toBe(true);
+
+    await append(tenant, 2, 'after');
+    logged.length = 0;
+    await runCheckpoints(job);
+    expect(logged.join('')).toMatch(/"reason":"the stored events do not extend the last checkpoint to the head","msg":"checkpoint refused"/);
+    const latest = await get(tenant, '/v1/checkpoints/latest');
+    expect(latest.body.tree_size).toBe(10); // nothing inconsistent was signed
+
+    const consistency = await get(tenant, '/v1/consistency?from=10&to=12');
+    const withSignedFrom = { ...consistency.body, checkpoints: { from: latest.body.note, to: signCheckpoint(
+      { origin: chainOrigin(t.keyring.origin, tenant.projectId, tenant.environmentId), size: 12, root: Buffer.from(consistency.body.roots.to, 'base64') },
+      t.keyring.current,
+    ) } };
+    expect(() => verifyConsistencyDocument(withSignedFrom, [t.keyring.current])).toThrow(/root/);
+  });
+
+  it('keygen writes a 0600 key file and prints its vkey; it never overwrites', async () => {
+    const out = path.join(dir, 'ops.key');
+    const cli = runCli(['keygen', '--name', 'ops-ledger', '--out', out], {});
+    expect((await cli.exited).code).toBe(0);
+    expect(cli.output()).toMatch(/^ops-ledger\+[0-9a-f]{8}\+[A-Za-z0-9+/]{44}$/m);
+    expect((await stat(out)).mode & 0o777).toBe(0o600);
+    expect(await readFile(out, 'utf8')).toMatch(/^PRIVATE\+KEY\+ops-ledger\+/);
+    const again = runCli(['keygen', '--name', 'ops-ledger', '--out', out], {});
+    expect((await again.exited).code).toBe(2);
+  });
+});
+
+async function asSuperuser(db: TestDatabase, work: (client: pg.Client) => Promise<void>) {
+  const su = new pg.Client({ connectionString: db.superuserUrl });
+  await su.connect();
+  try {
+    await su.query('ALTER TABLE events DISABLE TRIGGER USER');
+    await work(su);
+  } finally {
+    await su.query('ALTER TABLE events ENABLE TRIGGER USER');
+    await su.end();
+  }
+}
