@@ -9,11 +9,26 @@ export interface Archive {
    * Stores `bytes` under `key` once. Writing the same bytes again is a no-op; writing other bytes
    * to an existing key is refused with ArchiveConflictError.
    */
-  put(key: string, bytes: Buffer): Promise<void>;
+  put(key: string, bytes: Buffer): Promise<PutResult>;
   /** The object's bytes, or undefined when there is none. */
   get(key: string): Promise<Buffer | undefined>;
   /** Keys under `prefix`, sorted. */
   list(prefix: string): Promise<string[]>;
+  /** How the object is protected from deletion, or undefined when there is no such object. */
+  retention(key: string): Promise<Retention | undefined>;
+}
+
+export interface Retention {
+  /** NONE for the local folder, which relies on file modes rather than a retention lock. */
+  mode: 'COMPLIANCE' | 'GOVERNANCE' | 'NONE';
+  retainUntil?: Date | undefined;
+  /** The object version the lock protects (S3 keeps every version). */
+  versionId?: string | undefined;
+}
+
+export interface PutResult {
+  /** The version written or found (S3); undefined for the local folder. */
+  versionId?: string | undefined;
 }
 
 export class ArchiveConflictError extends Error {

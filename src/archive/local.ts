@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, link, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { ArchiveConflictError, checkKey, type Archive } from './archive.js';
+import { ArchiveConflictError, checkKey, type Archive, type PutResult, type Retention } from './archive.js';
 
 /**
  * The local-folder archive (the embedded default). Each object is written to a temporary file,
@@ -11,12 +11,12 @@ import { ArchiveConflictError, checkKey, type Archive } from './archive.js';
 export class LocalArchive implements Archive {
   constructor(readonly location: string) {}
 
-  async put(key: string, bytes: Buffer): Promise<void> {
+  async put(key: string, bytes: Buffer): Promise<PutResult> {
     checkKey(key);
     const target = path.join(this.location, key);
     const existing = await this.get(key);
     if (existing) {
-      if (existing.equals(bytes)) return;
+      if (existing.equals(bytes)) return {};
       throw new ArchiveConflictError(key);
     }
     await mkdir(path.dirname(target), { recursive: true });
@@ -39,6 +39,11 @@ export class LocalArchive implements Archive {
     } finally {
       await rm(temporary, { force: true });
     }
+    return {};
+  }
+
+  async retention(key: string): Promise<Retention | undefined> {
+    return (await this.get(key)) ? { mode: 'NONE' } : undefined;
   }
 
   async get(key: string): Promise<Buffer | undefined> {
