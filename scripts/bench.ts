@@ -1,0 +1,768 @@
+// Ingest and verification benchmark against a real PostgreSQL and the real service, in one run:
+//   (a) raw COPY into a plain table shaped like `events`: the ceiling the others are compared with;
+//   (b) batched HTTP ingest; (c) single-event HTTP ingest on one chain and on 16;
+//   (d) full-chain verification. Targets are printed beside the figures, never asserted.
+//
+//   npm run bench -- [--events N] [--seconds S] [--workers W]
+//
+// PostgreSQL: a fresh database at DATABASE_URL (a superuser URL) when set, otherwise an embedded
+// server in a temporary folder. The service runs as a child process (`auditledger serve`) so it
+// never shares an event loop with the load generator, which runs in worker threads.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import pino from 'pino';
+import { encodeEvent, GENESIS_PREV, indexColumns, type AuditEvent } from '../src/ledger/event.js';
+import { uuidv7 } from '../src/ledger/uuid.js';
+import { verifyChain } from '../src/store/chain-verify.js';
+import { createPools } from '../src/store/database.js';
+import { startEmbeddedPostgres } from '../src/store/embedded.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = path.join(ROOT, 'src/cli/bin.js');
+const WARMUP_MS = 1000;
+
+/** A realistic event: 472 bytes of JSON as sent, about 750 stored once the ledger fields are added. */
+const EVENT: AuditEvent = {
+  action: 'invoice.payment.captured',
+  crud: 'u',
+  actor: { id: 'user_8f3a2c9e41d7', name: 'Jane Doe' },
+  target: { id: 'inv_2026_000184273', type: 'invoice' },
+  group: { id: 'org_5d1e77a0c2b4', name: 'Acme Corporation' },
+  source_ip: '203.0.113.42',
+  fields: { amount: '1249.00', currency: 'EUR', method: 'card', card_last4: '4242' },
+  metadata: {
+    request_id: 'req_01JQ7X9K2M4N6P8R0T2V4W6Y8Z',
+    user_agent: 'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) Safari/605.1.15',
+    attempt: 1,
+  },
+};
+
+interface Options {
+  /** Rows COPYed in (a), and the least number of events (d) verifies. */
+  events: number;
+  /** Measured seconds of each HTTP phase, after the warm-up. */
+  seconds: number;
+  /** Load-generator threads. */
+  workers: number;
+}
+
+function parseOptions(): Options {
+  const { values } = parseArgs({
+    options: {
+      events: { type: 'string', default: '200000' },
+      seconds: { type: 'string', default: '8' },
+      // One thread of node:http client tops out near 10k requests/s here; (c) needs more.
+      workers: { type: 'string', default: '2' },
+    },
+    strict: true,
+  });
+  const positive = (name: keyof typeof values) => {
+    const n = Number(values[name]);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${values[name]}`);
+    return n;
+  };
+  return { events: positive('events'), seconds: positive('seconds'), workers: positive('workers') };
+}
+
+const progress = (message: string) => process.stderr.write(`bench: ${message}\n`);
+const count = (n: number) => Math.round(n).toLocaleString('en-US');
+
+// ---------------------------------------------------------------------------------------------
+// Teardown
+
+/** Steps undone last-in first-out, exactly once, whether the run ends, fails or is interrupted. */
+class Teardown {
+  private readonly steps: (() => Promise<unknown>)[] = [];
+  private running: Promise<void> | undefined;
+
+  add(step: () => Promise<unknown>): void {
+    this.steps.push(step);
+  }
+
+  run(): Promise<void> {
+    return (this.running ??= this.unwind());
+  }
+
+  private async unwind(): Promise<void> {
+    while (this.steps.length) {
+      // One failed step must not leave the later ones (the server, the folder) behind.
+      await this.steps.pop()!().catch((error: unknown) => progress(`teardown: ${(error as Error).message}`));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL and the service
+
+async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await use(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** DATABASE_URL, or the superuser URL of an embedded server in `dir`, stopped at teardown. */
+async function superuserUrl(dir: string, teardown: Teardown): Promise<string> {
+  if (process.env.DATABASE_URL) return process.env.DATABASE_URL;
+  const embedded = await startEmbeddedPostgres(dir, pino({ level: 'warn' }));
+  teardown.add(() => embedded.stop());
+  return embedded.adminUrl();
+}
+
+/** A database of this run's own, dropped at teardown; returns its (superuser) URL. */
+async function benchDatabase(superuser: string, teardown: Teardown): Promise<string> {
+  const name = `auditledger_bench_${randomBytes(6).toString('hex')}`;
+  await withClient(superuser, (c) => c.query(`CREATE DATABASE ${name}`));
+  teardown.add(() => withClient(superuser, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)));
+  const url = new URL(superuser);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** Sends SIGTERM and waits for the exit; SIGKILL if the graceful stop hangs. */
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * The URL the service prints once it listens; fails if its output ends (it stopped) before.
+ * Every other line (its warnings, on stdout) is passed on, which also keeps the pipe from filling.
+ */
+function listeningUrl(child: ChildProcess): Promise<URL> {
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    let listening = false;
+    lines.on('line', (line) => {
+      const match = listening ? null : /^auditledger listening on (http:\/\/\S+)$/.exec(line);
+      if (match) {
+        listening = true;
+        resolve(new URL(match[1]!));
+      } else {
+        process.stderr.write(`service: ${line}\n`);
+      }
+    });
+    lines.once('close', () => reject(new Error('the service stopped before listening (its output is above)')));
+  });
+}
+
+interface RunningService {
+  url: URL;
+  pid: number;
+}
+
+/**
+ * Starts `auditledger serve` on the bench database, in a process group of its own so that
+ * Ctrl-C reaches only us and the service is stopped in order at teardown.
+ */
+async function startService(databaseUrl: string, dataDir: string, adminToken: string, teardown: Teardown): Promise<RunningService> {
+  const child = spawn(process.execPath, [BIN, 'serve'], {
+    cwd: ROOT,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      PORT: '0',
+      AUDITLEDGER_DATA_DIR: dataDir,
+      AUDITLEDGER_ADMIN_TOKEN: adminToken,
+      AUDITLEDGER_LOG_LEVEL: 'warn',
+    },
+  });
+  teardown.add(() => stopProcess(child));
+  return { url: await listeningUrl(child), pid: child.pid! };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenants: one project, one environment (chain) with its own token per phase or spread chain
+
+interface Chain {
+  project: string;
+  environment: string;
+  token: string;
+}
+
+async function adminPost<T>(base: URL, adminToken: string, route: string, body: unknown): Promise<T> {
+  const response = await fetch(new URL(route, base), {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (response.status !== 201) throw new Error(`POST ${route}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as T;
+}
+
+async function createChains(base: URL, adminToken: string, names: readonly string[]): Promise<Map<string, Chain>> {
+  const project = await adminPost<{ id: string }>(base, adminToken, '/v1/projects', { name: 'bench' });
+  const chains = new Map<string, Chain>();
+  for (const name of names) {
+    const environments = `/v1/projects/${project.id}/environments`;
+    const environment = await adminPost<{ id: string }>(base, adminToken, environments, { name });
+    const { token } = await adminPost<{ token: string }>(base, adminToken, `${environments}/${environment.id}/tokens`, {
+      name: 'bench',
+    });
+    chains.set(name, { project: project.id, environment: environment.id, token });
+  }
+  return chains;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting (Linux /proc): on a 2-core machine the service, PostgreSQL and the load generator
+// compete for the same cores, and anything else running skews every figure; this shows who used them.
+
+/** Average cores in use during a measure. */
+interface CpuShare {
+  service: number;
+  postgres: number;
+  /** This process: the load-generator threads, the COPY stream, verifyChain. */
+  bench: number;
+  /** Everything outside this run. */
+  other: number;
+}
+
+interface CpuTimes {
+  wallMs: number;
+  machineMs: number;
+  serviceMs: number;
+  postgresMs: number;
+  benchMs: number;
+}
+
+const TICK_MS = 10; // /proc counts CPU time in USER_HZ ticks, 100 per second on Linux
+
+/** The fields of /proc/<pid>/stat after the command name (which may hold spaces): [0] is field 3, state. */
+function statFields(pid: number | string): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** CPU ms of a process (utime + stime); with `reaped`, plus that of its exited children. */
+function processCpuMs(pid: number | string, reaped = false): number {
+  const [utime, stime, cutime, cstime] = statFields(pid).slice(11, 15).map(Number) as [number, number, number, number];
+  return (utime + stime + (reaped ? cutime + cstime : 0)) * TICK_MS;
+}
+
+/** CPU ms of a PostgreSQL server: its postmaster and every backend, running or exited. */
+function postgresCpuMs(postmaster: number): number {
+  let ms = processCpuMs(postmaster, true);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (Number(statFields(entry)[1]) === postmaster) ms += processCpuMs(entry);
+    } catch {
+      // The process ended meanwhile; its time is now in the postmaster's reaped children.
+    }
+  }
+  return ms;
+}
+
+/** CPU ms the whole machine has spent busy (user, nice, system, irq, softirq; not steal, the hypervisor's). */
+function machineBusyMs(): number {
+  const [user, nice, system, , , irq, softirq] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return (user! + nice! + system! + irq! + softirq!) * TICK_MS;
+}
+
+class CpuMeter {
+  private constructor(
+    private readonly servicePid: number,
+    private readonly postmasterPid: number,
+  ) {}
+
+  /** A meter, or undefined where /proc cannot show the processes (not Linux, or PostgreSQL on another host). */
+  static async open(db: pg.Pool, servicePid: number): Promise<CpuMeter | undefined> {
+    try {
+      const { rows } = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      const backend = rows[0]!.pid;
+      if (readFileSync(`/proc/${backend}/comm`, 'utf8').trim() !== 'postgres') return undefined;
+      const meter = new CpuMeter(servicePid, Number(statFields(backend)[1]));
+      meter.sample(); // fail here rather than in the middle of a measure
+      return meter;
+    } catch {
+      return undefined;
+    }
+  }
+
+  sample(): CpuTimes {
+    const { user, system } = process.cpuUsage();
+    return {
+      wallMs: performance.now(),
+      machineMs: machineBusyMs(),
+      serviceMs: processCpuMs(this.servicePid),
+      postgresMs: postgresCpuMs(this.postmasterPid),
+      benchMs: (user + system) / 1000,
+    };
+  }
+
+  since(start: CpuTimes): CpuShare {
+    const end = this.sample();
+    const cores = (key: keyof CpuTimes) => (end[key] - start[key]) / (end.wallMs - start.wallMs);
+    const [service, postgres, bench] = [cores('serviceMs'), cores('postgresMs'), cores('benchMs')];
+    return { service, postgres, bench, other: Math.max(0, cores('machineMs') - service - postgres - bench) };
+  }
+}
+
+/** Runs one measure and notes the cores each party used meanwhile. */
+async function metered<T>(meter: CpuMeter | undefined, run: () => Promise<T>): Promise<T & { cpu?: CpuShare | undefined }> {
+  const start = meter?.sample();
+  const result = await run();
+  return { ...result, cpu: start && meter!.since(start) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a) COPY: the ceiling
+
+const COPY_COLUMNS = 'environment_id, seq, id, received_at, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created';
+const COPY_CHUNK_ROWS = 1000;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/** One field in COPY text format; bytea as hex. */
+function copyField(value: string | number | Buffer | null): string {
+  if (value === null) return '\\N';
+  if (Buffer.isBuffer(value)) return `\\\\x${value.toString('hex')}`;
+  return String(value).replace(/[\\\t\n\r]/g, (c) => COPY_ESCAPES[c]!);
+}
+
+/**
+ * A chain of `total` events as COPY text chunks, each row built as appendToChain builds it:
+ * UUIDv7 id, never-decreasing received_at, prev linking to the previous hash, index columns.
+ * Built before the clock starts, so (a) measures PostgreSQL alone.
+ */
+function chainAsCopyText(total: number): Buffer[] {
+  const chain = { project: uuidv7(), environment: uuidv7() };
+  const columns = indexColumns(EVENT);
+  const created = columns.created === null ? null : new Date(columns.created).toISOString();
+  const chunks: Buffer[] = [];
+  let lines = '';
+  let prev: Buffer = Buffer.from(GENESIS_PREV, 'hex');
+  let receivedAtMs = 0;
+  for (let seq = 1; seq <= total; seq++) {
+    receivedAtMs = Math.max(Date.now(), receivedAtMs);
+    const receivedAt = new Date(receivedAtMs).toISOString();
+    const id = uuidv7(receivedAtMs);
+    const { canonical, hash } = encodeEvent(EVENT, { ...chain, seq, id, received_at: receivedAt, prev: prev.toString('hex') });
+    const row = [
+      chain.environment, seq, id, receivedAt, prev, hash, canonical,
+      columns.action, columns.crud, columns.actor_id, columns.target_id, columns.group_id, created,
+    ];
+    lines += `${row.map(copyField).join('\t')}\n`;
+    prev = hash;
+    if (seq % COPY_CHUNK_ROWS === 0 || seq === total) {
+      chunks.push(Buffer.from(lines));
+      lines = '';
+    }
+  }
+  return chunks;
+}
+
+/** Index definitions of a table with its own names taken out, to compare two tables' indexes. */
+async function indexShapes(db: pg.Pool, table: string): Promise<string[]> {
+  const { rows } = await db.query<{ shape: string }>(
+    `SELECT CASE WHEN indisprimary THEN 'PRIMARY KEY ' ELSE '' END
+            || regexp_replace(pg_get_indexdef(indexrelid), ' INDEX \\S+ ON (ONLY )?\\S+', ' INDEX ON') AS shape
+       FROM pg_index WHERE indrelid = $1::regclass ORDER BY 1`,
+    [table],
+  );
+  return rows.map((r) => r.shape);
+}
+
+/**
+ * A plain table with the columns, checks, primary key and indexes of the partitioned `events`;
+ * fails if the indexes differ, since (a) would then be no fair ceiling.
+ */
+async function createCopyTable(db: pg.Pool): Promise<void> {
+  await db.query('CREATE TABLE bench_copy (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)');
+  const [events, copy] = await Promise.all([indexShapes(db, 'events'), indexShapes(db, 'bench_copy')]);
+  if (events.join('\n') !== copy.join('\n')) {
+    throw new Error(`bench_copy's indexes differ from events':\n${copy.join('\n')}\nvs\n${events.join('\n')}`);
+  }
+}
+
+/** One COPY of the chunks into bench_copy, committed; events per second. */
+async function copyRows(db: pg.Pool, chunks: Buffer[], total: number): Promise<{ eventsPerSecond: number }> {
+  const client = await db.connect();
+  try {
+    const copy = client.query(copyFrom(`COPY bench_copy (${COPY_COLUMNS}) FROM STDIN`));
+    const started = performance.now();
+    await pipeline(Readable.from(chunks), copy);
+    const seconds = (performance.now() - started) / 1000;
+    if (copy.rowCount !== total) throw new Error(`COPY stored ${copy.rowCount} rows, not ${total}`);
+    return { eventsPerSecond: total / seconds };
+  } finally {
+    client.release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (b), (c) HTTP ingest: closed-loop connections in worker threads
+
+/** What one load-generator thread runs: a connection per token, each posting `body` in a loop. */
+interface LoadSpec {
+  url: string;
+  body: Uint8Array;
+  eventsPerRequest: number;
+  tokens: string[];
+  warmupMs: number;
+  measureMs: number;
+}
+
+interface LoadResult {
+  /** Events in requests answered 201 within the measured window. */
+  acknowledged: number;
+  /** Answers outside 2xx, and failed requests, within the measured window. */
+  errors: number;
+  /** Milliseconds per request within the measured window. */
+  latencies: number[];
+}
+
+/** POSTs one body; resolves with the HTTP status, or 0 when the request failed. */
+function post(agent: http.Agent, url: URL, headers: http.OutgoingHttpHeaders, body: Buffer): Promise<number> {
+  return new Promise((resolve) => {
+    const request = http.request(
+      { agent, hostname: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers },
+      (response) => {
+        response.resume();
+        response.once('end', () => resolve(response.statusCode ?? 0));
+      },
+    );
+    request.once('error', () => resolve(0));
+    request.end(body);
+  });
+}
+
+/** Runs every connection of a spec until the window ends; counts what completes inside it. */
+async function generateLoad(spec: LoadSpec): Promise<LoadResult> {
+  const url = new URL('/v1/events', spec.url);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: spec.tokens.length });
+  const body = Buffer.from(spec.body.buffer, spec.body.byteOffset, spec.body.byteLength);
+  const result: LoadResult = { acknowledged: 0, errors: 0, latencies: [] };
+  const measureFrom = performance.now() + spec.warmupMs;
+  const measureTo = measureFrom + spec.measureMs;
+
+  const connection = async (token: string) => {
+    const headers = { 'content-type': 'application/json', 'content-length': body.length, authorization: `Bearer ${token}` };
+    while (performance.now() < measureTo) {
+      const sent = performance.now();
+      const status = await post(agent, url, headers, body);
+      const answered = performance.now();
+      if (answered < measureFrom || answered > measureTo) continue;
+      if (status === 201) result.acknowledged += spec.eventsPerRequest;
+      else if (status < 200 || status >= 300) result.errors += 1;
+      result.latencies.push(answered - sent);
+    }
+  };
+  await Promise.all(spec.tokens.map(connection));
+  return result;
+}
+
+/** Worker side: announce readiness, start on the go signal, post the result. */
+async function loadWorker(): Promise<void> {
+  const port = parentPort!;
+  port.postMessage('ready');
+  await once(port, 'message');
+  port.postMessage(await generateLoad(workerData as LoadSpec));
+}
+
+// tsx does not reach worker threads by itself: register it there, then load this same file.
+const WORKER_BOOT = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})
+  .then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); });`;
+
+/** Runs specs in one thread each, started together once all are ready; merges their results. */
+async function runLoad(specs: LoadSpec[]): Promise<LoadResult> {
+  const workers = specs.map((spec) => new Worker(WORKER_BOOT, { eval: true, workerData: spec }));
+  try {
+    await Promise.all(workers.map((worker) => once(worker, 'message')));
+    for (const worker of workers) worker.postMessage('go');
+    const results = await Promise.all(workers.map(async (worker) => (await once(worker, 'message'))[0] as LoadResult));
+    return {
+      acknowledged: results.reduce((sum, r) => sum + r.acknowledged, 0),
+      errors: results.reduce((sum, r) => sum + r.errors, 0),
+      latencies: results.flatMap((r) => r.latencies),
+    };
+  } finally {
+    await Promise.all(workers.map((worker) => worker.terminate()));
+  }
+}
+
+/** The request body of `size` events: a bare event for one, `{"events": [...]}` for a batch. */
+function requestBody(size: number): Buffer {
+  return Buffer.from(JSON.stringify(size === 1 ? EVENT : { events: Array.from({ length: size }, () => EVENT) }));
+}
+
+/** Nearest-rank percentile of unsorted samples. */
+function percentile(samples: number[], p: number): number {
+  const sorted = Float64Array.from(samples).sort();
+  return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)] ?? Number.NaN;
+}
+
+interface IngestPhase {
+  key: string;
+  label: string;
+  /** Chain names; connection i posts to chain i modulo their number. */
+  chains: string[];
+  connections: number;
+  eventsPerRequest: number;
+  target?: Target;
+}
+
+interface IngestFigures {
+  eventsPerSecond: number;
+  latency: { p50: number; p99: number };
+  errors: number;
+}
+
+/** Splits a phase's connections over the worker threads, runs it, and sums it up. */
+async function measureIngest(base: URL, phase: IngestPhase, chains: Map<string, Chain>, options: Options): Promise<IngestFigures> {
+  const tokens = Array.from({ length: phase.connections }, (_, i) => chains.get(phase.chains[i % phase.chains.length]!)!.token);
+  const body = requestBody(phase.eventsPerRequest);
+  const threads = Math.min(options.workers, phase.connections);
+  const specs = Array.from({ length: threads }, (_, w): LoadSpec => ({
+    url: base.toString(),
+    body,
+    eventsPerRequest: phase.eventsPerRequest,
+    tokens: tokens.filter((_, i) => i % threads === w),
+    warmupMs: WARMUP_MS,
+    measureMs: options.seconds * 1000,
+  }));
+  const result = await runLoad(specs);
+  return {
+    eventsPerSecond: result.acknowledged / options.seconds,
+    latency: { p50: percentile(result.latencies, 0.5), p99: percentile(result.latencies, 0.99) },
+    errors: result.errors,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// (d) Verification
+
+/** Appends `total` events to a chain over HTTP, in batches of up to 1000, 8 requests at a time. */
+async function appendEvents(base: URL, chain: Chain, total: number): Promise<void> {
+  let remaining = total;
+  const sender = async () => {
+    while (remaining > 0) {
+      const size = Math.min(1000, remaining);
+      remaining -= size;
+      const response = await fetch(new URL('/v1/events', base), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${chain.token}`, 'content-type': 'application/json' },
+        body: requestBody(size),
+      });
+      if (response.status !== 201) throw new Error(`appending for (d): ${response.status} ${await response.text()}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, sender));
+}
+
+/** The chain holding the most events, first grown to at least `least` events. */
+async function longestChain(db: pg.Pool, base: URL, chains: Map<string, Chain>, least: number): Promise<Chain> {
+  const { rows } = await db.query<{ environment_id: string; seq: number }>(
+    'SELECT environment_id, seq FROM chain_heads ORDER BY seq DESC LIMIT 1',
+  );
+  const head = rows[0]!;
+  const chain = [...chains.values()].find((c) => c.environment === head.environment_id)!;
+  if (head.seq < least) {
+    progress(`(d) growing the longest chain from ${count(head.seq)} to ${count(least)} events`);
+    await appendEvents(base, chain, least - head.seq);
+  }
+  return chain;
+}
+
+async function measureVerification(db: pg.Pool, chain: Chain): Promise<{ eventsPerSecond: number; checked: number }> {
+  const started = performance.now();
+  const verification = await verifyChain(db, chain);
+  const seconds = (performance.now() - started) / 1000;
+  if (!verification.ok) throw new Error(`verifyChain failed: ${JSON.stringify(verification.failures.slice(0, 5))}`);
+  return { eventsPerSecond: verification.checked / seconds, checked: verification.checked };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run and its report
+
+interface Target {
+  text: string;
+  met(eventsPerSecond: number, ceiling: number): boolean;
+}
+
+const BATCH_TARGET: Target = { text: '>= 0.3 x (a)', met: (eps, ceiling) => eps >= 0.3 * ceiling };
+const SPREAD_CHAINS = Array.from({ length: 16 }, (_, i) => `spread-${String(i + 1).padStart(2, '0')}`);
+
+const INGEST_PHASES: IngestPhase[] = [
+  {
+    key: '(b) 100',
+    label: '(b) HTTP batches of 100, 8 connections',
+    chains: ['batch-100'],
+    connections: 8,
+    eventsPerRequest: 100,
+    target: BATCH_TARGET,
+  },
+  {
+    key: '(b) 1000',
+    label: '(b) HTTP batches of 1000, 8 connections',
+    chains: ['batch-1000'],
+    connections: 8,
+    eventsPerRequest: 1000,
+    target: BATCH_TARGET,
+  },
+  {
+    key: '(c1)',
+    label: '(c1) HTTP single events, 64 connections, 1 chain',
+    chains: ['single'],
+    connections: 64,
+    eventsPerRequest: 1,
+    target: { text: '>= 15,000/s', met: (eps) => eps >= 15_000 },
+  },
+  {
+    key: '(c2)',
+    label: '(c2) HTTP single events, 64 connections, 16 chains',
+    chains: SPREAD_CHAINS,
+    connections: 64,
+    eventsPerRequest: 1,
+  },
+];
+
+interface Measure {
+  /** Short name, for the error counts and the CPU table. */
+  key: string;
+  label: string;
+  eventsPerSecond: number;
+  latency?: { p50: number; p99: number };
+  /** Non-2xx answers and failed requests of an HTTP phase. */
+  errors?: number;
+  target?: Target | undefined;
+  cpu?: CpuShare | undefined;
+}
+
+interface Report {
+  postgres: string;
+  measures: Measure[];
+}
+
+async function bench(options: Options, teardown: Teardown): Promise<Report> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-bench-'));
+  teardown.add(() => rm(dir, { recursive: true, force: true }));
+  await chmod(dir, 0o755); // the embedded server runs as `postgres` when we are root
+
+  const superuser = await superuserUrl(dir, teardown);
+  const databaseUrl = await benchDatabase(superuser, teardown);
+  const adminToken = `ala_${randomBytes(32).toString('base64url')}`;
+  const service = await startService(databaseUrl, path.join(dir, 'service'), adminToken, teardown);
+  const pools = createPools(databaseUrl, undefined, 1); // the owner pool reads int8 as numbers, as verifyChain expects
+  teardown.add(() => pools.end());
+  const db = pools.owner;
+  const { rows } = await db.query<{ server_version: string }>('SHOW server_version');
+  const meter = await CpuMeter.open(db, service.pid);
+
+  progress(`(a) building and COPYing ${count(options.events)} rows`);
+  const chunks = chainAsCopyText(options.events);
+  await createCopyTable(db);
+  const measures: Measure[] = [{
+    key: '(a)',
+    label: `(a) COPY ${count(options.events)} rows into a plain events table`,
+    ...(await metered(meter, () => copyRows(db, chunks, options.events))),
+  }];
+
+  const chains = await createChains(service.url, adminToken, [...new Set(INGEST_PHASES.flatMap((p) => p.chains))]);
+  for (const phase of INGEST_PHASES) {
+    progress(`${phase.label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
+    const figures = await metered(meter, () => measureIngest(service.url, phase, chains, options));
+    measures.push({ key: phase.key, label: phase.label, target: phase.target, ...figures });
+  }
+
+  const chain = await longestChain(db, service.url, chains, options.events);
+  progress('(d) verifyChain');
+  const { checked, ...verification } = await metered(meter, () => measureVerification(db, chain));
+  measures.push({
+    key: '(d)',
+    label: `(d) verifyChain over ${count(checked)} events`,
+    target: { text: '>= 300,000/s', met: (eps) => eps >= 300_000 },
+    ...verification,
+  });
+  return { postgres: rows[0]!.server_version, measures };
+}
+
+function figuresTable(measures: Measure[]): string[] {
+  const ceiling = measures[0]!.eventsPerSecond;
+  const ms = (n: number | undefined) => (n === undefined ? '' : n.toFixed(1));
+  return [
+    '| measure | events/s | p50 ms | p99 ms | x (a) | target |',
+    '|---|---:|---:|---:|---:|---|',
+    ...measures.map((m) => {
+      const target = m.target ? `${m.target.text}: ${m.target.met(m.eventsPerSecond, ceiling) ? 'met' : 'missed'}` : '';
+      const ratio = (m.eventsPerSecond / ceiling).toFixed(2);
+      return `| ${m.label} | ${count(m.eventsPerSecond)} | ${ms(m.latency?.p50)} | ${ms(m.latency?.p99)} | ${ratio} | ${target} |`;
+    }),
+  ];
+}
+
+function cpuTable(measures: Measure[]): string[] {
+  const cores = (n: number) => n.toFixed(2);
+  return [
+    `CPU in use during each measure, in cores of ${os.cpus().length} (bench: this process; other: processes outside this run):`,
+    '',
+    '| measure | service | PostgreSQL | bench | other |',
+    '|---|---:|---:|---:|---:|',
+    ...measures.flatMap(({ key, cpu }) =>
+      cpu ? [`| ${key} | ${cores(cpu.service)} | ${cores(cpu.postgres)} | ${cores(cpu.bench)} | ${cores(cpu.other)} |`] : [],
+    ),
+  ];
+}
+
+function printReport(report: Report, options: Options, seconds: number): void {
+  const cpus = os.cpus();
+  const errors = report.measures.flatMap((m) => (m.errors === undefined ? [] : [`${m.key}: ${m.errors}`]));
+  const lines = [
+    `machine: ${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores; node ${process.version}; PostgreSQL ${report.postgres}` +
+      ` (${process.env.DATABASE_URL ? 'DATABASE_URL' : 'embedded'})`,
+    `HTTP phases: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s each; load generator: ${options.workers} worker threads`,
+    '',
+    ...figuresTable(report.measures),
+    '',
+    `non-2xx answers: ${errors.join(', ')}`,
+    '',
+    ...(report.measures.some((m) => m.cpu) ? [...cpuTable(report.measures), ''] : []),
+    `run time: ${seconds.toFixed(0)} s`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const options = parseOptions();
+  const teardown = new Teardown();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      progress(`${signal}: stopping the service and PostgreSQL`);
+      void teardown.run().finally(() => process.exit(128 + os.constants.signals[signal]));
+    });
+  }
+  let report: Report;
+  try {
+    report = await bench(options, teardown);
+  } finally {
+    await teardown.run();
+  }
+  printReport(report, options, (performance.now() - started) / 1000);
+}
+
+if (isMainThread) await main();
+else await loadWorker();
