@@ -1,5 +1,4 @@
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { requestId } from 'hono/request-id';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -9,7 +8,7 @@ import type { GroupCommit } from '../store/group-commit.js';
 import { authenticate, requireAdmin } from './auth.js';
 import type { AppEnv } from './context.js';
 import type { Credentials } from './credentials.js';
-import { ApiError, errorResponse, onError, onNotFound } from './errors.js';
+import { onError, onNotFound } from './errors.js';
 import type { EventLimits } from './event-schema.js';
 import { requestLog } from './request-log.js';
 import { adminRoutes } from './routes/admin.js';
@@ -47,16 +46,10 @@ export function createApp({ config, pools, credentials, groupCommit, keyring, lo
   // Keeps a caller's well-formed X-Request-Id, so logs correlate across services.
   app.use(requestId());
   app.use(requestLog(log));
-  app.use(
-    bodyLimit({
-      maxSize: config.AUDITLEDGER_MAX_BODY_BYTES,
-      onError: (c) =>
-        errorResponse(
-          c,
-          new ApiError(413, 'payload_too_large', `the body exceeds ${config.AUDITLEDGER_MAX_BODY_BYTES} bytes`),
-        ),
-    }),
-  );
+  app.use(async (c, next) => {
+    c.set('maxBodyBytes', config.AUDITLEDGER_MAX_BODY_BYTES);
+    await next();
+  });
 
   app.route('/', healthRoutes(pools.app, schemaVersion));
 

@@ -7,5 +7,7 @@ export interface AppEnv {
     requestId: string;
     log: Logger;
     principal: Principal;
+    /** The body size limit (AUDITLEDGER_MAX_BODY_BYTES). */
+    maxBodyBytes: number;
   };
 }

@@ -1,6 +1,8 @@
+import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import type { z } from 'zod';
 import { isUuid } from '../ledger/uuid.js';
+import type { AppEnv } from './context.js';
 import { ApiError, invalidFields, notFound, type FieldProblem } from './errors.js';
 
 /** Reading and validating request input: JSON bodies, query strings and path ids. */
@@ -22,22 +24,46 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, prefix 
   return result.data;
 }
 
-/** Reads a JSON body: 415 for another media type, 400 for malformed JSON. */
-export async function readJson(c: Context): Promise<unknown> {
+/**
+ * The request body, at most `maxBytes` (413 beyond). Under @hono/node-server it is read straight
+ * from Node's request: building a web-standard Request and body stream costs a quarter of the
+ * CPU of a small append.
+ */
+async function readBody(c: Context, maxBytes: number): Promise<Buffer> {
+  const tooLarge = () => new ApiError(413, 'payload_too_large', `the body exceeds ${maxBytes} bytes`);
+  if (Number(c.req.header('content-length') ?? 0) > maxBytes) throw tooLarge();
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (!incoming) {
+    const body = Buffer.from(await c.req.arrayBuffer());
+    if (body.length > maxBytes) throw tooLarge();
+    return body;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of incoming as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+}
+
+/** Reads a JSON body: 415 for another media type, 413 when too large, 400 for malformed JSON. */
+export async function readJson(c: Context<AppEnv>): Promise<unknown> {
   const type = c.req.header('content-type') ?? '';
   if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
     throw new ApiError(415, 'unsupported_media_type', 'the body must be JSON (Content-Type: application/json)');
   }
-  const text = await c.req.text();
+  const body = await readBody(c, c.get('maxBodyBytes'));
   try {
-    return JSON.parse(text);
+    return JSON.parse(body.toString('utf8'));
   } catch (error) {
     throw new ApiError(400, 'invalid_json', `the body is not valid JSON: ${(error as Error).message}`);
   }
 }
 
 /** Reads a JSON body and validates it: 400 naming each bad field. */
-export async function jsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+export async function jsonBody<S extends z.ZodType>(c: Context<AppEnv>, schema: S): Promise<z.infer<S>> {
   return validate(schema, await readJson(c));
 }
 

@@ -1,7 +1,7 @@
 // Ledger format v1: the event body that is canonicalized, stored byte for byte, and hashed.
 // Stable: offline verifiers depend on every name here.
 import { leafHash } from './hash.js';
-import { canonicalBytes } from './jcs.js';
+import { canonicalize } from './jcs.js';
 
 export const FORMAT_VERSION = 1;
 /** `prev` of the first event of a chain. */
@@ -63,9 +63,29 @@ export interface EncodedEvent {
 }
 
 export function encodeEvent(event: AuditEvent, fields: LedgerFields): EncodedEvent {
-  const body: EventBody = { v: FORMAT_VERSION, ...fields, event };
-  const canonical = canonicalBytes(body);
-  return { body, canonical, hash: eventHash(canonical) };
+  return encodeCanonicalEvent(event, canonicalize(event), fields);
+}
+
+// Ledger field values are UUIDs, hex, an ISO time and an integer: JSON strings that need no
+// escaping. Anything else would make the template below differ from RFC 8785, so it is refused.
+const PLAIN = /^[0-9A-Za-z:.-]*$/;
+
+/**
+ * encodeEvent for an event whose canonical JSON was computed earlier (outside the chain lock, say).
+ * The body's keys in RFC 8785 order are environment, event, id, prev, project, received_at, seq,
+ * v, so the canonical body is this template; a property test checks it against canonicalize.
+ */
+export function encodeCanonicalEvent(event: AuditEvent, eventCanonical: string, fields: LedgerFields): EncodedEvent {
+  const { project, environment, seq, id, received_at, prev } = fields;
+  for (const value of [project, environment, id, received_at, prev]) {
+    if (!PLAIN.test(value)) throw new Error(`ledger field ${JSON.stringify(value)} needs escaping`);
+  }
+  if (!Number.isSafeInteger(seq)) throw new Error(`seq ${seq} is not a safe integer`);
+  const text =
+    `{"environment":"${environment}","event":${eventCanonical},"id":"${id}","prev":"${prev}",` +
+    `"project":"${project}","received_at":"${received_at}","seq":${seq},"v":${FORMAT_VERSION}}`;
+  const canonical = Buffer.from(text, 'utf8');
+  return { body: { v: FORMAT_VERSION, ...fields, event }, canonical, hash: eventHash(canonical) };
 }
 
 /** The event hash of stored canonical bytes (RFC 9162 leaf hash). */

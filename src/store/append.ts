@@ -1,13 +1,23 @@
 import type pg from 'pg';
 import { appendLeaves, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
-import { encodeEvent, indexColumns, type AuditEvent } from '../ledger/event.js';
+import { createHash } from 'node:crypto';
+import { encodeCanonicalEvent, indexColumns, type AuditEvent } from '../ledger/event.js';
+import { canonicalize } from '../ledger/jcs.js';
 import { isUuid, uuidv7 } from '../ledger/uuid.js';
 
-/** One event to append, with its idempotency key and the digest of its content when keyed. */
+/** One event to append: the event, its canonical JSON, and its idempotency key with the content digest. */
 export interface AppendItem {
   event: AuditEvent;
+  /** RFC 8785 form of `event`, computed before the chain lock is taken. */
+  canonical: string;
   key?: string | undefined;
+  /** SHA-256 of `canonical`: what "the same event" means for an idempotency key. */
   digest?: Buffer | undefined;
+}
+
+export function appendItem(event: AuditEvent, key?: string): AppendItem {
+  const canonical = canonicalize(event);
+  return { event, canonical, key, digest: key === undefined ? undefined : createHash('sha256').update(canonical).digest() };
 }
 
 export interface Receipt {
@@ -134,7 +144,7 @@ export async function appendToChain(
         if (repeated) return repeated.receipt;
         seq += 1;
         const id = uuidv7(receivedAtMs);
-        const encoded = encodeEvent(item.event, {
+        const encoded = encodeCanonicalEvent(item.event, item.canonical, {
           project: chain.project,
           environment: chain.environment,
           seq,

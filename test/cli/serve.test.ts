@@ -66,6 +66,7 @@ describe('auditledger CLI', () => {
         AUDITLEDGER_DATA_DIR: dataDir,
         AUDITLEDGER_ADMIN_TOKEN: ADMIN,
         AUDITLEDGER_CHECKPOINT_INTERVAL: '1',
+        AUDITLEDGER_MAX_BODY_BYTES: '2000',
       });
       try {
         const [, url] = await cli.waitFor(LISTENING);
@@ -79,6 +80,17 @@ describe('auditledger CLI', () => {
           body: JSON.stringify({ action: 'cli.test' }),
         });
         expect(res.status).toBe(201);
+        // Over real HTTP the body limit holds for declared and for chunked (undeclared) lengths.
+        const big = JSON.stringify({ action: 'x', description: 'y'.repeat(3000) });
+        for (const body of [big, new Blob([big]).stream()]) {
+          const tooBig = await fetch(`${url}/v1/events`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+            body,
+            duplex: 'half',
+          } as RequestInit);
+          expect(tooBig.status).toBe(413);
+        }
         // The checkpoint job signs the moved chain within its interval, with the generated key.
         let latest: Response | undefined;
         for (let i = 0; i < 50 && latest?.status !== 200; i++) {

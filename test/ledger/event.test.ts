@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeEvent, eventHash, GENESIS_PREV, indexColumns, type AuditEvent } from '../../src/ledger/event.js';
-import { canonicalize } from '../../src/ledger/jcs.js';
+import { canonicalBytes, canonicalize } from '../../src/ledger/jcs.js';
 import { uuidv7 } from '../../src/ledger/uuid.js';
 import { checkStoredEvent, type StoredEvent } from '../../src/ledger/verify-events.js';
 
@@ -53,6 +53,8 @@ describe('event hashing (ledger format v1)', () => {
           prev: seq === 1 ? GENESIS_PREV : 'ab'.repeat(32),
         };
         const encoded = encodeEvent(e, fields);
+        // The template encoder must produce exactly the RFC 8785 form of the whole body.
+        expect(encoded.canonical.equals(canonicalBytes(encoded.body))).toBe(true);
         // What verifiers do: only the stored bytes, never a re-serialization of decoded values.
         const stored = Buffer.from(encoded.canonical);
         expect(eventHash(stored).equals(encoded.hash)).toBe(true);

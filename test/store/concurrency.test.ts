@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { merkleRoot } from '../../src/ledger/tree.js';
-import type { Receipt } from '../../src/store/append.js';
+import { appendItem, type Receipt } from '../../src/store/append.js';
 import { verifyChain } from '../../src/store/chain-verify.js';
 import { createPools } from '../../src/store/database.js';
 import { eventsBySeq, getChainHead } from '../../src/store/events.js';
@@ -75,7 +75,7 @@ describe('concurrent appends', () => {
     try {
       const outcomes = await Promise.all(
         Array.from({ length: 300 }, (_, i) =>
-          processes[i % 3]!.groupCommit.append(chain, [{ event: { action: 'multi', fields: { i: String(i) } } }, { event: { action: 'multi.2' } }]),
+          processes[i % 3]!.groupCommit.append(chain, [appendItem({ action: 'multi', fields: { i: String(i) } }), appendItem({ action: 'multi.2' })]),
         ),
       );
       const receipts = outcomes.flatMap((o) => (o.ok ? o.receipts : []));

@@ -1,11 +1,9 @@
-import { createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
-import type { AuditEvent, EventBody } from '../../ledger/event.js';
-import { canonicalize } from '../../ledger/jcs.js';
+import type { EventBody } from '../../ledger/event.js';
 import { verifyStoredEvents, type StoredEvent } from '../../ledger/verify-events.js';
-import type { AppendItem } from '../../store/append.js';
+import { appendItem, type AppendItem } from '../../store/append.js';
 import { eventHashes, getChainHead, getEvent, queryEvents } from '../../store/events.js';
 import type { GroupCommit } from '../../store/group-commit.js';
 import { requireScope } from '../auth.js';
@@ -69,11 +67,6 @@ function present(row: StoredEvent) {
 }
 
 
-/** SHA-256 of the event's canonical form: what "the same body" means for an idempotency key. */
-function contentDigest(event: AuditEvent): Buffer {
-  return createHash('sha256').update(canonicalize(event)).digest();
-}
-
 /** Cursors are opaque to clients: the order and the last seq of the page. */
 const encodeCursor = (order: string, seq: number) => Buffer.from(`${order}.${seq}`).toString('base64url');
 function decodeCursor(cursor: string): { order: 'asc' | 'desc'; seq: number } | undefined {
@@ -102,7 +95,7 @@ export function eventRoutes({ db, groupCommit, limits }: EventDeps) {
     }
     const items = inputs.map((input) => {
       const { event, key } = splitInput(input);
-      return { event, key, digest: key === undefined ? undefined : contentDigest(event) };
+      return appendItem(event, key);
     });
     return { items, fieldOf };
   }
