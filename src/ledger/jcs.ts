@@ -19,6 +19,32 @@ export function canonicalBytes(value: unknown): Buffer {
   return Buffer.from(serialize(value, []), 'utf8');
 }
 
+// In canonical text every character is raw except controls, '"' and '\': an escaped surrogate
+// can only be a lone one (or a pair written the long way), so it is never canonical.
+const ESCAPED_SURROGATE = /\\u[dD][89a-fA-F][0-9a-fA-F]{2}/;
+
+/**
+ * Whether `text` is the canonical form of `value` (its JSON.parse result). Verifiers run this on
+ * every stored event, so the common case avoids re-serializing: when JSON.stringify reproduces
+ * the text, only key order and escaped surrogates can still differ from RFC 8785.
+ */
+export function isCanonicalJson(text: string, value: unknown): boolean {
+  if (JSON.stringify(value) === text && !ESCAPED_SURROGATE.test(text) && keysSorted(value)) return true;
+  try {
+    return canonicalize(value) === text;
+  } catch {
+    return false;
+  }
+}
+
+function keysSorted(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return true;
+  if (Array.isArray(value)) return value.every(keysSorted);
+  const keys = Object.keys(value);
+  for (let i = 1; i < keys.length; i++) if (keys[i - 1]! >= keys[i]!) return false;
+  return keys.every((k) => keysSorted((value as Record<string, unknown>)[k]));
+}
+
 // `ancestors` holds the containers being serialized, so a cycle fails clearly instead of overflowing.
 function serialize(value: unknown, ancestors: object[]): string {
   switch (typeof value) {

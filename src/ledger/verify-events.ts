@@ -2,7 +2,7 @@
 // the extracted columns. Nothing is re-serialized from decoded values except to confirm that the
 // stored bytes are canonical.
 import { eventHash, FORMAT_VERSION, GENESIS_PREV, indexColumns, type EventBody, type IndexColumns } from './event.js';
-import { canonicalize } from './jcs.js';
+import { isCanonicalJson } from './jcs.js';
 
 /** An events row as stored. */
 export interface StoredEvent {
@@ -35,14 +35,15 @@ export interface Verification {
 
 /** Decodes stored bytes, or returns why they are not an event body. */
 function decode(canonical: Buffer): EventBody | string {
+  const text = canonical.toString('utf8');
   let body: unknown;
   try {
-    body = JSON.parse(canonical.toString('utf8'));
+    body = JSON.parse(text);
   } catch {
     return 'stored bytes are not JSON';
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'stored bytes are not an event body';
-  if (canonicalize(body) !== canonical.toString('utf8')) return 'stored bytes are not in canonical form';
+  if (!isCanonicalJson(text, body)) return 'stored bytes are not in canonical form';
   return body as EventBody;
 }
 

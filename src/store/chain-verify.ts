@@ -26,9 +26,13 @@ export async function verifyChain(db: pg.Pool, chain: Chain, onProgress?: (check
   let prevHash: Buffer | undefined;
   let expected = 1;
 
-  while (expected <= head.seq) {
-    const rows = await eventsBySeq(db, chain.environment, expected, head.seq, PAGE);
+  // The next page is fetched while the current one is checked.
+  const fetchFrom = (from: number) => (from <= head.seq ? eventsBySeq(db, chain.environment, from, head.seq, PAGE) : Promise.resolve([]));
+  let next = fetchFrom(1);
+  for (;;) {
+    const rows = await next;
     if (rows.length === 0) break;
+    next = fetchFrom(rows[rows.length - 1]!.seq + 1);
     const leaves: Buffer[] = [];
     for (const row of rows) {
       // After a gap there is no stored hash to link to: the check reports the gap.
