@@ -73,6 +73,30 @@ export const configSchema = z.object({
     'checkpoint origin prefix; each chain signs as <origin>/<project>/<environment>. Unset: the signing key name',
   ),
   AUDITLEDGER_CHECKPOINT_INTERVAL: positiveInt.default(60).describe('seconds between checkpoints of chains that moved'),
+  AUDITLEDGER_ARCHIVE: optionalString.describe(
+    'where checkpoints and sealed bundles go: s3://bucket/prefix, or a folder. Unset: DATA_DIR/archive',
+  ),
+  AUDITLEDGER_RETENTION_DAYS: positiveInt
+    .default(2557)
+    .describe('days every archived object stays under Object Lock retention (S3); default about 7 years'),
+  AUDITLEDGER_OBJECT_LOCK_MODE: z
+    .enum(['COMPLIANCE', 'GOVERNANCE'])
+    .default('COMPLIANCE')
+    .describe('S3 Object Lock mode of archived objects: COMPLIANCE (nobody can shorten it) or GOVERNANCE'),
+  S3_ENDPOINT: optionalString.describe('S3 endpoint URL for a non-AWS server (MinIO, Ceph). Unset: AWS'),
+  S3_FORCE_PATH_STYLE: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true')
+    .describe('true for path-style S3 URLs (most non-AWS servers)'),
+  AWS_REGION: z.string().min(1).default('us-east-1').describe('S3 region; credentials come from the standard AWS variables'),
+  AUDITLEDGER_SEAL_AFTER_DAYS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(7)
+    .describe('a day is sealed once it ended more than this many days ago'),
+  AUDITLEDGER_SEAL_CRON: z.string().min(1).default('17 * * * *').describe('when the seal job runs (cron, UTC); hourly by default'),
   AUDITLEDGER_CLOCK_OFFSET: z
     .string()
     .regex(/^[+-]?\d+(ms|s|m|h|d)$/, 'must be a duration like -2d, 90m, 30s or 500ms')

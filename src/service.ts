@@ -1,7 +1,6 @@
 import { serve } from '@hono/node-server';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import { ensureAdminToken } from './admin-token.js';
 import { createApp } from './api/app.js';
@@ -11,9 +10,11 @@ import { createPools, provisionDatabase, type Pools } from './store/database.js'
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.js';
 import { migrate, readMigrations } from './store/migrate.js';
 import { GroupCommit } from './store/group-commit.js';
-import { LocalArchive } from './archive/local.js';
+import { openArchive } from './archive/open.js';
+import { S3Archive } from './archive/s3.js';
 import { startBoss } from './jobs/boss.js';
 import { scheduleCheckpoints } from './jobs/checkpoints.js';
+import { scheduleSeal } from './jobs/seal.js';
 import { loadKeyring } from './signing-key.js';
 import { runMaintenance, scheduleMaintenance, type MaintenanceOptions } from './jobs/maintenance.js';
 
@@ -84,10 +85,13 @@ export async function startService(config: Config, log: Logger): Promise<Service
     await scheduleMaintenance(boss, pools.owner, maintenance, log);
 
     const keyring = await loadKeyring(config, log);
-    const archive = new LocalArchive(path.join(config.AUDITLEDGER_DATA_DIR, 'archive'));
+    const archive = openArchive(config);
+    // Checkpoints and bundles go only where nobody can delete them.
+    if (archive instanceof S3Archive) await archive.assertObjectLock();
     const checkpoints = { db: pools.owner, archive, key: keyring.current, origin: keyring.origin, log };
     const stopCheckpointTimer = await scheduleCheckpoints(boss, checkpoints, config.AUDITLEDGER_CHECKPOINT_INTERVAL);
     stack.push(async () => stopCheckpointTimer());
+    await scheduleSeal(boss, { db: pools.owner, archive, keyring, log }, config.AUDITLEDGER_SEAL_CRON, config.AUDITLEDGER_SEAL_AFTER_DAYS, now);
 
     const admin = await ensureAdminToken(config.AUDITLEDGER_ADMIN_TOKEN, config.AUDITLEDGER_DATA_DIR, pools.owner, log);
     const credentials = new Credentials(pools.app, admin, {
@@ -102,7 +106,7 @@ export async function startService(config: Config, log: Logger): Promise<Service
     });
     stack.push(() => groupCommit.flushed());
 
-    const app = createApp({ config, pools, credentials, groupCommit, keyring, log, schemaVersion });
+    const app = createApp({ config, pools, credentials, groupCommit, keyring, archive, log, schemaVersion });
     const server = await new Promise<Server>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, () => resolve(s as Server));
       s.once('error', reject);

@@ -2,7 +2,8 @@ import { Hono } from 'hono';
 import { requestId } from 'hono/request-id';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import type { Keyring } from '../signing-key.js';
+import type { Archive } from '../archive/archive.js';
+import { verifiers, type Keyring } from '../signing-key.js';
 import type { Pools } from '../store/database.js';
 import type { GroupCommit } from '../store/group-commit.js';
 import { authenticate, requireAdmin } from './auth.js';
@@ -11,7 +12,9 @@ import type { Credentials } from './credentials.js';
 import { onError, onNotFound } from './errors.js';
 import type { EventLimits } from './event-schema.js';
 import { requestLog } from './request-log.js';
+import { SealedBundles } from './sealed.js';
 import { adminRoutes } from './routes/admin.js';
+import { bundleRoutes } from './routes/bundles.js';
 import { eventRoutes } from './routes/events.js';
 import { keyRoutes } from './routes/keys.js';
 import { proofRoutes } from './routes/proofs.js';
@@ -23,6 +26,7 @@ export interface AppDeps {
   credentials: Credentials;
   groupCommit: GroupCommit;
   keyring: Keyring;
+  archive: Archive;
   log: Logger;
   /** The schema version this build expects; /readyz compares the database against it. */
   schemaVersion: number;
@@ -38,7 +42,7 @@ export function eventLimits(config: Config): EventLimits {
   };
 }
 
-export function createApp({ config, pools, credentials, groupCommit, keyring, log, schemaVersion }: AppDeps) {
+export function createApp({ config, pools, credentials, groupCommit, keyring, archive, log, schemaVersion }: AppDeps) {
   const app = new Hono<AppEnv>();
   app.onError(onError);
   app.notFound(onNotFound);
@@ -57,11 +61,14 @@ export function createApp({ config, pools, credentials, groupCommit, keyring, lo
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, auth, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
 
-  for (const path of ['/v1/events', '/v1/events/*', '/v1/chain', '/v1/checkpoints', '/v1/checkpoints/*', '/v1/consistency']) {
+  const chainRoutes = ['/v1/events', '/v1/events/*', '/v1/chain', '/v1/checkpoints', '/v1/checkpoints/*', '/v1/consistency', '/v1/bundles', '/v1/bundles/*'];
+  for (const path of chainRoutes) {
     app.use(path, auth);
   }
-  app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config) }));
-  app.route('/v1', proofRoutes(pools.app));
+  const sealed = new SealedBundles(pools.app, archive, verifiers(keyring));
+  app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), sealed }));
+  app.route('/v1', proofRoutes(pools.app, sealed));
+  app.route('/v1', bundleRoutes(pools.app));
   app.route('/v1', keyRoutes(keyring));
 
   return app;

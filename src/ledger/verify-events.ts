@@ -2,6 +2,7 @@
 // the extracted columns. Nothing is re-serialized from decoded values except to confirm that the
 // stored bytes are canonical.
 import { eventHash, FORMAT_VERSION, GENESIS_PREV, indexColumns, type EventBody, type IndexColumns } from './event.js';
+import { isUtf8 } from 'node:buffer';
 import { isCanonicalJson } from './jcs.js';
 
 /** An events row as stored. */
@@ -35,6 +36,8 @@ export interface Verification {
 
 /** Decodes stored bytes, or returns why they are not an event body. */
 function decode(canonical: Buffer): EventBody | string {
+  // Invalid UTF-8 would decode to U+FFFD and could then pass the text comparison below.
+  if (!isUtf8(canonical)) return 'stored bytes are not UTF-8';
   const text = canonical.toString('utf8');
   let body: unknown;
   try {

@@ -25,7 +25,7 @@ export interface EventQuery extends EventFilters {
   after_seq?: number | undefined;
 }
 
-interface EventRow {
+export interface EventRow {
   seq: number;
   id: string;
   received_at: Date;
@@ -40,9 +40,9 @@ interface EventRow {
   created: Date | null;
 }
 
-const EVENT_COLUMNS = 'seq, id, received_at, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created';
+export const eventColumnsSql = 'seq, id, received_at, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created';
 
-function toStored(row: EventRow): StoredEvent {
+export function toStored(row: EventRow): StoredEvent {
   return {
     seq: row.seq,
     id: row.id,
@@ -88,7 +88,7 @@ export async function queryEvents(db: pg.Pool, environment: string, q: EventQuer
   if (q.after_seq !== undefined) add((p) => `seq ${q.order === 'asc' ? '>' : '<'} ${p}`, q.after_seq);
   params.push(q.limit);
   const { rows } = await db.query<EventRow>(
-    `SELECT ${EVENT_COLUMNS} FROM events WHERE ${where.join(' AND ')}
+    `SELECT ${eventColumnsSql} FROM events WHERE ${where.join(' AND ')}
       ORDER BY seq ${q.order === 'asc' ? 'ASC' : 'DESC'} LIMIT $${params.length}`,
     params,
   );
@@ -96,7 +96,7 @@ export async function queryEvents(db: pg.Pool, environment: string, q: EventQuer
 }
 
 export async function getEvent(db: pg.Pool, environment: string, id: string): Promise<StoredEvent | undefined> {
-  const { rows } = await db.query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM events WHERE environment_id = $1 AND id = $2`, [
+  const { rows } = await db.query<EventRow>(`SELECT ${eventColumnsSql} FROM events WHERE environment_id = $1 AND id = $2`, [
     environment,
     id,
   ]);
@@ -106,7 +106,7 @@ export async function getEvent(db: pg.Pool, environment: string, id: string): Pr
 /** Up to `limit` events of a chain with seq in [from, to], in seq order. */
 export async function eventsBySeq(db: pg.Pool, environment: string, from: number, to: number, limit: number): Promise<StoredEvent[]> {
   const { rows } = await db.query<EventRow>(
-    `SELECT ${EVENT_COLUMNS} FROM events WHERE environment_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4`,
+    `SELECT ${eventColumnsSql} FROM events WHERE environment_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4`,
     [environment, from, to, limit],
   );
   return rows.map(toStored);

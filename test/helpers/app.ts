@@ -1,4 +1,9 @@
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
 import pino from 'pino';
+import type { Archive } from '../../src/archive/archive.js';
+import { LocalArchive } from '../../src/archive/local.js';
 import { createApp } from '../../src/api/app.js';
 import { Credentials, digest, newAdminToken } from '../../src/api/credentials.js';
 import { loadConfig, type Config } from '../../src/config.js';
@@ -25,6 +30,7 @@ export async function createTestApp(
   db: TestDatabase,
   env: Record<string, string> = {},
   now: () => number = Date.now,
+  archive: Archive = new LocalArchive(path.join(os.tmpdir(), `auditledger-test-archive-${randomBytes(6).toString('hex')}`)),
 ): Promise<TestApp> {
   const config = loadConfig({ DATABASE_URL: db.ownerUrl, ...env });
   const adminToken = newAdminToken();
@@ -40,7 +46,7 @@ export async function createTestApp(
   });
   const key = generateSigningKey('test-ledger');
   const keyring: Keyring = { current: key, retired: [], origin: 'test.example/ledger' };
-  const app = createApp({ config, pools: db.pools, credentials, groupCommit, keyring, log: pino({ level: 'silent' }), schemaVersion: 3 });
+  const app = createApp({ config, pools: db.pools, credentials, groupCommit, keyring, archive, log: pino({ level: 'silent' }), schemaVersion: 4 });
   return {
     adminToken,
     keyring,

@@ -6,6 +6,7 @@ import { verifyStoredEvents, type StoredEvent } from '../../ledger/verify-events
 import { appendItem, type AppendItem } from '../../store/append.js';
 import { eventHashes, getChainHead, getEvent, queryEvents } from '../../store/events.js';
 import type { GroupCommit } from '../../store/group-commit.js';
+import type { SealedBundles } from '../sealed.js';
 import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { ApiError, invalidFields, notFound } from '../errors.js';
@@ -18,6 +19,7 @@ export interface EventDeps {
   db: pg.Pool;
   groupCommit: GroupCommit;
   limits: EventLimits;
+  sealed: SealedBundles;
 }
 
 const CRUD_NAMES: Record<string, string> = { create: 'c', read: 'r', update: 'u', delete: 'd' };
@@ -74,7 +76,7 @@ function decodeCursor(cursor: string): { order: 'asc' | 'desc'; seq: number } | 
   return match ? { order: match[1] as 'asc' | 'desc', seq: Number(match[2]) } : undefined;
 }
 
-export function eventRoutes({ db, groupCommit, limits }: EventDeps) {
+export function eventRoutes({ db, groupCommit, limits, sealed }: EventDeps) {
   const schemas = eventSchemas(limits);
   const headerKey = storableString(255).min(1, 'must not be empty');
 
@@ -104,7 +106,10 @@ export function eventRoutes({ db, groupCommit, limits }: EventDeps) {
     const have = new Map(rows.map((r) => [r.seq, r.hash]));
     const missing = rows.map((r) => r.seq - 1).filter((s) => s >= 1 && !have.has(s));
     for (const [seq, hash] of await eventHashes(db, chain.environment, missing)) have.set(seq, hash);
-    return verifyStoredEvents(rows, chain, have);
+    const verification = verifyStoredEvents(rows, chain, have);
+    // Sealed events are also held to their bundle, which is checked against its signed root.
+    const failures = [...verification.failures, ...(await sealed.check(chain.environment, rows))].sort((a, b) => a.seq - b.seq);
+    return { ...verification, ok: failures.length === 0, failures };
   }
 
   return new Hono<AppEnv>()

@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
+import { bundleInclusionProof } from '../../ledger/bundle.js';
 import { base64 } from '../../ledger/keys.js';
 import { consistencyProof, inclusionProof } from '../../ledger/proof.js';
 import { merkleRoot } from '../../ledger/tree.js';
@@ -10,6 +11,7 @@ import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { ApiError, invalidFields, notFound } from '../errors.js';
 import { pathId, query } from '../input.js';
+import type { SealedBundles } from '../sealed.js';
 import { chainOf } from './chain.js';
 
 const size = z.coerce.number().int().min(1);
@@ -25,7 +27,7 @@ function presentCheckpoint(row: CheckpointRow) {
 }
 
 /** Signed checkpoints, and RFC 9162 inclusion and consistency proofs, for the caller's chain. */
-export function proofRoutes(db: pg.Pool) {
+export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
   /** The leaf hashes 1..treeSize. O(treeSize) rows read: proofs cost grows with the chain. */
   async function leafHashes(environment: string, treeSize: number): Promise<Buffer[]> {
     const rows = await leaves(db, environment, 1, treeSize);
@@ -67,6 +69,11 @@ export function proofRoutes(db: pg.Pool) {
       const q = query(c, z.strictObject({ tree_size: size.optional() }));
       const event = await getEvent(db, environment, pathId(c, 'id', 'event'));
       if (!event) throw notFound('event');
+      if (q.tree_size === undefined) {
+        // A sealed event is proven from its bundle alone, against the bundle's checkpoint.
+        const bundle = await sealed.forSeq(environment, event.seq);
+        if (bundle?.parsed) return c.json({ ...bundleInclusionProof(bundle.parsed, event.seq), source: 'bundle' });
+      }
       const n = await treeSize(environment, q.tree_size, 'query.tree_size');
       if (n < event.seq) throw invalidFields([{ field: 'query.tree_size', message: `must be at least the event's seq ${event.seq}` }]);
       const hashes = await leafHashes(environment, n);

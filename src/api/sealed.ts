@@ -1,0 +1,75 @@
+import type pg from 'pg';
+import type { Archive } from '../archive/archive.js';
+import { parseBundle, verifyBundle, type ParsedBundle } from '../ledger/bundle.js';
+import type { VerifierKey } from '../ledger/keys.js';
+import type { Failure, StoredEvent } from '../ledger/verify-events.js';
+import { sealOfSeq, type SealRow } from '../store/seals.js';
+
+/** A sealed bundle read from the archive and verified: its events' bytes by seq. */
+export interface SealedBundle {
+  seal: SealRow;
+  /** Null when the bundle is missing or unreadable; `failures` says why. */
+  parsed: ParsedBundle | null;
+  failures: Failure[];
+}
+
+const CACHED_BUNDLES = 4;
+
+/**
+ * Reads sealed bundles back from the archive, verified against the ledger's keys, for queries
+ * and proofs of sealed events. The few most recent are kept: a page of events usually falls in one.
+ */
+export class SealedBundles {
+  private readonly cache = new Map<string, Promise<SealedBundle>>();
+
+  constructor(
+    private readonly db: pg.Pool,
+    private readonly archive: Archive,
+    private readonly verifiers: readonly VerifierKey[],
+  ) {}
+
+  /** The bundle holding event `seq` of the chain, or undefined when the event is not sealed. */
+  async forSeq(environment: string, seq: number): Promise<SealedBundle | undefined> {
+    const seal = await sealOfSeq(this.db, environment, seq);
+    return seal && this.load(seal);
+  }
+
+  /**
+   * Failures of sealed events among `rows`: their stored bytes must be the bundle's, and the
+   * bundle must verify (signature, hashes, Merkle root against its signed checkpoint).
+   */
+  async check(environment: string, rows: readonly StoredEvent[]): Promise<Failure[]> {
+    const failures: Failure[] = [];
+    for (const row of rows) {
+      const bundle = await this.forSeq(environment, row.seq);
+      if (!bundle) continue;
+      const sealed = bundle.parsed?.events[row.seq - bundle.seal.first_seq];
+      if (bundle.failures.length) failures.push({ seq: row.seq, reason: `its sealed bundle fails verification: ${bundle.failures[0]!.reason}` });
+      else if (!sealed?.equals(row.canonical)) failures.push({ seq: row.seq, reason: 'stored bytes differ from the sealed bundle' });
+    }
+    return failures;
+  }
+
+  private load(seal: SealRow): Promise<SealedBundle> {
+    const cached = this.cache.get(seal.id);
+    if (cached) return cached;
+    const loading = this.read(seal);
+    this.cache.set(seal.id, loading);
+    loading.catch(() => this.cache.delete(seal.id));
+    if (this.cache.size > CACHED_BUNDLES) this.cache.delete(this.cache.keys().next().value!);
+    return loading;
+  }
+
+  private async read(seal: SealRow): Promise<SealedBundle> {
+    const bytes = await this.archive.get(seal.archive_key);
+    if (!bytes) return { seal, parsed: null, failures: [{ seq: seal.first_seq, reason: `bundle ${seal.archive_key} is missing from the archive` }] };
+    const { failures } = verifyBundle(bytes, this.verifiers);
+    let parsed: ParsedBundle | null = null;
+    try {
+      parsed = parseBundle(bytes);
+    } catch {
+      // verifyBundle has reported why.
+    }
+    return { seal, parsed, failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };
+  }
+}

@@ -1,0 +1,62 @@
+import { parseArgs } from 'node:util';
+import { openArchive } from '../archive/open.js';
+import { loadConfig } from '../config.js';
+import { runCheckpoints } from '../jobs/checkpoints.js';
+import { dueThrough, runSeal } from '../jobs/seal.js';
+import { createLogger } from '../log.js';
+import { openDatabase, serverClock } from '../service.js';
+import { loadKeyring } from '../signing-key.js';
+import { CONFIG_HELP, UsageError, type Verb } from './verb.js';
+
+/** A one-line progress bar on a terminal; nothing when output is not a terminal. */
+function progressBar(stream: NodeJS.WriteStream) {
+  if (!stream.isTTY) return undefined;
+  return ({ day, chain, sealed, total }: { day: string; chain: string; sealed: number; total: number }) => {
+    const width = 30;
+    const filled = Math.round((sealed / Math.max(total, 1)) * width);
+    stream.write(`\r${day} ${chain.slice(0, 8)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${sealed}/${total}`);
+  };
+}
+
+export const seal: Verb = {
+  summary: 'seal ended days into signed bundles in the archive, now',
+  usage: `auditledger seal [--through YYYY-MM-DD]
+
+Signs checkpoints of the chains that moved, then seals every unsealed day up to --through (default:
+the last day that ended more than AUDITLEDGER_SEAL_AFTER_DAYS days ago): each chain's events of the
+day become one bundle in the archive (AUDITLEDGER_ARCHIVE). Safe to run while the service runs and
+to run again after a crash.
+
+${CONFIG_HELP}`,
+  async run(args) {
+    const { values } = parseArgs({ args, options: { through: { type: 'string' } }, strict: true });
+    if (values.through !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(values.through)) {
+      throw new UsageError('--through takes a date YYYY-MM-DD');
+    }
+    const config = loadConfig();
+    const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);
+    const now = serverClock(config, log);
+    const { pools, embedded } = await openDatabase(config, log);
+    try {
+      const keyring = await loadKeyring(config, log);
+      const archive = openArchive(config);
+      await runCheckpoints({ db: pools.owner, archive, key: keyring.current, origin: keyring.origin, log });
+      const through = values.through ?? dueThrough(now(), config.AUDITLEDGER_SEAL_AFTER_DAYS);
+      const onProgress = progressBar(process.stderr);
+      const report = await runSeal({ db: pools.owner, archive, keyring, log, ...(onProgress ? { onProgress } : {}) }, through);
+      if (onProgress) process.stderr.write('\n');
+      if (!report) {
+        process.stderr.write('another seal is running; try again when it is done\n');
+        return 1;
+      }
+      process.stdout.write(
+        `sealed through ${through}: ${report.days.length} day(s), ${report.bundles} bundle(s), ${report.events} event(s) into ${archive.location}\n`,
+      );
+      if (report.waiting.length) process.stdout.write(`not yet sealed (no signed checkpoint covers them yet): ${report.waiting.join(', ')}\n`);
+      return 0;
+    } finally {
+      await pools.end();
+      await embedded?.stop();
+    }
+  },
+};

@@ -1,0 +1,630 @@
+// Bundles (DESIGN.md "Ledger format v1", Bundle): one archive object per chain per sealed UTC day.
+// NDJSON: the first line is the signed manifest, the others the stored canonical event bodies in
+// seq order, each line ending in "\n". A bundle alone proves its events' inclusion in its checkpoint
+// (start_range + its own leaves); consecutive bundles prove each other by first_prev, start_range,
+// the consistency proof and previous_manifest_sha256.
+import { createHash, type Hash } from 'node:crypto';
+import { openCheckpoint, CheckpointError, type Checkpoint } from './checkpoint.js';
+import { appendLeaf, appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
+import { eventHash, FORMAT_VERSION, GENESIS_PREV, type EventBody } from './event.js';
+import { HASH_SIZE } from './hash.js';
+import { canonicalBytes, JcsError } from './jcs.js';
+import {
+  base64,
+  checkSigningKey,
+  decodeBase64,
+  keyIdHex,
+  signBytes,
+  verifyBytes,
+  SIGNATURE_SIZE,
+  type SigningKey,
+  type VerifierKey,
+} from './keys.js';
+import { NoteError } from './note.js';
+import { ProofError, verifyConsistency } from './proof.js';
+import { rangeConsistencyProof, rangeInclusionProof } from './range-proof.js';
+import { onesCount } from './tree.js';
+import type { InclusionDocument } from './verify-proof.js';
+
+/** A bundle or bundle input that is malformed, or inconsistent with its chain. */
+export class BundleError extends Error {
+  override name = 'BundleError';
+}
+
+/** The first line of a bundle. Field names and encodings are part of the stable format. */
+export interface BundleManifest {
+  v: typeof FORMAT_VERSION;
+  project: string;
+  environment: string;
+  /** The UTC day, YYYY-MM-DD, on which the bundle's events were received. */
+  partition: string;
+  first_seq: number;
+  last_seq: number;
+  count: number;
+  /** Hex hash of event first_seq - 1 (the previous bundle's last_hash), GENESIS_PREV for seq 1. */
+  first_prev: string;
+  /** Hex hash of event last_seq. */
+  last_hash: string;
+  /** The compact range before first_seq: the previous bundle's tree, in O(log n) hashes. */
+  start_range: { size: number; hashes: string[] };
+  /** The signed checkpoint note at tree size last_seq. */
+  checkpoint: string;
+  /** Base64 RFC 9162 consistency proof from first_seq - 1 (the previous checkpoint) to last_seq. */
+  consistency_proof: string[];
+  /** Hex SHA-256 of all event lines, each with its "\n". */
+  events_sha256: string;
+  /** manifestSha256 of the previous bundle; null for a chain's first bundle. */
+  previous_manifest_sha256: string | null;
+  /** Hex key id of the signing key. */
+  key_id: string;
+  /** Base64 Ed25519 signature of the RFC 8785 form of the manifest without `signature`. */
+  signature: string;
+}
+
+export type UnsignedManifest = Omit<BundleManifest, 'key_id' | 'signature'>;
+
+/** An event as stored (a subset of verify-events StoredEvent). */
+export interface BundleEvent {
+  seq: number;
+  hash: Buffer;
+  prev: Buffer;
+  canonical: Buffer;
+}
+
+export interface SignedManifest {
+  manifest: BundleManifest;
+  /** The manifest's RFC 8785 form and "\n": the bundle's first line, the same for the same range. */
+  manifestLine: Buffer;
+}
+
+export interface ParsedBundle extends SignedManifest {
+  /** The event lines without their "\n", byte for byte. */
+  events: Buffer[];
+}
+
+export interface BundleFailure {
+  /** The event at fault, or null for the bundle as a whole. */
+  seq: number | null;
+  reason: string;
+}
+
+export interface BundleVerification {
+  /** Null when the bundle could not be parsed. */
+  manifest: BundleManifest | null;
+  failures: BundleFailure[];
+}
+
+/** The bundle before, as the next one is checked against it. */
+export interface PreviousBundle {
+  manifest: BundleManifest;
+  manifestSha256: string;
+}
+
+export interface BundleStart {
+  project: string;
+  environment: string;
+  /** The UTC day YYYY-MM-DD. */
+  partition: string;
+  /** The compact range before the first event: the previous bundle's endRange, or empty. */
+  startRange: CompactRange;
+  /** Hex hash of event startRange.size: the previous bundle's last_hash, or GENESIS_PREV. */
+  firstPrev: string;
+  /** manifestSha256 of the previous bundle, or null for the chain's first. */
+  previousManifestSha256: string | null;
+}
+
+const NEWLINE = Buffer.from('\n');
+const HEX_HASH = /^[0-9a-f]{64}$/;
+const DAY = /^[0-9]{4}-[0-9]{2}-[0-9]{2}$/;
+const HEX_WANT = '64 lowercase hex digits';
+
+/**
+ * Builds a bundle as events stream in, in seq order. Memory stays bounded by 32 bytes per event:
+ * it keeps the leaf hashes (for the consistency proof) and a running SHA-256, never event bytes.
+ */
+export class BundleBuilder {
+  private range: CompactRange;
+  private lastHash: string;
+  private leaves = Buffer.alloc(1024 * HASH_SIZE);
+  private readonly eventsHash: Hash = createHash('sha256');
+
+  constructor(private readonly start: BundleStart) {
+    const { project, environment, partition, startRange, firstPrev, previousManifestSha256 } = start;
+    const problem =
+      fieldProblem({
+        project,
+        environment,
+        partition,
+        first_prev: firstPrev,
+        start_range: rangeJson(startRange),
+        previous_manifest_sha256: previousManifestSha256,
+      }) ?? firstBundleProblems(startRange.size, firstPrev, previousManifestSha256)[0];
+    if (problem !== undefined) throw new BundleError(problem);
+    this.range = startRange;
+    this.lastHash = firstPrev;
+  }
+
+  /** The number of events added. */
+  get count(): number {
+    return this.range.size - this.start.startRange.size;
+  }
+
+  /** The compact range after the last event: the next bundle's startRange. */
+  get endRange(): CompactRange {
+    return { size: this.range.size, hashes: this.range.hashes.slice() };
+  }
+
+  /** The Merkle tree root at the last event. */
+  get root(): Buffer {
+    return rangeRoot(this.range);
+  }
+
+  /**
+   * Takes the next event, checking it as verifyBundle will: seq, hash, link, and the body's own
+   * fields. Returns its line (the canonical bytes and "\n") to write. Throws BundleError.
+   */
+  add(event: BundleEvent): Buffer {
+    const seq = this.range.size + 1;
+    const problem = this.eventProblem(event, seq);
+    if (problem !== undefined) throw new BundleError(`event ${event.seq}: ${problem}`);
+    const line = Buffer.concat([event.canonical, NEWLINE]);
+    this.eventsHash.update(line);
+    this.pushLeaf(event.hash);
+    this.range = appendLeaf(this.range, event.hash);
+    this.lastHash = event.hash.toString('hex');
+    return line;
+  }
+
+  /**
+   * The signed manifest line. `checkpoint` is the note at tree size last_seq, signed with `key`
+   * for this chain; it must match the tree built, so that no bundle is signed that would not verify.
+   * Throws BundleError.
+   */
+  finish({ checkpoint, key }: { checkpoint: string; key: SigningKey }): SignedManifest {
+    const { project, environment, partition, startRange, firstPrev, previousManifestSha256 } = this.start;
+    const count = this.count;
+    if (count === 0) throw new BundleError('a bundle holds at least one event');
+    const lastSeq = this.range.size;
+    const opened = openSigned(checkpoint, [key]);
+    const problem = typeof opened === 'string' ? opened : checkpointProblems(opened, project, environment, lastSeq, this.root)[0];
+    if (problem !== undefined) throw new BundleError(`checkpoint: ${problem}`);
+    const leaves = this.leaves.subarray(0, count * HASH_SIZE);
+    return signManifest(
+      {
+        v: FORMAT_VERSION,
+        project,
+        environment,
+        partition,
+        first_seq: startRange.size + 1,
+        last_seq: lastSeq,
+        count,
+        first_prev: firstPrev,
+        last_hash: this.lastHash,
+        start_range: rangeJson(startRange),
+        checkpoint,
+        consistency_proof: rangeConsistencyProof(startRange, leaves, startRange.size, lastSeq).map(base64),
+        // A copy, so finishing does not end the hash: the builder stays usable.
+        events_sha256: this.eventsHash.copy().digest('hex'),
+        previous_manifest_sha256: previousManifestSha256,
+      },
+      key,
+    );
+  }
+
+  private eventProblem(event: BundleEvent, seq: number): string | undefined {
+    if (event.seq !== seq) return `not the next event: want seq ${seq}`;
+    if (!eventHash(event.canonical).equals(event.hash)) return 'hash does not match its canonical bytes';
+    if (event.prev.toString('hex') !== this.lastHash) {
+      return `prev does not link to ${seq === this.start.startRange.size + 1 ? 'first_prev' : `event ${seq - 1}`}`;
+    }
+    const body = readBody(event.canonical);
+    if (typeof body === 'string') return body;
+    if (body.seq !== seq) return `seq in the body is ${body.seq}`;
+    if (body.prev !== this.lastHash) return 'prev in the body does not match the stored prev';
+    return bodyProblems(body, this.start)[0];
+  }
+
+  // Doubles the leaf buffer when full: amortized O(1) per event, one allocation per doubling.
+  private pushLeaf(hash: Buffer): void {
+    const offset = this.count * HASH_SIZE;
+    if (offset + HASH_SIZE > this.leaves.length) {
+      const grown = Buffer.alloc(this.leaves.length * 2);
+      this.leaves.copy(grown);
+      this.leaves = grown;
+    }
+    hash.copy(this.leaves, offset);
+  }
+}
+
+/**
+ * Signs the manifest: the key id joins the signed fields, and the signature covers their RFC 8785
+ * form. That form ends in "}", a signed note's text in "\n", so a signature of one can never pass
+ * for the other although one key signs both.
+ */
+export function signManifest(fields: UnsignedManifest, key: SigningKey): SignedManifest {
+  checkSigningKey(key);
+  const unsigned = { ...fields, key_id: keyIdHex(key.keyId) };
+  const manifest: BundleManifest = { ...unsigned, signature: base64(signBytes(key, canonicalBytes(unsigned))) };
+  return { manifest, manifestLine: Buffer.concat([canonicalBytes(manifest), NEWLINE]) };
+}
+
+/** Hex SHA-256 of a manifest line without its "\n": what the next bundle's previous_manifest_sha256 holds. */
+export function manifestSha256(manifestLine: Buffer): string {
+  if (manifestLine.at(-1) !== NEWLINE[0]) throw new BundleError('a manifest line ends in "\\n"');
+  return createHash('sha256').update(manifestLine.subarray(0, -1)).digest('hex');
+}
+
+/** Splits a bundle into its manifest and event lines, checking the framing and the manifest's fields. Throws BundleError. */
+export function parseBundle(bytes: Buffer): ParsedBundle {
+  if (bytes.length === 0 || bytes.at(-1) !== NEWLINE[0]) throw new BundleError('a bundle is NDJSON: it must end in "\\n"');
+  const lines: Buffer[] = [];
+  for (let from = 0; from < bytes.length; ) {
+    const end = bytes.indexOf(NEWLINE, from);
+    if (end === from) throw new BundleError(`line ${lines.length + 1} is empty`);
+    lines.push(bytes.subarray(from, end));
+    from = end + 1;
+  }
+  const [first, ...events] = lines as [Buffer, ...Buffer[]];
+  return { manifest: parseManifest(first), manifestLine: bytes.subarray(0, first.length + 1), events };
+}
+
+/**
+ * Checks everything a bundle claims that can be checked from it, its verifier keys and, when given,
+ * the bundle before it. Reports every problem found rather than stopping at the first; throws only
+ * for a caller's mistake.
+ */
+export function verifyBundle(bytes: Buffer, verifiers: readonly VerifierKey[], previous?: PreviousBundle): BundleVerification {
+  let bundle: ParsedBundle;
+  try {
+    bundle = parseBundle(bytes);
+  } catch (error) {
+    if (error instanceof BundleError) return { manifest: null, failures: [{ seq: null, reason: error.message }] };
+    throw error;
+  }
+  const { manifest, manifestLine, events } = bundle;
+  const whole = (reason: string): BundleFailure => ({ seq: null, reason });
+  const eventsSha256 = createHash('sha256').update(bytes.subarray(manifestLine.length)).digest('hex');
+  const lines = events.map((canonical, i) => readLine(canonical, manifest.first_seq + i));
+  const failures = [
+    ...manifestProblems(bundle, eventsSha256, verifiers).map(whole),
+    ...eventFailures(manifest, lines),
+    ...treeProblems(manifest, lines, verifiers).map(whole),
+    ...(previous ? continuityProblems(manifest, previous, verifiers).map(whole) : []),
+  ];
+  return { manifest, failures };
+}
+
+/**
+ * An inclusion proof of event `seq` in the bundle's checkpoint, from the bundle alone: left
+ * siblings come from start_range, the rest from its own leaves. The document is the one
+ * GET /v1/events/:id/proof serves, so verifyInclusionDocument checks it offline.
+ */
+export function bundleInclusionProof(bundle: ParsedBundle, seq: number): InclusionDocument {
+  const { manifest, events } = bundle;
+  const canonical = Number.isSafeInteger(seq) ? events[seq - manifest.first_seq] : undefined;
+  if (canonical === undefined) {
+    throw new RangeError(`seq ${seq} is not in the bundle (${manifest.first_seq}..${manifest.first_seq + events.length - 1})`);
+  }
+  const leaves = Buffer.concat(events.map(eventHash));
+  const proof = rangeInclusionProof(compactRange(manifest.start_range), leaves, seq - 1, manifest.last_seq);
+  return {
+    leaf_index: seq - 1,
+    tree_size: manifest.last_seq,
+    leaf_hash: base64(eventHash(canonical)),
+    proof: proof.map(base64),
+    checkpoint: manifest.checkpoint,
+    canonical: canonical.toString('utf8'),
+  };
+}
+
+// --- the manifest
+
+type FieldCheck = readonly [check: (value: unknown) => boolean, want: string];
+
+const isText = (x: unknown): boolean => typeof x === 'string' && x !== '';
+const isSeq = (x: unknown): boolean => Number.isSafeInteger(x) && (x as number) >= 1;
+const isHexHash = (x: unknown): boolean => typeof x === 'string' && HEX_HASH.test(x);
+const isBase64Hash = (x: unknown): boolean => typeof x === 'string' && decodeBase64(x)?.length === HASH_SIZE;
+
+// A real calendar day: the round trip through Date rejects 2024-02-30.
+const isDay = (x: unknown): boolean =>
+  typeof x === 'string' && DAY.test(x) && !Number.isNaN(Date.parse(x)) && new Date(x).toISOString().slice(0, 10) === x;
+
+function isRangeJson(x: unknown): boolean {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return false;
+  const { size, hashes, ...rest } = x as Record<string, unknown>;
+  return (
+    Object.keys(rest).length === 0 &&
+    Number.isSafeInteger(size) &&
+    (size as number) >= 0 &&
+    Array.isArray(hashes) &&
+    hashes.length === onesCount(size as number) &&
+    hashes.every(isHexHash)
+  );
+}
+
+const FIELDS: { readonly [K in keyof BundleManifest]: FieldCheck } = {
+  v: [(x) => x === FORMAT_VERSION, `${FORMAT_VERSION}`],
+  project: [isText, 'a non-empty string'],
+  environment: [isText, 'a non-empty string'],
+  partition: [isDay, 'a UTC day YYYY-MM-DD'],
+  first_seq: [isSeq, 'an integer >= 1'],
+  last_seq: [isSeq, 'an integer >= 1'],
+  count: [isSeq, 'an integer >= 1 (a bundle holds at least one event)'],
+  first_prev: [isHexHash, HEX_WANT],
+  last_hash: [isHexHash, HEX_WANT],
+  start_range: [isRangeJson, '{size, hashes}: one hex hash per set bit of size, largest subtree first'],
+  checkpoint: [isText, 'a signed checkpoint note'],
+  consistency_proof: [(x) => Array.isArray(x) && x.every(isBase64Hash), 'a list of base64 32-byte hashes'],
+  events_sha256: [isHexHash, HEX_WANT],
+  previous_manifest_sha256: [(x) => x === null || isHexHash(x), `null or ${HEX_WANT}`],
+  key_id: [(x) => typeof x === 'string' && /^[0-9a-f]{8}$/.test(x), '8 lowercase hex digits'],
+  signature: [(x) => typeof x === 'string' && decodeBase64(x)?.length === SIGNATURE_SIZE, `base64 of ${SIGNATURE_SIZE} bytes`],
+};
+
+// The first field of `fields` that is not what the format wants, as a message.
+function fieldProblem(fields: { readonly [K in keyof BundleManifest]?: unknown }): string | undefined {
+  for (const [name, value] of Object.entries(fields)) {
+    const [check, want] = FIELDS[name as keyof BundleManifest];
+    if (!check(value)) return `${name} must be ${want}, got ${show(value)}`;
+  }
+  return undefined;
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+function parseManifest(line: Buffer): BundleManifest {
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(UTF8.decode(line));
+  } catch {
+    throw new BundleError('the manifest line is not UTF-8 JSON');
+  }
+  if (typeof manifest !== 'object' || manifest === null || Array.isArray(manifest)) {
+    throw new BundleError('the manifest line is not a JSON object');
+  }
+  const unknown = Object.keys(manifest).filter((name) => !Object.hasOwn(FIELDS, name));
+  if (unknown.length) throw new BundleError(`manifest has unknown field(s) ${unknown.join(', ')}`);
+  const missing = Object.keys(FIELDS).filter((name) => !Object.hasOwn(manifest, name));
+  if (missing.length) throw new BundleError(`manifest lacks field(s) ${missing.join(', ')}`);
+  const problem = fieldProblem(manifest);
+  if (problem !== undefined) throw new BundleError(`manifest ${problem}`);
+  return manifest as BundleManifest;
+}
+
+// Problems of the manifest and what it says of the bundle as a whole: form, signature, event
+// lines, counts, and the first-bundle rules.
+function manifestProblems(bundle: ParsedBundle, eventsSha256: string, verifiers: readonly VerifierKey[]): string[] {
+  const { manifest, manifestLine, events } = bundle;
+  const { first_seq, last_seq, count, start_range, first_prev, previous_manifest_sha256 } = manifest;
+  const problems: string[] = [];
+  // The line is the manifest's RFC 8785 form, so the same range always gives the same bytes.
+  if (!canonicalBytes(manifest).equals(manifestLine.subarray(0, -1))) {
+    problems.push('the manifest line is not in canonical (RFC 8785) form');
+  }
+  const signature = signatureProblem(manifest, verifiers);
+  if (signature !== undefined) problems.push(signature);
+  if (eventsSha256 !== manifest.events_sha256) problems.push('events_sha256 does not match the event lines');
+  if (events.length !== count) problems.push(`the bundle has ${events.length} event lines, not count ${count}`);
+  if (count !== last_seq - first_seq + 1) {
+    problems.push(`count ${count} is not last_seq - first_seq + 1 = ${last_seq - first_seq + 1}`);
+  }
+  if (first_seq !== start_range.size + 1) {
+    problems.push(`first_seq ${first_seq} does not follow start_range, of size ${start_range.size}`);
+  }
+  return [...problems, ...firstBundleProblems(start_range.size, first_prev, previous_manifest_sha256)];
+}
+
+function signatureProblem(manifest: BundleManifest, verifiers: readonly VerifierKey[]): string | undefined {
+  const { signature, ...unsigned } = manifest;
+  const keys = verifiers.filter((key) => keyIdHex(key.keyId) === manifest.key_id);
+  if (keys.length === 0) return `manifest signature: no verifier key has key id ${manifest.key_id}`;
+  const message = canonicalBytes(unsigned);
+  const bytes = decodeBase64(signature) as Uint8Array;
+  if (keys.some((key) => verifyBytes(key, message, bytes))) return undefined;
+  const names = keys.map((key) => `${key.name}+${manifest.key_id}`).join(', ');
+  return `manifest signature does not verify with key ${names}: the manifest was altered`;
+}
+
+// Only a chain's first bundle starts at the empty tree, and it alone links to GENESIS_PREV and to
+// no previous manifest.
+function firstBundleProblems(startSize: number, firstPrev: string, previousManifest: string | null): string[] {
+  const problems: string[] = [];
+  if (startSize === 0 && firstPrev !== GENESIS_PREV) problems.push("first_prev of a chain's first bundle must be 64 zeros");
+  if ((startSize === 0) !== (previousManifest === null)) {
+    problems.push("previous_manifest_sha256 must be null exactly for a chain's first bundle (empty start_range)");
+  }
+  return problems;
+}
+
+// --- the events
+
+interface Line {
+  /** The seq the body claims; for an unreadable body, the one its position implies. */
+  seq: number;
+  hash: Buffer;
+  /** The body's prev, when the body is readable. */
+  prev: string | undefined;
+  body: EventBody | string;
+}
+
+function readLine(canonical: Buffer, positionSeq: number): Line {
+  const body = readBody(canonical);
+  const readable = typeof body !== 'string';
+  return { seq: readable ? body.seq : positionSeq, hash: eventHash(canonical), prev: readable ? body.prev : undefined, body };
+}
+
+// The event body stored as `canonical`, or why it is not one. The bytes must be the body's RFC 8785
+// form, compared as bytes so that invalid UTF-8 cannot hide behind U+FFFD.
+function readBody(canonical: Buffer): EventBody | string {
+  let body: unknown;
+  try {
+    body = JSON.parse(canonical.toString('utf8'));
+  } catch {
+    return 'the line is not JSON';
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'the line is not an event body';
+  try {
+    if (!canonicalBytes(body).equals(canonical)) return 'the line is not in canonical (RFC 8785) form';
+  } catch (error) {
+    if (error instanceof JcsError) return `the line has no canonical form: ${error.message}`;
+    throw error;
+  }
+  const { seq, prev, project, environment, received_at } = body as Record<string, unknown>;
+  if (!isSeq(seq) || ![prev, project, environment, received_at].every((x) => typeof x === 'string')) {
+    return 'the line is not an event body: seq, prev, project, environment or received_at is missing';
+  }
+  return body as EventBody;
+}
+
+// What in a readable body contradicts the bundle it is in.
+function bodyProblems(body: EventBody, bundle: Pick<BundleManifest, 'project' | 'environment' | 'partition'>): string[] {
+  const problems: string[] = [];
+  if (body.v !== FORMAT_VERSION) problems.push(`v is ${show(body.v)}, not ${FORMAT_VERSION}`);
+  if (body.project !== bundle.project) problems.push(`project ${show(body.project)} is not the bundle's ${show(bundle.project)}`);
+  if (body.environment !== bundle.environment) {
+    problems.push(`environment ${show(body.environment)} is not the bundle's ${show(bundle.environment)}`);
+  }
+  // A partition holds the events received on its UTC day (DESIGN.md "Storage rules").
+  const time = Date.parse(body.received_at);
+  if (Number.isNaN(time) || new Date(time).toISOString() !== body.received_at) {
+    problems.push(`received_at ${show(body.received_at)} is not an ISO 8601 UTC time`);
+  } else if (body.received_at.slice(0, 10) !== bundle.partition) {
+    problems.push(`received_at ${body.received_at} is not on ${bundle.partition} (UTC), the bundle's partition`);
+  }
+  return problems;
+}
+
+/**
+ * Failures of the event lines, each at the seq it concerns, in seq order. Lines are matched by the
+ * seq in their body, so a removed, duplicated or moved line is named once rather than shifting the
+ * blame onto every line after it. Each event's hash is what the next event's prev (or last_hash)
+ * records, so a changed line is reported at its own seq; the first event's prev is first_prev.
+ */
+function eventFailures(manifest: BundleManifest, lines: readonly Line[]): BundleFailure[] {
+  const { first_seq: first, last_seq: last } = manifest;
+  const failures: BundleFailure[] = [];
+  const fail = (seq: number, reason: string) => failures.push({ seq, reason });
+  const bySeq = new Map<number, Line[]>();
+  lines.forEach((line, i) => {
+    const { seq, body } = line;
+    if (typeof body === 'string') fail(seq, body);
+    else for (const problem of bodyProblems(body, manifest)) fail(seq, problem);
+    if (seq < first || seq > last) fail(seq, `seq is outside the bundle's range ${first}..${last}`);
+    const before = lines[i - 1];
+    if (before !== undefined && seq < before.seq) fail(seq, `out of order: the line follows event ${before.seq}`);
+    bySeq.set(seq, [...(bySeq.get(seq) ?? []), line]);
+  });
+
+  // Missing events, one failure per gap: its size depends on the manifest, which may be forged.
+  const present = [...bySeq.keys()].filter((seq) => seq >= first && seq <= last).sort((a, b) => a - b);
+  [first - 1, ...present].forEach((seq, i, all) => {
+    const next = all[i + 1] ?? last + 1;
+    if (next > seq + 1) fail(seq + 1, next === seq + 2 ? 'the event is missing' : `events ${seq + 1}..${next - 1} are missing`);
+  });
+
+  for (const [seq, same] of bySeq) {
+    if (same.length > 1) fail(seq, `${same.length} lines hold this seq`);
+    for (const line of same) {
+      const hash = line.hash.toString('hex');
+      if (seq === last) {
+        if (hash !== manifest.last_hash) fail(seq, 'the bytes do not hash to last_hash');
+      } else if ((bySeq.get(seq + 1) ?? []).some((next) => next.prev !== undefined && next.prev !== hash)) {
+        fail(seq, `the bytes do not hash to the prev of event ${seq + 1}`);
+      }
+      if (seq === first && line.prev !== undefined && line.prev !== manifest.first_prev) fail(seq, 'prev is not first_prev');
+    }
+  }
+  return failures.sort((a, b) => (a.seq as number) - (b.seq as number));
+}
+
+// --- the tree and the chain of bundles
+
+// The checkpoint opened with the known keys, or why it cannot be.
+function openSigned(note: string, verifiers: readonly VerifierKey[]): Checkpoint | string {
+  try {
+    return openCheckpoint(note, verifiers).checkpoint;
+  } catch (error) {
+    if (error instanceof NoteError || error instanceof CheckpointError) return error.message;
+    throw error;
+  }
+}
+
+// The checkpoint must be this chain's, at last_seq, with the tree's root. The origin's prefix is
+// the ledger's own name, unknown to an offline verifier; the chain is the suffix (checkpoint.ts chainOrigin).
+function checkpointProblems(
+  checkpoint: Checkpoint,
+  project: string,
+  environment: string,
+  lastSeq: number,
+  root: Buffer,
+): string[] {
+  const problems: string[] = [];
+  if (!checkpoint.origin.endsWith(`/${project}/${environment}`)) {
+    problems.push(`origin ${show(checkpoint.origin)} is not of chain ${project}/${environment}`);
+  }
+  if (checkpoint.size !== lastSeq) problems.push(`tree size ${checkpoint.size} is not last_seq ${lastSeq}`);
+  else if (!root.equals(checkpoint.root)) problems.push('its root is not the Merkle root of start_range and the events');
+  return problems;
+}
+
+function treeProblems(manifest: BundleManifest, lines: readonly Line[], verifiers: readonly VerifierKey[]): string[] {
+  const checkpoint = openSigned(manifest.checkpoint, verifiers);
+  if (typeof checkpoint === 'string') return [`checkpoint: ${checkpoint}`];
+  const start = compactRange(manifest.start_range);
+  // The leaves are the lines as they stand: any line changed, moved or missing changes the root.
+  const root = rangeRoot(appendLeaves(start, lines.map((line) => line.hash)));
+  const problems = checkpointProblems(checkpoint, manifest.project, manifest.environment, manifest.last_seq, root).map(
+    (problem) => `checkpoint: ${problem}`,
+  );
+  try {
+    const proof = manifest.consistency_proof.map((hash) => decodeBase64(hash) as Uint8Array);
+    verifyConsistency(start.size, checkpoint.size, proof, rangeRoot(start), checkpoint.root);
+  } catch (error) {
+    if (!(error instanceof ProofError)) throw error;
+    problems.push(`consistency_proof does not prove the checkpoint extends start_range: ${error.message}`);
+  }
+  return problems;
+}
+
+/**
+ * This bundle continues `previous`. The start_range root equal to the previous checkpoint's root
+ * (at the same size) makes start_range the previous tree; with the consistency proof checked in
+ * treeProblems against that root, the checkpoint provably extends the previous one.
+ */
+function continuityProblems(manifest: BundleManifest, previous: PreviousBundle, verifiers: readonly VerifierKey[]): string[] {
+  const before = previous.manifest;
+  const problems: string[] = [];
+  if (before.project !== manifest.project || before.environment !== manifest.environment) {
+    problems.push(`the previous bundle is of chain ${before.project}/${before.environment}`);
+  }
+  if (before.partition >= manifest.partition) {
+    problems.push(`partition ${manifest.partition} is not after the previous ${before.partition}`);
+  }
+  if (manifest.first_seq !== before.last_seq + 1) {
+    problems.push(`first_seq ${manifest.first_seq} does not follow the previous bundle's last_seq ${before.last_seq}`);
+  }
+  if (manifest.first_prev !== before.last_hash) problems.push("first_prev is not the previous bundle's last_hash");
+  if (manifest.previous_manifest_sha256 !== previous.manifestSha256) {
+    problems.push("previous_manifest_sha256 is not the SHA-256 of the previous bundle's manifest line");
+  }
+  const checkpoint = openSigned(before.checkpoint, verifiers);
+  if (typeof checkpoint === 'string') return [...problems, `the previous bundle's checkpoint: ${checkpoint}`];
+  const start = compactRange(manifest.start_range);
+  if (start.size !== checkpoint.size || !rangeRoot(start).equals(checkpoint.root)) {
+    problems.push("start_range is not the tree of the previous bundle's checkpoint");
+  }
+  return problems;
+}
+
+function rangeJson(range: CompactRange): BundleManifest['start_range'] {
+  return { size: range.size, hashes: range.hashes.map((hash) => Buffer.from(hash).toString('hex')) };
+}
+
+function compactRange(json: BundleManifest['start_range']): CompactRange {
+  return { size: json.size, hashes: json.hashes.map((hash) => Buffer.from(hash, 'hex')) };
+}
+
+function show(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}

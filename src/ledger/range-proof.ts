@@ -1,0 +1,153 @@
+// RFC 9162 proofs for a tree whose leaves [0, start) are known only through their compact range and
+// whose leaves [start, end) are known one by one: what a bundle holds (DESIGN.md "Ledger format v1",
+// Bundle). Every node an inclusion or consistency proof needs that lies wholly inside [0, start) is a
+// compact range node or a fold of consecutive ones, so a bundle proves its events without the
+// leaves before it. The proofs are exactly those of ./proof.ts over the full leaf array.
+import { rangeRoot, type CompactRange } from './compact-range.js';
+import { HASH_SIZE, nodeHash } from './hash.js';
+import { onesCount, splitPoint } from './tree.js';
+
+/** MTH(D[start:end]) for 0 <= start < end (RFC 9162 section 2.1.1). */
+export type SubtreeHash = (start: number, end: number) => Buffer;
+
+/**
+ * MTH over a compact range and the leaf hashes after it. `leaves` is the leaf hashes concatenated,
+ * HASH_SIZE bytes each: one buffer rather than a million small ones keeps a large bundle's memory
+ * at 32 bytes per event. Throws RangeError for a subtree that is not derivable: one that cuts
+ * through a compact range node, whose leaves are unknown.
+ */
+export function rangeSubtreeHash(startRange: CompactRange, leaves: Uint8Array): SubtreeHash {
+  const size = startRange.size;
+  const known = knownSize(startRange, leaves);
+  // Where each compact range node begins (largest first), and where the range ends.
+  const boundaries = new Map<number, number>();
+  let offset = 0;
+  nodeSizes(size).forEach((nodeSize, i) => {
+    boundaries.set(offset, i);
+    offset += nodeSize;
+  });
+  boundaries.set(size, startRange.hashes.length);
+
+  const mth: SubtreeHash = (start, end) => {
+    if (end > known) throw new RangeError(`leaves [${start}, ${end}) go beyond the ${known} known leaves`);
+    if (end <= size) {
+      const first = boundaries.get(start);
+      const last = boundaries.get(end);
+      if (first === undefined || last === undefined) {
+        throw new RangeError(
+          `MTH of leaves [${start}, ${end}) is not derivable: it cuts through a node of the compact range of size ${size}`,
+        );
+      }
+      // Consecutive compact range nodes are the compact range of the end - start leaves they
+      // cover, and RFC 9162 splits those leaves at the same node boundaries that rangeRoot folds.
+      return Buffer.from(rangeRoot({ size: end - start, hashes: startRange.hashes.slice(first, last) }));
+    }
+    if (start >= size && end - start === 1) {
+      return Buffer.from(leaves.subarray((start - size) * HASH_SIZE, (end - size) * HASH_SIZE));
+    }
+    const k = wideSplitPoint(end - start);
+    return nodeHash(mth(start, start + k), mth(start + k, end));
+  };
+  return mth;
+}
+
+/**
+ * PATH(leafIndex, D[0:treeSize]) (RFC 9162 section 2.1.3.1), leaf to root: what proof.ts
+ * inclusionProof gives over the full leaf array. Throws RangeError when a needed node is not
+ * derivable (a leaf inside a compact range node of more than one leaf) or out of range.
+ */
+export function rangeInclusionProof(startRange: CompactRange, leaves: Uint8Array, leafIndex: number, treeSize: number): Buffer[] {
+  const mth = rangeSubtreeHash(startRange, leaves);
+  checkTreeSize(treeSize, knownSize(startRange, leaves));
+  if (!Number.isSafeInteger(leafIndex) || leafIndex < 0 || leafIndex >= treeSize) {
+    throw new RangeError(`leaf index ${leafIndex} is not in [0, ${treeSize})`);
+  }
+  const proof: Buffer[] = [];
+  path(leafIndex, 0, treeSize, mth, proof);
+  return proof;
+}
+
+/**
+ * PROOF(size1, D[0:size2]) (RFC 9162 section 2.1.4.1): what proof.ts consistencyProof gives over
+ * the full leaf array; empty for size1 = 0 or size1 = size2. Typically size1 is the compact range's
+ * size (the previous bundle's checkpoint) and size2 the end of the leaves. Throws RangeError when a
+ * needed node is not derivable (size1 inside a compact range node) or out of range.
+ */
+export function rangeConsistencyProof(startRange: CompactRange, leaves: Uint8Array, size1: number, size2: number): Buffer[] {
+  const mth = rangeSubtreeHash(startRange, leaves);
+  checkTreeSize(size2, knownSize(startRange, leaves));
+  if (!Number.isSafeInteger(size1) || size1 < 0 || size1 > size2) {
+    throw new RangeError(`size1 ${size1} is not in [0, ${size2}]`);
+  }
+  const proof: Buffer[] = [];
+  if (size1 > 0 && size1 < size2) subproof(size1, 0, size2, true, mth, proof);
+  return proof;
+}
+
+// PATH(m, D[start:end]) (RFC 9162 section 2.1.3.1): the sibling subtree roots, deepest first.
+function path(m: number, start: number, end: number, mth: SubtreeHash, out: Buffer[]): void {
+  const n = end - start;
+  if (n === 1) return;
+  const k = wideSplitPoint(n);
+  if (m < k) {
+    path(m, start, start + k, mth, out);
+    out.push(mth(start + k, end));
+  } else {
+    path(m - k, start + k, end, mth, out);
+    out.push(mth(start, start + k));
+  }
+}
+
+// SUBPROOF(m, D[start:end], b) (RFC 9162 section 2.1.4.1); b is whether D[start:start+m] is the
+// whole old tree, whose root the verifier already has.
+function subproof(m: number, start: number, end: number, b: boolean, mth: SubtreeHash, out: Buffer[]): void {
+  const n = end - start;
+  if (m === n) {
+    if (!b) out.push(mth(start, end));
+    return;
+  }
+  const k = wideSplitPoint(n);
+  if (m <= k) {
+    subproof(m, start, start + k, b, mth, out);
+    out.push(mth(start + k, end));
+  } else {
+    subproof(m - k, start + k, end, false, mth, out);
+    out.push(mth(start, start + k));
+  }
+}
+
+const TWO_32 = 2 ** 32;
+
+// tree.ts splitPoint covers in-memory arrays (n <= 2^32); a compact range stands for any number of
+// leaves up to 2^53 - 1. Above 2^32 every candidate power of two is a multiple of 2^32.
+function wideSplitPoint(n: number): number {
+  return n <= TWO_32 ? splitPoint(n) : TWO_32 * splitPoint(Math.floor((n - 1) / TWO_32) + 1);
+}
+
+// The sizes of the compact range nodes of a range of `size` leaves, largest first: one per set bit.
+function nodeSizes(size: number): number[] {
+  const sizes: number[] = [];
+  for (let bit = 1, rest = size; rest > 0; bit *= 2, rest = Math.floor(rest / 2)) {
+    if (rest % 2 === 1) sizes.unshift(bit);
+  }
+  return sizes;
+}
+
+// The number of leaves covered: the range's size plus the leaf hashes after it.
+function knownSize(startRange: CompactRange, leaves: Uint8Array): number {
+  const { size, hashes } = startRange;
+  if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid compact range size ${size}`);
+  if (hashes.length !== onesCount(size) || hashes.some((h) => h.length !== HASH_SIZE)) {
+    throw new RangeError(`compact range of size ${size} needs ${onesCount(size)} hashes of ${HASH_SIZE} bytes`);
+  }
+  if (leaves.length % HASH_SIZE !== 0) {
+    throw new RangeError(`leaves must be ${HASH_SIZE}-byte hashes end to end, got ${leaves.length} bytes`);
+  }
+  return size + leaves.length / HASH_SIZE;
+}
+
+function checkTreeSize(treeSize: number, known: number): void {
+  if (!Number.isSafeInteger(treeSize) || treeSize < 0 || treeSize > known) {
+    throw new RangeError(`tree size ${treeSize} is not in [0, ${known}]`);
+  }
+}
