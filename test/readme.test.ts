@@ -6,7 +6,7 @@ describe('README', () => {
   it('documents every configuration variable, and only those', async () => {
     const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
     const section = readme.split('## Configuration')[1]!.split('\n## ')[0]!;
-    const documented = [...section.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]);
+    const documented = [...section.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
     expect(documented.sort()).toEqual(Object.keys(configSchema.shape).sort());
   });
 

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -113,7 +113,7 @@ describe('auditledger CLI', () => {
     });
   });
 
-  it('serve shifts the clock only when allowed, and says so', async () => {
+  it('serve shifts the clock only when allowed, says so, and seal then bundles the backdated day', async () => {
     const db = await createTestDatabase();
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-clock-'));
     const cli = runCli(['serve'], {
@@ -121,7 +121,7 @@ describe('auditledger CLI', () => {
       PORT: '0',
       AUDITLEDGER_DATA_DIR: dataDir,
       AUDITLEDGER_ADMIN_TOKEN: ADMIN,
-      AUDITLEDGER_CLOCK_OFFSET: '-2d',
+      AUDITLEDGER_CLOCK_OFFSET: '-8d',
       AUDITLEDGER_ALLOW_CLOCK_OFFSET: 'true',
     });
     try {
@@ -134,7 +134,17 @@ describe('auditledger CLI', () => {
         body: JSON.stringify({ action: 'backdated' }),
       });
       const receivedAt = Date.parse(((await res.json()) as { events: { received_at: string }[] }).events[0]!.received_at);
-      expect(Math.abs(Date.now() - 2 * 86_400_000 - receivedAt)).toBeLessThan(60_000);
+      expect(Math.abs(Date.now() - 8 * 86_400_000 - receivedAt)).toBeLessThan(60_000);
+      cli.child.kill('SIGTERM');
+      await cli.exited;
+
+      // The whole flow in a minute: the backdated day is due, and `seal` bundles it.
+      const seal = runCli(['seal'], { DATABASE_URL: db.ownerUrl, AUDITLEDGER_DATA_DIR: dataDir });
+      expect((await seal.exited).code).toBe(0);
+      expect(seal.output()).toMatch(/sealed through \d{4}-\d{2}-\d{2}: \d+ day\(s\), 1 bundle\(s\), 1 event\(s\)/);
+      const day = new Date(receivedAt).toISOString().slice(0, 10);
+      const bundles = await readdir(path.join(dataDir, 'archive', 'bundles'), { recursive: true });
+      expect(bundles.filter((f) => f.endsWith(`${day}.ndjson`))).toHaveLength(1);
     } finally {
       cli.child.kill('SIGKILL');
       await cli.exited;
