@@ -88,15 +88,13 @@ export function verifyConsistency(
   matchRoot('root2', chainBorderRight(chainInner(seed, innerPath, index), borderPath), root2);
 }
 
+/** MTH(D[start:end]) for 0 <= start < end (RFC 9162 section 2.1.1), however the caller knows it. */
+export type SubtreeHash = (start: number, end: number) => Buffer;
+
 /** PATH(leafIndex, D[0:treeSize]) (RFC 9162 section 2.1.3.1), leaf to root. */
 export function inclusionProof(leafIndex: number, treeSize: number, leafHashes: readonly Uint8Array[]): Buffer[] {
   checkTree(treeSize, leafHashes);
-  if (!Number.isSafeInteger(leafIndex) || leafIndex < 0 || leafIndex >= treeSize) {
-    throw new RangeError(`leaf index ${leafIndex} is not in [0, ${treeSize})`);
-  }
-  const proof: Buffer[] = [];
-  path(leafIndex, leafHashes, 0, treeSize, proof);
-  return proof;
+  return inclusionPath(leafIndex, treeSize, (start, end) => subtreeRoot(leafHashes, start, end));
 }
 
 /**
@@ -105,43 +103,58 @@ export function inclusionProof(leafIndex: number, treeSize: number, leafHashes: 
  */
 export function consistencyProof(size1: number, size2: number, leafHashes: readonly Uint8Array[]): Buffer[] {
   checkTree(size2, leafHashes);
+  return consistencyPath(size1, size2, (start, end) => subtreeRoot(leafHashes, start, end));
+}
+
+/** PATH(leafIndex, D[0:treeSize]) over any source of subtree hashes. */
+export function inclusionPath(leafIndex: number, treeSize: number, mth: SubtreeHash): Buffer[] {
+  if (!Number.isSafeInteger(leafIndex) || leafIndex < 0 || leafIndex >= treeSize) {
+    throw new RangeError(`leaf index ${leafIndex} is not in [0, ${treeSize})`);
+  }
+  const proof: Buffer[] = [];
+  path(leafIndex, 0, treeSize, mth, proof);
+  return proof;
+}
+
+/** PROOF(size1, D[0:size2]) over any source of subtree hashes. */
+export function consistencyPath(size1: number, size2: number, mth: SubtreeHash): Buffer[] {
   if (!Number.isSafeInteger(size1) || size1 < 0 || size1 > size2) {
     throw new RangeError(`size1 ${size1} is not in [0, ${size2}]`);
   }
   const proof: Buffer[] = [];
-  if (size1 > 0 && size1 < size2) subproof(size1, leafHashes, 0, size2, true, proof);
+  if (size1 > 0 && size1 < size2) subproof(size1, 0, size2, true, mth, proof);
   return proof;
 }
 
 // PATH(m, D[start:end]) (RFC 9162 section 2.1.3.1): the sibling subtree roots, deepest first.
-function path(m: number, leaves: readonly Uint8Array[], start: number, end: number, out: Buffer[]): void {
+function path(m: number, start: number, end: number, mth: SubtreeHash, out: Buffer[]): void {
   const n = end - start;
   if (n === 1) return;
   const k = splitPoint(n);
   if (m < k) {
-    path(m, leaves, start, start + k, out);
-    out.push(subtreeRoot(leaves, start + k, end));
+    path(m, start, start + k, mth, out);
+    out.push(mth(start + k, end));
   } else {
-    path(m - k, leaves, start + k, end, out);
-    out.push(subtreeRoot(leaves, start, start + k));
+    path(m - k, start + k, end, mth, out);
+    out.push(mth(start, start + k));
   }
 }
 
 // SUBPROOF(m, D[start:end], b) (RFC 9162 section 2.1.4.1); b is whether D[start:start+m] is
 // the whole old tree, whose root the verifier already has.
-function subproof(m: number, leaves: readonly Uint8Array[], start: number, end: number, b: boolean, out: Buffer[]): void {
+function subproof(m: number, start: number, end: number, b: boolean, mth: SubtreeHash, out: Buffer[]): void {
   const n = end - start;
   if (m === n) {
-    if (!b) out.push(subtreeRoot(leaves, start, end));
+    if (!b) out.push(mth(start, end));
     return;
   }
   const k = splitPoint(n);
   if (m <= k) {
-    subproof(m, leaves, start, start + k, b, out);
-    out.push(subtreeRoot(leaves, start + k, end));
+    subproof(m, start, start + k, b, mth, out);
+    out.push(mth(start + k, end));
   } else {
-    subproof(m - k, leaves, start + k, end, false, out);
-    out.push(subtreeRoot(leaves, start, start + k));
+    subproof(m - k, start + k, end, false, mth, out);
+    out.push(mth(start, start + k));
   }
 }
 

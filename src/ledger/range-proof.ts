@@ -5,10 +5,8 @@
 // leaves before it. The proofs are exactly those of ./proof.ts over the full leaf array.
 import { rangeRoot, type CompactRange } from './compact-range.js';
 import { HASH_SIZE, nodeHash } from './hash.js';
+import { consistencyPath, inclusionPath, type SubtreeHash } from './proof.js';
 import { onesCount, splitPoint } from './tree.js';
-
-/** MTH(D[start:end]) for 0 <= start < end (RFC 9162 section 2.1.1). */
-export type SubtreeHash = (start: number, end: number) => Buffer;
 
 /**
  * MTH over a compact range and the leaf hashes after it. `leaves` is the leaf hashes concatenated,
@@ -45,7 +43,7 @@ export function rangeSubtreeHash(startRange: CompactRange, leaves: Uint8Array): 
     if (start >= size && end - start === 1) {
       return Buffer.from(leaves.subarray((start - size) * HASH_SIZE, (end - size) * HASH_SIZE));
     }
-    const k = wideSplitPoint(end - start);
+    const k = splitPoint(end - start);
     return nodeHash(mth(start, start + k), mth(start + k, end));
   };
   return mth;
@@ -59,12 +57,7 @@ export function rangeSubtreeHash(startRange: CompactRange, leaves: Uint8Array): 
 export function rangeInclusionProof(startRange: CompactRange, leaves: Uint8Array, leafIndex: number, treeSize: number): Buffer[] {
   const mth = rangeSubtreeHash(startRange, leaves);
   checkTreeSize(treeSize, knownSize(startRange, leaves));
-  if (!Number.isSafeInteger(leafIndex) || leafIndex < 0 || leafIndex >= treeSize) {
-    throw new RangeError(`leaf index ${leafIndex} is not in [0, ${treeSize})`);
-  }
-  const proof: Buffer[] = [];
-  path(leafIndex, 0, treeSize, mth, proof);
-  return proof;
+  return inclusionPath(leafIndex, treeSize, mth);
 }
 
 /**
@@ -76,52 +69,7 @@ export function rangeInclusionProof(startRange: CompactRange, leaves: Uint8Array
 export function rangeConsistencyProof(startRange: CompactRange, leaves: Uint8Array, size1: number, size2: number): Buffer[] {
   const mth = rangeSubtreeHash(startRange, leaves);
   checkTreeSize(size2, knownSize(startRange, leaves));
-  if (!Number.isSafeInteger(size1) || size1 < 0 || size1 > size2) {
-    throw new RangeError(`size1 ${size1} is not in [0, ${size2}]`);
-  }
-  const proof: Buffer[] = [];
-  if (size1 > 0 && size1 < size2) subproof(size1, 0, size2, true, mth, proof);
-  return proof;
-}
-
-// PATH(m, D[start:end]) (RFC 9162 section 2.1.3.1): the sibling subtree roots, deepest first.
-function path(m: number, start: number, end: number, mth: SubtreeHash, out: Buffer[]): void {
-  const n = end - start;
-  if (n === 1) return;
-  const k = wideSplitPoint(n);
-  if (m < k) {
-    path(m, start, start + k, mth, out);
-    out.push(mth(start + k, end));
-  } else {
-    path(m - k, start + k, end, mth, out);
-    out.push(mth(start, start + k));
-  }
-}
-
-// SUBPROOF(m, D[start:end], b) (RFC 9162 section 2.1.4.1); b is whether D[start:start+m] is the
-// whole old tree, whose root the verifier already has.
-function subproof(m: number, start: number, end: number, b: boolean, mth: SubtreeHash, out: Buffer[]): void {
-  const n = end - start;
-  if (m === n) {
-    if (!b) out.push(mth(start, end));
-    return;
-  }
-  const k = wideSplitPoint(n);
-  if (m <= k) {
-    subproof(m, start, start + k, b, mth, out);
-    out.push(mth(start + k, end));
-  } else {
-    subproof(m - k, start + k, end, false, mth, out);
-    out.push(mth(start, start + k));
-  }
-}
-
-const TWO_32 = 2 ** 32;
-
-// tree.ts splitPoint covers in-memory arrays (n <= 2^32); a compact range stands for any number of
-// leaves up to 2^53 - 1. Above 2^32 every candidate power of two is a multiple of 2^32.
-function wideSplitPoint(n: number): number {
-  return n <= TWO_32 ? splitPoint(n) : TWO_32 * splitPoint(Math.floor((n - 1) / TWO_32) + 1);
+  return consistencyPath(size1, size2, mth);
 }
 
 // The sizes of the compact range nodes of a range of `size` leaves, largest first: one per set bit.

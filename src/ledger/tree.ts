@@ -15,12 +15,15 @@ export function subtreeRoot(leafHashes: readonly Uint8Array[], start: number, en
   return nodeHash(subtreeRoot(leafHashes, start, start + k), subtreeRoot(leafHashes, start + k, end));
 }
 
+const TWO_32 = 2 ** 32;
+
 /**
- * k = the largest power of two smaller than n, for 1 < n <= 2^32 (RFC 9162 section 2.1.1).
- * In-memory leaf arrays never exceed 2^32 - 1 entries, so 32-bit arithmetic suffices.
+ * k = the largest power of two smaller than n, for 1 < n <= 2^53 - 1 (RFC 9162 section 2.1.1).
+ * Math.clz32 covers n <= 2^32; a compact range stands for more leaves than that, and above 2^32
+ * every candidate power of two is a multiple of 2^32.
  */
 export function splitPoint(n: number): number {
-  return 2 ** (31 - Math.clz32(n - 1));
+  return n <= TWO_32 ? 2 ** (31 - Math.clz32(n - 1)) : TWO_32 * splitPoint(Math.floor((n - 1) / TWO_32) + 1);
 }
 
 /** The number of set bits of a non-negative safe integer (bitwise operators stop at 32 bits). */
