@@ -97,6 +97,17 @@ export const configSchema = z.object({
     .default(7)
     .describe('a day is sealed once it ended more than this many days ago'),
   AUDITLEDGER_SEAL_CRON: z.string().min(1).default('17 * * * *').describe('when the seal job runs (cron, UTC); hourly by default'),
+  AUDITLEDGER_VERIFY_CRON: z
+    .string()
+    .min(1)
+    .default('*/15 * * * *')
+    .describe('when scheduled verification of every chain runs (cron, UTC)'),
+  AUDITLEDGER_ALERT_WEBHOOK: optionalString
+    .pipe(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional())
+    .describe('URL that receives a signed JSON POST for each new verification finding'),
+  AUDITLEDGER_ALERT_WEBHOOK_SECRET: optionalString.describe(
+    'key of the HMAC-SHA256 X-Auditledger-Signature header of alerts (required with AUDITLEDGER_ALERT_WEBHOOK)',
+  ),
   AUDITLEDGER_CLOCK_OFFSET: z
     .string()
     .regex(/^[+-]?\d+(ms|s|m|h|d)$/, 'must be a duration like -2d, 90m, 30s or 500ms')
@@ -139,6 +150,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const config = parsed.data;
+  if (config.AUDITLEDGER_ALERT_WEBHOOK && !config.AUDITLEDGER_ALERT_WEBHOOK_SECRET) {
+    throw new ConfigError(['AUDITLEDGER_ALERT_WEBHOOK_SECRET: required with AUDITLEDGER_ALERT_WEBHOOK, to sign the alerts']);
+  }
   if (config.AUDITLEDGER_CLOCK_OFFSET !== 0 && !config.AUDITLEDGER_ALLOW_CLOCK_OFFSET) {
     throw new ConfigError([
       'AUDITLEDGER_CLOCK_OFFSET: refused: shifting the clock of an audit ledger is for tests and demos only; set AUDITLEDGER_ALLOW_CLOCK_OFFSET=true to allow it',

@@ -15,7 +15,8 @@ import { S3Archive } from './archive/s3.js';
 import { startBoss } from './jobs/boss.js';
 import { scheduleCheckpoints } from './jobs/checkpoints.js';
 import { scheduleSeal } from './jobs/seal.js';
-import { loadKeyring } from './signing-key.js';
+import { scheduleVerification } from './jobs/verify.js';
+import { loadKeyring, verifiers } from './signing-key.js';
 import { runMaintenance, scheduleMaintenance, type MaintenanceOptions } from './jobs/maintenance.js';
 
 export interface Service {
@@ -91,6 +92,15 @@ export async function startService(config: Config, log: Logger): Promise<Service
     const checkpoints = { db: pools.owner, archive, key: keyring.current, origin: keyring.origin, log };
     const stopCheckpointTimer = await scheduleCheckpoints(boss, checkpoints, config.AUDITLEDGER_CHECKPOINT_INTERVAL);
     stack.push(async () => stopCheckpointTimer());
+    const verification = {
+      db: pools.owner,
+      verifiers: verifiers(keyring),
+      log,
+      alert: config.AUDITLEDGER_ALERT_WEBHOOK
+        ? { url: config.AUDITLEDGER_ALERT_WEBHOOK, secret: config.AUDITLEDGER_ALERT_WEBHOOK_SECRET! }
+        : undefined,
+    };
+    const requestVerification = await scheduleVerification(boss, verification, config.AUDITLEDGER_VERIFY_CRON);
     await scheduleSeal(boss, { db: pools.owner, archive, keyring, log }, config.AUDITLEDGER_SEAL_CRON, config.AUDITLEDGER_SEAL_AFTER_DAYS, now);
 
     const admin = await ensureAdminToken(config.AUDITLEDGER_ADMIN_TOKEN, config.AUDITLEDGER_DATA_DIR, pools.owner, log);
@@ -106,7 +116,7 @@ export async function startService(config: Config, log: Logger): Promise<Service
     });
     stack.push(() => groupCommit.flushed());
 
-    const app = createApp({ config, pools, credentials, groupCommit, keyring, archive, log, schemaVersion });
+    const app = createApp({ config, pools, credentials, groupCommit, keyring, archive, requestVerification, log, schemaVersion });
     const server = await new Promise<Server>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, () => resolve(s as Server));
       s.once('error', reject);

@@ -15,6 +15,7 @@ import { requestLog } from './request-log.js';
 import { SealedBundles } from './sealed.js';
 import { adminRoutes } from './routes/admin.js';
 import { bundleRoutes } from './routes/bundles.js';
+import { verifyRoutes, type RequestVerification } from './routes/verify.js';
 import { eventRoutes } from './routes/events.js';
 import { keyRoutes } from './routes/keys.js';
 import { proofRoutes } from './routes/proofs.js';
@@ -27,6 +28,7 @@ export interface AppDeps {
   groupCommit: GroupCommit;
   keyring: Keyring;
   archive: Archive;
+  requestVerification: RequestVerification;
   log: Logger;
   /** The schema version this build expects; /readyz compares the database against it. */
   schemaVersion: number;
@@ -42,7 +44,8 @@ export function eventLimits(config: Config): EventLimits {
   };
 }
 
-export function createApp({ config, pools, credentials, groupCommit, keyring, archive, log, schemaVersion }: AppDeps) {
+export function createApp(deps: AppDeps) {
+  const { config, pools, credentials, groupCommit, keyring, archive, requestVerification, log, schemaVersion } = deps;
   const app = new Hono<AppEnv>();
   app.onError(onError);
   app.notFound(onNotFound);
@@ -61,7 +64,7 @@ export function createApp({ config, pools, credentials, groupCommit, keyring, ar
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, auth, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
 
-  const chainRoutes = ['/v1/events', '/v1/events/*', '/v1/chain', '/v1/checkpoints', '/v1/checkpoints/*', '/v1/consistency', '/v1/bundles', '/v1/bundles/*'];
+  const chainRoutes = ['/v1/events', '/v1/events/*', '/v1/chain', '/v1/checkpoints', '/v1/checkpoints/*', '/v1/consistency', '/v1/bundles', '/v1/bundles/*', '/v1/verify', '/v1/verify/*'];
   for (const path of chainRoutes) {
     app.use(path, auth);
   }
@@ -69,6 +72,7 @@ export function createApp({ config, pools, credentials, groupCommit, keyring, ar
   app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), sealed }));
   app.route('/v1', proofRoutes(pools.app, sealed));
   app.route('/v1', bundleRoutes(pools.app));
+  app.route('/v1', verifyRoutes(pools.app, requestVerification));
   app.route('/v1', keyRoutes(keyring));
 
   return app;

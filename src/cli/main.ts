@@ -3,10 +3,11 @@ import { archive } from './archive.js';
 import { keygen, verifyProof } from './keys.js';
 import { seal } from './seal.js';
 import { migrate, serve } from './serve.js';
+import { verify } from './verify.js';
 import { UsageError, type Verb } from './verb.js';
 
 /** The `auditledger` command. */
-const verbs: Record<string, Verb> = { serve, migrate, keygen, 'verify-proof': verifyProof, archive, seal };
+const verbs: Record<string, Verb> = { serve, migrate, keygen, 'verify-proof': verifyProof, archive, seal, verify };
 
 function overview(): string {
   const width = Math.max(...Object.keys(verbs).map((v) => v.length));

@@ -10,6 +10,9 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { generateSigningKey } from '../../src/ledger/keys.js';
 import type { Keyring } from '../../src/signing-key.js';
 import { GroupCommit } from '../../src/store/group-commit.js';
+import type { AlertTarget } from '../../src/jobs/alert.js';
+import { verifyChainRun, type VerifyDeps } from '../../src/jobs/verify.js';
+import type { ChainRow } from '../../src/store/verification.js';
 import { ensurePartitions } from '../../src/store/partitions.js';
 import type { TestDatabase } from './database.js';
 
@@ -31,6 +34,7 @@ export async function createTestApp(
   env: Record<string, string> = {},
   now: () => number = Date.now,
   archive: Archive = new LocalArchive(path.join(os.tmpdir(), `auditledger-test-archive-${randomBytes(6).toString('hex')}`)),
+  options: { alert?: AlertTarget } = {},
 ): Promise<TestApp> {
   const config = loadConfig({ DATABASE_URL: db.ownerUrl, ...env });
   const adminToken = newAdminToken();
@@ -46,7 +50,11 @@ export async function createTestApp(
   });
   const key = generateSigningKey('test-ledger');
   const keyring: Keyring = { current: key, retired: [], origin: 'test.example/ledger' };
-  const app = createApp({ config, pools: db.pools, credentials, groupCommit, keyring, archive, log: pino({ level: 'silent' }), schemaVersion: 4 });
+  const log = pino({ level: 'silent' });
+  // Runs asked for through the API run here at once, as the job would, on the owner's pool.
+  const verification: VerifyDeps = { db: db.pools.owner, verifiers: [key], log, alert: options.alert };
+  const requestVerification = (chain: ChainRow, runId: string) => verifyChainRun(verification, chain, 'api', runId);
+  const app = createApp({ config, pools: db.pools, credentials, groupCommit, keyring, archive, requestVerification, log, schemaVersion: 5 });
   return {
     adminToken,
     keyring,

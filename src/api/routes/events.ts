@@ -6,6 +6,7 @@ import { verifyStoredEvents, type StoredEvent } from '../../ledger/verify-events
 import { appendItem, type AppendItem } from '../../store/append.js';
 import { eventHashes, getChainHead, getEvent, queryEvents } from '../../store/events.js';
 import type { GroupCommit } from '../../store/group-commit.js';
+import { listFindings } from '../../store/verification.js';
 import type { SealedBundles } from '../sealed.js';
 import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
@@ -108,7 +109,16 @@ export function eventRoutes({ db, groupCommit, limits, sealed }: EventDeps) {
     for (const [seq, hash] of await eventHashes(db, chain.environment, missing)) have.set(seq, hash);
     const verification = verifyStoredEvents(rows, chain, have);
     // Sealed events are also held to their bundle, which is checked against its signed root.
-    const failures = [...verification.failures, ...(await sealed.check(chain.environment, rows))].sort((a, b) => a.seq - b.seq);
+    const failures = [...verification.failures, ...(await sealed.check(chain.environment, rows))];
+    // What scheduled verification found in this range stays reported, even if it no longer shows.
+    if (verification.first_seq !== null && verification.last_seq !== null) {
+      const recorded = await listFindings(db, chain.environment, { from: verification.first_seq, to: verification.last_seq });
+      for (const finding of recorded) {
+        const seq = finding.seq ?? 0;
+        if (!failures.some((f) => f.seq === seq && f.reason === finding.reason)) failures.push({ seq, reason: finding.reason });
+      }
+    }
+    failures.sort((a, b) => a.seq - b.seq);
     return { ...verification, ok: failures.length === 0, failures };
   }
 
