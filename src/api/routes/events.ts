@@ -25,7 +25,7 @@ export interface EventDeps {
 
 const CRUD_NAMES: Record<string, string> = { create: 'c', read: 'r', update: 'u', delete: 'd' };
 
-const listQuery = z.strictObject({
+const filters = {
   action: storableString(1024).min(1).optional(),
   crud: z
     .enum(['c', 'r', 'u', 'd', 'create', 'read', 'update', 'delete'])
@@ -39,6 +39,10 @@ const listQuery = z.strictObject({
   seq_from: z.coerce.number().int().min(1).optional(),
   seq_to: z.coerce.number().int().min(1).optional(),
   order: z.enum(['asc', 'desc']).default('asc'),
+};
+
+const listQuery = z.strictObject({
+  ...filters,
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: z
     .string()
@@ -46,6 +50,25 @@ const listQuery = z.strictObject({
     .optional(),
   verify: z.enum(['true', 'false']).default('false'),
 });
+
+const exportQuery = z.strictObject({ ...filters, format: z.enum(['ndjson', 'csv']).default('ndjson') });
+
+const EXPORT_PAGE = 1000;
+const CSV_COLUMNS = ['seq', 'id', 'received_at', 'action', 'crud', 'actor_id', 'target_id', 'group_id', 'hash', 'prev', 'canonical'] as const;
+
+function csvField(value: string | number | null): string {
+  const text = value === null ? '' : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+/** One exported event. NDJSON keeps the exact canonical bytes and hash, so an export verifies. */
+function exportLine(row: StoredEvent, format: 'ndjson' | 'csv'): string {
+  const { seq, id, received_at, hash, prev, canonical } = present(row);
+  if (format === 'ndjson') return `${JSON.stringify({ seq, id, received_at, hash, prev, canonical })}\n`;
+  const c = row.columns;
+  const values = [seq, id, received_at, c.action, c.crud, c.actor_id, c.target_id, c.group_id, hash, prev, canonical];
+  return `${values.map(csvField).join(',')}\r\n`;
+}
 
 const verifyQuery = z.strictObject({ verify: z.enum(['true', 'false']).default('false') });
 
@@ -135,6 +158,27 @@ export function eventRoutes({ db, groupCommit, limits, sealed }: EventDeps) {
       }
       const { receipts, tree_size, root } = outcome;
       return c.json({ events: receipts, tree_size, root }, outcome.stored > 0 ? 201 : 200);
+    })
+    // Before /events/:id, which would take "export" for an id.
+    .get('/events/export', requireScope('events:read'), (c) => {
+      const { environment } = chainOf(c);
+      const { format, ...q } = query(c, exportQuery);
+      const encoder = new TextEncoder();
+      let afterSeq: number | undefined;
+      let header = format === 'csv' ? `${CSV_COLUMNS.join(',')}\r\n` : '';
+      // A page at a time, as the client reads: memory stays bounded by one page.
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const rows = await queryEvents(db, environment, { ...q, limit: EXPORT_PAGE, after_seq: afterSeq });
+          const text = header + rows.map((row) => exportLine(row, format)).join('');
+          header = '';
+          if (text) controller.enqueue(encoder.encode(text));
+          if (rows.length < EXPORT_PAGE) controller.close();
+          else afterSeq = rows[rows.length - 1]!.seq;
+        },
+      });
+      const type = format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson';
+      return c.body(body, 200, { 'content-type': type, 'content-disposition': `attachment; filename="events.${format}"` });
     })
     .get('/events', requireScope('events:read'), async (c) => {
       const chain = chainOf(c);
