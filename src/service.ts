@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ensureAdminToken } from './admin-token.js';
 import { createApp } from './api/app.js';
+import { AppendMetrics } from './api/metrics.js';
 import { Credentials } from './api/credentials.js';
 import type { Config } from './config.js';
 import { createPools, provisionDatabase, type Pools } from './store/database.js';
@@ -109,14 +110,16 @@ export async function startService(config: Config, log: Logger): Promise<Service
       usageFlushMs: config.AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS * 1000,
     });
     stack.push(() => credentials.close());
+    const metrics = new AppendMetrics();
     const groupCommit = new GroupCommit(pools.app, {
       maxEvents: config.AUDITLEDGER_GROUP_COMMIT_MAX_EVENTS,
       maxWaitMs: config.AUDITLEDGER_GROUP_COMMIT_WAIT_MS,
       now,
+      onCommit: metrics.recordCommit,
     });
     stack.push(() => groupCommit.flushed());
 
-    const app = createApp({ config, pools, credentials, groupCommit, keyring, archive, requestVerification, log, schemaVersion });
+    const app = createApp({ config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion });
     const server = await new Promise<Server>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, () => resolve(s as Server));
       s.once('error', reject);

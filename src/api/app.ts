@@ -13,7 +13,9 @@ import { onError, onNotFound } from './errors.js';
 import type { EventLimits } from './event-schema.js';
 import { requestLog } from './request-log.js';
 import { SealedBundles } from './sealed.js';
+import type { AppendMetrics } from './metrics.js';
 import { adminRoutes } from './routes/admin.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { bundleRoutes } from './routes/bundles.js';
 import { verifyRoutes, type RequestVerification } from './routes/verify.js';
 import { eventRoutes } from './routes/events.js';
@@ -26,6 +28,7 @@ export interface AppDeps {
   pools: Pools;
   credentials: Credentials;
   groupCommit: GroupCommit;
+  metrics: AppendMetrics;
   keyring: Keyring;
   archive: Archive;
   requestVerification: RequestVerification;
@@ -45,7 +48,7 @@ export function eventLimits(config: Config): EventLimits {
 }
 
 export function createApp(deps: AppDeps) {
-  const { config, pools, credentials, groupCommit, keyring, archive, requestVerification, log, schemaVersion } = deps;
+  const { config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion } = deps;
   const app = new Hono<AppEnv>();
   app.onError(onError);
   app.notFound(onNotFound);
@@ -59,6 +62,7 @@ export function createApp(deps: AppDeps) {
   });
 
   app.route('/', healthRoutes(pools.app, schemaVersion));
+  app.route('/', metricsRoutes(pools, metrics));
 
   const auth = authenticate(credentials);
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, auth, requireAdmin);
@@ -69,7 +73,7 @@ export function createApp(deps: AppDeps) {
     app.use(path, auth);
   }
   const sealed = new SealedBundles(pools.app, archive, verifiers(keyring));
-  app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), sealed }));
+  app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), sealed, metrics }));
   app.route('/v1', proofRoutes(pools.app, sealed));
   app.route('/v1', bundleRoutes(pools.app));
   app.route('/v1', verifyRoutes(pools.app, requestVerification));

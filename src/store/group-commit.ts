@@ -8,6 +8,8 @@ export interface GroupCommitOptions {
   maxWaitMs: number;
   /** The server clock, in ms since the epoch. */
   now: () => number;
+  /** Told the size of each committed transaction (for metrics). */
+  onCommit?: (events: number, requests: number) => void;
 }
 
 interface Pending {
@@ -85,6 +87,7 @@ export class GroupCommit {
   private async commit(chain: ChainRef, group: Pending[]): Promise<void> {
     try {
       const outcomes = await appendToChain(this.db, chain, group.map((p) => p.items), this.options.now());
+      this.options.onCommit?.(group.reduce((n, p) => n + p.items.length, 0), group.length);
       group.forEach((p, i) => p.resolve(outcomes[i]!));
     } catch (error) {
       if (group.length === 1) {

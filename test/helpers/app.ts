@@ -5,6 +5,7 @@ import pino from 'pino';
 import type { Archive } from '../../src/archive/archive.js';
 import { LocalArchive } from '../../src/archive/local.js';
 import { createApp } from '../../src/api/app.js';
+import { AppendMetrics } from '../../src/api/metrics.js';
 import { Credentials, digest, newAdminToken } from '../../src/api/credentials.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { generateSigningKey } from '../../src/ledger/keys.js';
@@ -43,10 +44,12 @@ export async function createTestApp(
     usageFlushMs: config.AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS * 1000,
   });
   await ensurePartitions(db.pools.owner, new Date(now()), 1);
+  const metrics = new AppendMetrics();
   const groupCommit = new GroupCommit(db.pools.app, {
     maxEvents: config.AUDITLEDGER_GROUP_COMMIT_MAX_EVENTS,
     maxWaitMs: config.AUDITLEDGER_GROUP_COMMIT_WAIT_MS,
     now,
+    onCommit: metrics.recordCommit,
   });
   const key = generateSigningKey('test-ledger');
   const keyring: Keyring = { current: key, retired: [], origin: 'test.example/ledger' };
@@ -54,7 +57,7 @@ export async function createTestApp(
   // Runs asked for through the API run here at once, as the job would, on the owner's pool.
   const verification: VerifyDeps = { db: db.pools.owner, verifiers: [key], log, alert: options.alert };
   const requestVerification = (chain: ChainRow, runId: string) => verifyChainRun(verification, chain, 'api', runId);
-  const app = createApp({ config, pools: db.pools, credentials, groupCommit, keyring, archive, requestVerification, log, schemaVersion: 5 });
+  const app = createApp({ config, pools: db.pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion: 5 });
   return {
     adminToken,
     keyring,

@@ -7,6 +7,7 @@ import { appendItem, type AppendItem } from '../../store/append.js';
 import { eventHashes, getChainHead, getEvent, queryEvents } from '../../store/events.js';
 import type { GroupCommit } from '../../store/group-commit.js';
 import { listFindings } from '../../store/verification.js';
+import type { AppendMetrics } from '../metrics.js';
 import type { SealedBundles } from '../sealed.js';
 import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
@@ -21,6 +22,7 @@ export interface EventDeps {
   groupCommit: GroupCommit;
   limits: EventLimits;
   sealed: SealedBundles;
+  metrics: AppendMetrics;
 }
 
 const CRUD_NAMES: Record<string, string> = { create: 'c', read: 'r', update: 'u', delete: 'd' };
@@ -100,7 +102,7 @@ function decodeCursor(cursor: string): { order: 'asc' | 'desc'; seq: number } | 
   return match ? { order: match[1] as 'asc' | 'desc', seq: Number(match[2]) } : undefined;
 }
 
-export function eventRoutes({ db, groupCommit, limits, sealed }: EventDeps) {
+export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventDeps) {
   const schemas = eventSchemas(limits);
   const headerKey = storableString(255).min(1, 'must not be empty');
 
@@ -149,7 +151,9 @@ export function eventRoutes({ db, groupCommit, limits, sealed }: EventDeps) {
     .post('/events', requireScope('events:write'), async (c) => {
       const chain = chainOf(c);
       const { items, fieldOf } = await readEvents(c);
+      const started = performance.now();
       const outcome = await groupCommit.append(chain, items);
+      metrics.latency.observe((performance.now() - started) / 1000);
       if (!outcome.ok) {
         const field = fieldOf(outcome.conflict.index);
         throw new ApiError(409, 'idempotency_conflict', `${field}: the key "${outcome.conflict.key}" was used for a different event`, [
@@ -157,6 +161,8 @@ export function eventRoutes({ db, groupCommit, limits, sealed }: EventDeps) {
         ]);
       }
       const { receipts, tree_size, root } = outcome;
+      metrics.events.inc(outcome.stored);
+      metrics.batches.inc();
       return c.json({ events: receipts, tree_size, root }, outcome.stored > 0 ? 201 : 200);
     })
     // Before /events/:id, which would take "export" for an id.
