@@ -14,6 +14,7 @@ import type { EventLimits } from './event-schema.js';
 import { requestLog } from './request-log.js';
 import { SealedBundles } from './sealed.js';
 import type { AppendMetrics } from './metrics.js';
+import { DOCS_PAGE, openApiDocument } from './openapi.js';
 import { adminRoutes } from './routes/admin.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { bundleRoutes } from './routes/bundles.js';
@@ -63,6 +64,9 @@ export function createApp(deps: AppDeps) {
 
   app.route('/', healthRoutes(pools.app, schemaVersion));
   app.route('/', metricsRoutes(pools, metrics));
+  const document = openApiDocument(config, eventLimits(config));
+  app.get('/openapi.json', (c) => c.json(document));
+  app.get('/docs', (c) => c.html(DOCS_PAGE));
 
   const auth = authenticate(credentials);
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, auth, requireAdmin);

@@ -21,6 +21,8 @@ import type { TestDatabase } from './database.js';
 export type TestResponse = Omit<Response, 'json'> & { json(): Promise<any> };
 
 export interface TestApp {
+  /** Method and path of every route the app registered (middleware excluded). */
+  routes: { method: string; path: string }[];
   adminToken: string;
   keyring: Keyring;
   credentials: Credentials;
@@ -59,6 +61,7 @@ export async function createTestApp(
   const requestVerification = (chain: ChainRow, runId: string) => verifyChainRun(verification, chain, 'api', runId);
   const app = createApp({ config, pools: db.pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion: 5 });
   return {
+    routes: app.routes.filter((r) => r.method !== 'ALL').map(({ method, path }) => ({ method, path })),
     adminToken,
     keyring,
     credentials,

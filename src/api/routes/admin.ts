@@ -16,8 +16,8 @@ export interface AdminDeps {
   maxNameLength: number;
 }
 
-/** Projects > environments > tokens. The app mounts these behind the admin check. */
-export function adminRoutes({ db, credentials, maxNameLength }: AdminDeps) {
+/** The request bodies of the admin routes. */
+export function adminSchemas(maxNameLength: number) {
   const named = z.strictObject({ name: nameSchema(maxNameLength) });
   const newToken = z.strictObject({
     name: nameSchema(maxNameLength),
@@ -33,6 +33,12 @@ export function adminRoutes({ db, credentials, maxNameLength }: AdminDeps) {
       .nullable()
       .default(null),
   });
+  return { named, newToken };
+}
+
+/** Projects > environments > tokens. The app mounts these behind the admin check. */
+export function adminRoutes({ db, credentials, maxNameLength }: AdminDeps) {
+  const { named, newToken } = adminSchemas(maxNameLength);
 
   const projectId = (c: Parameters<typeof pathId>[0]) => pathId(c, 'projectId', 'project');
   const environmentId = (c: Parameters<typeof pathId>[0]) => pathId(c, 'environmentId', 'environment');

@@ -8,6 +8,8 @@ import { notFound } from '../errors.js';
 import { pathId, query } from '../input.js';
 import { chainOf } from './chain.js';
 
+export const bundlesQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100), before: z.iso.date().optional() });
+
 function present(seal: SealRow) {
   return {
     id: seal.id,
@@ -32,7 +34,7 @@ export function bundleRoutes(db: pg.Pool) {
   const read = requireScope('events:read');
   return new Hono<AppEnv>()
     .get('/bundles', read, async (c) => {
-      const q = query(c, z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100), before: z.iso.date().optional() }));
+      const q = query(c, bundlesQuery);
       const rows = await listSeals(db, chainOf(c).environment, q.limit, q.before);
       return c.json({ bundles: rows.map(present), next_before: rows.length === q.limit ? rows.at(-1)!.partition : null });
     })

@@ -43,7 +43,7 @@ const filters = {
   order: z.enum(['asc', 'desc']).default('asc'),
 };
 
-const listQuery = z.strictObject({
+export const listQuery = z.strictObject({
   ...filters,
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: z
@@ -53,7 +53,7 @@ const listQuery = z.strictObject({
   verify: z.enum(['true', 'false']).default('false'),
 });
 
-const exportQuery = z.strictObject({ ...filters, format: z.enum(['ndjson', 'csv']).default('ndjson') });
+export const exportQuery = z.strictObject({ ...filters, format: z.enum(['ndjson', 'csv']).default('ndjson') });
 
 const EXPORT_PAGE = 1000;
 const CSV_COLUMNS = ['seq', 'id', 'received_at', 'action', 'crud', 'actor_id', 'target_id', 'group_id', 'hash', 'prev', 'canonical'] as const;
@@ -72,7 +72,7 @@ function exportLine(row: StoredEvent, format: 'ndjson' | 'csv'): string {
   return `${values.map(csvField).join(',')}\r\n`;
 }
 
-const verifyQuery = z.strictObject({ verify: z.enum(['true', 'false']).default('false') });
+export const verifyQuery = z.strictObject({ verify: z.enum(['true', 'false']).default('false') });
 
 /** An event as the API shows it: ledger fields, the exact stored bytes, and the decoded event. */
 function present(row: StoredEvent) {

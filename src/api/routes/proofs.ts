@@ -15,6 +15,9 @@ import type { SealedBundles } from '../sealed.js';
 import { chainOf } from './chain.js';
 
 const size = z.coerce.number().int().min(1);
+export const checkpointsQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(20), before: size.optional() });
+export const proofQuery = z.strictObject({ tree_size: size.optional() });
+export const consistencyQuery = z.strictObject({ from: size, to: size.optional() });
 
 function presentCheckpoint(row: CheckpointRow) {
   return {
@@ -60,13 +63,13 @@ export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
       return c.json(presentCheckpoint(latest));
     })
     .get('/checkpoints', read, async (c) => {
-      const q = query(c, z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(20), before: size.optional() }));
+      const q = query(c, checkpointsQuery);
       const rows = await listCheckpoints(db, chainOf(c).environment, q.limit, q.before === undefined ? undefined : q.before - 1);
       return c.json({ checkpoints: rows.map(presentCheckpoint) });
     })
     .get('/events/:id/proof', read, async (c) => {
       const { environment } = chainOf(c);
-      const q = query(c, z.strictObject({ tree_size: size.optional() }));
+      const q = query(c, proofQuery);
       const event = await getEvent(db, environment, pathId(c, 'id', 'event'));
       if (!event) throw notFound('event');
       if (q.tree_size === undefined) {
@@ -89,7 +92,7 @@ export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
     })
     .get('/consistency', read, async (c) => {
       const { environment } = chainOf(c);
-      const q = query(c, z.strictObject({ from: size, to: size.optional() }));
+      const q = query(c, consistencyQuery);
       const to = await treeSize(environment, q.to, 'query.to');
       if (q.from > to) throw invalidFields([{ field: 'query.from', message: `must be at most to (${to})` }]);
       const hashes = await leafHashes(environment, to);

@@ -7,6 +7,8 @@ import type { AppEnv } from '../context.js';
 import { query } from '../input.js';
 import { chainOf } from './chain.js';
 
+export const runsQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(20) });
+
 /** Starts a verification run of a chain now (a pg-boss job in the service). */
 export type RequestVerification = (chain: ChainRow, runId: string) => Promise<unknown>;
 
@@ -22,7 +24,7 @@ export function verifyRoutes(db: pg.Pool, requestVerification: RequestVerificati
     })
     .get('/verify/runs', verify, async (c) => {
       const { environment } = chainOf(c);
-      const { limit } = query(c, z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(20) }));
+      const { limit } = query(c, runsQuery);
       const [runs, findings] = await Promise.all([listRuns(db, environment, limit), listFindings(db, environment)]);
       return c.json({ runs, findings });
     });

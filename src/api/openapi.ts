@@ -1,0 +1,213 @@
+import { z } from 'zod';
+import type { Config } from '../config.js';
+import { eventSchemas, type EventLimits } from './event-schema.js';
+import { adminSchemas } from './routes/admin.js';
+import { bundlesQuery } from './routes/bundles.js';
+import { exportQuery, listQuery, verifyQuery } from './routes/events.js';
+import { checkpointsQuery, consistencyQuery, proofQuery } from './routes/proofs.js';
+import { runsQuery } from './routes/verify.js';
+import { pageQuery } from './schemas.js';
+
+/**
+ * The OpenAPI 3.1 document. Request bodies and query parameters come from the very zod schemas
+ * the routes validate with; responses are described here, each with an example. A test checks
+ * that every route the app registers is in it.
+ */
+
+type Auth = 'none' | 'admin' | 'events:write' | 'events:read' | 'verify';
+
+interface Route {
+  method: 'get' | 'post' | 'patch' | 'delete';
+  path: string;
+  summary: string;
+  tag: string;
+  auth: Auth;
+  query?: z.ZodObject;
+  body?: z.ZodType;
+  status: number;
+  response?: z.ZodType;
+  example?: unknown;
+}
+
+const id = z.uuid();
+const hex = z.string().regex(/^[0-9a-f]{64}$/);
+const time = z.iso.datetime();
+const error = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.array(z.object({ field: z.string(), message: z.string() })).optional() }),
+});
+const project = z.object({ id, name: z.string(), created_at: time, updated_at: time });
+const environment = project.extend({ project_id: id });
+const token = z.object({
+  id,
+  name: z.string(),
+  scopes: z.array(z.enum(['events:write', 'events:read', 'verify'])),
+  expires_at: time.nullable(),
+  revoked_at: time.nullable(),
+  last_used_at: time.nullable(),
+  created_at: time,
+});
+const receipt = z.object({ id, seq: z.number().int(), hash: hex, received_at: time });
+const appended = z.object({ events: z.array(receipt), tree_size: z.number().int(), root: hex });
+const verification = z.object({
+  ok: z.boolean(),
+  checked: z.number().int(),
+  first_seq: z.number().int().nullable(),
+  last_seq: z.number().int().nullable(),
+  failures: z.array(z.object({ seq: z.number().int(), reason: z.string() })),
+});
+const event = z.object({
+  seq: z.number().int(),
+  id,
+  received_at: time,
+  hash: hex,
+  prev: hex,
+  canonical: z.string().describe('the exact stored RFC 8785 bytes'),
+  event: z.record(z.string(), z.unknown()).nullable(),
+  verification: verification.optional(),
+});
+const checkpoint = z.object({ tree_size: z.number().int(), root: z.string(), key_id: z.string(), note: z.string(), created_at: time });
+const b64 = z.string().describe('base64');
+const proof = z.object({
+  leaf_index: z.number().int(),
+  tree_size: z.number().int(),
+  leaf_hash: b64,
+  proof: z.array(b64),
+  root: b64.optional(),
+  checkpoint: z.string().nullable(),
+  canonical: z.string(),
+  source: z.literal('bundle').optional(),
+});
+const bundle = z.object({
+  id,
+  partition: z.iso.date(),
+  first_seq: z.number().int(),
+  last_seq: z.number().int(),
+  count: z.number().int(),
+  root: b64,
+  archive: z.object({ location: z.string(), key: z.string(), version_id: z.string().nullable(), sha256: hex, bytes: z.number().int() }),
+  created_at: time,
+});
+const run = z.object({
+  id,
+  requested_by: z.string(),
+  status: z.enum(['queued', 'running', 'done', 'error']),
+  from_seq: z.number().int().nullable(),
+  to_seq: z.number().int().nullable(),
+  ok: z.boolean().nullable(),
+  checked: z.number().int().nullable(),
+  duration_ms: z.number().int().nullable(),
+  first_failure: z.object({ seq: z.number().int(), reason: z.string() }).nullable(),
+  created_at: time,
+  finished_at: time.nullable(),
+});
+const list = <K extends string>(key: K, item: z.ZodType) => z.object({ [key]: z.array(item), next_cursor: z.string().nullable() });
+
+const EXAMPLE_ID = '01a21911-bccf-7f99-a4ac-49a982af437f';
+const EXAMPLE_HASH = '3f0c1d8e6b2a4c5d7e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9012345678901';
+const exampleProject = { id: EXAMPLE_ID, name: 'shop', created_at: '2026-11-26T18:15:22.575Z', updated_at: '2026-11-26T18:15:22.575Z' };
+const exampleReceipt = { id: EXAMPLE_ID, seq: 1, hash: EXAMPLE_HASH, received_at: '2026-11-26T18:20:00.123Z' };
+
+function routes(config: Config, limits: EventLimits): Route[] {
+  const admin = adminSchemas(config.AUDITLEDGER_MAX_NAME_LENGTH);
+  const events = eventSchemas(limits);
+  const P = '/v1/projects/{projectId}';
+  const E = `${P}/environments/{environmentId}`;
+  return [
+    { method: 'get', path: '/healthz', summary: 'The process is up', tag: 'operations', auth: 'none', status: 200, example: { status: 'ok' } },
+    { method: 'get', path: '/readyz', summary: 'The database answers and its schema is current', tag: 'operations', auth: 'none', status: 200, example: { status: 'ready', schema_version: 5 } },
+    { method: 'get', path: '/metrics', summary: 'Prometheus metrics (text format)', tag: 'operations', auth: 'none', status: 200, example: 'auditledger_appended_events_total 42\n' },
+    { method: 'get', path: '/openapi.json', summary: 'This document', tag: 'operations', auth: 'none', status: 200 },
+    { method: 'get', path: '/docs', summary: 'Interactive API reference', tag: 'operations', auth: 'none', status: 200 },
+    { method: 'post', path: '/v1/projects', summary: 'Create a project', tag: 'admin', auth: 'admin', body: admin.named, status: 201, response: project, example: exampleProject },
+    { method: 'get', path: '/v1/projects', summary: 'List projects', tag: 'admin', auth: 'admin', query: pageQuery, status: 200, response: list('projects', project), example: { projects: [exampleProject], next_cursor: null } },
+    { method: 'get', path: P, summary: 'Read a project', tag: 'admin', auth: 'admin', status: 200, response: project, example: exampleProject },
+    { method: 'patch', path: P, summary: 'Rename a project', tag: 'admin', auth: 'admin', body: admin.named, status: 200, response: project, example: exampleProject },
+    { method: 'delete', path: P, summary: 'Delete a project without events (409 otherwise)', tag: 'admin', auth: 'admin', status: 204 },
+    { method: 'post', path: `${P}/environments`, summary: 'Create an environment (and its chain)', tag: 'admin', auth: 'admin', body: admin.named, status: 201, response: environment, example: { ...exampleProject, name: 'production', project_id: EXAMPLE_ID } },
+    { method: 'get', path: `${P}/environments`, summary: 'List environments', tag: 'admin', auth: 'admin', query: pageQuery, status: 200, response: list('environments', environment) },
+    { method: 'get', path: E, summary: 'Read an environment', tag: 'admin', auth: 'admin', status: 200, response: environment },
+    { method: 'patch', path: E, summary: 'Rename an environment', tag: 'admin', auth: 'admin', body: admin.named, status: 200, response: environment },
+    { method: 'delete', path: E, summary: 'Delete an environment without events (409 otherwise)', tag: 'admin', auth: 'admin', status: 204 },
+    {
+      method: 'post', path: `${E}/tokens`, summary: 'Create an API token (shown only here)', tag: 'admin', auth: 'admin', body: admin.newToken, status: 201,
+      response: token.extend({ token: z.string(), project_id: id, environment_id: id }),
+      example: { id: EXAMPLE_ID, token: 'alt_01a21911bccf7f99a4ac49a982af437f_…', name: 'checkout', scopes: ['events:write'], expires_at: null },
+    },
+    { method: 'get', path: `${E}/tokens`, summary: 'List tokens (no secrets)', tag: 'admin', auth: 'admin', query: pageQuery, status: 200, response: list('tokens', token) },
+    { method: 'delete', path: '/v1/tokens/{tokenId}', summary: 'Revoke a token', tag: 'admin', auth: 'admin', status: 204 },
+    {
+      method: 'post', path: '/v1/events', summary: 'Append one event, or {"events": [...]} all or nothing', tag: 'events', auth: 'events:write',
+      body: z.union([events.event, events.batch]), status: 201, response: appended,
+      example: { events: [exampleReceipt], tree_size: 1, root: EXAMPLE_HASH },
+    },
+    { method: 'get', path: '/v1/events', summary: 'Query events (verify=true recomputes them)', tag: 'events', auth: 'events:read', query: listQuery, status: 200, response: z.object({ events: z.array(event), next_cursor: z.string().nullable(), verification: verification.optional() }) },
+    { method: 'get', path: '/v1/events/export', summary: 'Export events as NDJSON or CSV (streamed)', tag: 'events', auth: 'events:read', query: exportQuery, status: 200, example: '{"seq":1,"id":"…","received_at":"…","hash":"…","prev":"…","canonical":"{…}"}\n' },
+    { method: 'get', path: '/v1/events/{id}', summary: 'One event', tag: 'events', auth: 'events:read', query: verifyQuery, status: 200, response: event },
+    { method: 'get', path: '/v1/chain', summary: 'The chain head', tag: 'events', auth: 'events:read', status: 200, response: z.object({ seq: z.number().int(), hash: hex, tree_size: z.number().int(), root: hex }), example: { seq: 1, hash: EXAMPLE_HASH, tree_size: 1, root: EXAMPLE_HASH } },
+    { method: 'get', path: '/v1/keys', summary: 'Verifier keys of checkpoints and bundles', tag: 'proofs', auth: 'none', status: 200, response: z.object({ origin: z.string(), keys: z.array(z.object({ name: z.string(), key_id: z.string(), vkey: z.string(), status: z.enum(['current', 'retired']) })) }) },
+    { method: 'get', path: '/v1/checkpoints/latest', summary: 'The newest signed checkpoint', tag: 'proofs', auth: 'events:read', status: 200, response: checkpoint },
+    { method: 'get', path: '/v1/checkpoints', summary: 'Signed checkpoints, newest first', tag: 'proofs', auth: 'events:read', query: checkpointsQuery, status: 200, response: z.object({ checkpoints: z.array(checkpoint) }) },
+    { method: 'get', path: '/v1/events/{id}/proof', summary: 'RFC 9162 inclusion proof', tag: 'proofs', auth: 'events:read', query: proofQuery, status: 200, response: proof },
+    { method: 'get', path: '/v1/consistency', summary: 'RFC 9162 consistency proof', tag: 'proofs', auth: 'events:read', query: consistencyQuery, status: 200, response: z.object({ from: z.number().int(), to: z.number().int(), proof: z.array(b64), roots: z.object({ from: b64, to: b64 }), checkpoints: z.object({ from: z.string().nullable(), to: z.string().nullable() }) }) },
+    { method: 'get', path: '/v1/bundles', summary: 'Sealed bundles, newest day first', tag: 'archive', auth: 'events:read', query: bundlesQuery, status: 200, response: z.object({ bundles: z.array(bundle), next_before: z.iso.date().nullable() }) },
+    { method: 'get', path: '/v1/bundles/{id}', summary: 'One bundle with its signed manifest', tag: 'archive', auth: 'events:read', status: 200, response: bundle.extend({ manifest: z.record(z.string(), z.unknown()) }) },
+    { method: 'post', path: '/v1/verify', summary: 'Start a verification run of the chain', tag: 'verification', auth: 'verify', status: 202, response: z.object({ run_id: id, status: z.literal('queued') }), example: { run_id: EXAMPLE_ID, status: 'queued' } },
+    { method: 'get', path: '/v1/verify/runs', summary: 'Verification runs and findings', tag: 'verification', auth: 'verify', query: runsQuery, status: 200, response: z.object({ runs: z.array(run), findings: z.array(z.object({ id, run_id: id, seq: z.number().int().nullable(), reason: z.string(), created_at: time })) }) },
+  ];
+}
+
+const jsonSchema = (schema: z.ZodType) => {
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  return rest;
+};
+
+function operation(route: Route) {
+  const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: jsonSchema(error) } } });
+  const params = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+  const shape = route.query?.shape ?? {};
+  const queryParams = Object.entries(shape).map(([name, schema]) => ({
+    name,
+    in: 'query',
+    required: !(schema as z.ZodType).safeParse(undefined).success,
+    schema: jsonSchema(schema as z.ZodType),
+  }));
+  const ok: Record<string, unknown> = { description: route.summary };
+  if (route.status !== 204) {
+    const type = route.path === '/metrics' || route.path === '/docs' ? 'text/plain' : 'application/json';
+    ok.content = { [type]: { ...(route.response ? { schema: jsonSchema(route.response) } : {}), ...(route.example !== undefined ? { example: route.example } : {}) } };
+  }
+  return {
+    summary: route.summary,
+    tags: [route.tag],
+    ...(route.auth === 'none' ? { security: [] } : { security: [{ bearer: [] }], description: `Needs ${route.auth === 'admin' ? 'the admin token' : `an environment token with scope ${route.auth}`}.` }),
+    parameters: [...params, ...queryParams],
+    ...(route.body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(route.body) } } } } : {}),
+    responses: {
+      [route.status]: ok,
+      ...(route.body || route.query ? { 400: errorResponse('A bad field, named in details') } : {}),
+      ...(route.auth !== 'none' ? { 401: errorResponse('Missing, unknown, expired or revoked token'), 403: errorResponse('Wrong kind of token or missing scope') } : {}),
+      ...(route.path.includes('{') ? { 404: errorResponse('No such resource for this caller') } : {}),
+    },
+  };
+}
+
+export function openApiDocument(config: Config, limits: EventLimits) {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of routes(config, limits)) (paths[route.path] ??= {})[route.method] = operation(route);
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'auditledger',
+      version: '1',
+      description: 'Tamper-evident, append-only audit-event ledger: append, query with verification, signed checkpoints, Merkle proofs, sealed bundles.',
+    },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <token> (also token=<t> and Token token=<t>)' } } },
+    paths,
+  };
+}
+
+/** The interactive reference: Scalar's viewer, loaded by the browser, reading /openapi.json. */
+export const DOCS_PAGE = `<!doctype html>
+<html><head><meta charset="utf-8"><title>auditledger API</title></head>
+<body><script id="api-reference" data-url="/openapi.json"></script>
+<script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script></body></html>`;
