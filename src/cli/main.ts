@@ -4,10 +4,11 @@ import { keygen, verifyProof } from './keys.js';
 import { seal } from './seal.js';
 import { migrate, serve } from './serve.js';
 import { verify } from './verify.js';
+import { verifyArchiveVerb } from './verify-archive.js';
 import { UsageError, type Verb } from './verb.js';
 
 /** The `auditledger` command. */
-const verbs: Record<string, Verb> = { serve, migrate, keygen, 'verify-proof': verifyProof, archive, seal, verify };
+const verbs: Record<string, Verb> = { serve, migrate, keygen, 'verify-proof': verifyProof, archive, seal, verify, 'verify-archive': verifyArchiveVerb };
 
 function overview(): string {
   const width = Math.max(...Object.keys(verbs).map((v) => v.length));

@@ -2,6 +2,7 @@ import type PgBoss from 'pg-boss';
 import type { Logger } from 'pino';
 import type pg from 'pg';
 import type { Archive } from '../archive/archive.js';
+import { checkpointKey } from '../archive/layout.js';
 import { chainOrigin, signCheckpoint } from '../ledger/checkpoint.js';
 import { appendLeaves, rangeRoot } from '../ledger/compact-range.js';
 import { GENESIS_PREV } from '../ledger/event.js';
@@ -16,11 +17,6 @@ export interface CheckpointDeps {
   key: SigningKey;
   origin: string;
   log: Logger;
-}
-
-/** Where a chain's checkpoint of a given size is archived; zero-padded so keys sort by size. */
-export function checkpointKey(project: string, environment: string, size: number): string {
-  return `checkpoints/${project}/${environment}/${String(size).padStart(16, '0')}.note`;
 }
 
 /**

@@ -3,6 +3,7 @@ import type PgBoss from 'pg-boss';
 import type { Logger } from 'pino';
 import type pg from 'pg';
 import type { Archive } from '../archive/archive.js';
+import { bundleKey, checkpointKey } from '../archive/layout.js';
 import { S3Archive } from '../archive/s3.js';
 import { BundleBuilder, manifestSha256 } from '../ledger/bundle.js';
 import { chainOrigin, signCheckpoint } from '../ledger/checkpoint.js';
@@ -49,10 +50,6 @@ export interface SealReport {
 /** The last day due for sealing: it ended more than `afterDays` days before `now`. */
 export function dueThrough(now: number, afterDays: number): string {
   return new Date((Math.floor(now / DAY_MS) - afterDays - 1) * DAY_MS).toISOString().slice(0, 10);
-}
-
-export function bundleKey(project: string, environment: string, day: string): string {
-  return `bundles/${project}/${environment}/${day}.ndjson`;
 }
 
 /**
@@ -169,6 +166,8 @@ async function checkpointNote(deps: SealDeps, chain: ChainDay, root: Buffer, ran
   if (existing) return existing.note;
   const { current, origin } = deps.keyring;
   const note = signCheckpoint({ origin: chainOrigin(origin, chain.project_id, chain.environment_id), size: chain.last_seq, root }, current);
+  // Archived like every checkpoint, before it is recorded (see runCheckpoints).
+  await deps.archive.put(checkpointKey(chain.project_id, chain.environment_id, chain.last_seq), Buffer.from(note));
   await insertCheckpoint(deps.db, {
     environment_id: chain.environment_id,
     tree_size: chain.last_seq,

@@ -1,0 +1,159 @@
+// The offline archive verifier's I/O (DESIGN.md "Verification", Offline): lists the archive, groups
+// its objects by chain, hands each chain to the pure checks of ledger/verify-archive.ts, and on S3
+// asks for each object's Object Lock retention. Needs no database and no server.
+import { bundleKey, checkpointKey } from './layout.js';
+import type { VerifierKey } from '../ledger/keys.js';
+import {
+  inBatches,
+  verifyArchivedChain,
+  type ArchiveFailure,
+  type ChainObjects,
+  type ChainVerification,
+  type DayRange,
+  type Tally,
+} from '../ledger/verify-archive.js';
+import type { Archive, Retention } from './archive.js';
+
+export interface VerifyArchiveOptions extends DayRange {
+  verifiers: readonly VerifierKey[];
+  /** Only this chain, as project/environment. */
+  chain?: string | undefined;
+  /**
+   * When set (S3), every bundle and checkpoint must be under Object Lock retention (COMPLIANCE or
+   * GOVERNANCE) until at least this many days after it was written.
+   */
+  retentionDays?: number | undefined;
+}
+
+export interface ArchiveVerification {
+  location: string;
+  requested: { from: string | null; to: string | null; chain: string | null };
+  /** The first and last day of the bundles checked; null when there were none. */
+  found: { from: string; to: string } | null;
+  bundles: Tally;
+  events: Tally;
+  checkpoints: Tally;
+  failures: ArchiveFailure[];
+  /** No failure at all, and at least one bundle checked. */
+  ok: boolean;
+}
+
+const DAY_MS = 86_400_000;
+const RETENTION_BATCH = 32;
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+/** Verifies every chain of the archive (or one) within the day range; see verifyArchivedChain. */
+export async function verifyArchive(archive: Archive, options: VerifyArchiveOptions): Promise<ArchiveVerification> {
+  const { chains, strays } = groupByChain(await archive.list('bundles/'), await archive.list('checkpoints/'));
+  const selected = [...chains.values()].filter((chain) => options.chain === undefined || chainName(chain) === options.chain);
+  const read = (key: string) => archive.get(key);
+  const results: ChainVerification[] = [];
+  for (const chain of selected) results.push(await verifyArchivedChain(chain, options, read, options.verifiers));
+
+  const failures = [
+    ...(options.chain === undefined ? strays.map(strayFailure) : []),
+    ...results.flatMap((result) => result.failures),
+    ...(options.retentionDays === undefined ? [] : await retentionFailures(archive, results, options.retentionDays)),
+  ];
+  const days = results.flatMap((result) => result.bundles.map((bundle) => bundle.day)).sort();
+  if (days.length === 0) failures.push(noBundles(archive.location, options));
+  const faulty = new Set(failures.map((failure) => failure.key));
+  const tally = (keys: string[]): Tally => ({ valid: keys.filter((key) => !faulty.has(key)).length, total: keys.length });
+  return {
+    location: archive.location,
+    requested: { from: options.from ?? null, to: options.to ?? null, chain: options.chain ?? null },
+    found: days.length ? { from: days[0]!, to: days.at(-1)! } : null,
+    bundles: tally(results.flatMap((result) => result.bundles.map((bundle) => bundle.key))),
+    events: {
+      valid: results.reduce((sum, { events }) => sum + events.valid, 0),
+      total: results.reduce((sum, { events }) => sum + events.total, 0),
+    },
+    checkpoints: tally(results.flatMap((result) => result.checkpoints.map((checkpoint) => checkpoint.key))),
+    failures,
+    ok: failures.length === 0,
+  };
+}
+
+/** The archive's objects by chain; keys under bundles/ or checkpoints/ that are neither are strays. */
+function groupByChain(bundleKeys: string[], checkpointKeys: string[]): { chains: Map<string, ChainObjects>; strays: string[] } {
+  const chains = new Map<string, ChainObjects>();
+  const strays: string[] = [];
+  const chainOf = (project: string, environment: string) => {
+    const name = `${project}/${environment}`;
+    if (!chains.has(name)) chains.set(name, { project, environment, bundles: [], checkpoints: [] });
+    return chains.get(name)!;
+  };
+  for (const key of bundleKeys) {
+    const [project = '', environment = '', file = ''] = key.split('/').slice(1);
+    const day = file.replace(/\.ndjson$/, '');
+    // The key must be exactly what the seal job writes: the round trip rejects anything else.
+    if (DAY.test(day) && bundleKey(project, environment, day) === key) {
+      chainOf(project, environment).bundles.push({ key, day });
+    } else {
+      strays.push(key);
+    }
+  }
+  for (const key of checkpointKeys) {
+    const [project = '', environment = '', file = ''] = key.split('/').slice(1);
+    const size = Number(file.replace(/\.note$/, ''));
+    if (Number.isSafeInteger(size) && checkpointKey(project, environment, size) === key) {
+      chainOf(project, environment).checkpoints.push({ key, size });
+    } else {
+      strays.push(key);
+    }
+  }
+  return { chains: new Map([...chains].sort(([a], [b]) => (a < b ? -1 : 1))), strays };
+}
+
+function chainName(chain: ChainObjects): string {
+  return `${chain.project}/${chain.environment}`;
+}
+
+function strayFailure(key: string): ArchiveFailure {
+  const reason = 'not a bundle or checkpoint the ledger writes (unexpected key)';
+  return { kind: 'archive', chain: null, day: null, seq: null, key, reason };
+}
+
+function noBundles(location: string, { from, to, chain }: VerifyArchiveOptions): ArchiveFailure {
+  const scope = [chain && `of chain ${chain}`, from && `from ${from}`, to && `to ${to}`].filter(Boolean).join(' ');
+  const reason = `no bundles ${scope ? `${scope} ` : ''}in ${location}`;
+  return { kind: 'archive', chain: chain ?? null, day: null, seq: null, key: null, reason };
+}
+
+/**
+ * Object Lock of every object checked. When an object was written is not in the Retention the
+ * archive reports, so a lower bound stands in: a bundle is sealed only after its day ended, and a
+ * checkpoint is signed after its last event, received no earlier than the day of the bundle holding
+ * it (or the last before it). With no bundle to date it, a checkpoint must only be locked.
+ */
+async function retentionFailures(archive: Archive, results: ChainVerification[], days: number): Promise<ArchiveFailure[]> {
+  const objects = results.flatMap(({ chain, bundles, checkpoints }) => [
+    ...bundles.map(({ key, day }) => ({ at: { chain, day, seq: null, key }, writtenAfter: startOfDay(day) + DAY_MS })),
+    ...checkpoints.map(({ key, day, size }) => ({
+      at: { chain, day, seq: size, key },
+      writtenAfter: day === null ? undefined : startOfDay(day),
+    })),
+  ]);
+  const problems = await inBatches(objects, RETENTION_BATCH, async ({ at, writtenAfter }) => {
+    const reason = retentionProblem(await archive.retention(at.key), writtenAfter, days);
+    return reason === undefined ? [] : [{ kind: 'retention' as const, ...at, reason }];
+  });
+  return problems.flat();
+}
+
+function retentionProblem(retention: Retention | undefined, writtenAfter: number | undefined, days: number): string | undefined {
+  if (retention === undefined) return 'the object vanished while being checked';
+  if (retention.mode !== 'COMPLIANCE' && retention.mode !== 'GOVERNANCE') return 'not under Object Lock retention';
+  if (retention.retainUntil === undefined) return `under ${retention.mode} Object Lock without a retain-until date`;
+  if (writtenAfter === undefined) return undefined;
+  const required = new Date(writtenAfter + days * DAY_MS);
+  if (retention.retainUntil >= required) return undefined;
+  return (
+    `retained (${retention.mode}) only until ${retention.retainUntil.toISOString()}: ${days} day(s) after it was ` +
+    `written, no earlier than ${new Date(writtenAfter).toISOString()}, is ${required.toISOString()}`
+  );
+}
+
+function startOfDay(day: string): number {
+  return Date.parse(`${day}T00:00:00Z`);
+}

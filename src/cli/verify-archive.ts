@@ -1,0 +1,162 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Archive } from '../archive/archive.js';
+import { LocalArchive } from '../archive/local.js';
+import { createS3Client, parseArchiveUrl, S3Archive, S3ArchiveError } from '../archive/s3.js';
+import { verifyArchive, type ArchiveVerification } from '../archive/verify.js';
+import { parseVerifierKey, type VerifierKey } from '../ledger/keys.js';
+import type { ArchiveFailure, Tally } from '../ledger/verify-archive.js';
+import { UsageError, type Verb } from './verb.js';
+
+export const verifyArchiveVerb: Verb = {
+  summary: 'check a sealed archive offline: signatures, hashes, Merkle roots, continuity, gaps, Object Lock',
+  usage: `auditledger verify-archive <folder | s3://bucket/prefix> --key VKEY [--key VKEY...] [--json]
+    [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--chain PROJECT/ENVIRONMENT] [--retention-days N]
+
+Checks the archive alone, with no database and no server: each chain's bundles in day order (manifest
+signature, event hashes and links, Merkle root against the bundle's signed checkpoint, consistency
+with the bundle before), that the bundles cover every event from seq 1 without gap, and every
+checkpoint note in checkpoints/ (signature, and its root against the bundle holding its size).
+On S3 every bundle and checkpoint must also be under Object Lock retention (COMPLIANCE or
+GOVERNANCE) until at least N days (default 1) after it was written.
+
+--key        verifier key(s) of the ledger: GET /v1/keys, or what auditledger keygen printed
+--from/--to  only the bundles of these UTC days (inclusive); the bundle before is read to continue from
+--chain      only this chain
+--json       one JSON document instead of the report
+
+S3 settings come from S3_ENDPOINT, AWS_REGION, S3_FORCE_PATH_STYLE and the standard AWS credential
+variables. Exit code 0 when everything checked is valid, 1 on any failure (or no bundles), 2 for
+usage errors.`,
+  async run(args) {
+    const { values, positionals } = parseArgs({
+      args,
+      options: {
+        key: { type: 'string', multiple: true },
+        json: { type: 'boolean' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        chain: { type: 'string' },
+        'retention-days': { type: 'string' },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length !== 1) throw new UsageError('give exactly one archive: a folder or s3://bucket/prefix');
+    const target = positionals[0]!;
+    const onS3 = target.startsWith('s3://');
+    if (values['retention-days'] !== undefined && !onS3) throw new UsageError('--retention-days applies to s3:// archives only');
+    const options = {
+      verifiers: verifierKeys(values.key),
+      from: day('--from', values.from),
+      to: day('--to', values.to),
+      chain: chainOption(values.chain),
+      retentionDays: onS3 ? retentionDays(values['retention-days']) : undefined,
+    };
+    if (options.from && options.to && options.from > options.to) throw new UsageError('--from is after --to');
+    let report: ArchiveVerification;
+    try {
+      report = await verifyArchive(onS3 ? s3Archive(target) : await localArchive(target), options);
+    } catch (error) {
+      if (!(error instanceof S3ArchiveError || error instanceof NoArchiveError)) throw error;
+      process.stderr.write(`auditledger verify-archive: cannot read the archive: ${error.message}\n`);
+      return 1;
+    }
+    process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+    return report.ok ? 0 : 1;
+  },
+};
+
+class NoArchiveError extends Error {}
+
+function verifierKeys(vkeys: string[] | undefined): VerifierKey[] {
+  if (!vkeys?.length) throw new UsageError('give at least one --key VKEY');
+  return vkeys.map((vkey) => {
+    try {
+      return parseVerifierKey(vkey);
+    } catch (error) {
+      throw new UsageError(`--key ${vkey}: ${(error as Error).message}`);
+    }
+  });
+}
+
+function day(option: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  // A real calendar day: the round trip through Date rejects 2026-02-30 and 2026-13-01.
+  const time = Date.parse(`${value}T00:00:00Z`);
+  const valid = /^\d{4}-\d{2}-\d{2}$/.test(value) && !Number.isNaN(time) && new Date(time).toISOString().startsWith(value);
+  if (!valid) throw new UsageError(`${option} takes a UTC day YYYY-MM-DD, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function chainOption(value: string | undefined): string | undefined {
+  if (value !== undefined && !/^[^/]+\/[^/]+$/.test(value)) throw new UsageError('--chain takes PROJECT/ENVIRONMENT (their ids)');
+  return value;
+}
+
+function retentionDays(value: string | undefined): number {
+  if (value === undefined) return 1;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--retention-days takes a whole number of days, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+function s3Archive(url: string): Archive {
+  let bucket: string;
+  let prefix: string;
+  try {
+    ({ bucket, prefix } = parseArchiveUrl(url));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const client = createS3Client({
+    endpoint: process.env.S3_ENDPOINT || undefined,
+    region: process.env.AWS_REGION || 'us-east-1',
+    forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true',
+  });
+  // Only read: the lock settings S3Archive writes with are never used here.
+  return new S3Archive({ bucket, prefix, client, mode: 'COMPLIANCE', retentionDays: 1 });
+}
+
+async function localArchive(folder: string): Promise<Archive> {
+  const location = path.resolve(folder);
+  const isFolder = await stat(location).then((s) => s.isDirectory(), () => false);
+  if (!isFolder) throw new NoArchiveError(`${location} is not a folder`);
+  return new LocalArchive(location);
+}
+
+/** The report in the manner of `aws cloudtrail validate-logs`: range, counts, then one line per failure. */
+function formatReport(report: ArchiveVerification): string {
+  const { location, requested, found } = report;
+  const of = requested.chain ? ` of chain ${requested.chain}` : '';
+  const range = `from ${requested.from ?? 'the first day'} to ${requested.to ?? 'the last day'}`;
+  const lines = [
+    `Validating bundles${of} in ${location} ${range} (found ${found ? `${found.from} to ${found.to}` : 'none'})`,
+    '',
+    count(report.bundles, 'bundles'),
+    count(report.events, 'events'),
+    count(report.checkpoints, 'checkpoints'),
+  ];
+  const gaps = report.failures.filter((failure) => failure.kind === 'missing').length;
+  if (gaps) lines.push(`${gaps} gap(s): events in no bundle`);
+  if (report.failures.length) lines.push('', ...report.failures.map(failureLine));
+  return `${lines.join('\n')}\n`;
+}
+
+function count({ valid, total }: Tally, what: string): string {
+  return `${valid}/${total} ${what} valid${valid < total ? `, ${total - valid}/${total} INVALID` : ''}`;
+}
+
+const LABELS: Record<ArchiveFailure['kind'], string> = {
+  bundle: 'Bundle INVALID',
+  missing: 'Bundle MISSING',
+  checkpoint: 'Checkpoint INVALID',
+  retention: 'Object Lock INVALID',
+  archive: 'Archive INVALID',
+};
+
+function failureLine({ kind, chain, day, seq, key, reason }: ArchiveFailure): string {
+  const where = [chain && `chain ${chain}`, day && `bundle ${day}`, seq !== null && `seq ${seq}`].filter(Boolean).join(', ');
+  const object = key && (kind === 'retention' || kind === 'archive') ? ` (${key})` : '';
+  return `${LABELS[kind]}${where ? ` ${where}` : ''}: ${reason}${object}`;
+}

@@ -1,0 +1,355 @@
+// Offline verification of one chain's archived bundles and checkpoint notes (DESIGN.md
+// "Verification", Offline): no database, no server. Objects come through a reading function, so
+// this module does no I/O and knows nothing of the archive's key layout (src/archive/verify.ts lists,
+// reads and checks Object Lock).
+import {
+  BundleError,
+  manifestSha256,
+  parseBundle,
+  verifyBundle,
+  type BundleFailure,
+  type BundleManifest,
+  type ParsedBundle,
+  type PreviousBundle,
+} from './bundle.js';
+import { CheckpointError, openCheckpoint, type Checkpoint } from './checkpoint.js';
+import { appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
+import { eventHash } from './event.js';
+import type { VerifierKey } from './keys.js';
+import { NoteError } from './note.js';
+
+/** The object's bytes, or undefined when there is none. */
+export type ReadObject = (key: string) => Promise<Buffer | undefined>;
+
+export interface BundleObject {
+  key: string;
+  /** The UTC day its key names. */
+  day: string;
+}
+
+export interface CheckpointObject {
+  key: string;
+  /** The tree size its key names. */
+  size: number;
+}
+
+/** Everything the archive holds of one chain, whatever the range checked. */
+export interface ChainObjects {
+  project: string;
+  environment: string;
+  bundles: BundleObject[];
+  checkpoints: CheckpointObject[];
+}
+
+/** Days of bundles to check, inclusive; unset ends are open. */
+export interface DayRange {
+  from?: string | undefined;
+  to?: string | undefined;
+}
+
+/**
+ * bundle: a bundle object is wrong (seq names the event when known); missing: events in no bundle;
+ * checkpoint: a checkpoint note is wrong; retention: an object is not locked as long as required;
+ * archive: the archive as a whole.
+ */
+export type FailureKind = 'bundle' | 'missing' | 'checkpoint' | 'retention' | 'archive';
+
+export interface ArchiveFailure {
+  kind: FailureKind;
+  /** project/environment, or null for the archive as a whole. */
+  chain: string | null;
+  /** The day of the bundle concerned: for a checkpoint, the bundle holding (or last before) its size. */
+  day: string | null;
+  seq: number | null;
+  /** The object at fault; null when there is none (missing events, the archive). */
+  key: string | null;
+  reason: string;
+}
+
+export interface Tally {
+  valid: number;
+  total: number;
+}
+
+export interface CheckedCheckpoint extends CheckpointObject {
+  /** The day of the bundle holding event `size`, or of the last bundle before it; null when none. */
+  day: string | null;
+}
+
+export interface ChainVerification {
+  chain: string;
+  /** The bundles checked, in day order. */
+  bundles: BundleObject[];
+  checkpoints: CheckedCheckpoint[];
+  /**
+   * Events of the bundles checked, as their manifests count them. An event is valid when its
+   * bundle verified as a whole (signature, root, continuity) and no failure names its seq.
+   */
+  events: Tally;
+  failures: ArchiveFailure[];
+}
+
+// Checkpoint notes are small and numerous (one a minute per busy chain): read this many at a time.
+const CHECKPOINT_BATCH = 64;
+
+/** Where the range starts: the bundle before it (its day, and its last seq, null if unreadable), or seq 0. */
+interface RangeStart {
+  day: string | null;
+  lastSeq: number | null;
+}
+
+interface BundleRecord {
+  object: BundleObject;
+  /** Null when the bundle could not be read or parsed. */
+  manifest: BundleManifest | null;
+  failures: BundleFailure[];
+}
+
+/**
+ * Checks a chain's bundles within `range`, in day order: each with verifyBundle against the bundle
+ * its previous_manifest_sha256 names (the one before the range too); that the object's key names its
+ * manifest's chain and day; that the bundles cover every seq from 1 (or from the bundle before the
+ * range) without gap or overlap; and every checkpoint note from the first bundle checked on (up to
+ * the last one when later bundles exist): its signature, origin and size, and its root against the
+ * tree of the bundle holding that size.
+ */
+export async function verifyArchivedChain(
+  chain: ChainObjects,
+  range: DayRange,
+  read: ReadObject,
+  verifiers: readonly VerifierKey[],
+): Promise<ChainVerification> {
+  const walk = new ChainWalk(chain, read, verifiers);
+  const sorted = [...chain.bundles].sort((a, b) => (a.day < b.day ? -1 : a.day > b.day ? 1 : 0));
+  const inRange = (day: string) => (range.from === undefined || day >= range.from) && (range.to === undefined || day <= range.to);
+  const checked = sorted.filter(({ day }) => inRange(day));
+  const before = range.from === undefined ? undefined : sorted.filter(({ day }) => day < range.from!).at(-1);
+  const laterBundles = range.to !== undefined && sorted.some(({ day }) => day > range.to!);
+
+  const start: RangeStart = before ? await walk.readBefore(before) : { day: null, lastSeq: 0 };
+  for (const object of checked) await walk.checkBundle(object);
+  await walk.checkPending();
+  walk.checkCoverage(start);
+  const end = laterBundles ? walk.lastSeq(start.lastSeq ?? 0) : Infinity;
+  const inScope = chain.checkpoints.filter(({ size }) => size > (start.lastSeq ?? 0) && size <= end);
+  const checkpoints = await walk.checkCheckpoints(inScope, start);
+  return { chain: walk.name, bundles: checked, checkpoints, events: walk.events(), failures: walk.sortedFailures() };
+}
+
+/** Runs `task` on every item, `size` at a time, so that many small requests neither crawl nor flood. */
+export async function inBatches<T, R>(items: readonly T[], size: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(task))));
+  return results;
+}
+
+/** The state of one chain's check: the manifests seen, the tree roots at checkpoint sizes, the failures. */
+class ChainWalk {
+  readonly name: string;
+  private readonly records: BundleRecord[] = [];
+  private readonly failures: ArchiveFailure[] = [];
+  private readonly bySha = new Map<string, PreviousBundle>();
+  private readonly byLastSeq = new Map<number, PreviousBundle>();
+  /** Bundles checked alone because the bundle they name had not been seen yet (misnamed, or missing). */
+  private readonly pending = new Set<BundleRecord>();
+  /** The tree root at each checkpoint size, from the bundles that verified. */
+  private readonly roots = new Map<number, Buffer>();
+  /** The sizes of the chain's archived checkpoints, ascending. */
+  private readonly checkpointSizes: number[];
+
+  constructor(
+    chain: ChainObjects,
+    private readonly read: ReadObject,
+    private readonly verifiers: readonly VerifierKey[],
+  ) {
+    this.name = `${chain.project}/${chain.environment}`;
+    this.checkpointSizes = chain.checkpoints.map(({ size }) => size).sort((a, b) => a - b);
+  }
+
+  /** The bundle just before the range: only its manifest, to continue from. lastSeq is null when unreadable. */
+  async readBefore(object: BundleObject): Promise<RangeStart> {
+    const bundle = parseOrFailure(await this.read(object.key));
+    if (!('manifest' in bundle)) return { day: object.day, lastSeq: null };
+    this.remember(bundle);
+    return { day: object.day, lastSeq: bundle.manifest.last_seq };
+  }
+
+  async checkBundle(object: BundleObject): Promise<void> {
+    const { record, bundle, previous } = await this.verifyObject(object);
+    this.records.push(record);
+    if (bundle === undefined) return;
+    // Checked alone for now: the bundle it names may come later in day order (a misnamed one).
+    if (previous === undefined && bundle.manifest.previous_manifest_sha256 !== null) this.pending.add(record);
+    if (record.failures.length === 0) this.recordRoots(bundle);
+    this.remember(bundle);
+    this.checkName(object, bundle.manifest);
+  }
+
+  /** Checks each pending bundle against its predecessor if that turned up later in day order. */
+  async checkPending(): Promise<void> {
+    for (const record of this.pending) {
+      if (!this.bySha.has(record.manifest!.previous_manifest_sha256!)) continue;
+      record.failures = (await this.verifyObject(record.object)).record.failures;
+    }
+  }
+
+  /** Gaps (events in no bundle) and overlaps (events in two), in seq order from the start. */
+  checkCoverage(start: RangeStart): void {
+    const parsed = this.records.filter((r): r is BundleRecord & { manifest: BundleManifest } => r.manifest !== null);
+    const unreadableDays = this.records.filter((r) => r.manifest === null).map((r) => r.object.day);
+    let next = start.lastSeq === null ? null : start.lastSeq + 1;
+    let previousDay = start.day;
+    for (const { object, manifest } of parsed.sort((a, b) => a.manifest.first_seq - b.manifest.first_seq)) {
+      const { first_seq: first, last_seq: last } = manifest;
+      // Events in an unreadable bundle are reported with it, not again as missing.
+      const explained = unreadableDays.some((day) => (previousDay === null || day > previousDay) && day < object.day);
+      if (next !== null && first > next && !explained) {
+        const events = first - 1 === next ? `event ${next} is` : `events ${next}..${first - 1} are`;
+        this.fail('missing', object.day, next, null, `${events} in no bundle: a bundle before ${object.day} is missing`);
+      } else if (next !== null && first < next) {
+        this.fail('bundle', object.day, first, object.key, `events ${first}..${Math.min(last, next - 1)} are also in an earlier bundle`);
+      }
+      next = Math.max(next ?? 0, last + 1);
+      previousDay = object.day;
+    }
+  }
+
+  /** The last seq the bundles checked cover, or `fallback` when none could be read. */
+  lastSeq(fallback: number): number {
+    return Math.max(fallback, ...this.records.map((r) => r.manifest?.last_seq ?? 0));
+  }
+
+  async checkCheckpoints(objects: CheckpointObject[], start: RangeStart): Promise<CheckedCheckpoint[]> {
+    const checkpoints = this.withDays(objects, start.day);
+    await inBatches(checkpoints, CHECKPOINT_BATCH, async (checkpoint) => {
+      for (const reason of await this.checkpointProblems(checkpoint)) {
+        this.fail('checkpoint', checkpoint.day, checkpoint.size, checkpoint.key, reason);
+      }
+    });
+    return checkpoints;
+  }
+
+  events(): Tally {
+    let valid = 0;
+    let total = 0;
+    for (const { manifest, failures } of this.records) {
+      if (!manifest) continue;
+      total += manifest.count;
+      if (failures.some((f) => f.seq === null)) continue;
+      const inRange = (seq: number | null): seq is number => seq !== null && seq >= manifest.first_seq && seq <= manifest.last_seq;
+      valid += manifest.count - new Set(failures.map((f) => f.seq).filter(inRange)).size;
+    }
+    return { valid, total };
+  }
+
+  sortedFailures(): ArchiveFailure[] {
+    const bundleFailures = this.records.flatMap(({ object, failures }) =>
+      failures.map(({ seq, reason }) => this.failure('bundle', object.day, seq, object.key, reason)),
+    );
+    // Stable: within a day and seq, the order found.
+    return [...bundleFailures, ...this.failures].sort((a, b) => compareNullable(a.day, b.day) || compareNullable(a.seq, b.seq));
+  }
+
+  /** Reads one bundle and verifies it against the bundle before it, when that has been seen. */
+  private async verifyObject(object: BundleObject): Promise<{ record: BundleRecord; bundle?: ParsedBundle; previous?: PreviousBundle }> {
+    const bytes = await this.read(object.key);
+    const bundle = parseOrFailure(bytes);
+    if (!('manifest' in bundle)) return { record: { object, manifest: null, failures: [bundle] } };
+    const previous = this.previousOf(bundle.manifest);
+    const { failures } = verifyBundle(bytes!, this.verifiers, previous);
+    return { record: { object, manifest: bundle.manifest, failures }, bundle, ...(previous && { previous }) };
+  }
+
+  /** The bundle this one continues: the one it names, else the one ending just before it (whose mismatch verifyBundle reports). */
+  private previousOf(manifest: BundleManifest): PreviousBundle | undefined {
+    if (manifest.previous_manifest_sha256 === null) return undefined;
+    return this.bySha.get(manifest.previous_manifest_sha256) ?? this.byLastSeq.get(manifest.first_seq - 1);
+  }
+
+  private remember({ manifest, manifestLine }: ParsedBundle): void {
+    const previous = { manifest, manifestSha256: manifestSha256(manifestLine) };
+    this.bySha.set(previous.manifestSha256, previous);
+    this.byLastSeq.set(manifest.last_seq, previous);
+  }
+
+  /** The object's key must name the chain and day its signed manifest states: a renamed or swapped bundle is caught here. */
+  private checkName(object: BundleObject, manifest: BundleManifest): void {
+    const chain = `${manifest.project}/${manifest.environment}`;
+    if (chain !== this.name) this.fail('bundle', object.day, null, object.key, `the object holds a bundle of chain ${chain}`);
+    if (manifest.partition !== object.day) {
+      this.fail('bundle', object.day, null, object.key, `the object holds the bundle of ${manifest.partition}, not of ${object.day}`);
+    }
+  }
+
+  /** The tree root at each archived checkpoint size within a verified bundle, from start_range and its own leaves. */
+  private recordRoots({ manifest, events }: ParsedBundle): void {
+    const { first_seq: first, last_seq: last, start_range: start } = manifest;
+    let range: CompactRange = { size: start.size, hashes: start.hashes.map((hash) => Buffer.from(hash, 'hex')) };
+    for (const size of this.checkpointSizes.filter((s) => s >= first && s <= last)) {
+      range = appendLeaves(range, events.slice(range.size - start.size, size - start.size).map(eventHash));
+      this.roots.set(size, rangeRoot(range));
+    }
+  }
+
+  private async checkpointProblems(object: CheckpointObject): Promise<string[]> {
+    const note = await this.read(object.key);
+    if (note === undefined) return ['listed, but it could not be read'];
+    let checkpoint: Checkpoint;
+    try {
+      checkpoint = openCheckpoint(note, this.verifiers).checkpoint;
+    } catch (error) {
+      if (error instanceof NoteError || error instanceof CheckpointError) return [error.message];
+      throw error;
+    }
+    const problems: string[] = [];
+    // The origin's prefix is the ledger's name, unknown offline; the chain is its suffix (chainOrigin).
+    if (!checkpoint.origin.endsWith(`/${this.name}`)) {
+      problems.push(`origin ${JSON.stringify(checkpoint.origin)} is not of chain ${this.name}`);
+    }
+    if (checkpoint.size !== object.size) problems.push(`the note is of tree size ${checkpoint.size}, its key names ${object.size}`);
+    const root = this.roots.get(object.size);
+    if (root !== undefined && !root.equals(checkpoint.root)) {
+      problems.push(`its root is not the root of the bundle's tree at size ${object.size}: the ledger signed two different histories`);
+    }
+    return problems;
+  }
+
+  /** The checkpoints by size, each with the day of the bundle holding its size or last before it (else `startDay`). */
+  private withDays(objects: CheckpointObject[], startDay: string | null): CheckedCheckpoint[] {
+    const holders = this.records.flatMap(({ object, manifest }) => (manifest ? [{ day: object.day, first: manifest.first_seq }] : []));
+    holders.sort((a, b) => a.first - b.first);
+    let holder = -1;
+    return [...objects]
+      .sort((a, b) => a.size - b.size)
+      .map((object) => {
+        while (holder + 1 < holders.length && holders[holder + 1]!.first <= object.size) holder++;
+        return { ...object, day: holders[holder]?.day ?? startDay };
+      });
+  }
+
+  private fail(kind: FailureKind, day: string | null, seq: number | null, key: string | null, reason: string): void {
+    this.failures.push(this.failure(kind, day, seq, key, reason));
+  }
+
+  private failure(kind: FailureKind, day: string | null, seq: number | null, key: string | null, reason: string): ArchiveFailure {
+    return { kind, chain: this.name, day, seq, key, reason };
+  }
+}
+
+/** The parsed bundle, or the failure that stops it being read at all. */
+function parseOrFailure(bytes: Buffer | undefined): ParsedBundle | BundleFailure {
+  if (bytes === undefined) return { seq: null, reason: 'listed, but it could not be read' };
+  try {
+    return parseBundle(bytes);
+  } catch (error) {
+    if (error instanceof BundleError) return { seq: null, reason: error.message };
+    throw error;
+  }
+}
+
+function compareNullable<T extends string | number>(a: T | null, b: T | null): number {
+  if (a === b) return 0;
+  if (a === null) return -1;
+  if (b === null) return 1;
+  return a < b ? -1 : 1;
+}
