@@ -18,6 +18,7 @@ import { DOCS_PAGE, openApiDocument } from './openapi.js';
 import { adminRoutes } from './routes/admin.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { bundleRoutes } from './routes/bundles.js';
+import { retracedRoutes, viewerTokenKey } from './routes/retraced.js';
 import { verifyRoutes, type RequestVerification } from './routes/verify.js';
 import { eventRoutes } from './routes/events.js';
 import { keyRoutes } from './routes/keys.js';
@@ -81,6 +82,13 @@ export function createApp(deps: AppDeps) {
   app.route('/v1', proofRoutes(pools.app, sealed));
   app.route('/v1', bundleRoutes(pools.app));
   app.route('/v1', verifyRoutes(pools.app, requestVerification));
+
+  // Retraced's publisher API, for apps that switch by changing a URL.
+  app.use('/publisher/v1/*', auth);
+  app.route(
+    '/publisher/v1',
+    retracedRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), viewerTokenKey: viewerTokenKey(keyring.current) }),
+  );
   app.route('/v1', keyRoutes(keyring));
 
   return app;

@@ -4,6 +4,7 @@ import { eventSchemas, type EventLimits } from './event-schema.js';
 import { adminSchemas } from './routes/admin.js';
 import { bundlesQuery } from './routes/bundles.js';
 import { exportQuery, listQuery, verifyQuery } from './routes/events.js';
+import { graphqlRequest, retracedSchemas, viewerTokenQuery } from './routes/retraced.js';
 import { checkpointsQuery, consistencyQuery, proofQuery } from './routes/proofs.js';
 import { runsQuery } from './routes/verify.js';
 import { pageQuery } from './schemas.js';
@@ -100,6 +101,7 @@ const run = z.object({
   created_at: time,
   finished_at: time.nullable(),
 });
+const retracedReceipt = z.object({ id, hash: z.string().describe("Retraced's receipt hash (hex SHA-256)") });
 const list = <K extends string>(key: K, item: z.ZodType) => z.object({ [key]: z.array(item), next_cursor: z.string().nullable() });
 
 const EXAMPLE_ID = '01a21911-bccf-7f99-a4ac-49a982af437f';
@@ -110,6 +112,8 @@ const exampleReceipt = { id: EXAMPLE_ID, seq: 1, hash: EXAMPLE_HASH, received_at
 function routes(config: Config, limits: EventLimits): Route[] {
   const admin = adminSchemas(config.AUDITLEDGER_MAX_NAME_LENGTH);
   const events = eventSchemas(limits);
+  const retraced = retracedSchemas(limits);
+  const R = '/publisher/v1/project/{projectId}';
   const P = '/v1/projects/{projectId}';
   const E = `${P}/environments/{environmentId}`;
   return [
@@ -152,6 +156,13 @@ function routes(config: Config, limits: EventLimits): Route[] {
     { method: 'get', path: '/v1/bundles', summary: 'Sealed bundles, newest day first', tag: 'archive', auth: 'events:read', query: bundlesQuery, status: 200, response: z.object({ bundles: z.array(bundle), next_before: z.iso.date().nullable() }) },
     { method: 'get', path: '/v1/bundles/{id}', summary: 'One bundle with its signed manifest', tag: 'archive', auth: 'events:read', status: 200, response: bundle.extend({ manifest: z.record(z.string(), z.unknown()) }) },
     { method: 'post', path: '/v1/verify', summary: 'Start a verification run of the chain', tag: 'verification', auth: 'verify', status: 202, response: z.object({ run_id: id, status: z.literal('queued') }), example: { run_id: EXAMPLE_ID, status: 'queued' } },
+    {
+      method: 'post', path: `${R}/event`, summary: 'Retraced: report one event', tag: 'retraced', auth: 'events:write', body: retraced.event, status: 201,
+      response: retracedReceipt, example: { id: EXAMPLE_ID, hash: EXAMPLE_HASH },
+    },
+    { method: 'post', path: `${R}/event/bulk`, summary: 'Retraced: report events, all or nothing', tag: 'retraced', auth: 'events:write', body: retraced.bulk, status: 201, response: z.array(retracedReceipt) },
+    { method: 'post', path: `${R}/graphql`, summary: "Retraced: the client's search query", tag: 'retraced', auth: 'events:read', body: graphqlRequest, status: 200, response: z.object({ data: z.record(z.string(), z.unknown()) }) },
+    { method: 'get', path: `${R}/viewertoken`, summary: 'Retraced: a short-lived read-only viewer token', tag: 'retraced', auth: 'events:read', query: viewerTokenQuery, status: 201, response: z.object({ token: z.string(), expires_at: time }) },
     { method: 'get', path: '/v1/verify/runs', summary: 'Verification runs and findings', tag: 'verification', auth: 'verify', query: runsQuery, status: 200, response: z.object({ runs: z.array(run), findings: z.array(z.object({ id, run_id: id, seq: z.number().int().nullable(), reason: z.string(), created_at: time })) }) },
   ];
 }

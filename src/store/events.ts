@@ -66,7 +66,8 @@ function likePrefix(prefix: string): string {
   return `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
-export async function queryEvents(db: pg.Pool, environment: string, q: EventQuery): Promise<StoredEvent[]> {
+/** The WHERE clause and parameters of a chain's filters ($1 is the chain). */
+function filterSql(environment: string, q: EventFilters): { where: string[]; params: unknown[] } {
   const params: unknown[] = [environment];
   const where = ['environment_id = $1'];
   const add = (sql: (p: string) => string, value: unknown) => {
@@ -85,7 +86,15 @@ export async function queryEvents(db: pg.Pool, environment: string, q: EventQuer
   if (q.to) add((p) => `received_at < ${p}`, q.to);
   if (q.seq_from !== undefined) add((p) => `seq >= ${p}`, q.seq_from);
   if (q.seq_to !== undefined) add((p) => `seq <= ${p}`, q.seq_to);
-  if (q.after_seq !== undefined) add((p) => `seq ${q.order === 'asc' ? '>' : '<'} ${p}`, q.after_seq);
+  return { where, params };
+}
+
+export async function queryEvents(db: pg.Pool, environment: string, q: EventQuery): Promise<StoredEvent[]> {
+  const { where, params } = filterSql(environment, q);
+  if (q.after_seq !== undefined) {
+    params.push(q.after_seq);
+    where.push(`seq ${q.order === 'asc' ? '>' : '<'} $${params.length}`);
+  }
   params.push(q.limit);
   const { rows } = await db.query<EventRow>(
     `SELECT ${eventColumnsSql} FROM events WHERE ${where.join(' AND ')}
@@ -93,6 +102,13 @@ export async function queryEvents(db: pg.Pool, environment: string, q: EventQuer
     params,
   );
   return rows.map(toStored);
+}
+
+/** How many events of a chain match the filters (Retraced's search answers with a total). */
+export async function countEvents(db: pg.Pool, environment: string, filters: EventFilters): Promise<number> {
+  const { where, params } = filterSql(environment, filters);
+  const { rows } = await db.query<{ count: number }>(`SELECT count(*) AS count FROM events WHERE ${where.join(' AND ')}`, params);
+  return rows[0]!.count;
 }
 
 export async function getEvent(db: pg.Pool, environment: string, id: string): Promise<StoredEvent | undefined> {

@@ -21,6 +21,8 @@ import type { TestDatabase } from './database.js';
 export type TestResponse = Omit<Response, 'json'> & { json(): Promise<any> };
 
 export interface TestApp {
+  /** The app's fetch handler, to serve it over real HTTP (see http.ts). */
+  fetch: (request: Request) => Response | Promise<Response>;
   /** Method and path of every route the app registered (middleware excluded). */
   routes: { method: string; path: string }[];
   adminToken: string;
@@ -61,6 +63,7 @@ export async function createTestApp(
   const requestVerification = (chain: ChainRow, runId: string) => verifyChainRun(verification, chain, 'api', runId);
   const app = createApp({ config, pools: db.pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion: 5 });
   return {
+    fetch: app.fetch,
     routes: app.routes.filter((r) => r.method !== 'ALL').map(({ method, path }) => ({ method, path })),
     adminToken,
     keyring,

@@ -1,0 +1,528 @@
+import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import type pg from 'pg';
+import { z } from 'zod';
+import type { AuditEvent, EventBody } from '../../ledger/event.js';
+import type { SigningKey } from '../../ledger/keys.js';
+import type { StoredEvent } from '../../ledger/verify-events.js';
+import { appendItem } from '../../store/append.js';
+import type { GroupCommit } from '../../store/group-commit.js';
+import { countEvents, queryEvents, type EventFilters } from '../../store/events.js';
+import { requireScope } from '../auth.js';
+import type { AppEnv } from '../context.js';
+import type { Principal } from '../credentials.js';
+import { ApiError, invalidFields, notFound } from '../errors.js';
+import { eventSchemas, type EventLimits } from '../event-schema.js';
+import { pathId, query, readJson, validate } from '../input.js';
+import { storableString } from '../schemas.js';
+import { chainOf } from './chain.js';
+
+/** The filters Retraced's structured search maps to. */
+type SearchFilters = Pick<EventFilters, 'action' | 'crud' | 'actor_id' | 'from' | 'to'>;
+
+/**
+ * Retraced's publisher API, mounted at /publisher/v1, so that apps using the official client
+ * `@retracedhq/retraced` move to this ledger by changing its endpoint. The project in the path
+ * must be the token's; the token's environment is the chain, as for /v1/events.
+ */
+
+export interface RetracedDeps {
+  db: pg.Pool;
+  groupCommit: GroupCommit;
+  limits: EventLimits;
+  /** MAC key of viewer tokens (viewerTokenKey). */
+  viewerTokenKey: Buffer;
+}
+
+// ---- Events in ----
+
+/**
+ * The events the client sends. Retraced's fields are ours one for one; anything else is refused,
+ * never dropped, as on POST /v1/events: an unknown field (say the `displayName` and `url` of the
+ * client's README example, or Retraced's deprecated `displayTitle`) is a 400 naming it, since an
+ * audit record that silently lost a field is worse than a loud error. Unlike POST /v1/events:
+ * no `idempotency_key` (Retraced has none), and `metadata` values must be strings, as the client
+ * declares them, because the receipt hash covers metadata as text, where 5 and "5", or any two
+ * objects ("[object Object]"), hash alike. Like POST /v1/events, and unlike Retraced's server,
+ * `crud` and `actor` are optional.
+ */
+export function retracedSchemas(limits: EventLimits) {
+  const { event } = eventSchemas(limits);
+  const textMetadata = event.shape.metadata
+    .unwrap()
+    .pipe(z.record(z.string(), z.string({ error: 'must be a string (Retraced metadata is text)' })));
+  const retracedEvent = event.omit({ idempotency_key: true }).extend({ metadata: textMetadata.optional() });
+  const bulk = z.strictObject({
+    events: z
+      .array(retracedEvent)
+      .min(1, 'must hold at least one event')
+      .max(limits.maxBatchEvents, `must hold at most ${limits.maxBatchEvents} events per request`),
+  });
+  return { event: retracedEvent, bulk };
+}
+
+type RetracedEvent = z.infer<ReturnType<typeof retracedSchemas>['event']>;
+
+const escapeSeparators = (s: string) => s.replace(/%/g, '%25').replace(/:/g, '%3A');
+const escapePairPart = (s: string) => escapeSeparators(s).replace(/=/g, '%3D').replace(/;/g, '%3B');
+const hashPairs = (map: Record<string, string>) =>
+  Object.keys(map)
+    .sort()
+    .map((key) => `${escapePairPart(key)}=${escapePairPart(map[key]!)};`)
+    .join('');
+
+/**
+ * Retraced's receipt hash, byte for byte as the official client recomputes it to check our answer
+ * (it throws on a mismatch): computeHash and buildHashTarget in
+ * node_modules/@retracedhq/retraced/lib/event.js (v0.7.23). The hex SHA-256 of
+ *
+ *   id:action:target.id:actor.id:group.id:source_ip:is_failure:is_anonymous:FIELDS[:external_id][:METADATA]
+ *
+ * where absent parts are empty, the flags are 1 or 0, values have % and : escaped (%25, %3A), and
+ * FIELDS (a lone ":" when there are no fields) and METADATA are `key=value;` pairs in code-unit
+ * order of the keys, = and ; escaped too (%3D, %3B). It covers only these: not crud, names,
+ * description, created, component or version; the ledger's own hash covers the whole event.
+ */
+export function retracedReceiptHash(event: RetracedEvent, id: string): string {
+  const parts = [id, event.action, event.target?.id, event.actor?.id, event.group?.id, event.source_ip];
+  let text = `${parts.map((part) => (part ? escapeSeparators(part) : '')).join(':')}:`;
+  text += `${event.is_failure ? 1 : 0}:${event.is_anonymous ? 1 : 0}:`;
+  text += event.fields ? hashPairs(event.fields) : ':';
+  if (event.external_id) text += `:${escapeSeparators(event.external_id)}`;
+  if (event.metadata) text += `:${hashPairs(event.metadata)}`;
+  return createHash('sha256').update(text).digest('hex');
+}
+
+// ---- Search: Retraced's query string ----
+
+const searchProblem = (message: string) => invalidFields([{ field: 'search.query', message }]);
+
+/**
+ * Retraced's structured search (`action:"user.*" crud:c actor.id:u1 received:START,END`), split as
+ * Retraced's parser (search-query-parser) splits it: `key:value`, `key:"…"` or `key:'…'` with
+ * backslash escapes, commas separating values, a keyword given twice collecting both.
+ */
+const SEARCH_TERM = /\S+:'(?:[^'\\]|\\.)*'|\S+:"(?:[^"\\]|\\.)*"|\S+/g;
+
+function searchTerms(search: string): Map<string, string[]> {
+  const terms = new Map<string, string[]>();
+  for (const [term] of search.matchAll(SEARCH_TERM)) {
+    const colon = term.indexOf(':');
+    if (colon < 0) throw searchProblem(`free-text search ("${term}") is not supported; use keyword:value`);
+    const value = term
+      .slice(colon + 1)
+      .replace(/^"|"$|^'|'$/g, '')
+      .replace(/\\(.?)/g, '$1');
+    if (value === '') continue; // search-query-parser skips empty values too
+    const key = term.slice(0, colon);
+    terms.set(key, [...(terms.get(key) ?? []), ...value.split(',')]);
+  }
+  return terms;
+}
+
+const crudLetter = z.enum(['c', 'r', 'u', 'd'], { error: 'must be one of c, r, u, d' });
+const instant = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time' }).transform((s) => new Date(s));
+
+function oneValue(key: string, values: string[]): string {
+  if (values.length !== 1) throw searchProblem(`${key}: takes one value here`);
+  return values[0]!;
+}
+
+/** `received:START,END` is [START, END); unlike Retraced, either end may be left open. */
+function receivedRange(values: string[]): SearchFilters {
+  if (values.length !== 2) throw searchProblem('received: takes START,END');
+  const [from, to] = values.map((value, i) => (value === '' ? undefined : validate(instant, value, `search.query.received.${i}`)));
+  return { from, to };
+}
+
+/** The keywords queryEvents can answer, each as its filters. */
+const SEARCH_KEYWORDS: Record<string, (values: string[]) => SearchFilters> = {
+  // A trailing * is a prefix, in Retraced as in queryEvents.
+  action: (values) => ({ action: oneValue('action', values) }),
+  crud: (values) => ({ crud: validate(crudLetter, oneValue('crud', values), 'search.query.crud') }),
+  'actor.id': (values) => ({ actor_id: oneValue('actor.id', values) }),
+  received: receivedRange,
+};
+
+/** The search as filters; what they cannot express is refused (400), not ignored. */
+function searchFilters(search: string): SearchFilters {
+  let filters: SearchFilters = {};
+  for (const [key, values] of searchTerms(search)) {
+    const filter = Object.hasOwn(SEARCH_KEYWORDS, key) ? SEARCH_KEYWORDS[key] : undefined;
+    if (!filter) throw searchProblem(`${key}: not supported here (action, crud, actor.id and received are)`);
+    filters = { ...filters, ...filter(values) };
+  }
+  return filters;
+}
+
+// ---- Search: the GraphQL the client sends ----
+
+/** A GraphQL object type as its field names, each with its own type's fields or null for a scalar. */
+interface Shape {
+  readonly [field: string]: Shape | null;
+}
+
+const KEY_VALUE: Shape = { key: null, value: null };
+/** Retraced's Event type: what the masks of the client's `query()` select from. */
+const EVENT: Shape = {
+  id: null,
+  action: null,
+  description: null,
+  crud: null,
+  group: { id: null, name: null },
+  actor: { id: null, name: null, href: null, fields: KEY_VALUE },
+  target: { id: null, name: null, href: null, type: null, fields: KEY_VALUE },
+  display: { markdown: null },
+  received: null,
+  created: null,
+  canonical_time: null,
+  is_failure: null,
+  is_anonymous: null,
+  source_ip: null,
+  country: null,
+  loc_subdiv1: null,
+  loc_subdiv2: null,
+  component: null,
+  version: null,
+  external_id: null,
+  fields: KEY_VALUE,
+  metadata: KEY_VALUE,
+};
+const QUERY: Shape = {
+  search: { totalCount: null, pageInfo: { hasNextPage: null, hasPreviousPage: null }, edges: { cursor: null, node: EVENT } },
+};
+
+type ArgumentValue = { variable: string } | string | number | boolean | null;
+interface Field {
+  args: Map<string, ArgumentValue>;
+  selection?: Selection;
+}
+type Selection = Map<string, Field>;
+
+const graphqlProblem = (message: string) => new ApiError(400, 'invalid_graphql', message);
+
+const GRAPHQL_TOKEN = /[\s,]+|#[^\n\r]*|"(?:[^"\\\n\r]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|[_A-Za-z]\w*|\.\.\.|[{}()[\]:!$=@]/y;
+const isName = (token: string | undefined) => token !== undefined && /^[_A-Za-z]/.test(token);
+
+/** The tokens of a GraphQL document, without whitespace, commas and comments. */
+function graphqlTokens(source: string): string[] {
+  const pattern = new RegExp(GRAPHQL_TOKEN);
+  const tokens: string[] = [];
+  while (pattern.lastIndex < source.length) {
+    const at = pattern.lastIndex;
+    const token = pattern.exec(source)?.[0];
+    if (token === undefined) throw graphqlProblem(`unexpected ${JSON.stringify(source[at])} at offset ${at}`);
+    if (!/^[\s,#]/.test(token)) tokens.push(token);
+  }
+  return tokens;
+}
+
+/**
+ * Reads the GraphQL this endpoint answers: one query operation (`query Name($v: T, …) {…}` or a
+ * bare `{…}`) selecting fields of QUERY, with arguments on `search` that are variables or literals.
+ * Fragments, aliases, directives and variable defaults are refused (400) rather than half
+ * understood. Fields are checked against QUERY as they are read, so nesting cannot go deeper.
+ */
+class GraphqlReader {
+  private at = 0;
+
+  constructor(private readonly tokens: string[]) {}
+
+  operation(): Selection {
+    if (this.accept('query')) {
+      if (isName(this.tokens[this.at])) this.at++;
+      if (this.accept('(')) this.variableDefinitions();
+    }
+    const selection = this.selectionSet(QUERY, '');
+    if (this.at < this.tokens.length) throw graphqlProblem(`unexpected "${this.tokens[this.at]}" after the query`);
+    return selection;
+  }
+
+  /** Types need no checking: the arguments' values are validated once resolved. */
+  private variableDefinitions(): void {
+    for (let token = this.next(); token !== ')'; token = this.next()) {
+      if (token === '=') throw graphqlProblem('default values of variables are not supported');
+    }
+  }
+
+  private selectionSet(shape: Shape, path: string): Selection {
+    this.expect('{');
+    const selection: Selection = new Map();
+    do {
+      const name = this.name();
+      const at = path ? `${path}.${name}` : name;
+      const type = Object.hasOwn(shape, name) ? shape[name] : undefined;
+      if (type === undefined) throw graphqlProblem(`${at}: no such field`);
+      if (selection.has(name)) throw graphqlProblem(`${at}: selected twice`);
+      // Only the root field (search) takes arguments.
+      const field: Field = { args: path === '' && this.accept('(') ? this.arguments() : new Map() };
+      if (type) field.selection = this.selectionSet(type, at);
+      selection.set(name, field);
+    } while (!this.accept('}'));
+    return selection;
+  }
+
+  private arguments(): Map<string, ArgumentValue> {
+    const args = new Map<string, ArgumentValue>();
+    do {
+      const name = this.name();
+      this.expect(':');
+      args.set(name, this.value());
+    } while (!this.accept(')'));
+    return args;
+  }
+
+  private value(): ArgumentValue {
+    const token = this.next();
+    if (token === '$') return { variable: this.name() };
+    if (token === 'null') return null;
+    if (token === 'true' || token === 'false') return token === 'true';
+    if (/^-?\d/.test(token)) return Number(token);
+    if (token.startsWith('"')) {
+      try {
+        return JSON.parse(token) as string; // GraphQL's string escapes are JSON's
+      } catch {
+        throw graphqlProblem(`unsupported escape in ${token}`);
+      }
+    }
+    throw graphqlProblem(`unsupported argument value "${token}"`);
+  }
+
+  private name(): string {
+    const token = this.next();
+    if (!isName(token)) throw graphqlProblem(`expected a name, found "${token}"`);
+    return token;
+  }
+
+  private next(): string {
+    const token = this.tokens[this.at++];
+    if (token === undefined) throw graphqlProblem('the query ends too early');
+    return token;
+  }
+
+  private accept(token: string): boolean {
+    if (this.tokens[this.at] !== token) return false;
+    this.at++;
+    return true;
+  }
+
+  private expect(token: string): void {
+    const found = this.next();
+    if (found !== token) throw graphqlProblem(`expected "${token}", found "${found}"`);
+  }
+}
+
+function argumentValues(args: Map<string, ArgumentValue>, variables: Record<string, unknown>): Record<string, unknown> {
+  const resolve = (value: ArgumentValue) =>
+    value !== null && typeof value === 'object' ? (Object.hasOwn(variables, value.variable) ? variables[value.variable] : null) : value;
+  return Object.fromEntries([...args].map(([name, value]) => [name, resolve(value)]));
+}
+
+/** The parts of `data` a selection asks for (lists item by item); what is absent is null. */
+function project(data: unknown, selection: Selection): unknown {
+  if (Array.isArray(data)) return data.map((item) => project(item, selection));
+  if (data === null || data === undefined) return null;
+  const record = data as Record<string, unknown>;
+  return Object.fromEntries(
+    [...selection].map(([name, field]) => [name, field.selection ? project(record[name], field.selection) : (record[name] ?? null)]),
+  );
+}
+
+// ---- Search: answering ----
+
+/** Cursors are opaque to clients: a seq of the chain. */
+const encodeCursor = (seq: number) => Buffer.from(`seq:${seq}`).toString('base64url');
+function decodeCursor(cursor: string): number | undefined {
+  const match = /^seq:(\d{1,16})$/.exec(Buffer.from(cursor, 'base64url').toString());
+  return match ? Number(match[1]) : undefined;
+}
+
+const pageSize = z.number().int().min(1).max(1000).nullish();
+// The client's first page sends `before: ""`: no cursor.
+const cursor = z
+  .string()
+  .nullish()
+  .transform((s, ctx) =>
+    s ? (decodeCursor(s) ?? (ctx.addIssue({ code: 'custom', message: 'must be a cursor returned by an earlier page' }), z.NEVER)) : undefined,
+  );
+const searchArguments = z
+  .strictObject({ query: storableString(4096).nullish(), first: pageSize, after: cursor, last: pageSize, before: cursor })
+  .refine(
+    (a) => !((a.first != null || a.after !== undefined) && (a.last != null || a.before !== undefined)),
+    'page forward with first/after or backward with last/before, not both',
+  );
+
+/** Elasticsearch's default page size, which Retraced's search gets when given neither first nor last. */
+const DEFAULT_PAGE_SIZE = 10;
+
+/** The event in a row's stored bytes; {} when they do not parse (GET /v1/events?verify=true says why). */
+function storedEvent(row: StoredEvent): Partial<AuditEvent> {
+  try {
+    return (JSON.parse(row.canonical.toString('utf8')) as EventBody).event ?? {};
+  } catch {
+    return {};
+  }
+}
+
+/** GraphQL has no maps: Retraced's fields are lists of {key, value}. Non-string metadata is shown as JSON. */
+const keyValues = (map: Record<string, unknown> | undefined) =>
+  map && Object.entries(map).map(([key, value]) => ({ key, value: typeof value === 'string' ? value : JSON.stringify(value) }));
+
+/**
+ * A stored event as Retraced's Event. canonical_time is Retraced's: created, else received. There
+ * are no display templates or GeoIP data here, so display, country and loc_subdiv1/2 are null.
+ */
+function eventNode(row: StoredEvent) {
+  const event = storedEvent(row);
+  const received = row.received_at.toISOString();
+  return {
+    ...event,
+    id: row.id,
+    received,
+    canonical_time: event.created ?? received,
+    actor: event.actor && { ...event.actor, fields: keyValues(event.actor.fields) },
+    target: event.target && { ...event.target, fields: keyValues(event.target.fields) },
+    fields: keyValues(event.fields),
+    metadata: keyValues(event.metadata),
+  };
+}
+
+/**
+ * Retraced's search connection: `last` pages from the newest event back (`before` the cursor of a
+ * page's last edge), `first` from the oldest on (`after`). totalCount counts the whole search, not
+ * what remains: the client divides it by the page size to know how many pages there are.
+ */
+async function searchEvents(db: pg.Pool, environment: string, args: z.infer<typeof searchArguments>, withTotal: boolean) {
+  const filters = searchFilters(args.query ?? '');
+  const backward = args.last != null || args.before !== undefined;
+  const size = args.last ?? args.first ?? DEFAULT_PAGE_SIZE;
+  const rows = await queryEvents(db, environment, {
+    ...filters,
+    order: backward ? 'desc' : 'asc',
+    limit: size + 1, // one more tells whether another page follows
+    after_seq: backward ? args.before : args.after,
+  });
+  const more = rows.length > size;
+  return {
+    totalCount: withTotal ? await countEvents(db, environment, filters) : null,
+    pageInfo: { hasNextPage: !backward && more, hasPreviousPage: backward && more },
+    edges: rows.slice(0, size).map((row) => ({ cursor: encodeCursor(row.seq), node: eventNode(row) })),
+  };
+}
+
+export const graphqlRequest = z.strictObject({ query: z.string(), variables: z.record(z.string(), z.unknown()).nullish() });
+
+// ---- Viewer tokens ----
+
+/**
+ * Retraced's viewertoken lets the vendor hand one of its customers (a group) a short-lived token
+ * for the embedded log viewer. Here it is a signed, expiring, read-only claim stored nowhere:
+ * `alv_<base64url JSON claims>.<base64url HMAC-SHA256 of "alv_<claims>">`. The claims bind it to
+ * the issuing API token (so that checking that token at use revokes it with it), to the chain, and
+ * to the group (and target) whose events it may read. Nothing accepts these tokens yet.
+ */
+const VIEWER_TOKEN_SECONDS = 300;
+const VIEWER_TOKEN = /^alv_([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{43})$/;
+
+export interface ViewerClaims {
+  v: 1;
+  /** The API token that issued it. */
+  token_id: string;
+  project_id: string;
+  environment_id: string;
+  group_id: string;
+  actor_id: string;
+  target_id?: string | undefined;
+  /** The action Retraced records when the viewer is opened, for the viewer to record. */
+  view_log_action?: string | undefined;
+  /** Expiry, in seconds since the epoch. */
+  exp: number;
+}
+
+/** The viewer-token key, derived from the signing key (HKDF) so that there is no other secret to keep. */
+export function viewerTokenKey(signingKey: SigningKey): Buffer {
+  return Buffer.from(hkdfSync('sha256', signingKey.privateKey, new Uint8Array(0), 'auditledger viewer token v1', 32));
+}
+
+const viewerMac = (key: Buffer, payload: string) => createHmac('sha256', key).update(`alv_${payload}`).digest();
+
+function issueViewerToken(key: Buffer, claims: ViewerClaims): string {
+  const payload = Buffer.from(JSON.stringify(claims)).toString('base64url');
+  return `alv_${payload}.${viewerMac(key, payload).toString('base64url')}`;
+}
+
+/** The claims of a genuine, unexpired viewer token; undefined for anything else. */
+export function verifyViewerToken(key: Buffer, token: string, now = Date.now()): ViewerClaims | undefined {
+  const match = VIEWER_TOKEN.exec(token);
+  if (!match) return undefined;
+  const payload = match[1]!;
+  if (!timingSafeEqual(viewerMac(key, payload), Buffer.from(match[2]!, 'base64url'))) return undefined;
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as ViewerClaims;
+  return claims.v === 1 && claims.exp * 1000 > now ? claims : undefined;
+}
+
+export const viewerTokenQuery = z.strictObject({
+  group_id: storableString(4096).min(1, 'must not be empty'),
+  actor_id: storableString(4096).min(1, 'must not be empty'),
+  is_admin: z.enum(['false'], { error: 'must be false: viewer tokens here are read-only' }).optional(),
+  target_id: storableString(4096).min(1, 'must not be empty').optional(),
+  view_log_action: storableString(4096).min(1, 'must not be empty').optional(),
+});
+
+// ---- Routes ----
+
+/** The path's project must be the token's: 404 otherwise, as for any id of another tenant. */
+const ownProject: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (pathId(c, 'projectId', 'project') !== chainOf(c).project) throw notFound('project');
+  await next();
+};
+
+export function retracedRoutes({ db, groupCommit, limits, viewerTokenKey: viewerKey }: RetracedDeps) {
+  const schemas = retracedSchemas(limits);
+
+  /** Appends the events as one all-or-nothing request through the group commit; Retraced receipts. */
+  async function append(c: Context<AppEnv>, events: RetracedEvent[]) {
+    const outcome = await groupCommit.append(chainOf(c), events.map((event) => appendItem(event)));
+    // Only idempotency keys conflict, and Retraced events carry none.
+    if (!outcome.ok) throw new Error('a Retraced append conflicted without an idempotency key');
+    return outcome.receipts.map(({ id }, i) => ({ id, hash: retracedReceiptHash(events[i]!, id) }));
+  }
+
+  return new Hono<AppEnv>()
+    .use('/project/:projectId/*', ownProject)
+    .post('/project/:projectId/event', requireScope('events:write'), async (c) => {
+      const [receipt] = await append(c, [validate(schemas.event, await readJson(c))]);
+      return c.json(receipt, 201);
+    })
+    .post('/project/:projectId/event/bulk', requireScope('events:write'), async (c) => {
+      const { events } = validate(schemas.bulk, await readJson(c));
+      return c.json(await append(c, events), 201);
+    })
+    .post('/project/:projectId/graphql', requireScope('events:read'), async (c) => {
+      const request = validate(graphqlRequest, await readJson(c));
+      const selection = new GraphqlReader(graphqlTokens(request.query)).operation();
+      // QUERY has one field, and a selection set at least one.
+      const search = selection.get('search')!;
+      const args = validate(searchArguments, argumentValues(search.args, request.variables ?? {}), 'search');
+      const connection = await searchEvents(db, chainOf(c).environment, args, search.selection!.has('totalCount'));
+      return c.json({ data: project({ search: connection }, selection) });
+    })
+    .get('/project/:projectId/viewertoken', requireScope('events:read'), (c) => {
+      const q = query(c, viewerTokenQuery);
+      // requireScope let only environment tokens through.
+      const { tokenId, projectId, environmentId } = c.get('principal') as Extract<Principal, { kind: 'token' }>;
+      const exp = Math.floor(Date.now() / 1000) + VIEWER_TOKEN_SECONDS;
+      const token = issueViewerToken(viewerKey, {
+        v: 1,
+        token_id: tokenId,
+        project_id: projectId,
+        environment_id: environmentId,
+        group_id: q.group_id,
+        actor_id: q.actor_id,
+        target_id: q.target_id,
+        view_log_action: q.view_log_action,
+        exp,
+      });
+      return c.json({ token, expires_at: new Date(exp * 1000).toISOString() }, 201);
+    });
+}
