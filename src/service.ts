@@ -1,5 +1,5 @@
 import { serve } from '@hono/node-server';
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { ensureAdminToken } from './admin-token.js';
@@ -125,8 +125,10 @@ export async function startService(config: Config, log: Logger): Promise<Service
       s.once('error', reject);
     });
     stack.push(async () => {
-      // Stop accepting, let in-flight requests finish, and drop idle keep-alive connections.
+      // Stop accepting, let in-flight requests finish, and drop idle keep-alive connections;
+      // busy ones are told to close after their response, so clients cannot keep them open.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.on('request', (_request, response: ServerResponse) => response.setHeader('connection', 'close'));
       server.closeIdleConnections();
       await closed;
     });
