@@ -1,9 +1,8 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GENESIS_PREV } from '../../src/ledger/event.js';
 import { merkleRoot } from '../../src/ledger/tree.js';
 import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 type Tenant = Awaited<ReturnType<typeof createTenant>>;
 
@@ -240,20 +239,14 @@ describe('events API', () => {
     });
 
     it('verify=true reports tampering at the right seq', async () => {
-      const su = new pg.Client({ connectionString: db.superuserUrl });
-      await su.connect();
-      try {
-        await su.query('ALTER TABLE events DISABLE TRIGGER USER');
+      await asSuperuser(db, async (su) => {
         await su.query(
           `UPDATE events SET canonical = convert_to(replace(convert_from(canonical, 'UTF8'), 'bob', 'eve'), 'UTF8')
             WHERE environment_id = $1 AND seq = 2`,
           [tenant.environmentId],
         );
         await su.query(`UPDATE events SET actor_id = 'mallory' WHERE environment_id = $1 AND seq = 4`, [tenant.environmentId]);
-        await su.query('ALTER TABLE events ENABLE TRIGGER USER');
-      } finally {
-        await su.end();
-      }
+      });
       const page = await get(tenant, '/v1/events?seq_from=2&seq_to=4&verify=true');
       expect(page.verification.ok).toBe(false);
       expect(page.verification.failures).toEqual([

@@ -1,7 +1,6 @@
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArchive } from '../../src/archive/local.js';
@@ -14,7 +13,7 @@ import { generateSigningKey, verifierKey } from '../../src/ledger/keys.js';
 import { verifyConsistencyDocument, verifyInclusionDocument } from '../../src/ledger/verify-proof.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 type Tenant = Awaited<ReturnType<typeof createTenant>>;
 
@@ -230,15 +229,3 @@ describe('checkpoints and proofs', () => {
     expect((await again.exited).code).toBe(2);
   });
 });
-
-async function asSuperuser(db: TestDatabase, work: (client: pg.Client) => Promise<void>) {
-  const su = new pg.Client({ connectionString: db.superuserUrl });
-  await su.connect();
-  try {
-    await su.query('ALTER TABLE events DISABLE TRIGGER USER');
-    await work(su);
-  } finally {
-    await su.query('ALTER TABLE events ENABLE TRIGGER USER');
-    await su.end();
-  }
-}

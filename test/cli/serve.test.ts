@@ -5,24 +5,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { LISTENING, tokenOverHttp } from '../helpers/server.js';
 
-const LISTENING = /auditledger listening on (http:\/\/127\.0\.0\.1:\d+)/;
 const ADMIN = `cli-test-admin-token-${'x'.repeat(20)}`;
 
-/** Creates a project, environment and token over HTTP; returns the token. */
-async function tenantToken(url: string, admin: string): Promise<string> {
-  const post = async (path: string, body: unknown) => {
-    const res = await fetch(`${url}${path}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    return (await res.json()) as Record<string, string>;
-  };
-  const project = await post('/v1/projects', { name: `p-${Math.random()}` });
-  const env = await post(`/v1/projects/${project.id}/environments`, { name: 'prod' });
-  return (await post(`/v1/projects/${project.id}/environments/${env.id}/tokens`, { name: 'app' })).token!;
-}
+const tenantToken = async (url: string, admin: string) => (await tokenOverHttp(url, admin)).token;
 
 describe('auditledger CLI', () => {
   it('prints an overview and each verb its usage', async () => {

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { serveProcess, tokenOverHttp } from '../helpers/server.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 const ADMIN = `shutdown-test-admin-${'x'.repeat(24)}`;
@@ -20,15 +20,8 @@ describe('graceful shutdown', () => {
   });
 
   it('SIGTERM under load: every acknowledged event is stored, and the process exits 0', async () => {
-    const cli = runCli(['serve'], { DATABASE_URL: db.ownerUrl, PORT: '0', AUDITLEDGER_DATA_DIR: dataDir, AUDITLEDGER_ADMIN_TOKEN: ADMIN });
-    const [, url] = await cli.waitFor(/auditledger listening on (http:\/\/127\.0\.0\.1:\d+)/);
-    const admin = async (p: string, body: unknown) =>
-      (await (
-        await fetch(`${url}${p}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
-      ).json()) as Record<string, string>;
-    const project = await admin('/v1/projects', { name: 'shutdown' });
-    const env = await admin(`/v1/projects/${project.id}/environments`, { name: 'prod' });
-    const { token } = await admin(`/v1/projects/${project.id}/environments/${env.id}/tokens`, { name: 'load' });
+    const { cli, url } = await serveProcess({ DATABASE_URL: db.ownerUrl, AUDITLEDGER_DATA_DIR: dataDir, AUDITLEDGER_ADMIN_TOKEN: ADMIN });
+    const { token, environmentId } = await tokenOverHttp(url, ADMIN);
 
     const acknowledged: { id: string; seq: number }[] = [];
     // 32 writers append until the server stops answering (bounded, in case it never does).
@@ -54,7 +47,7 @@ describe('graceful shutdown', () => {
     expect(exit).toEqual({ code: 0, signal: null });
     expect(acknowledged.length).toBeGreaterThan(100);
 
-    const { rows } = await db.pools.owner.query<{ id: string; seq: number }>('SELECT id, seq FROM events WHERE environment_id = $1', [env.id]);
+    const { rows } = await db.pools.owner.query<{ id: string; seq: number }>('SELECT id, seq FROM events WHERE environment_id = $1', [environmentId]);
     const stored = new Map(rows.map((r) => [r.id, r.seq]));
     const lost = acknowledged.filter((r) => stored.get(r.id) !== r.seq);
     expect(lost).toEqual([]);

@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Archive } from '../../src/archive/archive.js';
@@ -15,7 +14,7 @@ import { dueThrough, runSeal, type SealDeps } from '../../src/jobs/seal.js';
 import { manifestSha256, parseBundle, verifyBundle } from '../../src/ledger/bundle.js';
 import { verifyInclusionDocument } from '../../src/ledger/verify-proof.js';
 import { createTestApp, createTenant } from '../helpers/app.js';
-import { createTestDatabase } from '../helpers/database.js';
+import { asSuperuser, createTestDatabase } from '../helpers/database.js';
 
 const DAY = 86_400_000;
 const log = pino({ level: 'silent' });
@@ -106,17 +105,11 @@ describe('sealing into the local archive', () => {
   });
 
   it('verify=true holds sealed events to their bundle', async () => {
-    const su = new pg.Client({ connectionString: s.db.superuserUrl });
-    await su.connect();
-    try {
-      await su.query('ALTER TABLE events DISABLE TRIGGER USER');
-      await su.query(`UPDATE events SET canonical = convert_to(replace(convert_from(canonical, 'UTF8'), 'b1.3"', 'b1.X"'), 'UTF8') WHERE environment_id = $1 AND seq = 4`, [
+    await asSuperuser(s.db, (su) =>
+      su.query(`UPDATE events SET canonical = convert_to(replace(convert_from(canonical, 'UTF8'), 'b1.3"', 'b1.X"'), 'UTF8') WHERE environment_id = $1 AND seq = 4`, [
         s.b.environmentId,
-      ]);
-    } finally {
-      await su.query('ALTER TABLE events ENABLE TRIGGER USER');
-      await su.end();
-    }
+      ]),
+    );
     const page = await (await s.t.request('GET', '/v1/events?seq_from=4&seq_to=4&verify=true', { token: s.b.token })).json();
     expect(page.verification.failures).toContainEqual({ seq: 4, reason: 'stored bytes differ from the sealed bundle' });
   });

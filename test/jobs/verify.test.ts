@@ -12,7 +12,7 @@ import { encodeEvent, GENESIS_PREV } from '../../src/ledger/event.js';
 import { verifyChain } from '../../src/store/chain-verify.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 type Tenant = Awaited<ReturnType<typeof createTenant>>;
 const log = pino({ level: 'silent' });
@@ -61,18 +61,6 @@ describe('verification', () => {
   const append = (tenant: Tenant, n: number, tag = 'e') =>
     t.request('POST', '/v1/events', { token: tenant.token, body: { events: Array.from({ length: n }, (_, i) => ({ action: `${tag}.${i}`, actor: { id: `u${i}` } })) } });
   const chainOf = (tenant: Tenant) => ({ project_id: tenant.projectId, environment_id: tenant.environmentId });
-  const asSuperuser = async (work: (su: pg.Client) => Promise<unknown>) => {
-    const su = new pg.Client({ connectionString: db.superuserUrl });
-    await su.connect();
-    try {
-      await su.query('ALTER TABLE events DISABLE TRIGGER USER');
-      await work(su);
-    } finally {
-      await su.query('ALTER TABLE events ENABLE TRIGGER USER');
-      await su.end();
-    }
-  };
-
   it('a scheduled run checks a chain from its last verified point to the head', async () => {
     const tenant = await createTenant(t, 'incremental');
     await append(tenant, 20);
@@ -86,7 +74,7 @@ describe('verification', () => {
     const tenant = await createTenant(t, 'alerted');
     await append(tenant, 10);
     await checkpoint();
-    await asSuperuser((su) => su.query(`UPDATE events SET action = 'forged' WHERE environment_id = $1 AND seq = 6`, [tenant.environmentId]));
+    await asSuperuser(db, (su) => su.query(`UPDATE events SET action = 'forged' WHERE environment_id = $1 AND seq = 6`, [tenant.environmentId]));
     received.length = 0;
     refuseNext = 1; // the first delivery fails: it must be retried
     const run = await verifyChainRun(deps(), chainOf(tenant), 'schedule');
@@ -128,7 +116,7 @@ describe('verification', () => {
     const clean = runCli(args, env);
     expect((await clean.exited).code).toBe(0);
     expect(clean.output()).toContain('1/1 chains valid');
-    await asSuperuser((su) => su.query(`UPDATE events SET actor_id = 'mallory' WHERE environment_id = $1 AND seq = 2`, [tenant.environmentId]));
+    await asSuperuser(db, (su) => su.query(`UPDATE events SET actor_id = 'mallory' WHERE environment_id = $1 AND seq = 2`, [tenant.environmentId]));
     const dirty = runCli(args, env);
     expect((await dirty.exited).code).toBe(1);
     expect(dirty.output()).toContain('seq 2: column actor_id does not match the stored bytes');
@@ -140,7 +128,7 @@ describe('verification', () => {
       const tenant = await createTenant(t, `tamper-${name}`);
       await append(tenant, 10);
       await checkpoint();
-      await asSuperuser((su) => tamper(su, tenant.environmentId));
+      await asSuperuser(db, (su) => tamper(su, tenant.environmentId));
       const result = await verifyChain(db.pools.owner, { project: tenant.projectId, environment: tenant.environmentId }, { verifiers: [t.keyring.current] });
       expect(result.ok).toBe(false);
       return result.failures;
