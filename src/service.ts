@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { ensureAdminToken } from './admin-token.js';
 import { createApp } from './api/app.js';
 import { AppendMetrics } from './api/metrics.js';
+import { viewerTokenKey } from './api/viewer-token.js';
 import { Credentials } from './api/credentials.js';
 import type { Config } from './config.js';
 import { createPools, provisionDatabase, type Pools } from './store/database.js';
@@ -108,6 +109,7 @@ export async function startService(config: Config, log: Logger): Promise<Service
     const credentials = new Credentials(pools.app, admin, {
       cacheMs: config.AUDITLEDGER_TOKEN_CACHE_SECONDS * 1000,
       usageFlushMs: config.AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS * 1000,
+      viewerKey: viewerTokenKey(keyring.current),
     });
     stack.push(() => credentials.close());
     const metrics = new AppendMetrics();

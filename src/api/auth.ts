@@ -32,6 +32,12 @@ export const requireAdmin: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
+/** Reading events: an events:read token, or a viewer token (whose reads are narrowed to its group). */
+export const requireEventsRead: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (c.get('principal').kind === 'viewer') return next();
+  return requireScope('events:read')(c, next);
+};
+
 export function requireScope(scope: Scope): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const principal = c.get('principal');

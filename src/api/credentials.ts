@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type pg from 'pg';
 import { findCredential, recordTokenUse, type Scope, type TokenCredential } from '../store/tokens.js';
+import { verifyViewerToken } from './viewer-token.js';
 
 /**
  * Token format. An API token is `alt_<id>_<secret>`: the id (a UUID without dashes) finds the
@@ -29,13 +30,17 @@ function apiTokenId(token: string): string | undefined {
 
 export type Principal =
   | { kind: 'admin' }
-  | { kind: 'token'; tokenId: string; projectId: string; environmentId: string; scopes: readonly Scope[] };
+  | { kind: 'token'; tokenId: string; projectId: string; environmentId: string; scopes: readonly Scope[] }
+  /** A Retraced viewer token: reads the events of one group (and target) of one chain. */
+  | { kind: 'viewer'; tokenId: string; projectId: string; environmentId: string; groupId: string; targetId?: string | undefined };
 
 export interface CredentialOptions {
   /** How long a looked-up token is trusted before it is read again. */
   cacheMs: number;
   /** How often last_used_at is written for the tokens used since the last write. */
   usageFlushMs: number;
+  /** Key of viewer tokens (viewer-token.ts); without it they are refused. */
+  viewerKey?: Buffer | undefined;
 }
 
 /**
@@ -58,6 +63,7 @@ export class Credentials {
 
   /** The principal a token stands for, or undefined when it is unknown, expired or revoked. */
   async authenticate(token: string, now = new Date()): Promise<Principal | undefined> {
+    if (token.startsWith('alv_')) return this.authenticateViewer(token, now);
     const presented = digest(token);
     const id = apiTokenId(token);
     if (!id) {
@@ -76,6 +82,26 @@ export class Credentials {
       projectId: credential.project_id,
       environmentId: credential.environment_id,
       scopes: credential.scopes,
+    };
+  }
+
+  /**
+   * A viewer token holds while the API token that issued it does: unrevoked, unexpired, able to
+   * read, and of the same chain.
+   */
+  private async authenticateViewer(token: string, now: Date): Promise<Principal | undefined> {
+    const claims = this.options.viewerKey && verifyViewerToken(this.options.viewerKey, token, now.getTime());
+    if (!claims) return undefined;
+    const issuer = await this.lookup(claims.token_id, now.getTime());
+    if (!issuer || issuer.revoked_at || (issuer.expires_at && issuer.expires_at <= now)) return undefined;
+    if (issuer.environment_id !== claims.environment_id || !issuer.scopes.includes('events:read')) return undefined;
+    return {
+      kind: 'viewer',
+      tokenId: issuer.id,
+      projectId: issuer.project_id,
+      environmentId: issuer.environment_id,
+      groupId: claims.group_id,
+      targetId: claims.target_id,
     };
   }
 

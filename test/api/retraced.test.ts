@@ -1,7 +1,8 @@
 import { Client, computeHash, type Event, type EventNodeMask } from '@retracedhq/retraced';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { retracedReceiptHash, verifyViewerToken, viewerTokenKey } from '../../src/api/routes/retraced.js';
+import { retracedReceiptHash } from '../../src/api/routes/retraced.js';
+import { verifyViewerToken, viewerTokenKey } from '../../src/api/viewer-token.js';
 import { createTestApp, createTenant, type TestApp, type TestResponse } from '../helpers/app.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { startTestServer, type TestServer } from '../helpers/http.js';
@@ -242,8 +243,31 @@ describe('Retraced publisher API, driven by the official client', () => {
       });
       expect(verifyViewerToken(key(), token, (claims!.exp + 1) * 1000)).toBeUndefined();
       expect(verifyViewerToken(key(), token.replace(/^alv_./, 'alv_A'))).toBeUndefined();
-      // Until authentication knows them, they open nothing.
-      expect((await t.request('GET', '/v1/events', { token })).status).toBe(401);
+    });
+
+    it("read only their group's events, write nothing, and die with the token that issued them", async () => {
+      const issuer = await createTenant(t, 'viewer-issuer');
+      const events = [
+        { action: 'doc.read', group: { id: 'acme' }, actor: { id: 'a1' } },
+        { action: 'doc.read', group: { id: 'globex' }, actor: { id: 'g1' } },
+        { action: 'doc.edit', group: { id: 'acme' }, actor: { id: 'a2' } },
+      ];
+      const stored = await (await t.request('POST', '/v1/events', { token: issuer.token, body: { events } })).json();
+      const viewer = await client(issuer).getViewerToken('acme', 'a1');
+
+      const page = await (await t.request('GET', '/v1/events?group_id=globex', { token: viewer })).json();
+      expect(page.events.map((e: { event: { actor: { id: string } } }) => e.event.actor.id)).toEqual(['a1', 'a2']);
+      expect((await t.request('GET', `/v1/events/${stored.events[0].id}`, { token: viewer })).status).toBe(200);
+      expect((await t.request('GET', `/v1/events/${stored.events[1].id}`, { token: viewer })).status).toBe(404);
+      const exported = await (await t.request('GET', '/v1/events/export', { token: viewer })).text();
+      expect(exported.trimEnd().split('\n')).toHaveLength(2);
+      expect((await t.request('POST', '/v1/events', { token: viewer, body: { action: 'x' } })).status).toBe(403);
+      expect((await t.request('GET', '/v1/projects', { token: viewer })).status).toBe(403);
+      // Another chain's events stay out of reach.
+      expect((await t.request('GET', `/v1/events/${stored.events[0].id}`, { token: await client(tenant).getViewerToken('acme', 'x') })).status).toBe(404);
+
+      await t.request('DELETE', `/v1/tokens/${issuer.tokenId}`, { token: t.adminToken });
+      expect((await t.request('GET', '/v1/events', { token: viewer })).status).toBe(401);
     });
 
     it('refuses is_admin=true: nothing here grants more than reading', async () => {

@@ -6,6 +6,7 @@ import type { Archive } from '../../src/archive/archive.js';
 import { LocalArchive } from '../../src/archive/local.js';
 import { createApp } from '../../src/api/app.js';
 import { AppendMetrics } from '../../src/api/metrics.js';
+import { viewerTokenKey } from '../../src/api/viewer-token.js';
 import { Credentials, digest, newAdminToken } from '../../src/api/credentials.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { generateSigningKey } from '../../src/ledger/keys.js';
@@ -43,9 +44,11 @@ export async function createTestApp(
 ): Promise<TestApp> {
   const config = loadConfig({ DATABASE_URL: db.ownerUrl, ...env });
   const adminToken = newAdminToken();
+  const key = generateSigningKey('test-ledger');
   const credentials = new Credentials(db.pools.app, [digest(adminToken)], {
     cacheMs: config.AUDITLEDGER_TOKEN_CACHE_SECONDS * 1000,
     usageFlushMs: config.AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS * 1000,
+    viewerKey: viewerTokenKey(key),
   });
   await ensurePartitions(db.pools.owner, new Date(now()), 1);
   const metrics = new AppendMetrics();
@@ -55,7 +58,6 @@ export async function createTestApp(
     now,
     onCommit: metrics.recordCommit,
   });
-  const key = generateSigningKey('test-ledger');
   const keyring: Keyring = { current: key, retired: [], origin: 'test.example/ledger' };
   const log = pino({ level: 'silent' });
   // Runs asked for through the API run here at once, as the job would, on the owner's pool.

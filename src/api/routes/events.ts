@@ -9,13 +9,13 @@ import type { GroupCommit } from '../../store/group-commit.js';
 import { listFindings } from '../../store/verification.js';
 import type { AppendMetrics } from '../metrics.js';
 import type { SealedBundles } from '../sealed.js';
-import { requireScope } from '../auth.js';
+import { requireEventsRead, requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { ApiError, invalidFields, notFound } from '../errors.js';
 import { eventSchemas, splitInput, type EventLimits } from '../event-schema.js';
 import { pathId, query, readJson, validate } from '../input.js';
 import { storableString } from '../schemas.js';
-import { chainOf } from './chain.js';
+import { chainOf, viewerFilter } from './chain.js';
 
 export interface EventDeps {
   db: pg.Pool;
@@ -166,9 +166,10 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
       return c.json({ events: receipts, tree_size, root }, outcome.stored > 0 ? 201 : 200);
     })
     // Before /events/:id, which would take "export" for an id.
-    .get('/events/export', requireScope('events:read'), (c) => {
+    .get('/events/export', requireEventsRead, (c) => {
       const { environment } = chainOf(c);
-      const { format, ...q } = query(c, exportQuery);
+      const { format, ...asked } = query(c, exportQuery);
+      const q = { ...asked, ...viewerFilter(c) };
       const encoder = new TextEncoder();
       let afterSeq: number | undefined;
       let header = format === 'csv' ? `${CSV_COLUMNS.join(',')}\r\n` : '';
@@ -186,9 +187,9 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
       const type = format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson';
       return c.body(body, 200, { 'content-type': type, 'content-disposition': `attachment; filename="events.${format}"` });
     })
-    .get('/events', requireScope('events:read'), async (c) => {
+    .get('/events', requireEventsRead, async (c) => {
       const chain = chainOf(c);
-      const q = query(c, listQuery);
+      const q = { ...query(c, listQuery), ...viewerFilter(c) };
       const order = q.cursor?.order ?? q.order;
       const rows = await queryEvents(db, chain.environment, { ...q, order, after_seq: q.cursor?.seq });
       const last = rows.at(-1);
@@ -198,11 +199,13 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
         ...(q.verify === 'true' ? { verification: await verification(chain, rows) } : {}),
       });
     })
-    .get('/events/:id', requireScope('events:read'), async (c) => {
+    .get('/events/:id', requireEventsRead, async (c) => {
       const chain = chainOf(c);
       const { verify } = query(c, verifyQuery);
       const row = await getEvent(db, chain.environment, pathId(c, 'id', 'event'));
-      if (!row) throw notFound('event');
+      const { group_id, target_id } = viewerFilter(c);
+      const outOfView = (group_id && row?.columns.group_id !== group_id) || (target_id && row?.columns.target_id !== target_id);
+      if (!row || outOfView) throw notFound('event');
       return c.json({ ...present(row), ...(verify === 'true' ? { verification: await verification(chain, [row]) } : {}) });
     })
     .get('/chain', requireScope('events:read'), async (c) => {
