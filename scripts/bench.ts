@@ -1,9 +1,11 @@
 // Ingest and verification benchmark against a real PostgreSQL and the real service, in one run:
 //   (a) raw COPY into a plain table shaped like `events`: the ceiling the others are compared with;
 //   (b) batched HTTP ingest; (c) single-event HTTP ingest on one chain and on 16;
-//   (d) full-chain verification. Targets are printed beside the figures, never asserted.
+//   (d) full-chain verification; (e) sealing a million events of one past day across 4 chains, by
+//   runSeal in a child process of its own (wall time and peak RSS). Targets are printed beside the
+//   figures, never asserted.
 //
-//   npm run bench -- [--events N] [--seconds S] [--workers W]
+//   npm run bench -- [--events N] [--seconds S] [--workers W] [--seal-events N]
 //
 // PostgreSQL: a fresh database at DATABASE_URL (a superuser URL) when set, otherwise an embedded
 // server in a temporary folder. The service runs as a child process (`auditledger serve`) so it
@@ -25,11 +27,20 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import pino from 'pino';
+import { bundleKey } from '../src/archive/layout.js';
+import { LocalArchive } from '../src/archive/local.js';
+import { runCheckpoints } from '../src/jobs/checkpoints.js';
+import { verifyBundle } from '../src/ledger/bundle.js';
+import { appendLeaves, emptyRange, type CompactRange } from '../src/ledger/compact-range.js';
 import { encodeEvent, GENESIS_PREV, indexColumns, type AuditEvent } from '../src/ledger/event.js';
+import { encodeSigningKey, generateSigningKey } from '../src/ledger/keys.js';
 import { uuidv7 } from '../src/ledger/uuid.js';
 import { verifyChain } from '../src/store/chain-verify.js';
+import { checkpointAt } from '../src/store/checkpoints.js';
 import { createPools } from '../src/store/database.js';
 import { startEmbeddedPostgres } from '../src/store/embedded.js';
+import { createEnvironment, createProject } from '../src/store/tenants.js';
+import type { SealJob, SealResult } from './bench-seal.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = path.join(ROOT, 'src/cli/bin.js');
@@ -58,6 +69,8 @@ interface Options {
   seconds: number;
   /** Load-generator threads. */
   workers: number;
+  /** Events (e) seals, spread over 4 chains. */
+  sealEvents: number;
 }
 
 function parseOptions(): Options {
@@ -67,6 +80,7 @@ function parseOptions(): Options {
       seconds: { type: 'string', default: '8' },
       // One thread of node:http client tops out near 10k requests/s here; (c) needs more.
       workers: { type: 'string', default: '2' },
+      'seal-events': { type: 'string', default: '1000000' },
     },
     strict: true,
   });
@@ -75,7 +89,12 @@ function parseOptions(): Options {
     if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${values[name]}`);
     return n;
   };
-  return { events: positive('events'), seconds: positive('seconds'), workers: positive('workers') };
+  return {
+    events: positive('events'),
+    seconds: positive('seconds'),
+    workers: positive('workers'),
+    sealEvents: positive('seal-events'),
+  };
 }
 
 const progress = (message: string) => process.stderr.write(`bench: ${message}\n`);
@@ -170,6 +189,8 @@ function listeningUrl(child: ChildProcess): Promise<URL> {
 interface RunningService {
   url: URL;
   pid: number;
+  /** Stops it before teardown does (which then has nothing left to do). */
+  stop(): Promise<void>;
 }
 
 /**
@@ -191,7 +212,7 @@ async function startService(databaseUrl: string, dataDir: string, adminToken: st
     },
   });
   teardown.add(() => stopProcess(child));
-  return { url: await listeningUrl(child), pid: child.pid! };
+  return { url: await listeningUrl(child), pid: child.pid!, stop: () => stopProcess(child) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -288,6 +309,11 @@ class CpuMeter {
     private readonly servicePid: number,
     private readonly postmasterPid: number,
   ) {}
+
+  /** The same meter with another process in the service's column: the sealing child in (e). */
+  withService(pid: number): CpuMeter {
+    return new CpuMeter(pid, this.postmasterPid);
+  }
 
   /** A meter, or undefined where /proc cannot show the processes (not Linux, or PostgreSQL on another host). */
   static async open(db: pg.Pool, servicePid: number): Promise<CpuMeter | undefined> {
@@ -596,6 +622,189 @@ async function measureVerification(db: pg.Pool, chain: Chain): Promise<{ eventsP
 }
 
 // ---------------------------------------------------------------------------------------------
+// (e) Sealing: a million events received on one past day, sealed by runSeal in a child process
+
+const DAY_MS = 86_400_000;
+const SEAL_CHAINS = 4;
+/** AUDITLEDGER_SEAL_AFTER_DAYS's default: the child seals through dueThrough(now, this). */
+const SEAL_AFTER_DAYS = 7;
+/** How many days back the events were received: due for sealing whatever the hour. */
+const SEAL_DAYS_AGO = 10;
+const SEAL_CHILD = path.join(ROOT, 'scripts/bench-seal.ts');
+const SEAL_TARGET = { seconds: 60, rssMb: 300 };
+
+/** A chain of (e); its head is known once its events are built. */
+interface SealChain {
+  project: string;
+  environment: string;
+  events: number;
+  head?: { seq: number; hash: Buffer; range: CompactRange; lastReceivedAt: string };
+}
+
+/**
+ * The chains' events as COPY text chunks, each row built as appendToChain builds it (seq from 1,
+ * prev linking to the previous hash, UUIDv7 id of its received_at), received at evenly spaced,
+ * never-decreasing milliseconds over the UTC day starting at `dayMs`. Lazy, so the rows never all
+ * sit in memory; each chain's head is set once its last row is built.
+ */
+function* pastDayRows(chains: SealChain[], dayMs: number): Generator<Buffer> {
+  const columns = indexColumns(EVENT);
+  const created = columns.created === null ? null : new Date(columns.created).toISOString();
+  for (const chain of chains) {
+    const { project, environment, events } = chain;
+    let lines = '';
+    let leaves: Buffer[] = [];
+    let range = emptyRange();
+    let prev: Buffer = Buffer.from(GENESIS_PREV, 'hex');
+    let receivedAt = '';
+    for (let seq = 1; seq <= events; seq++) {
+      const receivedAtMs = dayMs + Math.floor(((seq - 1) * DAY_MS) / events);
+      receivedAt = new Date(receivedAtMs).toISOString();
+      const id = uuidv7(receivedAtMs);
+      const { canonical, hash } = encodeEvent(EVENT, { project, environment, seq, id, received_at: receivedAt, prev: prev.toString('hex') });
+      const row = [
+        environment, seq, id, receivedAt, prev, hash, canonical,
+        columns.action, columns.crud, columns.actor_id, columns.target_id, columns.group_id, created,
+      ];
+      lines += `${row.map(copyField).join('\t')}\n`;
+      leaves.push(hash);
+      prev = hash;
+      if (seq % COPY_CHUNK_ROWS === 0 || seq === events) {
+        range = appendLeaves(range, leaves);
+        leaves = [];
+        yield Buffer.from(lines);
+        lines = '';
+      }
+    }
+    chain.head = { seq: events, hash: prev, range, lastReceivedAt: receivedAt };
+  }
+}
+
+/**
+ * Setup of (e), not measured: `total` events over 4 new chains, received on `day`, COPYed into its
+ * partition; then each chain head is moved as the append path moves it, so everything verifies.
+ */
+async function loadPastDay(db: pg.Pool, total: number, day: string): Promise<SealChain[]> {
+  const project = await createProject(db, 'bench-seal');
+  const chains: SealChain[] = [];
+  for (let i = 0; i < SEAL_CHAINS; i++) {
+    const events = Math.floor((total + SEAL_CHAINS - 1 - i) / SEAL_CHAINS);
+    if (events === 0) continue;
+    const environment = (await createEnvironment(db, project.id, `seal-${i + 1}`))!;
+    chains.push({ project: project.id, environment: environment.id, events });
+  }
+  const { rows } = await db.query<{ partition: string }>('SELECT auditledger_ensure_partition($1::date) AS partition', [day]);
+  const client = await db.connect();
+  try {
+    const copy = client.query(copyFrom(`COPY events (${COPY_COLUMNS}) FROM STDIN`));
+    await pipeline(Readable.from(pastDayRows(chains, Date.parse(day))), copy);
+    if (copy.rowCount !== total) throw new Error(`COPY stored ${copy.rowCount} events, not ${total}`);
+  } finally {
+    client.release();
+  }
+  for (const { environment, head } of chains) {
+    await db.query(
+      'UPDATE chain_heads SET seq = $2, hash = $3, compact_range = $4, last_received_at = $5, updated_at = now() WHERE environment_id = $1',
+      [environment, head!.seq, head!.hash, head!.range.hashes, head!.lastReceivedAt],
+    );
+  }
+  // A day due for sealing was vacuumed and analyzed by autovacuum long before; done now, it cannot
+  // start during the measure instead. The name comes from auditledger_ensure_partition.
+  await db.query(`VACUUM (ANALYZE) ${rows[0]!.partition}`);
+  return chains;
+}
+
+interface SealFigures {
+  seconds: number;
+  eventsPerSecond: number;
+  rssMb: number;
+  result: SealResult;
+  cpu?: CpuShare | undefined;
+}
+
+/**
+ * Runs bench-seal.ts and reads its lines: the meter is sampled from its "started" line to its result,
+ * with the child in the service's column; its peak RSS comes last, as it exits.
+ */
+async function runSealChild(job: SealJob, meter: CpuMeter | undefined, teardown: Teardown): Promise<SealFigures> {
+  const child = spawn(process.execPath, ['--import', 'tsx', SEAL_CHILD], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, AUDITLEDGER_BENCH_SEAL: JSON.stringify(job) },
+  });
+  teardown.add(() => stopProcess(child));
+  const exited = once(child, 'exit');
+  const childMeter = meter?.withService(child.pid!);
+  let start: CpuTimes | undefined;
+  let cpu: CpuShare | undefined;
+  let result: SealResult | undefined;
+  let maxRssKb: number | undefined;
+  for await (const line of createInterface({ input: child.stdout! })) {
+    let message: { started?: true; maxRssKb?: number } & Partial<SealResult>;
+    try {
+      message = JSON.parse(line) as typeof message;
+    } catch {
+      process.stderr.write(`bench-seal: ${line}\n`);
+      continue;
+    }
+    if (message.started) {
+      start = childMeter?.sample();
+    } else if (message.maxRssKb !== undefined) {
+      maxRssKb = message.maxRssKb;
+    } else {
+      cpu = start && childMeter!.since(start);
+      result = message as SealResult;
+      child.stdin!.end();
+    }
+  }
+  const [code, signal] = (await exited) as [number | null, NodeJS.Signals | null];
+  if (code !== 0 || !result || maxRssKb === undefined) throw new Error(`the sealing child ended with ${signal ?? `exit code ${code}`}`);
+  const seconds = result.ms / 1000;
+  return { seconds, eventsPerSecond: result.events / seconds, rssMb: (maxRssKb * 1024) / 1e6, result, cpu };
+}
+
+/** (e): setup (events, heads, checkpoints) unmeasured, then runSeal measured in the child, then checked. */
+async function measureSeal(
+  db: pg.Pool,
+  databaseUrl: string,
+  dir: string,
+  total: number,
+  meter: CpuMeter | undefined,
+  teardown: Teardown,
+): Promise<SealFigures & { chains: number; verified: string }> {
+  const day = new Date((Math.floor(Date.now() / DAY_MS) - SEAL_DAYS_AGO) * DAY_MS).toISOString().slice(0, 10);
+  progress(`(e) building and COPYing ${count(total)} events received on ${day}`);
+  const chains = await loadPastDay(db, total, day);
+
+  progress('(e) signing checkpoints');
+  const archive = new LocalArchive(path.join(dir, 'seal-archive'));
+  const key = generateSigningKey('auditledger-bench');
+  const origin = 'bench.auditledger.example';
+  await runCheckpoints({ db, archive, key, origin, log: pino({ level: 'silent' }) });
+  for (const chain of chains) {
+    if (!(await checkpointAt(db, chain.environment, chain.events))) throw new Error(`(e): chain ${chain.environment} has no checkpoint`);
+  }
+
+  progress('(e) runSeal in a child process');
+  const job: SealJob = { databaseUrl, archive: archive.location, key: encodeSigningKey(key), origin, afterDays: SEAL_AFTER_DAYS };
+  const figures = await runSealChild(job, meter, teardown);
+  const { days, bundles, events, waiting } = figures.result;
+  if (days.join() !== day || bundles !== chains.length || events !== total || waiting.length) {
+    throw new Error(`(e) sealed ${JSON.stringify({ days, bundles, events, waiting })}, not ${chains.length} bundles of ${total} events on ${day}`);
+  }
+
+  const [first] = chains as [SealChain];
+  progress(`(e) verifyBundle of chain ${first.environment}`);
+  const bytes = (await archive.get(bundleKey(first.project, first.environment, day)))!;
+  const { manifest, failures } = verifyBundle(bytes, [key]);
+  if (failures.length || manifest?.count !== first.events) {
+    throw new Error(`(e) bundle of ${first.environment}: ${JSON.stringify(failures.slice(0, 5))}, count ${manifest?.count}`);
+  }
+  const verified = `${count(first.events)} events, ${(bytes.length / 1e6).toFixed(0)} MB`;
+  return { ...figures, chains: chains.length, verified };
+}
+
+// ---------------------------------------------------------------------------------------------
 // The run and its report
 
 interface Target {
@@ -655,6 +864,8 @@ interface Measure {
 interface Report {
   postgres: string;
   measures: Measure[];
+  /** Lines printed under the figures. */
+  notes: string[];
 }
 
 async function bench(options: Options, teardown: Teardown): Promise<Report> {
@@ -697,7 +908,23 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     target: { text: '>= 300,000/s', met: (eps) => eps >= 300_000 },
     ...verification,
   });
-  return { postgres: rows[0]!.server_version, measures };
+
+  // The service's checkpoint timer and seal schedule, with a key of its own, would race with (e).
+  await service.stop();
+  const seal = await measureSeal(db, databaseUrl, dir, options.sealEvents, meter, teardown);
+  const sealTarget = `< ${SEAL_TARGET.seconds} s and < ${SEAL_TARGET.rssMb} MB peak RSS`;
+  measures.push({
+    key: '(e)',
+    label: `(e) runSeal of ${count(options.sealEvents)} events across ${seal.chains} chains: ${seal.seconds.toFixed(1)} s, peak RSS ${seal.rssMb.toFixed(0)} MB`,
+    target: { text: sealTarget, met: () => seal.seconds < SEAL_TARGET.seconds && seal.rssMb < SEAL_TARGET.rssMb },
+    eventsPerSecond: seal.eventsPerSecond,
+    cpu: seal.cpu,
+  });
+  const notes = [
+    `(e) in a child process (node --import tsx scripts/bench-seal.ts), the service stopped; ${seal.result.bundles} bundles` +
+      ` into a local archive; one bundle (${seal.verified}) passed verifyBundle; sealing CPU ${(seal.result.cpuMs / 1000).toFixed(1)} s`,
+  ];
+  return { postgres: rows[0]!.server_version, measures, notes };
 }
 
 function figuresTable(measures: Measure[]): string[] {
@@ -717,7 +944,8 @@ function figuresTable(measures: Measure[]): string[] {
 function cpuTable(measures: Measure[]): string[] {
   const cores = (n: number) => n.toFixed(2);
   return [
-    `CPU in use during each measure, in cores of ${os.cpus().length} (bench: this process; other: processes outside this run):`,
+    `CPU in use during each measure, in cores of ${os.cpus().length} (service: in (e) the sealing child; bench: this process;` +
+      ' other: processes outside this run):',
     '',
     '| measure | service | PostgreSQL | bench | other |',
     '|---|---:|---:|---:|---:|',
@@ -738,6 +966,7 @@ function printReport(report: Report, options: Options, seconds: number): void {
     ...figuresTable(report.measures),
     '',
     `non-2xx answers: ${errors.join(', ')}`,
+    ...report.notes,
     '',
     ...(report.measures.some((m) => m.cpu) ? [...cpuTable(report.measures), ''] : []),
     `run time: ${seconds.toFixed(0)} s`,

@@ -8,7 +8,7 @@ import { openCheckpoint, CheckpointError, type Checkpoint } from './checkpoint.j
 import { appendLeaf, appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
 import { eventHash, FORMAT_VERSION, GENESIS_PREV, type EventBody } from './event.js';
 import { HASH_SIZE } from './hash.js';
-import { canonicalBytes, JcsError } from './jcs.js';
+import { canonicalBytes, parseCanonicalObject } from './jcs.js';
 import {
   base64,
   checkSigningKey,
@@ -454,27 +454,16 @@ function readLine(canonical: Buffer, positionSeq: number): Line {
   return { seq: readable ? body.seq : positionSeq, hash: eventHash(canonical), prev: readable ? body.prev : undefined, body };
 }
 
-// The event body stored as `canonical`, or why it is not one. The bytes must be the body's RFC 8785
-// form, compared as bytes so that invalid UTF-8 cannot hide behind U+FFFD.
+// The event body stored as `canonical`, or why it is not one: its bytes must be exactly its RFC
+// 8785 form.
 function readBody(canonical: Buffer): EventBody | string {
-  let body: unknown;
-  try {
-    body = JSON.parse(canonical.toString('utf8'));
-  } catch {
-    return 'the line is not JSON';
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'the line is not an event body';
-  try {
-    if (!canonicalBytes(body).equals(canonical)) return 'the line is not in canonical (RFC 8785) form';
-  } catch (error) {
-    if (error instanceof JcsError) return `the line has no canonical form: ${error.message}`;
-    throw error;
-  }
-  const { seq, prev, project, environment, received_at } = body as Record<string, unknown>;
+  const body = parseCanonicalObject(canonical);
+  if (typeof body === 'string') return `the line is ${body}`;
+  const { seq, prev, project, environment, received_at } = body;
   if (!isSeq(seq) || ![prev, project, environment, received_at].every((x) => typeof x === 'string')) {
     return 'the line is not an event body: seq, prev, project, environment or received_at is missing';
   }
-  return body as EventBody;
+  return body as unknown as EventBody;
 }
 
 // What in a readable body contradicts the bundle it is in.

@@ -1,4 +1,5 @@
 // RFC 8785 JSON Canonicalization Scheme (JCS): the one byte form of an event body that its hash covers.
+import { isUtf8 } from 'node:buffer';
 
 /** A value that has no canonical JSON form (RFC 8785 section 3.2). */
 export class JcsError extends Error {
@@ -22,6 +23,23 @@ export function canonicalBytes(value: unknown): Buffer {
 // In canonical text every character is raw except controls, '"' and '\': an escaped surrogate
 // can only be a lone one (or a pair written the long way), so it is never canonical.
 const ESCAPED_SURROGATE = /\\u[dD][89a-fA-F][0-9a-fA-F]{2}/;
+
+/**
+ * The object stored as `bytes`, when they are exactly its RFC 8785 form (compared as bytes, so
+ * invalid UTF-8 cannot hide behind U+FFFD); otherwise why not.
+ */
+export function parseCanonicalObject(bytes: Buffer): Record<string, unknown> | string {
+  if (!isUtf8(bytes)) return 'not UTF-8';
+  const text = bytes.toString('utf8');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return 'not JSON';
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
+  return isCanonicalJson(text, value) ? (value as Record<string, unknown>) : 'not in canonical (RFC 8785) form';
+}
 
 /**
  * Whether `text` is the canonical form of `value` (its JSON.parse result). Verifiers run this on

@@ -2,8 +2,7 @@
 // the extracted columns. Nothing is re-serialized from decoded values except to confirm that the
 // stored bytes are canonical.
 import { eventHash, FORMAT_VERSION, GENESIS_PREV, indexColumns, type EventBody, type IndexColumns } from './event.js';
-import { isUtf8 } from 'node:buffer';
-import { isCanonicalJson } from './jcs.js';
+import { parseCanonicalObject } from './jcs.js';
 
 /** An events row as stored. */
 export interface StoredEvent {
@@ -36,18 +35,8 @@ export interface Verification {
 
 /** Decodes stored bytes, or returns why they are not an event body. */
 function decode(canonical: Buffer): EventBody | string {
-  // Invalid UTF-8 would decode to U+FFFD and could then pass the text comparison below.
-  if (!isUtf8(canonical)) return 'stored bytes are not UTF-8';
-  const text = canonical.toString('utf8');
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    return 'stored bytes are not JSON';
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'stored bytes are not an event body';
-  if (!isCanonicalJson(text, body)) return 'stored bytes are not in canonical form';
-  return body as EventBody;
+  const body = parseCanonicalObject(canonical);
+  return typeof body === 'string' ? `stored bytes are ${body}` : (body as unknown as EventBody);
 }
 
 function differingColumns(stored: IndexColumns, fromBody: IndexColumns): string[] {
