@@ -1,27 +1,18 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { GENESIS_PREV } from '../../src/ledger/event.js';
 import { merkleRoot } from '../../src/ledger/tree.js';
-import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
-import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { createTenant, createTestApp, useTestApp } from '../helpers/app.js';
+import { asSuperuser } from '../helpers/database.js';
 
 type Tenant = Awaited<ReturnType<typeof createTenant>>;
 
 describe('events API', () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = await createTestApp(db);
-  });
-  afterAll(async () => {
-    await t.close();
-    await db.drop();
-  });
+  const ctx = useTestApp();
 
   const post = (tenant: Tenant, body: unknown, headers?: Record<string, string>) =>
-    t.request('POST', '/v1/events', { token: tenant.token, body, headers });
+    ctx.t.request('POST', '/v1/events', { token: tenant.token, body, headers });
   const get = async (tenant: Tenant, path: string) => {
-    const res = await t.request('GET', path, { token: tenant.token });
+    const res = await ctx.t.request('GET', path, { token: tenant.token });
     expect(res.status, path).toBe(200);
     return res.json();
   };
@@ -29,7 +20,7 @@ describe('events API', () => {
   describe('appending', () => {
     let tenant: Tenant;
     beforeAll(async () => {
-      tenant = await createTenant(t, 'append');
+      tenant = await createTenant(ctx.t, 'append');
     });
 
     it('stores one event and answers with its receipt, the tree size and root', async () => {
@@ -64,7 +55,7 @@ describe('events API', () => {
 
     it('keeps received_at from going backwards when the clock steps back', async () => {
       let clock = Date.now();
-      const stepping = await createTestApp(db, {}, () => clock);
+      const stepping = await createTestApp(ctx.db, {}, () => clock);
       try {
         const other = await createTenant(stepping, 'clock');
         const first = await (await stepping.request('POST', '/v1/events', { token: other.token, body: { action: 'x' } })).json();
@@ -82,14 +73,14 @@ describe('events API', () => {
     it('appends across a UTC day boundary into the next partition', async () => {
       const midnight = Math.ceil(Date.now() / 86_400_000) * 86_400_000;
       let clock = midnight - 1;
-      const crossing = await createTestApp(db, {}, () => clock);
+      const crossing = await createTestApp(ctx.db, {}, () => clock);
       try {
         const other = await createTenant(crossing, 'midnight');
         const before = await (await crossing.request('POST', '/v1/events', { token: other.token, body: { action: 'late' } })).json();
         clock = midnight + 1;
         const after = await (await crossing.request('POST', '/v1/events', { token: other.token, body: { action: 'early' } })).json();
         expect(before.events[0].received_at.slice(0, 10)).not.toBe(after.events[0].received_at.slice(0, 10));
-        const { rows } = await db.pools.owner.query(
+        const { rows } = await ctx.db.pools.owner.query(
           `SELECT tableoid::regclass::text AS partition FROM events WHERE environment_id = $1 ORDER BY seq`,
           [other.environmentId],
         );
@@ -103,7 +94,7 @@ describe('events API', () => {
   describe('idempotency', () => {
     let tenant: Tenant;
     beforeAll(async () => {
-      tenant = await createTenant(t, 'idempotency');
+      tenant = await createTenant(ctx.t, 'idempotency');
     });
     const head = async () => (await get(tenant, '/v1/chain')).seq;
 
@@ -157,7 +148,7 @@ describe('events API', () => {
     });
 
     it('keys are per chain', async () => {
-      const other = await createTenant(t, 'idempotency-other');
+      const other = await createTenant(ctx.t, 'idempotency-other');
       await post(tenant, { action: 'one' }, { 'idempotency-key': 'shared' });
       const res = await post(other, { action: 'two' }, { 'idempotency-key': 'shared' });
       expect(res.status).toBe(201);
@@ -176,7 +167,7 @@ describe('events API', () => {
     let tenant: Tenant;
     const ids: string[] = [];
     beforeAll(async () => {
-      tenant = await createTenant(t, 'reading');
+      tenant = await createTenant(ctx.t, 'reading');
       const events = [
         { action: 'user.login', crud: 'r', actor: { id: 'alice' }, group: { id: 'g1' } },
         { action: 'user.logout', crud: 'r', actor: { id: 'bob' }, group: { id: 'g1' } },
@@ -239,7 +230,7 @@ describe('events API', () => {
     });
 
     it('verify=true reports tampering at the right seq', async () => {
-      await asSuperuser(db, async (su) => {
+      await asSuperuser(ctx.db, async (su) => {
         await su.query(
           `UPDATE events SET canonical = convert_to(replace(convert_from(canonical, 'UTF8'), 'bob', 'eve'), 'UTF8')
             WHERE environment_id = $1 AND seq = 2`,
@@ -262,14 +253,14 @@ describe('events API', () => {
 
     it('answers 404 for an unknown or malformed event id', async () => {
       for (const id of ['01a00000-0000-7000-8000-000000000000', 'nope']) {
-        const res = await t.request('GET', `/v1/events/${id}`, { token: tenant.token });
+        const res = await ctx.t.request('GET', `/v1/events/${id}`, { token: tenant.token });
         expect(res.status).toBe(404);
       }
     });
 
     it('checks query parameters', async () => {
       for (const q of ['limit=0', 'limit=1001', 'crud=x', 'from=yesterday', 'seq_from=0', 'cursor=abc', 'verify=maybe', 'colour=red']) {
-        const res = await t.request('GET', `/v1/events?${q}`, { token: tenant.token });
+        const res = await ctx.t.request('GET', `/v1/events?${q}`, { token: tenant.token });
         expect(res.status, q).toBe(400);
         expect((await res.json()).error.message).toMatch(/^query\./);
       }

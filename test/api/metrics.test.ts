@@ -1,23 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { describe, expect, it } from 'vitest';
+import { createTenant, useTestApp } from '../helpers/app.js';
 
 describe('GET /metrics', () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = await createTestApp(db);
-  });
-  afterAll(async () => {
-    await t.close();
-    await db.drop();
-  });
+  const ctx = useTestApp();
 
   it('scrapes in Prometheus text format with append, lag, verification, queue and pool figures', async () => {
-    const tenant = await createTenant(t, 'metrics');
-    await Promise.all(Array.from({ length: 5 }, () => t.request('POST', '/v1/events', { token: tenant.token, body: { events: [{ action: 'a' }, { action: 'b' }] } })));
-    const res = await t.request('GET', '/metrics');
+    const tenant = await createTenant(ctx.t, 'metrics');
+    await Promise.all(Array.from({ length: 5 }, () => ctx.t.request('POST', '/v1/events', { token: tenant.token, body: { events: [{ action: 'a' }, { action: 'b' }] } })));
+    const res = await ctx.t.request('GET', '/metrics');
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await res.text();

@@ -1,25 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../helpers/app.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { describe, expect, it } from 'vitest';
+import { useTestApp } from '../helpers/app.js';
 
 describe('OpenAPI', () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = await createTestApp(db);
-  });
-  afterAll(async () => {
-    await t.close();
-    await db.drop();
-  });
+  const ctx = useTestApp();
 
   it('GET /openapi.json documents every registered route, each with a response and its errors', async () => {
-    const res = await t.request('GET', '/openapi.json');
+    const res = await ctx.t.request('GET', '/openapi.json');
     expect(res.status).toBe(200);
     const doc = await res.json();
     expect(doc.openapi).toBe('3.1.0');
-    const registered = new Set(t.routes.map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:(\w+)/g, '{$1}')}`));
+    const registered = new Set(ctx.t.routes.map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:(\w+)/g, '{$1}')}`));
     const documented = new Set(Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops as object).map((m) => `${m} ${path}`)));
     expect([...registered].filter((r) => !documented.has(r))).toEqual([]);
     expect([...documented].filter((d) => !registered.has(d))).toEqual([]);
@@ -32,7 +22,7 @@ describe('OpenAPI', () => {
   });
 
   it('takes request schemas from the validating zod schemas', async () => {
-    const doc = await (await t.request('GET', '/openapi.json')).json();
+    const doc = await (await ctx.t.request('GET', '/openapi.json')).json();
     const append = doc.paths['/v1/events'].post;
     const single = append.requestBody.content['application/json'].schema.anyOf[0];
     expect(single.required).toEqual(['action']);
@@ -43,7 +33,7 @@ describe('OpenAPI', () => {
   });
 
   it('GET /docs serves the interactive reference', async () => {
-    const res = await t.request('GET', '/docs');
+    const res = await ctx.t.request('GET', '/docs');
     expect(res.headers.get('content-type')).toMatch(/text\/html/);
     expect(await res.text()).toContain('data-url="/openapi.json"');
   });

@@ -1,5 +1,4 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +12,7 @@ import {
 import { appendLeaves, emptyRange } from '../../src/ledger/compact-range.js';
 import { generateSigningKey, verifierKey } from '../../src/ledger/keys.js';
 import type { RunningCli } from '../helpers/cli.js';
-import { serveProcess, tokenOverHttp } from '../helpers/server.js';
+import { closedPort, serveProcess, tokenOverHttp } from '../helpers/server.js';
 import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 const ADMIN = `client-test-admin-token-${'x'.repeat(20)}`;
@@ -256,13 +255,4 @@ describe('audit log client against a real server', () => {
 function handled<T>(promise: Promise<T>): Promise<T> {
   promise.catch(() => undefined);
   return promise;
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }

@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Hono } from 'hono';
@@ -9,7 +8,7 @@ import { createAuditLogClient, DeliveryError, type AuditLogClient, type StoredEv
 import { honoAuditMiddleware } from '../../src/client/hono.js';
 import { expressAuditMiddleware, type ExpressLikeRequest } from '../../src/client/middleware.js';
 import type { RunningCli } from '../helpers/cli.js';
-import { serveProcess, tokenOverHttp } from '../helpers/server.js';
+import { closedPort, serveProcess, tokenOverHttp } from '../helpers/server.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 const ADMIN = `middleware-test-admin-token-${'x'.repeat(20)}`;
@@ -167,12 +166,3 @@ describe('request auditing middleware', () => {
     });
   });
 });
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}

@@ -16,7 +16,8 @@ import type { AlertTarget } from '../../src/jobs/alert.js';
 import { verifyChainRun, type VerifyDeps } from '../../src/jobs/verify.js';
 import type { ChainRow } from '../../src/store/verification.js';
 import { ensurePartitions } from '../../src/store/partitions.js';
-import type { TestDatabase } from './database.js';
+import { afterAll, beforeAll } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './database.js';
 
 /** A Response whose JSON tests read freely. */
 export type TestResponse = Omit<Response, 'json'> & { json(): Promise<any> };
@@ -103,4 +104,18 @@ export async function createTenant(t: TestApp, name: string, scopes?: string[]) 
     }),
   );
   return { projectId: project.id!, environmentId: environment.id!, token: token.token!, tokenId: token.id! };
+}
+
+/** A database and an app of the test file's own, made before its tests and dropped after them. */
+export function useTestApp(env: Record<string, string> = {}): { readonly db: TestDatabase; readonly t: TestApp } {
+  const context = {} as { db: TestDatabase; t: TestApp };
+  beforeAll(async () => {
+    context.db = await createTestDatabase();
+    context.t = await createTestApp(context.db, env);
+  });
+  afterAll(async () => {
+    await context.t?.close();
+    await context.db?.drop();
+  });
+  return context;
 }

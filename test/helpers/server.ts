@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import { runCli, type RunningCli } from './cli.js';
 
 /** The line `auditledger serve` prints once it listens; groups: the URL and the port. */
@@ -25,4 +26,13 @@ export async function tokenOverHttp(url: string, adminToken: string): Promise<{ 
   const env = await post(`/v1/projects/${project.id}/environments`, { name: 'prod' });
   const { token } = await post(`/v1/projects/${project.id}/environments/${env.id}/tokens`, { name: 'app' });
   return { token: token!, projectId: project.id!, environmentId: env.id! };
+}
+
+/** A port nothing listens on. */
+export async function closedPort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
