@@ -3,13 +3,17 @@
 // optionally spools to disk so events survive a ledger outage and a client restart, reads events
 // back, and checks that the ledger still extends the trees its receipts named.
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
-import path from 'node:path';
 import { CheckpointError, openCheckpoint, type Checkpoint } from '../ledger/checkpoint.js';
 import type { AuditEvent, Crud } from '../ledger/event.js';
 import { decodeBase64, parseVerifierKey, type VerifierKey } from '../ledger/keys.js';
 import { NoteError } from '../ledger/note.js';
 import { ProofError, verifyConsistency } from '../ledger/proof.js';
+import { BacklogFullError, ClientClosedError, DeliveryError, LedgerHttpError } from './errors.js';
+import { DEFAULT_RETRY, Http, httpError, type RetryPolicy } from './http.js';
+import { Spool, type QueuedEvent, type SpooledEntry, type SpoolFile } from './spool.js';
+
+export { BacklogFullError, ClientClosedError, DeliveryError, LedgerHttpError } from './errors.js';
+export type { RetryPolicy } from './http.js';
 
 /** An event to append. Without an `idempotency_key` one is generated; without `created`, the time it was queued. */
 export type NewEvent = AuditEvent & { idempotency_key?: string };
@@ -52,13 +56,6 @@ export interface EventFilters {
   seq_to?: number;
   order?: 'asc' | 'desc';
   pageSize?: number;
-}
-
-export interface RetryPolicy {
-  /** Tries per request, the first included. */
-  attempts: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
 }
 
 export interface AuditLogClientOptions {
@@ -129,250 +126,10 @@ export interface AuditLogClient {
   checkConsistency(receipt?: Pick<Receipt, 'tree_size' | 'root'>): Promise<ConsistencyResult>;
 }
 
-/** The backlog is full: the event was not queued. */
-export class BacklogFullError extends Error {
-  override name = 'BacklogFullError';
-  constructor(readonly limit: number) {
-    super(`the audit event backlog is full (${limit} events wait for the ledger): the event was not queued`);
-  }
-}
-
-/** The ledger refused a request (4xx), or kept failing (5xx). */
-export class LedgerHttpError extends Error {
-  override name = 'LedgerHttpError';
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly details: { field: string; message: string }[] = [],
-  ) {
-    super(`auditledger answered ${status} ${code}: ${message}`);
-  }
-}
-
-/** Events that did not reach the ledger. `spooled`: they are safe in the spool and a later client sends them. */
-export class DeliveryError extends Error {
-  override name = 'DeliveryError';
-  constructor(
-    message: string,
-    readonly spooled: boolean,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
-
-export class ClientClosedError extends Error {
-  override name = 'ClientClosedError';
-  constructor() {
-    super('the audit log client is closed: the event was not queued');
-  }
-}
-
 export function createAuditLogClient(options: AuditLogClientOptions): AuditLogClient {
   return new Client(options);
 }
 
-// ---- HTTP ----
-
-const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 100, maxDelayMs: 5000 };
-
-/** Requests to the ledger: bearer token, timeout, and retries of network errors and 5xx answers. */
-class Http {
-  constructor(
-    private readonly base: string,
-    private readonly token: string,
-    private readonly retry: RetryPolicy,
-    private readonly timeoutMs: number,
-    private readonly fetch: typeof globalThis.fetch,
-  ) {}
-
-  /** The first answer below 500; throws the last failure once the attempts are used up. */
-  async request(method: 'GET' | 'POST', route: string, json?: string): Promise<Response> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
-    if (json !== undefined) headers['content-type'] = 'application/json';
-    const init = { method, headers, body: json };
-    for (let attempt = 1; ; attempt++) {
-      let failure: Error;
-      try {
-        const res = await this.fetch(`${this.base}${route}`, { ...init, signal: AbortSignal.timeout(this.timeoutMs) });
-        if (res.status < 500) return res;
-        failure = await httpError(res);
-      } catch (error) {
-        failure = error instanceof Error ? error : new Error(String(error));
-      }
-      if (attempt >= this.retry.attempts) throw failure;
-      await sleep(backoff(this.retry, attempt));
-    }
-  }
-
-  async json<T>(method: 'GET' | 'POST', route: string): Promise<T> {
-    const res = await this.request(method, route);
-    if (!res.ok) throw await httpError(res);
-    return (await res.json()) as T;
-  }
-}
-
-async function httpError(res: Response): Promise<LedgerHttpError> {
-  const text = await res.text().catch(() => '');
-  let error: { code?: string; message?: string; details?: { field: string; message: string }[] } = {};
-  try {
-    error = (JSON.parse(text) as { error?: typeof error }).error ?? {};
-  } catch {
-    // Not the ledger's JSON (a proxy's page, say): the text itself is the best message.
-  }
-  const details = Array.isArray(error.details) ? error.details : [];
-  return new LedgerHttpError(res.status, error.code ?? 'http_error', error.message ?? (text.slice(0, 200) || res.statusText), details);
-}
-
-/** Exponential, half of it random so that clients that failed together do not retry together. */
-function backoff({ baseDelayMs, maxDelayMs }: RetryPolicy, attempt: number): number {
-  const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
-  return ceiling / 2 + (Math.random() * ceiling) / 2;
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-// ---- Spool ----
-
-type QueuedEvent = AuditEvent & { idempotency_key: string; created: string };
-
-const SPOOL_SUFFIX = '.jsonl';
-const REJECTED_SUFFIX = '.rejected';
-
-/**
- * One batch's spool file: its events as JSON lines, appended and fsynced as they are queued, so
- * an event is on disk moments after createEvent, long before the batch is sent. Deleted after
- * the ledger's ack; a crash mid-append leaves at most a torn last line, which recovery skips.
- */
-class SpoolFile {
-  /** False once a write failed: some events of this batch exist in memory only. */
-  durable = true;
-  private lines: string[] = [];
-  private scheduled = false;
-
-  constructor(
-    readonly file: string,
-    private writes: Promise<unknown>,
-    private readonly onError: (error: Error) => void,
-    private exists = false,
-  ) {}
-
-  add(json: string): void {
-    this.lines.push(`${json}\n`);
-    if (this.scheduled) return;
-    this.scheduled = true;
-    // Events queued while a write is under way go out together in the next one: one fsync for all.
-    this.writes = this.writes.then(() => this.writeQueued());
-  }
-
-  /** Resolves once every added event was written (or its write failed and was reported). */
-  async written(): Promise<void> {
-    await this.writes;
-  }
-
-  private async writeQueued(): Promise<void> {
-    this.scheduled = false;
-    const text = this.lines.join('');
-    this.lines = [];
-    try {
-      await appendDurably(this.file, text, !this.exists);
-      this.exists = true;
-    } catch (error) {
-      this.durable = false;
-      this.onError(new Error(`auditledger spool: could not write ${this.file}; its events are kept in memory only`, { cause: error }));
-    }
-  }
-}
-
-async function appendDurably(file: string, text: string, isNew: boolean): Promise<void> {
-  const handle = await open(file, 'a', 0o600);
-  try {
-    await handle.appendFile(text);
-    await handle.datasync();
-  } finally {
-    await handle.close();
-  }
-  // A new file's directory entry must be durable too, or a crash could lose the whole file.
-  if (isNew) {
-    const dir = await open(path.dirname(file), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
-  }
-}
-
-/** The spool folder: one file per batch, named so that they sort in the order they were queued. */
-class Spool {
-  /** The files an earlier client left, listed before this one writes any. */
-  private readonly leftOver: Promise<string[]>;
-  private count = 0;
-
-  constructor(
-    private readonly dir: string,
-    private readonly onError: (error: Error) => void,
-  ) {
-    this.leftOver = mkdir(dir, { recursive: true, mode: 0o700 })
-      .then(() => readdir(dir))
-      .then(
-        (names) => names.filter((name) => name.endsWith(SPOOL_SUFFIX)).sort(),
-        (error: unknown) => {
-          onError(new Error(`auditledger spool: cannot use ${dir}`, { cause: error }));
-          return [];
-        },
-      );
-  }
-
-  newFile(): SpoolFile {
-    const name = `${String(Date.now()).padStart(15, '0')}-${String(this.count++).padStart(9, '0')}-${randomUUID()}${SPOOL_SUFFIX}`;
-    return new SpoolFile(path.join(this.dir, name), this.leftOver, this.onError);
-  }
-
-  /** The batches an earlier client spooled and the ledger never acknowledged. */
-  async recover(): Promise<{ spool: SpoolFile; entries: Entry[] }[]> {
-    const batches = [];
-    for (const name of await this.leftOver) {
-      const file = path.join(this.dir, name);
-      try {
-        batches.push({ spool: new SpoolFile(file, Promise.resolve(), this.onError, true), entries: this.parse(file, await readFile(file, 'utf8')) });
-      } catch (error) {
-        this.onError(new Error(`auditledger spool: cannot read ${file}`, { cause: error }));
-      }
-    }
-    return batches;
-  }
-
-  async remove(spool: SpoolFile): Promise<void> {
-    await unlink(spool.file).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'ENOENT') this.onError(new Error(`auditledger spool: cannot delete ${spool.file}`, { cause: error }));
-    });
-  }
-
-  /** Keeps a batch the ledger refused some of for a person to look at; its idempotency keys make re-sending it harmless. */
-  async keepRejected(spool: SpoolFile): Promise<void> {
-    await rename(spool.file, `${spool.file}${REJECTED_SUFFIX}`).catch((error: unknown) =>
-      this.onError(new Error(`auditledger spool: cannot rename ${spool.file}`, { cause: error })),
-    );
-  }
-
-  private parse(file: string, text: string): Entry[] {
-    const entries: Entry[] = [];
-    // Only lines that ended in a newline were written whole.
-    for (const json of text.slice(0, text.lastIndexOf('\n') + 1).split('\n')) {
-      if (json === '') continue;
-      try {
-        entries.push({ json, key: (JSON.parse(json) as QueuedEvent).idempotency_key });
-      } catch (error) {
-        this.onError(new Error(`auditledger spool: skipped a damaged line of ${file}`, { cause: error }));
-      }
-    }
-    return entries;
-  }
-}
-
-// ---- The client ----
 
 interface Settle {
   resolve(receipt: Receipt): void;
@@ -380,9 +137,7 @@ interface Settle {
 }
 
 /** A queued event as JSON, sent byte for byte the same on every attempt. Events recovered from the spool have no one waiting. */
-interface Entry {
-  json: string;
-  key: string;
+interface Entry extends SpooledEntry {
   settle?: Settle;
 }
 

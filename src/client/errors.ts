@@ -1,0 +1,41 @@
+// What the client's promises reject with.
+
+/** The backlog is full: the event was not queued. */
+export class BacklogFullError extends Error {
+  override name = 'BacklogFullError';
+  constructor(readonly limit: number) {
+    super(`the audit event backlog is full (${limit} events wait for the ledger): the event was not queued`);
+  }
+}
+
+/** The ledger refused a request (4xx), or kept failing (5xx). */
+export class LedgerHttpError extends Error {
+  override name = 'LedgerHttpError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: { field: string; message: string }[] = [],
+  ) {
+    super(`auditledger answered ${status} ${code}: ${message}`);
+  }
+}
+
+/** Events that did not reach the ledger. `spooled`: they are safe in the spool and a later client sends them. */
+export class DeliveryError extends Error {
+  override name = 'DeliveryError';
+  constructor(
+    message: string,
+    readonly spooled: boolean,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+export class ClientClosedError extends Error {
+  override name = 'ClientClosedError';
+  constructor() {
+    super('the audit log client is closed: the event was not queued');
+  }
+}

@@ -1,0 +1,67 @@
+// Requests to the ledger, with retries of network errors and 5xx answers.
+import { LedgerHttpError } from './errors.js';
+
+export interface RetryPolicy {
+  /** Tries per request, the first included. */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 100, maxDelayMs: 5000 };
+
+/** Requests to the ledger: bearer token, timeout, and retries of network errors and 5xx answers. */
+export class Http {
+  constructor(
+    private readonly base: string,
+    private readonly token: string,
+    private readonly retry: RetryPolicy,
+    private readonly timeoutMs: number,
+    private readonly fetch: typeof globalThis.fetch,
+  ) {}
+
+  /** The first answer below 500; throws the last failure once the attempts are used up. */
+  async request(method: 'GET' | 'POST', route: string, json?: string): Promise<Response> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
+    if (json !== undefined) headers['content-type'] = 'application/json';
+    const init = { method, headers, body: json };
+    for (let attempt = 1; ; attempt++) {
+      let failure: Error;
+      try {
+        const res = await this.fetch(`${this.base}${route}`, { ...init, signal: AbortSignal.timeout(this.timeoutMs) });
+        if (res.status < 500) return res;
+        failure = await httpError(res);
+      } catch (error) {
+        failure = error instanceof Error ? error : new Error(String(error));
+      }
+      if (attempt >= this.retry.attempts) throw failure;
+      await sleep(backoff(this.retry, attempt));
+    }
+  }
+
+  async json<T>(method: 'GET' | 'POST', route: string): Promise<T> {
+    const res = await this.request(method, route);
+    if (!res.ok) throw await httpError(res);
+    return (await res.json()) as T;
+  }
+}
+
+export async function httpError(res: Response): Promise<LedgerHttpError> {
+  const text = await res.text().catch(() => '');
+  let error: { code?: string; message?: string; details?: { field: string; message: string }[] } = {};
+  try {
+    error = (JSON.parse(text) as { error?: typeof error }).error ?? {};
+  } catch {
+    // Not the ledger's JSON (a proxy's page, say): the text itself is the best message.
+  }
+  const details = Array.isArray(error.details) ? error.details : [];
+  return new LedgerHttpError(res.status, error.code ?? 'http_error', error.message ?? (text.slice(0, 200) || res.statusText), details);
+}
+
+/** Exponential, half of it random so that clients that failed together do not retry together. */
+function backoff({ baseDelayMs, maxDelayMs }: RetryPolicy, attempt: number): number {
+  const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
+  return ceiling / 2 + (Math.random() * ceiling) / 2;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
