@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+
 /**
  * The archive: write-once object storage outside the database, where checkpoints and sealed
  * bundles are kept so that they outlive anything done to PostgreSQL.
@@ -6,16 +9,56 @@ export interface Archive {
   /** Where objects go, for messages: a folder path or an s3:// URL. */
   readonly location: string;
   /**
-   * Stores `bytes` under `key` once. Writing the same bytes again is a no-op; writing other bytes
+   * Stores `body` under `key` once. Writing the same bytes again is a no-op; writing other bytes
    * to an existing key is refused with ArchiveConflictError.
    */
-  put(key: string, bytes: Buffer): Promise<PutResult>;
+  put(key: string, body: ArchiveBody): Promise<PutResult>;
   /** The object's bytes, or undefined when there is none. */
   get(key: string): Promise<Buffer | undefined>;
+  /** The SHA-256 of the object's bytes, read as a stream, or undefined when there is none. */
+  sha256(key: string): Promise<Buffer | undefined>;
   /** Keys under `prefix`, sorted. */
   list(prefix: string): Promise<string[]>;
   /** How the object is protected from deletion, or undefined when there is no such object. */
   retention(key: string): Promise<Retention | undefined>;
+}
+
+/** What put stores: bytes in memory, or a file too large to hold there, with its digests. */
+export type ArchiveBody = Buffer | FileBody;
+
+export interface FileBody {
+  path: string;
+  size: number;
+  sha256: Buffer;
+  md5: Buffer;
+}
+
+/** A file as an archive body: its size and digests, read as a stream. */
+export async function fileBody(path: string): Promise<FileBody> {
+  const sha256 = createHash('sha256');
+  const md5 = createHash('md5');
+  let size = 0;
+  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
+    sha256.update(chunk);
+    md5.update(chunk);
+    size += chunk.length;
+  }
+  return { path, size, sha256: sha256.digest(), md5: md5.digest() };
+}
+
+export function bodySha256(body: ArchiveBody): Buffer {
+  return Buffer.isBuffer(body) ? createHash('sha256').update(body).digest() : body.sha256;
+}
+
+export function bodyMd5(body: ArchiveBody): Buffer {
+  return Buffer.isBuffer(body) ? createHash('md5').update(body).digest() : body.md5;
+}
+
+/** SHA-256 of a stream of bytes. */
+export async function streamSha256(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const hash = createHash('sha256');
+  for await (const chunk of stream) hash.update(chunk);
+  return hash.digest();
 }
 
 export interface Retention {

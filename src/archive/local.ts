@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, link, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { chmod, copyFile, link, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { ArchiveConflictError, checkKey, type Archive, type PutResult, type Retention } from './archive.js';
+import { ArchiveConflictError, bodySha256, checkKey, streamSha256, type Archive, type ArchiveBody, type PutResult, type Retention } from './archive.js';
 
 /**
  * The local-folder archive (the embedded default). Each object is written to a temporary file,
@@ -11,19 +12,21 @@ import { ArchiveConflictError, checkKey, type Archive, type PutResult, type Rete
 export class LocalArchive implements Archive {
   constructor(readonly location: string) {}
 
-  async put(key: string, bytes: Buffer): Promise<PutResult> {
+  async put(key: string, body: ArchiveBody): Promise<PutResult> {
     checkKey(key);
     const target = path.join(this.location, key);
-    const existing = await this.get(key);
+    const digest = bodySha256(body);
+    const existing = await this.sha256(key);
     if (existing) {
-      if (existing.equals(bytes)) return {};
+      if (existing.equals(digest)) return {};
       throw new ArchiveConflictError(key);
     }
     await mkdir(path.dirname(target), { recursive: true });
     const temporary = `${target}.${randomBytes(6).toString('hex')}.partial`;
-    const file = await open(temporary, 'wx', 0o600);
+    if (!Buffer.isBuffer(body)) await copyFile(body.path, temporary, constants.COPYFILE_EXCL);
+    const file = await open(temporary, Buffer.isBuffer(body) ? 'wx' : 'r+', 0o600);
     try {
-      await file.writeFile(bytes);
+      if (Buffer.isBuffer(body)) await file.writeFile(body);
       await file.sync();
     } finally {
       await file.close();
@@ -35,11 +38,21 @@ export class LocalArchive implements Archive {
       await syncDirectory(path.dirname(target));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      if (!(await this.get(key))!.equals(bytes)) throw new ArchiveConflictError(key);
+      if (!(await this.sha256(key))!.equals(digest)) throw new ArchiveConflictError(key);
     } finally {
       await rm(temporary, { force: true });
     }
     return {};
+  }
+
+  async sha256(key: string): Promise<Buffer | undefined> {
+    checkKey(key);
+    try {
+      return await streamSha256(createReadStream(path.join(this.location, key)));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
   }
 
   async retention(key: string): Promise<Retention | undefined> {

@@ -12,7 +12,18 @@ import {
   type ObjectLockRetention,
 } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
-import { ArchiveConflictError, checkKey, type Archive, type PutResult, type Retention } from './archive.js';
+import { createReadStream } from 'node:fs';
+import {
+  ArchiveConflictError,
+  bodyMd5,
+  bodySha256,
+  checkKey,
+  streamSha256,
+  type Archive,
+  type ArchiveBody,
+  type PutResult,
+  type Retention,
+} from './archive.js';
 
 export interface S3ArchiveOptions {
   bucket: string;
@@ -103,9 +114,9 @@ export class S3Archive implements Archive {
     await assertBucketLocked(this.client, this.bucket);
   }
 
-  async put(key: string, bytes: Buffer): Promise<PutResult> {
+  async put(key: string, body: ArchiveBody): Promise<PutResult> {
     checkKey(key);
-    const digest = sha256Hex(bytes);
+    const digest = bodySha256(body).toString('hex');
     const existing = await this.head(key);
     if (existing) {
       if ((await this.storedDigest(key, existing)) !== digest) throw new ArchiveConflictError(key);
@@ -117,9 +128,11 @@ export class S3Archive implements Archive {
         new PutObjectCommand({
           Bucket: this.bucket,
           Key: this.objectKey(key),
-          Body: bytes,
+          // A file goes as a stream of known length: a bundle need not fit in memory.
+          Body: Buffer.isBuffer(body) ? body : createReadStream(body.path),
+          ContentLength: Buffer.isBuffer(body) ? body.length : body.size,
           // AWS requires an integrity header on lock PUTs; lenient servers do not and skip the SHA-256: send both.
-          ContentMD5: createHash('md5').update(bytes).digest('base64'),
+          ContentMD5: bodyMd5(body).toString('base64'),
           ChecksumSHA256: Buffer.from(digest, 'hex').toString('base64'),
           ObjectLockMode: this.mode,
           ObjectLockRetainUntilDate: new Date(this.now() + this.retentionMs),
@@ -133,6 +146,14 @@ export class S3Archive implements Archive {
   async get(key: string): Promise<Buffer | undefined> {
     checkKey(key);
     return ifExists(this.download(key));
+  }
+
+  async sha256(key: string): Promise<Buffer | undefined> {
+    checkKey(key);
+    const object = await ifExists(
+      this.call('GetObject', key, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }))),
+    );
+    return object && streamSha256(object.Body as AsyncIterable<Uint8Array>);
   }
 
   async list(prefix: string): Promise<string[]> {

@@ -1,8 +1,13 @@
-import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { finished, pipeline } from 'node:stream/promises';
 import type PgBoss from 'pg-boss';
 import type { Logger } from 'pino';
 import type pg from 'pg';
-import type { Archive } from '../archive/archive.js';
+import { fileBody, type Archive } from '../archive/archive.js';
 import { bundleKey, checkpointKey } from '../archive/layout.js';
 import { S3Archive } from '../archive/s3.js';
 import { BundleBuilder, manifestSha256 } from '../ledger/bundle.js';
@@ -111,53 +116,62 @@ async function sealChainDay(deps: SealDeps, day: string, chain: ChainDay): Promi
     firstPrev: previous?.last_hash.toString('hex') ?? GENESIS_PREV,
     previousManifestSha256: previous?.manifest_sha256.toString('hex') ?? null,
   });
-  const lines: Buffer[] = [];
-  for (let from = chain.first_seq; from <= chain.last_seq; ) {
-    const page = await eventsOnDay(db, env, day, from, PAGE);
-    if (page.length === 0) throw new Error(`chain ${env}: events ${from} to ${chain.last_seq} of ${day} vanished while sealing`);
-    for (const event of page) lines.push(builder.add(event));
-    from = page[page.length - 1]!.seq + 1;
-    deps.onProgress?.({ day, chain: env, sealed: from - chain.first_seq, total: chain.count });
-  }
+  // Event lines go to a temporary file as they are checked: a bundle never has to fit in memory.
+  const work = await mkdtemp(path.join(os.tmpdir(), 'auditledger-seal-'));
+  try {
+    const eventsFile = path.join(work, 'events');
+    const lines = createWriteStream(eventsFile);
+    for (let from = chain.first_seq; from <= chain.last_seq; ) {
+      const page = await eventsOnDay(db, env, day, from, PAGE);
+      if (page.length === 0) throw new Error(`chain ${env}: events ${from} to ${chain.last_seq} of ${day} vanished while sealing`);
+      for (const event of page) if (!lines.write(builder.add(event))) await once(lines, 'drain');
+      from = page[page.length - 1]!.seq + 1;
+      deps.onProgress?.({ day, chain: env, sealed: from - chain.first_seq, total: chain.count });
+    }
+    lines.end();
+    await finished(lines);
 
-  const root = builder.root;
-  const later = await leaves(db, env, chain.last_seq + 1, covering.tree_size);
-  const extended = appendLeaves(builder.endRange, later.map((l) => l.hash));
-  if (!rangeRoot(extended).equals(covering.root)) {
-    throw new Error(`chain ${env}: the events up to ${chain.last_seq} do not match the signed checkpoint at ${covering.tree_size}`);
-  }
-  const checkpoint = await checkpointNote(deps, chain, root, builder.endRange.hashes);
-  const { manifestLine, manifest } = builder.finish({ checkpoint, key: keyring.current });
-  const bytes = Buffer.concat([manifestLine, ...lines]);
-  lines.length = 0;
+    const root = builder.root;
+    const later = await leaves(db, env, chain.last_seq + 1, covering.tree_size);
+    const extended = appendLeaves(builder.endRange, later.map((l) => l.hash));
+    if (!rangeRoot(extended).equals(covering.root)) {
+      throw new Error(`chain ${env}: the events up to ${chain.last_seq} do not match the signed checkpoint at ${covering.tree_size}`);
+    }
+    const checkpoint = await checkpointNote(deps, chain, root, builder.endRange.hashes);
+    const { manifestLine, manifest } = builder.finish({ checkpoint, key: keyring.current });
+    const bundleFile = path.join(work, 'bundle');
+    await writeFile(bundleFile, manifestLine);
+    await pipeline(createReadStream(eventsFile), createWriteStream(bundleFile, { flags: 'a' }));
+    const body = await fileBody(bundleFile);
 
-  const key = bundleKey(chain.project_id, env, day);
-  deps.faults?.beforePut?.(key);
-  const { versionId } = await archive.put(key, bytes);
-  deps.faults?.afterPut?.(key);
-  const sha256 = createHash('sha256').update(bytes).digest();
-  const stored = await archive.get(key);
-  if (!stored || !createHash('sha256').update(stored).digest().equals(sha256)) {
-    throw new Error(`bundle ${key} read back from ${archive.location} differs from what was written`);
+    const key = bundleKey(chain.project_id, env, day);
+    deps.faults?.beforePut?.(key);
+    const { versionId } = await archive.put(key, body);
+    deps.faults?.afterPut?.(key);
+    if (!(await archive.sha256(key))?.equals(body.sha256)) {
+      throw new Error(`bundle ${key} read back from ${archive.location} differs from what was written`);
+    }
+    await insertSeal(db, {
+      id: uuidv7(),
+      environment_id: env,
+      partition: day,
+      first_seq: chain.first_seq,
+      last_seq: chain.last_seq,
+      root,
+      end_range: builder.endRange.hashes,
+      last_hash: Buffer.from(manifest.last_hash, 'hex'),
+      manifest: manifestLine.toString('utf8').trimEnd(),
+      manifest_sha256: Buffer.from(manifestSha256(manifestLine), 'hex'),
+      archive_location: archive.location,
+      archive_key: key,
+      version_id: versionId ?? null,
+      sha256: body.sha256,
+      bytes: body.size,
+    });
+    return 1;
+  } finally {
+    await rm(work, { recursive: true, force: true });
   }
-  await insertSeal(db, {
-    id: uuidv7(),
-    environment_id: env,
-    partition: day,
-    first_seq: chain.first_seq,
-    last_seq: chain.last_seq,
-    root,
-    end_range: builder.endRange.hashes,
-    last_hash: Buffer.from(manifest.last_hash, 'hex'),
-    manifest: manifestLine.toString('utf8').trimEnd(),
-    manifest_sha256: Buffer.from(manifestSha256(manifestLine), 'hex'),
-    archive_location: archive.location,
-    archive_key: key,
-    version_id: versionId ?? null,
-    sha256,
-    bytes: bytes.length,
-  });
-  return 1;
 }
 
 /** The signed checkpoint at the bundle's last seq: the stored one, or a new one recorded now. */

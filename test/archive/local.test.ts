@@ -2,7 +2,7 @@ import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArchiveConflictError } from '../../src/archive/archive.js';
+import { ArchiveConflictError, fileBody } from '../../src/archive/archive.js';
 import { LocalArchive } from '../../src/archive/local.js';
 
 describe('local folder archive', () => {
@@ -41,6 +41,19 @@ describe('local folder archive', () => {
     expect(await archive.list('a/')).toEqual(['a/same']);
     expect(await archive.list('checkpoints/')).toEqual(['checkpoints/p/e/1.note']);
     expect(await archive.list('none/')).toEqual([]);
+  });
+
+  it('stores a file body as a stream, compares by SHA-256, and reads the digest back as a stream', async () => {
+    const file = path.join(dir, 'big.source');
+    await writeFile(file, Buffer.alloc(3_000_000, 7));
+    const body = await fileBody(file);
+    expect(body.size).toBe(3_000_000);
+    await archive.put('files/big', body);
+    expect((await archive.sha256('files/big'))!.equals(body.sha256)).toBe(true);
+    await archive.put('files/big', Buffer.alloc(3_000_000, 7)); // the same bytes in memory: a no-op
+    await writeFile(file, Buffer.alloc(3_000_000, 8));
+    await expect(archive.put('files/big', await fileBody(file))).rejects.toThrow(ArchiveConflictError);
+    expect(await archive.sha256('files/none')).toBeUndefined();
   });
 
   it('refuses keys that could leave the folder', async () => {
