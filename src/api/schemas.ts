@@ -2,15 +2,13 @@ import { z } from 'zod';
 
 /** Input building blocks shared by the routes. */
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 /** A string PostgreSQL can store and UTF-8 can encode: no NUL, no lone surrogate. */
 export function storableString(maxLength: number) {
   return z
     .string()
     .max(maxLength, `must be at most ${maxLength} characters`)
     .refine((s) => !s.includes('\u0000'), 'must not contain NUL (\\u0000)')
-    .refine((s) => !LONE_SURROGATE.test(s), 'must not contain a lone UTF-16 surrogate');
+    .refine((s) => s.isWellFormed(), 'must not contain a lone UTF-16 surrogate');
 }
 
 export function nameSchema(maxLength: number) {

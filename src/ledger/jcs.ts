@@ -6,9 +6,6 @@ export class JcsError extends Error {
   override name = 'JcsError';
 }
 
-// With the u flag a valid surrogate pair is one code point, so this matches lone surrogates only;
-// RFC 8785 section 3.2.2.2 requires well-formed Unicode (I-JSON, RFC 7493 section 2.1).
-const LONE_SURROGATE = /\p{Cs}/u;
 
 /** The canonical JSON text of `value` (RFC 8785 section 3.2). Throws JcsError. */
 export function canonicalize(value: unknown): string {
@@ -119,6 +116,7 @@ function serializeObject(object: Record<string, unknown>, ancestors: object[]): 
 // RFC 8785 section 3.2.2.2: JSON.stringify escapes exactly as required (\b \t \n \f \r, other
 // controls as lowercase \u00xx, '"' and '\'), but it would escape lone surrogates instead of failing.
 function quote(s: string): string {
-  if (LONE_SURROGATE.test(s)) throw new JcsError('string contains a lone surrogate');
+  // RFC 8785 section 3.2.2.2 requires well-formed Unicode (I-JSON, RFC 7493 section 2.1).
+  if (!s.isWellFormed()) throw new JcsError('string contains a lone surrogate');
   return JSON.stringify(s);
 }
