@@ -32,7 +32,9 @@ import {
 
 export const SEAL_QUEUE = 'auditledger-seal';
 const DAY_MS = 86_400_000;
-const PAGE = 5000;
+// Rows read at a time. Each row arrives as a ~1 KB hex string: with pages of 5000 they lived long
+// enough to be promoted, and sealing a million events peaked at 480 MB RSS; with 1000, under 200 MB.
+const PAGE = 1000;
 
 export interface SealDeps {
   db: pg.Pool;
