@@ -5,6 +5,7 @@
 // Input: the environment variable AUDITLEDGER_BENCH_SEAL, a SealJob as JSON.
 // Output on stdout, one JSON line each: {"started": true} as the clock starts; the SealResult as it
 // stops; then, once stdin ends (the bench has sampled the CPU meanwhile), {"maxRssKb": n} at exit.
+import { readFileSync } from 'node:fs';
 import pino from 'pino';
 import { LocalArchive } from '../src/archive/local.js';
 import { dueThrough, runSeal } from '../src/jobs/seal.js';
@@ -33,6 +34,15 @@ export interface SealResult {
   waiting: string[];
 }
 
+/**
+ * This process's own peak RSS. Linux carries getrusage's maxrss across fork and exec, so a child
+ * of a large parent reports the parent's size; VmHWM in /proc belongs to this process's memory alone.
+ */
+function peakRssKb(): number {
+  const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return hwm ? Number(hwm[1]) : process.resourceUsage().maxRSS;
+}
+
 const send = (message: object) => process.stdout.write(`${JSON.stringify(message)}\n`);
 
 const job = JSON.parse(process.env.AUDITLEDGER_BENCH_SEAL ?? 'null') as SealJob | null;
@@ -58,4 +68,4 @@ try {
 } finally {
   await pools.end();
 }
-send({ maxRssKb: process.resourceUsage().maxRSS });
+send({ maxRssKb: peakRssKb() });
