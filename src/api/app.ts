@@ -40,7 +40,7 @@ export interface AppDeps {
   schemaVersion: number;
 }
 
-export function eventLimits(config: Config): EventLimits {
+function eventLimits(config: Config): EventLimits {
   return {
     maxBatchEvents: config.AUDITLEDGER_MAX_BATCH_EVENTS,
     maxStringLength: config.AUDITLEDGER_MAX_STRING_LENGTH,

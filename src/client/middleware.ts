@@ -45,7 +45,7 @@ export interface RequestFacts {
 const CRUD_OF_METHOD: Record<string, Crud> = { GET: 'r', HEAD: 'r', POST: 'c', PUT: 'u', PATCH: 'u', DELETE: 'd' };
 
 /** The audit event of a request, by the conventions above. */
-export function requestEvent({ method, route, status, actor, sourceIp }: RequestFacts): AuditEvent {
+function requestEvent({ method, route, status, actor, sourceIp }: RequestFacts): AuditEvent {
   const crud = CRUD_OF_METHOD[method.toUpperCase()];
   const ip = ledgerIp(sourceIp);
   return {

@@ -59,7 +59,7 @@ export class SpoolFile {
   }
 }
 
-export async function appendDurably(file: string, text: string, isNew: boolean): Promise<void> {
+async function appendDurably(file: string, text: string, isNew: boolean): Promise<void> {
   const handle = await open(file, 'a', 0o600);
   try {
     await handle.appendFile(text);
