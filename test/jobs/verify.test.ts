@@ -1,4 +1,7 @@
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import pino from 'pino';
@@ -25,7 +28,10 @@ describe('verification', () => {
   let refuseNext = 0;
   const secret = 'webhook-secret';
 
+  let dir: string;
+
   beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-verify-'));
     db = await createTestDatabase();
     received = [];
     hook = createServer((req: IncomingMessage, res) => {
@@ -49,6 +55,7 @@ describe('verification', () => {
     await t.close();
     await db.drop();
     await new Promise((r) => hook.close(r));
+    await rm(dir, { recursive: true, force: true });
   });
 
   const deps = (): VerifyDeps => ({
@@ -57,7 +64,7 @@ describe('verification', () => {
     log,
     alert: { url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/alerts`, secret, baseDelayMs: 10 },
   });
-  const checkpoint = () => runCheckpoints({ db: db.pools.owner, archive: new LocalArchive('/tmp/auditledger-verify-archive'), key: t.keyring.current, origin: t.keyring.origin, log });
+  const checkpoint = () => runCheckpoints({ db: db.pools.owner, archive: new LocalArchive(path.join(dir, 'archive')), key: t.keyring.current, origin: t.keyring.origin, log });
   const append = (tenant: Tenant, n: number, tag = 'e') =>
     t.request('POST', '/v1/events', { token: tenant.token, body: { events: Array.from({ length: n }, (_, i) => ({ action: `${tag}.${i}`, actor: { id: `u${i}` } })) } });
   const chainOf = (tenant: Tenant) => ({ project_id: tenant.projectId, environment_id: tenant.environmentId });
@@ -111,7 +118,7 @@ describe('verification', () => {
   it('auditledger verify recomputes whole chains and exits 1 naming the failure', async () => {
     const tenant = await createTenant(t, 'cli-verify');
     await append(tenant, 4);
-    const env = { DATABASE_URL: db.ownerUrl, AUDITLEDGER_DATA_DIR: '/tmp/auditledger-verify-cli' };
+    const env = { DATABASE_URL: db.ownerUrl, AUDITLEDGER_DATA_DIR: path.join(dir, 'data') };
     const args = ['verify', '--project', tenant.projectId, '--environment', tenant.environmentId];
     const clean = runCli(args, env);
     expect((await clean.exited).code).toBe(0);
