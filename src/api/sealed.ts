@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Archive } from '../archive/archive.js';
-import { parseBundle, verifyBundle, type ParsedBundle } from '../ledger/bundle.js';
+import { bundleLeaf, bundleTree, parseBundle, verifyBundle, type BundleTree } from '../ledger/bundle.js';
+import { eventHash } from '../ledger/event.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import type { Failure, StoredEvent } from '../ledger/verify-events.js';
 import { sealOfSeq, type SealRow } from '../store/seals.js';
@@ -8,8 +9,8 @@ import { sealOfSeq, type SealRow } from '../store/seals.js';
 /** A sealed bundle read from the archive and verified: its events' bytes by seq. */
 export interface SealedBundle {
   seal: SealRow;
-  /** Null when the bundle is missing or unreadable; `failures` says why. */
-  parsed: ParsedBundle | null;
+  /** Its manifest and leaf hashes (32 bytes an event, not the events); null when missing or unreadable. */
+  tree: BundleTree | null;
   failures: Failure[];
 }
 
@@ -17,7 +18,8 @@ const CACHED_BUNDLES = 4;
 
 /**
  * Reads sealed bundles back from the archive, verified against the ledger's keys, for queries
- * and proofs of sealed events. The few most recent are kept: a page of events usually falls in one.
+ * and proofs of sealed events. The few most recent are kept, as leaf hashes only (a page of events
+ * usually falls in one bundle; a bundle's bytes can be hundreds of MB).
  */
 export class SealedBundles {
   private readonly cache = new Map<string, Promise<SealedBundle>>();
@@ -43,9 +45,10 @@ export class SealedBundles {
     for (const row of rows) {
       const bundle = await this.forSeq(environment, row.seq);
       if (!bundle) continue;
-      const sealed = bundle.parsed?.events[row.seq - bundle.seal.first_seq];
+      const sealed = bundle.tree && bundleLeaf(bundle.tree, row.seq);
       if (bundle.failures.length) failures.push({ seq: row.seq, reason: `its sealed bundle fails verification: ${bundle.failures[0]!.reason}` });
-      else if (!sealed?.equals(row.canonical)) failures.push({ seq: row.seq, reason: 'stored bytes differ from the sealed bundle' });
+      // The same leaf hash is the same bytes (SHA-256), without keeping the bundle's bytes around.
+      else if (!sealed?.equals(eventHash(row.canonical))) failures.push({ seq: row.seq, reason: 'stored bytes differ from the sealed bundle' });
     }
     return failures;
   }
@@ -62,14 +65,14 @@ export class SealedBundles {
 
   private async read(seal: SealRow): Promise<SealedBundle> {
     const bytes = await this.archive.get(seal.archive_key);
-    if (!bytes) return { seal, parsed: null, failures: [{ seq: seal.first_seq, reason: `bundle ${seal.archive_key} is missing from the archive` }] };
+    if (!bytes) return { seal, tree: null, failures: [{ seq: seal.first_seq, reason: `bundle ${seal.archive_key} is missing from the archive` }] };
     const { failures } = verifyBundle(bytes, this.verifiers);
-    let parsed: ParsedBundle | null = null;
+    let tree: BundleTree | null = null;
     try {
-      parsed = parseBundle(bytes);
+      tree = bundleTree(parseBundle(bytes));
     } catch {
       // verifyBundle has reported why.
     }
-    return { seal, parsed, failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };
+    return { seal, tree, failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };
   }
 }

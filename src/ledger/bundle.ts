@@ -300,20 +300,43 @@ export function verifyBundle(bytes: Buffer, verifiers: readonly VerifierKey[], p
  * GET /v1/events/:id/proof serves, so verifyInclusionDocument checks it offline.
  */
 export function bundleInclusionProof(bundle: ParsedBundle, seq: number): InclusionDocument {
-  const { manifest, events } = bundle;
-  const canonical = Number.isSafeInteger(seq) ? events[seq - manifest.first_seq] : undefined;
-  if (canonical === undefined) {
-    throw new RangeError(`seq ${seq} is not in the bundle (${manifest.first_seq}..${manifest.first_seq + events.length - 1})`);
+  const canonical = Number.isSafeInteger(seq) ? bundle.events[seq - bundle.manifest.first_seq] : undefined;
+  const doc = treeInclusionProof(bundleTree(bundle), seq);
+  return { ...doc, canonical: canonical!.toString('utf8') };
+}
+
+/** What proofs need of a bundle: its manifest and its leaf hashes, 32 bytes an event. */
+export interface BundleTree {
+  manifest: BundleManifest;
+  /** The events' leaf hashes, end to end. */
+  leaves: Buffer;
+}
+
+export function bundleTree(bundle: ParsedBundle): BundleTree {
+  return { manifest: bundle.manifest, leaves: Buffer.concat(bundle.events.map(eventHash)) };
+}
+
+/** The leaf hash of event `seq` of the bundle, or undefined when the bundle does not hold it. */
+export function bundleLeaf(tree: BundleTree, seq: number): Buffer | undefined {
+  const index = seq - tree.manifest.first_seq;
+  if (!Number.isSafeInteger(index) || index < 0 || (index + 1) * HASH_SIZE > tree.leaves.length) return undefined;
+  return tree.leaves.subarray(index * HASH_SIZE, (index + 1) * HASH_SIZE);
+}
+
+/** An inclusion proof of event `seq` in the bundle's checkpoint, from its start_range and leaves. */
+export function treeInclusionProof(tree: BundleTree, seq: number): Omit<InclusionDocument, 'canonical'> {
+  const { manifest, leaves } = tree;
+  const leaf = bundleLeaf(tree, seq);
+  if (!leaf) {
+    throw new RangeError(`seq ${seq} is not in the bundle (${manifest.first_seq}..${manifest.first_seq + leaves.length / HASH_SIZE - 1})`);
   }
-  const leaves = Buffer.concat(events.map(eventHash));
   const proof = rangeInclusionProof(compactRange(manifest.start_range), leaves, seq - 1, manifest.last_seq);
   return {
     leaf_index: seq - 1,
     tree_size: manifest.last_seq,
-    leaf_hash: base64(eventHash(canonical)),
+    leaf_hash: base64(leaf),
     proof: proof.map(base64),
     checkpoint: manifest.checkpoint,
-    canonical: canonical.toString('utf8'),
   };
 }
 

@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
-import { bundleInclusionProof } from '../../ledger/bundle.js';
+import { treeInclusionProof } from '../../ledger/bundle.js';
 import { base64 } from '../../ledger/keys.js';
 import { consistencyProof, inclusionProof } from '../../ledger/proof.js';
 import { merkleRoot } from '../../ledger/tree.js';
@@ -75,7 +75,10 @@ export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
       if (q.tree_size === undefined) {
         // A sealed event is proven from its bundle alone, against the bundle's checkpoint.
         const bundle = await sealed.forSeq(environment, event.seq);
-        if (bundle?.parsed) return c.json({ ...bundleInclusionProof(bundle.parsed, event.seq), source: 'bundle' });
+        if (bundle?.tree) {
+          const proof = treeInclusionProof(bundle.tree, event.seq);
+          return c.json({ ...proof, canonical: event.canonical.toString('utf8'), source: 'bundle' });
+        }
       }
       const n = await treeSize(environment, q.tree_size, 'query.tree_size');
       if (n < event.seq) throw invalidFields([{ field: 'query.tree_size', message: `must be at least the event's seq ${event.seq}` }]);
