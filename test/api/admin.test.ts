@@ -1,20 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, createTenant, useTestApp } from '../helpers/app.js';
 
 describe('admin API', () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = await createTestApp(db, { AUDITLEDGER_MAX_NAME_LENGTH: '40' });
-  });
-  afterAll(async () => {
-    await t.close();
-    await db.drop();
-  });
+  const ctx = useTestApp({ AUDITLEDGER_MAX_NAME_LENGTH: '40' });
 
-  const admin = (method: string, path: string, body?: unknown) => t.request(method, path, { token: t.adminToken, body });
+  const admin = (method: string, path: string, body?: unknown) => ctx.t.request(method, path, { token: ctx.t.adminToken, body });
 
   it('creates, reads, renames and lists projects', async () => {
     const created = await admin('POST', '/v1/projects', { name: 'billing' });
@@ -103,16 +93,16 @@ describe('admin API', () => {
     expect(text).not.toContain('digest');
 
     // Only the SHA-256 digest is stored.
-    const stored = await db.pools.owner.query('SELECT digest FROM api_tokens WHERE id = $1', [token.id]);
+    const stored = await ctx.db.pools.owner.query('SELECT digest FROM api_tokens WHERE id = $1', [token.id]);
     expect(stored.rows[0].digest).toHaveLength(32);
-    expect(JSON.stringify(await db.pools.owner.query('SELECT * FROM api_tokens'))).not.toContain(token.token.slice(37));
+    expect(JSON.stringify(await ctx.db.pools.owner.query('SELECT * FROM api_tokens'))).not.toContain(token.token.slice(37));
   });
 
   it('revokes a token with DELETE /v1/tokens/:id', async () => {
-    const tenant = await createTenant(t, 'revoke-me');
-    expect((await t.request('GET', '/v1/projects', { token: tenant.token })).status).toBe(403);
+    const tenant = await createTenant(ctx.t, 'revoke-me');
+    expect((await ctx.t.request('GET', '/v1/projects', { token: tenant.token })).status).toBe(403);
     expect((await admin('DELETE', `/v1/tokens/${tenant.tokenId}`)).status).toBe(204);
-    expect((await t.request('GET', '/v1/projects', { token: tenant.token })).status).toBe(401);
+    expect((await ctx.t.request('GET', '/v1/projects', { token: tenant.token })).status).toBe(401);
     expect((await admin('DELETE', `/v1/tokens/${tenant.tokenId}`)).status).toBe(204); // idempotent
     expect((await admin('DELETE', '/v1/tokens/01a00000-0000-7000-8000-000000000000')).status).toBe(404);
     const list = await (await admin('GET', `/v1/projects/${tenant.projectId}/environments/${tenant.environmentId}/tokens`)).json();
@@ -120,10 +110,10 @@ describe('admin API', () => {
   });
 
   it('deletes an empty environment and project, but never one that holds events', async () => {
-    const empty = await createTenant(t, 'deletable');
-    const full = await createTenant(t, 'holds-events');
+    const empty = await createTenant(ctx.t, 'deletable');
+    const full = await createTenant(ctx.t, 'holds-events');
     // Simulate an appended event: the chain head has moved.
-    await db.pools.owner.query('UPDATE chain_heads SET seq = 1 WHERE environment_id = $1', [full.environmentId]);
+    await ctx.db.pools.owner.query('UPDATE chain_heads SET seq = 1 WHERE environment_id = $1', [full.environmentId]);
 
     const envConflict = await admin('DELETE', `/v1/projects/${full.projectId}/environments/${full.environmentId}`);
     expect(envConflict.status).toBe(409);
@@ -132,7 +122,7 @@ describe('admin API', () => {
     expect((await admin('GET', `/v1/projects/${full.projectId}/environments/${full.environmentId}`)).status).toBe(200);
 
     expect((await admin('DELETE', `/v1/projects/${empty.projectId}/environments/${empty.environmentId}`)).status).toBe(204);
-    expect((await t.request('GET', '/v1/projects', { token: empty.token })).status).toBe(401);
+    expect((await ctx.t.request('GET', '/v1/projects', { token: empty.token })).status).toBe(401);
     expect((await admin('DELETE', `/v1/projects/${empty.projectId}`)).status).toBe(204);
     expect((await admin('GET', `/v1/projects/${empty.projectId}`)).status).toBe(404);
   });
@@ -141,7 +131,7 @@ describe('admin API', () => {
     let projectId: string;
     let environmentId: string;
     beforeAll(async () => {
-      ({ projectId, environmentId } = await createTenant(t, 'bad-input'));
+      ({ projectId, environmentId } = await createTenant(ctx.t, 'bad-input'));
     });
 
     const bodies: [string, unknown, RegExp][] = [
@@ -175,11 +165,11 @@ describe('admin API', () => {
 
     it('malformed JSON is a 400 and another media type a 415, on every route with a body', async () => {
       for (const [method, path] of namedRoutes()) {
-        const malformed = await t.request(method!, path!, { token: t.adminToken, body: '{"name": ' });
+        const malformed = await ctx.t.request(method!, path!, { token: ctx.t.adminToken, body: '{"name": ' });
         expect(malformed.status).toBe(400);
         expect((await malformed.json()).error.code).toBe('invalid_json');
-        const text = await t.request(method!, path!, {
-          token: t.adminToken,
+        const text = await ctx.t.request(method!, path!, {
+          token: ctx.t.adminToken,
           body: 'name=x',
           headers: { 'content-type': 'application/x-www-form-urlencoded' },
         });
@@ -188,7 +178,7 @@ describe('admin API', () => {
     });
 
     it('a body over the limit is a 413', async () => {
-      const small = await createTestApp(db, { AUDITLEDGER_MAX_BODY_BYTES: '64' });
+      const small = await createTestApp(ctx.db, { AUDITLEDGER_MAX_BODY_BYTES: '64' });
       try {
         const res = await small.request('POST', '/v1/projects', { token: small.adminToken, body: { name: 'x'.repeat(100) } });
         expect(res.status).toBe(413);

@@ -1,19 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { presentedToken } from '../../src/api/auth.js';
-import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { createTenant, useTestApp } from '../helpers/app.js';
 
 describe('authentication', () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = await createTestApp(db, { AUDITLEDGER_TOKEN_CACHE_SECONDS: '0' });
-  });
-  afterAll(async () => {
-    await t.close();
-    await db.drop();
-  });
+  const ctx = useTestApp({ AUDITLEDGER_TOKEN_CACHE_SECONDS: '0' });
 
   it('reads Bearer, token= and Token token= headers', () => {
     expect(presentedToken('Bearer abc')).toBe('abc');
@@ -26,17 +16,17 @@ describe('authentication', () => {
   });
 
   it('accepts the admin token in each header form', async () => {
-    for (const header of [`Bearer ${t.adminToken}`, `token=${t.adminToken}`, `Token token=${t.adminToken}`]) {
-      const res = await t.request('GET', '/v1/projects', { headers: { authorization: header } });
+    for (const header of [`Bearer ${ctx.t.adminToken}`, `token=${ctx.t.adminToken}`, `Token token=${ctx.t.adminToken}`]) {
+      const res = await ctx.t.request('GET', '/v1/projects', { headers: { authorization: header } });
       expect(res.status, header).toBe(200);
     }
   });
 
   it('answers 401 alike for a missing, malformed, unknown, expired or revoked token', async () => {
-    const expired = await createTenant(t, 'expired');
-    await db.pools.owner.query(`UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1`, [expired.tokenId]);
-    const revoked = await createTenant(t, 'revoked');
-    await t.request('DELETE', `/v1/tokens/${revoked.tokenId}`, { token: t.adminToken });
+    const expired = await createTenant(ctx.t, 'expired');
+    await ctx.db.pools.owner.query(`UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1`, [expired.tokenId]);
+    const revoked = await createTenant(ctx.t, 'revoked');
+    await ctx.t.request('DELETE', `/v1/tokens/${revoked.tokenId}`, { token: ctx.t.adminToken });
     const unknown = expired.token.replace(/_[\w-]{43}$/, `_${'A'.repeat(43)}`); // right id, wrong secret
 
     const answers = [];
@@ -48,7 +38,7 @@ describe('authentication', () => {
       { authorization: `Bearer ${expired.token}` },
       { authorization: `Bearer ${revoked.token}` },
     ]) {
-      const res = await t.request('GET', '/v1/projects', { headers });
+      const res = await ctx.t.request('GET', '/v1/projects', { headers });
       expect(res.status).toBe(401);
       answers.push((await res.json()).error);
     }
@@ -56,7 +46,7 @@ describe('authentication', () => {
   });
 
   it('keeps environment tokens out of admin routes with 403', async () => {
-    const tenant = await createTenant(t, 'no-admin');
+    const tenant = await createTenant(ctx.t, 'no-admin');
     for (const [method, path] of [
       ['GET', '/v1/projects'],
       ['POST', '/v1/projects'],
@@ -64,18 +54,18 @@ describe('authentication', () => {
       ['GET', `/v1/projects/${tenant.projectId}/environments/${tenant.environmentId}/tokens`],
       ['DELETE', `/v1/tokens/${tenant.tokenId}`],
     ] as const) {
-      const res = await t.request(method, path, { token: tenant.token, body: method === 'POST' ? { name: 'x' } : undefined });
+      const res = await ctx.t.request(method, path, { token: tenant.token, body: method === 'POST' ? { name: 'x' } : undefined });
       expect(res.status, `${method} ${path}`).toBe(403);
     }
   });
 
   it('records last_used_at in one batched write, not per request', async () => {
-    const tenant = await createTenant(t, 'usage');
+    const tenant = await createTenant(ctx.t, 'usage');
     const lastUsed = async () =>
-      (await db.pools.owner.query('SELECT last_used_at FROM api_tokens WHERE id = $1', [tenant.tokenId])).rows[0].last_used_at;
-    for (let i = 0; i < 5; i++) await t.request('GET', '/v1/projects', { token: tenant.token });
+      (await ctx.db.pools.owner.query('SELECT last_used_at FROM api_tokens WHERE id = $1', [tenant.tokenId])).rows[0].last_used_at;
+    for (let i = 0; i < 5; i++) await ctx.t.request('GET', '/v1/projects', { token: tenant.token });
     expect(await lastUsed()).toBeNull();
-    await t.credentials.flushUsage();
+    await ctx.t.credentials.flushUsage();
     const first = await lastUsed();
     expect(first).toBeInstanceOf(Date);
     expect(Date.now() - first.getTime()).toBeLessThan(60_000);

@@ -1,14 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createTenant, useTestApp } from '../helpers/app.js';
 
 describe('bad input to POST /v1/events', () => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let tenant: Awaited<ReturnType<typeof createTenant>>;
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    t = await createTestApp(db, {
+  const ctx = useTestApp({
       AUDITLEDGER_MAX_BODY_BYTES: String(256 * 1024),
       AUDITLEDGER_MAX_BATCH_EVENTS: '50',
       AUDITLEDGER_MAX_STRING_LENGTH: '100',
@@ -16,12 +10,10 @@ describe('bad input to POST /v1/events', () => {
       AUDITLEDGER_MAX_METADATA_DEPTH: '4',
       AUDITLEDGER_MAX_METADATA_BYTES: '200',
     });
-    tenant = await createTenant(t, 'bad-input');
-    await t.request('POST', '/v1/events', { token: tenant.token, body: { action: 'first' } });
-  });
-  afterAll(async () => {
-    await t.close();
-    await db.drop();
+  let tenant: Awaited<ReturnType<typeof createTenant>>;
+  beforeAll(async () => {
+    tenant = await createTenant(ctx.t, 'bad-input');
+    await ctx.t.request('POST', '/v1/events', { token: tenant.token, body: { action: 'first' } });
   });
 
   const nested = (depth: number): unknown => (depth === 0 ? 'leaf' : { deeper: nested(depth - 1) });
@@ -63,8 +55,8 @@ describe('bad input to POST /v1/events', () => {
   ];
 
   it.each(cases)('%s: %i naming the problem, and the chain head unchanged', async (_, body, type, status, message) => {
-    const before = await (await t.request('GET', '/v1/chain', { token: tenant.token })).json();
-    const res = await t.request('POST', '/v1/events', {
+    const before = await (await ctx.t.request('GET', '/v1/chain', { token: tenant.token })).json();
+    const res = await ctx.t.request('POST', '/v1/events', {
       token: tenant.token,
       body: typeof body === 'string' ? body : JSON.stringify(body),
       headers: { 'content-type': type },
@@ -73,11 +65,11 @@ describe('bad input to POST /v1/events', () => {
     const { error } = await res.json();
     expect(error.message).toMatch(message);
     if (status === 400 && error.code === 'invalid_request') expect(error.details.length).toBeGreaterThan(0);
-    expect(await (await t.request('GET', '/v1/chain', { token: tenant.token })).json()).toEqual(before);
+    expect(await (await ctx.t.request('GET', '/v1/chain', { token: tenant.token })).json()).toEqual(before);
   });
 
   it('a bad Idempotency-Key header is named', async () => {
-    const res = await t.request('POST', '/v1/events', {
+    const res = await ctx.t.request('POST', '/v1/events', {
       token: tenant.token,
       body: { action: 'a' },
       headers: { 'idempotency-key': 'k'.repeat(256) },

@@ -1,31 +1,23 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { eventHash, GENESIS_PREV } from '../../src/ledger/event.js';
-import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { createTenant, useTestApp } from '../helpers/app.js';
 
 describe('GET /v1/events/export', () => {
-  let db: TestDatabase;
-  let t: TestApp;
+  const ctx = useTestApp();
   let tenant: Awaited<ReturnType<typeof createTenant>>;
   beforeAll(async () => {
-    db = await createTestDatabase();
-    t = await createTestApp(db);
-    tenant = await createTenant(t, 'export');
+    tenant = await createTenant(ctx.t, 'export');
     for (let batch = 0; batch < 3; batch++) {
       const events = Array.from({ length: 800 }, (_, i) => ({
         action: i % 2 ? 'doc.read' : 'user.login',
         actor: { id: `u,${i}`, name: 'Ana "the admin"' },
       }));
-      await t.request('POST', '/v1/events', { token: tenant.token, body: { events } });
+      await ctx.t.request('POST', '/v1/events', { token: tenant.token, body: { events } });
     }
-  });
-  afterAll(async () => {
-    await t.close();
-    await db.drop();
   });
 
   it('streams NDJSON across pages, each line verifiable from its own bytes', async () => {
-    const res = await t.request('GET', '/v1/events/export', { token: tenant.token });
+    const res = await ctx.t.request('GET', '/v1/events/export', { token: tenant.token });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/x-ndjson');
     const lines = (await res.text()).trimEnd().split('\n').map((l) => JSON.parse(l));
@@ -40,7 +32,7 @@ describe('GET /v1/events/export', () => {
   });
 
   it('applies the query filters and writes CSV with escaping', async () => {
-    const res = await t.request('GET', '/v1/events/export?format=csv&action=doc.*&seq_to=10', { token: tenant.token });
+    const res = await ctx.t.request('GET', '/v1/events/export?format=csv&action=doc.*&seq_to=10', { token: tenant.token });
     expect(res.headers.get('content-type')).toBe('text/csv; charset=utf-8');
     const rows = (await res.text()).trimEnd().split('\r\n');
     expect(rows[0]).toBe('seq,id,received_at,action,crud,actor_id,target_id,group_id,hash,prev,canonical');
@@ -49,8 +41,8 @@ describe('GET /v1/events/export', () => {
   });
 
   it('checks its parameters and its scope', async () => {
-    expect((await t.request('GET', '/v1/events/export?format=xml', { token: tenant.token })).status).toBe(400);
-    const writer = await createTenant(t, 'export-writer', ['events:write']);
-    expect((await t.request('GET', '/v1/events/export', { token: writer.token })).status).toBe(403);
+    expect((await ctx.t.request('GET', '/v1/events/export?format=xml', { token: tenant.token })).status).toBe(400);
+    const writer = await createTenant(ctx.t, 'export-writer', ['events:write']);
+    expect((await ctx.t.request('GET', '/v1/events/export', { token: writer.token })).status).toBe(403);
   });
 });
