@@ -1,6 +1,14 @@
 import type pg from 'pg';
 import type { Archive } from '../archive/archive.js';
-import { bundleLeaf, bundleTree, parseBundle, verifyBundle, type BundleTree } from '../ledger/bundle.js';
+import {
+  BundleError,
+  bundleLeaf,
+  bundleTree,
+  parseBundle,
+  verifyParsedBundle,
+  type BundleTree,
+  type ParsedBundle,
+} from '../ledger/bundle.js';
 import { eventHash } from '../ledger/event.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import type { Failure, StoredEvent } from '../ledger/verify-events.js';
@@ -66,13 +74,14 @@ export class SealedBundles {
   private async read(seal: SealRow): Promise<SealedBundle> {
     const bytes = await this.archive.get(seal.archive_key);
     if (!bytes) return { seal, tree: null, failures: [{ seq: seal.first_seq, reason: `bundle ${seal.archive_key} is missing from the archive` }] };
-    const { failures } = verifyBundle(bytes, this.verifiers);
-    let tree: BundleTree | null = null;
+    let parsed: ParsedBundle;
     try {
-      tree = bundleTree(parseBundle(bytes));
-    } catch {
-      // verifyBundle has reported why.
+      parsed = parseBundle(bytes);
+    } catch (error) {
+      if (!(error instanceof BundleError)) throw error;
+      return { seal, tree: null, failures: [{ seq: seal.first_seq, reason: error.message }] };
     }
-    return { seal, tree, failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };
+    const { failures } = verifyParsedBundle(parsed, bytes, this.verifiers);
+    return { seal, tree: bundleTree(parsed), failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };
   }
 }

@@ -281,6 +281,16 @@ export function verifyBundle(bytes: Buffer, verifiers: readonly VerifierKey[], p
     if (error instanceof BundleError) return { manifest: null, failures: [{ seq: null, reason: error.message }] };
     throw error;
   }
+  return verifyParsedBundle(bundle, bytes, verifiers, previous);
+}
+
+/** verifyBundle for a bundle its caller has parsed already (from `bytes`). */
+export function verifyParsedBundle(
+  bundle: ParsedBundle,
+  bytes: Buffer,
+  verifiers: readonly VerifierKey[],
+  previous?: PreviousBundle,
+): BundleVerification {
   const { manifest, manifestLine, events } = bundle;
   const whole = (reason: string): BundleFailure => ({ seq: null, reason });
   const eventsSha256 = createHash('sha256').update(bytes.subarray(manifestLine.length)).digest('hex');

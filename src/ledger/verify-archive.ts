@@ -6,7 +6,7 @@ import {
   BundleError,
   manifestSha256,
   parseBundle,
-  verifyBundle,
+  verifyParsedBundle,
   type BundleFailure,
   type BundleManifest,
   type ParsedBundle,
@@ -256,7 +256,7 @@ class ChainWalk {
     const bundle = parseOrFailure(bytes);
     if (!('manifest' in bundle)) return { record: { object, manifest: null, failures: [bundle] } };
     const previous = this.previousOf(bundle.manifest);
-    const { failures } = verifyBundle(bytes!, this.verifiers, previous);
+    const { failures } = verifyParsedBundle(bundle, bytes!, this.verifiers, previous);
     return { record: { object, manifest: bundle.manifest, failures }, bundle, ...(previous && { previous }) };
   }
 
