@@ -11,7 +11,12 @@ export interface EventLimits {
   maxMetadataBytes: number;
 }
 
-const CRUD: Record<string, Crud> = { c: 'c', r: 'r', u: 'u', d: 'd', create: 'c', read: 'r', update: 'u', delete: 'd' };
+/** c, r, u or d, or the word each stands for, kept as the letter. */
+export const crudSchema = z
+  .enum(['c', 'r', 'u', 'd', 'create', 'read', 'update', 'delete'], {
+    error: 'must be one of c, r, u, d, create, read, update, delete',
+  })
+  .transform((s) => s[0] as Crud);
 
 /**
  * Checks a JSON value without recursion (a hostile body may nest deeply): depth, and strings
@@ -64,11 +69,7 @@ export function eventSchemas(limits: EventLimits) {
 
   const event = z.strictObject({
     action: text.min(1, 'must not be empty'),
-    crud: z
-      .string()
-      .refine((s) => s in CRUD, 'must be one of c, r, u, d, create, read, update, delete')
-      .transform((s) => CRUD[s]!)
-      .optional(),
+    crud: crudSchema.optional(),
     group: z.strictObject({ id, name: text.optional() }).optional(),
     actor: z.strictObject(party).optional(),
     target: z.strictObject({ ...party, type: text.optional() }).optional(),

@@ -26,6 +26,7 @@ describe('bad input to POST /v1/events', () => {
     ['action of the wrong type', { action: 42 }, 'application/json', 400, /^action: /],
     ['is_failure of the wrong type', { action: 'a', is_failure: 'yes' }, 'application/json', 400, /^is_failure: /],
     ['unknown crud', { action: 'a', crud: 'x' }, 'application/json', 400, /crud: must be one of/],
+    ['crud naming an Object property', { action: 'a', crud: 'toString' }, 'application/json', 400, /crud: must be one of/],
     ['actor without id', { action: 'a', actor: { name: 'Ana' } }, 'application/json', 400, /^actor\.id: /],
     ['target with an empty id', { action: 'a', target: { id: '' } }, 'application/json', 400, /target\.id: must not be empty/],
     ['group without id', { action: 'a', group: {} }, 'application/json', 400, /^group\.id: /],

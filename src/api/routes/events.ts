@@ -12,7 +12,7 @@ import type { SealedBundles } from '../sealed.js';
 import { requireEventsRead, requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { ApiError, invalidFields, notFound } from '../errors.js';
-import { eventSchemas, splitInput, type EventLimits } from '../event-schema.js';
+import { crudSchema, eventSchemas, splitInput, type EventLimits } from '../event-schema.js';
 import { pathId, query, readJson, validate } from '../input.js';
 import { storableString } from '../schemas.js';
 import { chainOf, viewerFilter } from './chain.js';
@@ -25,14 +25,9 @@ export interface EventDeps {
   metrics: AppendMetrics;
 }
 
-const CRUD_NAMES: Record<string, string> = { create: 'c', read: 'r', update: 'u', delete: 'd' };
-
 const filters = {
   action: storableString(1024).min(1).optional(),
-  crud: z
-    .enum(['c', 'r', 'u', 'd', 'create', 'read', 'update', 'delete'])
-    .transform((s) => (CRUD_NAMES[s] ?? s) as 'c' | 'r' | 'u' | 'd')
-    .optional(),
+  crud: crudSchema.optional(),
   actor_id: storableString(4096).optional(),
   target_id: storableString(4096).optional(),
   group_id: storableString(4096).optional(),
@@ -93,7 +88,6 @@ function present(row: StoredEvent) {
     event,
   };
 }
-
 
 /** Cursors are opaque to clients: the order and the last seq of the page. */
 const encodeCursor = (order: string, seq: number) => Buffer.from(`${order}.${seq}`).toString('base64url');
