@@ -8,7 +8,8 @@ import { openCheckpoint, CheckpointError, type Checkpoint } from './checkpoint.j
 import { appendLeaf, appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
 import { eventHash, FORMAT_VERSION, GENESIS_PREV, type EventBody } from './event.js';
 import { HASH_SIZE } from './hash.js';
-import { canonicalBytes, parseCanonicalObject } from './jcs.js';
+import { canonicalBytes } from './jcs.js';
+import { scanCanonicalObject } from './jcs-scan.js';
 import {
   base64,
   checkSigningKey,
@@ -478,7 +479,7 @@ interface Line {
   hash: Buffer;
   /** The body's prev, when the body is readable. */
   prev: string | undefined;
-  body: EventBody | string;
+  body: LedgerFields | string;
 }
 
 function readLine(canonical: Buffer, positionSeq: number): Line {
@@ -487,20 +488,24 @@ function readLine(canonical: Buffer, positionSeq: number): Line {
   return { seq: readable ? body.seq : positionSeq, hash: eventHash(canonical), prev: readable ? body.prev : undefined, body };
 }
 
-// The event body stored as `canonical`, or why it is not one: its bytes must be exactly its RFC
-// 8785 form.
-function readBody(canonical: Buffer): EventBody | string {
-  const body = parseCanonicalObject(canonical);
+// What a bundle checks of a body: its ledger fields.
+type LedgerFields = Pick<EventBody, 'v' | 'seq' | 'prev' | 'project' | 'environment' | 'received_at'>;
+const LEDGER_FIELDS = { v: true, seq: true, prev: true, project: true, environment: true, received_at: true } as const;
+
+// The ledger fields of the event body stored as `canonical`, or why it is not one: its bytes must
+// be exactly its RFC 8785 form.
+function readBody(canonical: Buffer): LedgerFields | string {
+  const body = scanCanonicalObject(canonical, LEDGER_FIELDS);
   if (typeof body === 'string') return `the line is ${body}`;
   const { seq, prev, project, environment, received_at } = body;
   if (!isSeq(seq) || ![prev, project, environment, received_at].every((x) => typeof x === 'string')) {
     return 'the line is not an event body: seq, prev, project, environment or received_at is missing';
   }
-  return body as unknown as EventBody;
+  return body as unknown as LedgerFields;
 }
 
 // What in a readable body contradicts the bundle it is in.
-function bodyProblems(body: EventBody, bundle: Pick<BundleManifest, 'project' | 'environment' | 'partition'>): string[] {
+function bodyProblems(body: LedgerFields, bundle: Pick<BundleManifest, 'project' | 'environment' | 'partition'>): string[] {
   const problems: string[] = [];
   if (body.v !== FORMAT_VERSION) problems.push(`v is ${show(body.v)}, not ${FORMAT_VERSION}`);
   if (body.project !== bundle.project) problems.push(`project ${show(body.project)} is not the bundle's ${show(bundle.project)}`);

@@ -4,11 +4,11 @@ import { createHash, hash } from 'node:crypto';
 
 export const HASH_SIZE = 32;
 
-const LEAF_PREFIX = new Uint8Array([0x00]);
-
-// Node hashing is the hot path (every append, root and proof): one-shot crypto.hash over a reused
-// 0x01 || left || right buffer measured 1.7x faster than a Hash object per node. Safe to share
-// because hashing is synchronous.
+// Leaf and node hashing are the hot paths (every append, verification, root and proof): one-shot
+// crypto.hash over a reused prefix || input buffer measured 1.5x to 1.7x faster than a Hash object
+// per call. Safe to share because hashing is synchronous. The leaf buffer grows to the largest
+// event seen.
+let leafInput = Buffer.alloc(1024);
 const nodeInput = Buffer.alloc(1 + 2 * HASH_SIZE);
 nodeInput[0] = 0x01;
 
@@ -17,7 +17,10 @@ export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
 
 /** MTH({d}) = SHA-256(0x00 || d) (RFC 9162 section 2.1.1). */
 export function leafHash(data: Uint8Array): Buffer {
-  return createHash('sha256').update(LEAF_PREFIX).update(data).digest();
+  if (data.length >= leafInput.length) leafInput = Buffer.alloc(Math.max(2 * leafInput.length, data.length + 1));
+  leafInput[0] = 0x00;
+  leafInput.set(data, 1);
+  return hash('sha256', leafInput.subarray(0, data.length + 1), 'buffer');
 }
 
 /** SHA-256(0x01 || left || right) (RFC 9162 section 2.1.1), for two HASH_SIZE-byte children. */

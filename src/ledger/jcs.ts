@@ -1,5 +1,4 @@
 // RFC 8785 JSON Canonicalization Scheme (JCS): the one byte form of an event body that its hash covers.
-import { isUtf8 } from 'node:buffer';
 
 /** A value that has no canonical JSON form (RFC 8785 section 3.2). */
 export class JcsError extends Error {
@@ -15,49 +14,6 @@ export function canonicalize(value: unknown): string {
 /** The canonical JSON of `value` as UTF-8 bytes (RFC 8785 section 3.2.4). Throws JcsError. */
 export function canonicalBytes(value: unknown): Buffer {
   return Buffer.from(serialize(value, []), 'utf8');
-}
-
-// In canonical text every character is raw except controls, '"' and '\': an escaped surrogate
-// can only be a lone one (or a pair written the long way), so it is never canonical.
-const ESCAPED_SURROGATE = /\\u[dD][89a-fA-F][0-9a-fA-F]{2}/;
-
-/**
- * The object stored as `bytes`, when they are exactly its RFC 8785 form (compared as bytes, so
- * invalid UTF-8 cannot hide behind U+FFFD); otherwise why not.
- */
-export function parseCanonicalObject(bytes: Buffer): Record<string, unknown> | string {
-  if (!isUtf8(bytes)) return 'not UTF-8';
-  const text = bytes.toString('utf8');
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return 'not JSON';
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
-  return isCanonicalJson(text, value) ? (value as Record<string, unknown>) : 'not in canonical (RFC 8785) form';
-}
-
-/**
- * Whether `text` is the canonical form of `value` (its JSON.parse result). Verifiers run this on
- * every stored event, so the common case avoids re-serializing: when JSON.stringify reproduces
- * the text, only key order and escaped surrogates can still differ from RFC 8785.
- */
-export function isCanonicalJson(text: string, value: unknown): boolean {
-  if (JSON.stringify(value) === text && !ESCAPED_SURROGATE.test(text) && keysSorted(value)) return true;
-  try {
-    return canonicalize(value) === text;
-  } catch {
-    return false;
-  }
-}
-
-function keysSorted(value: unknown): boolean {
-  if (typeof value !== 'object' || value === null) return true;
-  if (Array.isArray(value)) return value.every(keysSorted);
-  const keys = Object.keys(value);
-  for (let i = 1; i < keys.length; i++) if (keys[i - 1]! >= keys[i]!) return false;
-  return keys.every((k) => keysSorted((value as Record<string, unknown>)[k]));
 }
 
 // `ancestors` holds the containers being serialized, so a cycle fails clearly instead of overflowing.
