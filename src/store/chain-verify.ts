@@ -4,7 +4,8 @@ import { openCheckpoint } from '../ledger/checkpoint.js';
 import { appendLeaves, emptyRange, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import { checkStoredEvent, type Chain, type Failure } from '../ledger/verify-events.js';
-import { eventsBySeq, getChainHead } from './events.js';
+import { copyEventsBySeq } from './event-copy.js';
+import { getChainHead } from './events.js';
 
 export interface ChainVerification {
   ok: boolean;
@@ -26,8 +27,6 @@ export interface VerifiedPoint {
 }
 
 export const GENESIS_POINT: VerifiedPoint = { seq: 0, hash: Buffer.alloc(32), range: emptyRange() };
-
-const PAGE = 5000;
 
 /** A signed root the recomputed tree must match at a given size: a checkpoint, or a bundle's. */
 interface SignedRoot {
@@ -73,7 +72,7 @@ function signedRootProblem(signed: SignedRoot, chain: Chain, root: Buffer, verif
  * to the head: every event's hash from its stored bytes, every link, the extracted columns, gaps,
  * the Merkle root at each signed checkpoint and sealed bundle (their signatures too), and the root
  * at the head. A signed checkpoint beyond the head means events were removed from the tail.
- * Reads a page at a time, so memory stays bounded whatever the chain's length.
+ * Streams the events (COPY), so memory stays bounded whatever the chain's length.
  */
 export async function verifyChain(
   db: pg.Pool,
@@ -101,29 +100,33 @@ export async function verifyChain(
     }
   };
 
-  // The next page is fetched while the current one is checked.
-  const fetchFrom = (start: number) => (start <= head.seq ? eventsBySeq(db, chain.environment, start, head.seq, PAGE) : Promise.resolve([]));
-  let next = fetchFrom(expected);
-  for (;;) {
-    const rows = await next;
-    if (rows.length === 0) break;
-    next = fetchFrom(rows[rows.length - 1]!.seq + 1);
-    let leaves: Buffer[] = [];
-    for (const row of rows) {
-      // After a gap there is no stored hash to link to: the check reports the gap.
-      if (row.seq !== expected) prevHash = undefined;
-      failures.push(...checkStoredEvent(row, chain, prevHash));
-      leaves.push(row.hash);
-      prevHash = row.hash;
-      expected = row.seq + 1;
-      if (roots[0] && roots[0].size <= row.seq) {
-        range = appendLeaves(range, leaves);
-        leaves = [];
-        checkRootsAt(row.seq);
+  const client = await db.connect();
+  let failed = false;
+  try {
+    for await (const rows of copyEventsBySeq(client, chain.environment, expected, head.seq)) {
+      let leaves: Buffer[] = [];
+      for (const row of rows) {
+        // After a gap there is no stored hash to link to: the check reports the gap.
+        if (row.seq !== expected) prevHash = undefined;
+        failures.push(...checkStoredEvent(row, chain, prevHash));
+        leaves.push(row.hash);
+        prevHash = row.hash;
+        expected = row.seq + 1;
+        if (roots[0] && roots[0].size <= row.seq) {
+          range = appendLeaves(range, leaves);
+          leaves = [];
+          checkRootsAt(row.seq);
+        }
       }
+      range = appendLeaves(range, leaves);
+      options.onProgress?.(expected - 1, head.seq);
     }
-    range = appendLeaves(range, leaves);
-    options.onProgress?.(expected - 1, head.seq);
+  } catch (error) {
+    failed = true;
+    throw error;
+  } finally {
+    // A COPY left half read leaves the connection unusable: it is closed, not pooled.
+    client.release(failed);
   }
   if (expected <= head.seq) failures.push({ seq: expected, reason: `events ${expected} to ${head.seq} are missing` });
   const root = rangeRoot(range).toString('hex');

@@ -119,15 +119,6 @@ export async function getEvent(db: pg.Pool, environment: string, id: string): Pr
   return rows[0] && toStored(rows[0]);
 }
 
-/** Up to `limit` events of a chain with seq in [from, to], in seq order. */
-export async function eventsBySeq(db: pg.Pool, environment: string, from: number, to: number, limit: number): Promise<StoredEvent[]> {
-  const { rows } = await db.query<EventRow>(
-    `SELECT ${eventColumnsSql} FROM events WHERE environment_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4`,
-    [environment, from, to, limit],
-  );
-  return rows.map(toStored);
-}
-
 /** The stored hashes of the given seqs of a chain (for checking the links of a page). */
 export async function eventHashes(db: pg.Pool, environment: string, seqs: number[]): Promise<Map<number, Buffer>> {
   const wanted = seqs.filter((s) => s >= 1);

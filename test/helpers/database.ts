@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
+import type { StoredEvent } from '../../src/ledger/verify-events.js';
 import { createPools, type Pools } from '../../src/store/database.js';
+import { copyEventsBySeq } from '../../src/store/event-copy.js';
 import { TEMPLATE_DATABASE, TEST_OWNER, withDatabase } from './urls.js';
 
 export interface TestDatabase {
@@ -59,5 +61,17 @@ export async function asSuperuser(db: TestDatabase, work: (su: pg.Client) => Pro
   } finally {
     await su.query('ALTER TABLE events ENABLE TRIGGER USER');
     await su.end();
+  }
+}
+
+/** Events 1 to `to` of a chain, as verification reads them. */
+export async function readChain(pool: pg.Pool, environment: string, to: number): Promise<StoredEvent[]> {
+  const client = await pool.connect();
+  try {
+    const rows: StoredEvent[] = [];
+    for await (const batch of copyEventsBySeq(client, environment, 1, to)) rows.push(...batch);
+    return rows;
+  } finally {
+    client.release();
   }
 }

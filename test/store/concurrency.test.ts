@@ -3,9 +3,10 @@ import { merkleRoot } from '../../src/ledger/tree.js';
 import { appendItem, type Receipt } from '../../src/store/append.js';
 import { verifyChain } from '../../src/store/chain-verify.js';
 import { createPools } from '../../src/store/database.js';
-import { eventsBySeq, getChainHead } from '../../src/store/events.js';
+import { getChainHead } from '../../src/store/events.js';
 import { GroupCommit } from '../../src/store/group-commit.js';
 import { createTenant, useTestApp } from '../helpers/app.js';
+import { readChain } from '../helpers/database.js';
 
 const WRITERS = 16;
 const EVENTS_PER_WRITER = 500;
@@ -28,7 +29,7 @@ describe('concurrent appends', () => {
   async function expectIntact(tenant: { projectId: string; environmentId: string }, receipts: Receipt[]) {
     const head = (await getChainHead(ctx.db.pools.app, tenant.environmentId))!;
     expect(head.seq).toBe(receipts.length);
-    const rows = await eventsBySeq(ctx.db.pools.app, tenant.environmentId, 1, head.seq, head.seq);
+    const rows = await readChain(ctx.db.pools.app, tenant.environmentId, head.seq);
     expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: head.seq }, (_, i) => i + 1));
     expect(head.root).toBe(merkleRoot(rows.map((r) => r.hash)).toString('hex'));
     const verification = await verifyChain(ctx.db.pools.app, { project: tenant.projectId, environment: tenant.environmentId });
