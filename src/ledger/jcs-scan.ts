@@ -103,7 +103,7 @@ class Scanner {
       // RFC 8785 section 3.2.3: names strictly increasing (so never repeated) in UTF-16 code units.
       if (previousKey >= 0 && !this.ordered(previousKey, previousEnd, previousPlain, key, keyEnd, keyPlain)) throw new NotCanonical();
       this.expect(COLON);
-      const member = wanted && keyPlain ? wanted.find(({ bytes: name }) => this.equals(key + 1, keyEnd - 1, name)) : undefined;
+      const member = wanted && keyPlain ? this.member(wanted, key + 1, keyEnd - 1) : undefined;
       if (member) picked![member.name] = this.pick(member.want);
       else this.value();
       previousKey = key;
@@ -216,11 +216,16 @@ class Scanner {
     for (const byte of word) if (this.bytes[this.at++] !== byte) throw new NotCanonical();
   }
 
-  // Whether bytes [start, end) are `name`.
-  private equals(start: number, end: number, name: Buffer): boolean {
-    if (end - start !== name.length) return false;
-    for (let i = 0; i < name.length; i++) if (this.bytes[start + i] !== name[i]) return false;
-    return true;
+  // The wanted member named by bytes [start, end), if any.
+  private member(wanted: Wanted, start: number, end: number): Wanted[number] | undefined {
+    const { bytes } = this;
+    next: for (const member of wanted) {
+      const name = member.bytes;
+      if (end - start !== name.length) continue;
+      for (let i = 0; i < name.length; i++) if (bytes[start + i] !== name[i]) continue next;
+      return member;
+    }
+    return undefined;
   }
 
   private expect(byte: number): void {

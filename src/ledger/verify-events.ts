@@ -33,6 +33,8 @@ export interface Verification {
   failures: Failure[];
 }
 
+const GENESIS_PREV_BYTES = Buffer.from(GENESIS_PREV, 'hex');
+
 // What verification reads of a body: the ledger fields and the sources of the index columns.
 const CHECKED_FIELDS: Shape = {
   v: true,
@@ -57,7 +59,8 @@ function differingColumns(stored: IndexColumns, fromBody: IndexColumns): string[
 
 /**
  * The failures of one stored event. `prevHash` is the stored hash of the event at seq - 1
- * (undefined when that event is missing); seq 1 links to GENESIS_PREV.
+ * (undefined when that event is missing); seq 1 links to GENESIS_PREV. Runs for every event a
+ * verifier reads, so it compares in place rather than building lists to compare.
  */
 export function checkStoredEvent(row: StoredEvent, chain: Chain, prevHash: Buffer | undefined): Failure[] {
   const failures: Failure[] = [];
@@ -65,27 +68,25 @@ export function checkStoredEvent(row: StoredEvent, chain: Chain, prevHash: Buffe
 
   if (!eventHash(row.canonical).equals(row.hash)) fail('hash does not match the stored bytes');
 
-  const expectedPrev = row.seq === 1 ? GENESIS_PREV : prevHash?.toString('hex');
+  const expectedPrev = row.seq === 1 ? GENESIS_PREV_BYTES : prevHash;
   if (expectedPrev === undefined) fail(`event ${row.seq - 1} is missing: the chain has a gap`);
-  else if (row.prev.toString('hex') !== expectedPrev) fail(`prev does not link to event ${row.seq - 1}`);
+  else if (!row.prev.equals(expectedPrev)) fail(`prev does not link to event ${row.seq - 1}`);
 
   const body = decode(row.canonical);
   if (typeof body === 'string') {
     fail(body);
     return failures;
   }
-  const ledgerFields: [string, unknown, unknown][] = [
-    ['v', body.v, FORMAT_VERSION],
-    ['project', body.project, chain.project],
-    ['environment', body.environment, chain.environment],
-    ['seq', body.seq, row.seq],
-    ['id', body.id, row.id],
-    ['received_at', body.received_at, row.received_at.toISOString()],
-    ['prev', body.prev, row.prev.toString('hex')],
-  ];
-  for (const [name, inBody, expected] of ledgerFields) {
+  const matches = (name: string, inBody: unknown, expected: unknown) => {
     if (inBody !== expected) fail(`${name} in the stored bytes does not match the row`);
-  }
+  };
+  matches('v', body.v, FORMAT_VERSION);
+  matches('project', body.project, chain.project);
+  matches('environment', body.environment, chain.environment);
+  matches('seq', body.seq, row.seq);
+  matches('id', body.id, row.id);
+  matches('received_at', body.received_at, row.received_at.toISOString());
+  matches('prev', body.prev, row.prev.toString('hex'));
   if (typeof body.event !== 'object' || body.event === null) {
     fail('stored bytes hold no event');
     return failures;
