@@ -3,7 +3,6 @@ import type { Archive } from '../archive/archive.js';
 import {
   BundleError,
   bundleLeaf,
-  bundleTree,
   parseBundle,
   verifyParsedBundle,
   type BundleTree,
@@ -81,7 +80,7 @@ export class SealedBundles {
       if (!(error instanceof BundleError)) throw error;
       return { seal, tree: null, failures: [{ seq: seal.first_seq, reason: error.message }] };
     }
-    const { failures } = verifyParsedBundle(parsed, bytes, this.verifiers);
-    return { seal, tree: bundleTree(parsed), failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };
+    const { failures, tree } = verifyParsedBundle(parsed, bytes, this.verifiers);
+    return { seal, tree, failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };
   }
 }

@@ -93,6 +93,10 @@ export interface BundleVerification {
   /** Null when the bundle could not be parsed. */
   manifest: BundleManifest | null;
   failures: BundleFailure[];
+  /** The manifest and the lines' leaf hashes, for proofs without hashing again; null when unparsed. */
+  tree: BundleTree | null;
+  /** The tree root at each of the sizes asked for that the bundle's lines reach. */
+  roots: Map<number, Buffer>;
 }
 
 /** The bundle before, as the next one is checked against it. */
@@ -279,30 +283,53 @@ export function verifyBundle(bytes: Buffer, verifiers: readonly VerifierKey[], p
   try {
     bundle = parseBundle(bytes);
   } catch (error) {
-    if (error instanceof BundleError) return { manifest: null, failures: [{ seq: null, reason: error.message }] };
+    if (error instanceof BundleError) return { manifest: null, failures: [{ seq: null, reason: error.message }], tree: null, roots: new Map() };
     throw error;
   }
   return verifyParsedBundle(bundle, bytes, verifiers, previous);
 }
 
-/** verifyBundle for a bundle its caller has parsed already (from `bytes`). */
+/**
+ * verifyBundle for a bundle its caller has parsed already (from `bytes`). `rootSizes`: tree sizes
+ * whose roots the caller wants (of archived checkpoints, say), computed on the way to last_seq.
+ */
 export function verifyParsedBundle(
   bundle: ParsedBundle,
   bytes: Buffer,
   verifiers: readonly VerifierKey[],
   previous?: PreviousBundle,
+  rootSizes: readonly number[] = [],
 ): BundleVerification {
   const { manifest, manifestLine, events } = bundle;
   const whole = (reason: string): BundleFailure => ({ seq: null, reason });
   const eventsSha256 = createHash('sha256').update(bytes.subarray(manifestLine.length)).digest('hex');
   const lines = events.map((canonical, i) => readLine(canonical, manifest.first_seq + i));
+  const leaves = lines.map((line) => line.hash);
+  // The leaves are the lines as they stand: any line changed, moved or missing changes the root.
+  const tree = growRange(compactRange(manifest.start_range), leaves, [...rootSizes, manifest.last_seq]);
   const failures = [
     ...manifestProblems(bundle, eventsSha256, verifiers).map(whole),
     ...eventFailures(manifest, lines),
-    ...treeProblems(manifest, lines, verifiers).map(whole),
+    ...treeProblems(manifest, tree.roots.get(tree.end.size)!, verifiers).map(whole),
     ...(previous ? continuityProblems(manifest, previous, verifiers).map(whole) : []),
   ];
-  return { manifest, failures };
+  const asked = new Set(rootSizes);
+  const roots = new Map([...tree.roots].filter(([size]) => asked.has(size)));
+  return { manifest, failures, tree: { manifest, leaves: Buffer.concat(leaves) }, roots };
+}
+
+// The compact range after `leaves`, and the root at each of `sizes` on the way (the end included
+// when asked for).
+function growRange(start: CompactRange, leaves: readonly Buffer[], sizes: readonly number[]): { end: CompactRange; roots: Map<number, Buffer> } {
+  const endSize = start.size + leaves.length;
+  const stops = [...new Set(sizes)].filter((size) => size > start.size && size <= endSize).sort((a, b) => a - b);
+  const roots = new Map<number, Buffer>();
+  let range = start;
+  for (const size of [...stops, endSize]) {
+    range = appendLeaves(range, leaves.slice(range.size - start.size, size - start.size));
+    roots.set(size, rangeRoot(range));
+  }
+  return { end: range, roots };
 }
 
 /**
@@ -513,13 +540,27 @@ function bodyProblems(body: LedgerFields, bundle: Pick<BundleManifest, 'project'
     problems.push(`environment ${show(body.environment)} is not the bundle's ${show(bundle.environment)}`);
   }
   // A partition holds the events received on its UTC day (DESIGN.md "Storage rules").
-  const time = Date.parse(body.received_at);
-  if (Number.isNaN(time) || new Date(time).toISOString() !== body.received_at) {
+  if (!isIsoTime(body.received_at)) {
     problems.push(`received_at ${show(body.received_at)} is not an ISO 8601 UTC time`);
   } else if (body.received_at.slice(0, 10) !== bundle.partition) {
     problems.push(`received_at ${body.received_at} is not on ${bundle.partition} (UTC), the bundle's partition`);
   }
   return problems;
+}
+
+// Whether `value` is a time as Date.prototype.toISOString writes it. A bundle's events are all on
+// one day: once that day has passed the Date round trip, a time of day on it needs only the
+// pattern (a Date per event was a tenth of an archive check).
+const TIME_OF_DAY = /^T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
+let checkedDay = '';
+
+function isIsoTime(value: string): boolean {
+  const day = value.slice(0, 10);
+  if (day === checkedDay && TIME_OF_DAY.test(value.slice(10))) return true;
+  const time = Date.parse(value);
+  if (Number.isNaN(time) || new Date(time).toISOString() !== value) return false;
+  if (DAY.test(day)) checkedDay = day;
+  return true;
 }
 
 /**
@@ -540,7 +581,9 @@ function eventFailures(manifest: BundleManifest, lines: readonly Line[]): Bundle
     if (seq < first || seq > last) fail(seq, `seq is outside the bundle's range ${first}..${last}`);
     const before = lines[i - 1];
     if (before !== undefined && seq < before.seq) fail(seq, `out of order: the line follows event ${before.seq}`);
-    bySeq.set(seq, [...(bySeq.get(seq) ?? []), line]);
+    const same = bySeq.get(seq);
+    if (same) same.push(line);
+    else bySeq.set(seq, [line]);
   });
 
   // Missing events, one failure per gap: its size depends on the manifest, which may be forged.
@@ -595,12 +638,11 @@ function checkpointProblems(
   return problems;
 }
 
-function treeProblems(manifest: BundleManifest, lines: readonly Line[], verifiers: readonly VerifierKey[]): string[] {
+// `root`: the root of start_range and the lines.
+function treeProblems(manifest: BundleManifest, root: Buffer, verifiers: readonly VerifierKey[]): string[] {
   const checkpoint = openSigned(manifest.checkpoint, verifiers);
   if (typeof checkpoint === 'string') return [`checkpoint: ${checkpoint}`];
   const start = compactRange(manifest.start_range);
-  // The leaves are the lines as they stand: any line changed, moved or missing changes the root.
-  const root = rangeRoot(appendLeaves(start, lines.map((line) => line.hash)));
   const problems = checkpointProblems(checkpoint, manifest.project, manifest.environment, manifest.last_seq, root).map(
     (problem) => `checkpoint: ${problem}`,
   );

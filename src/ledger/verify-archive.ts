@@ -13,8 +13,6 @@ import {
   type PreviousBundle,
 } from './bundle.js';
 import { CheckpointError, openCheckpoint, type Checkpoint } from './checkpoint.js';
-import { appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
-import { eventHash } from './event.js';
 import type { VerifierKey } from './keys.js';
 import { NoteError } from './note.js';
 
@@ -175,12 +173,13 @@ class ChainWalk {
   }
 
   async checkBundle(object: BundleObject): Promise<void> {
-    const { record, bundle, previous } = await this.verifyObject(object);
+    const { record, bundle, previous, roots } = await this.verifyObject(object);
     this.records.push(record);
     if (bundle === undefined) return;
     // Checked alone for now: the bundle it names may come later in day order (a misnamed one).
     if (previous === undefined && bundle.manifest.previous_manifest_sha256 !== null) this.pending.add(record);
-    if (record.failures.length === 0) this.recordRoots(bundle);
+    // The tree root at each archived checkpoint size within a verified bundle.
+    if (record.failures.length === 0) for (const [size, root] of roots!) this.roots.set(size, root);
     this.remember(bundle);
     this.checkName(object, bundle.manifest);
   }
@@ -251,13 +250,17 @@ class ChainWalk {
   }
 
   /** Reads one bundle and verifies it against the bundle before it, when that has been seen. */
-  private async verifyObject(object: BundleObject): Promise<{ record: BundleRecord; bundle?: ParsedBundle; previous?: PreviousBundle }> {
+  private async verifyObject(
+    object: BundleObject,
+  ): Promise<{ record: BundleRecord; bundle?: ParsedBundle; previous?: PreviousBundle; roots?: Map<number, Buffer> }> {
     const bytes = await this.read(object.key);
     const bundle = parseOrFailure(bytes);
     if (!('manifest' in bundle)) return { record: { object, manifest: null, failures: [bundle] } };
     const previous = this.previousOf(bundle.manifest);
-    const { failures } = verifyParsedBundle(bundle, bytes!, this.verifiers, previous);
-    return { record: { object, manifest: bundle.manifest, failures }, bundle, ...(previous && { previous }) };
+    const { first_seq: first, last_seq: last } = bundle.manifest;
+    const checkpointSizes = this.checkpointSizes.filter((size) => size >= first && size <= last);
+    const { failures, roots } = verifyParsedBundle(bundle, bytes!, this.verifiers, previous, checkpointSizes);
+    return { record: { object, manifest: bundle.manifest, failures }, bundle, roots, ...(previous && { previous }) };
   }
 
   /** The bundle this one continues: the one it names, else the one ending just before it (whose mismatch verifyBundle reports). */
@@ -278,16 +281,6 @@ class ChainWalk {
     if (chain !== this.name) this.fail('bundle', object.day, null, object.key, `the object holds a bundle of chain ${chain}`);
     if (manifest.partition !== object.day) {
       this.fail('bundle', object.day, null, object.key, `the object holds the bundle of ${manifest.partition}, not of ${object.day}`);
-    }
-  }
-
-  /** The tree root at each archived checkpoint size within a verified bundle, from start_range and its own leaves. */
-  private recordRoots({ manifest, events }: ParsedBundle): void {
-    const { first_seq: first, last_seq: last, start_range: start } = manifest;
-    let range: CompactRange = { size: start.size, hashes: start.hashes.map((hash) => Buffer.from(hash, 'hex')) };
-    for (const size of this.checkpointSizes.filter((s) => s >= first && s <= last)) {
-      range = appendLeaves(range, events.slice(range.size - start.size, size - start.size).map(eventHash));
-      this.roots.set(size, rangeRoot(range));
     }
   }
 

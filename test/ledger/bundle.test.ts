@@ -8,6 +8,7 @@ import {
   parseBundle,
   signManifest,
   verifyBundle,
+  verifyParsedBundle,
   type BundleEvent,
   type BundleFailure,
   type BundleManifest,
@@ -235,10 +236,21 @@ describe('bundle format', () => {
 describe('verifyBundle', () => {
   it('accepts each bundle alone and against the one before', () => {
     BUNDLES.forEach((bundle, i) => {
-      expect(verifyBundle(bundle.bytes, [KEY])).toEqual({ manifest: bundle.manifest, failures: [] });
+      const verification = verifyBundle(bundle.bytes, [KEY]);
+      expect(verification).toMatchObject({ manifest: bundle.manifest, failures: [] });
+      expect(verification.tree?.leaves).toEqual(Buffer.concat(EVENTS.slice(bundle.manifest.first_seq - 1, bundle.manifest.last_seq).map((e) => e.hash)));
       const before = BUNDLES[i - 1];
       if (before) expect(verifyBundle(bundle.bytes, [KEY], before.previous).failures).toEqual([]);
     });
+  });
+
+  it('gives the tree root at each size asked for within the bundle', () => {
+    const { first_seq: first, last_seq: last } = MIDDLE.manifest;
+    const sizes = [first - 1, first, first + 2, last, last + 1];
+    const { failures, roots } = verifyParsedBundle(parseBundle(MIDDLE.bytes), MIDDLE.bytes, [KEY], undefined, sizes);
+    expect(failures).toEqual([]);
+    expect([...roots.keys()]).toEqual([first, first + 2, last]);
+    for (const [size, root] of roots) expect(root).toEqual(merkleRoot(EVENTS.slice(0, size).map((e) => e.hash)));
   });
 
   it('accepts a retired key among the verifiers, whatever the order', () => {
@@ -429,7 +441,12 @@ describe('verifyBundle', () => {
     for (const [bytes, message] of cases) {
       expect(() => parseBundle(bytes)).toThrow(BundleError);
       expect(() => parseBundle(bytes)).toThrow(message);
-      expect(verifyBundle(bytes, [KEY])).toEqual({ manifest: null, failures: [{ seq: null, reason: expect.stringMatching(message) }] });
+      expect(verifyBundle(bytes, [KEY])).toEqual({
+        manifest: null,
+        failures: [{ seq: null, reason: expect.stringMatching(message) }],
+        tree: null,
+        roots: new Map(),
+      });
     }
   });
 });
