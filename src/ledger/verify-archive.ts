@@ -103,6 +103,36 @@ interface BundleRecord {
   failures: BundleFailure[];
 }
 
+/** What checking one bundle's bytes gives: verifyParsedBundle's failures and roots. */
+export interface BundleCheck {
+  failures: BundleFailure[];
+  roots: Map<number, Buffer>;
+}
+
+/**
+ * Runs verifyParsedBundle over a bundle's bytes, the bulk of an archive check: here, or on other
+ * threads. `admit` resolves when another bundle may be read, which bounds the bundles in memory;
+ * the returned function gives the place back.
+ */
+export interface BundleChecker {
+  admit(): Promise<() => void>;
+  check(bytes: Buffer, previous: PreviousBundle | undefined, rootSizes: readonly number[]): Promise<BundleCheck>;
+}
+
+/** The checker that runs each check on this thread, one bundle at a time. */
+export function checkHere(verifiers: readonly VerifierKey[]): BundleChecker {
+  return {
+    admit: async () => () => undefined,
+    check: async (bytes, previous, rootSizes) => verifyParsedBundle(parseBundle(bytes), bytes, verifiers, previous, rootSizes),
+  };
+}
+
+/** A bundle read, parsed and being checked; or the failure that stopped it being read. */
+type StartedBundle = { object: BundleObject } & (
+  | { manifest: BundleManifest; manifestSha256: string; previous: PreviousBundle | undefined; checked: Promise<BundleCheck> }
+  | { manifest: null; failure: BundleFailure }
+);
+
 /**
  * Checks a chain's bundles within `range`, in day order: each with verifyBundle against the bundle
  * its previous_manifest_sha256 names (the one before the range too); that the object's key names its
@@ -116,8 +146,9 @@ export async function verifyArchivedChain(
   range: DayRange,
   read: ReadObject,
   verifiers: readonly VerifierKey[],
+  checker: BundleChecker = checkHere(verifiers),
 ): Promise<ChainVerification> {
-  const walk = new ChainWalk(chain, read, verifiers);
+  const walk = new ChainWalk(chain, read, verifiers, checker);
   const sorted = [...chain.bundles].sort((a, b) => (a.day < b.day ? -1 : a.day > b.day ? 1 : 0));
   const inRange = (day: string) => (range.from === undefined || day >= range.from) && (range.to === undefined || day <= range.to);
   const checked = sorted.filter(({ day }) => inRange(day));
@@ -125,7 +156,7 @@ export async function verifyArchivedChain(
   const laterBundles = range.to !== undefined && sorted.some(({ day }) => day > range.to!);
 
   const start: RangeStart = before ? await walk.readBefore(before) : { day: null, lastSeq: 0 };
-  for (const object of checked) await walk.checkBundle(object);
+  await walk.checkBundles(checked);
   await walk.checkPending();
   walk.checkCoverage(start);
   const end = laterBundles ? walk.lastSeq(start.lastSeq ?? 0) : Infinity;
@@ -159,6 +190,7 @@ class ChainWalk {
     chain: ChainObjects,
     private readonly read: ReadObject,
     private readonly verifiers: readonly VerifierKey[],
+    private readonly checker: BundleChecker,
   ) {
     this.name = `${chain.project}/${chain.environment}`;
     this.checkpointSizes = chain.checkpoints.map(({ size }) => size).sort((a, b) => a - b);
@@ -168,27 +200,30 @@ class ChainWalk {
   async readBefore(object: BundleObject): Promise<RangeStart> {
     const bundle = parseOrFailure(await this.read(object.key));
     if (!('manifest' in bundle)) return { day: object.day, lastSeq: null };
-    this.remember(bundle);
+    this.remember({ manifest: bundle.manifest, manifestSha256: manifestSha256(bundle.manifestLine) });
     return { day: object.day, lastSeq: bundle.manifest.last_seq };
   }
 
-  async checkBundle(object: BundleObject): Promise<void> {
-    const { record, bundle, previous, roots } = await this.verifyObject(object);
-    this.records.push(record);
-    if (bundle === undefined) return;
-    // Checked alone for now: the bundle it names may come later in day order (a misnamed one).
-    if (previous === undefined && bundle.manifest.previous_manifest_sha256 !== null) this.pending.add(record);
-    // The tree root at each archived checkpoint size within a verified bundle.
-    if (record.failures.length === 0) for (const [size, root] of roots!) this.roots.set(size, root);
-    this.remember(bundle);
-    this.checkName(object, bundle.manifest);
+  /**
+   * Checks the bundles in day order. Reading and parsing go one at a time, so that each bundle
+   * finds the ones before it; the checks themselves overlap as far as the checker admits.
+   */
+  async checkBundles(objects: readonly BundleObject[]): Promise<void> {
+    const started: StartedBundle[] = [];
+    for (const object of objects) {
+      const bundle = await this.start(object);
+      if (bundle.manifest !== null) this.remember({ manifest: bundle.manifest, manifestSha256: bundle.manifestSha256 });
+      started.push(bundle);
+    }
+    for (const bundle of started) await this.finish(bundle);
   }
 
   /** Checks each pending bundle against its predecessor if that turned up later in day order. */
   async checkPending(): Promise<void> {
     for (const record of this.pending) {
       if (!this.bySha.has(record.manifest!.previous_manifest_sha256!)) continue;
-      record.failures = (await this.verifyObject(record.object)).record.failures;
+      const bundle = await this.start(record.object);
+      record.failures = bundle.manifest === null ? [bundle.failure] : (await bundle.checked).failures;
     }
   }
 
@@ -249,18 +284,41 @@ class ChainWalk {
     return [...bundleFailures, ...this.failures].sort((a, b) => compareNullable(a.day, b.day) || compareNullable(a.seq, b.seq));
   }
 
-  /** Reads one bundle and verifies it against the bundle before it, when that has been seen. */
-  private async verifyObject(
-    object: BundleObject,
-  ): Promise<{ record: BundleRecord; bundle?: ParsedBundle; previous?: PreviousBundle; roots?: Map<number, Buffer> }> {
-    const bytes = await this.read(object.key);
-    const bundle = parseOrFailure(bytes);
-    if (!('manifest' in bundle)) return { record: { object, manifest: null, failures: [bundle] } };
-    const previous = this.previousOf(bundle.manifest);
-    const { first_seq: first, last_seq: last } = bundle.manifest;
-    const checkpointSizes = this.checkpointSizes.filter((size) => size >= first && size <= last);
-    const { failures, roots } = verifyParsedBundle(bundle, bytes!, this.verifiers, previous, checkpointSizes);
-    return { record: { object, manifest: bundle.manifest, failures }, bundle, roots, ...(previous && { previous }) };
+  /** Reads and parses a bundle, and starts its check against the bundle before it, when that has been seen. */
+  private async start(object: BundleObject): Promise<StartedBundle> {
+    const release = await this.checker.admit();
+    try {
+      const bytes = await this.read(object.key);
+      const bundle = parseOrFailure(bytes);
+      if (!('manifest' in bundle)) return { object, manifest: null, failure: bundle };
+      const { manifest } = bundle;
+      const previous = this.previousOf(manifest);
+      const rootSizes = this.checkpointSizes.filter((size) => size >= manifest.first_seq && size <= manifest.last_seq);
+      // Hashed before the check: a checker on another thread may take the bytes away.
+      const sha256 = manifestSha256(bundle.manifestLine);
+      const checked = this.checker.check(bytes!, previous, rootSizes);
+      checked.then(release, release);
+      return { object, manifest, manifestSha256: sha256, previous, checked };
+    } catch (error) {
+      release();
+      throw error;
+    }
+  }
+
+  private async finish(bundle: StartedBundle): Promise<void> {
+    const { object, manifest } = bundle;
+    if (manifest === null) {
+      this.records.push({ object, manifest, failures: [bundle.failure] });
+      return;
+    }
+    const { failures, roots } = await bundle.checked;
+    const record = { object, manifest, failures };
+    this.records.push(record);
+    // Checked alone for now: the bundle it names may come later in day order (a misnamed one).
+    if (bundle.previous === undefined && manifest.previous_manifest_sha256 !== null) this.pending.add(record);
+    // The tree root at each archived checkpoint size within a verified bundle.
+    if (failures.length === 0) for (const [size, root] of roots) this.roots.set(size, root);
+    this.checkName(object, manifest);
   }
 
   /** The bundle this one continues: the one it names, else the one ending just before it (whose mismatch verifyBundle reports). */
@@ -269,10 +327,9 @@ class ChainWalk {
     return this.bySha.get(manifest.previous_manifest_sha256) ?? this.byLastSeq.get(manifest.first_seq - 1);
   }
 
-  private remember({ manifest, manifestLine }: ParsedBundle): void {
-    const previous = { manifest, manifestSha256: manifestSha256(manifestLine) };
-    this.bySha.set(previous.manifestSha256, previous);
-    this.byLastSeq.set(manifest.last_seq, previous);
+  private remember(bundle: PreviousBundle): void {
+    this.bySha.set(bundle.manifestSha256, bundle);
+    this.byLastSeq.set(bundle.manifest.last_seq, bundle);
   }
 
   /** The object's key must name the chain and day its signed manifest states: a renamed or swapped bundle is caught here. */
