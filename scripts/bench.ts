@@ -23,7 +23,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import pino from 'pino';
@@ -39,6 +39,7 @@ import { verifyChain } from '../src/store/chain-verify.js';
 import { checkpointAt } from '../src/store/checkpoints.js';
 import { createPools } from '../src/store/database.js';
 import { startEmbeddedPostgres } from '../src/store/embedded.js';
+import { startWorker } from '../src/worker-thread.js';
 import { createEnvironment, createProject } from '../src/store/tenants.js';
 import type { SealJob, SealResult } from './bench-seal.js';
 
@@ -509,13 +510,9 @@ async function loadWorker(): Promise<void> {
   port.postMessage(await generateLoad(workerData as LoadSpec));
 }
 
-// tsx does not reach worker threads by itself: register it there, then load this same file.
-const WORKER_BOOT = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})
-  .then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); });`;
-
 /** Runs specs in one thread each, started together once all are ready; merges their results. */
 async function runLoad(specs: LoadSpec[]): Promise<LoadResult> {
-  const workers = specs.map((spec) => new Worker(WORKER_BOOT, { eval: true, workerData: spec }));
+  const workers = specs.map((spec) => startWorker(import.meta.url, { workerData: spec }));
   try {
     await Promise.all(workers.map((worker) => once(worker, 'message')));
     for (const worker of workers) worker.postMessage('go');

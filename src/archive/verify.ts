@@ -1,10 +1,12 @@
 // The offline archive verifier's I/O (DESIGN.md "Verification", Offline): lists the archive, groups
 // its objects by chain, hands each chain to the pure checks of ledger/verify-archive.ts, and on S3
 // asks for each object's Object Lock retention. Needs no database and no server.
+import os from 'node:os';
 import { bundleKey, checkpointKey } from './layout.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import {
-  inBatches,
+  checkHere,
+  mapLimited,
   verifyArchivedChain,
   type ArchiveFailure,
   type ChainObjects,
@@ -13,6 +15,7 @@ import {
   type Tally,
 } from '../ledger/verify-archive.js';
 import type { Archive, Retention } from './archive.js';
+import { BundleThreads } from './bundle-threads.js';
 
 export interface VerifyArchiveOptions extends DayRange {
   verifiers: readonly VerifierKey[];
@@ -47,8 +50,17 @@ export async function verifyArchive(archive: Archive, options: VerifyArchiveOpti
   const { chains, strays } = groupByChain(await archive.list('bundles/'), await archive.list('checkpoints/'));
   const selected = [...chains.values()].filter((chain) => options.chain === undefined || chainName(chain) === options.chain);
   const read = (key: string) => archive.get(key);
-  const results: ChainVerification[] = [];
-  for (const chain of selected) results.push(await verifyArchivedChain(chain, options, read, options.verifiers));
+  // A thread per core checks bundles, a bundle at a time each; chains are walked a few at once so
+  // that every thread has work whether the archive holds many chains or one long one.
+  const bundles = selected.reduce((sum, chain) => sum + chain.bundles.length, 0);
+  const threads = Math.min(os.availableParallelism(), bundles);
+  const checker = threads > 1 ? BundleThreads.start(options.verifiers, threads) : checkHere(options.verifiers);
+  let results: ChainVerification[];
+  try {
+    results = await mapLimited(selected, threads + 1, (chain) => verifyArchivedChain(chain, options, read, options.verifiers, checker));
+  } finally {
+    if (checker instanceof BundleThreads) await checker.close();
+  }
 
   const failures = [
     ...(options.chain === undefined ? strays.map(strayFailure) : []),
@@ -134,7 +146,7 @@ async function retentionFailures(archive: Archive, results: ChainVerification[],
       writtenAfter: day === null ? undefined : startOfDay(day),
     })),
   ]);
-  const problems = await inBatches(objects, RETENTION_BATCH, async ({ at, writtenAfter }) => {
+  const problems = await mapLimited(objects, RETENTION_BATCH, async ({ at, writtenAfter }) => {
     const reason = retentionProblem(await archive.retention(at.key), writtenAfter, days);
     return reason === undefined ? [] : [{ kind: 'retention' as const, ...at, reason }];
   });

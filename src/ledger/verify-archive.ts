@@ -123,7 +123,10 @@ export interface BundleChecker {
 export function checkHere(verifiers: readonly VerifierKey[]): BundleChecker {
   return {
     admit: async () => () => undefined,
-    check: async (bytes, previous, rootSizes) => verifyParsedBundle(parseBundle(bytes), bytes, verifiers, previous, rootSizes),
+    check: async (bytes, previous, rootSizes) => {
+      const { failures, roots } = verifyParsedBundle(parseBundle(bytes), bytes, verifiers, previous, rootSizes);
+      return { failures, roots };
+    },
   };
 }
 
@@ -165,10 +168,17 @@ export async function verifyArchivedChain(
   return { chain: walk.name, bundles: checked, checkpoints, events: walk.events(), failures: walk.sortedFailures() };
 }
 
-/** Runs `task` on every item, `size` at a time, so that many small requests neither crawl nor flood. */
-export async function inBatches<T, R>(items: readonly T[], size: number, task: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = [];
-  for (let i = 0; i < items.length; i += size) results.push(...(await Promise.all(items.slice(i, i + size).map(task))));
+/** Runs `task` on every item, at most `size` at once, so that many small requests neither crawl nor flood. Results in item order. */
+export async function mapLimited<T, R>(items: readonly T[], size: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const runner = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await task(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(size, items.length) }, runner));
   return results;
 }
 
@@ -255,7 +265,7 @@ class ChainWalk {
 
   async checkCheckpoints(objects: CheckpointObject[], start: RangeStart): Promise<CheckedCheckpoint[]> {
     const checkpoints = this.withDays(objects, start.day);
-    await inBatches(checkpoints, CHECKPOINT_BATCH, async (checkpoint) => {
+    await mapLimited(checkpoints, CHECKPOINT_BATCH, async (checkpoint) => {
       for (const reason of await this.checkpointProblems(checkpoint)) {
         this.fail('checkpoint', checkpoint.day, checkpoint.size, checkpoint.key, reason);
       }
