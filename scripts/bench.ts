@@ -39,7 +39,7 @@ import { verifyChain } from '../src/store/chain-verify.js';
 import { checkpointAt } from '../src/store/checkpoints.js';
 import { createPools } from '../src/store/database.js';
 import { startEmbeddedPostgres } from '../src/store/embedded.js';
-import { startWorker } from '../src/worker-thread.js';
+import { startWorker } from '../src/thread-pool.js';
 import { createEnvironment, createProject } from '../src/store/tenants.js';
 import type { SealJob, SealResult } from './bench-seal.js';
 

@@ -54,7 +54,7 @@ export async function verifyArchive(archive: Archive, options: VerifyArchiveOpti
   // that every thread has work whether the archive holds many chains or one long one.
   const bundles = selected.reduce((sum, chain) => sum + chain.bundles.length, 0);
   const threads = Math.min(os.availableParallelism(), bundles);
-  const checker = threads > 1 ? BundleThreads.start(options.verifiers, threads) : checkHere(options.verifiers);
+  const checker = threads > 1 ? new BundleThreads(options.verifiers, threads) : checkHere(options.verifiers);
   let results: ChainVerification[];
   try {
     results = await mapLimited(selected, threads + 1, (chain) => verifyArchivedChain(chain, options, read, options.verifiers, checker));

@@ -8,7 +8,7 @@ const [FIRST, MIDDLE] = BUNDLES;
 const here = checkHere([KEY]);
 
 describe('BundleThreads', () => {
-  const threads = BundleThreads.start([KEY], 2);
+  const threads = new BundleThreads([KEY], 2);
   afterAll(() => threads.close());
 
   // Bytes the checker may take: a copy that owns its memory.

@@ -1,0 +1,130 @@
+// Worker threads for CPU-bound verification: a fixed set of threads running one module, each
+// taking one task at a time. The project runs its TypeScript through tsx, whose loader does not
+// reach worker threads by itself, so each worker registers it before loading its module.
+import { parentPort, Worker, workerData, type TransferListItem, type WorkerOptions } from 'node:worker_threads';
+
+const TSX = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+
+/** A worker thread running the module at `url` (a .ts file). */
+export function startWorker(url: URL | string, options: Omit<WorkerOptions, 'eval'> = {}): Worker {
+  const boot = `import(${TSX}).then((tsx) => { tsx.register(); return import(${JSON.stringify(String(url))}); });`;
+  return new Worker(boot, { ...options, eval: true });
+}
+
+/** What a task handler returns: its result, and the buffers to move (not copy) back. */
+export interface Reply<R> {
+  result: R;
+  transfer?: TransferListItem[];
+}
+
+type Message<T> = { id: number; task: T };
+type Answer<R> = { id: number; result: R } | { id: number; error: string };
+
+/** In a worker module: answers the pool's tasks with `handle`, which gets the pool's `shared` data too. */
+export function serveTasks<S, T, R>(handle: (task: T, shared: S) => Reply<R>): void {
+  parentPort!.on('message', ({ id, task }: Message<T>) => {
+    let answer: Answer<R>;
+    let transfer: TransferListItem[] = [];
+    try {
+      const reply = handle(task, workerData as S);
+      answer = { id, result: reply.result };
+      transfer = reply.transfer ?? [];
+    } catch (error) {
+      answer = { id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
+    }
+    parentPort!.postMessage(answer, transfer);
+  });
+}
+
+interface Pending<R> {
+  resolve(result: R): void;
+  reject(error: Error): void;
+}
+
+/**
+ * Threads running the module at `url`, which calls serveTasks. `admit` bounds the tasks a caller
+ * prepares at once (one per thread and one more being prepared), so that inputs read ahead of
+ * the threads cannot pile up in memory.
+ */
+export class ThreadPool<T, R> {
+  private readonly workers: Worker[];
+  private readonly idle: Worker[] = [];
+  private readonly queued: { message: Message<T>; transfer: TransferListItem[]; pending: Pending<R> }[] = [];
+  private readonly pending = new Map<number, Pending<R>>();
+  private readonly admitting: (() => void)[] = [];
+  private nextId = 0;
+  private free: number;
+  /** Set when a worker died: every task after it fails. */
+  private broken: Error | undefined;
+
+  constructor(url: URL, shared: unknown, threads: number) {
+    this.workers = Array.from({ length: threads }, () => startWorker(url, { workerData: shared }));
+    this.free = threads + 1;
+    for (const worker of this.workers) {
+      worker.on('message', (answer: Answer<R>) => this.settle(worker, answer));
+      worker.on('error', (error) => this.failAll(error));
+      this.idle.push(worker);
+    }
+  }
+
+  /** Resolves when another task may be prepared; call the function it gives when that task is done. */
+  admit(): Promise<() => void> {
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const next = this.admitting.shift();
+      if (next) next();
+      else this.free++;
+    };
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve(release);
+    }
+    return new Promise((resolve) => this.admitting.push(() => resolve(release)));
+  }
+
+  /** Runs a task on the next idle thread; `transfer` lists buffers that move to it rather than being copied. */
+  run(task: T, transfer: TransferListItem[] = []): Promise<R> {
+    if (this.broken) return Promise.reject(this.broken);
+    return new Promise((resolve, reject) => {
+      this.queued.push({ message: { id: this.nextId++, task }, transfer, pending: { resolve, reject } });
+      this.dispatch();
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((worker) => worker.terminate()));
+  }
+
+  private dispatch(): void {
+    while (this.idle.length && this.queued.length) {
+      const worker = this.idle.pop()!;
+      const { message, transfer, pending } = this.queued.shift()!;
+      this.pending.set(message.id, pending);
+      worker.postMessage(message, transfer);
+    }
+  }
+
+  private settle(worker: Worker, answer: Answer<R>): void {
+    const pending = this.pending.get(answer.id);
+    this.pending.delete(answer.id);
+    this.idle.push(worker);
+    this.dispatch();
+    if (!pending) return;
+    if ('error' in answer) pending.reject(new Error(`task failed on a worker thread: ${answer.error}`));
+    else pending.resolve(answer.result);
+  }
+
+  private failAll(error: Error): void {
+    this.broken = error;
+    for (const pending of [...this.pending.values(), ...this.queued.map((task) => task.pending)]) pending.reject(error);
+    this.pending.clear();
+    this.queued.length = 0;
+  }
+}
+
+/** Bytes a pool may move to a thread: `bytes` itself when it owns its memory, else a copy that does. */
+export function movable(bytes: Buffer): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
+}
