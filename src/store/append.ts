@@ -88,7 +88,6 @@ async function findKeys(client: pg.PoolClient, environment: string, keys: string
 class EventRows {
   seq: number[] = [];
   id: string[] = [];
-  prev: Buffer[] = [];
   hash: Buffer[] = [];
   canonical: Buffer[] = [];
   action: string[] = [];
@@ -155,7 +154,6 @@ export async function appendToChain(
         const columns = indexColumns(item.event);
         rows.seq.push(seq);
         rows.id.push(id);
-        rows.prev.push(Buffer.from(prev, 'hex'));
         rows.hash.push(encoded.hash);
         rows.canonical.push(encoded.canonical);
         rows.action.push(columns.action);
@@ -178,7 +176,7 @@ export async function appendToChain(
     });
 
     const range = appendLeaves(head.range, leaves);
-    if (rows.seq.length > 0) await writeEvents(client, chain.environment, receivedAt, rows, { seq, hash: prev, range });
+    if (rows.seq.length > 0) await writeEvents(client, chain.environment, receivedAt, head.hash, rows, { seq, hash: prev, range });
     await client.query('COMMIT');
 
     const root = rangeRoot(range).toString('hex');
@@ -192,37 +190,53 @@ export async function appendToChain(
   }
 }
 
-/** Inserts the events and their idempotency keys and moves the head, in one statement. */
+/**
+ * Inserts the events and their idempotency keys and moves the head, in one statement. The bytes
+ * travel as two binary parameters that SQL slices: the hashes end to end after the old head's
+ * hash (so row n's prev is hash n - 1), and the canonical bodies end to end. A bytea[] parameter
+ * would be hex text, twice the size and most of the append path's garbage.
+ */
 async function writeEvents(
   client: pg.PoolClient,
   environment: string,
   receivedAt: Date,
+  oldHeadHash: Buffer,
   rows: EventRows,
   head: { seq: number; hash: string; range: CompactRange },
 ) {
+  const canonicalAt: number[] = [];
+  let at = 0;
+  for (const canonical of rows.canonical) {
+    canonicalAt.push(at);
+    at += canonical.length;
+  }
   await client.query(
     `WITH new_events AS (
        INSERT INTO events (environment_id, received_at, seq, id, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created)
-       SELECT $1, $2, * FROM unnest($3::bigint[], $4::uuid[], $5::bytea[], $6::bytea[], $7::bytea[], $8::text[], $9::"char"[],
-                                    $10::text[], $11::text[], $12::text[], $13::timestamptz[])),
+       SELECT $1, $2, r.seq, r.id, substring($12::bytea FROM r.n::int * 32 - 31 FOR 32), substring($12::bytea FROM r.n::int * 32 + 1 FOR 32),
+              substring($13::bytea FROM r.canonical_at + 1 FOR r.canonical_length), r.action, r.crud, r.actor_id, r.target_id, r.group_id, r.created
+         FROM unnest($3::bigint[], $4::uuid[], $5::int[], $6::int[], $7::text[], $8::"char"[], $9::text[], $10::text[], $11::text[],
+                     $14::timestamptz[]) WITH ORDINALITY
+              AS r(seq, id, canonical_at, canonical_length, action, crud, actor_id, target_id, group_id, created, n)),
      new_keys AS (
        INSERT INTO idempotency_keys (environment_id, received_at, key, digest, seq, id, hash)
-       SELECT $1, $2, * FROM unnest($14::text[], $15::bytea[], $16::bigint[], $17::uuid[], $18::bytea[]))
-     UPDATE chain_heads SET seq = $19, hash = $20, compact_range = $21, last_received_at = $2, updated_at = now()
+       SELECT $1, $2, * FROM unnest($15::text[], $16::bytea[], $17::bigint[], $18::uuid[], $19::bytea[]))
+     UPDATE chain_heads SET seq = $20, hash = $21, compact_range = $22, last_received_at = $2, updated_at = now()
       WHERE environment_id = $1`,
     [
       environment,
       receivedAt,
       rows.seq,
       rows.id,
-      rows.prev,
-      rows.hash,
-      rows.canonical,
+      canonicalAt,
+      rows.canonical.map((canonical) => canonical.length),
       rows.action,
       rows.crud,
       rows.actorId,
       rows.targetId,
       rows.groupId,
+      Buffer.concat([oldHeadHash, ...rows.hash]),
+      Buffer.concat(rows.canonical, at),
       rows.created,
       rows.keys.map((k) => k.key),
       rows.keys.map((k) => k.digest),
