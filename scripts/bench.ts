@@ -199,7 +199,8 @@ interface RunningService {
  * Ctrl-C reaches only us and the service is stopped in order at teardown.
  */
 async function startService(databaseUrl: string, dataDir: string, adminToken: string, teardown: Teardown): Promise<RunningService> {
-  const child = spawn(process.execPath, [BIN, 'serve'], {
+  // As bin.js's shebang, npm start and the Dockerfile run it.
+  const child = spawn(process.execPath, ['--max-semi-space-size=64', BIN, 'serve'], {
     cwd: ROOT,
     detached: true,
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -1,5 +1,9 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=64
 // The package's `auditledger` command: runs the TypeScript CLI through tsx, no build step.
+// A 64 MB young generation: the service's requests wait for their group commit, long enough to
+// outlive V8's default 16 MB semi-space and be copied into the old generation. Measured with wrk
+// against `serve` on 2 cores: batches of 100 +18-22%, single events +25-37%, about 100 MB more RSS.
+// The flag works only at start-up, so `npm start`, the Dockerfile and the bench pass it too.
 import { register } from 'tsx/esm/api';
 
 register();
