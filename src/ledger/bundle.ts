@@ -303,7 +303,7 @@ export function verifyParsedBundle(
   const { manifest, manifestLine, events } = bundle;
   const whole = (reason: string): BundleFailure => ({ seq: null, reason });
   const eventsSha256 = createHash('sha256').update(bytes.subarray(manifestLine.length)).digest('hex');
-  const lines = events.map((canonical, i) => readLine(canonical, manifest.first_seq + i));
+  const lines = events.map((canonical, i) => readLine(canonical, manifest.first_seq + i, manifest));
   const leaves = lines.map((line) => line.hash);
   // The leaves are the lines as they stand: any line changed, moved or missing changes the root.
   const tree = growRange(compactRange(manifest.start_range), leaves, [...rootSizes, manifest.last_seq]);
@@ -506,13 +506,20 @@ interface Line {
   hash: Buffer;
   /** The body's prev, when the body is readable. */
   prev: string | undefined;
-  body: LedgerFields | string;
+  /** Why the body is unreadable, or what in it contradicts the bundle: usually nothing. */
+  problems: readonly string[];
 }
 
-function readLine(canonical: Buffer, positionSeq: number): Line {
+const NO_PROBLEMS: readonly string[] = [];
+
+// The body is checked here and not kept: a bundle's lines live until the bundle is checked, and
+// a decoded body per line was most of the garbage collector's work.
+function readLine(canonical: Buffer, positionSeq: number, manifest: BundleManifest): Line {
+  const hash = eventHash(canonical);
   const body = readBody(canonical);
-  const readable = typeof body !== 'string';
-  return { seq: readable ? body.seq : positionSeq, hash: eventHash(canonical), prev: readable ? body.prev : undefined, body };
+  if (typeof body === 'string') return { seq: positionSeq, hash, prev: undefined, problems: [body] };
+  const problems = bodyProblems(body, manifest);
+  return { seq: body.seq, hash, prev: body.prev, problems: problems.length ? problems : NO_PROBLEMS };
 }
 
 // What a bundle checks of a body: its ledger fields.
@@ -573,39 +580,51 @@ function eventFailures(manifest: BundleManifest, lines: readonly Line[]): Bundle
   const { first_seq: first, last_seq: last } = manifest;
   const failures: BundleFailure[] = [];
   const fail = (seq: number, reason: string) => failures.push({ seq, reason });
-  const bySeq = new Map<number, Line[]>();
   lines.forEach((line, i) => {
-    const { seq, body } = line;
-    if (typeof body === 'string') fail(seq, body);
-    else for (const problem of bodyProblems(body, manifest)) fail(seq, problem);
+    const { seq } = line;
+    for (const problem of line.problems) fail(seq, problem);
     if (seq < first || seq > last) fail(seq, `seq is outside the bundle's range ${first}..${last}`);
     const before = lines[i - 1];
     if (before !== undefined && seq < before.seq) fail(seq, `out of order: the line follows event ${before.seq}`);
-    const same = bySeq.get(seq);
-    if (same) same.push(line);
-    else bySeq.set(seq, [line]);
   });
+  const { sorted, starts } = groupBySeq(lines);
+  const seqOf = (group: number) => sorted[starts[group]!]!.seq;
 
   // Missing events, one failure per gap: its size depends on the manifest, which may be forged.
-  const present = [...bySeq.keys()].filter((seq) => seq >= first && seq <= last).sort((a, b) => a - b);
+  const present = starts.map((_, group) => seqOf(group)).filter((seq) => seq >= first && seq <= last);
   [first - 1, ...present].forEach((seq, i, all) => {
     const next = all[i + 1] ?? last + 1;
     if (next > seq + 1) fail(seq + 1, next === seq + 2 ? 'the event is missing' : `events ${seq + 1}..${next - 1} are missing`);
   });
 
-  for (const [seq, same] of bySeq) {
-    if (same.length > 1) fail(seq, `${same.length} lines hold this seq`);
-    for (const line of same) {
+  starts.forEach((start, group) => {
+    const seq = seqOf(group);
+    const end = starts[group + 1] ?? sorted.length;
+    const following = group + 1 < starts.length && seqOf(group + 1) === seq + 1 ? sorted.slice(end, starts[group + 2] ?? sorted.length) : [];
+    if (end - start > 1) fail(seq, `${end - start} lines hold this seq`);
+    for (const line of sorted.slice(start, end)) {
       const hash = line.hash.toString('hex');
       if (seq === last) {
         if (hash !== manifest.last_hash) fail(seq, 'the bytes do not hash to last_hash');
-      } else if ((bySeq.get(seq + 1) ?? []).some((next) => next.prev !== undefined && next.prev !== hash)) {
+      } else if (following.some((next) => next.prev !== undefined && next.prev !== hash)) {
         fail(seq, `the bytes do not hash to the prev of event ${seq + 1}`);
       }
       if (seq === first && line.prev !== undefined && line.prev !== manifest.first_prev) fail(seq, 'prev is not first_prev');
     }
-  }
+  });
   return failures.sort((a, b) => (a.seq as number) - (b.seq as number));
+}
+
+// The lines in seq order (their own order among equal seqs), and where each seq's group starts.
+// Lines are nearly always in order already, so no sort and no list per seq.
+function groupBySeq(lines: readonly Line[]): { sorted: readonly Line[]; starts: number[] } {
+  const inOrder = lines.every((line, i) => i === 0 || lines[i - 1]!.seq <= line.seq);
+  const sorted = inOrder ? lines : [...lines].sort((a, b) => a.seq - b.seq);
+  const starts: number[] = [];
+  sorted.forEach((line, i) => {
+    if (i === 0 || sorted[i - 1]!.seq !== line.seq) starts.push(i);
+  });
+  return { sorted, starts };
 }
 
 // --- the tree and the chain of bundles
