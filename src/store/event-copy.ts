@@ -93,41 +93,45 @@ function rowEnd(bytes: Buffer, at: number): number | undefined {
 
 // One row, known to be complete. bytea fields are views of the chunk, not copies.
 function decodeRow(bytes: Buffer, at: number): StoredEvent {
-  const fields: (Buffer | null)[] = new Array(FIELD_COUNT);
+  // Field i spans [starts[i], ends[i]); a NULL has start -1. Only the bytea fields become views:
+  // the rest are read in place.
   for (let i = 0; i < FIELD_COUNT; i++) {
     const length = bytes.readInt32BE(at);
     at += 4;
-    fields[i] = length < 0 ? null : bytes.subarray(at, at + length);
-    at += Math.max(length, 0);
+    starts[i] = length < 0 ? -1 : at;
+    ends[i] = at += Math.max(length, 0);
   }
-  const [seq, id, receivedAt, prev, hash, canonical, action, crud, actorId, targetId, groupId, created] = fields;
   return {
-    seq: int8(seq!),
-    id: id!.toString('latin1'),
-    received_at: new Date(timestampMs(receivedAt!)),
-    prev: prev!,
-    hash: hash!,
-    canonical: canonical!,
+    seq: int8(bytes, starts[0]!),
+    id: bytes.toString('latin1', starts[1], ends[1]),
+    received_at: new Date(timestampMs(bytes, starts[2]!)),
+    prev: bytes.subarray(starts[3], ends[3]),
+    hash: bytes.subarray(starts[4], ends[4]),
+    canonical: bytes.subarray(starts[5], ends[5]),
     columns: {
-      action: action!.toString('utf8'),
-      crud: (crud?.toString('latin1') ?? null) as StoredEvent['columns']['crud'],
-      actor_id: text(actorId),
-      target_id: text(targetId),
-      group_id: text(groupId),
-      created: created ? timestampMs(created) : null,
+      action: text(bytes, 6)!,
+      crud: text(bytes, 7) as StoredEvent['columns']['crud'],
+      actor_id: text(bytes, 8),
+      target_id: text(bytes, 9),
+      group_id: text(bytes, 10),
+      created: starts[11]! < 0 ? null : timestampMs(bytes, starts[11]!),
     },
   };
 }
 
-function text(field: Buffer | null | undefined): string | null {
-  return field ? field.toString('utf8') : null;
+const starts = new Int32Array(FIELD_COUNT);
+const ends = new Int32Array(FIELD_COUNT);
+
+// Hot helpers are module functions, not closures: tsx names every closure it creates, per call.
+function text(bytes: Buffer, field: number): string | null {
+  return starts[field]! < 0 ? null : bytes.toString('utf8', starts[field], ends[field]);
 }
 
-function int8(field: Buffer): number {
-  return field.readInt32BE(0) * 2 ** 32 + field.readUInt32BE(4);
+function int8(bytes: Buffer, at: number): number {
+  return bytes.readInt32BE(at) * 2 ** 32 + bytes.readUInt32BE(at + 4);
 }
 
 // timestamptz: microseconds since 2000-01-01 UTC. Stored times have millisecond precision.
-function timestampMs(field: Buffer): number {
-  return POSTGRES_EPOCH_MS + Math.floor(int8(field) / 1000);
+function timestampMs(bytes: Buffer, at: number): number {
+  return POSTGRES_EPOCH_MS + Math.floor(int8(bytes, at) / 1000);
 }
