@@ -1,6 +1,6 @@
 // Checks stored events against their own bytes: the hash, the chain link, the ledger fields and
-// the extracted columns. Nothing is re-serialized from decoded values except to confirm that the
-// stored bytes are canonical.
+// the extracted columns. Nothing is re-serialized: a scanner confirms the stored bytes are
+// canonical and decodes only the fields checked (jcs-scan.ts).
 import { eventHash, FORMAT_VERSION, GENESIS_PREV, indexColumns, type EventBody, type IndexColumns } from './event.js';
 import { scanCanonicalObject, type Shape } from './jcs-scan.js';
 

@@ -26,6 +26,10 @@ export interface VerifiedPoint {
   range: CompactRange;
 }
 
+// Seqs per COPY statement. Each statement reads in a snapshot of its own, so that checking a long
+// chain never holds one open for long (which would hold back vacuum of every other table).
+const SEQS_PER_COPY = 500_000;
+
 export const GENESIS_POINT: VerifiedPoint = { seq: 0, hash: Buffer.alloc(32), range: emptyRange() };
 
 /** A signed root the recomputed tree must match at a given size: a checkpoint, or a bundle's. */
@@ -77,7 +81,13 @@ function signedRootProblem(signed: SignedRoot, chain: Chain, root: Buffer, verif
 export async function verifyChain(
   db: pg.Pool,
   chain: Chain,
-  options: { from?: VerifiedPoint; verifiers?: readonly VerifierKey[]; onProgress?: (seq: number, head: number) => void } = {},
+  options: {
+    from?: VerifiedPoint;
+    verifiers?: readonly VerifierKey[];
+    onProgress?: (seq: number, head: number) => void;
+    /** Seqs read per COPY statement (SEQS_PER_COPY). */
+    seqsPerCopy?: number;
+  } = {},
 ): Promise<ChainVerification> {
   const from = options.from ?? GENESIS_POINT;
   const verifiers = options.verifiers ?? [];
@@ -103,23 +113,26 @@ export async function verifyChain(
   const client = await db.connect();
   let failed = false;
   try {
-    for await (const rows of copyEventsBySeq(client, chain.environment, expected, head.seq)) {
-      let leaves: Buffer[] = [];
-      for (const row of rows) {
-        // After a gap there is no stored hash to link to: the check reports the gap.
-        if (row.seq !== expected) prevHash = undefined;
-        failures.push(...checkStoredEvent(row, chain, prevHash));
-        leaves.push(row.hash);
-        prevHash = row.hash;
-        expected = row.seq + 1;
-        if (roots[0] && roots[0].size <= row.seq) {
-          range = appendLeaves(range, leaves);
-          leaves = [];
-          checkRootsAt(row.seq);
+    const window = options.seqsPerCopy ?? SEQS_PER_COPY;
+    for (let start = expected; start <= head.seq; start += window) {
+      for await (const rows of copyEventsBySeq(client, chain.environment, start, Math.min(start + window - 1, head.seq))) {
+        let leaves: Buffer[] = [];
+        for (const row of rows) {
+          // After a gap there is no stored hash to link to: the check reports the gap.
+          if (row.seq !== expected) prevHash = undefined;
+          failures.push(...checkStoredEvent(row, chain, prevHash));
+          leaves.push(row.hash);
+          prevHash = row.hash;
+          expected = row.seq + 1;
+          if (roots[0] && roots[0].size <= row.seq) {
+            range = appendLeaves(range, leaves);
+            leaves = [];
+            checkRootsAt(row.seq);
+          }
         }
+        range = appendLeaves(range, leaves);
+        options.onProgress?.(expected - 1, head.seq);
       }
-      range = appendLeaves(range, leaves);
-      options.onProgress?.(expected - 1, head.seq);
     }
   } catch (error) {
     failed = true;

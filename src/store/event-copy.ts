@@ -91,10 +91,12 @@ function rowEnd(bytes: Buffer, at: number): number | undefined {
   return at <= bytes.length ? at : undefined;
 }
 
-// One row, known to be complete. bytea fields are views of the chunk, not copies.
+const starts = new Int32Array(FIELD_COUNT);
+const ends = new Int32Array(FIELD_COUNT);
+
+// One row, known to be complete. Field i spans [starts[i], ends[i]); a NULL has start -1. The
+// bytea fields become views of the chunk, not copies; the rest are read in place.
 function decodeRow(bytes: Buffer, at: number): StoredEvent {
-  // Field i spans [starts[i], ends[i]); a NULL has start -1. Only the bytea fields become views:
-  // the rest are read in place.
   for (let i = 0; i < FIELD_COUNT; i++) {
     const length = bytes.readInt32BE(at);
     at += 4;
@@ -118,9 +120,6 @@ function decodeRow(bytes: Buffer, at: number): StoredEvent {
     },
   };
 }
-
-const starts = new Int32Array(FIELD_COUNT);
-const ends = new Int32Array(FIELD_COUNT);
 
 // Hot helpers are module functions, not closures: tsx names every closure it creates, per call.
 function text(bytes: Buffer, field: number): string | null {

@@ -161,6 +161,22 @@ describe('verification', () => {
       return { range, prev };
     };
 
+    it('reads the chain a window of seqs at a time, with the same result whatever the window', async () => {
+      const tenant = await createTenant(t, 'windows');
+      await append(tenant, 10);
+      await checkpoint();
+      const chain = { project: tenant.projectId, environment: tenant.environmentId };
+      const verifiers = [t.keyring.current];
+      const check = (seqsPerCopy?: number) => verifyChain(db.pools.owner, chain, { verifiers, ...(seqsPerCopy && { seqsPerCopy }) });
+      const whole = await check();
+      expect(whole).toMatchObject({ ok: true, checked: 10 });
+      for (const seqsPerCopy of [1, 3, 4]) expect(await check(seqsPerCopy)).toEqual(whole);
+      await asSuperuser(db, (su) => su.query('DELETE FROM events WHERE environment_id = $1 AND seq IN (4, 5)', [tenant.environmentId]));
+      const gap = await check();
+      expect(gap.failures[0]).toEqual({ seq: 6, reason: 'event 5 is missing: the chain has a gap' });
+      for (const seqsPerCopy of [1, 3, 4]) expect(await check(seqsPerCopy)).toEqual(gap);
+    });
+
     it('a field changed in the stored bytes', async () => {
       const failures = await tampered('bytes', (su, env) =>
         su.query(`UPDATE events SET canonical = convert_to(replace(convert_from(canonical, 'UTF8'), '"u3"', '"u9"'), 'UTF8') WHERE environment_id = $1 AND seq = 4`, [env]),
