@@ -318,8 +318,7 @@ export function verifyParsedBundle(
   return { manifest, failures, tree: { manifest, leaves: Buffer.concat(leaves) }, roots };
 }
 
-// The compact range after `leaves`, and the root at each of `sizes` on the way (the end included
-// when asked for).
+// The compact range after `leaves`, and the root at each of `sizes` on the way and at the end.
 function growRange(start: CompactRange, leaves: readonly Buffer[], sizes: readonly number[]): { end: CompactRange; roots: Map<number, Buffer> } {
   const endSize = start.size + leaves.length;
   const stops = [...new Set(sizes)].filter((size) => size > start.size && size <= endSize).sort((a, b) => a - b);
@@ -600,19 +599,30 @@ function eventFailures(manifest: BundleManifest, lines: readonly Line[]): Bundle
   starts.forEach((start, group) => {
     const seq = seqOf(group);
     const end = starts[group + 1] ?? sorted.length;
-    const following = group + 1 < starts.length && seqOf(group + 1) === seq + 1 ? sorted.slice(end, starts[group + 2] ?? sorted.length) : [];
+    // The lines holding seq + 1 are [end, followingEnd): none when that seq is absent.
+    const followingEnd = group + 1 < starts.length && seqOf(group + 1) === seq + 1 ? (starts[group + 2] ?? sorted.length) : end;
     if (end - start > 1) fail(seq, `${end - start} lines hold this seq`);
-    for (const line of sorted.slice(start, end)) {
+    for (let i = start; i < end; i++) {
+      const line = sorted[i]!;
       const hash = line.hash.toString('hex');
       if (seq === last) {
         if (hash !== manifest.last_hash) fail(seq, 'the bytes do not hash to last_hash');
-      } else if (following.some((next) => next.prev !== undefined && next.prev !== hash)) {
+      } else if (namesOtherPrev(sorted, end, followingEnd, hash)) {
         fail(seq, `the bytes do not hash to the prev of event ${seq + 1}`);
       }
       if (seq === first && line.prev !== undefined && line.prev !== manifest.first_prev) fail(seq, 'prev is not first_prev');
     }
   });
   return failures.sort((a, b) => (a.seq as number) - (b.seq as number));
+}
+
+// Whether a readable line among lines[from, to) names a prev other than `hash`.
+function namesOtherPrev(lines: readonly Line[], from: number, to: number, hash: string): boolean {
+  for (let i = from; i < to; i++) {
+    const { prev } = lines[i]!;
+    if (prev !== undefined && prev !== hash) return true;
+  }
+  return false;
 }
 
 // The lines in seq order (their own order among equal seqs), and where each seq's group starts.

@@ -168,7 +168,10 @@ export async function verifyArchivedChain(
   return { chain: walk.name, bundles: checked, checkpoints, events: walk.events(), failures: walk.sortedFailures() };
 }
 
-/** Runs `task` on every item, at most `size` at once, so that many small requests neither crawl nor flood. Results in item order. */
+/**
+ * Runs `task` on every item, at most `size` at once, so that many small requests neither crawl nor
+ * flood. Results come in item order.
+ */
 export async function mapLimited<T, R>(items: readonly T[], size: number, task: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
