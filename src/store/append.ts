@@ -213,10 +213,10 @@ async function writeEvents(
   await client.query(
     `WITH new_events AS (
        INSERT INTO events (environment_id, received_at, seq, id, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created)
-       SELECT $1, $2, r.seq, r.id, substring($12::bytea FROM r.n::int * 32 - 31 FOR 32), substring($12::bytea FROM r.n::int * 32 + 1 FOR 32),
-              substring($13::bytea FROM r.canonical_at + 1 FOR r.canonical_length), r.action, r.crud, r.actor_id, r.target_id, r.group_id, r.created
+       SELECT $1, $2, r.seq, r.id, substring($13::bytea FROM r.n::int * 32 - 31 FOR 32), substring($13::bytea FROM r.n::int * 32 + 1 FOR 32),
+              substring($14::bytea FROM r.canonical_at + 1 FOR r.canonical_length), r.action, r.crud, r.actor_id, r.target_id, r.group_id, r.created
          FROM unnest($3::bigint[], $4::uuid[], $5::int[], $6::int[], $7::text[], $8::"char"[], $9::text[], $10::text[], $11::text[],
-                     $14::timestamptz[]) WITH ORDINALITY
+                     $12::timestamptz[]) WITH ORDINALITY
               AS r(seq, id, canonical_at, canonical_length, action, crud, actor_id, target_id, group_id, created, n)),
      new_keys AS (
        INSERT INTO idempotency_keys (environment_id, received_at, key, digest, seq, id, hash)
@@ -235,9 +235,9 @@ async function writeEvents(
       rows.actorId,
       rows.targetId,
       rows.groupId,
+      rows.created,
       Buffer.concat([oldHeadHash, ...rows.hash]),
       Buffer.concat(rows.canonical, at),
-      rows.created,
       rows.keys.map((k) => k.key),
       rows.keys.map((k) => k.digest),
       rows.keys.map((k) => k.receipt.seq),
