@@ -42,6 +42,11 @@ describe('BundleThreads', () => {
     expect((await viewChecked).failures).toEqual([]);
   });
 
+  it('rejects a check that throws on its thread, and goes on checking', async () => {
+    await expect(threads.check(Buffer.from('not a bundle\n'), undefined, [])).rejects.toThrow(/task failed on a worker thread: BundleError/);
+    expect((await threads.check(owned(FIRST!.bytes), undefined, [])).failures).toEqual([]);
+  });
+
   it('admits one bundle per thread and one more, then waits for a release', async () => {
     const releases = await Promise.all([threads.admit(), threads.admit(), threads.admit()]);
     let admitted = false;
