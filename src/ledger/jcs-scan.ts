@@ -80,6 +80,9 @@ class Scanner {
   at = 0;
   /** Whether the last string scanned is printable ASCII without escapes. */
   private plain = true;
+  /** Where the last small non-negative integer scanned starts, and its value. */
+  private integerAt = -1;
+  private integer = 0;
 
   constructor(private readonly bytes: Buffer) {}
 
@@ -120,6 +123,7 @@ class Scanner {
     if (want !== true && this.bytes[this.at] === OPEN_OBJECT) return this.object(want);
     const start = this.at;
     this.value();
+    if (this.integerAt === start) return this.integer;
     return this.decode(start, this.at, this.bytes[start] === QUOTE && this.plain);
   }
 
@@ -200,12 +204,18 @@ class Scanner {
     const start = this.at;
     let at = start;
     let digitsOnly = true;
+    let integer = 0;
     for (let byte = bytes[at]; byte !== undefined && isNumberByte(byte); byte = bytes[++at]) {
       if (byte < 0x30 || byte > 0x39) digitsOnly = false;
+      else integer = integer * 10 + (byte - 0x30);
     }
     const length = at - start;
     if (length === 0) throw new NotCanonical();
-    if (!(digitsOnly && length <= 15 && (length === 1 || bytes[start] !== 0x30))) {
+    if (digitsOnly && length <= 15 && (length === 1 || bytes[start] !== 0x30)) {
+      // Its value too, so that a wanted seq or v is not decoded from text.
+      this.integerAt = start;
+      this.integer = integer;
+    } else {
       const text = bytes.toString('latin1', start, at);
       if (String(Number(text)) !== text) throw new NotCanonical();
     }
