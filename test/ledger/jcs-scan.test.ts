@@ -94,6 +94,12 @@ describe('scanCanonicalObject', () => {
     });
   });
 
+  it('decodes integers of every length, and other numbers, exactly', () => {
+    const values = { a: 0, b: 7, c: 999_999_999_999_999, d: 1_234_567_890_123_456, e: -12, f: 1.5, g: 1e21, h: 2 ** 53 };
+    const shape = Object.fromEntries(Object.keys(values).map((k) => [k, true] as const));
+    expect(scanCanonicalObject(Buffer.from(canonicalize(values)), shape)).toEqual(values);
+  });
+
   it('does not take inherited names for shape members', () => {
     expect(scanCanonicalObject(Buffer.from('{"__proto__":1,"constructor":2,"toString":3}'), { a: true })).toEqual({});
   });
