@@ -31,6 +31,18 @@ const SHORT_ESCAPED_CONTROLS = new Set([0x08, 0x09, 0x0a, 0x0c, 0x0d]);
 
 class NotCanonical extends Error {}
 
+// What each byte is inside a string: printable ASCII stands for itself; '"' ends the string; '\'
+// starts an escape; DEL and UTF-8 bytes are allowed but make the string more than plain ASCII; a
+// control character (or a missing byte: undefined) is not allowed raw.
+const PLAIN = 0;
+const CLOSING_QUOTE = 1;
+const ESCAPE = 2;
+const NON_ASCII = 3;
+const CONTROL = 4;
+const STRING_BYTE = Uint8Array.from({ length: 256 }, (_, byte) =>
+  byte < 0x20 ? CONTROL : byte === QUOTE ? CLOSING_QUOTE : byte === BACKSLASH ? ESCAPE : byte >= 0x7f ? NON_ASCII : PLAIN,
+);
+
 // A shape with its names as bytes, so that member names are matched without decoding them.
 type Wanted = readonly { name: string; bytes: Buffer; want: Wanted | true }[];
 const compiled = new WeakMap<Shape, Wanted>();
@@ -174,11 +186,12 @@ class Scanner {
     let at = this.at + 1;
     let plain = true;
     for (;;) {
-      const byte = bytes[at];
-      if (byte === undefined || byte < 0x20) throw new NotCanonical();
-      if (byte === QUOTE) break;
-      if (byte >= 0x7f) plain = false;
-      else if (byte === BACKSLASH) {
+      // Most bytes are printable ASCII: one table look each until something else.
+      let kind: number | undefined;
+      while ((kind = STRING_BYTE[bytes[at]!]) === PLAIN) at++;
+      if (kind === CLOSING_QUOTE) break;
+      if (kind === NON_ASCII) plain = false;
+      else if (kind === ESCAPE) {
         plain = false;
         const escape = bytes[at + 1]!;
         if (escape === 0x75) {
@@ -190,7 +203,7 @@ class Scanner {
           at += 4;
         } else if (!SHORT_ESCAPES.has(escape)) throw new NotCanonical();
         at++;
-      }
+      } else throw new NotCanonical(); // a raw control character, or the end of the bytes
       at++;
     }
     this.at = at + 1;
