@@ -11,28 +11,19 @@ export function startWorker(url: URL | string, options: Omit<WorkerOptions, 'eva
   return new Worker(boot, { ...options, eval: true });
 }
 
-/** What a task handler returns: its result, and the buffers to move (not copy) back. */
-export interface Reply<R> {
-  result: R;
-  transfer?: TransferListItem[];
-}
-
 type Message<T> = { id: number; task: T };
 type Answer<R> = { id: number; result: R } | { id: number; error: string };
 
 /** In a worker module: answers the pool's tasks with `handle`, which gets the pool's `shared` data too. */
-export function serveTasks<S, T, R>(handle: (task: T, shared: S) => Reply<R>): void {
+export function serveTasks<S, T, R>(handle: (task: T, shared: S) => R): void {
   parentPort!.on('message', ({ id, task }: Message<T>) => {
     let answer: Answer<R>;
-    let transfer: TransferListItem[] = [];
     try {
-      const reply = handle(task, workerData as S);
-      answer = { id, result: reply.result };
-      transfer = reply.transfer ?? [];
+      answer = { id, result: handle(task, workerData as S) };
     } catch (error) {
       answer = { id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
     }
-    parentPort!.postMessage(answer, transfer);
+    parentPort!.postMessage(answer);
   });
 }
 

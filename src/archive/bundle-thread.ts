@@ -17,5 +17,5 @@ export interface BundleResult {
 serveTasks<readonly VerifierKey[], BundleTask, BundleResult>(({ bytes, previous, rootSizes }, verifiers) => {
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const { failures, roots } = verifyParsedBundle(parseBundle(buffer), buffer, verifiers, previous, rootSizes);
-  return { result: { failures, roots: [...roots] } };
+  return { failures, roots: [...roots] };
 });
