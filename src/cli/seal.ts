@@ -2,21 +2,12 @@ import { parseArgs } from 'node:util';
 import { openArchive } from '../archive/open.js';
 import { loadConfig } from '../config.js';
 import { runCheckpoints } from '../jobs/checkpoints.js';
-import { dueThrough, runSeal } from '../jobs/seal.js';
+import { dueThrough, runSeal, type SealProgress } from '../jobs/seal.js';
 import { createLogger } from '../log.js';
 import { openDatabase, serverClock } from '../service.js';
 import { loadKeyring } from '../signing-key.js';
+import { progressBar } from './progress.js';
 import { CONFIG_HELP, UsageError, type Verb } from './verb.js';
-
-/** A one-line progress bar on a terminal; nothing when output is not a terminal. */
-function progressBar(stream: NodeJS.WriteStream) {
-  if (!stream.isTTY) return undefined;
-  return ({ day, chain, sealed, total }: { day: string; chain: string; sealed: number; total: number }) => {
-    const width = 30;
-    const filled = Math.round((sealed / Math.max(total, 1)) * width);
-    stream.write(`\r${day} ${chain.slice(0, 8)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${sealed}/${total}`);
-  };
-}
 
 export const seal: Verb = {
   summary: 'seal ended days into signed bundles in the archive, now',
@@ -42,7 +33,8 @@ ${CONFIG_HELP}`,
       const archive = openArchive(config);
       await runCheckpoints({ db: pools.owner, archive, key: keyring.current, origin: keyring.origin, log });
       const through = values.through ?? dueThrough(now(), config.AUDITLEDGER_SEAL_AFTER_DAYS);
-      const onProgress = progressBar(process.stderr);
+      const bar = progressBar(process.stderr);
+      const onProgress = bar && (({ day, chain, sealed, total }: SealProgress) => bar(`${day} ${chain.slice(0, 8)}`, sealed, total));
       const report = await runSeal({ db: pools.owner, archive, keyring, log, ...(onProgress ? { onProgress } : {}) }, through);
       if (onProgress) process.stderr.write('\n');
       if (!report) {

@@ -5,6 +5,7 @@ import { openDatabase } from '../service.js';
 import { loadKeyring, verifiers } from '../signing-key.js';
 import { verifyChain } from '../store/chain-verify.js';
 import { allChains } from '../store/verification.js';
+import { progressBar } from './progress.js';
 import { CONFIG_HELP, UsageError, type Verb } from './verb.js';
 
 export const verify: Verb = {
@@ -28,16 +29,16 @@ ${CONFIG_HELP}`,
       if (values.environment && (chains.length === 0 || chains[0]!.project_id !== values.project)) {
         throw new UsageError(`no chain ${values.project}/${values.environment}`);
       }
-      const tty = process.stderr.isTTY;
+      const bar = progressBar(process.stderr);
       let failed = 0;
       for (const chain of chains) {
         const name = `${chain.project_id}/${chain.environment_id}`;
         const started = performance.now();
         const result = await verifyChain(pools.owner, { project: chain.project_id, environment: chain.environment_id }, {
           verifiers: keys,
-          onProgress: tty ? (seq, head) => process.stderr.write(`\r${name} ${seq}/${head}`) : undefined,
+          onProgress: bar && ((seq, head) => bar(name, seq, head)),
         });
-        if (tty) process.stderr.write('\r\x1b[K');
+        if (bar) process.stderr.write('\r\x1b[K');
         const seconds = (performance.now() - started) / 1000;
         process.stdout.write(`${result.ok ? 'ok    ' : 'FAILED'} ${name}: ${result.checked} events to seq ${result.head_seq} in ${seconds.toFixed(1)} s\n`);
         for (const failure of result.failures) process.stdout.write(`  seq ${failure.seq}: ${failure.reason}\n`);

@@ -36,6 +36,14 @@ const DAY_MS = 86_400_000;
 // enough to be promoted, and sealing a million events peaked at 480 MB RSS; with 1000, under 200 MB.
 const PAGE = 1000;
 
+/** How far sealing has got: events of `chain` sealed so far on `day`, of `total`. */
+export interface SealProgress {
+  day: string;
+  chain: string;
+  sealed: number;
+  total: number;
+}
+
 export interface SealDeps {
   db: pg.Pool;
   archive: Archive;
@@ -43,7 +51,7 @@ export interface SealDeps {
   log: Logger;
   /** For tests: throw at a step to simulate a crash there. */
   faults?: { beforePut?(key: string): void; afterPut?(key: string): void };
-  onProgress?(progress: { day: string; chain: string; sealed: number; total: number }): void;
+  onProgress?(progress: SealProgress): void;
 }
 
 export interface SealReport {
