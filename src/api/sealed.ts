@@ -80,7 +80,7 @@ export class SealedBundles {
       if (!(error instanceof BundleError)) throw error;
       return { seal, tree: null, failures: [{ seq: seal.first_seq, reason: error.message }] };
     }
-    const { failures, tree } = verifyParsedBundle(parsed, bytes, this.verifiers);
-    return { seal, tree, failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };
+    const { failures, leaves } = verifyParsedBundle(parsed, bytes, this.verifiers);
+    return { seal, tree: { manifest: parsed.manifest, leaves: Buffer.concat(leaves) }, failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };
   }
 }

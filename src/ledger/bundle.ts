@@ -93,8 +93,8 @@ export interface BundleVerification {
   /** Null when the bundle could not be parsed. */
   manifest: BundleManifest | null;
   failures: BundleFailure[];
-  /** The manifest and the lines' leaf hashes, for proofs without hashing again; null when unparsed. */
-  tree: BundleTree | null;
+  /** The lines' leaf hashes, in line order (for proofs without hashing again); none when unparsed. */
+  leaves: readonly Buffer[];
   /** The tree root at each of the sizes asked for that the bundle's lines reach. */
   roots: Map<number, Buffer>;
 }
@@ -283,7 +283,7 @@ export function verifyBundle(bytes: Buffer, verifiers: readonly VerifierKey[], p
   try {
     bundle = parseBundle(bytes);
   } catch (error) {
-    if (error instanceof BundleError) return { manifest: null, failures: [{ seq: null, reason: error.message }], tree: null, roots: new Map() };
+    if (error instanceof BundleError) return { manifest: null, failures: [{ seq: null, reason: error.message }], leaves: [], roots: new Map() };
     throw error;
   }
   return verifyParsedBundle(bundle, bytes, verifiers, previous);
@@ -315,7 +315,7 @@ export function verifyParsedBundle(
   ];
   const asked = new Set(rootSizes);
   const roots = new Map([...tree.roots].filter(([size]) => asked.has(size)));
-  return { manifest, failures, tree: { manifest, leaves: Buffer.concat(leaves) }, roots };
+  return { manifest, failures, leaves, roots };
 }
 
 // The compact range after `leaves`, and the root at each of `sizes` on the way and at the end.
