@@ -26,6 +26,8 @@ export interface VerifyArchiveOptions extends DayRange {
    * GOVERNANCE) until at least this many days after it was written.
    */
   retentionDays?: number | undefined;
+  /** Threads that check bundles; one per core by default. Each holds a whole bundle in memory. */
+  threads?: number | undefined;
 }
 
 export interface ArchiveVerification {
@@ -53,7 +55,7 @@ export async function verifyArchive(archive: Archive, options: VerifyArchiveOpti
   // A thread per core checks bundles, a bundle at a time each; chains are walked a few at once so
   // that every thread has work whether the archive holds many chains or one long one.
   const bundles = selected.reduce((sum, chain) => sum + chain.bundles.length, 0);
-  const threads = Math.min(os.availableParallelism(), bundles);
+  const threads = Math.min(options.threads ?? os.availableParallelism(), bundles);
   const checker = threads > 1 ? new BundleThreads(options.verifiers, threads) : checkHere(options.verifiers);
   let results: ChainVerification[];
   try {

@@ -12,7 +12,7 @@ import { UsageError, type Verb } from './verb.js';
 export const verifyArchiveVerb: Verb = {
   summary: 'check a sealed archive offline: signatures, hashes, Merkle roots, continuity, gaps, Object Lock',
   usage: `auditledger verify-archive <folder | s3://bucket/prefix> --key VKEY [--key VKEY...] [--json]
-    [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--chain PROJECT/ENVIRONMENT] [--retention-days N]
+    [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--chain PROJECT/ENVIRONMENT] [--retention-days N] [--threads N]
 
 Checks the archive alone, with no database and no server: each chain's bundles in day order (manifest
 signature, event hashes and links, Merkle root against the bundle's signed checkpoint, consistency
@@ -25,6 +25,8 @@ GOVERNANCE) until at least N days (default 1) after it was written.
 --from/--to  only the bundles of these UTC days (inclusive); the bundle before is read to continue from
 --chain      only this chain
 --json       one JSON document instead of the report
+--threads    threads that check bundles (default: one per core); each bundle is read whole, so
+             about threads + 1 bundles are in memory at once: lower it for very large bundles
 
 S3 settings come from S3_ENDPOINT, AWS_REGION, S3_FORCE_PATH_STYLE and the standard AWS credential
 variables. Exit code 0 when everything checked is valid, 1 on any failure (or no bundles), 2 for
@@ -39,6 +41,7 @@ usage errors.`,
         to: { type: 'string' },
         chain: { type: 'string' },
         'retention-days': { type: 'string' },
+        threads: { type: 'string' },
       },
       allowPositionals: true,
       strict: true,
@@ -53,6 +56,7 @@ usage errors.`,
       to: day('--to', values.to),
       chain: chainOption(values.chain),
       retentionDays: onS3 ? retentionDays(values['retention-days']) : undefined,
+      threads: threads(values.threads),
     };
     if (options.from && options.to && options.from > options.to) throw new UsageError('--from is after --to');
     let report: ArchiveVerification;
@@ -93,6 +97,12 @@ function day(option: string, value: string | undefined): string | undefined {
 function chainOption(value: string | undefined): string | undefined {
   if (value !== undefined && !/^[^/]+\/[^/]+$/.test(value)) throw new UsageError('--chain takes PROJECT/ENVIRONMENT (their ids)');
   return value;
+}
+
+function threads(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[1-9]\d{0,3}$/.test(value)) throw new UsageError(`--threads takes a whole number from 1, got ${JSON.stringify(value)}`);
+  return Number(value);
 }
 
 function retentionDays(value: string | undefined): number {

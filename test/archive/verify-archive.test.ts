@@ -134,6 +134,17 @@ describe('verify-archive on a local folder', () => {
     );
   });
 
+  it('gives the same report on one thread as on one per core', async () => {
+    const folder = await copy();
+    await editLines(bundleFile(folder, s.a, s.days[1]), (lines) => [...lines.slice(0, lineOf(40)), ...lines.slice(lineOf(41))]);
+    const onOne = await verify(folder, { threads: 1 });
+    expect(onOne.ok).toBe(false);
+    expect(await verify(folder, { threads: 4 })).toEqual(onOne);
+    const cli = runCli(['verify-archive', sealed, '--key', vkey, '--threads', '1'], {});
+    expect((await cli.exited).code).toBe(0);
+    expect(cli.output()).toContain('5/5 bundles valid\n110/110 events valid\n7/7 checkpoints valid\n');
+  });
+
   it('a byte flipped in an event is reported at its chain, bundle and seq', async () => {
     const folder = await copy();
     await editLines(bundleFile(folder, s.a, s.days[1]), (lines) => {
@@ -285,7 +296,7 @@ describe('verify-archive on a local folder', () => {
     expect((await missing.exited).code).toBe(1);
     expect(missing.output()).toContain('cannot read the archive: ');
 
-    const usageErrors = [['--from', '2026-02-30'], ['--to', '2026-13-01'], ['--retention-days', '3'], ['--chain', 'no-slash']];
+    const usageErrors = [['--from', '2026-02-30'], ['--to', '2026-13-01'], ['--retention-days', '3'], ['--chain', 'no-slash'], ['--threads', '0']];
     const usage = [[sealed], [sealed, '--key', 'nonsense'], ...usageErrors.map((option) => [sealed, '--key', vkey, ...option])].map((args) =>
       runCli(['verify-archive', ...args], {}),
     );
