@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { rangeRoot } from '../ledger/compact-range.js';
-import type { Crud } from '../ledger/event.js';
+import type { Crud, IndexColumns } from '../ledger/event.js';
 import type { StoredEvent } from '../ledger/verify-events.js';
 
 /** Reading events and chain heads. Every query is scoped to one environment (one chain). */
@@ -25,20 +25,8 @@ export interface EventQuery extends EventFilters {
   after_seq?: number | undefined;
 }
 
-export interface EventRow {
-  seq: number;
-  id: string;
-  received_at: Date;
-  prev: Buffer;
-  hash: Buffer;
-  canonical: Buffer;
-  action: string;
-  crud: Crud | null;
-  actor_id: string | null;
-  target_id: string | null;
-  group_id: string | null;
-  created: Date | null;
-}
+/** An events row as a SELECT of eventColumnsSql gives it: a StoredEvent with its columns inline. */
+export type EventRow = Omit<StoredEvent, 'columns'> & Omit<IndexColumns, 'created'> & { created: Date | null };
 
 export const eventColumnsSql = 'seq, id, received_at, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created';
 
