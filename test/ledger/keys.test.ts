@@ -63,40 +63,24 @@ describe('known-answer keys (golang.org/x/mod/sumdb/note)', () => {
 
   // Ported from note_test.go TestNewVerifier / TestNewSigner: no proper substring and no single-byte
   // change of a valid key may parse.
-  it('rejects every substring and every one-byte change of the verifier key', () => {
+  it.each([
+    ['verifier', PETER_VKEY, parseVerifierKey],
+    ['signer', PETER_SKEY, parseSigningKey],
+  ] as const)('rejects every substring and every one-byte change of the %s key', (_, key, parse) => {
     const failures: string[] = [];
-    const attempt = (vkey: string) => {
+    const attempt = (changed: string) => {
       try {
-        parseVerifierKey(vkey);
-        failures.push(vkey);
+        parse(changed);
+        failures.push(changed);
       } catch (error) {
         expect(error).toBeInstanceOf(KeyError);
       }
     };
-    for (let i = 0; i <= PETER_VKEY.length; i++) {
-      for (let j = i + 1; j <= PETER_VKEY.length; j++) if (i !== 0 || j !== PETER_VKEY.length) attempt(PETER_VKEY.slice(i, j));
+    for (let i = 0; i <= key.length; i++) {
+      for (let j = i + 1; j <= key.length; j++) if (i !== 0 || j !== key.length) attempt(key.slice(i, j));
     }
-    for (let i = 0; i < PETER_VKEY.length; i++) {
-      attempt(PETER_VKEY.slice(0, i) + String.fromCharCode(PETER_VKEY.charCodeAt(i) + 1) + PETER_VKEY.slice(i + 1));
-    }
-    expect(failures).toEqual([]);
-  });
-
-  it('rejects every substring and every one-byte change of the signer key', () => {
-    const failures: string[] = [];
-    const attempt = (skey: string) => {
-      try {
-        parseSigningKey(skey);
-        failures.push(skey);
-      } catch (error) {
-        expect(error).toBeInstanceOf(KeyError);
-      }
-    };
-    for (let i = 0; i <= PETER_SKEY.length; i++) {
-      for (let j = i + 1; j <= PETER_SKEY.length; j++) if (i !== 0 || j !== PETER_SKEY.length) attempt(PETER_SKEY.slice(i, j));
-    }
-    for (let i = 0; i < PETER_SKEY.length; i++) {
-      attempt(PETER_SKEY.slice(0, i) + String.fromCharCode(PETER_SKEY.charCodeAt(i) + 1) + PETER_SKEY.slice(i + 1));
+    for (let i = 0; i < key.length; i++) {
+      attempt(key.slice(0, i) + String.fromCharCode(key.charCodeAt(i) + 1) + key.slice(i + 1));
     }
     expect(failures).toEqual([]);
   });
