@@ -119,6 +119,7 @@ export interface BundleStart {
 }
 
 const NEWLINE = Buffer.from('\n');
+const EMPTY_LINE = Buffer.from('\n\n');
 const HEX_HASH = /^[0-9a-f]{64}$/;
 const DAY = /^[0-9]{4}-[0-9]{2}-[0-9]{2}$/;
 const HEX_WANT = '64 lowercase hex digits';
@@ -259,18 +260,36 @@ export function manifestSha256(manifestLine: Buffer): string {
   return createHash('sha256').update(manifestLine.subarray(0, -1)).digest('hex');
 }
 
-/** Splits a bundle into its manifest and event lines, checking the framing and the manifest's fields. Throws BundleError. */
-export function parseBundle(bytes: Buffer): ParsedBundle {
+/**
+ * A bundle's manifest, once the framing of every line and the manifest's fields are checked; no
+ * event line is split off. Throws BundleError.
+ */
+export function parseBundleHead(bytes: Buffer): SignedManifest {
   if (bytes.length === 0 || bytes.at(-1) !== NEWLINE[0]) throw new BundleError('a bundle is NDJSON: it must end in "\\n"');
-  const lines: Buffer[] = [];
-  for (let from = 0; from < bytes.length; ) {
+  if (bytes[0] === NEWLINE[0]) throw new BundleError('line 1 is empty');
+  const doubled = bytes.indexOf(EMPTY_LINE);
+  if (doubled >= 0) throw new BundleError(`line ${newlinesThrough(bytes, doubled) + 1} is empty`);
+  const firstEnd = bytes.indexOf(NEWLINE);
+  return { manifest: parseManifest(bytes.subarray(0, firstEnd)), manifestLine: bytes.subarray(0, firstEnd + 1) };
+}
+
+/** Splits a bundle into its manifest and event lines, checked as parseBundleHead checks them. Throws BundleError. */
+export function parseBundle(bytes: Buffer): ParsedBundle {
+  const head = parseBundleHead(bytes);
+  const events: Buffer[] = [];
+  for (let from = head.manifestLine.length; from < bytes.length; ) {
     const end = bytes.indexOf(NEWLINE, from);
-    if (end === from) throw new BundleError(`line ${lines.length + 1} is empty`);
-    lines.push(bytes.subarray(from, end));
+    events.push(bytes.subarray(from, end));
     from = end + 1;
   }
-  const [first, ...events] = lines as [Buffer, ...Buffer[]];
-  return { manifest: parseManifest(first), manifestLine: bytes.subarray(0, first.length + 1), events };
+  return { ...head, events };
+}
+
+// The number of "\n" in bytes [0, end].
+function newlinesThrough(bytes: Buffer, end: number): number {
+  let count = 0;
+  for (let at = bytes.indexOf(NEWLINE); at >= 0 && at <= end; at = bytes.indexOf(NEWLINE, at + 1)) count++;
+  return count;
 }
 
 /**

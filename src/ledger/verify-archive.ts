@@ -6,11 +6,12 @@ import {
   BundleError,
   manifestSha256,
   parseBundle,
+  parseBundleHead,
   verifyParsedBundle,
   type BundleFailure,
   type BundleManifest,
-  type ParsedBundle,
   type PreviousBundle,
+  type SignedManifest,
 } from './bundle.js';
 import { CheckpointError, openCheckpoint, type Checkpoint } from './checkpoint.js';
 import type { VerifierKey } from './keys.js';
@@ -399,11 +400,14 @@ class ChainWalk {
   }
 }
 
-/** The parsed bundle, or the failure that stops it being read at all. */
-function parseOrFailure(bytes: Buffer | undefined): ParsedBundle | BundleFailure {
+/**
+ * The bundle's manifest, or the failure that stops it being read at all. The event lines are split
+ * by the check itself (checkHere, or a thread's), not here as well.
+ */
+function parseOrFailure(bytes: Buffer | undefined): SignedManifest | BundleFailure {
   if (bytes === undefined) return { seq: null, reason: 'listed, but it could not be read' };
   try {
-    return parseBundle(bytes);
+    return parseBundleHead(bytes);
   } catch (error) {
     if (error instanceof BundleError) return { seq: null, reason: error.message };
     throw error;

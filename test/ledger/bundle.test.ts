@@ -346,6 +346,8 @@ describe('verifyBundle', () => {
       [Buffer.alloc(0), /must end in "\\n"/],
       [MIDDLE.bytes.subarray(0, -1), /must end in "\\n"/],
       [Buffer.concat([manifestLine, NL, NL]), /line 2 is empty/],
+      [joinLines([...splitLines(MIDDLE.bytes).slice(0, 3), Buffer.alloc(0), ...splitLines(MIDDLE.bytes).slice(3)]), /line 4 is empty/],
+      [Buffer.concat([NL, MIDDLE.bytes]), /line 1 is empty/],
       [Buffer.from('not json\n'), /not UTF-8 JSON/],
       [Buffer.from('[1]\n'), /not a JSON object/],
       [Buffer.concat([Buffer.from([0xff]), manifestLine, NL]), /not UTF-8 JSON/],
