@@ -66,9 +66,9 @@ export class CopyBinaryReader {
         break;
       }
       if (fields !== FIELD_COUNT) throw new Error(`COPY row has ${fields} fields, want ${FIELD_COUNT}`);
-      const end = rowEnd(bytes, at + 2);
+      const end = locateFields(bytes, at + 2);
       if (end === undefined) break;
-      rows.push(decodeRow(bytes, at + 2));
+      rows.push(decodeRow(bytes));
       at = end;
     }
     this.pending = bytes.subarray(at);
@@ -81,28 +81,26 @@ export class CopyBinaryReader {
   }
 }
 
-// Where the row whose fields start at `at` ends, or undefined when it is not all there yet.
-function rowEnd(bytes: Buffer, at: number): number | undefined {
-  for (let i = 0; i < FIELD_COUNT; i++) {
-    if (at + 4 > bytes.length) return undefined;
-    const length = bytes.readInt32BE(at);
-    at += 4 + Math.max(length, 0);
-  }
-  return at <= bytes.length ? at : undefined;
-}
-
+// Field i of the current row spans [starts[i], ends[i]); a NULL has start -1.
 const starts = new Int32Array(FIELD_COUNT);
 const ends = new Int32Array(FIELD_COUNT);
 
-// One row, known to be complete. Field i spans [starts[i], ends[i]); a NULL has start -1. The
-// bytea fields become views of the chunk, not copies; the rest are read in place.
-function decodeRow(bytes: Buffer, at: number): StoredEvent {
+// Finds the fields of the row whose first field starts at `at`: where the row ends, or undefined
+// when it is not all there yet.
+function locateFields(bytes: Buffer, at: number): number | undefined {
   for (let i = 0; i < FIELD_COUNT; i++) {
+    if (at + 4 > bytes.length) return undefined;
     const length = bytes.readInt32BE(at);
     at += 4;
     starts[i] = length < 0 ? -1 : at;
     ends[i] = at += Math.max(length, 0);
   }
+  return at <= bytes.length ? at : undefined;
+}
+
+// The row locateFields found complete. The bytea fields become views of the chunk, not copies; the
+// rest are read in place.
+function decodeRow(bytes: Buffer): StoredEvent {
   return {
     seq: int8(bytes, starts[0]!),
     id: bytes.toString('latin1', starts[1], ends[1]),
