@@ -2,8 +2,10 @@
 //   (a) raw COPY into a plain table shaped like `events`: the ceiling the others are compared with;
 //   (b) batched HTTP ingest; (c) single-event HTTP ingest on one chain and on 16;
 //   (d) full-chain verification; (e) sealing a million events of one past day across 4 chains, by
-//   runSeal in a child process of its own (wall time and peak RSS). Targets are printed beside the
-//   figures, never asserted.
+//   runSeal in a child process of its own (wall time and peak RSS); (f) verify-archive of what (e)
+//   sealed. (c), (d) and (f) each get a ceiling beside them: the same load or data through only the
+//   work no implementation can skip (bench-ceilings.ts). Targets are printed beside the figures,
+//   never asserted.
 //
 //   npm run bench -- [--events N] [--seconds S] [--workers W] [--seal-events N]
 //
@@ -41,6 +43,7 @@ import { createPools } from '../src/store/database.js';
 import { startEmbeddedPostgres } from '../src/store/embedded.js';
 import { startWorker } from '../src/thread-pool.js';
 import { createEnvironment, createProject } from '../src/store/tenants.js';
+import { hashArchive, readAndHashChain, startBareServer } from './bench-ceilings.js';
 import type { SealJob, SealResult } from './bench-seal.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -308,12 +311,12 @@ function machineBusyMs(): number {
 
 class CpuMeter {
   private constructor(
-    private readonly servicePid: number,
+    private readonly servicePid: number | undefined,
     private readonly postmasterPid: number,
   ) {}
 
-  /** The same meter with another process in the service's column: the sealing child in (e). */
-  withService(pid: number): CpuMeter {
+  /** The same meter with another process in the service's column (the sealing child in (e)), or none. */
+  withService(pid: number | undefined): CpuMeter {
     return new CpuMeter(pid, this.postmasterPid);
   }
 
@@ -336,7 +339,7 @@ class CpuMeter {
     return {
       wallMs: performance.now(),
       machineMs: machineBusyMs(),
-      serviceMs: processCpuMs(this.servicePid),
+      serviceMs: this.servicePid === undefined ? 0 : processCpuMs(this.servicePid),
       postgresMs: postgresCpuMs(this.postmasterPid),
       benchMs: (user + system) / 1000,
     };
@@ -769,7 +772,7 @@ async function measureSeal(
   total: number,
   meter: CpuMeter | undefined,
   teardown: Teardown,
-): Promise<SealFigures & { chains: number; archive: Archive; key: VerifierKey }> {
+): Promise<SealFigures & { chains: number; archive: LocalArchive; key: VerifierKey }> {
   const day = new Date((Math.floor(Date.now() / DAY_MS) - SEAL_DAYS_AGO) * DAY_MS).toISOString().slice(0, 10);
   progress(`(e) building and COPYing ${count(total)} events received on ${day}`);
   const chains = await loadPastDay(db, total, day);
@@ -814,6 +817,15 @@ interface Target {
 const BATCH_TARGET: Target = { text: '>= 0.3 x (a)', met: (eps, ceiling) => eps >= 0.3 * ceiling };
 const SPREAD_CHAINS = Array.from({ length: 16 }, (_, i) => `spread-${String(i + 1).padStart(2, '0')}`);
 
+const SINGLE_EVENTS: IngestPhase = {
+  key: '(c1)',
+  label: '(c1) HTTP single events, 64 connections, 1 chain',
+  chains: ['single'],
+  connections: 64,
+  eventsPerRequest: 1,
+  target: { text: '>= 15,000/s', met: (eps) => eps >= 15_000 },
+};
+
 const INGEST_PHASES: IngestPhase[] = [
   {
     key: '(b) 100',
@@ -831,14 +843,7 @@ const INGEST_PHASES: IngestPhase[] = [
     eventsPerRequest: 1000,
     target: BATCH_TARGET,
   },
-  {
-    key: '(c1)',
-    label: '(c1) HTTP single events, 64 connections, 1 chain',
-    chains: ['single'],
-    connections: 64,
-    eventsPerRequest: 1,
-    target: { text: '>= 15,000/s', met: (eps) => eps >= 15_000 },
-  },
+  SINGLE_EVENTS,
   {
     key: '(c2)',
     label: '(c2) HTTP single events, 64 connections, 16 chains',
@@ -897,19 +902,40 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     const figures = await metered(meter, () => measureIngest(service.url, phase, chains, options));
     measures.push({ key: phase.key, label: phase.label, target: phase.target, ...figures });
   }
+  const bareServers = [
+    ['node:http', '(c) ceiling: the load of (c1) against a bare node:http server'],
+    ['hono', '(c) ceiling with the stack: the same against a bare Hono server'],
+  ] as const;
+  for (const [kind, label] of bareServers) {
+    progress(`${label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
+    const bare = await startBareServer(kind);
+    try {
+      measures.push({ key: `(c) ${kind}`, label, ...(await measureIngest(bare.url, SINGLE_EVENTS, chains, options)) });
+    } finally {
+      await bare.stop();
+    }
+  }
 
   const chain = await longestChain(db, service.url, chains, options.events);
+  // The service's scheduled jobs (checkpoints, verification, sealing) would run during (d) and
+  // (e): the rest of the run needs only the database.
+  await service.stop();
+  const databaseOnly = meter?.withService(undefined);
   progress('(d) verifyChain');
-  const { checked, ...verification } = await metered(meter, () => measureVerification(db, chain));
+  const { checked, ...verification } = await metered(databaseOnly, () => measureVerification(db, chain));
   measures.push({
     key: '(d)',
     label: `(d) verifyChain over ${count(checked)} events`,
     target: { text: '>= 300,000/s', met: (eps) => eps >= 300_000 },
     ...verification,
   });
+  progress('(d) ceiling: reading the chain and hashing each event');
+  measures.push({
+    key: '(d) ceiling',
+    label: '(d) ceiling: the same chain read as verifyChain reads it, one SHA-256 per event, nothing checked',
+    ...(await readAndHashChain(db, chain.environment, checked)),
+  });
 
-  // The service's checkpoint timer and seal schedule, with a key of its own, would race with (e).
-  await service.stop();
   const seal = await measureSeal(db, databaseUrl, dir, options.sealEvents, meter, teardown);
   const sealTarget = `< ${SEAL_TARGET.seconds} s and < ${SEAL_TARGET.rssMb} MB peak RSS`;
   measures.push({
@@ -927,6 +953,15 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     label: `(f) verify-archive of the sealed folder, ${count(archived)} events`,
     target: { text: '>= 500,000/s', met: (eps) => eps >= 500_000 },
     ...archiveFigures,
+  });
+  const threads = os.availableParallelism();
+  progress('(f) ceiling: hashing and scanning the bundles');
+  const hashed = await hashArchive(seal.archive, threads);
+  if (hashed.events !== archived) throw new Error(`(f) ceiling: hashed ${hashed.events} events, not ${archived}`);
+  measures.push({
+    key: '(f) ceiling',
+    label: `(f) ceiling: the same bundles, both hashes and the ledger-field scan per event, nothing checked, ${threads} threads`,
+    eventsPerSecond: hashed.eventsPerSecond,
   });
   const notes = [
     `(e) in a child process (node --import tsx scripts/bench-seal.ts), the service stopped; ${seal.result.bundles} bundles` +

@@ -542,7 +542,7 @@ function readLine(canonical: Buffer, positionSeq: number, manifest: BundleManife
 
 // What a bundle checks of a body: its ledger fields.
 type LedgerFields = Pick<EventBody, 'v' | 'seq' | 'prev' | 'project' | 'environment' | 'received_at'>;
-const LEDGER_FIELDS = { v: true, seq: true, prev: true, project: true, environment: true, received_at: true } as const;
+export const LEDGER_FIELDS = { v: true, seq: true, prev: true, project: true, environment: true, received_at: true } as const;
 
 // The ledger fields of the event body stored as `canonical`, or why it is not one: its bytes must
 // be exactly its RFC 8785 form.

@@ -1,0 +1,36 @@
+// The HTTP ceilings of `npm run bench`: a server on a worker thread that does for a POST only what
+// no server can skip (read the body, parse its JSON, answer 201 with a receipt-sized JSON body),
+// so the same load against it shows what this machine's HTTP alone allows. workerData picks it
+// written on node:http, or on Hono and @hono/node-server as the service is.
+// Posts {port} to its parent once it listens.
+import { serve } from '@hono/node-server';
+import { Hono } from 'hono';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parentPort, workerData } from 'node:worker_threads';
+
+export type BareServerKind = 'node:http' | 'hono';
+
+const listening = (server: { address(): AddressInfo | string | null }) => () =>
+  parentPort!.postMessage({ port: (server.address() as AddressInfo).port });
+
+function answer(event: { action?: unknown }): string {
+  const receipt = { id: String(event.action), seq: 0, hash: '0'.repeat(64), received_at: new Date().toISOString() };
+  return JSON.stringify({ events: [receipt], tree_size: 0, root: receipt.hash });
+}
+
+if ((workerData as BareServerKind) === 'hono') {
+  const app = new Hono().post('/v1/events', async (c) => c.body(answer(await c.req.json()), 201, { 'content-type': 'application/json' }));
+  const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => listening(server)());
+} else {
+  const server = http.createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const body = answer(JSON.parse(Buffer.concat(chunks).toString('utf8')) as { action?: unknown });
+      response.writeHead(201, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      response.end(body);
+    });
+  });
+  server.listen(0, '127.0.0.1', listening(server));
+}
