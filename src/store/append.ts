@@ -37,11 +37,18 @@ export interface ChainRef {
   environment: string;
 }
 
-interface Head {
+/** A chain head as the append path reads and moves it. */
+export interface Head {
   seq: number;
   hash: Buffer;
   range: CompactRange;
   lastReceivedAt: number;
+}
+
+/** What an append gives: each request's outcome, and the head it left (to start the next append from). */
+export interface Appended {
+  outcomes: AppendOutcome[];
+  head: Head;
 }
 
 /**
@@ -100,88 +107,40 @@ class EventRows {
 }
 
 /**
- * Appends the requests of one group commit to a chain in one transaction: lock the head, assign
- * seq, prev and hash in Node, insert every new event in one statement, move the head, commit.
- * Each request is all-or-nothing: one whose idempotency key names a different event is left out
- * (its outcome says so) while the others are stored.
+ * Appends the requests of one group commit to a chain: assign seq, prev and hash in Node, insert
+ * every new event in one statement that also moves the head, commit. Each request is
+ * all-or-nothing: one whose idempotency key names a different event is left out (its outcome says
+ * so) while the others are stored.
+ *
+ * With `expected`, the head this process left after its last append, the statement goes alone,
+ * in one round trip: it locks the head and writes only if the head is still `expected` and no
+ * idempotency key of the requests is known yet. Otherwise (another process appended, a key
+ * repeats, or there is no `expected`) a transaction locks the head first, looks the keys up and
+ * then writes. Either way the head row lock serializes the chain's appends across processes.
  */
 export async function appendToChain(
   db: pg.Pool,
   chain: ChainRef,
   requests: readonly AppendItem[][],
   now: number,
-): Promise<AppendOutcome[]> {
+  expected?: Head,
+): Promise<Appended> {
+  if (expected) {
+    const plan = planAppend(chain, expected, requests, new Map(), now);
+    if (plan.rows.seq.length > 0 && (await writeEvents(db, chain.environment, expected, plan))) return appended(plan);
+  }
   const client = await db.connect();
   try {
     const head = await beginAndLockHead(client, chain.environment);
     const known = await findKeys(client, chain.environment, [
       ...new Set(requests.flatMap((items) => items.flatMap((i) => (i.key ? [i.key] : [])))),
     ]);
-    // Never earlier than the event before it, even if the clock stepped back.
-    const receivedAtMs = Math.max(now, head.lastReceivedAt);
-    const receivedAt = new Date(receivedAtMs);
-    const receivedAtIso = receivedAt.toISOString();
-
-    const rows = new EventRows();
-    let { seq } = head;
-    let prev = head.hash.toString('hex');
-    const leaves: Buffer[] = [];
-    const accepted: { receipts: Receipt[]; stored: number }[] = [];
-
-    const outcomes = requests.map((items): AppendOutcome | undefined => {
-      // Decide on the whole request before it takes any seq.
-      const inRequest = new Map<string, Buffer>();
-      for (const [index, item] of items.entries()) {
-        if (!item.key) continue;
-        const seen = known.get(item.key)?.digest ?? inRequest.get(item.key);
-        if (seen && !seen.equals(item.digest!)) return { ok: false, conflict: { index, key: item.key } };
-        inRequest.set(item.key, item.digest!);
-      }
-      const firstSeq = seq;
-      const receipts = items.map((item) => {
-        const repeated = item.key ? known.get(item.key) : undefined;
-        if (repeated) return repeated.receipt;
-        seq += 1;
-        const id = uuidv7(receivedAtMs);
-        const encoded = encodeCanonicalEvent(item.event, item.canonical, {
-          project: chain.project,
-          environment: chain.environment,
-          seq,
-          id,
-          received_at: receivedAtIso,
-          prev,
-        });
-        const columns = indexColumns(item.event);
-        rows.seq.push(seq);
-        rows.id.push(id);
-        rows.hash.push(encoded.hash);
-        rows.canonical.push(encoded.canonical);
-        rows.action.push(columns.action);
-        rows.crud.push(columns.crud);
-        rows.actorId.push(columns.actor_id);
-        rows.targetId.push(columns.target_id);
-        rows.groupId.push(columns.group_id);
-        rows.created.push(columns.created === null ? null : new Date(columns.created));
-        leaves.push(encoded.hash);
-        prev = encoded.hash.toString('hex');
-        const receipt = { id, seq, hash: prev, received_at: receivedAtIso };
-        if (item.key) {
-          rows.keys.push({ key: item.key, digest: item.digest!, receipt });
-          known.set(item.key, { digest: item.digest!, receipt });
-        }
-        return receipt;
-      });
-      accepted.push({ receipts, stored: seq - firstSeq });
-      return undefined;
-    });
-
-    const range = appendLeaves(head.range, leaves);
-    if (rows.seq.length > 0) await writeEvents(client, chain.environment, receivedAt, head.hash, rows, { seq, hash: prev, range });
+    const plan = planAppend(chain, head, requests, known, now);
+    if (plan.rows.seq.length > 0 && !(await writeEvents(client, chain.environment, head, plan))) {
+      throw new Error(`chain head ${chain.environment} moved while locked`);
+    }
     await client.query('COMMIT');
-
-    const root = rangeRoot(range).toString('hex');
-    let next = 0;
-    return outcomes.map((outcome) => outcome ?? { ok: true, ...accepted[next++]!, tree_size: seq, root });
+    return appended(plan);
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
@@ -190,39 +149,123 @@ export async function appendToChain(
   }
 }
 
+/** The rows to write for a group of requests on top of `head`, and what each request gets. */
+interface AppendPlan {
+  rows: EventRows;
+  /** A request's outcome when it stores nothing (a key conflict); undefined when it is accepted. */
+  outcomes: (AppendOutcome | undefined)[];
+  accepted: { receipts: Receipt[]; stored: number }[];
+  next: Head;
+}
+
+// Decides each request against `known` (the chain's stored keys among the requests'), and builds
+// the rows of the accepted ones from `head` on.
+function planAppend(chain: ChainRef, head: Head, requests: readonly AppendItem[][], known: Map<string, KnownKey>, now: number): AppendPlan {
+  // Never earlier than the event before it, even if the clock stepped back.
+  const receivedAtMs = Math.max(now, head.lastReceivedAt);
+  const receivedAtIso = new Date(receivedAtMs).toISOString();
+
+  const rows = new EventRows();
+  let { seq } = head;
+  let prev = head.hash.toString('hex');
+  const leaves: Buffer[] = [];
+  const accepted: { receipts: Receipt[]; stored: number }[] = [];
+
+  const outcomes = requests.map((items): AppendOutcome | undefined => {
+    // Decide on the whole request before it takes any seq.
+    const inRequest = new Map<string, Buffer>();
+    for (const [index, item] of items.entries()) {
+      if (!item.key) continue;
+      const seen = known.get(item.key)?.digest ?? inRequest.get(item.key);
+      if (seen && !seen.equals(item.digest!)) return { ok: false, conflict: { index, key: item.key } };
+      inRequest.set(item.key, item.digest!);
+    }
+    const firstSeq = seq;
+    const receipts = items.map((item) => {
+      const repeated = item.key ? known.get(item.key) : undefined;
+      if (repeated) return repeated.receipt;
+      seq += 1;
+      const id = uuidv7(receivedAtMs);
+      const encoded = encodeCanonicalEvent(item.event, item.canonical, {
+        project: chain.project,
+        environment: chain.environment,
+        seq,
+        id,
+        received_at: receivedAtIso,
+        prev,
+      });
+      const columns = indexColumns(item.event);
+      rows.seq.push(seq);
+      rows.id.push(id);
+      rows.hash.push(encoded.hash);
+      rows.canonical.push(encoded.canonical);
+      rows.action.push(columns.action);
+      rows.crud.push(columns.crud);
+      rows.actorId.push(columns.actor_id);
+      rows.targetId.push(columns.target_id);
+      rows.groupId.push(columns.group_id);
+      rows.created.push(columns.created === null ? null : new Date(columns.created));
+      leaves.push(encoded.hash);
+      prev = encoded.hash.toString('hex');
+      const receipt = { id, seq, hash: prev, received_at: receivedAtIso };
+      if (item.key) {
+        rows.keys.push({ key: item.key, digest: item.digest!, receipt });
+        known.set(item.key, { digest: item.digest!, receipt });
+      }
+      return receipt;
+    });
+    accepted.push({ receipts, stored: seq - firstSeq });
+    return undefined;
+  });
+
+  const next = { seq, hash: Buffer.from(prev, 'hex'), range: appendLeaves(head.range, leaves), lastReceivedAt: receivedAtMs };
+  return { rows, outcomes, accepted, next };
+}
+
+function appended({ outcomes, accepted, next }: AppendPlan): Appended {
+  const root = rangeRoot(next.range).toString('hex');
+  let i = 0;
+  return {
+    outcomes: outcomes.map((outcome) => outcome ?? { ok: true, ...accepted[i++]!, tree_size: next.seq, root }),
+    head: next,
+  };
+}
+
 /**
- * Inserts the events and their idempotency keys and moves the head, in one statement. The bytes
- * travel as two binary parameters that SQL slices: the hashes end to end after the old head's
- * hash (so row n's prev is hash n - 1), and the canonical bodies end to end. A bytea[] parameter
- * would be hex text, twice the size and most of the append path's garbage.
+ * Inserts the events and their idempotency keys and moves the head, in one statement, if the head
+ * is still `head` and none of the keys is stored yet; returns whether it wrote. The bytes travel
+ * as two binary parameters that SQL slices: the hashes end to end after the old head's hash (so
+ * row n's prev is hash n - 1), and the canonical bodies end to end. A bytea[] parameter would be
+ * hex text, twice the size and most of the append path's garbage.
  */
-async function writeEvents(
-  client: pg.PoolClient,
-  environment: string,
-  receivedAt: Date,
-  oldHeadHash: Buffer,
-  rows: EventRows,
-  head: { seq: number; hash: string; range: CompactRange },
-) {
+async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, head: Head, { rows, next }: AppendPlan): Promise<boolean> {
   const canonicalAt: number[] = [];
   let at = 0;
   for (const canonical of rows.canonical) {
     canonicalAt.push(at);
     at += canonical.length;
   }
-  await client.query(
-    `WITH new_events AS (
+  const receivedAt = new Date(next.lastReceivedAt);
+  const written = await db.query(
+    `WITH head AS (
+       SELECT environment_id FROM chain_heads
+        WHERE environment_id = $1 AND seq = $23 AND hash = substring($13::bytea FROM 1 FOR 32)
+          AND NOT EXISTS (SELECT FROM idempotency_keys WHERE environment_id = $1 AND key = ANY($15::text[]))
+          FOR UPDATE),
+     new_events AS (
        INSERT INTO events (environment_id, received_at, seq, id, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created)
        SELECT $1, $2, r.seq, r.id, substring($13::bytea FROM r.n::int * 32 - 31 FOR 32), substring($13::bytea FROM r.n::int * 32 + 1 FOR 32),
               substring($14::bytea FROM r.canonical_at + 1 FOR r.canonical_length), r.action, r.crud, r.actor_id, r.target_id, r.group_id, r.created
          FROM unnest($3::bigint[], $4::uuid[], $5::int[], $6::int[], $7::text[], $8::"char"[], $9::text[], $10::text[], $11::text[],
                      $12::timestamptz[]) WITH ORDINALITY
-              AS r(seq, id, canonical_at, canonical_length, action, crud, actor_id, target_id, group_id, created, n)),
+              AS r(seq, id, canonical_at, canonical_length, action, crud, actor_id, target_id, group_id, created, n)
+        WHERE EXISTS (SELECT FROM head)),
      new_keys AS (
        INSERT INTO idempotency_keys (environment_id, received_at, key, digest, seq, id, hash)
-       SELECT $1, $2, * FROM unnest($15::text[], $16::bytea[], $17::bigint[], $18::uuid[], $19::bytea[]))
+       SELECT $1, $2, * FROM unnest($15::text[], $16::bytea[], $17::bigint[], $18::uuid[], $19::bytea[])
+        WHERE EXISTS (SELECT FROM head))
      UPDATE chain_heads SET seq = $20, hash = $21, compact_range = $22, last_received_at = $2, updated_at = now()
-      WHERE environment_id = $1`,
+      WHERE environment_id = (SELECT environment_id FROM head)`,
     [
       environment,
       receivedAt,
@@ -236,16 +279,18 @@ async function writeEvents(
       rows.targetId,
       rows.groupId,
       rows.created,
-      Buffer.concat([oldHeadHash, ...rows.hash]),
+      Buffer.concat([head.hash, ...rows.hash]),
       Buffer.concat(rows.canonical, at),
       rows.keys.map((k) => k.key),
       rows.keys.map((k) => k.digest),
       rows.keys.map((k) => k.receipt.seq),
       rows.keys.map((k) => k.receipt.id),
       rows.keys.map((k) => Buffer.from(k.receipt.hash, 'hex')),
+      next.seq,
+      next.hash,
+      next.range.hashes,
       head.seq,
-      Buffer.from(head.hash, 'hex'),
-      head.range.hashes,
     ],
   );
+  return written.rowCount === 1;
 }

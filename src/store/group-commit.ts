@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { appendToChain, type AppendItem, type AppendOutcome, type ChainRef } from './append.js';
+import { appendToChain, type AppendItem, type AppendOutcome, type ChainRef, type Head } from './append.js';
 
 export interface GroupCommitOptions {
   /** Most events one transaction takes; a request is never split across transactions. */
@@ -11,6 +11,8 @@ export interface GroupCommitOptions {
   /** Told the size of each committed transaction (for metrics). */
   onCommit?: (events: number, requests: number) => void;
 }
+
+const REMEMBERED_HEADS = 10_000;
 
 interface Pending {
   items: AppendItem[];
@@ -31,6 +33,8 @@ interface Queue {
  */
 export class GroupCommit {
   private readonly queues = new Map<string, Queue>();
+  /** Each chain's head as this process's last append left it: the next append expects it (appendToChain). */
+  private readonly heads = new Map<string, Head>();
   private readonly idle = new Set<() => void>();
 
   constructor(
@@ -73,6 +77,13 @@ export class GroupCommit {
     }
   }
 
+  // The most recently appended chains' heads; an older one's next append locks the head first.
+  private rememberHead(environment: string, head: Head): void {
+    this.heads.delete(environment);
+    this.heads.set(environment, head);
+    if (this.heads.size > REMEMBERED_HEADS) this.heads.delete(this.heads.keys().next().value!);
+  }
+
   private takeGroup(queue: Queue): Pending[] {
     let events = 0;
     let count = 0;
@@ -86,10 +97,13 @@ export class GroupCommit {
 
   private async commit(chain: ChainRef, group: Pending[]): Promise<void> {
     try {
-      const outcomes = await appendToChain(this.db, chain, group.map((p) => p.items), this.options.now());
+      const items = group.map((p) => p.items);
+      const { outcomes, head } = await appendToChain(this.db, chain, items, this.options.now(), this.heads.get(chain.environment));
+      this.rememberHead(chain.environment, head);
       this.options.onCommit?.(group.reduce((n, p) => n + p.items.length, 0), group.length);
       group.forEach((p, i) => p.resolve(outcomes[i]!));
     } catch (error) {
+      this.heads.delete(chain.environment);
       if (group.length === 1) {
         group[0]!.reject(error);
         return;
