@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Archive } from '../archive/archive.js';
+import { ObjectTooLargeError, type Archive } from '../archive/archive.js';
 import {
   BundleError,
   bundleLeaf,
@@ -71,14 +71,21 @@ export class SealedBundles {
   }
 
   private async read(seal: SealRow): Promise<SealedBundle> {
-    const bytes = await this.archive.get(seal.archive_key);
-    if (!bytes) return { seal, tree: null, failures: [{ seq: seal.first_seq, reason: `bundle ${seal.archive_key} is missing from the archive` }] };
+    const unchecked = (reason: string): SealedBundle => ({ seal, tree: null, failures: [{ seq: seal.first_seq, reason }] });
+    let bytes: Buffer | undefined;
+    try {
+      bytes = await this.archive.get(seal.archive_key);
+    } catch (error) {
+      if (!(error instanceof ObjectTooLargeError)) throw error;
+      return unchecked(`bundle ${seal.archive_key} is ${error.size} bytes, too large to read back and compare`);
+    }
+    if (!bytes) return unchecked(`bundle ${seal.archive_key} is missing from the archive`);
     let parsed: ParsedBundle;
     try {
       parsed = parseBundle(bytes);
     } catch (error) {
       if (!(error instanceof BundleError)) throw error;
-      return { seal, tree: null, failures: [{ seq: seal.first_seq, reason: error.message }] };
+      return unchecked(error.message);
     }
     const { failures, leaves } = verifyParsedBundle(parsed, bytes, this.verifiers);
     return { seal, tree: { manifest: parsed.manifest, leaves: Buffer.concat(leaves) }, failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };

@@ -1,3 +1,4 @@
+import { constants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 
@@ -13,7 +14,10 @@ export interface Archive {
    * to an existing key is refused with ArchiveConflictError.
    */
   put(key: string, body: ArchiveBody): Promise<PutResult>;
-  /** The object's bytes, or undefined when there is none. */
+  /**
+   * The object's bytes, or undefined when there is none. Throws ObjectTooLargeError for an object
+   * of more than MAX_OBJECT_BYTES, which cannot be held in memory.
+   */
   get(key: string): Promise<Buffer | undefined>;
   /** The SHA-256 of the object's bytes, read as a stream, or undefined when there is none. */
   sha256(key: string): Promise<Buffer | undefined>;
@@ -78,6 +82,19 @@ export class ArchiveConflictError extends Error {
   constructor(readonly key: string) {
     super(`archive object ${key} exists with different bytes; archived objects are never replaced`);
     this.name = 'ArchiveConflictError';
+  }
+}
+
+/** The most bytes get() returns: the largest Buffer this Node.js makes (4 GiB on Node.js 20). */
+export const MAX_OBJECT_BYTES = constants.MAX_LENGTH;
+
+export class ObjectTooLargeError extends Error {
+  constructor(
+    readonly key: string,
+    readonly size: number,
+  ) {
+    super(`archive object ${key} is ${size} bytes, more than the ${MAX_OBJECT_BYTES} that can be read into memory`);
+    this.name = 'ObjectTooLargeError';
   }
 }
 

@@ -1,8 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { chmod, copyFile, link, mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { ArchiveConflictError, bodySha256, checkKey, streamSha256, type Archive, type ArchiveBody, type PutResult, type Retention } from './archive.js';
+import {
+  ArchiveConflictError,
+  bodySha256,
+  checkKey,
+  MAX_OBJECT_BYTES,
+  ObjectTooLargeError,
+  streamSha256,
+  type Archive,
+  type ArchiveBody,
+  type PutResult,
+  type Retention,
+} from './archive.js';
+
+// One read() of a file takes at most 2 GiB.
+const READ_PIECE = 2 ** 30;
 
 /**
  * The local-folder archive (the embedded default). Each object is written to a temporary file,
@@ -56,16 +70,39 @@ export class LocalArchive implements Archive {
   }
 
   async retention(key: string): Promise<Retention | undefined> {
-    return (await this.get(key)) ? { mode: 'NONE' } : undefined;
-  }
-
-  async get(key: string): Promise<Buffer | undefined> {
     checkKey(key);
     try {
-      return await readFile(path.join(this.location, key));
+      await stat(path.join(this.location, key));
+      return { mode: 'NONE' };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
+    }
+  }
+
+  // Read by hand: fs.readFile refuses files over 2 GiB, and a day's bundle of a busy chain is larger.
+  async get(key: string): Promise<Buffer | undefined> {
+    checkKey(key);
+    let file: FileHandle;
+    try {
+      file = await open(path.join(this.location, key), 'r');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    try {
+      const { size } = await file.stat();
+      if (size > MAX_OBJECT_BYTES) throw new ObjectTooLargeError(key, size);
+      const bytes = Buffer.allocUnsafeSlow(size);
+      let read = 0;
+      while (read < size) {
+        const { bytesRead } = await file.read(bytes, read, Math.min(size - read, READ_PIECE), read);
+        if (bytesRead === 0) throw new Error(`archive object ${key} ended at byte ${read} of ${size}`);
+        read += bytesRead;
+      }
+      return bytes;
+    } finally {
+      await file.close();
     }
   }
 

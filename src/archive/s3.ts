@@ -18,6 +18,8 @@ import {
   bodyMd5,
   bodySha256,
   checkKey,
+  MAX_OBJECT_BYTES,
+  ObjectTooLargeError,
   streamSha256,
   type Archive,
   type ArchiveBody,
@@ -202,7 +204,12 @@ export class S3Archive implements Archive {
     const object = await this.call('GetObject', key, () =>
       this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), VersionId: versionId })),
     );
-    return Buffer.from((await object.Body?.transformToByteArray()) ?? []);
+    if ((object.ContentLength ?? 0) > MAX_OBJECT_BYTES) {
+      (object.Body as { destroy?: () => void } | undefined)?.destroy?.();
+      throw new ObjectTooLargeError(key, object.ContentLength!);
+    }
+    const bytes = (await object.Body?.transformToByteArray()) ?? new Uint8Array();
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a second copy
   }
 
   private async lockOf(key: string, versionId: string | undefined): Promise<ObjectLockRetention | undefined> {

@@ -14,7 +14,7 @@ import {
   type DayRange,
   type Tally,
 } from '../ledger/verify-archive.js';
-import type { Archive, Retention } from './archive.js';
+import { MAX_OBJECT_BYTES, ObjectTooLargeError, type Archive, type Retention } from './archive.js';
 import { BundleThreads } from './bundle-threads.js';
 
 export interface VerifyArchiveOptions extends DayRange {
@@ -51,7 +51,7 @@ const DAY = /^\d{4}-\d{2}-\d{2}$/;
 export async function verifyArchive(archive: Archive, options: VerifyArchiveOptions): Promise<ArchiveVerification> {
   const { chains, strays } = groupByChain(await archive.list('bundles/'), await archive.list('checkpoints/'));
   const selected = [...chains.values()].filter((chain) => options.chain === undefined || chainName(chain) === options.chain);
-  const read = (key: string) => archive.get(key);
+  const read = (key: string) => readOrWhyNot(archive, key);
   // A thread per core checks bundles, a bundle at a time each; chains are walked a few at once so
   // that every thread has work whether the archive holds many chains or one long one.
   const bundles = selected.reduce((sum, chain) => sum + chain.bundles.length, 0);
@@ -86,6 +86,16 @@ export async function verifyArchive(archive: Archive, options: VerifyArchiveOpti
     failures,
     ok: failures.length === 0,
   };
+}
+
+/** An object's bytes, or why they cannot be read: the object vanished, or is too large to hold. */
+async function readOrWhyNot(archive: Archive, key: string): Promise<Buffer | string> {
+  try {
+    return (await archive.get(key)) ?? 'listed, but it could not be read';
+  } catch (error) {
+    if (!(error instanceof ObjectTooLargeError)) throw error;
+    return `the object is ${error.size} bytes: this verifier reads a bundle whole, and can hold at most ${MAX_OBJECT_BYTES}`;
+  }
 }
 
 /** The archive's objects by chain; keys under bundles/ or checkpoints/ that are neither are strays. */

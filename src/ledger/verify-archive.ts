@@ -17,8 +17,8 @@ import { CheckpointError, openCheckpoint, type Checkpoint } from './checkpoint.j
 import type { VerifierKey } from './keys.js';
 import { NoteError } from './note.js';
 
-/** The object's bytes, or undefined when there is none. */
-export type ReadObject = (key: string) => Promise<Buffer | undefined>;
+/** The object's bytes; or, when they cannot be read (gone since listed, too large), why not. */
+export type ReadObject = (key: string) => Promise<Buffer | string>;
 
 export interface BundleObject {
   key: string;
@@ -310,7 +310,7 @@ class ChainWalk {
       const rootSizes = this.checkpointSizes.filter((size) => size >= manifest.first_seq && size <= manifest.last_seq);
       // Hashed before the check: a checker on another thread may take the bytes away.
       const sha256 = manifestSha256(bundle.manifestLine);
-      const checked = this.checker.check(bytes!, previous, rootSizes);
+      const checked = this.checker.check(bytes as Buffer, previous, rootSizes);
       checked.then(release, release);
       return { object, manifest, manifestSha256: sha256, previous, checked };
     } catch (error) {
@@ -357,7 +357,7 @@ class ChainWalk {
 
   private async checkpointProblems(object: CheckpointObject): Promise<string[]> {
     const note = await this.read(object.key);
-    if (note === undefined) return ['listed, but it could not be read'];
+    if (typeof note === 'string') return [note];
     let checkpoint: Checkpoint;
     try {
       checkpoint = openCheckpoint(note, this.verifiers).checkpoint;
@@ -404,8 +404,8 @@ class ChainWalk {
  * The bundle's manifest, or the failure that stops it being read at all. The event lines are split
  * by the check itself (checkHere, or a thread's), not here as well.
  */
-function parseOrFailure(bytes: Buffer | undefined): SignedManifest | BundleFailure {
-  if (bytes === undefined) return { seq: null, reason: 'listed, but it could not be read' };
+function parseOrFailure(bytes: Buffer | string): SignedManifest | BundleFailure {
+  if (typeof bytes === 'string') return { seq: null, reason: bytes };
   try {
     return parseBundleHead(bytes);
   } catch (error) {

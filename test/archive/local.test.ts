@@ -1,8 +1,8 @@
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArchiveConflictError, fileBody } from '../../src/archive/archive.js';
+import { ArchiveConflictError, fileBody, MAX_OBJECT_BYTES, ObjectTooLargeError } from '../../src/archive/archive.js';
 import { LocalArchive } from '../../src/archive/local.js';
 
 describe('local folder archive', () => {
@@ -21,6 +21,26 @@ describe('local folder archive', () => {
     expect((await stat(path.join(dir, 'checkpoints/p/e/1.note'))).mode & 0o777).toBe(0o444);
     expect(await readdir(path.join(dir, 'checkpoints/p/e'))).toEqual(['1.note']);
     expect(await archive.get('checkpoints/p/e/2.note')).toBeUndefined();
+  });
+
+  it('reads an object over 2 GiB (fs.readFile stops there), and refuses one over MAX_OBJECT_BYTES', async () => {
+    const size = 2 ** 31 + 5;
+    const file = path.join(dir, 'big/sparse');
+    await archive.put('big/marker', Buffer.from('x')); // makes the folder
+    await writeFile(file, '');
+    await truncate(file, size);
+    const handle = await open(file, 'r+');
+    await handle.write('tail\n', size - 5);
+    await handle.close();
+    const bytes = (await archive.get('big/sparse'))!;
+    expect(bytes.length).toBe(size);
+    expect(bytes.subarray(-5).toString()).toBe('tail\n');
+
+    await truncate(file, MAX_OBJECT_BYTES + 1);
+    const refused = archive.get('big/sparse');
+    await expect(refused).rejects.toThrow(ObjectTooLargeError);
+    await expect(refused).rejects.toMatchObject({ key: 'big/sparse', size: MAX_OBJECT_BYTES + 1 });
+    await rm(file);
   });
 
   it('accepts the same bytes again and refuses different bytes', async () => {

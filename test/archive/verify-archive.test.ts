@@ -1,11 +1,11 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, cp, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdtemp, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Archive } from '../../src/archive/archive.js';
+import { MAX_OBJECT_BYTES, type Archive } from '../../src/archive/archive.js';
 import { LocalArchive } from '../../src/archive/local.js';
 import { createS3Client, S3Archive } from '../../src/archive/s3.js';
 import { verifyArchive, type VerifyArchiveOptions } from '../../src/archive/verify.js';
@@ -189,6 +189,19 @@ describe('verify-archive on a local folder', () => {
     const report = await verify(folder);
     expect(report.failures).toEqual([
       failureAt('bundle', s.a, s.days[1], null, expect.stringMatching(/^manifest has unknown field/)),
+    ]);
+    expect(report).toMatchObject({ bundles: { valid: 4, total: 5 }, events: { valid: 85, total: 85 } });
+  });
+
+  it('a bundle too large to hold in memory is reported as unreadable, and the rest is still checked', async () => {
+    const folder = await copy();
+    const file = bundleFile(folder, s.a, s.days[1]);
+    await rm(file);
+    await writeFile(file, '');
+    await truncate(file, MAX_OBJECT_BYTES + 1); // sparse: no disk, and the verifier reads only its size
+    const report = await verify(folder);
+    expect(report.failures).toEqual([
+      failureAt('bundle', s.a, s.days[1], null, `the object is ${MAX_OBJECT_BYTES + 1} bytes: this verifier reads a bundle whole, and can hold at most ${MAX_OBJECT_BYTES}`),
     ]);
     expect(report).toMatchObject({ bundles: { valid: 4, total: 5 }, events: { valid: 85, total: 85 } });
   });

@@ -1,11 +1,11 @@
 import { CreateBucketCommand, DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Archive } from '../../src/archive/archive.js';
+import { MAX_OBJECT_BYTES, type Archive } from '../../src/archive/archive.js';
 import { LocalArchive } from '../../src/archive/local.js';
 import { createS3Client, S3Archive } from '../../src/archive/s3.js';
 import { runCheckpoints } from '../../src/jobs/checkpoints.js';
@@ -112,6 +112,23 @@ describe('sealing into the local archive', () => {
     );
     const page = await (await s.t.request('GET', '/v1/events?seq_from=4&seq_to=4&verify=true', { token: s.b.token })).json();
     expect(page.verification.failures).toContainEqual({ seq: 4, reason: 'stored bytes differ from the sealed bundle' });
+  });
+
+  it('verify=true reports a sealed bundle too large to read back, rather than failing the query', async () => {
+    const file = path.join(dir, bundleKey(s.a.projectId, s.a.environmentId, s.days[1]!));
+    await rm(file);
+    await writeFile(file, '');
+    await truncate(file, MAX_OBJECT_BYTES + 1); // sparse: only its size is read
+    const fresh = await createTestApp(s.db, {}, Date.now, s.deps.archive); // no bundle cached yet
+    try {
+      const res = await fresh.request('GET', '/v1/events?seq_from=31&seq_to=31&verify=true', { token: s.a.token });
+      expect(res.status).toBe(200);
+      expect((await res.json()).verification.failures).toEqual([
+        { seq: 31, reason: expect.stringMatching(/^its sealed bundle fails verification: bundle .* is \d+ bytes, too large to read back/) },
+      ]);
+    } finally {
+      await fresh.close();
+    }
   });
 });
 

@@ -6,6 +6,7 @@ import {
   bundleInclusionProof,
   manifestSha256,
   parseBundle,
+  sha256InPieces,
   signManifest,
   verifyBundle,
   verifyParsedBundle,
@@ -160,6 +161,12 @@ describe('verifyBundle', () => {
       const before = BUNDLES[i - 1];
       if (before) expect(verifyBundle(bundle.bytes, [KEY], before.previous).failures).toEqual([]);
     });
+  });
+
+  it('hashes the events a piece at a time as in one go (a bundle over 2 GiB is hashed in pieces)', () => {
+    const { bytes } = BUNDLES[1]!;
+    const whole = createHash('sha256').update(bytes).digest();
+    for (const piece of [1, 7, 64, bytes.length - 1, bytes.length, bytes.length + 1]) expect(sha256InPieces(bytes, piece)).toEqual(whole);
   });
 
   it('gives the tree root at each size asked for within the bundle', () => {
