@@ -98,6 +98,11 @@ export class ObjectTooLargeError extends Error {
   }
 }
 
+/** Throws ObjectTooLargeError when an object of `size` bytes cannot be read into memory. */
+export function assertReadable(key: string, size: number): void {
+  if (size > MAX_OBJECT_BYTES) throw new ObjectTooLargeError(key, size);
+}
+
 const SAFE_KEY = /^[A-Za-z0-9][A-Za-z0-9._/-]*$/;
 
 /** Keys are relative paths of safe characters: no `..`, no leading slash, no empty segment. */

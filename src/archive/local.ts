@@ -2,18 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { chmod, copyFile, link, mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  ArchiveConflictError,
-  bodySha256,
-  checkKey,
-  MAX_OBJECT_BYTES,
-  ObjectTooLargeError,
-  streamSha256,
-  type Archive,
-  type ArchiveBody,
-  type PutResult,
-  type Retention,
-} from './archive.js';
+import { ArchiveConflictError, assertReadable, bodySha256, checkKey, streamSha256, type Archive, type ArchiveBody, type PutResult, type Retention } from './archive.js';
 
 // One read() of a file takes at most 2 GiB.
 const READ_PIECE = 2 ** 30;
@@ -92,7 +81,7 @@ export class LocalArchive implements Archive {
     }
     try {
       const { size } = await file.stat();
-      if (size > MAX_OBJECT_BYTES) throw new ObjectTooLargeError(key, size);
+      assertReadable(key, size);
       const bytes = Buffer.allocUnsafeSlow(size);
       let read = 0;
       while (read < size) {

@@ -15,11 +15,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import {
   ArchiveConflictError,
+  assertReadable,
   bodyMd5,
   bodySha256,
   checkKey,
-  MAX_OBJECT_BYTES,
-  ObjectTooLargeError,
   streamSha256,
   type Archive,
   type ArchiveBody,
@@ -204,9 +203,11 @@ export class S3Archive implements Archive {
     const object = await this.call('GetObject', key, () =>
       this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), VersionId: versionId })),
     );
-    if ((object.ContentLength ?? 0) > MAX_OBJECT_BYTES) {
+    try {
+      assertReadable(key, object.ContentLength ?? 0);
+    } catch (error) {
       (object.Body as { destroy?: () => void } | undefined)?.destroy?.();
-      throw new ObjectTooLargeError(key, object.ContentLength!);
+      throw error;
     }
     const bytes = (await object.Body?.transformToByteArray()) ?? new Uint8Array();
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a second copy
