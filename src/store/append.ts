@@ -236,7 +236,10 @@ function appended({ outcomes, accepted, next }: AppendPlan): Appended {
  * is still `head` and none of the keys is stored yet; returns whether it wrote. The bytes travel
  * as two binary parameters that SQL slices: the hashes end to end after the old head's hash (so
  * row n's prev is hash n - 1), and the canonical bodies end to end. A bytea[] parameter would be
- * hex text, twice the size and most of the append path's garbage.
+ * hex text, twice the size and most of the append path's garbage. The statement is named: each
+ * connection parses it once, and after a few runs PostgreSQL keeps one generic plan for it.
+ * Planning it was 0.19 ms of PostgreSQL's 0.42 ms per append (pg_stat_statements, single events
+ * on 16 chains).
  */
 async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, head: Head, { rows, next }: AppendPlan): Promise<boolean> {
   const canonicalAt: number[] = [];
@@ -246,8 +249,9 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, hea
     at += canonical.length;
   }
   const receivedAt = new Date(next.lastReceivedAt);
-  const written = await db.query(
-    `WITH head AS (
+  const written = await db.query({
+    name: 'append-events',
+    text: `WITH head AS (
        SELECT environment_id FROM chain_heads
         WHERE environment_id = $1 AND seq = $23 AND hash = substring($13::bytea FROM 1 FOR 32)
           AND NOT EXISTS (SELECT FROM idempotency_keys WHERE environment_id = $1 AND key = ANY($15::text[]))
@@ -266,7 +270,7 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, hea
         WHERE EXISTS (SELECT FROM head))
      UPDATE chain_heads SET seq = $20, hash = $21, compact_range = $22, last_received_at = $2, updated_at = now()
       WHERE environment_id = (SELECT environment_id FROM head)`,
-    [
+    values: [
       environment,
       receivedAt,
       rows.seq,
@@ -291,6 +295,6 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, hea
       next.range.hashes,
       head.seq,
     ],
-  );
+  });
   return written.rowCount === 1;
 }
