@@ -11,6 +11,7 @@ import {
 import { eventHash } from '../ledger/event.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import type { Failure, StoredEvent } from '../ledger/verify-events.js';
+import { setRecent } from '../recent-map.js';
 import { sealOfSeq, type SealRow } from '../store/seals.js';
 
 /** A sealed bundle read from the archive and verified: its events' bytes by seq. */
@@ -64,9 +65,8 @@ export class SealedBundles {
     const cached = this.cache.get(seal.id);
     if (cached) return cached;
     const loading = this.read(seal);
-    this.cache.set(seal.id, loading);
+    setRecent(this.cache, seal.id, loading, CACHED_BUNDLES);
     loading.catch(() => this.cache.delete(seal.id));
-    if (this.cache.size > CACHED_BUNDLES) this.cache.delete(this.cache.keys().next().value!);
     return loading;
   }
 

@@ -5,7 +5,6 @@ export class JcsError extends Error {
   override name = 'JcsError';
 }
 
-
 /** The canonical JSON text of `value` (RFC 8785 section 3.2). Throws JcsError. */
 export function canonicalize(value: unknown): string {
   return serialize(value, []);

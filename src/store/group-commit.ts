@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { setRecent } from '../recent-map.js';
 import { appendToChain, type AppendItem, type AppendOutcome, type ChainRef, type Head } from './append.js';
 
 export interface GroupCommitOptions {
@@ -77,13 +78,6 @@ export class GroupCommit {
     }
   }
 
-  // The most recently appended chains' heads; an older one's next append locks the head first.
-  private rememberHead(environment: string, head: Head): void {
-    this.heads.delete(environment);
-    this.heads.set(environment, head);
-    if (this.heads.size > REMEMBERED_HEADS) this.heads.delete(this.heads.keys().next().value!);
-  }
-
   private takeGroup(queue: Queue): Pending[] {
     let events = 0;
     let count = 0;
@@ -99,7 +93,8 @@ export class GroupCommit {
     try {
       const items = group.map((p) => p.items);
       const { outcomes, head } = await appendToChain(this.db, chain, items, this.options.now(), this.heads.get(chain.environment));
-      this.rememberHead(chain.environment, head);
+      // Only the most recently appended chains: an older one's next append locks the head first.
+      setRecent(this.heads, chain.environment, head, REMEMBERED_HEADS);
       this.options.onCommit?.(group.reduce((n, p) => n + p.items.length, 0), group.length);
       group.forEach((p, i) => p.resolve(outcomes[i]!));
     } catch (error) {
