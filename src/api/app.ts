@@ -58,7 +58,7 @@ function eventLimits(config: Config): EventLimits {
  * like a known one, so probing without a token learns nothing.
  */
 export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(
-  ['/healthz', '/readyz', '/metrics', '/openapi.json', ...DOCS_PATHS, '/v1/keys'].map((path) => `GET ${path}`),
+  ['/healthz', '/readyz', '/metrics', '/openapi.json', ...Object.keys(DOCS_PATHS), '/v1/keys'].map((path) => `GET ${path}`),
 );
 
 export function createApp(deps: AppDeps) {

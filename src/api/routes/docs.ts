@@ -24,8 +24,11 @@ const FILES: Record<string, { file?: string; text?: string; type: string }> = {
   },
 };
 
-/** The paths the reference is served at: the page and its files (all public). */
-export const DOCS_PATHS = ['/docs', ...Object.keys(FILES)];
+/** The paths the reference is served at, the page and its files (all public), with their media types. */
+export const DOCS_PATHS: Record<string, string> = {
+  '/docs': 'text/html; charset=utf-8',
+  ...Object.fromEntries(Object.entries(FILES).map(([path, { type }]) => [path, type])),
+};
 
 const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>auditledger API</title><link rel="stylesheet" href="/docs/swagger-ui.css"></head>
