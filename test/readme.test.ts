@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { configSchema } from '../src/config.js';
 
@@ -13,5 +13,11 @@ describe('README', () => {
   it('names npm test as the test command', async () => {
     const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
     expect(readme).toMatch(/## Tests\n\n```sh\nnpm test\n```/);
+  });
+
+  it('gives no npx command, in the README or any usage text: outside a checkout npx runs whatever the registry holds under the name', async () => {
+    const cli = new URL('../src/cli/', import.meta.url);
+    const texts = [new URL('../README.md', import.meta.url), ...(await readdir(cli)).map((f) => new URL(f, cli))];
+    for (const file of texts) expect(await readFile(file, 'utf8'), file.pathname).not.toMatch(/^\s*npx\s/m);
   });
 });

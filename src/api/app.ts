@@ -1,4 +1,4 @@
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import { requestId } from 'hono/request-id';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -6,6 +6,7 @@ import type { Archive } from '../archive/archive.js';
 import { verifiers, type Keyring } from '../signing-key.js';
 import type { Pools } from '../store/database.js';
 import type { GroupCommit } from '../store/group-commit.js';
+import { except } from 'hono/combine';
 import { authenticate, requireAdmin } from './auth.js';
 import type { AppEnv } from './context.js';
 import type { Credentials } from './credentials.js';
@@ -14,7 +15,8 @@ import type { EventLimits } from './event-schema.js';
 import { requestLog } from './request-log.js';
 import { SealedBundles } from './sealed.js';
 import type { AppendMetrics } from './metrics.js';
-import { DOCS_PAGE, openApiDocument } from './openapi.js';
+import { openApiDocument } from './openapi.js';
+import { DOCS_PATHS, docsRoutes } from './routes/docs.js';
 import { adminRoutes } from './routes/admin.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { bundleRoutes } from './routes/bundles.js';
@@ -50,6 +52,15 @@ function eventLimits(config: Config): EventLimits {
   };
 }
 
+/**
+ * The routes anyone may call, as `METHOD /path`. Every other request needs a credential, so a
+ * route added later is closed until it is listed here; an unknown path without one answers 401,
+ * like a known one, so probing without a token learns nothing.
+ */
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(
+  ['/healthz', '/readyz', '/metrics', '/openapi.json', ...Object.keys(DOCS_PATHS), '/v1/keys'].map((path) => `GET ${path}`),
+);
+
 export function createApp(deps: AppDeps) {
   const { config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion } = deps;
   const app = new Hono<AppEnv>();
@@ -64,20 +75,20 @@ export function createApp(deps: AppDeps) {
     await next();
   });
 
+  // HEAD is answered by the GET route, and is as public as it.
+  const isPublic = (c: Context) => PUBLIC_ROUTES.has(`${c.req.method === 'HEAD' ? 'GET' : c.req.method} ${c.req.path}`);
+  app.use(except(isPublic, authenticate(credentials)));
+
   app.route('/', healthRoutes(pools.app, schemaVersion));
   app.route('/', metricsRoutes(pools, metrics));
   const document = openApiDocument(config, eventLimits(config));
   app.get('/openapi.json', (c) => c.json(document));
-  app.get('/docs', (c) => c.html(DOCS_PAGE));
+  app.route('/', docsRoutes());
 
-  const auth = authenticate(credentials);
-  for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, auth, requireAdmin);
+  for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
 
-  const chainRoutes = ['/v1/events', '/v1/events/*', '/v1/chain', '/v1/checkpoints', '/v1/checkpoints/*', '/v1/consistency', '/v1/bundles', '/v1/bundles/*', '/v1/verify', '/v1/verify/*'];
-  for (const path of chainRoutes) {
-    app.use(path, auth);
-  }
+  // Each of these routes names the scope or kind of token it needs.
   const sealed = new SealedBundles(pools.app, archive, verifiers(keyring));
   app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), sealed, metrics }));
   app.route('/v1', proofRoutes(pools.app, sealed));
@@ -85,7 +96,6 @@ export function createApp(deps: AppDeps) {
   app.route('/v1', verifyRoutes(pools.app, requestVerification));
 
   // Retraced's publisher API, for apps that switch by changing a URL.
-  app.use('/publisher/v1/*', auth);
   app.route(
     '/publisher/v1',
     retracedRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), viewerTokenKey: viewerTokenKey(keyring.current) }),

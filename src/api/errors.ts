@@ -1,6 +1,6 @@
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { ConflictError } from '../store/errors.js';
+import { ConflictError, DayClosedError } from '../store/errors.js';
 import type { AppEnv } from './context.js';
 
 /** One problem with one field of the request, e.g. `{field: "events.3.actor.id", message: "required"}`. */
@@ -39,6 +39,12 @@ export const onError: ErrorHandler<AppEnv> = (error, c) => {
   if (error instanceof ConflictError) {
     const details = error.field ? [{ field: error.field, message: error.message }] : undefined;
     return errorResponse(c, new ApiError(409, 'conflict', error.message, details));
+  }
+  if (error instanceof DayClosedError) {
+    // 503, not 4xx: the request is fine and may be retried once the server's clock is; clients
+    // (our SDK among them) keep and retry events on a 5xx, and drop them on a 4xx.
+    c.get('log').error({ received_at: error.receivedAt, reason: error.reason }, 'append refused: its day takes no new events');
+    return errorResponse(c, new ApiError(503, error.reason === 'sealed' ? 'day_sealed' : 'no_partition', error.message));
   }
   c.get('log').error({ err: error }, 'request failed');
   return errorResponse(c, new ApiError(500, 'internal', `internal error (request id ${c.get('requestId')})`));

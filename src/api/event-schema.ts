@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { AuditEvent, Crud } from '../ledger/event.js';
-import { storableString } from './schemas.js';
+import { isoDateTime, storableString } from './schemas.js';
 
 /** Limits on appended events; each is a setting (see config.ts). */
 export interface EventLimits {
@@ -82,7 +82,7 @@ export function eventSchemas(limits: EventLimits) {
     component: text.optional(),
     version: text.optional(),
     metadata: metadata.optional(),
-    created: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z' }).optional(),
+    created: isoDateTime.optional(),
     idempotency_key: text.min(1, 'must not be empty').max(255, 'must be at most 255 characters').optional(),
   });
 

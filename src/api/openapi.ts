@@ -3,6 +3,7 @@ import type { Config } from '../config.js';
 import { eventSchemas, type EventLimits } from './event-schema.js';
 import { adminSchemas } from './routes/admin.js';
 import { bundlesQuery } from './routes/bundles.js';
+import { DOCS_PATHS } from './routes/docs.js';
 import { exportQuery, listQuery, verifyQuery } from './routes/events.js';
 import { graphqlRequest, retracedSchemas, viewerTokenQuery } from './routes/retraced.js';
 import { checkpointsQuery, consistencyQuery, proofQuery } from './routes/proofs.js';
@@ -28,6 +29,8 @@ interface Route {
   status: number;
   response?: z.ZodType;
   example?: unknown;
+  /** The media type of the answer; JSON unless said. */
+  type?: string;
 }
 
 const id = z.uuid();
@@ -119,9 +122,13 @@ function routes(config: Config, limits: EventLimits): Route[] {
   return [
     { method: 'get', path: '/healthz', summary: 'The process is up', tag: 'operations', auth: 'none', status: 200, example: { status: 'ok' } },
     { method: 'get', path: '/readyz', summary: 'The database answers and its schema is current', tag: 'operations', auth: 'none', status: 200, example: { status: 'ready', schema_version: 5 } },
-    { method: 'get', path: '/metrics', summary: 'Prometheus metrics (text format)', tag: 'operations', auth: 'none', status: 200, example: 'auditledger_appended_events_total 42\n' },
+    { method: 'get', path: '/metrics', summary: 'Prometheus metrics (text format)', tag: 'operations', auth: 'none', status: 200, type: 'text/plain', example: 'auditledger_appended_events_total 42\n' },
     { method: 'get', path: '/openapi.json', summary: 'This document', tag: 'operations', auth: 'none', status: 200 },
-    { method: 'get', path: '/docs', summary: 'Interactive API reference', tag: 'operations', auth: 'none', status: 200 },
+    ...Object.entries(DOCS_PATHS).map(
+      ([path, type]): Route => ({
+        method: 'get', path, summary: path === '/docs' ? 'Interactive API reference' : 'A file of the interactive API reference', tag: 'operations', auth: 'none', status: 200, type,
+      }),
+    ),
     { method: 'post', path: '/v1/projects', summary: 'Create a project', tag: 'admin', auth: 'admin', body: admin.named, status: 201, response: project, example: exampleProject },
     { method: 'get', path: '/v1/projects', summary: 'List projects', tag: 'admin', auth: 'admin', query: pageQuery, status: 200, response: list('projects', project), example: { projects: [exampleProject], next_cursor: null } },
     { method: 'get', path: P, summary: 'Read a project', tag: 'admin', auth: 'admin', status: 200, response: project, example: exampleProject },
@@ -184,7 +191,7 @@ function operation(route: Route) {
   }));
   const ok: Record<string, unknown> = { description: route.summary };
   if (route.status !== 204) {
-    const type = route.path === '/metrics' || route.path === '/docs' ? 'text/plain' : 'application/json';
+    const type = route.type ?? 'application/json';
     ok.content = { [type]: { ...(route.response ? { schema: jsonSchema(route.response) } : {}), ...(route.example !== undefined ? { example: route.example } : {}) } };
   }
   return {
@@ -216,9 +223,3 @@ export function openApiDocument(config: Config, limits: EventLimits) {
     paths,
   };
 }
-
-/** The interactive reference: Scalar's viewer, loaded by the browser, reading /openapi.json. */
-export const DOCS_PAGE = `<!doctype html>
-<html><head><meta charset="utf-8"><title>auditledger API</title></head>
-<body><script id="api-reference" data-url="/openapi.json"></script>
-<script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script></body></html>`;

@@ -15,6 +15,31 @@ export function nameSchema(maxLength: number) {
   return storableString(maxLength).trim().min(1, 'must not be empty');
 }
 
+/**
+ * Dates and times the API accepts: four-digit years, 0001-01-01T00:00:00Z to
+ * 9999-12-31T23:59:59.999Z (UTC), which both PostgreSQL and JavaScript's Date hold (PostgreSQL
+ * has no year 0, and JSON Schema's date-time has four-digit years). Anything else is a 400
+ * naming the parameter, never a database error.
+ */
+const EARLIEST = Date.parse('0001-01-01T00:00:00Z');
+const LATEST = Date.parse('9999-12-31T23:59:59.999Z');
+const IN_RANGE = 'must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z';
+const inRange = (text: string) => {
+  const ms = Date.parse(text);
+  return ms >= EARLIEST && ms <= LATEST;
+};
+
+/** An ISO 8601 date-time with `Z` or an offset (RFC 3339), in range; kept as the string given. */
+export const isoDateTime = z.iso
+  .datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z' })
+  .refine(inRange, IN_RANGE);
+
+/** The same, as a Date: every date-time query parameter. */
+export const dateTimeParam = isoDateTime.transform((s) => new Date(s));
+
+/** A calendar date `YYYY-MM-DD` that exists (no 2026-02-30), in range. */
+export const dateParam = z.iso.date({ error: 'must be a date YYYY-MM-DD, e.g. 2026-01-31' }).refine(inRange, IN_RANGE);
+
 export const pageQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: z.uuid('must be a cursor returned by an earlier page').optional(),

@@ -1,6 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { encodeSigningKey, generateSigningKey, parseVerifierKey, verifierKey } from '../ledger/keys.js';
+import { encodeSigningKey, generateSigningKey, keyIdHex, parseSigningKey, parseVerifierKey, verifierKey } from '../ledger/keys.js';
 import { verifyProofDocument } from '../ledger/verify-proof.js';
 import { UsageError, type Verb } from './verb.js';
 
@@ -24,6 +24,36 @@ at the file; give the vkey to whoever verifies checkpoints and archives.`,
     }
     process.stderr.write(`signing key written to ${out} (mode 0600)\n`);
     process.stdout.write(`${verifierKey(key)}\n`);
+    return 0;
+  },
+};
+
+export const key: Verb = {
+  summary: 'key utilities: show prints the verifier key of a signing key file',
+  usage: `auditledger key show FILE
+
+Reads the signing key in FILE (as keygen writes it, or AUDITLEDGER_SIGNING_KEY_FILE) and prints its
+verifier key (vkey) on stdout, and its name and key id on stderr. Never prints the private key.
+Exit code 2 when FILE cannot be read, 1 when it is not a valid signing key.`,
+  async run(args) {
+    const { positionals } = parseArgs({ args, options: {}, allowPositionals: true, strict: true });
+    if (positionals[0] !== 'show' || positionals.length !== 2) throw new UsageError("usage: auditledger key show FILE (the only key command is 'show')");
+    const file = positionals[1]!;
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
+    }
+    let signingKey;
+    try {
+      signingKey = parseSigningKey(text);
+    } catch (error) {
+      process.stderr.write(`auditledger key: ${file} is not a usable signing key: ${(error as Error).message}\n`);
+      return 1;
+    }
+    process.stderr.write(`signing key "${signingKey.name}", key id ${keyIdHex(signingKey.keyId)}, in ${file}\n`);
+    process.stdout.write(`${verifierKey(signingKey)}\n`);
     return 0;
   },
 };

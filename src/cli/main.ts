@@ -1,6 +1,6 @@
 import { ConfigError } from '../config.js';
 import { archive } from './archive.js';
-import { keygen, verifyProof } from './keys.js';
+import { key, keygen, verifyProof } from './keys.js';
 import { seal } from './seal.js';
 import { migrate, serve } from './serve.js';
 import { verify } from './verify.js';
@@ -8,7 +8,7 @@ import { verifyArchiveVerb } from './verify-archive.js';
 import { UsageError, type Verb } from './verb.js';
 
 /** The `auditledger` command. */
-const verbs: Record<string, Verb> = { serve, migrate, keygen, 'verify-proof': verifyProof, archive, seal, verify, 'verify-archive': verifyArchiveVerb };
+const verbs: Record<string, Verb> = { serve, migrate, keygen, key, 'verify-proof': verifyProof, archive, seal, verify, 'verify-archive': verifyArchiveVerb };
 
 function overview(): string {
   const width = Math.max(...Object.keys(verbs).map((v) => v.length));

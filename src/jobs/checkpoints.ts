@@ -44,10 +44,20 @@ async function refusal(db: pg.Pool, chain: MovedChain): Promise<string | undefin
   return undefined;
 }
 
-/** Signs a checkpoint of every chain whose head moved; archives it first, then records it. */
-export async function runCheckpoints({ db, archive, key, origin, log }: CheckpointDeps): Promise<number> {
+/** Which chains are due: those whose latest checkpoint was signed at least `intervalMs` before `now` (ms since the epoch). */
+export interface CheckpointsDue {
+  intervalMs: number;
+  now: number;
+}
+
+/**
+ * Signs a checkpoint of every chain whose head moved (with `due`, only those whose latest
+ * checkpoint is at least the interval old, or that have none); archives it first, then records
+ * it. Returns how many it signed.
+ */
+export async function runCheckpoints({ db, archive, key, origin, log }: CheckpointDeps, due?: CheckpointsDue): Promise<number> {
   let signed = 0;
-  for (const chain of await movedChains(db)) {
+  for (const chain of await movedChains(db, due && new Date(due.now - due.intervalMs))) {
     const refused = await refusal(db, chain);
     if (refused) {
       log.error({ project: chain.project_id, environment: chain.environment_id, seq: chain.seq, reason: refused }, 'checkpoint refused');
@@ -73,17 +83,22 @@ export async function runCheckpoints({ db, archive, key, origin, log }: Checkpoi
 }
 
 /**
- * Every process asks for a checkpoint run each interval; the queue keeps at most one queued and
+ * The schedule lives in the database, not in a process's timer: each chain is due once its latest
+ * checkpoint is an interval old, so restarting processes, however often, never delays a
+ * checkpoint. Every process asks for a run when it starts and every quarter interval (at least
+ * each second); a run signs only the chains that are due, so a chain is signed within about 1.25
+ * intervals of the one before while any process runs. The queue keeps at most one run queued and
  * one running (stately), so N processes do not multiply the work.
  */
 export async function scheduleCheckpoints(boss: PgBoss, deps: CheckpointDeps, intervalSeconds: number): Promise<() => void> {
   await boss.createQueue(CHECKPOINT_QUEUE, { name: CHECKPOINT_QUEUE, policy: 'stately' });
   await boss.work(CHECKPOINT_QUEUE, { pollingIntervalSeconds: Math.min(2, intervalSeconds) }, async () => {
-    await runCheckpoints(deps);
+    // The true clock, not AUDITLEDGER_CLOCK_OFFSET's: created_at is the database's.
+    await runCheckpoints(deps, { intervalMs: intervalSeconds * 1000, now: Date.now() });
   });
-  const timer = setInterval(() => {
-    boss.send(CHECKPOINT_QUEUE, {}).catch((error: unknown) => deps.log.error({ err: error }, 'cannot queue checkpoints'));
-  }, intervalSeconds * 1000);
+  const ask = () => boss.send(CHECKPOINT_QUEUE, {}).catch((error: unknown) => deps.log.error({ err: error }, 'cannot queue checkpoints'));
+  await ask();
+  const timer = setInterval(ask, Math.max(1, intervalSeconds / 4) * 1000);
   timer.unref();
   return () => clearInterval(timer);
 }

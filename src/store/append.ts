@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { encodeCanonicalEvent, indexColumns, type AuditEvent } from '../ledger/event.js';
 import { canonicalize } from '../ledger/jcs.js';
 import { isUuid, uuidv7 } from '../ledger/uuid.js';
+import { dayClosed } from './errors.js';
 
 /** One event to append: the event, its canonical JSON, and its idempotency key with the content digest. */
 export interface AppendItem {
@@ -295,6 +296,9 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, hea
       next.range.hashes,
       head.seq,
     ],
+  }).catch((error: unknown) => {
+    // A sealed or missing day partition: a clear refusal rather than a database error.
+    throw dayClosed(error, receivedAt);
   });
   return written.rowCount === 1;
 }

@@ -23,17 +23,23 @@ export interface MovedChain {
   last_range: Buffer[];
 }
 
-export async function movedChains(db: pg.Pool): Promise<MovedChain[]> {
+/**
+ * The chains whose head moved past their latest checkpoint; with `signedBefore`, only those whose
+ * latest checkpoint was signed (created_at) at or before it, or that have none.
+ */
+export async function movedChains(db: pg.Pool, signedBefore?: Date): Promise<MovedChain[]> {
   const { rows } = await db.query<MovedChain>(
     `SELECT h.environment_id, e.project_id, h.seq, h.hash, h.compact_range,
             coalesce(c.tree_size, 0) AS last_size, coalesce(c.compact_range, '{}') AS last_range
        FROM chain_heads h
        JOIN environments e ON e.id = h.environment_id
        LEFT JOIN LATERAL (
-         SELECT tree_size, compact_range FROM checkpoints
+         SELECT tree_size, compact_range, created_at FROM checkpoints
           WHERE environment_id = h.environment_id ORDER BY tree_size DESC LIMIT 1) c ON true
       WHERE h.seq > coalesce(c.tree_size, 0)
+        AND ($1::timestamptz IS NULL OR c.created_at IS NULL OR c.created_at <= $1)
       ORDER BY h.environment_id`,
+    [signedBefore ?? null],
   );
   return rows;
 }

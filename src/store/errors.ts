@@ -9,7 +9,41 @@ export class ConflictError extends Error {
   }
 }
 
+/**
+ * An append refused because its received_at falls in a UTC day that takes no more events: the
+ * day is sealed, or it has no partition. The server's clock (AUDITLEDGER_CLOCK_OFFSET included)
+ * decides received_at, so this is the server's state, not the request's fault. Nothing was written.
+ */
+export class DayClosedError extends Error {
+  constructor(
+    readonly receivedAt: Date,
+    readonly reason: 'sealed' | 'no_partition',
+  ) {
+    const day = receivedAt.toISOString().slice(0, 10);
+    super(
+      reason === 'sealed'
+        ? `the server's clock puts this append at ${receivedAt.toISOString()}, in ${day}, a day that is sealed and takes no new events; check the server's clock and AUDITLEDGER_CLOCK_OFFSET`
+        : `the server's clock puts this append at ${receivedAt.toISOString()}, in ${day}, a day with no events partition; check the server's clock and AUDITLEDGER_CLOCK_OFFSET`,
+    );
+    this.name = 'DayClosedError';
+  }
+}
+
 const UNIQUE_VIOLATION = '23505';
+const CHECK_VIOLATION = '23514';
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+/**
+ * The error an insert of rows received at `receivedAt` threw, as a DayClosedError when it is the
+ * sealed partition's trigger (sql/004_seals.sql) or PostgreSQL finding no partition for the row;
+ * any other error as it is.
+ */
+export function dayClosed(error: unknown, receivedAt: Date): unknown {
+  const { code, message = '' } = error as { code?: string; message?: string };
+  if (code === INSUFFICIENT_PRIVILEGE && /^auditledger: partition \S+ is sealed/.test(message)) return new DayClosedError(receivedAt, 'sealed');
+  if (code === CHECK_VIOLATION && /^no partition of relation/.test(message)) return new DayClosedError(receivedAt, 'no_partition');
+  return error;
+}
 
 /** Runs `write`, turning a unique-constraint violation into a ConflictError about `field`. */
 export async function uniquely<T>(field: string, message: string, write: () => Promise<T>): Promise<T> {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { PUBLIC_ROUTES } from '../../src/api/app.js';
 import { presentedToken } from '../../src/api/auth.js';
 import { createTenant, useTestApp } from '../helpers/app.js';
 
@@ -13,6 +14,27 @@ describe('authentication', () => {
     expect(presentedToken('Basic abc')).toBeUndefined();
     expect(presentedToken('Bearer a b')).toBeUndefined();
     expect(presentedToken(undefined)).toBeUndefined();
+  });
+
+  it('denies every registered route without a token, except the listed public ones', async () => {
+    const answered = new Map<string, number>();
+    for (const { method, path } of ctx.t.routes) {
+      const res = await ctx.t.request(method, path.replace(/:\w+/g, '01a21911-bccf-7f99-a4ac-49a982af437f'));
+      answered.set(`${method} ${path}`, res.status);
+      if (res.status === 401) expect((await res.json()).error.code).toBe('unauthorized');
+    }
+    const open = [...answered].filter(([, status]) => status !== 401).map(([route]) => route);
+    expect(open.sort()).toEqual([...PUBLIC_ROUTES].sort());
+    expect(answered.size).toBeGreaterThan(PUBLIC_ROUTES.size + 20);
+  });
+
+  it('answers an unknown path 401 without a token and a JSON 404 with one', async () => {
+    for (const [method, path] of [['GET', '/v1/nothing'], ['POST', '/v1/keys'], ['GET', '/docs/other.js'], ['DELETE', '/healthz']] as const) {
+      expect((await ctx.t.request(method, path)).status, `${method} ${path}`).toBe(401);
+      const res = await ctx.t.request(method, path, { token: ctx.t.adminToken });
+      expect(res.status, `${method} ${path}`).toBe(404);
+      expect((await res.json()).error.code).toBe('not_found');
+    }
   });
 
   it('accepts the admin token in each header form', async () => {

@@ -32,9 +32,26 @@ describe('OpenAPI', () => {
     expect(list).toEqual(expect.arrayContaining(['action', 'crud', 'actor_id', 'cursor', 'limit', 'verify']));
   });
 
-  it('GET /docs serves the interactive reference', async () => {
+  it('GET /docs serves the interactive reference from this server only, under a strict CSP', async () => {
     const res = await ctx.t.request('GET', '/docs');
     expect(res.headers.get('content-type')).toMatch(/text\/html/);
-    expect(await res.text()).toContain('data-url="/openapi.json"');
+    const csp = res.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("connect-src 'self'");
+    const page = await res.text();
+    const urls = [...page.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]!);
+    expect(urls.length).toBeGreaterThanOrEqual(3);
+    for (const url of urls) {
+      expect(url, url).toMatch(/^\/docs\//);
+      const asset = await ctx.t.request('GET', url);
+      expect(asset.status, url).toBe(200);
+      expect(asset.headers.get('content-type'), url).toMatch(url.endsWith('.css') ? /^text\/css/ : /^text\/javascript/);
+      expect(asset.headers.get('content-security-policy'), url).toBe(csp);
+      expect((await asset.text()).length, url).toBeGreaterThan(50);
+    }
+    const init = await (await ctx.t.request('GET', '/docs/init.js')).text();
+    expect(init).toContain("url: '/openapi.json'");
+    expect(init).toContain('validatorUrl: null');
   });
 });

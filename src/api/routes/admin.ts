@@ -8,7 +8,7 @@ import type { AppEnv } from '../context.js';
 import { digest, newApiToken, type Credentials } from '../credentials.js';
 import { notFound } from '../errors.js';
 import { jsonBody, pathId, query } from '../input.js';
-import { nameSchema, page, pageQuery } from '../schemas.js';
+import { dateTimeParam, nameSchema, page, pageQuery } from '../schemas.js';
 
 export interface AdminDeps {
   db: pg.Pool;
@@ -26,9 +26,7 @@ export function adminSchemas(maxNameLength: number) {
       .min(1, 'must name at least one scope')
       .refine((s) => new Set(s).size === s.length, 'must not repeat a scope')
       .default([...SCOPES]),
-    expires_at: z.iso
-      .datetime({ offset: true })
-      .transform((s) => new Date(s))
+    expires_at: dateTimeParam
       .refine((d) => d.getTime() > Date.now(), 'must be in the future')
       .nullable()
       .default(null),

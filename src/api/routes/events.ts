@@ -14,7 +14,7 @@ import type { AppEnv } from '../context.js';
 import { ApiError, invalidFields, notFound } from '../errors.js';
 import { crudSchema, eventSchemas, splitInput, type EventLimits } from '../event-schema.js';
 import { pathId, query, readJson, validate } from '../input.js';
-import { storableString } from '../schemas.js';
+import { dateTimeParam, storableString } from '../schemas.js';
 import { chainOf, viewerFilter } from './chain.js';
 
 export interface EventDeps {
@@ -31,8 +31,8 @@ const filters = {
   actor_id: storableString(4096).optional(),
   target_id: storableString(4096).optional(),
   group_id: storableString(4096).optional(),
-  from: z.iso.datetime({ offset: true }).transform((s) => new Date(s)).optional(),
-  to: z.iso.datetime({ offset: true }).transform((s) => new Date(s)).optional(),
+  from: dateTimeParam.optional(),
+  to: dateTimeParam.optional(),
   seq_from: z.coerce.number().int().min(1).optional(),
   seq_to: z.coerce.number().int().min(1).optional(),
   order: z.enum(['asc', 'desc']).default('asc'),

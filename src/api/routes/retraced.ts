@@ -14,7 +14,7 @@ import { invalidFields, notFound } from '../errors.js';
 import { argumentValues, GraphqlReader, graphqlTokens, project } from '../retraced-graphql.js';
 import { eventSchemas, type EventLimits } from '../event-schema.js';
 import { pathId, query, readJson, validate } from '../input.js';
-import { storableString } from '../schemas.js';
+import { dateTimeParam, storableString } from '../schemas.js';
 import { issueViewerToken, VIEWER_TOKEN_SECONDS } from '../viewer-token.js';
 import { chainOf } from './chain.js';
 
@@ -122,7 +122,6 @@ function searchTerms(search: string): Map<string, string[]> {
 }
 
 const crudLetter = z.enum(['c', 'r', 'u', 'd'], { error: 'must be one of c, r, u, d' });
-const instant = z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time' }).transform((s) => new Date(s));
 
 function oneValue(key: string, values: string[]): string {
   if (values.length !== 1) throw searchProblem(`${key}: takes one value here`);
@@ -132,7 +131,7 @@ function oneValue(key: string, values: string[]): string {
 /** `received:START,END` is [START, END); unlike Retraced, either end may be left open. */
 function receivedRange(values: string[]): SearchFilters {
   if (values.length !== 2) throw searchProblem('received: takes START,END');
-  const [from, to] = values.map((value, i) => (value === '' ? undefined : validate(instant, value, `search.query.received.${i}`)));
+  const [from, to] = values.map((value, i) => (value === '' ? undefined : validate(dateTimeParam, value, `search.query.received.${i}`)));
   return { from, to };
 }
 

@@ -1,0 +1,66 @@
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+
+async function run(args: string[]) {
+  const cli = runCli(args, {});
+  const { code } = await cli.exited;
+  return { code, output: cli.output() };
+}
+
+describe('auditledger key show', () => {
+  let dir: string;
+  let file: string;
+  let vkey: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-keys-'));
+    file = path.join(dir, 'ledger.key');
+    const made = await run(['keygen', '--name', 'test-ledger', '--out', file]);
+    expect(made.code).toBe(0);
+    vkey = made.output.match(/^test-ledger\+[0-9a-f]{8}\+\S+$/m)![0];
+  });
+
+  it('prints the verifier key of an existing key file, its name and key id, and never the private key', async () => {
+    const secret = (await readFile(file, 'utf8')).trim().split('+').at(-1)!;
+    const shown = await run(['key', 'show', file]);
+    expect(shown.code).toBe(0);
+    expect(shown.output).toContain(`${vkey}\n`);
+    expect(shown.output).toContain(`signing key "test-ledger", key id ${vkey.split('+')[1]}`);
+    expect(shown.output).not.toContain(secret);
+  });
+
+  it('answers one clear line for a missing file (2) and a file that is not a signing key (1)', async () => {
+    const missing = await run(['key', 'show', path.join(dir, 'nope.key')]);
+    expect(missing.code).toBe(2);
+    expect(missing.output).toMatch(/^auditledger key: cannot read .*nope\.key: ENOENT[^\n]*\n$/);
+
+    const directory = await run(['key', 'show', dir]);
+    expect(directory.code).toBe(2);
+    expect(directory.output).toMatch(/^auditledger key: cannot read [^\n]*\n$/);
+
+    const verifier = path.join(dir, 'verifier.key');
+    await writeFile(verifier, `${vkey}\n`);
+    const wrong = await run(['key', 'show', verifier]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.output).toMatch(/^auditledger key: .*verifier\.key is not a usable signing key: .*is this a verifier key\?\)\n$/);
+
+    // A mangled file whose key id field holds the seed: the error does not repeat it.
+    const secret = (await readFile(file, 'utf8')).trim().split('+').at(-1)!;
+    const mangled = path.join(dir, 'mangled.key');
+    await writeFile(mangled, `PRIVATE+KEY+test-ledger+${secret}+x\n`);
+    const bad = await run(['key', 'show', mangled]);
+    expect(bad.code).toBe(1);
+    expect(bad.output).toMatch(/key id must be 8 hex digits/);
+    expect(bad.output).not.toContain(secret);
+  });
+
+  it('refuses other key commands as usage errors (2)', async () => {
+    for (const args of [['key'], ['key', 'show'], ['key', 'delete', file], ['key', 'show', file, file]]) {
+      const res = await run(args);
+      expect(res.code, args.join(' ')).toBe(2);
+      expect(res.output, args.join(' ')).toMatch(/^auditledger key: usage: auditledger key show FILE/);
+    }
+  });
+});
