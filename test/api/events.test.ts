@@ -319,7 +319,7 @@ describe('events API', () => {
       // Put back: only the recorded finding remembers it.
       await asSuperuser(ctx.db, (su) => su.query(`UPDATE events SET action = 'odd.one' WHERE environment_id = $1 AND seq = 3`, [tenant.environmentId]));
       const finding = { seq: 3, reason: 'column action does not match the stored bytes' };
-      expect(await failuresOf(tenant, 'action=e.*&verify=true')).toMatchObject({ ok: false, failures: [finding] });
+      expect(await failuresOf(tenant, 'action=e.5&verify=true')).toMatchObject({ ok: false, checked: 1, failures: [finding] });
       expect(await failuresOf(tenant, 'order=desc&limit=2&verify=true')).toMatchObject({ ok: true });
       expect(await failuresOf(tenant, 'seq_from=4&verify=true')).toMatchObject({ ok: true });
     });
