@@ -1,4 +1,11 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { LocalArchive } from '../../src/archive/local.js';
+import { runCheckpoints } from '../../src/jobs/checkpoints.js';
+import { appendLeaves, emptyRange } from '../../src/ledger/compact-range.js';
 import { GENESIS_PREV } from '../../src/ledger/event.js';
 import { merkleRoot } from '../../src/ledger/tree.js';
 import { createTenant, createTestApp, useTestApp } from '../helpers/app.js';
@@ -302,6 +309,23 @@ describe('events API', () => {
         await su.query('UPDATE chain_heads SET seq = 3, hash = $2 WHERE environment_id = $1', [tenant.environmentId, rows[0].hash]);
       });
       expect((await failuresOf(tenant, 'verify=true')).failures).toEqual([{ seq: 4, reason: 'events 4 to 5 are stored beyond the chain head at 3' }]);
+    });
+
+    it('the newest events deleted and the head rewound: the checkpoint signed beyond the head is reported', async () => {
+      const tenant = await createTenant(ctx.t, 'rewound');
+      await post(tenant, { events: Array.from({ length: 10 }, (_, i) => ({ action: `e.${i}` })) });
+      const archive = new LocalArchive(await mkdtemp(path.join(os.tmpdir(), 'auditledger-events-')));
+      await runCheckpoints({ db: ctx.db.pools.owner, archive, key: ctx.t.keyring.current, origin: ctx.t.keyring.origin, log: pino({ level: 'silent' }) });
+      await asSuperuser(ctx.db, async (su) => {
+        await su.query('DELETE FROM events WHERE environment_id = $1 AND seq > 8', [tenant.environmentId]);
+        const { rows } = await su.query('SELECT hash FROM events WHERE environment_id = $1 ORDER BY seq', [tenant.environmentId]);
+        const range = appendLeaves(emptyRange(), rows.map((r) => r.hash));
+        await su.query('UPDATE chain_heads SET seq = 8, hash = $2, compact_range = $3 WHERE environment_id = $1', [tenant.environmentId, rows[7].hash, range.hashes]);
+      });
+      await rm(archive.location, { recursive: true, force: true });
+      expect((await failuresOf(tenant, 'verify=true')).failures).toEqual([
+        { seq: 8, reason: 'a checkpoint at 10 was signed at size 10, beyond the head at 8: events were removed' },
+      ]);
     });
 
     it("every event deleted: the empty page reports the whole chain missing", async () => {
