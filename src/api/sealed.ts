@@ -96,7 +96,9 @@ export class SealedBundles {
     const forget = () => {
       if (this.cache.get(seal.id) === entry) this.cache.delete(seal.id);
     };
-    entry.bundle.then((bundle) => bundle.failures.length > 0 && forget(), forget);
+    entry.bundle.then((bundle) => {
+      if (bundle.failures.length) forget();
+    }, forget);
     return entry.bundle;
   }
 

@@ -96,10 +96,10 @@ function decodeCursor(cursor: string): { order: 'asc' | 'desc'; seq: number } | 
   return match ? { order: match[1] as 'asc' | 'desc', seq: Number(match[2]) } : undefined;
 }
 
-/** The seqs a page answers for, inclusive; `to` is null when nothing bounds it below the head. */
+/** The seqs a page answers for, inclusive; `to` is Infinity when nothing bounds it below the head. */
 interface PageScope {
   from: number;
-  to: number | null;
+  to: number;
 }
 
 /**
@@ -108,14 +108,14 @@ interface PageScope {
  * event missing anywhere in it could have been one the query asked for. `next` is the seq the
  * next page continues after, undefined on the query's last page.
  */
-function pageScope(q: { seq_from?: number | undefined; seq_to?: number | undefined; cursor?: { seq: number } | undefined }, order: 'asc' | 'desc', next: number | undefined): PageScope {
+function pageScope(q: Pick<z.output<typeof listQuery>, 'seq_from' | 'seq_to' | 'cursor'>, order: 'asc' | 'desc', next: number | undefined): PageScope {
   let from = q.seq_from ?? 1;
-  let to = q.seq_to ?? null;
+  let to = q.seq_to ?? Infinity;
   if (order === 'asc') {
     if (q.cursor) from = Math.max(from, q.cursor.seq + 1);
     if (next !== undefined) to = next;
   } else {
-    if (q.cursor) to = Math.min(to ?? Infinity, q.cursor.seq - 1);
+    if (q.cursor) to = Math.min(to, q.cursor.seq - 1);
     if (next !== undefined) from = next;
   }
   return { from, to };
@@ -161,9 +161,10 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
     // Sealed events are also held to their bundle, which is checked against its signed root.
     const failures = [...verification.failures, ...(await sealed.check(chain.environment, rows))];
     const end = (await getChainEnd(db, chain.environment))!;
-    const reachesEnd = scope.to === null || scope.to >= Math.min(end.head.seq, end.last?.seq ?? 0);
+    // Up to the head, or holding the last stored event: the page says nothing follows it.
+    const reachesEnd = scope.to >= Math.min(end.head.seq, end.last?.seq ?? 0);
     if (reachesEnd) failures.push(...checkChainEnd(end));
-    const recorded = await listFindings(db, chain.environment, { from: scope.from, to: reachesEnd ? Number.MAX_SAFE_INTEGER : scope.to! });
+    const recorded = await listFindings(db, chain.environment, { from: scope.from, to: reachesEnd ? Number.MAX_SAFE_INTEGER : scope.to });
     for (const finding of recorded) {
       const seq = finding.seq ?? 0;
       if (!failures.some((f) => f.seq === seq && f.reason === finding.reason)) failures.push({ seq, reason: finding.reason });
