@@ -21,6 +21,11 @@ export interface Archive {
   get(key: string): Promise<Buffer | undefined>;
   /** The SHA-256 of the object's bytes, read as a stream, or undefined when there is none. */
   sha256(key: string): Promise<Buffer | undefined>;
+  /**
+   * Who the object is now, without reading its bytes (a stat, a HEAD), or undefined when there is
+   * none: what a cache of the object compares before trusting what it read earlier.
+   */
+  identity(key: string): Promise<ObjectIdentity | undefined>;
   /** Keys under `prefix`, sorted. */
   list(prefix: string): Promise<string[]>;
   /** How the object is protected from deletion, or undefined when there is no such object. */
@@ -63,6 +68,21 @@ export async function streamSha256(stream: AsyncIterable<Uint8Array>): Promise<B
   const hash = createHash('sha256');
   for await (const chunk of stream) hash.update(chunk);
   return hash.digest();
+}
+
+/** An archived object's identity, as Archive.identity reads it. */
+export interface ObjectIdentity {
+  /** Its size in bytes. */
+  bytes: number;
+  /** The S3 version the key now names; undefined for the local folder and unversioned buckets. */
+  versionId?: string | undefined;
+  /**
+   * Changes whenever the bytes may have. S3: the version id, the ETag and the size. Local folder:
+   * the inode, the size, the modification time and the status-change time in nanoseconds; a
+   * writer can set the modification time back (utimes), but not the change time, which any write,
+   * chmod or utimes moves to the present.
+   */
+  stamp: string;
 }
 
 export interface Retention {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { chmod, copyFile, link, mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { ArchiveConflictError, assertReadable, bodySha256, checkKey, streamSha256, type Archive, type ArchiveBody, type PutResult, type Retention } from './archive.js';
+import { ArchiveConflictError, assertReadable, bodySha256, checkKey, streamSha256, type Archive, type ArchiveBody, type ObjectIdentity, type PutResult, type Retention } from './archive.js';
 
 // One read() of a file takes at most 2 GiB.
 const READ_PIECE = 2 ** 30;
@@ -52,6 +52,17 @@ export class LocalArchive implements Archive {
     checkKey(key);
     try {
       return await streamSha256(createReadStream(path.join(this.location, key)));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  async identity(key: string): Promise<ObjectIdentity | undefined> {
+    checkKey(key);
+    try {
+      const { ino, size, mtimeNs, ctimeNs } = await stat(path.join(this.location, key), { bigint: true });
+      return { bytes: Number(size), stamp: `${ino}:${size}:${mtimeNs}:${ctimeNs}` };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;

@@ -22,6 +22,7 @@ import {
   streamSha256,
   type Archive,
   type ArchiveBody,
+  type ObjectIdentity,
   type PutResult,
   type Retention,
 } from './archive.js';
@@ -175,6 +176,14 @@ export class S3Archive implements Archive {
       continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (continuationToken);
     return keys.sort();
+  }
+
+  async identity(key: string): Promise<ObjectIdentity | undefined> {
+    checkKey(key);
+    const head = await this.head(key);
+    if (!head) return undefined;
+    const bytes = head.ContentLength ?? 0;
+    return { bytes, versionId: head.VersionId, stamp: `${head.VersionId ?? ''}:${head.ETag ?? ''}:${bytes}` };
   }
 
   async retention(key: string): Promise<Retention | undefined> {

@@ -37,7 +37,8 @@ export interface ArchiveVerification {
   found: { from: string; to: string } | null;
   bundles: Tally;
   events: Tally;
-  checkpoints: Tally;
+  /** The notes archived and checked, and those the bundles imply that are missing (in total, not valid). */
+  checkpoints: Tally & { missing: number };
   failures: ArchiveFailure[];
   /** No failure at all, and at least one bundle checked. */
   ok: boolean;
@@ -72,6 +73,7 @@ export async function verifyArchive(archive: Archive, options: VerifyArchiveOpti
   const days = results.flatMap((result) => result.bundles.map((bundle) => bundle.day)).sort();
   if (days.length === 0) failures.push(noBundles(archive.location, options));
   const faulty = new Set(failures.map((failure) => failure.key));
+  const missingNotes = failures.filter((failure) => failure.kind === 'missing-checkpoint').map((failure) => failure.key!);
   const tally = (keys: string[]): Tally => ({ valid: keys.filter((key) => !faulty.has(key)).length, total: keys.length });
   return {
     location: archive.location,
@@ -82,7 +84,7 @@ export async function verifyArchive(archive: Archive, options: VerifyArchiveOpti
       valid: results.reduce((sum, { events }) => sum + events.valid, 0),
       total: results.reduce((sum, { events }) => sum + events.total, 0),
     },
-    checkpoints: tally(results.flatMap((result) => result.checkpoints.map((checkpoint) => checkpoint.key))),
+    checkpoints: { ...tally([...results.flatMap((result) => result.checkpoints.map((checkpoint) => checkpoint.key)), ...missingNotes]), missing: missingNotes.length },
     failures,
     ok: failures.length === 0,
   };
@@ -104,7 +106,8 @@ function groupByChain(bundleKeys: string[], checkpointKeys: string[]): { chains:
   const strays: string[] = [];
   const chainOf = (project: string, environment: string) => {
     const name = `${project}/${environment}`;
-    if (!chains.has(name)) chains.set(name, { project, environment, bundles: [], checkpoints: [] });
+    const noteKey = (size: number) => checkpointKey(project, environment, size);
+    if (!chains.has(name)) chains.set(name, { project, environment, bundles: [], checkpoints: [], checkpointKey: noteKey });
     return chains.get(name)!;
   };
   for (const key of bundleKeys) {

@@ -17,7 +17,8 @@ export const verifyArchiveVerb: Verb = {
 Checks the archive alone, with no database and no server: each chain's bundles in day order (manifest
 signature, event hashes and links, Merkle root against the bundle's signed checkpoint, consistency
 with the bundle before), that the bundles cover every event from seq 1 without gap, and every
-checkpoint note in checkpoints/ (signature, and its root against the bundle holding its size).
+checkpoint note in checkpoints/ (signature, and its root against the bundle holding its size), and
+that the note each bundle signs (at its last seq) is there.
 On S3 every bundle and checkpoint must also be under Object Lock retention (COMPLIANCE or
 GOVERNANCE) until at least N days (default 1) after it was written.
 
@@ -153,20 +154,22 @@ function formatReport(report: ArchiveVerification): string {
   return `${lines.join('\n')}\n`;
 }
 
-function count({ valid, total }: Tally, what: string): string {
-  return `${valid}/${total} ${what} valid${valid < total ? `, ${total - valid}/${total} INVALID` : ''}`;
+function count({ valid, total, missing = 0 }: Tally & { missing?: number }, what: string): string {
+  const invalid = total - valid - missing;
+  return `${valid}/${total} ${what} valid${invalid ? `, ${invalid}/${total} INVALID` : ''}${missing ? `, ${missing}/${total} MISSING` : ''}`;
 }
 
 const LABELS: Record<ArchiveFailure['kind'], string> = {
   bundle: 'Bundle INVALID',
   missing: 'Bundle MISSING',
   checkpoint: 'Checkpoint INVALID',
+  'missing-checkpoint': 'Checkpoint MISSING',
   retention: 'Object Lock INVALID',
   archive: 'Archive INVALID',
 };
 
 function failureLine({ kind, chain, day, seq, key, reason }: ArchiveFailure): string {
   const where = [chain && `chain ${chain}`, day && `bundle ${day}`, seq !== null && `seq ${seq}`].filter(Boolean).join(', ');
-  const object = key && (kind === 'retention' || kind === 'archive') ? ` (${key})` : '';
+  const object = key && (kind === 'retention' || kind === 'archive' || kind === 'missing-checkpoint') ? ` (${key})` : '';
   return `${LABELS[kind]}${where ? ` ${where}` : ''}: ${reason}${object}`;
 }

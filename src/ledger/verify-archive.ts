@@ -38,6 +38,8 @@ export interface ChainObjects {
   environment: string;
   bundles: BundleObject[];
   checkpoints: CheckpointObject[];
+  /** The key this chain's checkpoint note of tree size `size` has, or would have (the layout is the caller's). */
+  checkpointKey(size: number): string;
 }
 
 /** Days of bundles to check, inclusive; unset ends are open. */
@@ -48,10 +50,10 @@ export interface DayRange {
 
 /**
  * bundle: a bundle object is wrong (seq names the event when known); missing: events in no bundle;
- * checkpoint: a checkpoint note is wrong; retention: an object is not locked as long as required;
- * archive: the archive as a whole.
+ * checkpoint: a checkpoint note is wrong; missing-checkpoint: a note the archive's bundles imply
+ * is not there; retention: an object is not locked as long as required; archive: the archive as a whole.
  */
-export type FailureKind = 'bundle' | 'missing' | 'checkpoint' | 'retention' | 'archive';
+export type FailureKind = 'bundle' | 'missing' | 'checkpoint' | 'missing-checkpoint' | 'retention' | 'archive';
 
 export interface ArchiveFailure {
   kind: FailureKind;
@@ -143,7 +145,9 @@ type StartedBundle = { object: BundleObject } & (
  * manifest's chain and day; that the bundles cover every seq from 1 (or from the bundle before the
  * range) without gap or overlap; and every checkpoint note from the first bundle checked on (up to
  * the last one when later bundles exist): its signature, origin and size, and its root against the
- * tree of the bundle holding that size.
+ * tree of the bundle holding that size. The note each bundle checked signs (at its last_seq) must
+ * be archived: the seal job archives it before the bundle, and the next bundle's consistency
+ * proof starts from it.
  */
 export async function verifyArchivedChain(
   chain: ChainObjects,
@@ -163,6 +167,7 @@ export async function verifyArchivedChain(
   await walk.checkBundles(checked);
   await walk.checkPending();
   walk.checkCoverage(start);
+  walk.checkImpliedCheckpoints();
   const end = laterBundles ? walk.lastSeq(start.lastSeq ?? 0) : Infinity;
   const inScope = chain.checkpoints.filter(({ size }) => size > (start.lastSeq ?? 0) && size <= end);
   const checkpoints = await walk.checkCheckpoints(inScope, start);
@@ -199,6 +204,7 @@ class ChainWalk {
   private readonly roots = new Map<number, Buffer>();
   /** The sizes of the chain's archived checkpoints, ascending. */
   private readonly checkpointSizes: number[];
+  private readonly checkpointKey: (size: number) => string;
 
   constructor(
     chain: ChainObjects,
@@ -208,6 +214,7 @@ class ChainWalk {
   ) {
     this.name = `${chain.project}/${chain.environment}`;
     this.checkpointSizes = chain.checkpoints.map(({ size }) => size).sort((a, b) => a - b);
+    this.checkpointKey = chain.checkpointKey;
   }
 
   /** The bundle just before the range: only its manifest, to continue from. lastSeq is null when unreadable. */
@@ -259,6 +266,17 @@ class ChainWalk {
       }
       next = Math.max(next ?? 0, last + 1);
       previousDay = object.day;
+    }
+  }
+
+  /** A note at each readable bundle's last_seq: the checkpoint its manifest signs. */
+  checkImpliedCheckpoints(): void {
+    const archived = new Set(this.checkpointSizes);
+    for (const { object, manifest } of this.records) {
+      if (!manifest || archived.has(manifest.last_seq)) continue;
+      const size = manifest.last_seq;
+      const reason = `the checkpoint note at tree size ${size}, which the bundle's manifest signs, is not in the archive`;
+      this.fail('missing-checkpoint', object.day, size, this.checkpointKey(size), reason);
     }
   }
 

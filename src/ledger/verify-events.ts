@@ -124,3 +124,29 @@ export function verifyStoredEvents(rows: readonly StoredEvent[], chain: Chain, p
     failures,
   };
 }
+
+/** The end of a chain as stored: its head row, its highest stored event, its largest signed checkpoint. */
+export interface ChainEnd {
+  head: { seq: number; hash: Buffer };
+  /** The stored event with the highest seq; null when none is stored. */
+  last: { seq: number; hash: Buffer } | null;
+  /** The largest tree size of a recorded checkpoint; 0 when none. */
+  checkpoint: number;
+}
+
+/**
+ * Failures at a chain's end: the head must be the last stored event (same seq and hash), and no
+ * checkpoint may have been signed beyond it. Reasons are worded as the scheduled job words the
+ * same damage (store/chain-verify.ts), so that a recorded finding is not reported twice.
+ */
+export function checkChainEnd({ head, last, checkpoint }: ChainEnd): Failure[] {
+  const failures: Failure[] = [];
+  const lastSeq = last?.seq ?? 0;
+  if (lastSeq < head.seq) failures.push({ seq: lastSeq + 1, reason: `events ${lastSeq + 1} to ${head.seq} are missing` });
+  else if (lastSeq > head.seq) failures.push({ seq: head.seq + 1, reason: `events ${head.seq + 1} to ${lastSeq} are stored beyond the chain head at ${head.seq}` });
+  else if (last && !last.hash.equals(head.hash)) failures.push({ seq: head.seq, reason: `the chain head's hash is not the hash of event ${head.seq}` });
+  if (checkpoint > head.seq) {
+    failures.push({ seq: head.seq, reason: `a checkpoint at ${checkpoint} was signed at size ${checkpoint}, beyond the head at ${head.seq}: events were removed` });
+  }
+  return failures;
+}

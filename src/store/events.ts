@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { rangeRoot } from '../ledger/compact-range.js';
 import type { Crud, IndexColumns } from '../ledger/event.js';
-import type { StoredEvent } from '../ledger/verify-events.js';
+import type { ChainEnd, StoredEvent } from '../ledger/verify-events.js';
 
 /** Reading events and chain heads. Every query is scoped to one environment (one chain). */
 
@@ -134,4 +134,26 @@ export async function getChainHead(db: pg.Pool, environment: string): Promise<Ch
   if (!row) return undefined;
   const root = rangeRoot({ size: row.seq, hashes: row.compact_range });
   return { seq: row.seq, hash: row.hash.toString('hex'), tree_size: row.seq, root: root.toString('hex') };
+}
+
+/**
+ * The chain's end as stored (see ChainEnd), read in one statement and so in one snapshot: an
+ * append moves the head and stores its events in one transaction, so they agree unless tampered with.
+ */
+export async function getChainEnd(db: pg.Pool, environment: string): Promise<ChainEnd | undefined> {
+  const { rows } = await db.query<{ head_seq: number; head_hash: Buffer; last_seq: number | null; last_hash: Buffer | null; checkpoint: number }>(
+    `SELECT h.seq AS head_seq, h.hash AS head_hash, e.seq AS last_seq, e.hash AS last_hash,
+            (SELECT coalesce(max(tree_size), 0) FROM checkpoints c WHERE c.environment_id = h.environment_id) AS checkpoint
+       FROM chain_heads h
+       LEFT JOIN LATERAL (SELECT seq, hash FROM events WHERE environment_id = h.environment_id ORDER BY seq DESC LIMIT 1) e ON true
+      WHERE h.environment_id = $1`,
+    [environment],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  return {
+    head: { seq: row.head_seq, hash: row.head_hash },
+    last: row.last_seq === null ? null : { seq: row.last_seq, hash: row.last_hash! },
+    checkpoint: row.checkpoint,
+  };
 }

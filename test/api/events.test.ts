@@ -1,4 +1,11 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { LocalArchive } from '../../src/archive/local.js';
+import { runCheckpoints } from '../../src/jobs/checkpoints.js';
+import { appendLeaves, emptyRange } from '../../src/ledger/compact-range.js';
 import { GENESIS_PREV } from '../../src/ledger/event.js';
 import { merkleRoot } from '../../src/ledger/tree.js';
 import { createTenant, createTestApp, useTestApp } from '../helpers/app.js';
@@ -264,6 +271,81 @@ describe('events API', () => {
         expect(res.status, q).toBe(400);
         expect((await res.json()).error.message).toMatch(/^query\./);
       }
+    });
+  });
+  describe("verify=true at the chain's end", () => {
+    const failuresOf = async (tenant: Tenant, q: string) => (await get(tenant, `/v1/events?${q}`)).verification;
+
+    it('the newest events deleted with the head left in place: a page reaching the end reports them, in either order', async () => {
+      const tenant = await createTenant(ctx.t, 'tail-deleted');
+      const { events } = await (await post(tenant, { events: Array.from({ length: 10 }, (_, i) => ({ action: `e.${i}` })) })).json();
+      await asSuperuser(ctx.db, (su) => su.query('DELETE FROM events WHERE environment_id = $1 AND seq > 8', [tenant.environmentId]));
+      expect((await get(tenant, '/v1/chain')).seq).toBe(10);
+
+      const missing = { ok: false, failures: [{ seq: 9, reason: 'events 9 to 10 are missing' }] };
+      expect(await failuresOf(tenant, 'verify=true')).toMatchObject({ ...missing, checked: 8, first_seq: 1, last_seq: 8 });
+      expect(await failuresOf(tenant, 'order=desc&limit=3&verify=true')).toMatchObject(missing);
+      expect(await failuresOf(tenant, 'action=nothing.matches&verify=true')).toMatchObject({ ...missing, checked: 0 });
+      expect(await failuresOf(tenant, 'seq_from=7&seq_to=20&verify=true')).toMatchObject(missing);
+      const lastStored = await get(tenant, `/v1/events/${events[7].id}?verify=true`);
+      expect(lastStored.verification).toMatchObject(missing);
+      // A page holding the last stored event reaches the end; pages whose scope ends before it answer for their own seqs.
+      expect(await failuresOf(tenant, 'seq_to=8&verify=true')).toMatchObject(missing);
+      expect(await failuresOf(tenant, 'limit=3&verify=true')).toMatchObject({ ok: true, failures: [] });
+      expect(await failuresOf(tenant, 'seq_to=7&verify=true')).toMatchObject({ ok: true, failures: [] });
+
+      // The scheduled job records the same damage: it is reported once, not twice.
+      expect((await ctx.t.request('POST', '/v1/verify', { token: tenant.token })).status).toBe(202);
+      expect(await failuresOf(tenant, 'verify=true')).toMatchObject(missing);
+    });
+
+    it('a head whose hash is not the last event\'s, and events stored beyond the head, are reported', async () => {
+      const tenant = await createTenant(ctx.t, 'head-moved');
+      await post(tenant, { events: Array.from({ length: 5 }, (_, i) => ({ action: `e.${i}` })) });
+      await asSuperuser(ctx.db, (su) => su.query('UPDATE chain_heads SET hash = $2 WHERE environment_id = $1', [tenant.environmentId, Buffer.alloc(32, 7)]));
+      expect((await failuresOf(tenant, 'verify=true')).failures).toEqual([{ seq: 5, reason: "the chain head's hash is not the hash of event 5" }]);
+      await asSuperuser(ctx.db, async (su) => {
+        const { rows } = await su.query('SELECT hash FROM events WHERE environment_id = $1 AND seq = 3', [tenant.environmentId]);
+        await su.query('UPDATE chain_heads SET seq = 3, hash = $2 WHERE environment_id = $1', [tenant.environmentId, rows[0].hash]);
+      });
+      expect((await failuresOf(tenant, 'verify=true')).failures).toEqual([{ seq: 4, reason: 'events 4 to 5 are stored beyond the chain head at 3' }]);
+    });
+
+    it('the newest events deleted and the head rewound: the checkpoint signed beyond the head is reported', async () => {
+      const tenant = await createTenant(ctx.t, 'rewound');
+      await post(tenant, { events: Array.from({ length: 10 }, (_, i) => ({ action: `e.${i}` })) });
+      const archive = new LocalArchive(await mkdtemp(path.join(os.tmpdir(), 'auditledger-events-')));
+      await runCheckpoints({ db: ctx.db.pools.owner, archive, key: ctx.t.keyring.current, origin: ctx.t.keyring.origin, log: pino({ level: 'silent' }) });
+      await asSuperuser(ctx.db, async (su) => {
+        await su.query('DELETE FROM events WHERE environment_id = $1 AND seq > 8', [tenant.environmentId]);
+        const { rows } = await su.query('SELECT hash FROM events WHERE environment_id = $1 ORDER BY seq', [tenant.environmentId]);
+        const range = appendLeaves(emptyRange(), rows.map((r) => r.hash));
+        await su.query('UPDATE chain_heads SET seq = 8, hash = $2, compact_range = $3 WHERE environment_id = $1', [tenant.environmentId, rows[7].hash, range.hashes]);
+      });
+      await rm(archive.location, { recursive: true, force: true });
+      expect((await failuresOf(tenant, 'verify=true')).failures).toEqual([
+        { seq: 8, reason: 'a checkpoint at 10 was signed at size 10, beyond the head at 8: events were removed' },
+      ]);
+    });
+
+    it("every event deleted: the empty page reports the whole chain missing", async () => {
+      const tenant = await createTenant(ctx.t, 'all-deleted');
+      await post(tenant, { events: [{ action: 'a' }, { action: 'b' }] });
+      await asSuperuser(ctx.db, (su) => su.query('DELETE FROM events WHERE environment_id = $1', [tenant.environmentId]));
+      expect(await failuresOf(tenant, 'verify=true')).toMatchObject({ ok: false, checked: 0, failures: [{ seq: 1, reason: 'events 1 to 2 are missing' }] });
+    });
+
+    it("what the scheduled job recorded anywhere in a page's scope is reported, though the page holds no event there", async () => {
+      const tenant = await createTenant(ctx.t, 'recorded');
+      await post(tenant, { events: Array.from({ length: 6 }, (_, i) => ({ action: i === 2 ? 'odd.one' : `e.${i}` })) });
+      await asSuperuser(ctx.db, (su) => su.query(`UPDATE events SET action = 'forged' WHERE environment_id = $1 AND seq = 3`, [tenant.environmentId]));
+      expect((await ctx.t.request('POST', '/v1/verify', { token: tenant.token })).status).toBe(202);
+      // Put back: only the recorded finding remembers it.
+      await asSuperuser(ctx.db, (su) => su.query(`UPDATE events SET action = 'odd.one' WHERE environment_id = $1 AND seq = 3`, [tenant.environmentId]));
+      const finding = { seq: 3, reason: 'column action does not match the stored bytes' };
+      expect(await failuresOf(tenant, 'action=e.5&verify=true')).toMatchObject({ ok: false, checked: 1, failures: [finding] });
+      expect(await failuresOf(tenant, 'order=desc&limit=2&verify=true')).toMatchObject({ ok: true });
+      expect(await failuresOf(tenant, 'seq_from=4&verify=true')).toMatchObject({ ok: true });
     });
   });
 });

@@ -1,4 +1,4 @@
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, cp, mkdtemp, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -257,7 +257,23 @@ describe('verify-archive on a local folder', () => {
     expect(report.failures).toEqual([
       failureAt('checkpoint', s.a, s.days[1], 55, expect.stringMatching(/no signature by a known key/)),
     ]);
-    expect(report.checkpoints).toEqual({ valid: 6, total: 7 });
+    expect(report.checkpoints).toEqual({ valid: 6, total: 7, missing: 0 });
+  });
+
+  it('a checkpoint note a bundle signs, deleted from the archive, is reported missing by name, exit 1', async () => {
+    const folder = await copy();
+    const key = checkpointKey(s.a.projectId, s.a.environmentId, 55);
+    await rm(path.join(folder, key));
+    const report = await verify(folder);
+    expect(report.failures).toEqual([
+      { kind: 'missing-checkpoint', chain: chainOf(s.a), day: s.days[1], seq: 55, key, reason: "the checkpoint note at tree size 55, which the bundle's manifest signs, is not in the archive" },
+    ]);
+    expect(report).toMatchObject({ ok: false, bundles: CLEAN.bundles, events: CLEAN.events, checkpoints: { valid: 6, total: 7, missing: 1 } });
+
+    const cli = runCli(['verify-archive', folder, '--key', vkey], {});
+    expect((await cli.exited).code).toBe(1);
+    expect(cli.output()).toContain('5/5 bundles valid\n110/110 events valid\n6/7 checkpoints valid, 1/7 MISSING\n');
+    expect(cli.output()).toContain(`Checkpoint MISSING chain ${chainOf(s.a)}, bundle ${s.days[1]}, seq 55: the checkpoint note at tree size 55`);
   });
 
   it('the wrong --key: nothing verifies, exit 1', async () => {
@@ -377,6 +393,16 @@ describe.skipIf(!endpoint)('verify-archive on S3 Object Lock', () => {
     const report = await verifyArchive(archive, { verifiers: [s.t.keyring.current], retentionDays: 1 });
     expect(report.failures).toEqual([failureAt('retention', s.a, s.days[1], null, 'not under Object Lock retention')]);
     expect(report.failures[0]!.key).toBe(key);
+  });
+
+  it('a checkpoint note hidden behind a delete marker (allowed under Object Lock) is reported missing', async () => {
+    const key = checkpointKey(s.b.projectId, s.b.environmentId, 20);
+    await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: `ledger/${key}` }));
+    const report = await verifyArchive(archive, { verifiers: [s.t.keyring.current], chain: chainOf(s.b) });
+    expect(report.failures).toEqual([
+      { kind: 'missing-checkpoint', chain: chainOf(s.b), day: s.days[0], seq: 20, key, reason: expect.stringMatching(/is not in the archive$/) },
+    ]);
+    expect(report.checkpoints).toEqual({ valid: 1, total: 2, missing: 1 });
   });
 
   it('a bucket that does not exist is reported, exit 1', async () => {

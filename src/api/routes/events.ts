@@ -2,9 +2,9 @@ import { Hono, type Context } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
 import type { EventBody } from '../../ledger/event.js';
-import { verifyStoredEvents, type StoredEvent } from '../../ledger/verify-events.js';
+import { checkChainEnd, verifyStoredEvents, type StoredEvent } from '../../ledger/verify-events.js';
 import { appendItem, type AppendItem } from '../../store/append.js';
-import { eventHashes, getChainHead, getEvent, queryEvents } from '../../store/events.js';
+import { eventHashes, getChainEnd, getChainHead, getEvent, queryEvents } from '../../store/events.js';
 import type { GroupCommit } from '../../store/group-commit.js';
 import { listFindings } from '../../store/verification.js';
 import type { AppendMetrics } from '../metrics.js';
@@ -96,6 +96,31 @@ function decodeCursor(cursor: string): { order: 'asc' | 'desc'; seq: number } | 
   return match ? { order: match[1] as 'asc' | 'desc', seq: Number(match[2]) } : undefined;
 }
 
+/** The seqs a page answers for, inclusive; `to` is Infinity when nothing bounds it below the head. */
+interface PageScope {
+  from: number;
+  to: number;
+}
+
+/**
+ * A page's scope: from where the page before it ended (or the query's start) to where the next
+ * page starts (or the query's end). Filters other than seq_from/seq_to do not narrow it: an
+ * event missing anywhere in it could have been one the query asked for. `next` is the seq the
+ * next page continues after, undefined on the query's last page.
+ */
+function pageScope(q: Pick<z.output<typeof listQuery>, 'seq_from' | 'seq_to' | 'cursor'>, order: 'asc' | 'desc', next: number | undefined): PageScope {
+  let from = q.seq_from ?? 1;
+  let to = q.seq_to ?? Infinity;
+  if (order === 'asc') {
+    if (q.cursor) from = Math.max(from, q.cursor.seq + 1);
+    if (next !== undefined) to = next;
+  } else {
+    if (q.cursor) to = Math.min(to, q.cursor.seq - 1);
+    if (next !== undefined) from = next;
+  }
+  return { from, to };
+}
+
 export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventDeps) {
   const schemas = eventSchemas(limits);
   const headerKey = storableString(255).min(1, 'must not be empty');
@@ -122,20 +147,27 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
     return { items, fieldOf };
   }
 
-  async function verification(chain: { project: string; environment: string }, rows: StoredEvent[]) {
+  /**
+   * Checks a page of events (see "verify=true" in README.md). Beyond the page's own events: when
+   * its scope reaches the chain's end, the head must be the last stored event; and what scheduled
+   * verification recorded within the scope (and, at the end, beyond it) stays reported, even if it
+   * no longer shows.
+   */
+  async function verification(chain: { project: string; environment: string }, rows: StoredEvent[], scope: PageScope) {
     const have = new Map(rows.map((r) => [r.seq, r.hash]));
     const missing = rows.map((r) => r.seq - 1).filter((s) => s >= 1 && !have.has(s));
     for (const [seq, hash] of await eventHashes(db, chain.environment, missing)) have.set(seq, hash);
     const verification = verifyStoredEvents(rows, chain, have);
     // Sealed events are also held to their bundle, which is checked against its signed root.
     const failures = [...verification.failures, ...(await sealed.check(chain.environment, rows))];
-    // What scheduled verification found in this range stays reported, even if it no longer shows.
-    if (verification.first_seq !== null && verification.last_seq !== null) {
-      const recorded = await listFindings(db, chain.environment, { from: verification.first_seq, to: verification.last_seq });
-      for (const finding of recorded) {
-        const seq = finding.seq ?? 0;
-        if (!failures.some((f) => f.seq === seq && f.reason === finding.reason)) failures.push({ seq, reason: finding.reason });
-      }
+    const end = (await getChainEnd(db, chain.environment))!;
+    // Up to the head, or holding the last stored event: the page says nothing follows it.
+    const reachesEnd = scope.to >= Math.min(end.head.seq, end.last?.seq ?? 0);
+    if (reachesEnd) failures.push(...checkChainEnd(end));
+    const recorded = await listFindings(db, chain.environment, { from: scope.from, to: reachesEnd ? Number.MAX_SAFE_INTEGER : scope.to });
+    for (const finding of recorded) {
+      const seq = finding.seq ?? 0;
+      if (!failures.some((f) => f.seq === seq && f.reason === finding.reason)) failures.push({ seq, reason: finding.reason });
     }
     failures.sort((a, b) => a.seq - b.seq);
     return { ...verification, ok: failures.length === 0, failures };
@@ -187,10 +219,11 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
       const order = q.cursor?.order ?? q.order;
       const rows = await queryEvents(db, chain.environment, { ...q, order, after_seq: q.cursor?.seq });
       const last = rows.at(-1);
+      const next = rows.length === q.limit && last ? last.seq : undefined;
       return c.json({
         events: rows.map(present),
-        next_cursor: rows.length === q.limit && last ? encodeCursor(order, last.seq) : null,
-        ...(q.verify === 'true' ? { verification: await verification(chain, rows) } : {}),
+        next_cursor: next === undefined ? null : encodeCursor(order, next),
+        ...(q.verify === 'true' ? { verification: await verification(chain, rows, pageScope(q, order, next)) } : {}),
       });
     })
     .get('/events/:id', requireEventsRead, async (c) => {
@@ -200,7 +233,7 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
       const { group_id, target_id } = viewerFilter(c);
       const outOfView = (group_id && row?.columns.group_id !== group_id) || (target_id && row?.columns.target_id !== target_id);
       if (!row || outOfView) throw notFound('event');
-      return c.json({ ...present(row), ...(verify === 'true' ? { verification: await verification(chain, [row]) } : {}) });
+      return c.json({ ...present(row), ...(verify === 'true' ? { verification: await verification(chain, [row], { from: row.seq, to: row.seq }) } : {}) });
     })
     .get('/chain', requireScope('events:read'), async (c) => {
       const head = await getChainHead(db, chainOf(c).environment);

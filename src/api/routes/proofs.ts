@@ -11,7 +11,7 @@ import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { ApiError, invalidFields, notFound } from '../errors.js';
 import { pathId, query } from '../input.js';
-import type { SealedBundles } from '../sealed.js';
+import { sealedEventFailure, type SealedBundles } from '../sealed.js';
 import { chainOf } from './chain.js';
 
 const size = z.coerce.number().int().min(1);
@@ -75,8 +75,14 @@ export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
       if (q.tree_size === undefined) {
         // A sealed event is proven from its bundle alone, against the bundle's checkpoint.
         const bundle = await sealed.forSeq(environment, event.seq);
-        if (bundle?.tree) {
-          const proof = treeInclusionProof(bundle.tree, event.seq);
+        if (bundle) {
+          // Never a proof from a bundle that fails, nor one whose leaf is not this event's bytes.
+          const failure = sealedEventFailure(bundle, event);
+          if (failure) {
+            const code = bundle.failures.length ? 'bundle_failed_verification' : 'event_differs_from_bundle';
+            throw new ApiError(409, code, `event ${event.seq} cannot be proven from its sealed bundle: ${failure.reason}; run a verification`);
+          }
+          const proof = treeInclusionProof(bundle.tree!, event.seq);
           return c.json({ ...proof, canonical: event.canonical.toString('utf8'), source: 'bundle' });
         }
       }
