@@ -164,7 +164,7 @@ describe('verification', () => {
       const flood = await Promise.all(Array.from({ length: 100 }, () => post(a.token)));
       expect(flood.every((r) => r.status === 202 || r.status === 429)).toBe(true);
       const aRuns = new Set(flood.flatMap((r) => r.body.run_id ?? []));
-      expect(aRuns.size).toBeLessThanOrEqual(t.config.AUDITLEDGER_VERIFY_RATE);
+      expect(aRuns.size).toBeLessThanOrEqual(6); // AUDITLEDGER_VERIFY_RATE's default
 
       const asked = await post(b.token);
       expect(asked.status).toBe(202);
@@ -173,7 +173,7 @@ describe('verification', () => {
         return ((await res.json()) as { runs: { id: string; status: string; finished_at: string | null }[] }).runs;
       };
       let bRun: { finished_at: string | null } | undefined;
-      for (const deadline = Date.now() + 60_000; !bRun?.finished_at && Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+      for (const deadline = Date.now() + 90_000; !bRun?.finished_at && Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
         bRun = (await runsOf(b.token)).find((r) => r.id === asked.body.run_id);
       }
       expect(bRun).toMatchObject({ status: 'done' });
@@ -185,7 +185,7 @@ describe('verification', () => {
       await server.cli.exited;
       await rm(data, { recursive: true, force: true });
     }
-  });
+  }, 120_000);
 
   it('auditledger verify recomputes whole chains and exits 1 naming the failure', async () => {
     const tenant = await createTenant(t, 'cli-verify');
