@@ -13,3 +13,6 @@ UPDATE verification_runs r
 
 -- One queued run per chain: asking again while it waits answers that run instead of queueing another.
 CREATE UNIQUE INDEX verification_runs_one_queued ON verification_runs (environment_id) WHERE status = 'queued';
+
+-- Runs are queued by the jobs (on the owner role) in the transaction that sends their job.
+REVOKE INSERT ON verification_runs FROM auditledger_app;

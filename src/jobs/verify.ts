@@ -6,6 +6,7 @@ import { uuidv7 } from '../ledger/uuid.js';
 import { verifyChain } from '../store/chain-verify.js';
 import type { Failure } from '../ledger/verify-events.js';
 import {
+  abandonRun,
   allChains,
   claimRun,
   finishRun,
@@ -102,7 +103,9 @@ export async function verifyAllChains(deps: VerifyDeps): Promise<RunResult[]> {
   return results;
 }
 
-/** A run asked for through the API, queued as a row (queueRun) and as a job. */
+const LIVE_JOB_STATES = new Set(['created', 'retry', 'active']);
+
+/** A run asked for through the API, queued as a row (queueRun) and as a job with the run's id. */
 export interface VerifyJob {
   chain: ChainRow;
   runId: string;
@@ -129,8 +132,18 @@ export async function scheduleVerification(boss: PgBoss, deps: VerifyDeps, cron:
   await boss.work<VerifyJob>(VERIFY_QUEUE, async ([job]) => {
     if (job?.data.runId) await runRequested(deps, job.data);
   });
-  return (chain: ChainRow, tokenId: string, limit: RunLimit): Promise<RunRequest> =>
-    queueRun(deps.db, chain.environment_id, tokenId, limit, (runId, client) =>
-      boss.send(VERIFY_QUEUE, { chain, runId } satisfies VerifyJob, { db: { executeSql: (text, values) => client.query(text, values) } }),
-    );
+  return async (chain: ChainRow, tokenId: string, limit: RunLimit): Promise<RunRequest> => {
+    for (;;) {
+      const request = await queueRun(deps.db, chain.environment_id, tokenId, limit, (runId, client) =>
+        boss.send(VERIFY_QUEUE, { chain, runId } satisfies VerifyJob, { id: runId, db: { executeSql: (text, values) => client.query(text, values) } }),
+      );
+      if (!('run_id' in request) || !request.deduplicated) return request;
+      // The run waiting is answered only while its job (sent with the run's id) can still run it:
+      // one that failed (its worker met a database outage more often than pg-boss retries) or is
+      // gone would otherwise hold the chain's queue forever.
+      const job = await boss.getJobById(VERIFY_QUEUE, request.run_id);
+      if (job && LIVE_JOB_STATES.has(job.state)) return request;
+      await abandonRun(deps.db, request.run_id, 'its job was lost before it ran');
+    }
+  };
 }

@@ -109,6 +109,15 @@ export async function claimRun(db: pg.Pool, id: string): Promise<boolean> {
   return rowCount === 1;
 }
 
+/** Closes a queued run that will never run (its job was lost), so that the chain can queue another. */
+export async function abandonRun(db: pg.Pool, id: string, reason: string): Promise<void> {
+  await db.query(
+    `UPDATE verification_runs SET status = 'error', first_failure = jsonb_build_object('seq', 0, 'reason', $2::text), finished_at = now()
+      WHERE id = $1 AND status = 'queued'`,
+    [id, reason],
+  );
+}
+
 export interface RunResult {
   status: 'done' | 'error';
   from_seq: number | null;

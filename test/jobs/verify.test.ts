@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArchive } from '../../src/archive/local.js';
 import { SIGNATURE_HEADER, signAlert } from '../../src/jobs/alert.js';
 import { runCheckpoints } from '../../src/jobs/checkpoints.js';
-import { verifyChainRun, type VerifyDeps } from '../../src/jobs/verify.js';
+import { startBoss } from '../../src/jobs/boss.js';
+import { scheduleVerification, verifyChainRun, VERIFY_QUEUE, type VerifyDeps } from '../../src/jobs/verify.js';
 import { appendLeaves, emptyRange } from '../../src/ledger/compact-range.js';
 import { encodeEvent, GENESIS_PREV } from '../../src/ledger/event.js';
 import { verifyChain } from '../../src/store/chain-verify.js';
@@ -129,6 +130,26 @@ describe('verification', () => {
     const next = await ask();
     expect(next).toMatchObject({ deduplicated: false });
     expect(await ask()).toEqual({ ...next, deduplicated: true });
+  });
+
+  it('a queued run whose job was lost does not hold the chain: the next request queues a new run', async () => {
+    const boss = await startBoss(db.pools.owner, log);
+    try {
+      const request = await scheduleVerification(boss, deps(), '0 0 1 1 *');
+      await boss.offWork(VERIFY_QUEUE); // no worker: the job waits until it is lost
+      const tenant = await createTenant(t, 'lost-job');
+      const limit = { runs: 100, windowSeconds: 60 };
+      const first = (await request(chainOf(tenant), tenant.tokenId, limit)) as { run_id: string };
+      expect(await request(chainOf(tenant), tenant.tokenId, limit)).toEqual({ ...first, deduplicated: true });
+      await boss.deleteJob(VERIFY_QUEUE, first.run_id);
+      const next = (await request(chainOf(tenant), tenant.tokenId, limit)) as { run_id: string; deduplicated: boolean };
+      expect(next.deduplicated).toBe(false);
+      expect(next.run_id).not.toBe(first.run_id);
+      const runs = await (await t.request('GET', '/v1/verify/runs', { token: tenant.token })).json();
+      expect(runs.runs.find((r: { id: string }) => r.id === first.run_id)).toMatchObject({ status: 'error' });
+    } finally {
+      await boss.stop({ graceful: false, close: false, wait: true });
+    }
   });
 
   it('POST /v1/verify beyond AUDITLEDGER_VERIFY_RATE runs per token answers 429 with Retry-After; other tokens go on', async () => {
