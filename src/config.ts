@@ -102,6 +102,8 @@ export const configSchema = z.object({
     .min(1)
     .default('*/15 * * * *')
     .describe('when scheduled verification of every chain runs (cron, UTC)'),
+  AUDITLEDGER_VERIFY_RATE: positiveInt.default(6).describe('most verification runs one API token may start per AUDITLEDGER_VERIFY_RATE_WINDOW'),
+  AUDITLEDGER_VERIFY_RATE_WINDOW: positiveInt.default(60).describe('the window of AUDITLEDGER_VERIFY_RATE, in seconds'),
   AUDITLEDGER_ALERT_WEBHOOK: optionalString
     .pipe(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional())
     .describe('URL that receives a signed JSON POST for each new verification finding'),

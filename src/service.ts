@@ -14,6 +14,7 @@ import { migrate, readMigrations } from './store/migrate.js';
 import { GroupCommit } from './store/group-commit.js';
 import { openArchive } from './archive/open.js';
 import { S3Archive } from './archive/s3.js';
+import { alertTarget } from './jobs/alert.js';
 import { startBoss } from './jobs/boss.js';
 import { scheduleCheckpoints } from './jobs/checkpoints.js';
 import { scheduleSeal } from './jobs/seal.js';
@@ -98,12 +99,10 @@ export async function startService(config: Config, log: Logger): Promise<Service
       db: pools.owner,
       verifiers: verifiers(keyring),
       log,
-      alert: config.AUDITLEDGER_ALERT_WEBHOOK
-        ? { url: config.AUDITLEDGER_ALERT_WEBHOOK, secret: config.AUDITLEDGER_ALERT_WEBHOOK_SECRET! }
-        : undefined,
+      alert: alertTarget(config),
     };
     const requestVerification = await scheduleVerification(boss, verification, config.AUDITLEDGER_VERIFY_CRON);
-    await scheduleSeal(boss, { db: pools.owner, archive, keyring, log }, config.AUDITLEDGER_SEAL_CRON, config.AUDITLEDGER_SEAL_AFTER_DAYS, now);
+    await scheduleSeal(boss, { db: pools.owner, archive, keyring, log, alert: verification.alert }, config.AUDITLEDGER_SEAL_CRON, config.AUDITLEDGER_SEAL_AFTER_DAYS, now);
 
     const admin = await ensureAdminToken(config.AUDITLEDGER_ADMIN_TOKEN, config.AUDITLEDGER_DATA_DIR, pools.owner, log);
     const credentials = new Credentials(pools.app, admin, {

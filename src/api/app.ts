@@ -93,7 +93,7 @@ export function createApp(deps: AppDeps) {
   app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), sealed, metrics }));
   app.route('/v1', proofRoutes(pools.app, sealed));
   app.route('/v1', bundleRoutes(pools.app));
-  app.route('/v1', verifyRoutes(pools.app, requestVerification));
+  app.route('/v1', verifyRoutes(pools.app, requestVerification, { runs: config.AUDITLEDGER_VERIFY_RATE, windowSeconds: config.AUDITLEDGER_VERIFY_RATE_WINDOW }));
 
   // Retraced's publisher API, for apps that switch by changing a URL.
   app.route(

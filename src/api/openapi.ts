@@ -162,7 +162,7 @@ function routes(config: Config, limits: EventLimits): Route[] {
     { method: 'get', path: '/v1/consistency', summary: 'RFC 9162 consistency proof', tag: 'proofs', auth: 'events:read', query: consistencyQuery, status: 200, response: z.object({ from: z.number().int(), to: z.number().int(), proof: z.array(b64), roots: z.object({ from: b64, to: b64 }), checkpoints: z.object({ from: z.string().nullable(), to: z.string().nullable() }) }) },
     { method: 'get', path: '/v1/bundles', summary: 'Sealed bundles, newest day first', tag: 'archive', auth: 'events:read', query: bundlesQuery, status: 200, response: z.object({ bundles: z.array(bundle), next_before: z.iso.date().nullable() }) },
     { method: 'get', path: '/v1/bundles/{id}', summary: 'One bundle with its signed manifest', tag: 'archive', auth: 'events:read', status: 200, response: bundle.extend({ manifest: z.record(z.string(), z.unknown()) }) },
-    { method: 'post', path: '/v1/verify', summary: 'Start a verification run of the chain', tag: 'verification', auth: 'verify', status: 202, response: z.object({ run_id: id, status: z.literal('queued') }), example: { run_id: EXAMPLE_ID, status: 'queued' } },
+    { method: 'post', path: '/v1/verify', summary: 'Start a verification run of the chain', tag: 'verification', auth: 'verify', status: 202, response: z.object({ run_id: id, status: z.literal('queued'), deduplicated: z.boolean() }), example: { run_id: EXAMPLE_ID, status: 'queued', deduplicated: false } },
     {
       method: 'post', path: `${R}/event`, summary: 'Retraced: report one event', tag: 'retraced', auth: 'events:write', body: retraced.event, status: 201,
       response: retracedReceipt, example: { id: EXAMPLE_ID, hash: EXAMPLE_HASH },

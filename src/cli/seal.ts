@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { openArchive } from '../archive/open.js';
 import { loadConfig } from '../config.js';
+import { alertTarget } from '../jobs/alert.js';
 import { runCheckpoints } from '../jobs/checkpoints.js';
 import { dueThrough, runSeal, type SealProgress } from '../jobs/seal.js';
 import { createLogger } from '../log.js';
@@ -16,7 +17,9 @@ export const seal: Verb = {
 Signs checkpoints of the chains that moved, then seals every unsealed day up to --through (default:
 the last day that ended more than AUDITLEDGER_SEAL_AFTER_DAYS days ago): each chain's events of the
 day become one bundle in the archive (AUDITLEDGER_ARCHIVE). Safe to run while the service runs and
-to run again after a crash.
+to run again after a crash. A chain whose stored events are damaged is left unsealed (from that day
+on), recorded as a verification finding and printed as one line on stderr; the other chains are
+sealed, and the exit code is 1.
 
 ${CONFIG_HELP}`,
   async run(args) {
@@ -35,7 +38,8 @@ ${CONFIG_HELP}`,
       const through = values.through ?? dueThrough(now(), config.AUDITLEDGER_SEAL_AFTER_DAYS);
       const bar = progressBar(process.stderr);
       const onProgress = bar && (({ day, chain, sealed, total }: SealProgress) => bar(`${day} ${chain.slice(0, 8)}`, sealed, total));
-      const report = await runSeal({ db: pools.owner, archive, keyring, log, ...(onProgress ? { onProgress } : {}) }, through);
+      const deps = { db: pools.owner, archive, keyring, log, alert: alertTarget(config), ...(onProgress ? { onProgress } : {}) };
+      const report = await runSeal(deps, through);
       if (onProgress) process.stderr.write('\n');
       if (!report) {
         process.stderr.write('another seal is running; try again when it is done\n');
@@ -45,7 +49,10 @@ ${CONFIG_HELP}`,
         `sealed through ${through}: ${report.days.length} day(s), ${report.bundles} bundle(s), ${report.events} event(s) into ${archive.location}\n`,
       );
       if (report.waiting.length) process.stdout.write(`not yet sealed (no signed checkpoint covers them yet): ${report.waiting.join(', ')}\n`);
-      return 0;
+      for (const f of report.failed) {
+        process.stderr.write(`not sealed: chain ${f.project}/${f.environment} ${f.day}, seq ${f.seq}: ${f.reason}\n`);
+      }
+      return report.failed.length ? 1 : 0;
     } finally {
       await pools.end();
       await embedded?.stop();

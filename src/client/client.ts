@@ -97,6 +97,8 @@ export interface ConsistencyResult {
 export interface VerifyRun {
   run_id: string;
   status: string;
+  /** True when the chain's run already waiting was answered rather than a new one queued. */
+  deduplicated: boolean;
 }
 
 export interface AuditLogClient {
@@ -106,7 +108,10 @@ export interface AuditLogClient {
   createEvents(events: readonly NewEvent[]): Promise<Receipt[]>;
   /** Every matching event, fetching page after page through next_cursor. */
   query(filters?: EventFilters): AsyncIterable<StoredEvent>;
-  /** Starts a verification run of the chain (POST /v1/verify). */
+  /**
+   * Starts a verification run of the chain (POST /v1/verify), or answers the one waiting. Rejects
+   * with a LedgerHttpError `rate_limited` (429) beyond the token's AUDITLEDGER_VERIFY_RATE.
+   */
   verify(): Promise<VerifyRun>;
   /**
    * Sends everything queued so far and waits for the ledger. Rejects with DeliveryError if any of

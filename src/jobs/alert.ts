@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { Config } from '../config.js';
 
 export interface AlertTarget {
   url: string;
@@ -7,6 +8,11 @@ export interface AlertTarget {
   secret: string;
   attempts?: number;
   baseDelayMs?: number;
+}
+
+/** The configured webhook (AUDITLEDGER_ALERT_WEBHOOK and its secret), if any. */
+export function alertTarget(config: Config): AlertTarget | undefined {
+  return config.AUDITLEDGER_ALERT_WEBHOOK ? { url: config.AUDITLEDGER_ALERT_WEBHOOK, secret: config.AUDITLEDGER_ALERT_WEBHOOK_SECRET! } : undefined;
 }
 
 export const SIGNATURE_HEADER = 'x-auditledger-signature';

@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { fileBody, type Archive } from '../archive/archive.js';
 import { bundleKey, checkpointKey } from '../archive/layout.js';
 import { S3Archive } from '../archive/s3.js';
-import { BundleBuilder, manifestSha256 } from '../ledger/bundle.js';
+import { BundleBuilder, BundleError, manifestSha256 } from '../ledger/bundle.js';
 import { chainOrigin, signCheckpoint } from '../ledger/checkpoint.js';
 import { appendLeaves, emptyRange, rangeRoot } from '../ledger/compact-range.js';
 import { GENESIS_PREV } from '../ledger/event.js';
@@ -29,6 +29,9 @@ import {
   withSealLock,
   type ChainDay,
 } from '../store/seals.js';
+import { finishRun } from '../store/verification.js';
+import type { AlertTarget } from './alert.js';
+import { raiseFindings } from './verify.js';
 
 export const SEAL_QUEUE = 'auditledger-seal';
 const DAY_MS = 86_400_000;
@@ -49,6 +52,8 @@ export interface SealDeps {
   archive: Archive;
   keyring: Keyring;
   log: Logger;
+  /** Where damage found while sealing is alerted, as verification findings are. */
+  alert?: AlertTarget | undefined;
   /** For tests: throw at a step to simulate a crash there. */
   faults?: { beforePut?(key: string): void; afterPut?(key: string): void };
   onProgress?(progress: SealProgress): void;
@@ -60,6 +65,29 @@ export interface SealReport {
   events: number;
   /** Days left unsealed because a chain's events there are not yet under a signed checkpoint. */
   waiting: string[];
+  /** Chains that could not be sealed because their stored events are damaged (each reported once). */
+  failed: SealFailure[];
+}
+
+/** A chain-day left unsealed because its stored events are damaged: recorded as a finding of the chain. */
+export interface SealFailure {
+  project: string;
+  environment: string;
+  /** The UTC day, YYYY-MM-DD. */
+  day: string;
+  /** The event at fault (for a mismatch with the signed checkpoint, the day's last). */
+  seq: number;
+  reason: string;
+}
+
+/** The chain's stored events cannot make a bundle that verifies: a finding, not an outage. */
+class ChainDamage extends Error {
+  constructor(
+    readonly seq: number,
+    reason: string,
+  ) {
+    super(reason);
+  }
 }
 
 /** The last day due for sealing: it ended more than `afterDays` days before `now`. */
@@ -72,30 +100,34 @@ export function dueThrough(now: number, afterDays: number): string {
  * one bundle: checked while streamed, signed, PUT, read back and compared, then recorded. A day is
  * marked sealed (and its partition closed to new rows) only when all its bundles are recorded.
  * Everything is deterministic, so a run killed at any point and started again ends with exactly
- * one bundle per chain and day, with the same bytes. Returns undefined if another seal is running.
+ * one bundle per chain and day, with the same bytes. A chain whose day cannot be sealed (its
+ * events are not under a signed checkpoint yet, or are damaged) seals none of its later days in
+ * this run, as their bundles would continue that one; the other chains go on. Damage is logged,
+ * recorded as a verification finding, alerted, and listed in `failed`. Database and archive errors
+ * still throw. Returns undefined if another seal is running.
  */
 export async function runSeal(deps: SealDeps, through: string): Promise<SealReport | undefined> {
   return withSealLock(deps.db, async () => {
     if (deps.archive instanceof S3Archive) await deps.archive.assertObjectLock();
-    const report: SealReport = { days: [], bundles: 0, events: 0, waiting: [] };
+    const report: SealReport = { days: [], bundles: 0, events: 0, waiting: [], failed: [] };
+    const stopped = new Map<string, 'waiting' | 'failed'>(); // chains that cannot continue, and why
     for (const day of await unsealedDays(deps.db, through)) {
       const chains = await chainsOnDay(deps.db, day);
-      let ready = true;
       for (const chain of chains) {
-        const sealed = await sealChainDay(deps, day, chain);
-        if (sealed === 'waiting') {
-          ready = false;
-          break;
+        if (stopped.has(chain.environment_id)) continue;
+        const sealed = await sealOrReport(deps, day, chain, report);
+        if (typeof sealed === 'string') stopped.set(chain.environment_id, sealed);
+        else {
+          report.bundles += sealed;
+          report.events += sealed ? chain.count : 0;
         }
-        report.bundles += sealed;
-        report.events += sealed ? chain.count : 0;
       }
-      // Later days build on this one: stop at the first that cannot be completed.
-      if (!ready) {
+      const unsealed = new Set(chains.flatMap((c) => stopped.get(c.environment_id) ?? []));
+      if (unsealed.has('waiting')) {
         report.waiting.push(day);
         deps.log.warn({ day }, 'day not sealed yet: its newest events are not under a signed checkpoint');
-        break;
       }
+      if (unsealed.size) continue;
       await markDaySealed(deps.db, day, chains.length);
       report.days.push(day);
       deps.log.info({ day, bundles: chains.length }, 'day sealed');
@@ -104,7 +136,38 @@ export async function runSeal(deps: SealDeps, through: string): Promise<SealRepo
   });
 }
 
-/** Seals one chain's events of one day; 1 when a bundle was made, 0 when it existed already. */
+/** Seals one chain-day (see sealChainDay); damage is reported, not thrown: 'failed'. */
+async function sealOrReport(deps: SealDeps, day: string, chain: ChainDay, report: SealReport): Promise<number | 'waiting' | 'failed'> {
+  const started = performance.now();
+  try {
+    return await sealChainDay(deps, day, chain);
+  } catch (error) {
+    if (!(error instanceof ChainDamage || error instanceof BundleError)) throw error;
+    // A BundleError without a seq is about the day as a whole: its last event is where it ends.
+    const seq = error instanceof ChainDamage ? error.seq : (error.seq ?? chain.last_seq);
+    const failure: SealFailure = { project: chain.project_id, environment: chain.environment_id, day, seq, reason: error.message };
+    report.failed.push(failure);
+    deps.log.error(failure, 'chain not sealed: its stored events are damaged');
+    const runId = uuidv7();
+    const reason = `cannot seal ${day}: ${error.message}`;
+    await finishRun(deps.db, runId, chain.environment_id, 'seal', {
+      status: 'done',
+      from_seq: chain.first_seq,
+      to_seq: chain.last_seq,
+      ok: false,
+      checked: null,
+      duration_ms: Math.round(performance.now() - started),
+      first_failure: { seq, reason },
+    });
+    await raiseFindings(deps, chain, runId, [{ seq, reason }]);
+    return 'failed';
+  }
+}
+
+/**
+ * Seals one chain's events of one day; 1 when a bundle was made, 0 when it existed already.
+ * Throws ChainDamage or BundleError when the stored events cannot make a bundle that verifies.
+ */
 async function sealChainDay(deps: SealDeps, day: string, chain: ChainDay): Promise<number | 'waiting'> {
   const { db, archive, keyring } = deps;
   const env = chain.environment_id;
@@ -112,7 +175,7 @@ async function sealChainDay(deps: SealDeps, day: string, chain: ChainDay): Promi
   const previous = await previousSeal(db, env, day);
   const startSize = previous?.last_seq ?? 0;
   if (chain.first_seq !== startSize + 1) {
-    throw new Error(`chain ${env}: ${day} starts at seq ${chain.first_seq}, but its sealed bundles end at ${startSize}`);
+    throw new ChainDamage(startSize + 1, `the day starts at seq ${chain.first_seq}, but the chain's sealed bundles end at ${startSize}`);
   }
   // The bundle's checkpoint must agree with what was signed before: a later checkpoint must exist.
   const covering = await checkpointFrom(db, env, chain.last_seq);
@@ -133,7 +196,7 @@ async function sealChainDay(deps: SealDeps, day: string, chain: ChainDay): Promi
     const lines = createWriteStream(eventsFile);
     for (let from = chain.first_seq; from <= chain.last_seq; ) {
       const page = await eventsOnDay(db, env, day, from, PAGE);
-      if (page.length === 0) throw new Error(`chain ${env}: events ${from} to ${chain.last_seq} of ${day} vanished while sealing`);
+      if (page.length === 0) throw new ChainDamage(from, `events ${from} to ${chain.last_seq} vanished while sealing`);
       for (const event of page) if (!lines.write(builder.add(event))) await once(lines, 'drain');
       from = page[page.length - 1]!.seq + 1;
       deps.onProgress?.({ day, chain: env, sealed: from - chain.first_seq, total: chain.count });
@@ -145,7 +208,7 @@ async function sealChainDay(deps: SealDeps, day: string, chain: ChainDay): Promi
     const later = await leaves(db, env, chain.last_seq + 1, covering.tree_size);
     const extended = appendLeaves(builder.endRange, later.map((l) => l.hash));
     if (!rangeRoot(extended).equals(covering.root)) {
-      throw new Error(`chain ${env}: the events up to ${chain.last_seq} do not match the signed checkpoint at ${covering.tree_size}`);
+      throw new ChainDamage(chain.last_seq, `the events up to ${chain.last_seq} do not match the signed checkpoint at ${covering.tree_size}`);
     }
     const checkpoint = await checkpointNote(deps, chain, root, builder.endRange.hashes);
     const { manifestLine, manifest } = builder.finish({ checkpoint, key: keyring.current });

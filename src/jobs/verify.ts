@@ -4,18 +4,27 @@ import type pg from 'pg';
 import type { VerifierKey } from '../ledger/keys.js';
 import { uuidv7 } from '../ledger/uuid.js';
 import { verifyChain } from '../store/chain-verify.js';
+import type { Failure } from '../ledger/verify-events.js';
 import {
+  abandonRun,
   allChains,
+  claimRun,
   finishRun,
+  queueRun,
   recordFindings,
   saveVerifiedPoint,
   verifiedPoint,
   type ChainRow,
+  type RunLimit,
+  type RunRequest,
   type RunResult,
 } from '../store/verification.js';
 import { sendAlert, type AlertTarget } from './alert.js';
 
+/** Runs asked for through the API, one job each, taken in the order they were asked for. */
 export const VERIFY_QUEUE = 'auditledger-verify';
+/** The scheduled walk over every chain: a queue of its own, so API runs never wait behind it. */
+export const SCHEDULED_VERIFY_QUEUE = 'auditledger-verify-schedule';
 
 export interface VerifyDeps {
   db: pg.Pool;
@@ -52,10 +61,7 @@ export async function verifyChainRun(deps: VerifyDeps, chain: ChainRow, requeste
       return result;
     }
     log.error({ ...ref, run: runId, failure: result.first_failure, failures: verification.failures.length }, 'verification failed');
-    const fresh = await recordFindings(db, chain.environment_id, runId, verification.failures);
-    if (fresh.length && deps.alert) {
-      await sendAlert(deps.alert, { type: 'auditledger.verification.failed', run_id: runId, ...ref, findings: fresh }, log);
-    }
+    await raiseFindings(deps, chain, runId, verification.failures);
     return result;
   } catch (error) {
     log.error({ ...ref, run: runId, err: error }, 'verification could not run');
@@ -73,6 +79,23 @@ export async function verifyChainRun(deps: VerifyDeps, chain: ChainRow, requeste
   }
 }
 
+/**
+ * Stores failures of a run as findings of the chain and POSTs those not found before to the
+ * alert webhook (see sendAlert: never throws for the webhook).
+ */
+export async function raiseFindings(
+  deps: Pick<VerifyDeps, 'db' | 'log' | 'alert'>,
+  chain: ChainRow,
+  runId: string,
+  failures: Failure[],
+): Promise<void> {
+  const fresh = await recordFindings(deps.db, chain.environment_id, runId, failures);
+  if (fresh.length && deps.alert) {
+    const payload = { type: 'auditledger.verification.failed', run_id: runId, project: chain.project_id, environment: chain.environment_id, findings: fresh };
+    await sendAlert(deps.alert, payload, deps.log);
+  }
+}
+
 /** Every chain, one after another (the scheduled run). */
 export async function verifyAllChains(deps: VerifyDeps): Promise<RunResult[]> {
   const results: RunResult[] = [];
@@ -80,20 +103,47 @@ export async function verifyAllChains(deps: VerifyDeps): Promise<RunResult[]> {
   return results;
 }
 
-interface VerifyJob {
-  /** Set for a run asked for through the API; unset for the scheduled run of every chain. */
-  chain?: ChainRow;
-  runId?: string;
+const LIVE_JOB_STATES = new Set(['created', 'retry', 'active']);
+
+/** A run asked for through the API, queued as a row (queueRun) and as a job with the run's id. */
+export interface VerifyJob {
+  chain: ChainRow;
+  runId: string;
 }
 
-/** Every 15 minutes by default, plus runs asked for with POST /v1/verify. */
+/** Runs a queued run unless it has ended already (a job delivered again). */
+export async function runRequested(deps: VerifyDeps, { chain, runId }: VerifyJob): Promise<void> {
+  if (await claimRun(deps.db, runId)) await verifyChainRun(deps, chain, 'api', runId);
+}
+
+/**
+ * Every chain by `cron` (15 minutes by default), and the runs asked for with POST /v1/verify.
+ * Returns how to ask for one (see queueRun): its job is sent in the transaction that queues it.
+ */
 export async function scheduleVerification(boss: PgBoss, deps: VerifyDeps, cron: string) {
+  // One walk at a time, and at most one more waiting, however long a walk takes.
+  await boss.createQueue(SCHEDULED_VERIFY_QUEUE, { name: SCHEDULED_VERIFY_QUEUE, policy: 'stately' });
+  // Earlier versions scheduled the walk on VERIFY_QUEUE, where it would wait behind API runs.
+  await boss.unschedule(VERIFY_QUEUE);
+  await boss.schedule(SCHEDULED_VERIFY_QUEUE, cron, {}, { tz: 'UTC' });
+  await boss.work(SCHEDULED_VERIFY_QUEUE, () => verifyAllChains(deps));
+
   await boss.createQueue(VERIFY_QUEUE, { name: VERIFY_QUEUE });
-  await boss.schedule(VERIFY_QUEUE, cron, {}, { tz: 'UTC' });
   await boss.work<VerifyJob>(VERIFY_QUEUE, async ([job]) => {
-    const { chain, runId } = job?.data ?? {};
-    if (chain) await verifyChainRun(deps, chain, 'api', runId);
-    else await verifyAllChains(deps);
+    if (job?.data.runId) await runRequested(deps, job.data);
   });
-  return (chain: ChainRow, runId: string) => boss.send(VERIFY_QUEUE, { chain, runId } satisfies VerifyJob);
+  return async (chain: ChainRow, tokenId: string, limit: RunLimit): Promise<RunRequest> => {
+    for (;;) {
+      const request = await queueRun(deps.db, chain.environment_id, tokenId, limit, (runId, client) =>
+        boss.send(VERIFY_QUEUE, { chain, runId } satisfies VerifyJob, { id: runId, db: { executeSql: (text, values) => client.query(text, values) } }),
+      );
+      if (!('run_id' in request) || !request.deduplicated) return request;
+      // The run waiting is answered only while its job (sent with the run's id) can still run it:
+      // one that failed (its worker met a database outage more often than pg-boss retries) or is
+      // gone would otherwise hold the chain's queue forever.
+      const job = await boss.getJobById(VERIFY_QUEUE, request.run_id);
+      if (job && LIVE_JOB_STATES.has(job.state)) return request;
+      await abandonRun(deps.db, request.run_id, 'its job was lost before it ran');
+    }
+  };
 }

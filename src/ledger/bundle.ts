@@ -27,9 +27,15 @@ import { rangeConsistencyProof, rangeInclusionProof } from './range-proof.js';
 import { onesCount } from './tree.js';
 import type { InclusionDocument } from './verify-proof.js';
 
-/** A bundle or bundle input that is malformed, or inconsistent with its chain. */
+/** A bundle or bundle input that is malformed, or inconsistent with its chain; `seq` names the event at fault, if one is. */
 export class BundleError extends Error {
   override name = 'BundleError';
+  constructor(
+    message: string,
+    readonly seq: number | null = null,
+  ) {
+    super(message);
+  }
 }
 
 /** The first line of a bundle. Field names and encodings are part of the stable format. */
@@ -172,7 +178,7 @@ export class BundleBuilder {
   add(event: BundleEvent): Buffer {
     const seq = this.range.size + 1;
     const problem = this.eventProblem(event, seq);
-    if (problem !== undefined) throw new BundleError(`event ${event.seq}: ${problem}`);
+    if (problem !== undefined) throw new BundleError(`event ${event.seq}: ${problem}`, event.seq);
     const line = Buffer.concat([event.canonical, NEWLINE]);
     this.eventsHash.update(line);
     this.pushLeaf(event.hash);

@@ -35,15 +35,87 @@ export async function saveVerifiedPoint(db: pg.Pool, environment: string, point:
   );
 }
 
-/** A run waiting for the job, so its id can be answered at once. */
-export async function queueRun(db: pg.Pool, environment: string, requestedBy: string): Promise<string> {
-  const id = uuidv7();
-  await db.query(`INSERT INTO verification_runs (id, environment_id, requested_by, status) VALUES ($1, $2, $3, 'queued')`, [
-    id,
-    environment,
-    requestedBy,
-  ]);
-  return id;
+/** How many runs one token may start: `runs` in any `windowSeconds`. */
+export interface RunLimit {
+  runs: number;
+  windowSeconds: number;
+}
+
+/** What asking for a run gave: a run waiting for a worker (new, or the one already waiting), or a wait in seconds. */
+export type RunRequest = { run_id: string; deduplicated: boolean } | { retry_after_seconds: number };
+
+/**
+ * Queues a run of `environment`'s chain for the API token `tokenId`. While one is queued (not yet
+ * started), that one is answered (`deduplicated`): a unique index keeps one queued run per chain
+ * across processes, so a flood of requests costs one run. Otherwise, if the token started
+ * `limit.runs` runs in the last `limit.windowSeconds`, nothing is queued and the answer is the
+ * seconds until it may start one again. A new run is handed to `dispatch` inside the transaction
+ * that records it, so a run is never recorded without its job (or the reverse).
+ */
+export async function queueRun(
+  db: pg.Pool,
+  environment: string,
+  tokenId: string,
+  limit: RunLimit,
+  dispatch: (runId: string, client: pg.PoolClient) => Promise<unknown>,
+): Promise<RunRequest> {
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    const request = await queueInTransaction(client, environment, tokenId, limit);
+    if ('run_id' in request && !request.deduplicated) await dispatch(request.run_id, client);
+    await client.query('COMMIT');
+    return request;
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+async function queueInTransaction(client: pg.PoolClient, environment: string, tokenId: string, limit: RunLimit): Promise<RunRequest> {
+  for (;;) {
+    const queued = await client.query<{ id: string }>(`SELECT id FROM verification_runs WHERE environment_id = $1 AND status = 'queued'`, [
+      environment,
+    ]);
+    if (queued.rows[0]) return { run_id: queued.rows[0].id, deduplicated: true };
+    // The limit-th newest run within the window: the token may start another once it leaves the window.
+    const oldest = await client.query<{ retry_after: number }>(
+      `SELECT ceil(extract(epoch FROM created_at + make_interval(secs => $2) - now()))::int AS retry_after
+         FROM verification_runs WHERE token_id = $1 AND created_at > now() - make_interval(secs => $2)
+        ORDER BY created_at DESC OFFSET $3 LIMIT 1`,
+      [tokenId, limit.windowSeconds, limit.runs - 1],
+    );
+    if (oldest.rows[0]) return { retry_after_seconds: Math.max(1, oldest.rows[0].retry_after) };
+    const id = uuidv7();
+    const inserted = await client.query(
+      `INSERT INTO verification_runs (id, environment_id, requested_by, token_id, status) VALUES ($1, $2, 'api', $3, 'queued')
+       ON CONFLICT (environment_id) WHERE status = 'queued' DO NOTHING`,
+      [id, environment, tokenId],
+    );
+    if (inserted.rowCount) return { run_id: id, deduplicated: false };
+    // Another request queued one since the SELECT: the next round answers that one.
+  }
+}
+
+/**
+ * Marks a queued run running, so that a new request queues a run of its own rather than joining
+ * one that may have read the chain already. False when the run has ended (nothing to do). A run
+ * left running by a crashed worker is claimed again by the job's retry.
+ */
+export async function claimRun(db: pg.Pool, id: string): Promise<boolean> {
+  const { rowCount } = await db.query(`UPDATE verification_runs SET status = 'running' WHERE id = $1 AND status IN ('queued', 'running')`, [id]);
+  return rowCount === 1;
+}
+
+/** Closes a queued run that will never run (its job was lost), so that the chain can queue another. */
+export async function abandonRun(db: pg.Pool, id: string, reason: string): Promise<void> {
+  await db.query(
+    `UPDATE verification_runs SET status = 'error', first_failure = jsonb_build_object('seq', 0, 'reason', $2::text), finished_at = now()
+      WHERE id = $1 AND status = 'queued'`,
+    [id, reason],
+  );
 }
 
 export interface RunResult {

@@ -13,8 +13,8 @@ import { generateSigningKey } from '../../src/ledger/keys.js';
 import type { Keyring } from '../../src/signing-key.js';
 import { GroupCommit } from '../../src/store/group-commit.js';
 import type { AlertTarget } from '../../src/jobs/alert.js';
-import { verifyChainRun, type VerifyDeps } from '../../src/jobs/verify.js';
-import type { ChainRow } from '../../src/store/verification.js';
+import { runRequested, type VerifyDeps } from '../../src/jobs/verify.js';
+import { queueRun, type ChainRow, type RunLimit } from '../../src/store/verification.js';
 import { ensurePartitions } from '../../src/store/partitions.js';
 import { afterAll, beforeAll } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './database.js';
@@ -61,9 +61,13 @@ export async function createTestApp(
   });
   const keyring: Keyring = { current: key, retired: [], origin: 'test.example/ledger' };
   const log = pino({ level: 'silent' });
-  // Runs asked for through the API run here at once, as the job would, on the owner's pool.
+  // A run asked for through the API runs here once queued, as its job would, on the owner's pool.
   const verification: VerifyDeps = { db: db.pools.owner, verifiers: [key], log, alert: options.alert };
-  const requestVerification = (chain: ChainRow, runId: string) => verifyChainRun(verification, chain, 'api', runId);
+  const requestVerification = async (chain: ChainRow, tokenId: string, limit: RunLimit) => {
+    const request = await queueRun(db.pools.owner, chain.environment_id, tokenId, limit, async () => {});
+    if ('run_id' in request && !request.deduplicated) await runRequested(verification, { chain, runId: request.run_id });
+    return request;
+  };
   const app = createApp({ config, pools: db.pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion: 5 });
   return {
     fetch: app.fetch,

@@ -12,8 +12,10 @@ import { runCheckpoints } from '../../src/jobs/checkpoints.js';
 import { bundleKey } from '../../src/archive/layout.js';
 import { dueThrough, runSeal, type SealDeps } from '../../src/jobs/seal.js';
 import { manifestSha256, parseBundle, verifyBundle } from '../../src/ledger/bundle.js';
+import { encodeSigningKey } from '../../src/ledger/keys.js';
 import { verifyInclusionDocument } from '../../src/ledger/verify-proof.js';
 import { createTestApp, createTenant } from '../helpers/app.js';
+import { runCli } from '../helpers/cli.js';
 import { asSuperuser, createTestDatabase } from '../helpers/database.js';
 
 const DAY = 86_400_000;
@@ -178,6 +180,58 @@ describe('seal crash safety', () => {
       expect(report).toMatchObject({ days: expect.arrayContaining(s.days), waiting: [waitingDay] });
       expect(report!.days).not.toContain(waitingDay);
       await late.close();
+    } finally {
+      await s.t.close();
+      await s.db.drop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('sealing with one damaged chain', () => {
+  it('seals the healthy chain, and reports the damaged one (chain, day, seq, reason) as a finding and from the CLI, exit 1', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-damaged-'));
+    const s = await scenario(new LocalArchive(path.join(dir, 'archive')));
+    try {
+      // B gets events on the second day too; then its event 4 (ten days ago) no longer matches its
+      // hash. A is intact on both days.
+      const later = await createTestApp(s.db, {}, () => Date.now() - 9 * DAY, s.deps.archive);
+      await later.request('POST', '/v1/events', { token: s.b.token, body: { events: [{ action: 'b2.0' }, { action: 'b2.1' }] } });
+      await later.close();
+      await runCheckpoints({ db: s.db.pools.owner, archive: s.deps.archive, key: s.t.keyring.current, origin: s.t.keyring.origin, log });
+      await asSuperuser(s.db, (su) =>
+        su.query(`UPDATE events SET canonical = convert_to(replace(convert_from(canonical, 'UTF8'), 'b1.3"', 'b1.X"'), 'UTF8') WHERE environment_id = $1 AND seq = 4`, [
+          s.b.environmentId,
+        ]),
+      );
+      const keyFile = path.join(dir, 'signing-key');
+      await writeFile(keyFile, encodeSigningKey(s.t.keyring.current), { mode: 0o600 });
+      const seal = runCli(['seal'], {
+        DATABASE_URL: s.db.ownerUrl,
+        AUDITLEDGER_DATA_DIR: path.join(dir, 'data'),
+        AUDITLEDGER_ARCHIVE: path.join(dir, 'archive'),
+        AUDITLEDGER_SIGNING_KEY_FILE: keyFile,
+        AUDITLEDGER_ORIGIN: s.t.keyring.origin,
+      });
+      expect((await seal.exited).code).toBe(1);
+      const reason = 'event 4: hash does not match its canonical bytes';
+      // One line for B, naming its first damaged day; its later day is not tried (it cannot link).
+      expect(seal.output().match(/^not sealed: .*$/gm)).toEqual([`not sealed: chain ${s.b.projectId}/${s.b.environmentId} ${s.days[0]}, seq 4: ${reason}`]);
+      expect(seal.output()).toMatch(/sealed through \S+: \d+ day\(s\), 2 bundle\(s\), 55 event\(s\)/);
+      expect(seal.output()).not.toMatch(/^\s+at /m); // no stack trace
+
+      // A's two bundles are sealed; B has none, and both days stay open (B's events there are not sealed).
+      const archived = await s.deps.archive.list('bundles/');
+      expect([...archived].sort()).toEqual(s.days.map((d) => bundleKey(s.a.projectId, s.a.environmentId, d)).sort());
+      const { rows } = await s.db.pools.owner.query(`SELECT to_char(partition, 'YYYY-MM-DD') AS day FROM sealed_partitions WHERE partition = ANY($1::date[])`, [s.days]);
+      expect(rows).toEqual([]);
+
+      // The damage is B's verification finding, recorded once however often sealing meets it.
+      const again = await runSeal(s.deps, dueThrough(Date.now(), 7));
+      expect(again!.failed).toEqual([{ project: s.b.projectId, environment: s.b.environmentId, day: s.days[0], seq: 4, reason }]);
+      const runs = await (await s.t.request('GET', '/v1/verify/runs', { token: s.b.token })).json();
+      expect(runs.runs[0]).toMatchObject({ requested_by: 'seal', status: 'done', ok: false, first_failure: { seq: 4, reason: `cannot seal ${s.days[0]}: ${reason}` } });
+      expect(runs.findings).toEqual([expect.objectContaining({ seq: 4, reason: `cannot seal ${s.days[0]}: ${reason}` })]);
     } finally {
       await s.t.close();
       await s.db.drop();

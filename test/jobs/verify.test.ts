@@ -9,11 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArchive } from '../../src/archive/local.js';
 import { SIGNATURE_HEADER, signAlert } from '../../src/jobs/alert.js';
 import { runCheckpoints } from '../../src/jobs/checkpoints.js';
-import { verifyChainRun, type VerifyDeps } from '../../src/jobs/verify.js';
+import { startBoss } from '../../src/jobs/boss.js';
+import { scheduleVerification, verifyChainRun, VERIFY_QUEUE, type VerifyDeps } from '../../src/jobs/verify.js';
 import { appendLeaves, emptyRange } from '../../src/ledger/compact-range.js';
 import { encodeEvent, GENESIS_PREV } from '../../src/ledger/event.js';
 import { verifyChain } from '../../src/store/chain-verify.js';
+import { claimRun, queueRun } from '../../src/store/verification.js';
 import { runCli } from '../helpers/cli.js';
+import { serveProcess, tokenOverHttp } from '../helpers/server.js';
 import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
 import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
@@ -107,13 +110,103 @@ describe('verification', () => {
     await append(tenant, 3);
     const res = await t.request('POST', '/v1/verify', { token: tenant.token });
     expect(res.status).toBe(202);
-    const { run_id } = await res.json();
+    const { run_id, deduplicated } = await res.json();
+    expect(deduplicated).toBe(false);
     const runs = await (await t.request('GET', '/v1/verify/runs', { token: tenant.token })).json();
     expect(runs.runs[0]).toMatchObject({ id: run_id, requested_by: 'api', status: 'done', ok: true, checked: 3 });
     expect(runs.findings).toEqual([]);
     const reader = await createTenant(t, 'no-verify-scope', ['events:read']);
     expect((await t.request('POST', '/v1/verify', { token: reader.token })).status).toBe(403);
   });
+
+  it('a chain has one queued run at a time: asking again answers it; a running run may be followed by one more', async () => {
+    const tenant = await createTenant(t, 'dedup');
+    const limit = { runs: 100, windowSeconds: 60 };
+    const ask = () => queueRun(db.pools.owner, tenant.environmentId, tenant.tokenId, limit, async () => {});
+    const first = await ask();
+    expect(first).toMatchObject({ deduplicated: false });
+    expect(await Promise.all([ask(), ask(), ask()])).toEqual(Array(3).fill({ ...first, deduplicated: true }));
+    expect(await claimRun(db.pools.owner, (first as { run_id: string }).run_id)).toBe(true); // a worker starts it
+    const next = await ask();
+    expect(next).toMatchObject({ deduplicated: false });
+    expect(await ask()).toEqual({ ...next, deduplicated: true });
+  });
+
+  it('a queued run whose job was lost does not hold the chain: the next request queues a new run', async () => {
+    const boss = await startBoss(db.pools.owner, log);
+    try {
+      const request = await scheduleVerification(boss, deps(), '0 0 1 1 *');
+      await boss.offWork(VERIFY_QUEUE); // no worker: the job waits until it is lost
+      const tenant = await createTenant(t, 'lost-job');
+      const limit = { runs: 100, windowSeconds: 60 };
+      const first = (await request(chainOf(tenant), tenant.tokenId, limit)) as { run_id: string };
+      expect(await request(chainOf(tenant), tenant.tokenId, limit)).toEqual({ ...first, deduplicated: true });
+      await boss.deleteJob(VERIFY_QUEUE, first.run_id);
+      const next = (await request(chainOf(tenant), tenant.tokenId, limit)) as { run_id: string; deduplicated: boolean };
+      expect(next.deduplicated).toBe(false);
+      expect(next.run_id).not.toBe(first.run_id);
+      const runs = await (await t.request('GET', '/v1/verify/runs', { token: tenant.token })).json();
+      expect(runs.runs.find((r: { id: string }) => r.id === first.run_id)).toMatchObject({ status: 'error' });
+    } finally {
+      await boss.stop({ graceful: false, close: false, wait: true });
+    }
+  });
+
+  it('POST /v1/verify beyond AUDITLEDGER_VERIFY_RATE runs per token answers 429 with Retry-After; other tokens go on', async () => {
+    const limited = await createTestApp(db, { AUDITLEDGER_VERIFY_RATE: '2', AUDITLEDGER_VERIFY_RATE_WINDOW: '3600' });
+    try {
+      const tenant = await createTenant(limited, 'rate-limited');
+      for (let i = 0; i < 2; i++) expect((await limited.request('POST', '/v1/verify', { token: tenant.token })).status).toBe(202);
+      const refused = await limited.request('POST', '/v1/verify', { token: tenant.token });
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(3500);
+      expect(Number(refused.headers.get('retry-after'))).toBeLessThanOrEqual(3600);
+      const { error } = await refused.json();
+      expect(error).toMatchObject({ code: 'rate_limited', message: expect.stringContaining('AUDITLEDGER_VERIFY_RATE') });
+      const other = await createTenant(limited, 'rate-other');
+      expect((await limited.request('POST', '/v1/verify', { token: other.token })).status).toBe(202);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('a flood of POST /v1/verify from one tenant (100 at once) costs another tenant at most one run of wait', async () => {
+    const data = await mkdtemp(path.join(os.tmpdir(), 'auditledger-flood-'));
+    const admin = 'a'.repeat(40);
+    // A real server: runs go through pg-boss, one worker taking jobs in the order asked.
+    const server = await serveProcess({ DATABASE_URL: db.ownerUrl, AUDITLEDGER_DATA_DIR: data, AUDITLEDGER_ADMIN_TOKEN: admin, AUDITLEDGER_VERIFY_CRON: '0 0 1 1 *' });
+    try {
+      const a = await tokenOverHttp(server.url, admin);
+      const b = await tokenOverHttp(server.url, admin);
+      const post = async (token: string) => {
+        const res = await fetch(`${server.url}/v1/verify`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+        return { status: res.status, body: (await res.json()) as { run_id?: string } };
+      };
+      const flood = await Promise.all(Array.from({ length: 100 }, () => post(a.token)));
+      expect(flood.every((r) => r.status === 202 || r.status === 429)).toBe(true);
+      const aRuns = new Set(flood.flatMap((r) => r.body.run_id ?? []));
+      expect(aRuns.size).toBeLessThanOrEqual(6); // AUDITLEDGER_VERIFY_RATE's default
+
+      const asked = await post(b.token);
+      expect(asked.status).toBe(202);
+      const runsOf = async (token: string) => {
+        const res = await fetch(`${server.url}/v1/verify/runs?limit=1000`, { headers: { authorization: `Bearer ${token}` } });
+        return ((await res.json()) as { runs: { id: string; status: string; finished_at: string | null }[] }).runs;
+      };
+      let bRun: { finished_at: string | null } | undefined;
+      for (const deadline = Date.now() + 90_000; !bRun?.finished_at && Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+        bRun = (await runsOf(b.token)).find((r) => r.id === asked.body.run_id);
+      }
+      expect(bRun).toMatchObject({ status: 'done' });
+      // Ahead of B's run: at most A's run then running and the one queued behind it.
+      const aheadOfB = (await runsOf(a.token)).filter((r) => r.finished_at && r.finished_at <= bRun!.finished_at!);
+      expect(aheadOfB.length).toBeLessThanOrEqual(2);
+    } finally {
+      server.cli.child.kill('SIGTERM');
+      await server.cli.exited;
+      await rm(data, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('auditledger verify recomputes whole chains and exits 1 naming the failure', async () => {
     const tenant = await createTenant(t, 'cli-verify');

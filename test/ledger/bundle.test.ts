@@ -412,20 +412,20 @@ describe('BundleBuilder', () => {
 
   it('refuses an event that is not the next one, does not link, or does not hash to its bytes, naming its seq', () => {
     const builder = new BundleBuilder(start);
-    expect(() => builder.add(stored(EVENTS[14]!))).toThrow(new BundleError('event 15: not the next event: want seq 14'));
+    expect(() => builder.add(stored(EVENTS[14]!))).toThrow(new BundleError('event 15: not the next event: want seq 14', 15));
     expect(() => builder.add({ ...stored(EVENTS[13]!), hash: EVENTS[12]!.hash })).toThrow(
-      new BundleError('event 14: hash does not match its canonical bytes'),
+      new BundleError('event 14: hash does not match its canonical bytes', 14),
     );
     expect(() => builder.add({ ...stored(EVENTS[13]!), prev: EVENTS[11]!.hash })).toThrow(
-      new BundleError('event 14: prev does not link to first_prev'),
+      new BundleError('event 14: prev does not link to first_prev', 14),
     );
     builder.add(stored(EVENTS[13]!));
-    expect(() => builder.add(stored(forge(15, EVENTS[12]!)))).toThrow(new BundleError('event 15: prev does not link to event 14'));
+    expect(() => builder.add(stored(forge(15, EVENTS[12]!)))).toThrow(new BundleError('event 15: prev does not link to event 14', 15));
     expect(() => builder.add(stored(forge(15, EVENTS[13]!, { project: 'other' })))).toThrow(
-      new BundleError(`event 15: project "other" is not the bundle's "${PROJECT}"`),
+      new BundleError(`event 15: project "other" is not the bundle's "${PROJECT}"`, 15),
     );
     expect(() => builder.add(stored(forge(15, EVENTS[13]!, { received_at: '2024-03-03T00:00:00.000Z' })))).toThrow(
-      new BundleError("event 15: received_at 2024-03-03T00:00:00.000Z is not on 2024-03-02 (UTC), the bundle's partition"),
+      new BundleError("event 15: received_at 2024-03-03T00:00:00.000Z is not on 2024-03-02 (UTC), the bundle's partition", 15),
     );
     expect(builder.count).toBe(1);
   });
