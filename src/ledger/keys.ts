@@ -216,9 +216,8 @@ function splitKey(text: string, what: string): [string, string, string] {
 function decodeKeyFields(what: string, name: string, idHex: string, keyText: string): { keyId: Uint8Array; key: Uint8Array } {
   if (!isValidKeyName(name)) throw new KeyError(`${what}: ${describeBadName(name)}`);
   if (!KEY_ID_HEX.test(idHex)) {
-    // Never more than 8 characters of it: in a mangled signing key file this field may be the seed.
-    const got = idHex.length <= 8 ? `"${idHex}"` : `${idHex.length} characters`;
-    throw new KeyError(`${what}: key id must be 8 hex digits, got ${got}`);
+    // Never echoed: in a mangled signing key file this field may hold part of the seed.
+    throw new KeyError(`${what}: key id must be 8 hex digits, got ${idHex.length} characters`);
   }
   const raw = decodeBase64(keyText);
   if (raw === undefined || raw.length === 0) throw new KeyError(`${what}: key is not valid base64`);
