@@ -38,6 +38,8 @@ export interface AppDeps {
   log: Logger;
   /** The schema version this build expects; /readyz compares the database against it. */
   schemaVersion: number;
+  /** How long the database has gone unanswered, and for how long /healthz tolerates it. Absent: not watched. */
+  unreachable?: { unansweredMs(): number; limitMs: number };
 }
 
 function eventLimits(config: Config): EventLimits {
@@ -51,7 +53,7 @@ function eventLimits(config: Config): EventLimits {
 }
 
 export function createApp(deps: AppDeps) {
-  const { config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion } = deps;
+  const { config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion, unreachable } = deps;
   const app = new Hono<AppEnv>();
   app.onError(onError);
   app.notFound(onNotFound);
@@ -64,7 +66,7 @@ export function createApp(deps: AppDeps) {
     await next();
   });
 
-  app.route('/', healthRoutes(pools.app, schemaVersion));
+  app.route('/', healthRoutes(pools.app, schemaVersion, unreachable));
   app.route('/', metricsRoutes(pools, metrics));
   const document = openApiDocument(config, eventLimits(config));
   app.get('/openapi.json', (c) => c.json(document));

@@ -27,7 +27,7 @@ ${CONFIG_HELP}`,
     const config = loadConfig();
     const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);
     const now = serverClock(config, log);
-    const { pools, embedded } = await openDatabase(config, log);
+    const { pools, close } = await openDatabase(config, log, 'seal');
     try {
       const keyring = await loadKeyring(config, log);
       const archive = openArchive(config);
@@ -47,8 +47,7 @@ ${CONFIG_HELP}`,
       if (report.waiting.length) process.stdout.write(`not yet sealed (no signed checkpoint covers them yet): ${report.waiting.join(', ')}\n`);
       return 0;
     } finally {
-      await pools.end();
-      await embedded?.stop();
+      await close();
     }
   },
 };

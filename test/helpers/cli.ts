@@ -13,9 +13,15 @@ export interface RunningCli {
 
 /** Runs `auditledger ...args` as a real process with exactly the given environment (plus PATH). */
 export function runCli(args: string[], env: Record<string, string>): RunningCli {
-  const child = spawn(process.execPath, [BIN, ...args], {
+  return runCommand(process.execPath, [BIN, ...args], env);
+}
+
+/** Runs `file ...args` as a real process (in `cwd`) with exactly the given environment (plus PATH). */
+export function runCommand(file: string, args: string[], env: Record<string, string>, cwd?: string): RunningCli {
+  const child = spawn(file, args, {
     env: { PATH: process.env.PATH ?? '', AUDITLEDGER_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    cwd,
   });
   let output = '';
   const listeners = new Set<() => void>();
