@@ -270,6 +270,7 @@ describe('when its database goes away', () => {
       AUDITLEDGER_ADMIN_TOKEN: ADMIN,
       AUDITLEDGER_DB_UNREACHABLE_SECONDS: '1',
       AUDITLEDGER_SHUTDOWN_TIMEOUT: '3',
+      AUDITLEDGER_CHECKPOINT_INTERVAL: '1',
     });
   });
   afterAll(async () => {
@@ -291,6 +292,12 @@ describe('when its database goes away', () => {
     expect(postgres.port).toBe(port); // the server keeps its port when it can
     expect(await eventually(async () => (await healthz(service.url)) === 200)).toBe(true);
     expect(await eventually(async () => (await append(service.url, token)) === 201)).toBe(true);
+    // The job system works again too: a checkpoint job signs both events.
+    const latest = async () => {
+      const res = await fetch(`${service.url}/v1/checkpoints/latest`, { headers: { authorization: `Bearer ${token}` } });
+      return res.status === 200 && ((await res.json()) as { tree_size: number }).tree_size === 2;
+    };
+    expect(await eventually(latest)).toBe(true);
   }, 60_000);
 
   it('SIGTERM with the database unreachable ends at the shutdown timeout, exit 1, naming what it abandoned', async () => {
