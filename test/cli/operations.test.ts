@@ -221,30 +221,38 @@ describe('operating it never harms it', () => {
     }
   }, 60_000);
 
-  it('SIGTERM to npm start stops the server and leaves no process behind', async () => {
+  /** `npm start` in its own process group; `stop` signals it as a supervisor or a terminal would. */
+  const npmStart = async (stop: (npm: RunningCli) => void) => {
     const db = await createTestDatabase();
     const dir = await dataDir('npm-start');
-    const npm = runCommand(
-      'npm',
-      ['start'],
-      { HOME: os.homedir(), DATABASE_URL: db.ownerUrl, AUDITLEDGER_DATA_DIR: dir, AUDITLEDGER_ADMIN_TOKEN: ADMIN, PORT: '0' },
-      ROOT,
-    );
+    const env = { HOME: os.homedir(), DATABASE_URL: db.ownerUrl, AUDITLEDGER_DATA_DIR: dir, AUDITLEDGER_ADMIN_TOKEN: ADMIN, PORT: '0' };
+    const npm = runCommand('npm', ['start'], env, { cwd: ROOT, detached: true });
     let below: number[] = [];
     try {
       const [, url] = await npm.waitFor(LISTENING);
       below = await descendants(npm.child.pid!);
       expect(below.length).toBeGreaterThan(0);
-      npm.child.kill('SIGTERM');
-      await exitWithin(npm, 30_000);
+      stop(npm);
+      const exit = await exitWithin(npm, 30_000);
       expect(await eventually(async () => !(await Promise.all(below.map(running))).some(Boolean), 10_000)).toBe(true);
       await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+      return { exit, output: npm.output() };
     } finally {
       for (const pid of below) if (await running(pid)) process.kill(pid, 'SIGKILL');
       npm.child.kill('SIGKILL');
       await db.drop();
       await rm(dir, { recursive: true, force: true });
     }
+  };
+
+  it('SIGTERM to npm start stops the server and leaves no process behind', async () => {
+    await npmStart((npm) => npm.child.kill('SIGTERM'));
+  }, 60_000);
+
+  it('Ctrl-C on npm start (SIGINT to its group, so twice to the server) shuts down cleanly', async () => {
+    const { exit, output } = await npmStart((npm) => process.kill(-npm.child.pid!, 'SIGINT'));
+    expect(exit.code, output).toBe(0);
+    expect(output).not.toContain('abandoned');
   }, 60_000);
 });
 

@@ -16,12 +16,20 @@ export function runCli(args: string[], env: Record<string, string>): RunningCli 
   return runCommand(process.execPath, [BIN, ...args], env);
 }
 
-/** Runs `file ...args` as a real process (in `cwd`) with exactly the given environment (plus PATH). */
-export function runCommand(file: string, args: string[], env: Record<string, string>, cwd?: string): RunningCli {
+/**
+ * Runs `file ...args` as a real process with exactly the given environment (plus PATH), in `cwd`;
+ * `detached`: in a process group of its own, as a terminal runs a command.
+ */
+export function runCommand(
+  file: string,
+  args: string[],
+  env: Record<string, string>,
+  options: { cwd?: string; detached?: boolean } = {},
+): RunningCli {
   const child = spawn(file, args, {
     env: { PATH: process.env.PATH ?? '', AUDITLEDGER_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-    cwd,
+    ...options,
   });
   let output = '';
   const listeners = new Set<() => void>();
