@@ -44,6 +44,12 @@ export const configSchema = z.object({
   AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS: positiveInt
     .default(60)
     .describe('how often last_used_at of API tokens is written (one batched write, never one per request)'),
+  AUDITLEDGER_DB_UNREACHABLE_SECONDS: positiveInt
+    .default(30)
+    .describe('seconds without an answer from the database (probed every third of it) after which /healthz answers 503'),
+  AUDITLEDGER_SHUTDOWN_TIMEOUT: positiveInt
+    .default(30)
+    .describe('seconds a shutdown may take; then the process exits 1, logging the steps it abandoned'),
   AUDITLEDGER_DB_POOL_SIZE: positiveInt.default(10).describe('connections in the app pool'),
   AUDITLEDGER_MAX_BATCH_EVENTS: positiveInt.default(1000).describe('most events in one POST /v1/events'),
   AUDITLEDGER_MAX_STRING_LENGTH: positiveInt.default(4096).describe('longest string in an event (characters)'),

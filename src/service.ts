@@ -9,7 +9,8 @@ import { viewerTokenKey } from './api/viewer-token.js';
 import { Credentials } from './api/credentials.js';
 import type { Config } from './config.js';
 import { createPools, provisionDatabase, type Pools } from './store/database.js';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.js';
+import { InUseError, startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.js';
+import { Reachability } from './store/reachability.js';
 import { migrate, readMigrations } from './store/migrate.js';
 import { GroupCommit } from './store/group-commit.js';
 import { openArchive } from './archive/open.js';
@@ -24,35 +25,54 @@ import { runMaintenance, scheduleMaintenance, type MaintenanceOptions } from './
 
 export interface Service {
   url: string;
+  /**
+   * Stops everything in reverse order of start. A step that fails is logged and the others
+   * still run; then it rejects naming the failed steps.
+   */
   stop(): Promise<void>;
+  /** The steps stop() has not finished, the running one first: what a timed-out shutdown abandons. */
+  pending(): string[];
+  /** Resolves if the service can no longer work: its embedded PostgreSQL stopped under it. */
+  failed: Promise<Error>;
 }
 
 /** The database URLs to use: the configured ones, or the embedded default's. */
-async function database(config: Config, log: Logger) {
+async function database(config: Config, log: Logger, command: string) {
   if (config.DATABASE_URL) {
     return { ownerUrl: config.DATABASE_URL, appUrl: config.AUDITLEDGER_APP_DATABASE_URL, embedded: undefined };
   }
-  const embedded = await startEmbeddedPostgres(config.AUDITLEDGER_DATA_DIR, log);
-  try {
-    return { ...(await provisionDatabase(embedded.adminUrl())), embedded };
-  } catch (error) {
-    await embedded.stop();
-    throw error;
-  }
+  // Roles are provisioned when the server starts; a process that attaches gets the same URLs.
+  const embedded = await startEmbeddedPostgres(config.AUDITLEDGER_DATA_DIR, log, { command, provision: provisionDatabase });
+  return { ...embedded.provisioned, embedded };
 }
 
-/** Opens the database (embedded or configured), migrates it, and connects pools. */
-export async function openDatabase(config: Config, log: Logger): Promise<{ pools: Pools; embedded?: EmbeddedPostgres; schemaVersion: number }> {
-  const { ownerUrl, appUrl, embedded } = await database(config, log);
+export interface Database {
+  pools: Pools;
+  /** The embedded default's server, shared with the data dir's other processes. */
+  embedded?: EmbeddedPostgres<{ ownerUrl: string; appUrl: string }>;
+  schemaVersion: number;
+  /** Ends the pools and leaves the embedded server (the last process using it stops it). */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the database (embedded or configured), migrates it, and connects pools. `command` (a CLI
+ * verb) is recorded as a user of the embedded server; a second `serve` on one data dir gets InUseError.
+ */
+export async function openDatabase(config: Config, log: Logger, command: string): Promise<Database> {
+  const { ownerUrl, appUrl, embedded } = await database(config, log, command);
   const pools = createPools(ownerUrl, appUrl, config.AUDITLEDGER_DB_POOL_SIZE);
+  const close = async () => {
+    await pools.end();
+    await embedded?.stop();
+  };
   try {
     const migrations = await readMigrations();
     const applied = await migrate(pools.owner, migrations);
     if (applied.length) log.info({ applied }, 'migrations applied');
-    return { pools, embedded, schemaVersion: migrations.at(-1)?.version ?? 0 };
+    return { pools, embedded, schemaVersion: migrations.at(-1)?.version ?? 0, close };
   } catch (error) {
-    await pools.end();
-    await embedded?.stop();
+    await close();
     throw error;
   }
 }
@@ -68,13 +88,22 @@ export function serverClock(config: Config, log: Logger): () => number {
 /** Starts everything `auditledger serve` runs; stop() shuts it down in reverse order. */
 export async function startService(config: Config, log: Logger): Promise<Service> {
   const now = serverClock(config, log);
-  const { pools, embedded, schemaVersion } = await openDatabase(config, log);
-  const stack: (() => Promise<void>)[] = [async () => {
-    await pools.end();
-    await embedded?.stop();
-  }];
+  const { pools, embedded, schemaVersion } = await openDatabase(config, log, 'serve');
+  // Named steps, undone last first; a failed step does not keep the later ones from running.
+  const stack: { name: string; stop: () => Promise<void> }[] = [];
+  const push = (name: string, stop: () => Promise<void>) => stack.push({ name, stop });
+  if (embedded) push('embedded PostgreSQL', () => embedded.stop());
+  push('database pools', () => pools.end());
   const unwind = async () => {
-    while (stack.length) await stack.pop()!();
+    const failed: string[] = [];
+    for (let step = stack.at(-1); step; step = stack.at(-1)) {
+      await step.stop().catch((error: unknown) => {
+        log.error({ err: error, step: step!.name }, 'shutdown step failed');
+        failed.push(step!.name);
+      });
+      stack.pop();
+    }
+    if (failed.length) throw new Error(`shutdown steps failed: ${failed.join(', ')}`);
   };
 
   try {
@@ -85,7 +114,7 @@ export async function startService(config: Config, log: Logger): Promise<Service
     };
     await runMaintenance(pools.owner, maintenance, log);
     const boss = await startBoss(pools.owner, log);
-    stack.push(() => boss.stop({ graceful: true, close: false, wait: true }));
+    push('pg-boss stop', () => boss.stop({ graceful: true, close: false, wait: true }));
     await scheduleMaintenance(boss, pools.owner, maintenance, log);
 
     const keyring = await loadKeyring(config, log);
@@ -94,7 +123,7 @@ export async function startService(config: Config, log: Logger): Promise<Service
     if (archive instanceof S3Archive) await archive.assertObjectLock();
     const checkpoints = { db: pools.owner, archive, key: keyring.current, origin: keyring.origin, log };
     const stopCheckpointTimer = await scheduleCheckpoints(boss, checkpoints, config.AUDITLEDGER_CHECKPOINT_INTERVAL);
-    stack.push(async () => stopCheckpointTimer());
+    push('checkpoint timer', async () => stopCheckpointTimer());
     const verification = {
       db: pools.owner,
       verifiers: verifiers(keyring),
@@ -110,7 +139,7 @@ export async function startService(config: Config, log: Logger): Promise<Service
       usageFlushMs: config.AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS * 1000,
       viewerKey: viewerTokenKey(keyring.current),
     });
-    stack.push(() => credentials.close());
+    push('token usage flush', () => credentials.close());
     const metrics = new AppendMetrics();
     const groupCommit = new GroupCommit(pools.app, {
       maxEvents: config.AUDITLEDGER_GROUP_COMMIT_MAX_EVENTS,
@@ -118,14 +147,25 @@ export async function startService(config: Config, log: Logger): Promise<Service
       now,
       onCommit: metrics.recordCommit,
     });
-    stack.push(() => groupCommit.flushed());
+    push('group commit flush', () => groupCommit.flushed());
 
-    const app = createApp({ config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion });
+    let fail: (error: Error) => void = () => undefined;
+    const failed = new Promise<Error>((resolve) => (fail = resolve));
+    // An external database may come back (the pools reconnect); the embedded one does not.
+    const reachability = new Reachability(pools.owner, (config.AUDITLEDGER_DB_UNREACHABLE_SECONDS * 1000) / 3, log, () => {
+      void embedded?.running().then((running) => running || fail(new Error('the embedded PostgreSQL stopped under the service')));
+    });
+    push('database probe', async () => reachability.close());
+    const unreachable = { unansweredMs: () => reachability.unansweredMs(), limitMs: config.AUDITLEDGER_DB_UNREACHABLE_SECONDS * 1000 };
+
+    const app = createApp({ config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion, unreachable });
     const server = await new Promise<Server>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, () => resolve(s as Server));
-      s.once('error', reject);
+      s.once('error', (error: NodeJS.ErrnoException) =>
+        reject(error.code === 'EADDRINUSE' ? new InUseError(`${config.HOST}:${config.PORT} is already in use; stop what listens there or set HOST/PORT`) : error),
+      );
     });
-    stack.push(async () => {
+    push('HTTP drain', async () => {
       // Stop accepting, let in-flight requests finish, and drop idle keep-alive connections;
       // busy ones are told to close after their response, so clients cannot keep them open.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -137,9 +177,9 @@ export async function startService(config: Config, log: Logger): Promise<Service
     const url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${port}`;
 
     let stopping: Promise<void> | undefined;
-    return { url, stop: () => (stopping ??= unwind()) };
+    return { url, stop: () => (stopping ??= unwind()), pending: () => stack.map((step) => step.name).reverse(), failed };
   } catch (error) {
-    await unwind();
+    await unwind().catch(() => undefined); // each failed step is logged
     throw error;
   }
 }

@@ -40,6 +40,8 @@ export interface AppDeps {
   log: Logger;
   /** The schema version this build expects; /readyz compares the database against it. */
   schemaVersion: number;
+  /** How long the database has gone unanswered, and for how long /healthz tolerates it. Absent: not watched. */
+  unreachable?: { unansweredMs(): number; limitMs: number };
 }
 
 function eventLimits(config: Config): EventLimits {
@@ -62,7 +64,7 @@ export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(
 );
 
 export function createApp(deps: AppDeps) {
-  const { config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion } = deps;
+  const { config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion, unreachable } = deps;
   const app = new Hono<AppEnv>();
   app.onError(onError);
   app.notFound(onNotFound);
@@ -79,7 +81,7 @@ export function createApp(deps: AppDeps) {
   const isPublic = (c: Context) => PUBLIC_ROUTES.has(`${c.req.method === 'HEAD' ? 'GET' : c.req.method} ${c.req.path}`);
   app.use(except(isPublic, authenticate(credentials)));
 
-  app.route('/', healthRoutes(pools.app, schemaVersion));
+  app.route('/', healthRoutes(pools.app, schemaVersion, unreachable));
   app.route('/', metricsRoutes(pools, metrics));
   const document = openApiDocument(config, eventLimits(config));
   app.get('/openapi.json', (c) => c.json(document));

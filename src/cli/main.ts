@@ -1,4 +1,5 @@
 import { ConfigError } from '../config.js';
+import { InUseError } from '../store/embedded.js';
 import { archive } from './archive.js';
 import { key, keygen, verifyProof } from './keys.js';
 import { seal } from './seal.js';
@@ -36,7 +37,8 @@ export async function main(argv: string[]): Promise<number> {
     return await verb.run(args);
   } catch (error) {
     const usage = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-    const message = usage || error instanceof ConfigError ? (error as Error).message : ((error as Error).stack ?? String(error));
+    const plain = usage || error instanceof ConfigError || error instanceof InUseError;
+    const message = plain ? (error as Error).message : ((error as Error).stack ?? String(error));
     process.stderr.write(`auditledger ${name}: ${message}\n`);
     return error instanceof ConfigError ? 78 : usage ? 2 : 1;
   }

@@ -30,7 +30,7 @@ ${CONFIG_HELP}`,
     const config = loadConfig();
     const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);
     const now = serverClock(config, log);
-    const { pools, embedded } = await openDatabase(config, log);
+    const { pools, close } = await openDatabase(config, log, 'seal');
     try {
       const keyring = await loadKeyring(config, log);
       const archive = openArchive(config);
@@ -54,8 +54,7 @@ ${CONFIG_HELP}`,
       }
       return report.failed.length ? 1 : 0;
     } finally {
-      await pools.end();
-      await embedded?.stop();
+      await close();
     }
   },
 };

@@ -6,25 +6,47 @@ import { CONFIG_HELP, type Verb } from './verb.js';
 
 export const serve: Verb = {
   summary: 'run the HTTP API and the jobs (what npm start runs)',
-  usage: `auditledger serve\n\nMigrates the database, then serves the API on HOST:PORT and runs the jobs until SIGINT\nor SIGTERM.\n\n${CONFIG_HELP}`,
+  usage: `auditledger serve
+
+Migrates the database, then serves the API on HOST:PORT and runs the jobs until SIGINT
+or SIGTERM. A shutdown that takes longer than AUDITLEDGER_SHUTDOWN_TIMEOUT seconds ends
+the process with exit code 1, logging the steps it abandoned. Exits 1 too if the embedded
+PostgreSQL stops under it, and refuses to start beside another serve of the same data dir.
+
+${CONFIG_HELP}`,
   async run(args) {
     parseArgs({ args, options: {}, strict: true });
     const config = loadConfig();
     const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);
     const service = await startService(config, log);
     process.stdout.write(`auditledger listening on ${service.url}\n`);
-    await new Promise<void>((resolve) => {
-      const shutdown = (signal: string) => {
-        log.info({ signal }, 'shutting down');
-        process.off('SIGINT', shutdown).off('SIGTERM', shutdown);
-        service.stop().then(resolve, (error: unknown) => {
-          log.error({ err: error }, 'shutdown failed');
-          resolve();
-        });
-      };
-      process.on('SIGINT', shutdown).on('SIGTERM', shutdown);
+    // Signals during shutdown are ignored (the deadline bounds it): Ctrl-C under `npm start`
+    // reaches us twice, from the terminal and forwarded by npm.
+    let stopping = false;
+    const reason = await new Promise<NodeJS.Signals | Error>((resolve) => {
+      const onSignal = (signal: NodeJS.Signals) => stopping || resolve(signal);
+      process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+      void service.failed.then(resolve);
     });
-    return 0;
+    stopping = true;
+    if (reason instanceof Error) log.fatal(`${reason.message}; exiting`);
+    else log.info({ signal: reason }, 'shutting down');
+
+    const timeout = config.AUDITLEDGER_SHUTDOWN_TIMEOUT;
+    const deadline = setTimeout(() => {
+      log.error(`shutdown did not end within ${timeout} s; abandoned: ${service.pending().join(', ') || 'whatever still holds the process open'}`);
+      process.exit(1);
+    }, timeout * 1000);
+    try {
+      await service.stop();
+    } catch (error) {
+      log.error({ err: error }, 'shutdown failed');
+      return 1;
+    } finally {
+      // Stays armed for anything that keeps the process alive after the last step.
+      deadline.unref();
+    }
+    return reason instanceof Error ? 1 : 0;
   },
 };
 
@@ -35,9 +57,8 @@ export const migrate: Verb = {
     parseArgs({ args, options: {}, strict: true });
     const config = loadConfig();
     const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);
-    const { pools, embedded, schemaVersion } = await openDatabase(config, log);
-    await pools.end();
-    await embedded?.stop();
+    const { schemaVersion, close } = await openDatabase(config, log, 'migrate');
+    await close();
     process.stdout.write(`database at schema version ${schemaVersion}\n`);
     return 0;
   },

@@ -22,7 +22,7 @@ ${CONFIG_HELP}`,
     if (Boolean(values.project) !== Boolean(values.environment)) throw new UsageError('give --project and --environment together');
     const config = loadConfig();
     const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);
-    const { pools, embedded } = await openDatabase(config, log);
+    const { pools, close } = await openDatabase(config, log, 'verify');
     try {
       const keys = verifiers(await loadKeyring(config, log));
       const chains = (await allChains(pools.owner)).filter((c) => !values.environment || c.environment_id === values.environment);
@@ -47,8 +47,7 @@ ${CONFIG_HELP}`,
       process.stdout.write(`${chains.length - failed}/${chains.length} chains valid\n`);
       return failed ? 1 : 0;
     } finally {
-      await pools.end();
-      await embedded?.stop();
+      await close();
     }
   },
 };

@@ -13,9 +13,23 @@ export interface RunningCli {
 
 /** Runs `auditledger ...args` as a real process with exactly the given environment (plus PATH). */
 export function runCli(args: string[], env: Record<string, string>): RunningCli {
-  const child = spawn(process.execPath, [BIN, ...args], {
+  return runCommand(process.execPath, [BIN, ...args], env);
+}
+
+/**
+ * Runs `file ...args` as a real process with exactly the given environment (plus PATH), in `cwd`;
+ * `detached`: in a process group of its own, as a terminal runs a command.
+ */
+export function runCommand(
+  file: string,
+  args: string[],
+  env: Record<string, string>,
+  options: { cwd?: string; detached?: boolean } = {},
+): RunningCli {
+  const child = spawn(file, args, {
     env: { PATH: process.env.PATH ?? '', AUDITLEDGER_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...options,
   });
   let output = '';
   const listeners = new Set<() => void>();

@@ -3,10 +3,20 @@ import type pg from 'pg';
 import { appliedVersion } from '../../store/migrate.js';
 import type { AppEnv } from '../context.js';
 
-/** Liveness (the process answers) and readiness (database reachable, schema up to date). */
-export function healthRoutes(db: pg.Pool, expectedVersion: number) {
+/**
+ * Liveness and readiness. /healthz fails (503) once the database has not answered for longer
+ * than `unreachableMs` allows (the service's probe): a supervisor then restarts a process that
+ * could not serve anyway. /readyz asks the database now: reachable, schema up to date.
+ */
+export function healthRoutes(db: pg.Pool, expectedVersion: number, unreachable?: { unansweredMs(): number; limitMs: number }) {
   return new Hono<AppEnv>()
-    .get('/healthz', (c) => c.json({ status: 'ok' }))
+    .get('/healthz', (c) => {
+      const unanswered = unreachable?.unansweredMs() ?? 0;
+      if (unreachable && unanswered > unreachable.limitMs) {
+        return c.json({ status: 'unhealthy', reason: `database unreachable for ${Math.round(unanswered / 1000)} s` }, 503);
+      }
+      return c.json({ status: 'ok' });
+    })
     .get('/readyz', async (c) => {
       try {
         const version = await appliedVersion(db);
