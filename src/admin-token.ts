@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type pg from 'pg';
 import { digest, newAdminToken } from './api/credentials.js';
-import { adminDigests, insertAdminDigest } from './store/tokens.js';
+import { withTransaction } from './store/database.js';
+import { adminDigests, insertAdminDigest, lockAdminTokens } from './store/tokens.js';
 
 /**
  * The admin token's digests. A configured token wins. Otherwise the first start generates one,
@@ -16,29 +17,21 @@ export async function ensureAdminToken(
   log: Logger,
 ): Promise<Buffer[]> {
   if (configured) return [digest(configured)];
-  const client = await db.connect();
-  try {
-    await client.query('BEGIN');
+  const generated = await withTransaction(db, async (client) => {
     // Two processes starting together must not both generate one.
-    await client.query('LOCK TABLE admin_tokens IN EXCLUSIVE MODE');
+    await lockAdminTokens(client);
     const existing = await adminDigests(client);
-    if (existing.length > 0) {
-      await client.query('COMMIT');
-      return existing;
-    }
+    if (existing.length > 0) return { digests: existing };
     const token = newAdminToken();
     const file = path.join(dataDir, 'admin-token');
     await mkdir(dataDir, { recursive: true });
     await writeFile(file, `${token}\n`, { mode: 0o600 });
     await insertAdminDigest(client, digest(token));
-    await client.query('COMMIT');
-    log.info({ file }, 'generated the admin token; only its digest is stored');
-    process.stdout.write(`admin token written to ${file} (keep it safe; it is not stored anywhere else)\n`);
-    return [digest(token)];
-  } catch (error) {
-    await client.query('ROLLBACK');
-    throw error;
-  } finally {
-    client.release();
+    return { digests: [digest(token)], file };
+  });
+  if (generated.file) {
+    log.info({ file: generated.file }, 'generated the admin token; only its digest is stored');
+    process.stdout.write(`admin token written to ${generated.file} (keep it safe; it is not stored anywhere else)\n`);
   }
+  return generated.digests;
 }

@@ -40,6 +40,33 @@ export function createPools(ownerUrl: string, appUrl: string | undefined, appPoo
   };
 }
 
+/**
+ * Runs `work` in one transaction on `client` (after trillian's ReadWriteTransaction): COMMIT when
+ * it resolves, ROLLBACK when it throws, and the error is thrown on. `work` never commits or rolls
+ * back by itself; a rollback that fails (the connection is gone) does not hide the first error.
+ */
+export async function inTransaction<T>(client: pg.PoolClient, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+/** inTransaction on a client of `db`, released afterwards whatever happened. */
+export async function withTransaction<T>(db: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await db.connect();
+  try {
+    return await inTransaction(client, work);
+  } finally {
+    client.release();
+  }
+}
+
 function withCredentials(url: string, user: string, password: string, database: string): string {
   const u = new URL(url);
   u.username = user;

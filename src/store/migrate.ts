@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { inTransaction } from './database.js';
 
 const SQL_DIR = fileURLToPath(new URL('../../sql/', import.meta.url));
 /** Serializes migrations of one database across processes (any fixed 64-bit number). */
@@ -43,15 +44,12 @@ export async function migrate(pool: pg.Pool, migrations?: Migration[]): Promise<
     const done = new Set(rows.map((r) => r.version));
     for (const migration of pending) {
       if (done.has(migration.version)) continue;
-      await client.query('BEGIN');
-      try {
+      await inTransaction(client, async () => {
         await client.query(migration.sql);
         await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK');
+      }).catch((error: unknown) => {
         throw new Error(`migration ${migration.name} failed: ${(error as Error).message}`, { cause: error });
-      }
+      });
       applied.push(migration.name);
     }
   } finally {

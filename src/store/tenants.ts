@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { uuidv7 } from '../ledger/uuid.js';
+import { withTransaction } from './database.js';
 import { ConflictError, uniquely } from './errors.js';
 
 /** Projects and environments: the tenants. Every function takes ids already checked as UUIDs. */
@@ -117,9 +118,7 @@ async function deleteEmptyChains(
   projectId: string,
   environmentId: string | undefined,
 ): Promise<boolean> {
-  const client = await db.connect();
-  try {
-    await client.query('BEGIN');
+  return withTransaction(db, async (client) => {
     const project = await client.query('SELECT FROM projects WHERE id = $1 FOR UPDATE', [projectId]);
     const heads = await client.query<{ id: string; seq: number }>(
       `SELECT e.id, h.seq FROM environments e JOIN chain_heads h ON h.environment_id = e.id
@@ -127,10 +126,7 @@ async function deleteEmptyChains(
         ORDER BY e.id FOR UPDATE OF h`,
       [projectId, environmentId ?? null],
     );
-    if (!project.rowCount || (environmentId && !heads.rowCount)) {
-      await client.query('ROLLBACK');
-      return false;
-    }
+    if (!project.rowCount || (environmentId && !heads.rowCount)) return false;
     if (heads.rows.some((h) => h.seq > 0)) {
       throw new ConflictError(
         `${environmentId ? 'this environment' : 'this project'} holds audit events, which are never deleted`,
@@ -141,14 +137,8 @@ async function deleteEmptyChains(
     } else {
       await client.query('DELETE FROM projects WHERE id = $1', [projectId]);
     }
-    await client.query('COMMIT');
     return true;
-  } catch (error) {
-    await client.query('ROLLBACK');
-    throw error;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 export function deleteProject(db: pg.Pool, projectId: string): Promise<boolean> {

@@ -97,6 +97,11 @@ export async function recordTokenUse(db: pg.Pool, uses: ReadonlyMap<string, Date
   );
 }
 
+/** Holds other processes' first-start admin token generation until this transaction ends. */
+export async function lockAdminTokens(client: pg.PoolClient): Promise<void> {
+  await client.query('LOCK TABLE admin_tokens IN EXCLUSIVE MODE');
+}
+
 export async function adminDigests(db: pg.Pool | pg.PoolClient): Promise<Buffer[]> {
   const { rows } = await db.query<{ digest: Buffer }>('SELECT digest FROM admin_tokens');
   return rows.map((r) => r.digest);

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Failure } from '../ledger/verify-events.js';
 import { uuidv7 } from '../ledger/uuid.js';
 import { GENESIS_POINT, type VerifiedPoint } from './chain-verify.js';
+import { withTransaction } from './database.js';
 
 /** Verification runs, their findings, and how far each chain is verified. */
 
@@ -59,19 +60,11 @@ export async function queueRun(
   limit: RunLimit,
   dispatch: (runId: string, client: pg.PoolClient) => Promise<unknown>,
 ): Promise<RunRequest> {
-  const client = await db.connect();
-  try {
-    await client.query('BEGIN');
+  return withTransaction(db, async (client) => {
     const request = await queueInTransaction(client, environment, tokenId, limit);
     if ('run_id' in request && !request.deduplicated) await dispatch(request.run_id, client);
-    await client.query('COMMIT');
     return request;
-  } catch (error) {
-    await client.query('ROLLBACK');
-    throw error;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 async function queueInTransaction(client: pg.PoolClient, environment: string, tokenId: string, limit: RunLimit): Promise<RunRequest> {
