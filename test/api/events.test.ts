@@ -328,6 +328,17 @@ describe('events API', () => {
       ]);
     });
 
+    it('the chain head row deleted: verify=true reports it, and a proof is refused, never a 500', async () => {
+      const tenant = await createTenant(ctx.t, 'head-deleted');
+      const { events } = await (await post(tenant, { events: [{ action: 'a' }, { action: 'b' }] })).json();
+      await asSuperuser(ctx.db, (su) => su.query('DELETE FROM chain_heads WHERE environment_id = $1', [tenant.environmentId]));
+      expect(await failuresOf(tenant, 'verify=true')).toMatchObject({ ok: false, checked: 2, failures: [{ seq: 0, reason: 'the chain head is missing' }] });
+      expect((await get(tenant, `/v1/events/${events[1].id}?verify=true`)).verification.failures).toEqual([{ seq: 0, reason: 'the chain head is missing' }]);
+      const proof = await ctx.t.request('GET', `/v1/events/${events[0].id}/proof?tree_size=2`, { token: tenant.token });
+      expect(proof.status).toBe(409);
+      expect((await proof.json()).error.code).toBe('chain_damaged');
+    });
+
     it("every event deleted: the empty page reports the whole chain missing", async () => {
       const tenant = await createTenant(ctx.t, 'all-deleted');
       await post(tenant, { events: [{ action: 'a' }, { action: 'b' }] });

@@ -160,10 +160,12 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
     const verification = verifyStoredEvents(rows, chain, have);
     // Sealed events are also held to their bundle, which is checked against its signed root.
     const failures = [...verification.failures, ...(await sealed.check(chain.environment, rows))];
-    const end = (await getChainEnd(db, chain.environment))!;
+    const end = await getChainEnd(db, chain.environment);
     // Up to the head, or holding the last stored event: the page says nothing follows it.
-    const reachesEnd = scope.to >= Math.min(end.head.seq, end.last?.seq ?? 0);
-    if (reachesEnd) failures.push(...checkChainEnd(end));
+    const reachesEnd = !end || scope.to >= Math.min(end.head.seq, end.last?.seq ?? 0);
+    // The head row is made with the environment and never deleted: without it, nothing bounds the chain.
+    if (!end) failures.push({ seq: 0, reason: 'the chain head is missing' });
+    else if (reachesEnd) failures.push(...checkChainEnd(end));
     const recorded = await listFindings(db, chain.environment, { from: scope.from, to: reachesEnd ? Number.MAX_SAFE_INTEGER : scope.to });
     for (const finding of recorded) {
       const seq = finding.seq ?? 0;

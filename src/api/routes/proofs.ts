@@ -42,7 +42,8 @@ export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
 
   /** A requested tree size, or the latest checkpoint's; it must not exceed the head. */
   async function treeSize(environment: string, requested: number | undefined, field: string) {
-    const head = (await getChainHead(db, environment))!;
+    const head = await getChainHead(db, environment);
+    if (!head) throw new ApiError(409, 'chain_damaged', 'the chain head is missing; run a verification');
     if (requested === undefined) {
       const [latest] = await listCheckpoints(db, environment, 1);
       if (!latest) throw new ApiError(404, 'no_checkpoint', 'this chain has no signed checkpoint yet; pass a tree size or wait for one');
