@@ -213,6 +213,8 @@ async function readJson<T>(file: string): Promise<T | undefined> {
   return parseJson<T>(await fs.readFile(file, 'utf8').catch(() => ''));
 }
 
+const UNWRITTEN_LOCK_MS = 10_000;
+
 /**
  * Runs `work` holding `file`, an exclusive-create lock naming its holder. A lock whose holder
  * is gone (killed while holding it) is moved aside and taken over.
@@ -228,7 +230,9 @@ async function withLock<T>(file: string, me: ProcessId, log: Logger, work: () =>
     }
     const content = await fs.readFile(file, 'utf8').catch(() => '');
     const holder = parseJson<ProcessId>(content); // undefined while its holder is still writing it
-    if (holder && !(await alive(holder))) {
+    // A lock left empty for long was made by a process killed between creating and writing it.
+    const unwritten = !holder && Date.now() - ((await fs.stat(file).catch(() => undefined))?.mtimeMs ?? Date.now()) > UNWRITTEN_LOCK_MS;
+    if ((holder && !(await alive(holder))) || unwritten) {
       // Moved aside first, so that of two processes finding the same stale lock, the second
       // does not delete the fresh lock of the first: it finds other content and puts it back.
       const aside = `${file}.${me.pid}`;

@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -173,6 +173,16 @@ describe('commands beside a running embedded service', () => {
     expect(await postmaster(dir)).toBeUndefined();
     const state = JSON.parse(await readFile(path.join(dir, 'postgres.json'), 'utf8')) as { port: number; users: unknown[] };
     expect(state).toEqual({ port: expect.any(Number), users: [] });
+  });
+
+  it('a lock left empty by a process killed while creating it is taken over, not waited on for ever', async () => {
+    const lock = path.join(dir, 'postgres.lock');
+    await writeFile(lock, '');
+    const minuteAgo = new Date(Date.now() - 60_000);
+    await utimes(lock, minuteAgo, minuteAgo);
+    const command = runCli(['migrate'], env);
+    expect((await exitWithin(command, 20_000)).code, command.output()).toBe(0);
+    expect(await readFile(lock, 'utf8').catch(() => 'gone')).toBe('gone');
   });
 });
 
