@@ -3,7 +3,7 @@ import { openArchive } from '../archive/open.js';
 import { loadConfig } from '../config.js';
 import { alertTarget } from '../jobs/alert.js';
 import { runCheckpoints } from '../jobs/checkpoints.js';
-import { dueThrough, runSeal, type SealProgress } from '../jobs/seal.js';
+import { assertSealable, dueThrough, runSeal, UnsealableDayError, type SealProgress } from '../jobs/seal.js';
 import { createLogger } from '../log.js';
 import { openDatabase, serverClock } from '../service.js';
 import { loadKeyring } from '../signing-key.js';
@@ -15,7 +15,8 @@ export const seal: Verb = {
   usage: `auditledger seal [--through YYYY-MM-DD]
 
 Signs checkpoints of the chains that moved, then seals every unsealed day up to --through (default:
-the last day that ended more than AUDITLEDGER_SEAL_AFTER_DAYS days ago): each chain's events of the
+the last day that ended more than AUDITLEDGER_SEAL_AFTER_DAYS days ago; a day that has not ended on
+the server clock is refused): each chain's events of the
 day become one bundle in the archive (AUDITLEDGER_ARCHIVE). Safe to run while the service runs and
 to run again after a crash. A chain whose stored events are damaged is left unsealed (from that day
 on), recorded as a verification finding and printed as one line on stderr; the other chains are
@@ -24,12 +25,17 @@ sealed, and the exit code is 1.
 ${CONFIG_HELP}`,
   async run(args) {
     const { values } = parseArgs({ args, options: { through: { type: 'string' } }, strict: true });
-    if (values.through !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(values.through)) {
-      throw new UsageError('--through takes a date YYYY-MM-DD');
-    }
     const config = loadConfig();
     const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);
     const now = serverClock(config, log);
+    if (values.through !== undefined) {
+      try {
+        assertSealable(values.through, now());
+      } catch (error) {
+        if (error instanceof UnsealableDayError) throw new UsageError(`--through: ${error.message}`);
+        throw error;
+      }
+    }
     const { pools, close } = await openDatabase(config, log, 'seal');
     try {
       const keyring = await loadKeyring(config, log);
@@ -38,7 +44,7 @@ ${CONFIG_HELP}`,
       const through = values.through ?? dueThrough(now(), config.AUDITLEDGER_SEAL_AFTER_DAYS);
       const bar = progressBar(process.stderr);
       const onProgress = bar && (({ day, chain, sealed, total }: SealProgress) => bar(`${day} ${chain.slice(0, 8)}`, sealed, total));
-      const deps = { db: pools.owner, archive, keyring, log, alert: alertTarget(config), ...(onProgress ? { onProgress } : {}) };
+      const deps = { db: pools.owner, archive, keyring, log, now, alert: alertTarget(config), ...(onProgress ? { onProgress } : {}) };
       const report = await runSeal(deps, through);
       if (onProgress) process.stderr.write('\n');
       if (!report) {

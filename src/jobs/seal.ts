@@ -57,6 +57,8 @@ export interface SealDeps {
   /** For tests: throw at a step to simulate a crash there. */
   faults?: { beforePut?(key: string): void; afterPut?(key: string): void };
   onProgress?(progress: SealProgress): void;
+  /** The server clock (ms since the epoch), which decides which days have ended; Date.now unless given. */
+  now?: () => number;
 }
 
 export interface SealReport {
@@ -90,6 +92,30 @@ class ChainDamage extends Error {
   }
 }
 
+/** A `through` day that runSeal refuses: see assertSealable. */
+export class UnsealableDayError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UnsealableDayError';
+  }
+}
+
+/**
+ * Checks that `through` is a real UTC day (YYYY-MM-DD, year 0001 on) that ended before `now` (ms
+ * since the epoch). A day still taking events is never sealed: its bundle would miss the events
+ * appended after it, and closing its partition would refuse every append until midnight.
+ * Throws UnsealableDayError saying why.
+ */
+export function assertSealable(through: string, now: number): void {
+  const start = Date.parse(`${through}T00:00:00Z`);
+  const real = /^\d{4}-\d{2}-\d{2}$/.test(through) && !Number.isNaN(start) && new Date(start).toISOString().startsWith(through);
+  if (!real || through < '0001-01-01') throw new UnsealableDayError(`${through} is not a day (YYYY-MM-DD, from 0001-01-01)`);
+  if (start + DAY_MS > now) {
+    const today = new Date(now).toISOString().slice(0, 10);
+    throw new UnsealableDayError(`${through} has not ended (it is ${today} on the server clock): only days that ended can be sealed`);
+  }
+}
+
 /** The last day due for sealing: it ended more than `afterDays` days before `now`. */
 export function dueThrough(now: number, afterDays: number): string {
   return new Date((Math.floor(now / DAY_MS) - afterDays - 1) * DAY_MS).toISOString().slice(0, 10);
@@ -104,9 +130,11 @@ export function dueThrough(now: number, afterDays: number): string {
  * events are not under a signed checkpoint yet, or are damaged) seals none of its later days in
  * this run, as their bundles would continue that one; the other chains go on. Damage is logged,
  * recorded as a verification finding, alerted, and listed in `failed`. Database and archive errors
- * still throw. Returns undefined if another seal is running.
+ * still throw, and so does a `through` that has not ended (UnsealableDayError, before anything is
+ * done). Returns undefined if another seal is running.
  */
 export async function runSeal(deps: SealDeps, through: string): Promise<SealReport | undefined> {
+  assertSealable(through, (deps.now ?? Date.now)());
   return withSealLock(deps.db, async () => {
     if (deps.archive instanceof S3Archive) await deps.archive.assertObjectLock();
     const report: SealReport = { days: [], bundles: 0, events: 0, waiting: [], failed: [] };
@@ -271,6 +299,6 @@ export async function scheduleSeal(boss: PgBoss, deps: SealDeps, cron: string, a
   await boss.createQueue(SEAL_QUEUE, { name: SEAL_QUEUE, policy: 'singleton' });
   await boss.schedule(SEAL_QUEUE, cron, {}, { tz: 'UTC' });
   await boss.work(SEAL_QUEUE, async () => {
-    await runSeal(deps, dueThrough(now(), afterDays));
+    await runSeal({ ...deps, now }, dueThrough(now(), afterDays));
   });
 }

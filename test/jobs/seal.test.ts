@@ -10,7 +10,7 @@ import { LocalArchive } from '../../src/archive/local.js';
 import { createS3Client, S3Archive } from '../../src/archive/s3.js';
 import { runCheckpoints } from '../../src/jobs/checkpoints.js';
 import { bundleKey } from '../../src/archive/layout.js';
-import { dueThrough, runSeal, type SealDeps } from '../../src/jobs/seal.js';
+import { assertSealable, dueThrough, runSeal, UnsealableDayError, type SealDeps } from '../../src/jobs/seal.js';
 import { manifestSha256, parseBundle, verifyBundle } from '../../src/ledger/bundle.js';
 import { encodeSigningKey } from '../../src/ledger/keys.js';
 import { verifyInclusionDocument } from '../../src/ledger/verify-proof.js';
@@ -42,6 +42,28 @@ async function scenario(archive: Archive) {
   return { db, t, a, b, deps, days };
 }
 
+describe('which days may be sealed', () => {
+  const noon = Date.UTC(2026, 10, 30, 12);
+  it('only real days that ended on the server clock', () => {
+    expect(() => assertSealable('2026-11-29', noon)).not.toThrow();
+    expect(() => assertSealable('0001-01-01', noon)).not.toThrow();
+    for (const [day, why] of [
+      ['2026-11-30', /has not ended \(it is 2026-11-30 on the server clock\)/],
+      ['2030-01-01', /has not ended/],
+      ['2026-02-30', /is not a day/],
+      ['0000-01-01', /is not a day/],
+      ['2026-1-1', /is not a day/],
+      ['', /is not a day/],
+    ] as const) {
+      expect(() => assertSealable(day, noon), day).toThrow(UnsealableDayError);
+      expect(() => assertSealable(day, noon), day).toThrow(why);
+    }
+    // The day ends at midnight UTC, not before.
+    expect(() => assertSealable('2026-11-29', Date.UTC(2026, 10, 29, 23, 59, 59, 999))).toThrow(/has not ended/);
+    expect(() => assertSealable('2026-11-29', Date.UTC(2026, 10, 30))).not.toThrow();
+  });
+});
+
 describe('sealing into the local archive', () => {
   let dir: string;
   let s: Awaited<ReturnType<typeof scenario>>;
@@ -53,6 +75,26 @@ describe('sealing into the local archive', () => {
     await s.t.close();
     await s.db.drop();
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a day that has not ended, sealing nothing (not even the days before it)', async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    await expect(runSeal(s.deps, today)).rejects.toThrow(UnsealableDayError);
+    // The deps' clock decides: days back on it, yesterday has not ended either.
+    const yesterday = new Date(Date.now() - DAY).toISOString().slice(0, 10);
+    await expect(runSeal({ ...s.deps, now: () => Date.now() - 2 * DAY }, yesterday)).rejects.toThrow(/has not ended/);
+    const { rows } = await s.db.pools.owner.query('SELECT (SELECT count(*) FROM seals)::int AS seals, (SELECT count(*) FROM sealed_partitions)::int AS days');
+    expect(rows[0]).toEqual({ seals: 0, days: 0 });
+
+    // The command says so in one line, as a usage error, before it touches the database.
+    for (const [through, why] of [
+      [new Date(Date.now() + 400 * DAY).toISOString().slice(0, 10), /has not ended/],
+      ['2026-02-30', /is not a day/],
+    ] as const) {
+      const seal = runCli(['seal', '--through', through], { DATABASE_URL: s.db.ownerUrl, AUDITLEDGER_DATA_DIR: path.join(dir, 'data') });
+      expect((await seal.exited).code).toBe(2);
+      expect(seal.output()).toMatch(new RegExp(`^auditledger seal: --through: ${through} ${why.source}[^\n]*\n$`));
+    }
   });
 
   it('seals each chain-day into one bundle that verifies alone and against the one before', async () => {
