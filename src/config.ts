@@ -8,6 +8,8 @@ import { z } from 'zod';
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
 const bytes = positiveInt.describe('a positive number of bytes');
+// Node's timers take at most 2^31 - 1 ms (about 24.8 days); a longer one fires at once.
+const timerSeconds = positiveInt.max(Math.floor((2 ** 31 - 1) / 1000), 'must be at most 2147483 seconds (Node timers)');
 const optionalString = z
   .string()
   .optional()
@@ -41,13 +43,13 @@ export const configSchema = z.object({
     .min(0)
     .default(5)
     .describe('how long a process trusts a looked-up API token before reading it again (revocation delay across processes)'),
-  AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS: positiveInt
+  AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS: timerSeconds
     .default(60)
     .describe('how often last_used_at of API tokens is written (one batched write, never one per request)'),
-  AUDITLEDGER_DB_UNREACHABLE_SECONDS: positiveInt
+  AUDITLEDGER_DB_UNREACHABLE_SECONDS: timerSeconds
     .default(30)
     .describe('seconds without an answer from the database (probed every third of it) after which /healthz answers 503'),
-  AUDITLEDGER_SHUTDOWN_TIMEOUT: positiveInt
+  AUDITLEDGER_SHUTDOWN_TIMEOUT: timerSeconds
     .default(30)
     .describe('seconds a shutdown may take; then the process exits 1, logging the steps it abandoned'),
   AUDITLEDGER_DB_POOL_SIZE: positiveInt.default(10).describe('connections in the app pool'),
@@ -78,7 +80,7 @@ export const configSchema = z.object({
   AUDITLEDGER_ORIGIN: optionalString.describe(
     'checkpoint origin prefix; each chain signs as <origin>/<project>/<environment>. Unset: the signing key name',
   ),
-  AUDITLEDGER_CHECKPOINT_INTERVAL: positiveInt.default(60).describe('seconds between checkpoints of chains that moved'),
+  AUDITLEDGER_CHECKPOINT_INTERVAL: timerSeconds.default(60).describe('seconds between checkpoints of chains that moved'),
   AUDITLEDGER_ARCHIVE: optionalString.describe(
     'where checkpoints and sealed bundles go: s3://bucket/prefix, or a folder. Unset: DATA_DIR/archive',
   ),

@@ -20,6 +20,11 @@ describe('configuration', () => {
     ['AUDITLEDGER_ADMIN_TOKEN', 'short', /AUDITLEDGER_ADMIN_TOKEN: must be at least 32 characters/],
     ['AUDITLEDGER_LOG_LEVEL', 'loud', /AUDITLEDGER_LOG_LEVEL: /],
     ['AUDITLEDGER_MAX_BODY_BYTES', '-1', /AUDITLEDGER_MAX_BODY_BYTES: /],
+    // Longer than a Node timer can wait: it would fire at once (a shutdown "timed out" at start).
+    ['AUDITLEDGER_SHUTDOWN_TIMEOUT', '1e9', /AUDITLEDGER_SHUTDOWN_TIMEOUT: must be at most 2147483 seconds/],
+    ['AUDITLEDGER_DB_UNREACHABLE_SECONDS', '2147484', /AUDITLEDGER_DB_UNREACHABLE_SECONDS: must be at most/],
+    ['AUDITLEDGER_CHECKPOINT_INTERVAL', '99999999', /AUDITLEDGER_CHECKPOINT_INTERVAL: must be at most/],
+    ['AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS', '3000000', /AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS: must be at most/],
   ])('names %s when its value %j is invalid', (variable, value, message) => {
     expect(() => loadConfig({ [variable]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [variable]: value })).toThrow(message);
