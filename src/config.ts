@@ -109,7 +109,12 @@ export const configSchema = z.object({
     .string()
     .min(1)
     .default('*/15 * * * *')
-    .describe('when scheduled verification of every chain runs (cron, UTC)'),
+    .describe('when scheduled verification of every chain, from its last verified point, runs (cron, UTC)'),
+  AUDITLEDGER_FULL_VERIFY_CRON: z
+    .string()
+    .min(1)
+    .default('43 3 * * *')
+    .describe('when every chain is verified from its first event (cron, UTC); daily by default'),
   AUDITLEDGER_VERIFY_RATE: positiveInt.default(6).describe('most verification runs one API token may start per AUDITLEDGER_VERIFY_RATE_WINDOW'),
   AUDITLEDGER_VERIFY_RATE_WINDOW: positiveInt.default(60).describe('the window of AUDITLEDGER_VERIFY_RATE, in seconds'),
   AUDITLEDGER_ALERT_WEBHOOK: optionalString

@@ -130,7 +130,10 @@ export async function startService(config: Config, log: Logger): Promise<Service
       log,
       alert: alertTarget(config),
     };
-    const requestVerification = await scheduleVerification(boss, verification, config.AUDITLEDGER_VERIFY_CRON);
+    const requestVerification = await scheduleVerification(boss, verification, {
+      incremental: config.AUDITLEDGER_VERIFY_CRON,
+      full: config.AUDITLEDGER_FULL_VERIFY_CRON,
+    });
     await scheduleSeal(boss, { db: pools.owner, archive, keyring, log, alert: verification.alert }, config.AUDITLEDGER_SEAL_CRON, config.AUDITLEDGER_SEAL_AFTER_DAYS, now);
 
     const admin = await ensureAdminToken(config.AUDITLEDGER_ADMIN_TOKEN, config.AUDITLEDGER_DATA_DIR, pools.owner, log);

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type pg from 'pg';
 import type { VerifierKey } from '../ledger/keys.js';
 import { uuidv7 } from '../ledger/uuid.js';
-import { verifyChain } from '../store/chain-verify.js';
+import { GENESIS_POINT, verifyChain } from '../store/chain-verify.js';
 import type { Failure } from '../ledger/verify-events.js';
 import {
   abandonRun,
@@ -25,6 +25,14 @@ import { sendAlert, type AlertTarget } from './alert.js';
 export const VERIFY_QUEUE = 'auditledger-verify';
 /** The scheduled walk over every chain: a queue of its own, so API runs never wait behind it. */
 export const SCHEDULED_VERIFY_QUEUE = 'auditledger-verify-schedule';
+/** The scheduled walk over every chain from its first event: a queue (and so a schedule) of its own. */
+export const FULL_VERIFY_QUEUE = 'auditledger-verify-full';
+
+/**
+ * Where a run starts: `incremental` from the chain's last verified point (events appended since),
+ * `full` from its first event, so that damage done to a range verified earlier is found too.
+ */
+export type RunScope = 'incremental' | 'full';
 
 export interface VerifyDeps {
   db: pg.Pool;
@@ -34,17 +42,24 @@ export interface VerifyDeps {
 }
 
 /**
- * Verifies one chain from its last verified point to the head and records the run. On failures:
+ * Verifies one chain to the head, from its last verified point or (`full`) from its first event,
+ * and records the run. On failures:
  * an error log line, stored findings, and (for findings not seen before) an alert to the webhook.
  * The verified point advances only over a clean range, so a failure is met again by every later
  * run, but alerted once.
  */
-export async function verifyChainRun(deps: VerifyDeps, chain: ChainRow, requestedBy: string, runId = uuidv7()): Promise<RunResult> {
+export async function verifyChainRun(
+  deps: VerifyDeps,
+  chain: ChainRow,
+  requestedBy: string,
+  runId = uuidv7(),
+  scope: RunScope = 'incremental',
+): Promise<RunResult> {
   const { db, log } = deps;
   const started = performance.now();
   const ref = { project: chain.project_id, environment: chain.environment_id };
   try {
-    const from = await verifiedPoint(db, chain.environment_id);
+    const from = scope === 'full' ? GENESIS_POINT : await verifiedPoint(db, chain.environment_id);
     const verification = await verifyChain(db, ref, { from, verifiers: deps.verifiers });
     const result: RunResult = {
       status: 'done',
@@ -96,10 +111,10 @@ export async function raiseFindings(
   }
 }
 
-/** Every chain, one after another (the scheduled run). */
-export async function verifyAllChains(deps: VerifyDeps): Promise<RunResult[]> {
+/** Every chain, one after another (the scheduled runs). */
+export async function verifyAllChains(deps: VerifyDeps, scope: RunScope = 'incremental'): Promise<RunResult[]> {
   const results: RunResult[] = [];
-  for (const chain of await allChains(deps.db)) results.push(await verifyChainRun(deps, chain, 'schedule'));
+  for (const chain of await allChains(deps.db)) results.push(await verifyChainRun(deps, chain, 'schedule', uuidv7(), scope));
   return results;
 }
 
@@ -111,22 +126,39 @@ export interface VerifyJob {
   runId: string;
 }
 
-/** Runs a queued run unless it has ended already (a job delivered again). */
+/**
+ * Runs a queued run unless it has ended already (a job delivered again). A run asked for is full:
+ * whoever asks wants the whole chain checked now, and dedup and the rate limit bound the cost.
+ */
 export async function runRequested(deps: VerifyDeps, { chain, runId }: VerifyJob): Promise<void> {
-  if (await claimRun(deps.db, runId)) await verifyChainRun(deps, chain, 'api', runId);
+  if (await claimRun(deps.db, runId)) await verifyChainRun(deps, chain, 'api', runId, 'full');
+}
+
+/** When the scheduled walks run (cron, UTC). */
+export interface VerifySchedule {
+  /** Each chain from its last verified point: the events appended since. */
+  incremental: string;
+  /** Each chain from its first event: damage to ranges verified before. */
+  full: string;
 }
 
 /**
- * Every chain by `cron` (15 minutes by default), and the runs asked for with POST /v1/verify.
- * Returns how to ask for one (see queueRun): its job is sent in the transaction that queues it.
+ * Every chain on `schedule` (from the verified point every 15 minutes, and whole daily, by
+ * default), and the runs asked for with POST /v1/verify. Returns how to ask for one (see
+ * queueRun): its job is sent in the transaction that queues it.
  */
-export async function scheduleVerification(boss: PgBoss, deps: VerifyDeps, cron: string) {
-  // One walk at a time, and at most one more waiting, however long a walk takes.
-  await boss.createQueue(SCHEDULED_VERIFY_QUEUE, { name: SCHEDULED_VERIFY_QUEUE, policy: 'stately' });
+export async function scheduleVerification(boss: PgBoss, deps: VerifyDeps, schedule: VerifySchedule) {
   // Earlier versions scheduled the walk on VERIFY_QUEUE, where it would wait behind API runs.
   await boss.unschedule(VERIFY_QUEUE);
-  await boss.schedule(SCHEDULED_VERIFY_QUEUE, cron, {}, { tz: 'UTC' });
-  await boss.work(SCHEDULED_VERIFY_QUEUE, () => verifyAllChains(deps));
+  for (const [queue, cron, scope] of [
+    [SCHEDULED_VERIFY_QUEUE, schedule.incremental, 'incremental'],
+    [FULL_VERIFY_QUEUE, schedule.full, 'full'],
+  ] as const) {
+    // One walk of each kind at a time, and at most one more waiting, however long a walk takes.
+    await boss.createQueue(queue, { name: queue, policy: 'stately' });
+    await boss.schedule(queue, cron, {}, { tz: 'UTC' });
+    await boss.work(queue, () => verifyAllChains(deps, scope));
+  }
 
   await boss.createQueue(VERIFY_QUEUE, { name: VERIFY_QUEUE });
   await boss.work<VerifyJob>(VERIFY_QUEUE, async ([job]) => {

@@ -80,6 +80,20 @@ describe('verification', () => {
     expect(await verifyChainRun(deps(), chainOf(tenant), 'schedule')).toMatchObject({ ok: true, from_seq: 21, to_seq: 25, checked: 5 });
   });
 
+  it('damage to a range verified before is found by a full run and by POST /v1/verify, which runs in full', async () => {
+    const tenant = await createTenant(t, 'verified-then-damaged');
+    await append(tenant, 5);
+    expect(await verifyChainRun(deps(), chainOf(tenant), 'schedule')).toMatchObject({ ok: true, from_seq: 1, to_seq: 5 });
+    await asSuperuser(db, (su) => su.query(`UPDATE events SET action = 'forged' WHERE environment_id = $1 AND seq = 2`, [tenant.environmentId]));
+    // The incremental walk starts past it: nothing new to check.
+    expect(await verifyChainRun(deps(), chainOf(tenant), 'schedule')).toMatchObject({ ok: true, checked: 0 });
+    const failure = { seq: 2, reason: 'column action does not match the stored bytes' };
+    expect(await verifyChainRun(deps(), chainOf(tenant), 'schedule', undefined, 'full')).toMatchObject({ ok: false, from_seq: 1, checked: 5, first_failure: failure });
+    expect((await t.request('POST', '/v1/verify', { token: tenant.token })).status).toBe(202);
+    const runs = await (await t.request('GET', '/v1/verify/runs', { token: tenant.token })).json();
+    expect(runs.runs[0]).toMatchObject({ requested_by: 'api', ok: false, from_seq: 1, first_failure: failure });
+  });
+
   it('a failure is logged, stored as a finding, alerted once to the webhook (signed, retried), and reported by queries', async () => {
     const tenant = await createTenant(t, 'alerted');
     await append(tenant, 10);
@@ -135,7 +149,7 @@ describe('verification', () => {
   it('a queued run whose job was lost does not hold the chain: the next request queues a new run', async () => {
     const boss = await startBoss(db.pools.owner, log);
     try {
-      const request = await scheduleVerification(boss, deps(), '0 0 1 1 *');
+      const request = await scheduleVerification(boss, deps(), { incremental: '0 0 1 1 *', full: '0 0 1 1 *' });
       await boss.offWork(VERIFY_QUEUE); // no worker: the job waits until it is lost
       const tenant = await createTenant(t, 'lost-job');
       const limit = { runs: 100, windowSeconds: 60 };
