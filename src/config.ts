@@ -49,6 +49,10 @@ export const configSchema = z.object({
   AUDITLEDGER_DB_UNREACHABLE_SECONDS: timerSeconds
     .default(30)
     .describe('seconds without an answer from the database (probed every third of it) after which /healthz answers 503'),
+  AUDITLEDGER_PROBE_TIMEOUT_MS: positiveInt
+    .max(2 ** 31 - 1)
+    .default(2000)
+    .describe('longest /readyz and /metrics wait for the database before answering without it (ms)'),
   AUDITLEDGER_SHUTDOWN_TIMEOUT: timerSeconds
     .default(30)
     .describe('seconds a shutdown may take; then the process exits 1, logging the steps it abandoned'),

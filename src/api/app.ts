@@ -81,8 +81,8 @@ export function createApp(deps: AppDeps) {
   const isPublic = (c: Context) => PUBLIC_ROUTES.has(`${c.req.method === 'HEAD' ? 'GET' : c.req.method} ${c.req.path}`);
   app.use(except(isPublic, authenticate(credentials)));
 
-  app.route('/', healthRoutes(pools.app, schemaVersion, unreachable));
-  app.route('/', metricsRoutes(pools, metrics));
+  app.route('/', healthRoutes(pools.app, schemaVersion, config.AUDITLEDGER_PROBE_TIMEOUT_MS, unreachable));
+  app.route('/', metricsRoutes(pools, metrics, config.AUDITLEDGER_PROBE_TIMEOUT_MS));
   const document = openApiDocument(config, eventLimits(config));
   app.get('/openapi.json', (c) => c.json(document));
   app.route('/', docsRoutes());

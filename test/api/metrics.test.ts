@@ -1,4 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { Hono } from 'hono';
+import { once } from 'node:events';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AppendMetrics } from '../../src/api/metrics.js';
+import { healthRoutes } from '../../src/api/routes/health.js';
+import { metricsRoutes } from '../../src/api/routes/metrics.js';
+import { createPools, type Pools } from '../../src/store/database.js';
 import { createTenant, useTestApp } from '../helpers/app.js';
 
 describe('GET /metrics', () => {
@@ -18,6 +25,7 @@ describe('GET /metrics', () => {
     expect(text).toMatch(/^auditledger_chains 1$/m);
     expect(text).toMatch(/^auditledger_checkpoint_lag_events 10$/m);
     expect(text).toMatch(/^auditledger_findings 0$/m);
+    expect(text).toMatch(/^auditledger_database_up 1$/m);
     expect(text).toMatch(/^auditledger_db_pool_connections\{pool="app",state="total"\} \d+$/m);
     // Every sample line belongs to a declared metric.
     const declared = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
@@ -25,5 +33,35 @@ describe('GET /metrics', () => {
       const name = line.split(/[{ ]/)[0]!.replace(/_(bucket|sum|count)$/, '');
       expect(declared.has(name) || declared.has(line.split(/[{ ]/)[0]), line).toBe(true);
     }
+  });
+});
+
+describe('probes while the database does not answer', () => {
+  // A "database" that accepts connections and never says a word: a stopped or partitioned server.
+  let silent: Server;
+  let pools: Pools;
+  const sockets = new Set<Socket>();
+  beforeAll(async () => {
+    silent = createServer((socket) => sockets.add(socket)).listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    pools = createPools(`postgres://nobody:x@127.0.0.1:${(silent.address() as AddressInfo).port}/none`, undefined, 1);
+  });
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+    await pools.end().catch(() => undefined);
+  });
+
+  it('/readyz answers 503 and /metrics answers without the ledger figures, within the probe timeout', async () => {
+    const app = new Hono().route('/', healthRoutes(pools.app, 1, 300)).route('/', metricsRoutes(pools, new AppendMetrics(), 300));
+    const ready = await app.request('/readyz');
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({ status: 'not ready', reason: 'database unreachable: the database did not answer within 300 ms' });
+    const metrics = await app.request('/metrics');
+    expect(metrics.status).toBe(200);
+    const text = await metrics.text();
+    expect(text).toMatch(/^auditledger_database_up 0$/m);
+    expect(text).toMatch(/^auditledger_append_requests_total 0$/m);
+    expect(text).not.toMatch(/^auditledger_chains /m);
   });
 });
