@@ -31,14 +31,14 @@ const inRange = (text: string) => {
 
 /** An ISO 8601 date-time with `Z` or an offset (RFC 3339), in range; kept as the string given. */
 export const isoDateTime = z.iso
-  .datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z' })
+  .datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z', abort: true })
   .refine(inRange, IN_RANGE);
 
 /** The same, as a Date: every date-time query parameter. */
 export const dateTimeParam = isoDateTime.transform((s) => new Date(s));
 
 /** A calendar date `YYYY-MM-DD` that exists (no 2026-02-30), in range. */
-export const dateParam = z.iso.date({ error: 'must be a date YYYY-MM-DD, e.g. 2026-01-31' }).refine(inRange, IN_RANGE);
+export const dateParam = z.iso.date({ error: 'must be a date YYYY-MM-DD, e.g. 2026-01-31', abort: true }).refine(inRange, IN_RANGE);
 
 export const pageQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
