@@ -158,6 +158,8 @@ type HandleRequest = (this: Layer, req: unknown, res: unknown, next: Next) => un
 
 /** The routing of one request: the pieces of pattern entered so far, each with its raw base URL. */
 interface RoutingTrail {
+  /** The base URL where the middleware met the request (empty on the top-level app). */
+  rootUrl: string;
   entries: { baseUrl: string; pattern: string; isRoute: boolean }[];
   /** Set once a layer passed an error on: the request stays recorded under the route that failed. */
   failed: boolean;
@@ -168,8 +170,9 @@ const wrappedLayers = new WeakSet<object>();
 
 /** Starts following the request through the routers; route() is its pattern so far. */
 function followRouting(req: ExpressLikeRequest): { route: () => string } {
-  const trail: RoutingTrail = { entries: [], failed: false };
-  Object.defineProperty(req, TRAIL, { value: trail });
+  const holder = req as { [TRAIL]?: RoutingTrail };
+  // A second audit middleware on the way (a sub-app's) follows the same routing.
+  const trail = (holder[TRAIL] ??= { rootUrl: req.baseUrl ?? '', entries: [], failed: false });
   wrapLayers(req.app);
   return {
     route: () => {
@@ -210,7 +213,7 @@ function enterLayer(trail: RoutingTrail, layer: Layer, baseUrl: string): void {
     trail.entries.push({ baseUrl, pattern: String(layer.route.path), isRoute: true });
     return;
   }
-  const parentUrl = trail.entries.at(-1)?.baseUrl ?? '';
+  const parentUrl = trail.entries.at(-1)?.baseUrl ?? trail.rootUrl;
   // Middleware without a path, and the handlers inside a route, leave the base URL as it was.
   if (baseUrl.length <= parentUrl.length) return;
   trail.entries.push({ baseUrl, pattern: mountPattern(layer, baseUrl.slice(parentUrl.length)), isRoute: false });
