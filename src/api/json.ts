@@ -46,6 +46,7 @@ function checkParsed(text: string): void {
       i++;
     } else if (c === '}' || c === ']') {
       stack.pop();
+      expectName = false; // an empty object closes where a name could have been
       i++;
     } else if (c === ',') {
       const top = stack.at(-1)!;
