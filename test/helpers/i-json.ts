@@ -53,3 +53,23 @@ export const jsonText: fc.Arbitrary<string> = fc.letrec<{ value: string }>((tie)
     objectText(tie('value')),
   ),
 })).value;
+
+/** One event's JSON text: odd names, duplicates, extreme numbers and unicode in its maps and metadata. */
+export const eventText = fc
+  .record({
+    fields: fc.option(objectText(stringText)),
+    actorFields: fc.option(objectText(stringText)),
+    metadata: fc.option(objectText(jsonText)),
+    extra: fc.option(fc.constantFrom('"action":"again"', '"__proto__":{}', '"crud":"c"', '"crud":"u","crud":"u"', '"description":"\\u0000"'), { freq: 2 }),
+  })
+  .map(({ fields, actorFields, metadata, extra }) => {
+    const members = ['"action":"property.test"'];
+    if (fields !== null) members.push(`"fields":${fields}`);
+    if (actorFields !== null) members.push(`"actor":{"id":"u","fields":${actorFields}}`);
+    if (metadata !== null) members.push(`"metadata":${metadata}`);
+    if (extra !== null) members.push(extra);
+    return `{${members.join(',')}}`;
+  });
+
+/** A body of POST /v1/events: one event or a batch. */
+export const eventsBody = fc.oneof(eventText, fc.array(eventText, { minLength: 1, maxLength: 3 }).map((events) => `{"events":[${events.join(',')}]}`));
