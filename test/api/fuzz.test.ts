@@ -19,7 +19,7 @@ const garbage = fc.oneof(
 );
 
 /** Bodies: events and other JSON with odd names, duplicates and extreme numbers, garbage text, bytes that are not UTF-8. */
-const body = fc.oneof(eventsBody, jsonText, garbage, fc.uint8Array({ maxLength: 24 }), fc.constantFrom('{"query":"{ search(first: 1) { totalCount } }","variables":{"a":1E400}}', '{"name":"x","name":"y"}'));
+const body = fc.oneof({ arbitrary: eventsBody, weight: 3 }, jsonText, garbage, fc.uint8Array({ maxLength: 24 }), fc.constantFrom('{"query":"{ search(first: 1) { totalCount } }","variables":{"a":1E400}}', '{"name":"x","name":"y"}'));
 const contentType = fc.constantFrom('application/json', 'application/json; charset=utf-8', 'application/json; charset=latin1', 'text/plain', undefined);
 
 describe('no input gives a 5xx', () => {
@@ -44,37 +44,35 @@ describe('no input gives a 5xx', () => {
 
   it('on every route of the OpenAPI document, with garbage ids, query parameters and bodies and a token of the right kind', async () => {
     // Real ids, so requests get past lookups, but never for DELETE: the tenant must stay.
+    expect(operations.length).toBeGreaterThan(30);
     const real = () => [tenant.projectId, tenant.environmentId, tenant.tokenId];
     const request = fc.record({
-      operation: fc.nat({ max: operations.length - 1 }),
       ids: fc.array(fc.oneof(garbage, fc.nat(2)), { minLength: 3, maxLength: 3 }),
       query: fc.array(fc.tuple(fc.oneof(fc.nat(20), garbage), garbage), { maxLength: 4 }),
       body,
       contentType,
     });
-    const tried = new Set<number>();
-    await fc.assert(
-      fc.asyncProperty(request, async (r) => {
-        const op = operations[r.operation]!;
-        tried.add(r.operation);
-        let slot = 0;
-        const path = op.path.replace(/\{\w+\}/g, () => {
-          const id = r.ids[slot++]!;
-          return typeof id === 'number' ? (op.method === 'DELETE' ? 'not-an-id' : real()[id]!) : encodeURIComponent(id);
-        });
-        // Mostly the operation's own parameters, sometimes unknown ones.
-        const named = r.query.map(([name, value]): [string, string] => [typeof name === 'number' ? (op.query[name % Math.max(op.query.length, 1)] ?? 'x') : name, value]);
-        const params = new URLSearchParams(named);
-        const url = `${path}${params.size ? `?${params}` : ''}`;
-        const res = await ctx.t.request(op.method, url, {
-          token: op.admin ? ctx.t.adminToken : tenant.token,
-          ...(op.body ? { body: r.body, headers: { 'content-type': r.contentType } } : {}),
-        });
-        const text = await res.text(); // a streamed answer fails while it is read
-        expect(res.status, `${op.method} ${url} ${String(r.body)}: ${text}`).toBeLessThan(500);
-      }),
-      { numRuns: 600 },
-    );
-    expect(tried.size).toBe(operations.length);
+    for (const op of operations) {
+      await fc.assert(
+        fc.asyncProperty(request, async (r) => {
+          let slot = 0;
+          const path = op.path.replace(/\{\w+\}/g, () => {
+            const id = r.ids[slot++]!;
+            return typeof id === 'number' ? (op.method === 'DELETE' ? 'not-an-id' : real()[id]!) : encodeURIComponent(id);
+          });
+          // Mostly the operation's own parameters, sometimes unknown ones.
+          const named = r.query.map(([name, value]): [string, string] => [typeof name === 'number' ? (op.query[name % Math.max(op.query.length, 1)] ?? 'x') : name, value]);
+          const params = new URLSearchParams(named);
+          const url = `${path}${params.size ? `?${params}` : ''}`;
+          const res = await ctx.t.request(op.method, url, {
+            token: op.admin ? ctx.t.adminToken : tenant.token,
+            ...(op.body ? { body: r.body, headers: { 'content-type': r.contentType } } : {}),
+          });
+          const text = await res.text(); // a streamed answer fails while it is read
+          expect(res.status, `${op.method} ${url} ${String(r.body)}: ${text}`).toBeLessThan(500);
+        }),
+        { numRuns: op.body ? 60 : 15 },
+      );
+    }
   });
 });
