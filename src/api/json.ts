@@ -10,6 +10,8 @@ import { ApiError, invalidFields } from './errors.js';
  */
 
 const BACKSLASH = 0x5c;
+// A number token's characters, from where JSON.parse accepted one to start.
+const NUMBER = /[-+.\deE]+/y;
 
 /** An open object (`names` seen so far) or array; `at` is the member name or index being read. */
 interface Frame {
@@ -69,13 +71,13 @@ function checkParsed(text: string): void {
       }
       i = end + 1;
     } else if (c === '-' || (c >= '0' && c <= '9')) {
-      let end = i + 1;
-      while (end < text.length && /[\d.eE+-]/.test(text[end]!)) end++;
-      if (!Number.isFinite(Number(text.slice(i, end)))) {
+      NUMBER.lastIndex = i;
+      const token = NUMBER.exec(text)![0];
+      if (!Number.isFinite(Number(token))) {
         const message = 'number out of range: JSON numbers here are IEEE 754 doubles, at most about ±1.8e308 (I-JSON)';
         throw invalidFields([{ field: fieldOf(stack.map((f) => f.at)), message }], 'invalid_json');
       }
-      i = end;
+      i += token.length;
     } else {
       i++; // whitespace, ':', and the letters of true, false and null
     }
