@@ -125,4 +125,16 @@ describe('bad input to POST /v1/events', () => {
     expect(row.canonical).toContain('"fields":{"__proto__":"value-a","constructor":"c","k":"value-b"}');
     expect(row.canonical).toContain('"metadata":{"__proto__":{"__proto__":{"constructor":{"prototype":1}},"note":"x"},"m":"y"');
   });
+
+  it('an idempotency key tells events apart by their __proto__ members too', async () => {
+    const send = (proto: string) =>
+      ctx.t.request('POST', '/v1/events', {
+        token: tenant.token,
+        body: `{"action":"a","metadata":{"__proto__":"${proto}"}}`,
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'proto-key' },
+      });
+    expect((await send('one')).status).toBe(201);
+    expect((await send('two')).status).toBe(409);
+    expect((await send('one')).status).toBe(200);
+  });
 });
