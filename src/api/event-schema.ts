@@ -41,6 +41,26 @@ function jsonProblem(value: unknown, maxDepth: number, stringOk: (s: string) => 
   return undefined;
 }
 
+/**
+ * z.record(key, value) for a JSON object, returned as it came: the same object, every member kept.
+ * z.record builds a new object and skips members named __proto__ (assigning one would change the
+ * object's prototype); an audit record keeps them, and JSON.parse made them own data properties.
+ * So `value` must not transform what it checks. Issues are named `<key>` (`key …` for a bad key).
+ */
+export function jsonRecord<K extends z.ZodType<string>, V extends z.ZodType>(key: K, value: V) {
+  const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+  return z.custom<Record<z.output<K>, z.output<V>>>(isObject, 'must be an object').superRefine((record, ctx) => {
+    for (const [name, member] of Object.entries(record)) {
+      const nameResult = key.safeParse(name);
+      const result = nameResult.success ? value.safeParse(member) : nameResult;
+      for (const issue of result.error?.issues ?? []) {
+        const message = nameResult.success ? issue.message : `key ${issue.message}`;
+        ctx.addIssue({ code: 'custom', path: [name, ...issue.path], message });
+      }
+    }
+  });
+}
+
 export function eventSchemas(limits: EventLimits) {
   const text = storableString(limits.maxStringLength);
   const stringProblem = (s: string) => {
@@ -48,13 +68,11 @@ export function eventSchemas(limits: EventLimits) {
     return result.success ? undefined : result.error.issues[0]?.message;
   };
   const id = text.min(1, 'must not be empty');
-  const fieldMap = z
-    .record(text, text)
+  const fieldMap = jsonRecord(text, text)
     .refine((m) => Object.keys(m).length <= limits.maxFields, `must have at most ${limits.maxFields} entries`);
   const party = { id, name: text.optional(), href: text.optional(), fields: fieldMap.optional() };
 
-  const metadata = z
-    .record(z.string(), z.unknown())
+  const metadata = jsonRecord(z.string(), z.unknown())
     .superRefine((value, ctx) => {
       const problem = jsonProblem(value, limits.maxMetadataDepth, stringProblem);
       if (problem) {

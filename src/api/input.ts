@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import { isUuid } from '../ledger/uuid.js';
 import type { AppEnv } from './context.js';
 import { ApiError, invalidFields, notFound, type FieldProblem } from './errors.js';
+import { parseJson } from './json.js';
 
 /** Reading and validating request input: JSON bodies, query strings and path ids. */
 
@@ -48,18 +49,31 @@ async function readBody(c: Context, maxBytes: number): Promise<Buffer> {
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
 }
 
-/** Reads a JSON body: 415 for another media type, 413 when too large, 400 for malformed JSON. */
+// Fatal: a body that is not UTF-8 is refused, not stored with U+FFFD in place of its bad bytes.
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Reads a JSON body (see parseJson): 415 for another media type or a charset other than UTF-8
+ * (RFC 8259 section 8.1), 413 when too large, 400 for bytes that are not UTF-8 or text that is not
+ * I-JSON.
+ */
 export async function readJson(c: Context<AppEnv>): Promise<unknown> {
   const type = c.req.header('content-type') ?? '';
   if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
     throw new ApiError(415, 'unsupported_media_type', 'the body must be JSON (Content-Type: application/json)');
   }
-  const body = await readBody(c, c.get('maxBodyBytes'));
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch (error) {
-    throw new ApiError(400, 'invalid_json', `the body is not valid JSON: ${(error as Error).message}`);
+  const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(type)?.[1];
+  if (charset !== undefined && charset.toLowerCase() !== 'utf-8') {
+    throw new ApiError(415, 'unsupported_media_type', `the body must be UTF-8 JSON (charset ${charset} is not taken)`);
   }
+  const body = await readBody(c, c.get('maxBodyBytes'));
+  let text: string;
+  try {
+    text = utf8.decode(body);
+  } catch {
+    throw new ApiError(400, 'invalid_json', 'the body is not valid UTF-8');
+  }
+  return parseJson(text);
 }
 
 /** Reads a JSON body and validates it: 400 naming each bad field. */

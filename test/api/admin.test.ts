@@ -177,6 +177,20 @@ describe('admin API', () => {
       }
     });
 
+    it('bytes that are not UTF-8, a duplicate member and another charset are refused, on every route with a body', async () => {
+      for (const [method, path] of namedRoutes()) {
+        const send = (body: string | Uint8Array, type = 'application/json') =>
+          ctx.t.request(method!, path!, { token: ctx.t.adminToken, body, headers: { 'content-type': type } });
+        const bytes = await send(Buffer.concat([Buffer.from('{"name":"a'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')]));
+        expect(bytes.status, `${method} ${path}`).toBe(400);
+        expect((await bytes.json()).error.message).toBe('the body is not valid UTF-8');
+        const twice = await send('{"name":"a","name":"b"}');
+        expect(twice.status).toBe(400);
+        expect((await twice.json()).error.details).toEqual([{ field: 'name', message: expect.stringMatching(/given twice/) }]);
+        expect((await send('{"name":"a"}', 'application/json; charset=latin1')).status).toBe(415);
+      }
+    });
+
     it('a body over the limit is a 413', async () => {
       const small = await createTestApp(ctx.db, { AUDITLEDGER_MAX_BODY_BYTES: '64' });
       try {

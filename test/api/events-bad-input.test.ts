@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { canonicalize } from '../../src/ledger/jcs.js';
 import { createTenant, useTestApp } from '../helpers/app.js';
 
 describe('bad input to POST /v1/events', () => {
@@ -51,6 +52,14 @@ describe('bad input to POST /v1/events', () => {
     ['deep nesting outside metadata', `{"action": "a", "actor": ${'['.repeat(5000)}${']'.repeat(5000)}}`, 'application/json', 400, /^actor: /],
     ['pathological nesting', '['.repeat(200_000) + ']'.repeat(200_000), 'application/json', 413, /exceeds/],
     ['a huge body', { action: 'a', description: 'x'.repeat(300 * 1024) }, 'application/json', 413, /exceeds 262144 bytes/],
+    ['a number beyond a double', '{"action":"sensor.reading","metadata":{"value":1E400}}', 'application/json', 400, /^metadata\.value: number out of range/],
+    ['a negative number beyond a double in a batch', '{"events":[{"action":"a"},{"action":"b","metadata":{"v":[0,-1e400]}}]}', 'application/json', 400, /^events\.1\.metadata\.v\.1: number out of range/],
+    ['a duplicate member', '{"action":"a","action":"b"}', 'application/json', 400, /^action: member name given twice/],
+    ['a duplicate member deep in metadata', '{"action":"a","metadata":{"k":[{"x":1},{"x":1,"y":2,"x":1}]}}', 'application/json', 400, /^metadata\.k\.1\.x: member name given twice/],
+    ['a duplicate member spelt with an escape', '{"action":"a","fields":{"__proto__":"1","\\u005f_proto__":"2"}}', 'application/json', 400, /^fields\.__proto__: member name given twice/],
+    ['a duplicate events member', '{"events":[{"action":"a"}],"events":[{"action":"b"}]}', 'application/json', 400, /^events: member name given twice/],
+    ['__proto__ beside the event fields', '{"action":"a","__proto__":{"x":1}}', 'application/json', 400, /__proto__: unknown field/],
+    ['a charset other than UTF-8', '{"action": "a"}', 'application/json; charset=iso-8859-1', 415, /charset iso-8859-1/],
     ['wrong content type', 'action=a', 'application/x-www-form-urlencoded', 415, /must be JSON/],
     ['no content type', '{"action": "a"}', '', 415, /must be JSON/],
   ];
@@ -77,5 +86,55 @@ describe('bad input to POST /v1/events', () => {
     });
     expect(res.status).toBe(400);
     expect((await res.json()).error.message).toMatch(/^Idempotency-Key: /);
+  });
+
+  // Bytes that are not UTF-8, each inside a string: FF FE C3 (no lead byte, then a lead byte
+  // cut short), an overlong "/" (C0 AF) and an encoded surrogate (ED A0 80).
+  it.each([
+    ['ff fe c3', [0xff, 0xfe, 0xc3]],
+    ['an overlong form', [0xc0, 0xaf]],
+    ['an encoded surrogate', [0xed, 0xa0, 0x80]],
+  ])('a body that is not UTF-8 (%s) is a 400, and nothing is stored', async (_, bytes) => {
+    const before = await (await ctx.t.request('GET', '/v1/chain', { token: tenant.token })).json();
+    const body = Buffer.concat([Buffer.from('{"action":"a","description":"x'), Buffer.from(bytes), Buffer.from('y"}')]);
+    const res = await ctx.t.request('POST', '/v1/events', { token: tenant.token, body, headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(400);
+    expect((await res.json()).error).toMatchObject({ code: 'invalid_json', message: 'the body is not valid UTF-8' });
+    expect(await (await ctx.t.request('GET', '/v1/chain', { token: tenant.token })).json()).toEqual(before);
+  });
+
+  it('a UTF-8 charset is taken, in any case and quoted', async () => {
+    for (const type of ['application/json; charset=UTF-8', 'application/json;charset="utf-8"']) {
+      const res = await ctx.t.request('POST', '/v1/events', { token: tenant.token, body: '{"action":"é"}', headers: { 'content-type': type } });
+      expect(res.status).toBe(201);
+    }
+  });
+
+  it('members named __proto__, constructor and prototype are stored exactly as sent, at any depth', async () => {
+    const text =
+      '{"action":"user.update","fields":{"__proto__":"value-a","k":"value-b","constructor":"c"},' +
+      '"actor":{"id":"u","fields":{"__proto__":"p","prototype":"q"}},"target":{"id":"t","fields":{"constructor":"r"}},' +
+      '"metadata":{"__proto__":{"note":"x","__proto__":{"constructor":{"prototype":1}}},"m":"y","prototype":[{"__proto__":null}]}}';
+    const res = await ctx.t.request('POST', '/v1/events', { token: tenant.token, body: text, headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(201);
+    const [{ id }] = (await res.json()).events;
+    const row = await (await ctx.t.request('GET', `/v1/events/${id}?verify=true`, { token: tenant.token })).json();
+    expect(row.verification.ok).toBe(true);
+    // JSON.parse keeps __proto__ members as own properties: the event as sent, every member there.
+    expect(canonicalize(JSON.parse(row.canonical).event)).toBe(canonicalize(JSON.parse(text)));
+    expect(row.canonical).toContain('"fields":{"__proto__":"value-a","constructor":"c","k":"value-b"}');
+    expect(row.canonical).toContain('"metadata":{"__proto__":{"__proto__":{"constructor":{"prototype":1}},"note":"x"},"m":"y"');
+  });
+
+  it('an idempotency key tells events apart by their __proto__ members too', async () => {
+    const send = (proto: string) =>
+      ctx.t.request('POST', '/v1/events', {
+        token: tenant.token,
+        body: `{"action":"a","metadata":{"__proto__":"${proto}"}}`,
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'proto-key' },
+      });
+    expect((await send('one')).status).toBe(201);
+    expect((await send('two')).status).toBe(409);
+    expect((await send('one')).status).toBe(200);
   });
 });

@@ -34,11 +34,12 @@ describe('Retraced publisher API, driven by the official client', () => {
     return res.json();
   };
   const chainSize = async (who: Tenant) => (await (await t.request('GET', '/v1/chain', { token: who.token })).json()).seq;
+  /** Posts `body` as JSON, or as it is when it is JSON text already. */
   const post = (who: Tenant, path: string, body: unknown): Promise<TestResponse> =>
     fetch(`${server.url}/publisher/v1/project/${who.projectId}${path}`, {
       method: 'POST',
       headers: { authorization: `token=${who.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
+      body: typeof body === 'string' ? body : JSON.stringify(body),
     });
 
   describe('reporting events', () => {
@@ -108,6 +109,38 @@ describe('Retraced publisher API, driven by the official client', () => {
       const res = await post(tenant, '/event', { action: 'a', metadata: { n: 5 }, idempotency_key: 'k' });
       expect(res.status).toBe(400);
       expect((await res.json()).error.details.map((d: { field: string }) => d.field).sort()).toEqual(['idempotency_key', 'metadata.n']);
+    });
+
+    it('members named __proto__, constructor and prototype are stored, and the receipt hash is the client’s', async () => {
+      // Sent as JSON text: the official client's HTTP library (axios) drops __proto__ members from
+      // the body it sends, which no server can undo; what arrives is kept whole.
+      const text =
+        '{"action":"user.update","fields":{"__proto__":"value-a","k":"value-b"},"actor":{"id":"u","fields":{"constructor":"c"}},' +
+        '"target":{"id":"t","fields":{"prototype":"p"}},"metadata":{"__proto__":"note","m":"y"}}';
+      for (const [path, body] of [['/event', text], ['/event/bulk', `{"events":[${text}]}`]] as const) {
+        const res = await post(tenant, path, body);
+        expect(res.status).toBe(201);
+        const answer = await res.json();
+        const receipt = Array.isArray(answer) ? answer[0] : answer;
+        const event = JSON.parse(text) as Event;
+        expect(receipt.hash).toBe(computeHash(event, receipt.id).hashResult);
+        const row = await stored(tenant, receipt.id);
+        expect(row.verification.ok).toBe(true);
+        expect(Object.keys(row.event.fields)).toEqual(['__proto__', 'k']);
+        expect(row.event).toEqual(event);
+        expect(row.canonical).toContain('"metadata":{"__proto__":"note","m":"y"}');
+      }
+    });
+
+    it('a duplicate member is a 400 naming it, on the single and the bulk route', async () => {
+      const size = await chainSize(tenant);
+      const single = await post(tenant, '/event', '{"action":"a","metadata":{"m":"1","m":"2"}}');
+      expect(single.status).toBe(400);
+      expect((await single.json()).error.details).toEqual([{ field: 'metadata.m', message: expect.stringMatching(/given twice/) }]);
+      const bulk = await post(tenant, '/event/bulk', '{"events":[{"action":"a","fields":{"__proto__":"1","__proto__":"2"}}]}');
+      expect(bulk.status).toBe(400);
+      expect((await bulk.json()).error.details).toEqual([{ field: 'events.0.fields.__proto__', message: expect.stringMatching(/given twice/) }]);
+      expect(await chainSize(tenant)).toBe(size);
     });
 
     it('our receipt hash is the client’s for any event', () => {

@@ -31,7 +31,7 @@ export interface TestApp {
   keyring: Keyring;
   credentials: Credentials;
   config: Config;
-  /** Sends a request to the app in process; `body` objects are sent as JSON. */
+  /** Sends a request to the app in process; `body` objects are sent as JSON, strings and bytes as they are. */
   request(method: string, path: string, options?: { token?: string; body?: unknown; headers?: Record<string, string | undefined> }): Promise<TestResponse>;
   close(): Promise<void>;
 }
@@ -80,9 +80,10 @@ export async function createTestApp(
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(options.headers ?? {})) if (v !== undefined) headers[k] = v;
       if (options.token) headers.authorization = `Bearer ${options.token}`;
-      let body: string | undefined;
+      let body: string | Uint8Array | undefined;
       if (options.body !== undefined) {
-        body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+        const raw = typeof options.body === 'string' || options.body instanceof Uint8Array;
+        body = raw ? (options.body as string | Uint8Array) : JSON.stringify(options.body);
         headers['content-type'] ??= 'application/json';
       }
       return Promise.resolve(app.request(path, { method, headers, body }));

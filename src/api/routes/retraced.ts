@@ -12,7 +12,7 @@ import type { AppEnv } from '../context.js';
 import type { Principal } from '../credentials.js';
 import { invalidFields, notFound } from '../errors.js';
 import { argumentValues, GraphqlReader, graphqlTokens, project } from '../retraced-graphql.js';
-import { eventSchemas, type EventLimits } from '../event-schema.js';
+import { eventSchemas, jsonRecord, type EventLimits } from '../event-schema.js';
 import { pathId, query, readJson, validate } from '../input.js';
 import { dateTimeParam, storableString } from '../schemas.js';
 import { issueViewerToken, VIEWER_TOKEN_SECONDS } from '../viewer-token.js';
@@ -51,7 +51,7 @@ export function retracedSchemas(limits: EventLimits) {
   const { event } = eventSchemas(limits);
   const textMetadata = event.shape.metadata
     .unwrap()
-    .pipe(z.record(z.string(), z.string({ error: 'must be a string (Retraced metadata is text)' })));
+    .pipe(jsonRecord(z.string(), z.string({ error: 'must be a string (Retraced metadata is text)' })));
   const retracedEvent = event.omit({ idempotency_key: true }).extend({ metadata: textMetadata.optional() });
   const bulk = z.strictObject({
     events: z
