@@ -54,6 +54,7 @@ describe('bad input to POST /v1/events', () => {
     ['a huge body', { action: 'a', description: 'x'.repeat(300 * 1024) }, 'application/json', 413, /exceeds 262144 bytes/],
     ['a number beyond a double', '{"action":"sensor.reading","metadata":{"value":1E400}}', 'application/json', 400, /^metadata\.value: number out of range/],
     ['a negative number beyond a double in a batch', '{"events":[{"action":"a"},{"action":"b","metadata":{"v":[0,-1e400]}}]}', 'application/json', 400, /^events\.1\.metadata\.v\.1: number out of range/],
+    ['a number that is not zero but below a double', '{"action":"sensor.reading","metadata":{"value":1e-400}}', 'application/json', 400, /^metadata\.value: number too small/],
     ['a duplicate member', '{"action":"a","action":"b"}', 'application/json', 400, /^action: member name given twice/],
     ['a duplicate member deep in metadata', '{"action":"a","metadata":{"k":[{"x":1},{"x":1,"y":2,"x":1}]}}', 'application/json', 400, /^metadata\.k\.1\.x: member name given twice/],
     ['a duplicate member spelt with an escape', '{"action":"a","fields":{"__proto__":"1","\\u005f_proto__":"2"}}', 'application/json', 400, /^fields\.__proto__: member name given twice/],

@@ -54,6 +54,8 @@ describe('parseJson', () => {
     ['1e400', 'body: number out of range'],
     ['{"a":[1,2,-1.5E+309]}', 'a.2: number out of range'],
     ['{"s":"1e400","t":[{"u":"x"}, 1E999]}', 't.1: number out of range'],
+    ['{"a":[1e-400]}', 'a.0: number too small'],
+    ['-2.5E-999', 'body: number too small'],
   ])('refuses %s, naming the path', (text, message) => {
     expect(outcome(text)).toEqual({ refused: expect.stringContaining(message) });
   });
@@ -62,7 +64,7 @@ describe('parseJson', () => {
     ['{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}', '{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}'],
     ['{"__proto__":{"constructor":{"prototype":1}}}', '{"__proto__":{"constructor":{"prototype":1}}}'],
     ['{"a\\"b":"\\"","a\\\\":"\\\\","a":"{\\"a\\":1}"}', '{"a":"{\\"a\\":1}","a\\"b":"\\"","a\\\\":"\\\\"}'],
-    ['[1e-400, 1.7976931348623157e308, -0]', '[0,1.7976931348623157e+308,0]'],
+    ['[5e-324, 1.7976931348623157e308, -0, 0e-400, 0.000]', '[5e-324,1.7976931348623157e+308,0,0,0]'],
     ['[{}, "a", {"b":{}}, "a", {"c":[]}, "c"]', '[{},"a",{"b":{}},"a",{"c":[]},"c"]'],
   ])('keeps %s', (text, canonical) => {
     expect(outcome(text)).toEqual({ canonical });
@@ -77,7 +79,7 @@ describe('parseJson', () => {
       fc.property(jsonText, (text) => {
         const expected = readIJson(text);
         const got = outcome(text);
-        if (expected.fault) return 'refused' in got && /number out of range|given twice/.test(got.refused);
+        if (expected.fault) return 'refused' in got && /number out of range|number too small|given twice/.test(got.refused);
         expect(got).toEqual(canonicalOf(expected.value));
         return true;
       }),

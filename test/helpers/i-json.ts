@@ -5,7 +5,7 @@ import fc from 'fast-check';
  * An independent reading of JSON text, for tests of what the API stores: momoa's parser (ESLint's),
  * whose syntax tree keeps every member, so duplicates can be seen, and whose evaluate() keeps
  * members named __proto__. `fault` is set when the text is not I-JSON (RFC 7493): a member name
- * given twice, or a number beyond an IEEE 754 double. Throws when the text is not JSON at all.
+ * given twice, or a number beyond an IEEE 754 double (or not zero, yet below its smallest). Throws when the text is not JSON at all.
  */
 export function readIJson(text: string): { value: unknown; fault?: 'duplicate' | 'number' } {
   const body = parse(text, { mode: 'json' }).body;
@@ -13,6 +13,9 @@ export function readIJson(text: string): { value: unknown; fault?: 'duplicate' |
   while (stack.length) {
     const node = stack.pop()!;
     if (node.type === 'Number' && !Number.isFinite(node.value)) return { value: undefined, fault: 'number' };
+    // Not zero as written, zero as a double: an underflow.
+    const written = node.type === 'Number' ? text.slice(node.loc.start.offset, node.loc.end.offset) : '';
+    if (node.type === 'Number' && node.value === 0 && /[1-9]/.test(written.split(/[eE]/)[0]!)) return { value: undefined, fault: 'number' };
     if (node.type === 'Array') stack.push(...node.elements.map((e) => e.value));
     if (node.type === 'Object') {
       const names = node.members.map((m) => evaluate(m.name) as string);
