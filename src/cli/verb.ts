@@ -1,3 +1,7 @@
+import { readFile } from 'node:fs/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseVerifierKey, type VerifierKey } from '../ledger/keys.js';
+
 /** A command of the `auditledger` CLI: a summary, its usage, and what it does. */
 export interface Verb {
   summary: string;
@@ -12,4 +16,63 @@ DATABASE_URL unset: an embedded PostgreSQL under AUDITLEDGER_DATA_DIR (default .
 /** A user mistake on the command line: printed as is, exit code 2. */
 export class UsageError extends Error {
   override name = 'UsageError';
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * node:util parseArgs in strict mode, with two differences. A string option takes the argument
+ * after it whatever that looks like, as getopt_long does (`--threads -1` is --threads "-1", checked
+ * like any value, not parseArgs's "argument is ambiguous"). Its errors are UsageErrors of one line.
+ */
+export function parseOptions<O extends Options>(args: string[], options: O, allowPositionals = false) {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') {
+      joined.push(...args.slice(i));
+      break;
+    }
+    const option = arg.startsWith('--') ? options[arg.slice(2)] : undefined;
+    if (option?.type === 'string' && i + 1 < args.length) joined.push(`${arg}=${args[++i]}`);
+    else joined.push(arg);
+  }
+  try {
+    return parseArgs({ args: joined, options, allowPositionals, strict: true });
+  } catch (error) {
+    if (!(error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) throw error;
+    throw new UsageError((error as Error).message.split('\n')[0]!);
+  }
+}
+
+/**
+ * A UTC day YYYY-MM-DD that exists (not 2026-02-30), from 0001-01-01 to 9999-12-31 as the API
+ * takes them; UsageError naming `option` otherwise.
+ */
+export function utcDay(option: string, value: string): string {
+  const time = Date.parse(`${value}T00:00:00Z`);
+  const valid = /^\d{4}-\d{2}-\d{2}$/.test(value) && value >= '0001-01-01' && !Number.isNaN(time) && new Date(time).toISOString().startsWith(value);
+  if (!valid) throw new UsageError(`${option} takes a UTC day YYYY-MM-DD from 0001-01-01 to 9999-12-31, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** The text of a file named on the command line; UsageError (exit 2) when it cannot be read. */
+export async function readArgumentFile(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
+  }
+}
+
+/** The verifier keys of --key options: at least one, each a valid vkey; UsageError naming the bad one. */
+export function verifierKeys(vkeys: string[] | undefined): VerifierKey[] {
+  if (!vkeys?.length) throw new UsageError('give at least one --key VKEY');
+  return vkeys.map((vkey) => {
+    try {
+      return parseVerifierKey(vkey);
+    } catch (error) {
+      throw new UsageError(`--key ${vkey}: ${(error as Error).message}`);
+    }
+  });
 }
