@@ -41,11 +41,12 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await verb.run(args);
   } catch (error) {
-    const known = error instanceof UsageError || error instanceof ConfigError || error instanceof InUseError || error instanceof DatabaseUnavailableError;
+    const usage = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    const known = usage || error instanceof ConfigError || error instanceof InUseError || error instanceof DatabaseUnavailableError;
     const message = error instanceof Error ? error.message || error.name : String(error);
     process.stderr.write(`auditledger ${name}: ${message.replace(/\s*\n\s*/g, ' ')}\n`);
     if (!known && /^(debug|trace)$/.test(process.env.AUDITLEDGER_LOG_LEVEL ?? '')) process.stderr.write(`${(error as Error).stack}\n`);
-    return error instanceof ConfigError ? 78 : error instanceof UsageError ? 2 : 1;
+    return error instanceof ConfigError ? 78 : usage ? 2 : 1;
   }
 }
 

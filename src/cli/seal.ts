@@ -1,3 +1,4 @@
+import { parseArgs } from 'node:util';
 import { openArchive } from '../archive/open.js';
 import { loadConfig } from '../config.js';
 import { alertTarget } from '../jobs/alert.js';
@@ -7,7 +8,7 @@ import { createLogger } from '../log.js';
 import { openDatabase, serverClock } from '../service.js';
 import { loadKeyring } from '../signing-key.js';
 import { progressBar } from './progress.js';
-import { CONFIG_HELP, parseOptions, utcDay, type Verb } from './verb.js';
+import { CONFIG_HELP, UsageError, type Verb } from './verb.js';
 
 export const seal: Verb = {
   summary: 'seal ended days into signed bundles in the archive, now',
@@ -22,8 +23,10 @@ sealed, and the exit code is 1.
 
 ${CONFIG_HELP}`,
   async run(args) {
-    const { values } = parseOptions(args, { through: { type: 'string' } });
-    if (values.through !== undefined) utcDay('--through', values.through);
+    const { values } = parseArgs({ args, options: { through: { type: 'string' } }, strict: true });
+    if (values.through !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(values.through)) {
+      throw new UsageError('--through takes a date YYYY-MM-DD');
+    }
     const config = loadConfig();
     const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);
     const now = serverClock(config, log);

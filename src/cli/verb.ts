@@ -21,9 +21,10 @@ export class UsageError extends Error {
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 /**
- * node:util parseArgs in strict mode, with two differences. A string option takes the argument
- * after it whatever that looks like, as getopt_long does (`--threads -1` is --threads "-1", checked
- * like any value, not parseArgs's "argument is ambiguous"). Its errors are UsageErrors of one line.
+ * node:util parseArgs in strict mode, except that a string option takes the argument after it
+ * whatever that looks like, as getopt_long does: `--threads -1` is --threads "-1", checked like any
+ * value, rather than parseArgs's "argument is ambiguous". Throws parseArgs's ERR_PARSE_ARGS_* errors
+ * (usage errors to main).
  */
 export function parseOptions<O extends Options>(args: string[], options: O, allowPositionals = false) {
   const joined: string[] = [];
@@ -37,12 +38,7 @@ export function parseOptions<O extends Options>(args: string[], options: O, allo
     if (option?.type === 'string' && i + 1 < args.length) joined.push(`${arg}=${args[++i]}`);
     else joined.push(arg);
   }
-  try {
-    return parseArgs({ args: joined, options, allowPositionals, strict: true });
-  } catch (error) {
-    if (!(error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) throw error;
-    throw new UsageError((error as Error).message.split('\n')[0]!);
-  }
+  return parseArgs({ args: joined, options, allowPositionals, strict: true });
 }
 
 /**
