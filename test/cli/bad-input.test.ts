@@ -81,6 +81,12 @@ describe('the CLI answers every mistake with one line and a documented exit code
     { args: ['verify'], env: { AUDITLEDGER_RETIRED_KEYS: 'garbage' }, code: 78, message: /AUDITLEDGER_RETIRED_KEYS: "garbage": verifier key: expected/ },
     { args: ['serve'], env: { PORT: 'eighty', AUDITLEDGER_LOG_LEVEL: 'loud' }, code: 78, message: /invalid configuration: PORT: .*; AUDITLEDGER_LOG_LEVEL: / },
     ...['migrate', 'seal', 'verify', 'serve'].map((verb): Case => ({ args: [verb], env: { DATABASE_URL: 'unreachable' }, code: 1, message: noDatabase })),
+    {
+      args: ['migrate'],
+      env: { DATABASE_URL: 'missing-database' },
+      code: 1,
+      message: /cannot use the database at [^ ]+\/auditledger_no_such_db \(DATABASE_URL\): database "auditledger_no_such_db" does not exist/,
+    },
     { args: ['serve'], env: { HOST: '999.1.1.1' }, database: true, code: 78, message: /HOST: "999\.1\.1\.1" does not resolve to an address/ },
     { args: ['serve'], env: { HOST: '8.8.8.8' }, database: true, code: 78, message: /HOST: "8\.8\.8\.8" is not an address of this machine/ },
     ...['serve', 'seal'].map(
@@ -99,6 +105,7 @@ describe('the CLI answers every mistake with one line and a documented exit code
     // Never the embedded default: a case that got past its mistake fails fast instead.
     const env: Record<string, string> = { DATABASE_URL: unreachable, ...c.env };
     if (env.DATABASE_URL === 'unreachable') env.DATABASE_URL = unreachable;
+    if (env.DATABASE_URL === 'missing-database') env.DATABASE_URL = Object.assign(new URL(db.ownerUrl), { pathname: '/auditledger_no_such_db' }).href;
     if (c.database) {
       const data = await mkdtemp(path.join(dir, 'data-'));
       Object.assign(env, { DATABASE_URL: db.ownerUrl, AUDITLEDGER_DATA_DIR: data, AUDITLEDGER_ADMIN_TOKEN: ADMIN, PORT: '0' });
