@@ -76,6 +76,7 @@ describe('the CLI answers every mistake with one line and a documented exit code
     { args: ['verify', '--project', 'p'], code: 2, message: /give --project and --environment together/ },
     { args: ['archive', 'create'], code: 2, message: /the only archive command is 'init'/ },
     { args: ['migrate', 'now'], code: 2, message: /Unexpected argument 'now'/ },
+    { args: ['archive', 'init'], env: { AUDITLEDGER_ARCHIVE: 's3://bucket/prefix', S3_ENDPOINT: 's3-closed' }, code: 1, message: /S3 CreateBucket s3:\/\/bucket failed: .*ECONNREFUSED/ },
     { args: ['serve'], env: { AUDITLEDGER_VERIFY_CRON: 'bad cron' }, code: 78, message: /AUDITLEDGER_VERIFY_CRON: "bad cron" is not a cron expression/ },
     { args: ['seal'], env: { AUDITLEDGER_SEAL_CRON: '61 * * * *' }, code: 78, message: /AUDITLEDGER_SEAL_CRON: "61 \* \* \* \*" is not a cron expression/ },
     { args: ['verify'], env: { AUDITLEDGER_RETIRED_KEYS: 'garbage' }, code: 78, message: /AUDITLEDGER_RETIRED_KEYS: "garbage": verifier key: expected/ },
@@ -104,6 +105,7 @@ describe('the CLI answers every mistake with one line and a documented exit code
   it.concurrent.each(cases.map((c) => [label(c), c] as const))('%s', async (_, c) => {
     // Never the embedded default: a case that got past its mistake fails fast instead.
     const env: Record<string, string> = { DATABASE_URL: unreachable, ...c.env };
+    if (env.S3_ENDPOINT === 's3-closed') Object.assign(env, { S3_ENDPOINT: `http://${new URL(unreachable).host}`, S3_FORCE_PATH_STYLE: 'true', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y' });
     if (env.DATABASE_URL === 'unreachable') env.DATABASE_URL = unreachable;
     if (env.DATABASE_URL === 'missing-database') env.DATABASE_URL = Object.assign(new URL(db.ownerUrl), { pathname: '/auditledger_no_such_db' }).href;
     if (c.database) {
@@ -123,6 +125,15 @@ describe('the CLI answers every mistake with one line and a documented exit code
       expect(cli.stderr()).toMatch(new RegExp(`^auditledger ${c.args[0]}: [^\\n]*\\n$`));
       expect(cli.stderr()).toMatch(c.message);
     }
+  });
+});
+
+describe('an unexpected error', () => {
+  it('is one line, and its stack follows only with AUDITLEDGER_LOG_LEVEL=debug', async () => {
+    const env = { AUDITLEDGER_ARCHIVE: 's3://bucket/prefix', S3_ENDPOINT: `http://127.0.0.1:${await closedPort()}`, S3_FORCE_PATH_STYLE: 'true', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y' };
+    const debug = runCli(['archive', 'init'], { ...env, AUDITLEDGER_LOG_LEVEL: 'debug' });
+    expect((await debug.exited).code).toBe(1);
+    expect(debug.stderr()).toMatch(/^auditledger archive: S3 CreateBucket s3:\/\/bucket failed: [^\n]*\n[^\n]*\n\s+at /);
   });
 });
 
