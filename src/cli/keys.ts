@@ -25,7 +25,7 @@ function keyName(name: string | undefined): string {
  * digits, '.', '_' and '-' becomes '_', and so does a leading '.' or '-' (no hidden file, no
  * option-like name), then `.key`. `example.com/log` gives `example.com_log.key`; `../x` gives `_._x.key`.
  */
-export function defaultKeyFile(name: string): string {
+function defaultKeyFile(name: string): string {
   return `${name.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.-]/, '_')}.key`;
 }
 
