@@ -1,5 +1,7 @@
 import path from 'node:path';
+import cronParser from 'cron-parser';
 import { z } from 'zod';
+import { parseVerifierKey, type VerifierKey } from './ledger/keys.js';
 
 /**
  * Every setting, read from the environment through one zod schema. Each key is the
@@ -10,6 +12,22 @@ const positiveInt = z.coerce.number().int().positive();
 const bytes = positiveInt.describe('a positive number of bytes');
 // Node's timers take at most 2^31 - 1 ms (about 24.8 days); a longer one fires at once.
 const timerSeconds = positiveInt.max(Math.floor((2 ** 31 - 1) / 1000), 'must be at most 2147483 seconds (Node timers)');
+// Checked with the parser pg-boss schedules with (and as it calls it, in UTC), so an expression
+// accepted here is one pg-boss accepts.
+const cron = z
+  .string()
+  .min(1)
+  .refine(
+    (expression) => {
+      try {
+        cronParser.parseExpression(expression, { tz: 'UTC' });
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { error: (issue) => `${JSON.stringify(issue.input)} is not a cron expression (5 fields: minute hour day month weekday)` },
+  );
 const optionalString = z
   .string()
   .optional()
@@ -79,7 +97,19 @@ export const configSchema = z.object({
   AUDITLEDGER_RETIRED_KEYS: z
     .string()
     .default('')
-    .transform((s) => s.split(/[\s,]+/).filter(Boolean))
+    .transform((s, ctx): VerifierKey[] =>
+      s
+        .split(/[\s,]+/)
+        .filter(Boolean)
+        .flatMap((vkey) => {
+          try {
+            return [parseVerifierKey(vkey)];
+          } catch (error) {
+            ctx.addIssue({ code: 'custom', message: `${JSON.stringify(vkey)}: ${(error as Error).message}` });
+            return [];
+          }
+        }),
+    )
     .describe('verifier keys (vkeys) of retired signing keys, separated by commas or spaces'),
   AUDITLEDGER_ORIGIN: optionalString.describe(
     'checkpoint origin prefix; each chain signs as <origin>/<project>/<environment>. Unset: the signing key name',
@@ -108,15 +138,11 @@ export const configSchema = z.object({
     .min(0)
     .default(7)
     .describe('a day is sealed once it ended more than this many days ago'),
-  AUDITLEDGER_SEAL_CRON: z.string().min(1).default('17 * * * *').describe('when the seal job runs (cron, UTC); hourly by default'),
-  AUDITLEDGER_VERIFY_CRON: z
-    .string()
-    .min(1)
+  AUDITLEDGER_SEAL_CRON: cron.default('17 * * * *').describe('when the seal job runs (cron, UTC); hourly by default'),
+  AUDITLEDGER_VERIFY_CRON: cron
     .default('*/15 * * * *')
     .describe('when scheduled verification of every chain, from its last verified point, runs (cron, UTC)'),
-  AUDITLEDGER_FULL_VERIFY_CRON: z
-    .string()
-    .min(1)
+  AUDITLEDGER_FULL_VERIFY_CRON: cron
     .default('43 3 * * *')
     .describe('when every chain is verified from its first event (cron, UTC); daily by default'),
   AUDITLEDGER_VERIFY_RATE: positiveInt.default(6).describe('most verification runs one API token may start per AUDITLEDGER_VERIFY_RATE_WINDOW'),
@@ -149,9 +175,10 @@ function durationMs(value: string): number {
 
 export type Config = z.infer<typeof configSchema>;
 
+/** Invalid settings, each problem naming its variable (`PORT: …`); the message is one line. Exit code 78. */
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
-    super(`invalid configuration:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    super(`invalid configuration: ${problems.join('; ')}`);
     this.name = 'ConfigError';
   }
 }

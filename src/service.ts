@@ -7,10 +7,11 @@ import { createApp } from './api/app.js';
 import { AppendMetrics } from './api/metrics.js';
 import { viewerTokenKey } from './api/viewer-token.js';
 import { Credentials } from './api/credentials.js';
-import type { Config } from './config.js';
+import { ConfigError, type Config } from './config.js';
 import { createPools, provisionDatabase, type Pools } from './store/database.js';
 import { InUseError, startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.js';
 import { Reachability } from './store/reachability.js';
+import { unavailable } from './store/errors.js';
 import { migrate, readMigrations } from './store/migrate.js';
 import { GroupCommit } from './store/group-commit.js';
 import { openArchive } from './archive/open.js';
@@ -68,7 +69,9 @@ export async function openDatabase(config: Config, log: Logger, command: string)
   };
   try {
     const migrations = await readMigrations();
-    const applied = await migrate(pools.owner, migrations);
+    const applied = await migrate(pools.owner, migrations).catch((error: unknown) => {
+      throw unavailable(error, ownerUrl, config.DATABASE_URL ? 'DATABASE_URL' : 'the embedded PostgreSQL');
+    });
     if (applied.length) log.info({ applied }, 'migrations applied');
     return { pools, embedded, schemaVersion: migrations.at(-1)?.version ?? 0, close };
   } catch (error) {
@@ -83,6 +86,28 @@ export function serverClock(config: Config, log: Logger): () => number {
   if (offset === 0) return Date.now;
   log.warn({ offset_ms: offset }, 'the server clock is shifted (AUDITLEDGER_CLOCK_OFFSET): for tests and demos only');
   return () => Date.now() + offset;
+}
+
+/**
+ * Why the HTTP server could not listen, in one line: InUseError for a taken HOST:PORT, a ConfigError
+ * naming HOST for an address this machine does not have or a name that does not resolve, and naming
+ * PORT for a port it may not use (below 1024 without the privilege); any other error as it is.
+ */
+function listenError(error: NodeJS.ErrnoException, config: Config): Error {
+  const at = `${config.HOST}:${config.PORT}`;
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return new InUseError(`${at} is already in use; stop what listens there or set HOST/PORT`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new ConfigError([`HOST: ${JSON.stringify(config.HOST)} does not resolve to an address (${error.code})`]);
+    case 'EADDRNOTAVAIL':
+      return new ConfigError([`HOST: ${JSON.stringify(config.HOST)} is not an address of this machine (${error.code})`]);
+    case 'EACCES':
+      return new ConfigError([`PORT: no permission to listen on ${at} (${error.code}; ports below 1024 need privileges)`]);
+    default:
+      return error;
+  }
 }
 
 /** Starts everything `auditledger serve` runs; stop() shuts it down in reverse order. */
@@ -164,9 +189,7 @@ export async function startService(config: Config, log: Logger): Promise<Service
     const app = createApp({ config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion, unreachable });
     const server = await new Promise<Server>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, () => resolve(s as Server));
-      s.once('error', (error: NodeJS.ErrnoException) =>
-        reject(error.code === 'EADDRINUSE' ? new InUseError(`${config.HOST}:${config.PORT} is already in use; stop what listens there or set HOST/PORT`) : error),
-      );
+      s.once('error', (error: NodeJS.ErrnoException) => reject(listenError(error, config)));
     });
     push('HTTP drain', async () => {
       // Stop accepting, let in-flight requests finish, and drop idle keep-alive connections;

@@ -3,8 +3,8 @@ import { hostname } from 'node:os';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Config } from './config.js';
-import { encodeSigningKey, generateSigningKey, parseSigningKey, parseVerifierKey, type SigningKey, type VerifierKey } from './ledger/keys.js';
+import { ConfigError, type Config } from './config.js';
+import { encodeSigningKey, generateSigningKey, parseSigningKey, type SigningKey, type VerifierKey } from './ledger/keys.js';
 
 export interface Keyring {
   /** Signs new checkpoints and bundles. Never stored in the database or logged. */
@@ -21,29 +21,25 @@ function defaultKeyName(): string {
   return `auditledger-${host}-${randomBytes(3).toString('hex')}`;
 }
 
-async function readKey(file: string): Promise<SigningKey> {
+/** The key in `file`; a ConfigError naming `variable`, the setting that chose the file, otherwise. */
+async function readKey(file: string, variable: string): Promise<SigningKey> {
   try {
     return parseSigningKey(await readFile(file, 'utf8'));
   } catch (error) {
-    throw new Error(`cannot use the signing key in ${file}: ${(error as Error).message}`, { cause: error });
+    throw new ConfigError([`${variable}: cannot use the signing key in ${file}: ${(error as Error).message}`]);
   }
 }
 
 /**
  * The signing key: AUDITLEDGER_SIGNING_KEY_FILE, or DATA_DIR/signing-key, generated (mode 0600) on
- * first start with a warning that production keys belong in a secret store.
+ * first start with a warning that production keys belong in a secret store. Throws ConfigError
+ * when the key file cannot be read or holds no valid signing key.
  */
 export async function loadKeyring(config: Config, log: Logger): Promise<Keyring> {
-  const retired = config.AUDITLEDGER_RETIRED_KEYS.map((vkey) => {
-    try {
-      return parseVerifierKey(vkey);
-    } catch (error) {
-      throw new Error(`AUDITLEDGER_RETIRED_KEYS: ${vkey}: ${(error as Error).message}`, { cause: error });
-    }
-  });
+  const retired = config.AUDITLEDGER_RETIRED_KEYS;
   let current: SigningKey;
   if (config.AUDITLEDGER_SIGNING_KEY_FILE) {
-    current = await readKey(config.AUDITLEDGER_SIGNING_KEY_FILE);
+    current = await readKey(config.AUDITLEDGER_SIGNING_KEY_FILE, 'AUDITLEDGER_SIGNING_KEY_FILE');
   } else {
     const file = path.join(config.AUDITLEDGER_DATA_DIR, 'signing-key');
     await mkdir(config.AUDITLEDGER_DATA_DIR, { recursive: true });
@@ -53,7 +49,7 @@ export async function loadKeyring(config: Config, log: Logger): Promise<Keyring>
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
-    current = await readKey(file);
+    current = await readKey(file, 'AUDITLEDGER_DATA_DIR');
   }
   return { current, retired, origin: config.AUDITLEDGER_ORIGIN ?? current.name };
 }

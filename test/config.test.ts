@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, configSchema, loadConfig } from '../src/config.js';
+import { generateSigningKey, verifierKey } from '../src/ledger/keys.js';
 
 describe('configuration', () => {
   it('has defaults for everything but the optional URLs and token', () => {
@@ -30,12 +31,31 @@ describe('configuration', () => {
     expect(() => loadConfig({ [variable]: value })).toThrow(message);
   });
 
+  it('checks cron expressions as pg-boss parses them, naming the variable', () => {
+    expect(loadConfig({ AUDITLEDGER_SEAL_CRON: '5 4 * * sun', AUDITLEDGER_VERIFY_CRON: '*/5 * * * *' }).AUDITLEDGER_SEAL_CRON).toBe('5 4 * * sun');
+    // Every *_CRON variable, those added later too.
+    const crons = Object.keys(configSchema.shape).filter((variable) => variable.endsWith('_CRON'));
+    expect(crons).toEqual(expect.arrayContaining(['AUDITLEDGER_SEAL_CRON', 'AUDITLEDGER_VERIFY_CRON']));
+    for (const variable of crons) {
+      for (const value of ['bad cron', '61 * * * *', '* * * 13 *']) {
+        expect(() => loadConfig({ [variable]: value })).toThrow(new RegExp(`${variable}: ".*" is not a cron expression`));
+      }
+    }
+  });
+
+  it('parses AUDITLEDGER_RETIRED_KEYS, naming the one that is not a verifier key', () => {
+    const vkey = verifierKey(generateSigningKey('retired.example/log'));
+    expect(loadConfig({ AUDITLEDGER_RETIRED_KEYS: ` ${vkey}, ` }).AUDITLEDGER_RETIRED_KEYS.map(verifierKey)).toEqual([vkey]);
+    expect(() => loadConfig({ AUDITLEDGER_RETIRED_KEYS: `${vkey},garbage` })).toThrow(/AUDITLEDGER_RETIRED_KEYS: "garbage": verifier key: /);
+  });
+
   it('reports every invalid variable at once', () => {
     try {
       loadConfig({ PORT: 'x', AUDITLEDGER_LOG_LEVEL: 'y' });
       expect.unreachable();
     } catch (error) {
       expect((error as ConfigError).problems.map((p) => p.split(':')[0])).toEqual(['PORT', 'AUDITLEDGER_LOG_LEVEL']);
+      expect((error as ConfigError).message).toMatch(/^invalid configuration: PORT: [^\n]*; AUDITLEDGER_LOG_LEVEL: [^\n]*$/);
     }
   });
 

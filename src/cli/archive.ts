@@ -1,10 +1,9 @@
 import { mkdir } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { openArchive, s3Client } from '../archive/open.js';
 import { LocalArchive } from '../archive/local.js';
 import { S3Archive, parseArchiveUrl } from '../archive/s3.js';
 import { loadConfig } from '../config.js';
-import { CONFIG_HELP, UsageError, type Verb } from './verb.js';
+import { CONFIG_HELP, parseOptions, UsageError, type Verb } from './verb.js';
 
 export const archive: Verb = {
   summary: 'archive utilities: init creates the configured archive (an S3 bucket with Object Lock)',
@@ -16,7 +15,7 @@ folder. Checks that an existing bucket has Object Lock.
 
 ${CONFIG_HELP}`,
   async run(args) {
-    const { positionals } = parseArgs({ args, options: {}, allowPositionals: true, strict: true });
+    const { positionals } = parseOptions(args, {}, true);
     if (positionals[0] !== 'init' || positionals.length !== 1) throw new UsageError("the only archive command is 'init'");
     const config = loadConfig();
     const target = openArchive(config);

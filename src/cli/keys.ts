@@ -1,26 +1,57 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
-import { encodeSigningKey, generateSigningKey, keyIdHex, parseSigningKey, parseVerifierKey, verifierKey } from '../ledger/keys.js';
+import { writeFile } from 'node:fs/promises';
+import { encodeSigningKey, generateSigningKey, isValidKeyName, keyIdHex, parseSigningKey, verifierKey } from '../ledger/keys.js';
 import { verifyProofDocument } from '../ledger/verify-proof.js';
-import { UsageError, type Verb } from './verb.js';
+import { parseOptions, readArgumentFile, UsageError, verifierKeys, type Verb } from './verb.js';
+
+// NAME.key must fit the 255 bytes most file systems allow a file name; the default file name is
+// ASCII, so this many characters.
+const MAX_KEY_NAME_LENGTH = 251;
+// Control and format characters (C0, DEL, C1, zero-width and bidi marks): refused as well as what
+// C2SP forbids, so a new key's name prints as what it is.
+const UNPRINTABLE = /[\p{Cc}\p{Cf}]/u;
+
+/** NAME of keygen: a C2SP key name (c2sp.org/signed-note: non-empty, no spaces, no '+'), printable, bounded. */
+function keyName(name: string | undefined): string {
+  if (!name) throw new UsageError('--name NAME is required');
+  if (!isValidKeyName(name) || UNPRINTABLE.test(name)) {
+    throw new UsageError(`--name ${JSON.stringify(name)}: a key name must be printable, with no spaces and no '+' (C2SP signed-note)`);
+  }
+  if ([...name].length > MAX_KEY_NAME_LENGTH) throw new UsageError(`--name: a key name has at most ${MAX_KEY_NAME_LENGTH} characters`);
+  return name;
+}
+
+/**
+ * The default key file of a key name, in the current folder: every character but ASCII letters,
+ * digits, '.', '_' and '-' becomes '_', and so does a leading '.' or '-' (no hidden file, no
+ * option-like name), then `.key`. `example.com/log` gives `example.com_log.key`; `../x` gives `_._x.key`.
+ */
+function defaultKeyFile(name: string): string {
+  return `${name.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[.-]/, '_')}.key`;
+}
 
 export const keygen: Verb = {
   summary: 'create an ed25519 signing key and print its verifier key',
   usage: `auditledger keygen --name NAME [--out FILE]
 
-Writes a new signing key to FILE (default ./NAME.key, mode 0600; never overwritten) and prints its
-verifier key (vkey) in C2SP form <name>+<key id>+<base64 key>. Point AUDITLEDGER_SIGNING_KEY_FILE
-at the file; give the vkey to whoever verifies checkpoints and archives.`,
+Writes a new signing key to FILE (mode 0600; never overwritten) and prints its verifier key (vkey)
+in C2SP form <name>+<key id>+<base64 key>. Point AUDITLEDGER_SIGNING_KEY_FILE at the file; give
+the vkey to whoever verifies checkpoints and archives.
+
+NAME     the key's name (C2SP signed-note): printable, no spaces, no '+', at most ${MAX_KEY_NAME_LENGTH}
+         characters; a C2SP origin such as example.com/log is fine
+--out    default: NAME.key in the current folder, with every character but letters, digits, '.',
+         '_' and '-' (and a leading '.' or '-') replaced by '_': example.com/log -> example.com_log.key`,
   async run(args) {
-    const { values } = parseArgs({ args, options: { name: { type: 'string' }, out: { type: 'string' } }, strict: true });
-    if (!values.name) throw new UsageError('--name is required');
-    const key = generateSigningKey(values.name);
-    const out = values.out ?? `${values.name}.key`;
+    const { values } = parseOptions(args, { name: { type: 'string' }, out: { type: 'string' } });
+    const name = keyName(values.name);
+    if (values.out === '') throw new UsageError('--out takes a file name');
+    const out = values.out ?? defaultKeyFile(name);
+    const key = generateSigningKey(name);
     try {
       await writeFile(out, `${encodeSigningKey(key)}\n`, { mode: 0o600, flag: 'wx' });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new UsageError(`${out} exists; keys are never overwritten`);
-      throw error;
+      throw new UsageError(`cannot write ${out}: ${(error as Error).message}`);
     }
     process.stderr.write(`signing key written to ${out} (mode 0600)\n`);
     process.stdout.write(`${verifierKey(key)}\n`);
@@ -36,15 +67,10 @@ Reads the signing key in FILE (as keygen writes it, or AUDITLEDGER_SIGNING_KEY_F
 verifier key (vkey) on stdout, and its name and key id on stderr. Never prints the private key.
 Exit code 2 when FILE cannot be read, 1 when it is not a valid signing key.`,
   async run(args) {
-    const { positionals } = parseArgs({ args, options: {}, allowPositionals: true, strict: true });
+    const { positionals } = parseOptions(args, {}, true);
     if (positionals[0] !== 'show' || positionals.length !== 2) throw new UsageError("usage: auditledger key show FILE (the only key command is 'show')");
     const file = positionals[1]!;
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (error) {
-      throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
-    }
+    const text = await readArgumentFile(file);
     let signingKey;
     try {
       signingKey = parseSigningKey(text);
@@ -66,29 +92,13 @@ FILE is a saved answer of GET /v1/events/:id/proof or GET /v1/consistency. Check
 checkpoint(s) with the given verifier keys, the event bytes against the leaf hash, and the RFC 9162
 proof, with no database and no server. Exit code 0 when it holds, 1 with the reason when not.`,
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      options: { key: { type: 'string', multiple: true } },
-      allowPositionals: true,
-      strict: true,
-    });
+    const { values, positionals } = parseOptions(args, { key: { type: 'string', multiple: true } }, true);
     if (positionals.length !== 1) throw new UsageError('give exactly one proof FILE');
-    if (!values.key?.length) throw new UsageError('give at least one --key VKEY');
-    const keys = values.key.map((vkey) => {
-      try {
-        return parseVerifierKey(vkey);
-      } catch (error) {
-        throw new UsageError(`--key ${vkey}: ${(error as Error).message}`);
-      }
-    });
-    let doc: unknown;
+    const keys = verifierKeys(values.key);
+    const file = positionals[0]!;
+    const text = await readArgumentFile(file);
     try {
-      doc = JSON.parse(await readFile(positionals[0]!, 'utf8'));
-    } catch (error) {
-      throw new UsageError(`cannot read ${positionals[0]}: ${(error as Error).message}`);
-    }
-    try {
-      process.stdout.write(`ok: ${verifyProofDocument(doc, keys)}\n`);
+      process.stdout.write(`ok: ${verifyProofDocument(parseJson(file, text), keys)}\n`);
       return 0;
     } catch (error) {
       process.stdout.write(`FAILED: ${(error as Error).message}\n`);
@@ -96,3 +106,11 @@ proof, with no database and no server. Exit code 0 when it holds, 1 with the rea
     }
   },
 };
+
+function parseJson(file: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`${file} is not JSON`);
+  }
+}

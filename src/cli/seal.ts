@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { openArchive } from '../archive/open.js';
 import { loadConfig } from '../config.js';
 import { alertTarget } from '../jobs/alert.js';
@@ -8,7 +7,7 @@ import { createLogger } from '../log.js';
 import { openDatabase, serverClock } from '../service.js';
 import { loadKeyring } from '../signing-key.js';
 import { progressBar } from './progress.js';
-import { CONFIG_HELP, UsageError, type Verb } from './verb.js';
+import { CONFIG_HELP, parseOptions, UsageError, type Verb } from './verb.js';
 
 export const seal: Verb = {
   summary: 'seal ended days into signed bundles in the archive, now',
@@ -24,7 +23,7 @@ sealed, and the exit code is 1.
 
 ${CONFIG_HELP}`,
   async run(args) {
-    const { values } = parseArgs({ args, options: { through: { type: 'string' } }, strict: true });
+    const { values } = parseOptions(args, { through: { type: 'string' } });
     const config = loadConfig();
     const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);
     const now = serverClock(config, log);

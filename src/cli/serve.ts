@@ -1,8 +1,7 @@
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { openDatabase, startService } from '../service.js';
-import { CONFIG_HELP, type Verb } from './verb.js';
+import { CONFIG_HELP, parseOptions, type Verb } from './verb.js';
 
 export const serve: Verb = {
   summary: 'run the HTTP API and the jobs (what npm start runs)',
@@ -15,7 +14,7 @@ PostgreSQL stops under it, and refuses to start beside another serve of the same
 
 ${CONFIG_HELP}`,
   async run(args) {
-    parseArgs({ args, options: {}, strict: true });
+    parseOptions(args, {});
     const config = loadConfig();
     const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);
     const service = await startService(config, log);
@@ -54,7 +53,7 @@ export const migrate: Verb = {
   summary: 'apply pending database migrations and exit',
   usage: `auditledger migrate\n\nApplies the numbered files in sql/ that the database has not recorded, each in a\ntransaction, under an advisory lock (safe when several processes start at once).\n\n${CONFIG_HELP}`,
   async run(args) {
-    parseArgs({ args, options: {}, strict: true });
+    parseOptions(args, {});
     const config = loadConfig();
     const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);
     const { schemaVersion, close } = await openDatabase(config, log, 'migrate');

@@ -1,3 +1,8 @@
+import { readFile } from 'node:fs/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { isUtcDay } from '../utc-day.js';
+import { parseVerifierKey, type VerifierKey } from '../ledger/keys.js';
+
 /** A command of the `auditledger` CLI: a summary, its usage, and what it does. */
 export interface Verb {
   summary: string;
@@ -12,4 +17,57 @@ DATABASE_URL unset: an embedded PostgreSQL under AUDITLEDGER_DATA_DIR (default .
 /** A user mistake on the command line: printed as is, exit code 2. */
 export class UsageError extends Error {
   override name = 'UsageError';
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * node:util parseArgs in strict mode, except that a string option takes the argument after it
+ * whatever that looks like, as getopt_long does: `--threads -1` is --threads "-1", checked like any
+ * value, rather than parseArgs's "argument is ambiguous". Throws parseArgs's ERR_PARSE_ARGS_* errors
+ * (usage errors to main).
+ */
+export function parseOptions<O extends Options>(args: string[], options: O, allowPositionals = false) {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') {
+      joined.push(...args.slice(i));
+      break;
+    }
+    const option = arg.startsWith('--') ? options[arg.slice(2)] : undefined;
+    if (option?.type === 'string' && i + 1 < args.length) joined.push(`${arg}=${args[++i]}`);
+    else joined.push(arg);
+  }
+  return parseArgs({ args: joined, options, allowPositionals, strict: true });
+}
+
+/**
+ * A UTC day YYYY-MM-DD that exists (not 2026-02-30), from 0001-01-01 to 9999-12-31 as the API
+ * takes them; UsageError naming `option` otherwise.
+ */
+export function utcDay(option: string, value: string): string {
+  if (!isUtcDay(value)) throw new UsageError(`${option} takes a UTC day YYYY-MM-DD from 0001-01-01 to 9999-12-31, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** The text of a file named on the command line; UsageError (exit 2) when it cannot be read. */
+export async function readArgumentFile(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read ${file}: ${(error as Error).message}`);
+  }
+}
+
+/** The verifier keys of --key options: at least one, each a valid vkey; UsageError naming the bad one. */
+export function verifierKeys(vkeys: string[] | undefined): VerifierKey[] {
+  if (!vkeys?.length) throw new UsageError('give at least one --key VKEY');
+  return vkeys.map((vkey) => {
+    try {
+      return parseVerifierKey(vkey);
+    } catch (error) {
+      throw new UsageError(`--key ${vkey}: ${(error as Error).message}`);
+    }
+  });
 }

@@ -1,13 +1,11 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Archive } from '../archive/archive.js';
 import { LocalArchive } from '../archive/local.js';
 import { createS3Client, parseArchiveUrl, S3Archive, S3ArchiveError } from '../archive/s3.js';
 import { verifyArchive, type ArchiveVerification } from '../archive/verify.js';
-import { parseVerifierKey, type VerifierKey } from '../ledger/keys.js';
 import type { ArchiveFailure, Tally } from '../ledger/verify-archive.js';
-import { UsageError, type Verb } from './verb.js';
+import { parseOptions, UsageError, utcDay, verifierKeys, type Verb } from './verb.js';
 
 export const verifyArchiveVerb: Verb = {
   summary: 'check a sealed archive offline: signatures, hashes, Merkle roots, continuity, gaps, Object Lock',
@@ -33,9 +31,9 @@ S3 settings come from S3_ENDPOINT, AWS_REGION, S3_FORCE_PATH_STYLE and the stand
 variables. Exit code 0 when everything checked is valid, 1 on any failure (or no bundles), 2 for
 usage errors.`,
   async run(args) {
-    const { values, positionals } = parseArgs({
+    const { values, positionals } = parseOptions(
       args,
-      options: {
+      {
         key: { type: 'string', multiple: true },
         json: { type: 'boolean' },
         from: { type: 'string' },
@@ -44,17 +42,16 @@ usage errors.`,
         'retention-days': { type: 'string' },
         threads: { type: 'string' },
       },
-      allowPositionals: true,
-      strict: true,
-    });
+      true,
+    );
     if (positionals.length !== 1) throw new UsageError('give exactly one archive: a folder or s3://bucket/prefix');
     const target = positionals[0]!;
     const onS3 = target.startsWith('s3://');
     if (values['retention-days'] !== undefined && !onS3) throw new UsageError('--retention-days applies to s3:// archives only');
     const options = {
       verifiers: verifierKeys(values.key),
-      from: day('--from', values.from),
-      to: day('--to', values.to),
+      from: values.from === undefined ? undefined : utcDay('--from', values.from),
+      to: values.to === undefined ? undefined : utcDay('--to', values.to),
       chain: chainOption(values.chain),
       retentionDays: onS3 ? retentionDays(values['retention-days']) : undefined,
       threads: threads(values.threads),
@@ -75,26 +72,6 @@ usage errors.`,
 
 class NoArchiveError extends Error {}
 
-function verifierKeys(vkeys: string[] | undefined): VerifierKey[] {
-  if (!vkeys?.length) throw new UsageError('give at least one --key VKEY');
-  return vkeys.map((vkey) => {
-    try {
-      return parseVerifierKey(vkey);
-    } catch (error) {
-      throw new UsageError(`--key ${vkey}: ${(error as Error).message}`);
-    }
-  });
-}
-
-function day(option: string, value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  // A real calendar day: the round trip through Date rejects 2026-02-30 and 2026-13-01.
-  const time = Date.parse(`${value}T00:00:00Z`);
-  const valid = /^\d{4}-\d{2}-\d{2}$/.test(value) && !Number.isNaN(time) && new Date(time).toISOString().startsWith(value);
-  if (!valid) throw new UsageError(`${option} takes a UTC day YYYY-MM-DD, got ${JSON.stringify(value)}`);
-  return value;
-}
-
 function chainOption(value: string | undefined): string | undefined {
   if (value !== undefined && !/^[^/]+\/[^/]+$/.test(value)) throw new UsageError('--chain takes PROJECT/ENVIRONMENT (their ids)');
   return value;
@@ -102,7 +79,7 @@ function chainOption(value: string | undefined): string | undefined {
 
 function threads(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^[1-9]\d{0,3}$/.test(value)) throw new UsageError(`--threads takes a whole number from 1, got ${JSON.stringify(value)}`);
+  if (!/^[1-9]\d{0,3}$/.test(value)) throw new UsageError(`--threads takes a whole number from 1 to 9999, got ${JSON.stringify(value)}`);
   return Number(value);
 }
 

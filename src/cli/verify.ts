@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { openDatabase } from '../service.js';
@@ -6,7 +5,7 @@ import { loadKeyring, verifiers } from '../signing-key.js';
 import { verifyChain } from '../store/chain-verify.js';
 import { allChains } from '../store/verification.js';
 import { progressBar } from './progress.js';
-import { CONFIG_HELP, UsageError, type Verb } from './verb.js';
+import { CONFIG_HELP, parseOptions, UsageError, type Verb } from './verb.js';
 
 export const verify: Verb = {
   summary: 'recompute whole chains from the database and report every failure',
@@ -18,7 +17,7 @@ the head. Prints a summary per chain and each failure; exit code 1 on any failur
 
 ${CONFIG_HELP}`,
   async run(args) {
-    const { values } = parseArgs({ args, options: { project: { type: 'string' }, environment: { type: 'string' } }, strict: true });
+    const { values } = parseOptions(args, { project: { type: 'string' }, environment: { type: 'string' } });
     if (Boolean(values.project) !== Boolean(values.environment)) throw new UsageError('give --project and --environment together');
     const config = loadConfig();
     const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);

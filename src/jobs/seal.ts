@@ -15,6 +15,7 @@ import { chainOrigin, signCheckpoint } from '../ledger/checkpoint.js';
 import { appendLeaves, emptyRange, rangeRoot } from '../ledger/compact-range.js';
 import { GENESIS_PREV } from '../ledger/event.js';
 import { uuidv7 } from '../ledger/uuid.js';
+import { isUtcDay } from '../utc-day.js';
 import type { Keyring } from '../signing-key.js';
 import { checkpointAt, insertCheckpoint, leaves } from '../store/checkpoints.js';
 import {
@@ -107,10 +108,8 @@ export class UnsealableDayError extends Error {
  * Throws UnsealableDayError saying why.
  */
 export function assertSealable(through: string, now: number): void {
-  const start = Date.parse(`${through}T00:00:00Z`);
-  const real = /^\d{4}-\d{2}-\d{2}$/.test(through) && !Number.isNaN(start) && new Date(start).toISOString().startsWith(through);
-  if (!real || through < '0001-01-01') throw new UnsealableDayError(`${through} is not a day (YYYY-MM-DD, from 0001-01-01)`);
-  if (start + DAY_MS > now) {
+  if (!isUtcDay(through)) throw new UnsealableDayError(`${through} is not a day (YYYY-MM-DD, from 0001-01-01)`);
+  if (Date.parse(`${through}T00:00:00Z`) + DAY_MS > now) {
     const today = new Date(now).toISOString().slice(0, 10);
     throw new UnsealableDayError(`${through} has not ended (it is ${today} on the server clock): only days that ended can be sealed`);
   }

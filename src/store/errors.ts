@@ -54,3 +54,27 @@ export async function uniquely<T>(field: string, message: string, write: () => P
     throw error;
   }
 }
+
+/** The database did not let us in: nothing answers at its address, or it refused the login. */
+export class DatabaseUnavailableError extends Error {
+  override name = 'DatabaseUnavailableError';
+}
+
+// Socket errors of a database that is not there, and PostgreSQL's refusals of a login:
+// invalid_authorization_specification, invalid_password, invalid_catalog_name (no such database).
+const UNAVAILABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', '28000', '28P01', '3D000']);
+
+/**
+ * The error a first query on `url` threw, as a DatabaseUnavailableError naming `variable` and the
+ * URL's host, port and database (never its password) when the database could not be used at all;
+ * any other error as it is. Node's AggregateError (every address of a host refused) has no message
+ * of its own: its first error's is used.
+ */
+export function unavailable(error: unknown, url: string, variable: string): unknown {
+  const first = error instanceof AggregateError ? (error.errors[0] as Error | undefined) : undefined;
+  const code = (error as { code?: string }).code ?? (first as { code?: string } | undefined)?.code;
+  if (!code || !UNAVAILABLE.has(code)) return error;
+  const { hostname, port, pathname } = new URL(url);
+  const reason = (error as Error).message || first?.message || code;
+  return new DatabaseUnavailableError(`cannot use the database at ${hostname}:${port || 5432}${pathname} (${variable}): ${reason}`);
+}

@@ -40,6 +40,31 @@ describe('GET /v1/events/export', () => {
     expect(rows[1]).toMatch(/^2,[0-9a-f-]{36},[^,]+,doc\.read,,"u,1",,,[0-9a-f]{64},[0-9a-f]{64},"\{""environment""/);
   });
 
+  it('neutralises CSV cells a spreadsheet would evaluate, and leaves NDJSON and canonical as they are', async () => {
+    const risky = await createTenant(ctx.t, 'export-formulas');
+    const event = {
+      action: '=HYPERLINK("http://example.com/x","click")',
+      actor: { id: '@SUM(1+1)' },
+      target: { id: '+1+1' },
+      group: { id: '-2+3' },
+    };
+    const tabbed = { action: '\tcmd', actor: { id: '\r=1+1' } };
+    await ctx.t.request('POST', '/v1/events', { token: risky.token, body: { events: [event, tabbed] } });
+
+    const ndjson = (await (await ctx.t.request('GET', '/v1/events/export', { token: risky.token })).text()).trimEnd().split('\n');
+    const lines = ndjson.map((l) => JSON.parse(l) as { canonical: string });
+    expect(JSON.parse(lines[0]!.canonical).event).toMatchObject(event);
+
+    const csv = await (await ctx.t.request('GET', '/v1/events/export?format=csv', { token: risky.token })).text();
+    const rows = csv.split('\r\n');
+    const cells = (row: string) => row.split(',').slice(3, 8);
+    expect(cells(rows[1]!)).toEqual([`"'=HYPERLINK(""http://example.com/x""`, `""click"")"`, '', "'@SUM(1+1)", "'+1+1"]);
+    expect(rows[1]).toContain(`,'-2+3,`);
+    expect(rows[2]).toContain(`,'\tcmd,,"'\r=1+1",`);
+    // The canonical column is each NDJSON line's canonical, byte for byte, RFC 4180-quoted.
+    for (const [i, line] of lines.entries()) expect(rows[i + 1]).toContain(`,"${line.canonical.replaceAll('"', '""')}"`);
+  });
+
   it('checks its parameters and its scope', async () => {
     expect((await ctx.t.request('GET', '/v1/events/export?format=xml', { token: tenant.token })).status).toBe(400);
     const writer = await createTenant(ctx.t, 'export-writer', ['events:write']);

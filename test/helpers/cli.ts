@@ -5,15 +5,17 @@ const BIN = fileURLToPath(new URL('../../src/cli/bin.js', import.meta.url));
 
 export interface RunningCli {
   child: ChildProcess;
+  /** stdout and stderr, as they came. */
   output: () => string;
+  stderr: () => string;
   /** Resolves with the first match of `pattern` in the output so far or to come. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs `auditledger ...args` as a real process with exactly the given environment (plus PATH). */
-export function runCli(args: string[], env: Record<string, string>): RunningCli {
-  return runCommand(process.execPath, [BIN, ...args], env);
+/** Runs `auditledger ...args` as a real process with exactly the given environment (plus PATH), in `cwd`. */
+export function runCli(args: string[], env: Record<string, string>, options: { cwd?: string } = {}): RunningCli {
+  return runCommand(process.execPath, [BIN, ...args], env, options);
 }
 
 /**
@@ -32,13 +34,17 @@ export function runCommand(
     ...options,
   });
   let output = '';
+  let stderr = '';
   const listeners = new Set<() => void>();
   const onData = (chunk: Buffer) => {
     output += chunk.toString();
     for (const l of listeners) l();
   };
   child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    onData(chunk);
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on('exit', (code, signal) => {
       resolve({ code, signal });
@@ -48,6 +54,7 @@ export function runCommand(
   return {
     child,
     output: () => output,
+    stderr: () => stderr,
     exited,
     waitFor(pattern, timeoutMs = 60_000) {
       return new Promise((resolve, reject) => {

@@ -53,8 +53,17 @@ export const exportQuery = z.strictObject({ ...filters, format: z.enum(['ndjson'
 const EXPORT_PAGE = 1000;
 const CSV_COLUMNS = ['seq', 'id', 'received_at', 'action', 'crud', 'actor_id', 'target_id', 'group_id', 'hash', 'prev', 'canonical'] as const;
 
+// A cell a spreadsheet would read as a formula (CWE-1236): OWASP's "CSV Injection" characters.
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+/**
+ * One CSV cell: a value beginning with =, +, -, @, tab or carriage return gets a leading `'` so a
+ * spreadsheet shows it as text (OWASP "CSV Injection"), then RFC 4180 quoting. `canonical` always
+ * begins with `{`, so its bytes are never changed.
+ */
 function csvField(value: string | number | null): string {
-  const text = value === null ? '' : String(value);
+  const plain = value === null ? '' : String(value);
+  const text = FORMULA_START.test(plain) ? `'${plain}` : plain;
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
