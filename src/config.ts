@@ -101,11 +101,12 @@ export const configSchema = z.object({
       s
         .split(/[\s,]+/)
         .filter(Boolean)
-        .flatMap((vkey) => {
+        .flatMap((vkey, i) => {
           try {
             return [parseVerifierKey(vkey)];
           } catch (error) {
-            ctx.addIssue({ code: 'custom', message: `${JSON.stringify(vkey)}: ${(error as Error).message}` });
+            // Named by its place, not its text, which may be a signing key given by mistake.
+            ctx.addIssue({ code: 'custom', message: `key ${i + 1}: ${(error as Error).message}` });
             return [];
           }
         }),

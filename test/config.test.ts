@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, configSchema, loadConfig } from '../src/config.js';
-import { generateSigningKey, verifierKey } from '../src/ledger/keys.js';
+import { encodeSigningKey, generateSigningKey, verifierKey } from '../src/ledger/keys.js';
 
 describe('configuration', () => {
   it('has defaults for everything but the optional URLs and token', () => {
@@ -46,7 +46,11 @@ describe('configuration', () => {
   it('parses AUDITLEDGER_RETIRED_KEYS, naming the one that is not a verifier key', () => {
     const vkey = verifierKey(generateSigningKey('retired.example/log'));
     expect(loadConfig({ AUDITLEDGER_RETIRED_KEYS: ` ${vkey}, ` }).AUDITLEDGER_RETIRED_KEYS.map(verifierKey)).toEqual([vkey]);
-    expect(() => loadConfig({ AUDITLEDGER_RETIRED_KEYS: `${vkey},garbage` })).toThrow(/AUDITLEDGER_RETIRED_KEYS: "garbage": verifier key: /);
+    expect(() => loadConfig({ AUDITLEDGER_RETIRED_KEYS: `${vkey},garbage` })).toThrow(/AUDITLEDGER_RETIRED_KEYS: key 2: verifier key: /);
+    // A signing key put there by mistake is named as such, and its seed never repeated.
+    const signing = encodeSigningKey(generateSigningKey('retired.example/log'));
+    expect(() => loadConfig({ AUDITLEDGER_RETIRED_KEYS: signing })).toThrow(/AUDITLEDGER_RETIRED_KEYS: key 1: verifier key: this is a private signing key/);
+    expect(() => loadConfig({ AUDITLEDGER_RETIRED_KEYS: signing })).not.toThrow(signing.split('+').slice(4).join('+'));
   });
 
   it('reports every invalid variable at once', () => {

@@ -60,14 +60,20 @@ export async function readArgumentFile(file: string): Promise<string> {
   }
 }
 
-/** The verifier keys of --key options: at least one, each a valid vkey; UsageError naming the bad one. */
+/**
+ * The verifier keys of --key options: at least one, each a valid vkey; UsageError naming the bad
+ * one by its place, never by its text (a signing key given by mistake must not reach a log).
+ */
 export function verifierKeys(vkeys: string[] | undefined): VerifierKey[] {
   if (!vkeys?.length) throw new UsageError('give at least one --key VKEY');
-  return vkeys.map((vkey) => {
+  return vkeys.map((vkey, i) => {
+    const which = vkeys.length > 1 ? `--key (the ${ordinal(i + 1)})` : '--key';
     try {
       return parseVerifierKey(vkey);
     } catch (error) {
-      throw new UsageError(`--key ${vkey}: ${(error as Error).message}`);
+      throw new UsageError(`${which}: ${(error as Error).message}`);
     }
   });
 }
+
+const ordinal = (n: number) => `${n}${n % 10 === 1 && n % 100 !== 11 ? 'st' : n % 10 === 2 && n % 100 !== 12 ? 'nd' : n % 10 === 3 && n % 100 !== 13 ? 'rd' : 'th'}`;

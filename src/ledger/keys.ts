@@ -110,6 +110,8 @@ export function verifierKey(key: VerifierKey): string {
  */
 export function parseVerifierKey(vkey: string): VerifierKey {
   if (typeof vkey !== 'string') throw new KeyError('a verifier key must be a string');
+  // Said without repeating it: a signing key given by mistake must not reach a log.
+  if (vkey.startsWith('PRIVATE+KEY+')) throw new KeyError('verifier key: this is a private signing key; give its vkey (auditledger key show FILE), and keep the signing key secret');
   const [name, idHex, keyText] = splitKey(vkey, 'verifier key');
   const { keyId, key } = decodeKeyFields('verifier key', name, idHex, keyText);
   if (key.length !== PUBLIC_KEY_SIZE) {

@@ -67,6 +67,27 @@ export async function withTransaction<T>(db: pg.Pool, work: (client: pg.PoolClie
   }
 }
 
+/**
+ * Runs `work` holding the session-level advisory lock `key` on a client of `db`: processes that
+ * ask for the same key (on one database) run it one after another.
+ */
+export async function withSessionLock<T>(db: pg.Pool, key: bigint, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await db.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [key.toString()]);
+    try {
+      return await work(client);
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [key.toString()]).catch(() => undefined);
+    }
+  } finally {
+    client.release();
+  }
+}
+
+/** The lock under which a process starts the job system, which creates its schema on first start. */
+export const JOB_SYSTEM_LOCK = 0x61756469746c6a62n; // "auditljb"
+
 function withCredentials(url: string, user: string, password: string, database: string): string {
   const u = new URL(url);
   u.username = user;

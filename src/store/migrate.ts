@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
-import { inTransaction } from './database.js';
+import { inTransaction, withSessionLock } from './database.js';
 
 const SQL_DIR = fileURLToPath(new URL('../../sql/', import.meta.url));
 /** Serializes migrations of one database across processes (any fixed 64-bit number). */
@@ -32,10 +32,8 @@ export async function readMigrations(dir = SQL_DIR): Promise<Migration[]> {
  */
 export async function migrate(pool: pg.Pool, migrations?: Migration[]): Promise<string[]> {
   const pending = migrations ?? (await readMigrations());
-  const client = await pool.connect();
   const applied: string[] = [];
-  try {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK.toString()]);
+  await withSessionLock(pool, MIGRATION_LOCK, async (client) => {
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version integer PRIMARY KEY,
       name text NOT NULL,
@@ -52,10 +50,7 @@ export async function migrate(pool: pg.Pool, migrations?: Migration[]): Promise<
       });
       applied.push(migration.name);
     }
-  } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK.toString()]).catch(() => undefined);
-    client.release();
-  }
+  });
   return applied;
 }
 

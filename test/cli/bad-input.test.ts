@@ -3,12 +3,14 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateSigningKey, verifierKey } from '../../src/ledger/keys.js';
+import { encodeSigningKey, generateSigningKey, verifierKey } from '../../src/ledger/keys.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 const ADMIN = `bad-input-admin-token-${'x'.repeat(20)}`;
-const VKEY = verifierKey(generateSigningKey('bad-input.example/log'));
+const SIGNER = generateSigningKey('bad-input.example/log');
+const VKEY = verifierKey(SIGNER);
+const SIGNING_KEY = encodeSigningKey(SIGNER);
 
 /** A port nothing listens on: one the system just gave out and took back. */
 async function closedPort(): Promise<number> {
@@ -29,6 +31,8 @@ interface Case {
   stdout?: boolean;
   /** Needs a migrated database (DATABASE_URL) and a data dir of its own: serve and seal get that far. */
   database?: boolean;
+  /** Text the output must not hold (a secret). */
+  absent?: string;
 }
 
 describe('the CLI answers every mistake with one line and a documented exit code', () => {
@@ -63,14 +67,16 @@ describe('the CLI answers every mistake with one line and a documented exit code
     { args: ['key', 'show', '/nonexistent-dir/k'], code: 2, message: /cannot read \/nonexistent-dir\/k: ENOENT/ },
     { args: ['key', 'show', '--key', 'x'], code: 2, message: /Unknown option '--key'/ },
     { args: ['verify-proof', '/nonexistent-dir/p.json', '--key', VKEY], code: 2, message: /cannot read \/nonexistent-dir\/p\.json: ENOENT/ },
-    { args: ['verify-proof', 'proof.json', '--key', 'garbage'], code: 2, message: /--key garbage: verifier key: expected <name>\+<key id>\+<key>/ },
+    { args: ['verify-proof', 'proof.json', '--key', 'garbage'], code: 2, message: /--key: verifier key: expected <name>\+<key id>\+<key>/ },
+    // A signing key given by mistake is named as such, never printed.
+    { args: ['verify-proof', 'proof.json', '--key', VKEY, '--key', SIGNING_KEY], code: 2, message: /^auditledger verify-proof: --key \(the 2nd\): verifier key: this is a private signing key; give its vkey/, absent: SIGNING_KEY.split('+').at(-1) },
     { args: ['verify-proof', 'proof.json'], code: 2, message: /give at least one --key VKEY/ },
     { args: ['verify-proof', 'not-json.json', '--key', VKEY], code: 1, message: /^FAILED: not-json\.json is not JSON$/, stdout: true },
     { args: ['verify-archive', '.', '--key', VKEY, '--threads', '-1'], code: 2, message: /--threads takes a whole number from 1 to 9999, got "-1"/ },
     { args: ['verify-archive', 's3://bucket/prefix', '--key', VKEY, '--retention-days', '-5'], code: 2, message: /--retention-days takes a whole number of days, got "-5"/ },
     { args: ['verify-archive', '.', '--key', VKEY, '--from', '0000-01-01'], code: 2, message: /--from takes a UTC day YYYY-MM-DD from 0001-01-01 to 9999-12-31, got "0000-01-01"/ },
     { args: ['verify-archive', '.', '--key', VKEY, '--to', '10000-01-01'], code: 2, message: /--to takes a UTC day/ },
-    { args: ['verify-archive', '.', '--key', 'garbage'], code: 2, message: /--key garbage: verifier key/ },
+    { args: ['verify-archive', '.', '--key', 'garbage'], code: 2, message: /--key: verifier key/ },
     { args: ['verify-archive', '/nonexistent-dir', '--key', VKEY], code: 1, message: /cannot read the archive: \/nonexistent-dir is not a folder/ },
     { args: ['seal', '--through'], code: 2, message: /Option '--through <value>' argument missing/ },
     { args: ['seal', '--through', '-1'], code: 2, message: /--through: -1 is not a day/ },
@@ -82,7 +88,7 @@ describe('the CLI answers every mistake with one line and a documented exit code
     { args: ['archive', 'init'], env: { AUDITLEDGER_ARCHIVE: 's3://bucket/prefix', S3_ENDPOINT: 's3-closed' }, code: 1, message: /S3 CreateBucket s3:\/\/bucket failed: .*ECONNREFUSED/ },
     { args: ['serve'], env: { AUDITLEDGER_VERIFY_CRON: 'bad cron' }, code: 78, message: /AUDITLEDGER_VERIFY_CRON: "bad cron" is not a cron expression/ },
     { args: ['seal'], env: { AUDITLEDGER_SEAL_CRON: '61 * * * *' }, code: 78, message: /AUDITLEDGER_SEAL_CRON: "61 \* \* \* \*" is not a cron expression/ },
-    { args: ['verify'], env: { AUDITLEDGER_RETIRED_KEYS: 'garbage' }, code: 78, message: /AUDITLEDGER_RETIRED_KEYS: "garbage": verifier key: expected/ },
+    { args: ['verify'], env: { AUDITLEDGER_RETIRED_KEYS: 'garbage' }, code: 78, message: /AUDITLEDGER_RETIRED_KEYS: key 1: verifier key: expected/ },
     { args: ['serve'], env: { PORT: 'eighty', AUDITLEDGER_LOG_LEVEL: 'loud' }, code: 78, message: /invalid configuration: PORT: .*; AUDITLEDGER_LOG_LEVEL: / },
     ...['migrate', 'seal', 'verify', 'serve'].map((verb): Case => ({ args: [verb], env: { DATABASE_URL: 'unreachable' }, code: 1, message: noDatabase })),
     {
@@ -119,6 +125,7 @@ describe('the CLI answers every mistake with one line and a documented exit code
     const { code } = await cli.exited;
     const output = cli.output();
     expect(output, output).not.toMatch(/^\s+at /m);
+    if (c.absent) expect(output).not.toContain(c.absent);
     expect(code, output).toBe(c.code);
     if (c.stdout) {
       expect(cli.stderr()).toBe('');
