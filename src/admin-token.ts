@@ -1,10 +1,11 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type pg from 'pg';
 import { digest, newAdminToken } from './api/credentials.js';
 import { withTransaction } from './store/database.js';
 import { adminDigests, insertAdminDigest, lockAdminTokens } from './store/tokens.js';
+import { makeDirectory } from './make-directory.js';
 
 /**
  * The admin token's digests. A configured token wins. Otherwise the first start generates one,
@@ -24,7 +25,7 @@ export async function ensureAdminToken(
     if (existing.length > 0) return { digests: existing };
     const token = newAdminToken();
     const file = path.join(dataDir, 'admin-token');
-    await mkdir(dataDir, { recursive: true });
+    await makeDirectory(dataDir);
     await writeFile(file, `${token}\n`, { mode: 0o600 });
     await insertAdminDigest(client, digest(token));
     return { digests: [digest(token)], file };

@@ -8,7 +8,7 @@ import { AppendMetrics } from './api/metrics.js';
 import { viewerTokenKey } from './api/viewer-token.js';
 import { Credentials } from './api/credentials.js';
 import { ConfigError, type Config } from './config.js';
-import { createPools, provisionDatabase, type Pools } from './store/database.js';
+import { createPools, provisionDatabase, STARTUP_LOCK, withSessionLock, type Pools } from './store/database.js';
 import { InUseError, startEmbeddedPostgres, type EmbeddedPostgres } from './store/embedded.js';
 import { Reachability } from './store/reachability.js';
 import { unavailable } from './store/errors.js';
@@ -137,29 +137,27 @@ export async function startService(config: Config, log: Logger): Promise<Service
       idempotencyHours: config.AUDITLEDGER_IDEMPOTENCY_HOURS,
       now,
     };
-    await runMaintenance(pools.owner, maintenance, log);
-    const boss = await startBoss(pools.owner, log);
-    push('pg-boss stop', () => boss.stop({ graceful: true, close: false, wait: true }));
-    await scheduleMaintenance(boss, pools.owner, maintenance, log);
-
     const keyring = await loadKeyring(config, log);
     const archive = openArchive(config);
     // Checkpoints and bundles go only where nobody can delete them.
     if (archive instanceof S3Archive) await archive.assertObjectLock();
-    const checkpoints = { db: pools.owner, archive, key: keyring.current, origin: keyring.origin, log };
-    const stopCheckpointTimer = await scheduleCheckpoints(boss, checkpoints, config.AUDITLEDGER_CHECKPOINT_INTERVAL);
-    push('checkpoint timer', async () => stopCheckpointTimer());
     const verification = {
       db: pools.owner,
       verifiers: verifiers(keyring),
       log,
       alert: alertTarget(config),
     };
-    const requestVerification = await scheduleVerification(boss, verification, {
-      incremental: config.AUDITLEDGER_VERIFY_CRON,
-      full: config.AUDITLEDGER_FULL_VERIFY_CRON,
+    const requestVerification = await withSessionLock(pools.owner, STARTUP_LOCK, async () => {
+      await runMaintenance(pools.owner, maintenance, log);
+      const boss = await startBoss(pools.owner, log);
+      push('pg-boss stop', () => boss.stop({ graceful: true, close: false, wait: true }));
+      await scheduleMaintenance(boss, pools.owner, maintenance, log);
+      const checkpoints = { db: pools.owner, archive, key: keyring.current, origin: keyring.origin, log };
+      const stopCheckpointTimer = await scheduleCheckpoints(boss, checkpoints, config.AUDITLEDGER_CHECKPOINT_INTERVAL);
+      push('checkpoint timer', async () => stopCheckpointTimer());
+      await scheduleSeal(boss, { db: pools.owner, archive, keyring, log, alert: verification.alert }, config.AUDITLEDGER_SEAL_CRON, config.AUDITLEDGER_SEAL_AFTER_DAYS, now);
+      return scheduleVerification(boss, verification, { incremental: config.AUDITLEDGER_VERIFY_CRON, full: config.AUDITLEDGER_FULL_VERIFY_CRON });
     });
-    await scheduleSeal(boss, { db: pools.owner, archive, keyring, log, alert: verification.alert }, config.AUDITLEDGER_SEAL_CRON, config.AUDITLEDGER_SEAL_AFTER_DAYS, now);
 
     const admin = await ensureAdminToken(config.AUDITLEDGER_ADMIN_TOKEN, config.AUDITLEDGER_DATA_DIR, pools.owner, log);
     const credentials = new Credentials(pools.app, admin, {

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, type Config } from './config.js';
 import { encodeSigningKey, generateSigningKey, parseSigningKey, type SigningKey, type VerifierKey } from './ledger/keys.js';
+import { makeDirectory } from './make-directory.js';
 
 export interface Keyring {
   /** Signs new checkpoints and bundles. Never stored in the database or logged. */
@@ -42,7 +43,7 @@ export async function loadKeyring(config: Config, log: Logger): Promise<Keyring>
     current = await readKey(config.AUDITLEDGER_SIGNING_KEY_FILE, 'AUDITLEDGER_SIGNING_KEY_FILE');
   } else {
     const file = path.join(config.AUDITLEDGER_DATA_DIR, 'signing-key');
-    await mkdir(config.AUDITLEDGER_DATA_DIR, { recursive: true });
+    await makeDirectory(config.AUDITLEDGER_DATA_DIR);
     try {
       await writeFile(file, `${encodeSigningKey(generateSigningKey(defaultKeyName()))}\n`, { mode: 0o600, flag: 'wx' });
       log.warn({ file }, 'generated a signing key in the data dir; production keys belong in a secret store (AUDITLEDGER_SIGNING_KEY_FILE)');

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { chmod, copyFile, link, mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { chmod, copyFile, link, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ArchiveConflictError, assertReadable, bodySha256, checkKey, streamSha256, type Archive, type ArchiveBody, type ObjectIdentity, type PutResult, type Retention } from './archive.js';
+import { makeDirectory } from '../make-directory.js';
 
 // One read() of a file takes at most 2 GiB.
 const READ_PIECE = 2 ** 30;
@@ -24,7 +25,7 @@ export class LocalArchive implements Archive {
       if (existing.equals(digest)) return {};
       throw new ArchiveConflictError(key);
     }
-    await mkdir(path.dirname(target), { recursive: true });
+    await makeDirectory(path.dirname(target));
     const temporary = `${target}.${randomBytes(6).toString('hex')}.partial`;
     if (!Buffer.isBuffer(body)) await copyFile(body.path, temporary, constants.COPYFILE_EXCL);
     const file = await open(temporary, Buffer.isBuffer(body) ? 'wx' : 'r+', 0o600);

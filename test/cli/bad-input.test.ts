@@ -79,6 +79,8 @@ describe('the CLI answers every mistake with one line and a documented exit code
     { args: ['verify-archive', '.', '--key', 'garbage'], code: 2, message: /--key: verifier key/ },
     { args: ['verify-archive', '/nonexistent-dir', '--key', VKEY], code: 1, message: /cannot read the archive: \/nonexistent-dir is not a folder/ },
     { args: ['seal', '--through'], code: 2, message: /Option '--through <value>' argument missing/ },
+    // Node's recursive mkdir spins for ever under /proc: one line instead.
+    { args: ['archive', 'init'], env: { AUDITLEDGER_ARCHIVE: '/proc/auditledger-nope' }, code: 1, message: /ENOENT: no such file or directory, mkdir '\/proc\/auditledger-nope'/ },
     { args: ['seal', '--through', '-1'], code: 2, message: /--through: -1 is not a day/ },
     { args: ['seal', '--through', '2026-02-30'], code: 2, message: /--through: 2026-02-30 is not a day/ },
     { args: ['seal', '--through', '9999-12-31'], code: 2, message: /--through: 9999-12-31 has not ended/ },

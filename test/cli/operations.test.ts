@@ -187,6 +187,20 @@ describe('commands beside a running embedded service', () => {
 });
 
 describe('operating it never harms it', () => {
+  it('servers started together on a new, empty database all come up (migrations, partitions, the job system)', async () => {
+    const db = await createTestDatabase({ empty: true });
+    const dirs = await Promise.all([1, 2, 3].map((i) => dataDir(`together-${i}`)));
+    const servers = dirs.map((dir) => runCli(['serve'], { DATABASE_URL: db.ownerUrl, AUDITLEDGER_DATA_DIR: dir, AUDITLEDGER_ADMIN_TOKEN: ADMIN, PORT: '0' }));
+    try {
+      await Promise.all(servers.map((s) => s.waitFor(LISTENING, 60_000)));
+    } finally {
+      for (const s of servers) s.child.kill('SIGTERM');
+      await Promise.all(servers.map((s) => exitWithin(s, 30_000)));
+      await db.drop();
+      await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
+    }
+  }, 90_000);
+
   it('a taken HTTP port stops serve with one line naming HOST:PORT', async () => {
     const db = await createTestDatabase();
     const dir = await dataDir('port');
