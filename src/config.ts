@@ -32,12 +32,16 @@ const optionalString = z
   .string()
   .optional()
   .transform((v) => (v === '' ? undefined : v));
+/** A PostgreSQL connection URL (postgres:// or postgresql://); its text is never repeated, it may hold a password. */
+const postgresUrl = optionalString.refine((v) => v === undefined || (URL.canParse(v) && /^postgres(ql)?:$/.test(new URL(v).protocol)), {
+  error: 'must be a URL postgres://user:password@host:port/database',
+});
 
 export const configSchema = z.object({
-  DATABASE_URL: optionalString.describe(
+  DATABASE_URL: postgresUrl.describe(
     'PostgreSQL URL of the owner role (runs migrations and maintenance). Unset: embedded PostgreSQL under the data dir',
   ),
-  AUDITLEDGER_APP_DATABASE_URL: optionalString.describe(
+  AUDITLEDGER_APP_DATABASE_URL: postgresUrl.describe(
     'PostgreSQL URL of the app role the API uses. Unset: DATABASE_URL with its role switched to auditledger_app',
   ),
   HOST: z.string().min(1).default('127.0.0.1').describe('address the HTTP server binds'),
@@ -74,6 +78,9 @@ export const configSchema = z.object({
   AUDITLEDGER_SHUTDOWN_TIMEOUT: timerSeconds
     .default(30)
     .describe('seconds a shutdown may take; then the process exits 1, logging the steps it abandoned'),
+  AUDITLEDGER_DB_CONNECT_TIMEOUT_SECONDS: timerSeconds
+    .default(10)
+    .describe('seconds a new database connection may take; then the request fails with 503 (or the command with one line)'),
   AUDITLEDGER_DB_POOL_SIZE: positiveInt.default(10).describe('connections in the app pool'),
   AUDITLEDGER_MAX_BATCH_EVENTS: positiveInt.default(1000).describe('most events in one POST /v1/events'),
   AUDITLEDGER_MAX_STRING_LENGTH: positiveInt.default(4096).describe('longest string in an event (characters)'),

@@ -62,7 +62,7 @@ export interface Database {
  */
 export async function openDatabase(config: Config, log: Logger, command: string): Promise<Database> {
   const { ownerUrl, appUrl, embedded } = await database(config, log, command);
-  const pools = createPools(ownerUrl, appUrl, config.AUDITLEDGER_DB_POOL_SIZE);
+  const pools = createPools(ownerUrl, appUrl, config.AUDITLEDGER_DB_POOL_SIZE, config.AUDITLEDGER_DB_CONNECT_TIMEOUT_SECONDS * 1000);
   const close = async () => {
     await pools.end();
     await embedded?.stop();

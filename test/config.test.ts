@@ -21,6 +21,8 @@ describe('configuration', () => {
     ['AUDITLEDGER_ADMIN_TOKEN', 'short', /AUDITLEDGER_ADMIN_TOKEN: must be at least 32 characters/],
     ['AUDITLEDGER_LOG_LEVEL', 'loud', /AUDITLEDGER_LOG_LEVEL: /],
     ['AUDITLEDGER_MAX_BODY_BYTES', '-1', /AUDITLEDGER_MAX_BODY_BYTES: /],
+    ['DATABASE_URL', 'notaurl', /DATABASE_URL: must be a URL postgres:\/\/user:password@host:port\/database/],
+    ['AUDITLEDGER_APP_DATABASE_URL', 'mysql://u:p@h/db', /AUDITLEDGER_APP_DATABASE_URL: must be a URL postgres:/],
     // Longer than a Node timer can wait: it would fire at once (a shutdown "timed out" at start).
     ['AUDITLEDGER_SHUTDOWN_TIMEOUT', '1e9', /AUDITLEDGER_SHUTDOWN_TIMEOUT: must be at most 2147483 seconds/],
     ['AUDITLEDGER_DB_UNREACHABLE_SECONDS', '2147484', /AUDITLEDGER_DB_UNREACHABLE_SECONDS: must be at most/],

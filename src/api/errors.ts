@@ -1,6 +1,6 @@
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { ConflictError, DayClosedError } from '../store/errors.js';
+import { ConflictError, DayClosedError, isDatabaseUnavailable } from '../store/errors.js';
 import type { AppEnv } from './context.js';
 
 /** One problem with one field of the request, e.g. `{field: "events.3.actor.id", message: "required"}`. */
@@ -45,6 +45,12 @@ export const onError: ErrorHandler<AppEnv> = (error, c) => {
     // (our SDK among them) keep and retry events on a 5xx, and drop them on a 4xx.
     c.get('log').error({ received_at: error.receivedAt, reason: error.reason }, 'append refused: its day takes no new events');
     return errorResponse(c, new ApiError(503, error.reason === 'sealed' ? 'day_sealed' : 'no_partition', error.message));
+  }
+  if (isDatabaseUnavailable(error)) {
+    // The request may be fine: a client retries it (our SDK keeps and retries events on a 5xx).
+    c.get('log').error({ err: error }, 'request failed: the database is unavailable');
+    c.header('Retry-After', '5');
+    return errorResponse(c, new ApiError(503, 'database_unavailable', 'the database is unavailable; retry later'));
   }
   c.get('log').error({ err: error }, 'request failed');
   return errorResponse(c, new ApiError(500, 'internal', `internal error (request id ${c.get('requestId')})`));

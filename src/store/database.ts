@@ -19,13 +19,19 @@ export interface Pools {
   end(): Promise<void>;
 }
 
-export function createPools(ownerUrl: string, appUrl: string | undefined, appPoolSize: number): Pools {
-  const owner = new pg.Pool({ connectionString: ownerUrl, max: 4, types });
+/**
+ * The owner and app pools. A new connection that the server does not complete within
+ * `connectTimeoutMs` (0: no limit) fails, so a database that stopped taking connections fails
+ * requests (503) instead of holding them for ever.
+ */
+export function createPools(ownerUrl: string, appUrl: string | undefined, appPoolSize: number, connectTimeoutMs = 0): Pools {
+  const owner = new pg.Pool({ connectionString: ownerUrl, max: 4, types, connectionTimeoutMillis: connectTimeoutMs });
   // Without a login for the app role, the owner's connections switch to it at start-up.
   const app = new pg.Pool({
     connectionString: appUrl ?? ownerUrl,
     max: appPoolSize,
     types,
+    connectionTimeoutMillis: connectTimeoutMs,
     ...(appUrl ? {} : { options: `-c role=${APP_ROLE}` }),
   });
   // An idle client losing its server (restart, failover) must not crash the process.

@@ -60,20 +60,34 @@ export class DatabaseUnavailableError extends Error {
   override name = 'DatabaseUnavailableError';
 }
 
-// Socket errors of a database that is not there, and PostgreSQL's refusals of a login:
-// invalid_authorization_specification, invalid_password, invalid_catalog_name (no such database).
-const UNAVAILABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', '28000', '28P01', '3D000']);
+// Socket errors of a database that is not there; PostgreSQL's refusals of a login
+// (invalid_authorization_specification, invalid_password, invalid_catalog_name: no such database);
+// and a server shutting down or starting (admin_shutdown, crash_shutdown, cannot_connect_now).
+const UNAVAILABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', '28000', '28P01', '3D000', '57P01', '57P02', '57P03']);
+
+// What pg and pg-pool throw, without a code, when a connection is not made in time or is lost.
+const LOST = /^(timeout exceeded when trying to connect|Connection terminated unexpectedly|Connection terminated due to connection timeout)$/;
+
+/**
+ * Whether `error` says the database cannot be used now (not there, refusing the login, not taking
+ * connections, or gone mid-query), rather than that a statement failed. Node's AggregateError
+ * (every address of a host refused) is judged by its first error.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const first = error instanceof AggregateError ? (error.errors[0] as Error | undefined) : undefined;
+  const code = (error as { code?: string }).code ?? (first as { code?: string } | undefined)?.code;
+  return (code !== undefined && UNAVAILABLE.has(code)) || LOST.test((error as Error).message ?? '');
+}
 
 /**
  * The error a first query on `url` threw, as a DatabaseUnavailableError naming `variable` and the
- * URL's host, port and database (never its password) when the database could not be used at all;
- * any other error as it is. Node's AggregateError (every address of a host refused) has no message
- * of its own: its first error's is used.
+ * URL's host, port and database (never its password) when the database could not be used at all
+ * (see isDatabaseUnavailable); any other error as it is.
  */
 export function unavailable(error: unknown, url: string, variable: string): unknown {
+  if (!isDatabaseUnavailable(error)) return error;
   const first = error instanceof AggregateError ? (error.errors[0] as Error | undefined) : undefined;
   const code = (error as { code?: string }).code ?? (first as { code?: string } | undefined)?.code;
-  if (!code || !UNAVAILABLE.has(code)) return error;
   const { hostname, port, pathname } = new URL(url);
   const reason = (error as Error).message || first?.message || code;
   return new DatabaseUnavailableError(`cannot use the database at ${hostname}:${port || 5432}${pathname} (${variable}): ${reason}`);

@@ -1,7 +1,10 @@
 import { Hono } from 'hono';
+import pino from 'pino';
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AppEnv } from '../../src/api/context.js';
+import { onError } from '../../src/api/errors.js';
 import { AppendMetrics } from '../../src/api/metrics.js';
 import { healthRoutes } from '../../src/api/routes/health.js';
 import { metricsRoutes } from '../../src/api/routes/metrics.js';
@@ -44,7 +47,7 @@ describe('probes while the database does not answer', () => {
   beforeAll(async () => {
     silent = createServer((socket) => sockets.add(socket)).listen(0, '127.0.0.1');
     await once(silent, 'listening');
-    pools = createPools(`postgres://nobody:x@127.0.0.1:${(silent.address() as AddressInfo).port}/none`, undefined, 1);
+    pools = createPools(`postgres://nobody:x@127.0.0.1:${(silent.address() as AddressInfo).port}/none`, undefined, 1, 300);
   });
   afterAll(async () => {
     for (const socket of sockets) socket.destroy();
@@ -63,5 +66,19 @@ describe('probes while the database does not answer', () => {
     expect(text).toMatch(/^auditledger_database_up 0$/m);
     expect(text).toMatch(/^auditledger_append_requests_total 0$/m);
     expect(text).not.toMatch(/^auditledger_chains /m);
+  });
+
+  it('a request that needs a connection the database does not complete gets a 503 to retry, not a 500 or no answer', async () => {
+    const app = new Hono<AppEnv>()
+      .use((c, next) => {
+        c.set('log', pino({ level: 'silent' }));
+        return next();
+      })
+      .get('/q', async (c) => c.json((await pools.app.query('SELECT 1')).rows));
+    app.onError(onError);
+    const res = await app.request('/q');
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('5');
+    expect(((await res.json()) as { error: unknown }).error).toEqual({ code: 'database_unavailable', message: 'the database is unavailable; retry later' });
   });
 });
