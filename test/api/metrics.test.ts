@@ -47,7 +47,7 @@ describe('probes while the database does not answer', () => {
   beforeAll(async () => {
     silent = createServer((socket) => sockets.add(socket)).listen(0, '127.0.0.1');
     await once(silent, 'listening');
-    pools = createPools(`postgres://nobody:x@127.0.0.1:${(silent.address() as AddressInfo).port}/none`, undefined, 1, 300);
+    pools = createPools(`postgres://nobody:x@127.0.0.1:${(silent.address() as AddressInfo).port}/none`, undefined, 1, 2000); // connections give up after 2 s, the probes after 0.3
   });
   afterAll(async () => {
     for (const socket of sockets) socket.destroy();
