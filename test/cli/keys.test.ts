@@ -1,7 +1,7 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 
 async function run(args: string[]) {
@@ -21,6 +21,7 @@ describe('auditledger key show', () => {
     expect(made.code).toBe(0);
     vkey = made.output.match(/^test-ledger\+[0-9a-f]{8}\+\S+$/m)![0];
   });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
 
   it('prints the verifier key of an existing key file, its name and key id, and never the private key', async () => {
     // The seed's base64 follows the fourth '+' and may itself contain '+'.

@@ -1,4 +1,4 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -15,15 +15,21 @@ describe('checkpoint schedule', () => {
   let db: TestDatabase;
   let t: TestApp;
   let job: CheckpointDeps;
+  const folders: string[] = [];
+  const tempFolder = async (prefix: string) => {
+    folders.push(await mkdtemp(path.join(os.tmpdir(), prefix)));
+    return folders.at(-1)!;
+  };
   beforeAll(async () => {
     db = await createTestDatabase();
     t = await createTestApp(db);
-    const archive = new LocalArchive(await mkdtemp(path.join(os.tmpdir(), 'auditledger-checkpoints-')));
+    const archive = new LocalArchive(await tempFolder('auditledger-checkpoints-'));
     job = { db: db.pools.owner, archive, key: t.keyring.current, origin: t.keyring.origin, log: pino({ level: 'silent' }) };
   });
   afterAll(async () => {
     await t?.close();
     await db?.drop();
+    await Promise.all(folders.map((folder) => rm(folder, { recursive: true, force: true })));
   });
 
   const append = async (token: string) => expect((await t.request('POST', '/v1/events', { token, body: { action: 'a' } })).status).toBe(201);
@@ -59,7 +65,7 @@ describe('checkpoint schedule', () => {
   });
 
   it('a service restarted well within the interval still signs a chain that is due', async () => {
-    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-checkpoints-serve-'));
+    const dataDir = await tempFolder('auditledger-checkpoints-serve-');
     const admin = `checkpoint-test-admin-${'x'.repeat(20)}`;
     // An hour: no process here lives long enough for a timer of its own to reach it.
     const env = { DATABASE_URL: db.ownerUrl, AUDITLEDGER_DATA_DIR: dataDir, AUDITLEDGER_ADMIN_TOKEN: admin, AUDITLEDGER_CHECKPOINT_INTERVAL: '3600' };
