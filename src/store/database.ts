@@ -75,12 +75,24 @@ export async function withTransaction<T>(db: pg.Pool, work: (client: pg.PoolClie
 
 /**
  * Runs `work` holding the session-level advisory lock `key` on a client of `db`: processes that
- * ask for the same key (on one database) run it one after another.
+ * ask for the same key (on one database) run it one after another. With `{ wait: false }`, when
+ * another holds the lock, `work` does not run and the answer is undefined.
  */
-export async function withSessionLock<T>(db: pg.Pool, key: bigint, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export function withSessionLock<T>(db: pg.Pool, key: bigint, work: (client: pg.PoolClient) => Promise<T>): Promise<T>;
+export function withSessionLock<T>(db: pg.Pool, key: bigint, work: (client: pg.PoolClient) => Promise<T>, options: { wait: false }): Promise<T | undefined>;
+export async function withSessionLock<T>(
+  db: pg.Pool,
+  key: bigint,
+  work: (client: pg.PoolClient) => Promise<T>,
+  options: { wait: boolean } = { wait: true },
+): Promise<T | undefined> {
   const client = await db.connect();
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [key.toString()]);
+    if (options.wait) await client.query('SELECT pg_advisory_lock($1)', [key.toString()]);
+    else {
+      const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key.toString()]);
+      if (!rows[0]?.locked) return undefined;
+    }
     try {
       return await work(client);
     } finally {

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { StoredEvent } from '../ledger/verify-events.js';
+import { withSessionLock } from './database.js';
 import { eventColumnsSql, toStored, type EventRow } from './events.js';
 
 /** Sealed bundles, the partitions due for sealing, and the events a bundle is built from. */
@@ -156,17 +157,6 @@ const SEAL_LOCK = 0x6175646974736c6bn; // "auditslk"
  * Runs `work` holding the seal lock, so one seal runs at a time across processes (the job and
  * `auditledger seal`). Returns undefined without running when another holds it.
  */
-export async function withSealLock<T>(db: pg.Pool, work: () => Promise<T>): Promise<T | undefined> {
-  const client = await db.connect();
-  try {
-    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [SEAL_LOCK.toString()]);
-    if (!rows[0]?.locked) return undefined;
-    try {
-      return await work();
-    } finally {
-      await client.query('SELECT pg_advisory_unlock($1)', [SEAL_LOCK.toString()]);
-    }
-  } finally {
-    client.release();
-  }
+export function withSealLock<T>(db: pg.Pool, work: () => Promise<T>): Promise<T | undefined> {
+  return withSessionLock(db, SEAL_LOCK, work, { wait: false });
 }
