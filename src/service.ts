@@ -2,6 +2,7 @@ import { serve } from '@hono/node-server';
 import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import type pg from 'pg';
 import { ensureAdminToken } from './admin-token.js';
 import { createApp, type AppDeps } from './api/app.js';
 import { ApiError } from './api/errors.js';
@@ -59,13 +60,21 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** How library mode connects where a URL cannot say it. */
+export interface Connection {
+  /** node-postgres's TLS options. */
+  ssl?: pg.PoolConfig['ssl'];
+  /** What an unreachable database's message names as the setting to fix. Default DATABASE_URL. */
+  source?: string;
+}
+
 /**
  * Opens the database (embedded or configured), migrates it, and connects pools. `command` (a CLI
  * verb) is recorded as a user of the embedded server; a second `serve` on one data dir gets InUseError.
  */
-export async function openDatabase(config: Config, log: Logger, command: string): Promise<Database> {
+export async function openDatabase(config: Config, log: Logger, command: string, connection: Connection = {}): Promise<Database> {
   const { ownerUrl, appUrl, embedded } = await database(config, log, command);
-  const pools = createPools(ownerUrl, appUrl, config.AUDITLEDGER_DB_POOL_SIZE, config.AUDITLEDGER_DB_CONNECT_TIMEOUT_SECONDS * 1000);
+  const pools = createPools(ownerUrl, appUrl, config.AUDITLEDGER_DB_POOL_SIZE, config.AUDITLEDGER_DB_CONNECT_TIMEOUT_SECONDS * 1000, connection.ssl);
   const close = async () => {
     await pools.end();
     await embedded?.stop();
@@ -73,7 +82,7 @@ export async function openDatabase(config: Config, log: Logger, command: string)
   try {
     const migrations = await readMigrations();
     const applied = await migrate(pools.owner, migrations).catch((error: unknown) => {
-      throw unavailable(error, ownerUrl, config.DATABASE_URL ? 'DATABASE_URL' : 'the embedded PostgreSQL');
+      throw unavailable(error, ownerUrl, config.DATABASE_URL ? (connection.source ?? 'DATABASE_URL') : 'the embedded PostgreSQL');
     });
     if (applied.length) log.info({ applied }, 'migrations applied');
     return { pools, embedded, schemaVersion: migrations.at(-1)?.version ?? 0, close };
@@ -153,6 +162,7 @@ export interface RuntimeOptions {
    * partitions are still made at start, and POST /v1/verify answers 503 jobs_disabled.
    */
   jobs: boolean;
+  connection?: Connection;
 }
 
 /**
@@ -162,7 +172,7 @@ export interface RuntimeOptions {
  */
 export async function startRuntime(config: Config, log: Logger, options: RuntimeOptions): Promise<Runtime> {
   const now = serverClock(config, log);
-  const { pools, embedded, schemaVersion } = await openDatabase(config, log, options.command);
+  const { pools, embedded, schemaVersion } = await openDatabase(config, log, options.command, options.connection);
   // Named steps, undone last first; a failed step does not keep the later ones from running.
   const stack: Step[] = [];
   const push = (name: string, stop: () => Promise<void>) => void stack.push({ name, stop });

@@ -169,6 +169,8 @@ export interface ClientOptions extends AuditLogClientOptions {
    * Without it, HTTP mode: `token` is the bearer of every request.
    */
   authorize?: (context: ChainContext) => Promise<string>;
+  /** Runs once close() has drained the client: library mode stops its jobs and pools there. */
+  afterClose?: () => Promise<void>;
 }
 
 /** GET /v1/token: the chain of the token. */
@@ -209,6 +211,7 @@ export class Client implements AuditLogClient {
   private readonly maxBulkEvents: number;
   private readonly validateOnQuery: boolean;
   private readonly authorize: ClientOptions['authorize'];
+  private readonly afterClose: ClientOptions['afterClose'];
   private context: ChainContext | undefined;
   /** HTTP mode: the check of each context named so far against the token's chain. */
   private readonly checked = new Map<string, Promise<void>>();
@@ -244,6 +247,7 @@ export class Client implements AuditLogClient {
     this.maxBulkEvents = integer('maxBulkEvents', options.maxBulkEvents ?? Number.MAX_SAFE_INTEGER, 1);
     this.validateOnQuery = options.validateOnQuery ?? false;
     this.authorize = options.authorize;
+    this.afterClose = options.afterClose;
     integer('retry.attempts', retry.attempts, 1);
     this.pauseMs = retry.maxDelayMs;
     const vkeys = typeof options.vkey === 'string' ? [options.vkey] : (options.vkey ?? []);
@@ -590,6 +594,7 @@ export class Client implements AuditLogClient {
       );
       for (const entry of batch.entries) entry.settle?.reject(error);
     }
+    await this.afterClose?.();
   }
 }
 
