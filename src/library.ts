@@ -209,10 +209,10 @@ function keyOrError<T>(option: string, read: () => T): T {
  */
 export function intervalCron(ms: number): string {
   const option = 'validation.scheduledValidationInterval';
-  if (ms % MINUTE_MS === 0 && ms < HOUR_MS && HOUR_MS % ms === 0) return `*/${ms / MINUTE_MS} * * * *`;
-  if (ms % HOUR_MS === 0 && ms < DAY_MS && DAY_MS % ms === 0) return `0 */${ms / HOUR_MS} * * *`;
   if (ms === HOUR_MS) return '0 * * * *';
   if (ms === DAY_MS) return '0 0 * * *';
+  if (ms % MINUTE_MS === 0 && ms < HOUR_MS && HOUR_MS % ms === 0) return `*/${ms / MINUTE_MS} * * * *`;
+  if (ms % HOUR_MS === 0 && ms < DAY_MS && DAY_MS % ms === 0) return `0 */${ms / HOUR_MS} * * *`;
   throw new LibraryOptionsError([
     `${option}: ${ms} ms is no schedule a cron can keep; give milliseconds of whole minutes dividing an hour (60000 … 1800000), whole hours dividing a day (3600000 … 43200000) or a day (86400000)`,
   ]);
