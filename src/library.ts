@@ -96,6 +96,8 @@ const optionsSchema = z.strictObject({
     })
     .optional(),
   jobs: z.boolean().optional(),
+  /** Seconds between checkpoints of chains that moved (AUDITLEDGER_CHECKPOINT_INTERVAL). Default 60. */
+  checkpointIntervalSeconds: positiveInt.max(2_147_483).optional(),
   spoolDir: z.string().min(1).optional(),
   maxBacklog: positiveInt.optional(),
   batchSize: positiveInt.max(1000).optional(),
@@ -117,7 +119,8 @@ const optionsSchema = z.strictObject({
  * - `validation.validateOnQuery`: query() verifies pages by default. `validation.scheduledValidationInterval`:
  *   ms between scheduled verifications (whole minutes dividing an hour, whole hours dividing a
  *   day, or a day); default every 15 minutes.
- * - `jobs`: run checkpoints, sealing, verification and partition upkeep here (default true).
+ * - `jobs`: run checkpoints, sealing, verification and partition upkeep here (default true);
+ *   `checkpointIntervalSeconds`: seconds between checkpoints of chains that moved (default 60).
  * - `spoolDir`, `maxBacklog`, `batchSize`, `flushIntervalMs`, `retry`, `onError`: as the HTTP client's.
  * - `logLevel` (default warn) or `logger` (a pino logger).
  */
@@ -225,6 +228,7 @@ function libraryConfig(options: z.output<typeof optionsSchema>, url: string, arc
     AUDITLEDGER_DB_POOL_SIZE: options.database.poolSize?.toString(),
     AUDITLEDGER_PARTITION_DAYS_AHEAD: options.partitionDays?.toString(),
     AUDITLEDGER_SEAL_AFTER_DAYS: options.sealAfterDays?.toString(),
+    AUDITLEDGER_CHECKPOINT_INTERVAL: options.checkpointIntervalSeconds?.toString(),
     AUDITLEDGER_ARCHIVE: archive,
     AUDITLEDGER_VERIFY_CRON: options.validation?.scheduledValidationInterval === undefined ? undefined : intervalCron(options.validation.scheduledValidationInterval),
     AUDITLEDGER_LOG_LEVEL: logLevel,
