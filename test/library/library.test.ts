@@ -9,22 +9,10 @@ import { checkpointKey } from '../../src/archive/layout.js';
 import { encodeSigningKey, generateSigningKey, verifierKey } from '../../src/ledger/keys.js';
 import { verifyChain } from '../../src/store/chain-verify.js';
 import { createTenant, createTestApp, type TestApp } from '../helpers/app.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { createTestDatabase, databaseOptions, type TestDatabase } from '../helpers/database.js';
 
 const key = generateSigningKey('library-test');
 const QUIET = { logLevel: 'silent' as const, flushIntervalMs: 5, retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 } };
-
-/** The seed's `database` shape, from a test database's owner URL. */
-export function databaseOptions(url: string) {
-  const u = new URL(url);
-  return {
-    host: u.hostname,
-    port: Number(u.port),
-    user: decodeURIComponent(u.username),
-    password: decodeURIComponent(u.password),
-    database: u.pathname.slice(1),
-  };
-}
 
 async function all(events: AsyncIterable<StoredEvent>): Promise<StoredEvent[]> {
   const list: StoredEvent[] = [];
