@@ -134,8 +134,6 @@ interface Step {
  * library mode's in-process bearers). stop() undoes it all in reverse order of start.
  */
 export interface Runtime {
-  config: Config;
-  log: Logger;
   pools: Pools;
   embedded: EmbeddedPostgres<{ ownerUrl: string; appUrl: string }> | undefined;
   app: Omit<AppDeps, 'credentials'>;
@@ -232,8 +230,6 @@ export async function startRuntime(config: Config, log: Logger, options: Runtime
     });
     push('group commit flush', () => groupCommit.flushed());
     return {
-      config,
-      log,
       pools,
       embedded,
       app: { config, pools, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion },

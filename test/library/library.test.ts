@@ -131,6 +131,17 @@ describe("library mode: the seed's usage, from initializeDatabase to close()", (
     expect(rows).toHaveLength(1);
   });
 
+  it('jobs: false appends without running jobs here; verify() says the jobs are off', async () => {
+    const client = open({ jobs: false }).setContext('no-jobs', 'production');
+    expect((await client.createEvent({ action: 'x' })).seq).toBe(1);
+    await expect(client.verify()).rejects.toMatchObject({ status: 503, code: 'jobs_disabled' });
+    const { rows } = await db.pools.owner.query<{ id: string }>("SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id WHERE p.name = 'no-jobs'");
+    client.setContext('no-jobs', randomUUID());
+    await expect(client.createEvent({ action: 'y' })).rejects.toThrow(/there is no environment with the id/);
+    client.setContext('no-jobs', rows[0]!.id);
+    expect((await client.createEvent({ action: 'z' })).seq).toBe(2);
+  });
+
   it('wormEnabled: checkpoints are signed and put in the archive folder', async () => {
     const client = open();
     await client.setContext('worm', 'production').createEvent({ action: 'x' });
