@@ -64,7 +64,7 @@ describe('the packed packages, installed', () => {
   let db: TestDatabase;
   let dataDir: string;
   let server: RunningCli;
-  let ledger: { url: string; token: string; vkey: string };
+  let ledger: { url: string; token: string; vkey: string; projectId: string; environmentId: string };
 
   beforeAll(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'auditledger-packages-'));
@@ -89,7 +89,7 @@ describe('the packed packages, installed', () => {
       AUDITLEDGER_ALLOW_CLOCK_OFFSET: 'true',
     }, { cwd: app });
     const [, url] = await server.waitFor(LISTENING);
-    const { token } = await tokenOverHttp(url!, ADMIN);
+    const { token, projectId, environmentId } = await tokenOverHttp(url!, ADMIN);
     // A second chain with an event: two bundles to seal, so that verify-archive checks them on threads.
     const other = await tokenOverHttp(url!, ADMIN);
     const posted = await fetch(`${url}/v1/events`, {
@@ -99,7 +99,7 @@ describe('the packed packages, installed', () => {
     });
     expect(posted.status).toBe(201);
     const { keys } = (await (await fetch(`${url}/v1/keys`)).json()) as { keys: { vkey: string }[] };
-    ledger = { url: url!, token, vkey: keys[0]!.vkey };
+    ledger = { url: url!, token, vkey: keys[0]!.vkey, projectId, environmentId };
   }, 240_000);
 
   afterAll(async () => {
@@ -275,7 +275,97 @@ client.createAuditLogClient({ token: 'alt_x' });
     expect(checked.stdout).toBe('');
   });
 
-  // Library mode's scripts go here: one `it` each, writing and running a script with `script(app, ...)`.
+  /** Library mode's settings: the server's database and signing key, so both sign as one ledger. */
+  const libraryEnv = async () => ({
+    ...env(),
+    DATABASE_URL: db.ownerUrl,
+    SIGNING_KEY: await readFile(path.join(dataDir, 'signing-key'), 'utf8'),
+    LEDGER_PROJECT: ledger.projectId,
+    LEDGER_ENVIRONMENT: ledger.environmentId,
+  });
+
+  it("library mode from ESM: the seed's usage, from initializeDatabase to close()", async () => {
+    const result = await script(
+      app,
+      'library.mjs',
+      `import { createAuditLogClient, initializeDatabase } from 'auditledger';
+const url = new URL(process.env.DATABASE_URL);
+const dbConfig = { host: url.hostname, port: Number(url.port), user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), database: url.pathname.slice(1), poolSize: 4 };
+const client = createAuditLogClient({
+  database: dbConfig,
+  crypto: { privateKey: process.env.SIGNING_KEY, publicKey: process.env.LEDGER_VKEY },
+  application: { maxBulkEvents: 100 },
+  partitionDays: 3,
+  sealAfterDays: 7,
+  wormEnabled: false,
+  validation: { validateOnQuery: true, scheduledValidationInterval: 15 * 60_000 },
+});
+await initializeDatabase(dbConfig);
+client.setContext('package-project', 'production');
+const first = await client.createEvent({ action: 'library.login', crud: 'c', actor: { id: 'u-42', name: 'Ana' } });
+const bulk = await client.createEvents({ events: [{ action: 'library.read', crud: 'r' }, { action: 'library.update', crud: 'u' }] });
+const array = await client.createEvents([{ action: 'library.delete', crud: 'd' }]);
+const stored = [];
+for await (const event of client.query({ order: 'asc' })) stored.push([event.seq, event.event.action]);
+await client.close();
+console.log(JSON.stringify({ seqs: [first, ...bulk, ...array].map((r) => r.seq), stored }));
+`,
+      await libraryEnv(),
+    );
+    expect(result.seqs).toEqual([1, 2, 3, 4]);
+    expect(result.stored).toEqual([
+      [1, 'library.login'],
+      [2, 'library.read'],
+      [3, 'library.update'],
+      [4, 'library.delete'],
+    ]);
+  });
+
+  it('library mode from CommonJS and the installed server append to one chain at once: gapless, verifying', async () => {
+    const result = await script(
+      app,
+      'shared-chain.cjs',
+      `const { createAuditLogClient } = require('auditledger');
+const { createAuditLogClient: createHttpClient } = require('@auditledger/client');
+(async () => {
+  const library = createAuditLogClient({ database: { connectionString: process.env.DATABASE_URL }, crypto: { privateKey: process.env.SIGNING_KEY } });
+  library.setContext(process.env.LEDGER_PROJECT, process.env.LEDGER_ENVIRONMENT);
+  const http = createHttpClient({ url: process.env.LEDGER_URL, token: process.env.LEDGER_TOKEN, batchSize: 7 });
+  const events = (who) => Array.from({ length: 150 }, (_, i) => ({ action: 'shared.' + who, external_id: who + '-' + i }));
+  const sent = [];
+  for (let round = 0; round < 5; round++) {
+    sent.push(library.createEvents(events('library').slice(round * 30, round * 30 + 30)));
+    sent.push(http.createEvents(events('http').slice(round * 30, round * 30 + 30)));
+  }
+  const receipts = (await Promise.all(sent)).flat();
+  await Promise.all([library.close(), http.close()]);
+  console.log(JSON.stringify({ seqs: receipts.map((r) => r.seq).sort((a, b) => a - b) }));
+})();
+`,
+      await libraryEnv(),
+    );
+    const seqs: number[] = result.seqs;
+    expect(seqs).toHaveLength(300);
+    expect(new Set(seqs).size).toBe(300);
+    // The whole chain, checked by the server: the library's events are ordinary links of it.
+    const headers = { authorization: `Bearer ${ledger.token}` };
+    const head = (await (await fetch(`${ledger.url}/v1/chain`, { headers })).json()) as { seq: number };
+    const all: number[] = [];
+    for (let cursor = ''; ; ) {
+      const page = (await (await fetch(`${ledger.url}/v1/events?order=asc&limit=1000&verify=true${cursor}`, { headers })).json()) as {
+        events: { seq: number }[];
+        next_cursor: string | null;
+        verification: { ok: boolean; failures: unknown[] };
+      };
+      expect(page.verification, JSON.stringify(page.verification.failures)).toMatchObject({ ok: true });
+      all.push(...page.events.map((e) => e.seq));
+      if (!page.next_cursor) break;
+      cursor = `&cursor=${page.next_cursor}`;
+    }
+    expect(all).toEqual(Array.from({ length: head.seq }, (_, i) => i + 1));
+    expect(seqs.at(-1)).toBe(head.seq);
+  });
+
 
   it('seal and verify-archive run from the installed package, verify-archive on its worker threads', async () => {
     server.child.kill('SIGTERM');
