@@ -37,6 +37,9 @@ export type AuditLog = AuditLogClient;
  * or RangeError/TypeError (HTTP mode) for options that are wrong, naming the option.
  */
 export function createAuditLogClient(options: LibraryOptions | AuditLogClientOptions): AuditLog {
+  if (options !== null && typeof options === 'object' && 'database' in options && 'url' in options) {
+    throw new LibraryOptionsError(['options: give `database` (library mode) or `url` and `token` (HTTP mode), not both']);
+  }
   if (options !== null && typeof options === 'object' && 'database' in options) return createLibraryClient(options);
   if (options !== null && typeof options === 'object' && 'url' in options && 'token' in options) return createHttpClient(options);
   throw new LibraryOptionsError(['options: give `database` (and `crypto`) for library mode, or `url` and `token` for HTTP mode']);

@@ -1,7 +1,7 @@
 // Library mode: the ledger inside the application's own process. The client is the HTTP client
 // (batching, backlog, spool, retries), but its requests go to the server's own app in-process,
 // with no socket: validation, idempotency, group commit, verification and errors are the server's.
-import { createPrivateKey, createPublicKey, randomBytes, randomUUID, type KeyObject } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
@@ -12,10 +12,10 @@ import { nameSchema } from './api/schemas.js';
 import { LocalArchive } from './archive/local.js';
 import { Client, ContextError, type AuditLogClient, type ChainContext, type ClientOptions } from './client/client.js';
 import { loadConfig, type Config } from './config.js';
-import { KeyError, parseSigningKey, parseVerifierKey, signingKeyFromSeed, verifierKey, type SigningKey, type VerifierKey } from './ledger/keys.js';
+import { KeyError, parseVerifierKey, verifierKey, type SigningKey, type VerifierKey } from './ledger/keys.js';
 import { startRuntime, type Runtime } from './service.js';
-import type { Keyring } from './signing-key.js';
-import { unavailable } from './store/errors.js';
+import { PEM_KEY_NAME, readPublicKey, readSigningKey, type Keyring } from './signing-key.js';
+import { isLoginRefused, unavailable } from './store/errors.js';
 import { migrate } from './store/migrate.js';
 import { findOrCreateChain, UnknownTenantError } from './store/tenants.js';
 import { SCOPES } from './store/tokens.js';
@@ -29,7 +29,6 @@ export class LibraryOptionsError extends Error {
 }
 
 const DEFAULT_ARCHIVE = './.auditledger/archive';
-const DEFAULT_KEY_NAME = 'auditledger';
 const MINUTE_MS = 60_000;
 const HOUR_MS = 60 * MINUTE_MS;
 const DAY_MS = 24 * HOUR_MS;
@@ -152,44 +151,11 @@ function connection(database: z.output<typeof databaseSchema>): { url: string; s
   return { url: url.toString(), ssl };
 }
 
-/** A PEM's key, or a LibraryOptionsError naming `option` (the PEM itself is never repeated). */
-function pemKey(option: string, text: string, read: (pem: string) => KeyObject, expects: string): KeyObject {
-  let key: KeyObject;
-  try {
-    key = read(text);
-  } catch {
-    throw new LibraryOptionsError([`${option}: not a readable PEM key (expects ${expects})`]);
-  }
-  if (key.asymmetricKeyType !== 'ed25519') {
-    throw new LibraryOptionsError([
-      `${option}: ${(key.asymmetricKeyType ?? 'unknown').toUpperCase()} keys are refused: checkpoints are signed with Ed25519 (C2SP signed-note); expects ${expects}`,
-    ]);
-  }
-  return key;
-}
-
-const PRIVATE_EXPECTS = 'our signing key text from `auditledger keygen` (PRIVATE+KEY+…), or an Ed25519 PKCS#8 PEM';
-const PUBLIC_EXPECTS = 'our verifier key text (`auditledger key show`), or an Ed25519 SPKI PEM';
-
 /** The signing key `crypto.privateKey` holds, checked against `crypto.publicKey` when given. */
 function signingKey(crypto: z.output<typeof optionsSchema>['crypto']): SigningKey {
-  const text = crypto.privateKey.trim();
-  let key: SigningKey;
-  if (text.startsWith('-----BEGIN')) {
-    const pem = pemKey('crypto.privateKey', text, (p) => createPrivateKey(p), PRIVATE_EXPECTS);
-    // The JWK of an Ed25519 private key carries its 32-byte RFC 8032 seed as `d`.
-    const seed = Buffer.from(pem.export({ format: 'jwk' }).d!, 'base64url');
-    key = keyOrError('crypto.keyName', () => signingKeyFromSeed(crypto.keyName ?? DEFAULT_KEY_NAME, seed));
-  } else if (text.startsWith('PRIVATE+KEY+')) {
-    key = keyOrError('crypto.privateKey', () => parseSigningKey(text));
-  } else {
-    throw new LibraryOptionsError([`crypto.privateKey: not a signing key; expects ${PRIVATE_EXPECTS}`]);
-  }
+  const key = keyOrError('crypto.privateKey', () => readSigningKey(crypto.privateKey, crypto.keyName ?? PEM_KEY_NAME));
   if (crypto.publicKey !== undefined) {
-    const given = crypto.publicKey.trim();
-    const publicKey = given.startsWith('-----BEGIN')
-      ? Buffer.from(pemKey('crypto.publicKey', given, (p) => createPublicKey(p), PUBLIC_EXPECTS).export({ format: 'jwk' }).x!, 'base64url')
-      : keyOrError('crypto.publicKey', () => parseVerifierKey(given)).publicKey;
+    const publicKey = keyOrError('crypto.publicKey', () => readPublicKey(crypto.publicKey!));
     if (!Buffer.from(publicKey).equals(Buffer.from(key.publicKey))) {
       throw new LibraryOptionsError([`crypto.publicKey: is not the public key of crypto.privateKey, whose verifier key is ${verifierKey(key)}`]);
     }
@@ -325,9 +291,13 @@ export function createLibraryClient(input: LibraryOptions): AuditLogClient {
       archive: archivePath ? new LocalArchive(archivePath) : undefined,
       jobs: options.jobs ?? true,
       connection: { ssl, source: 'database' },
+    }).catch((error: unknown) => {
+      // A failed start is tried again by the next request, unless the database refused the
+      // login: no retry cures a wrong password or database name, so the client must not wait.
+      runtime = undefined;
+      if (isLoginRefused((error as Error).cause ?? error)) Object.assign(error as Error, { retryable: false });
+      throw error;
     });
-    // A failed start is tried again by the next request.
-    runtime.catch(() => (runtime = undefined));
     return runtime;
   };
   const credentials = new ContextCredentials(async () => (await started()).pools.app, config.AUDITLEDGER_MAX_NAME_LENGTH);

@@ -183,6 +183,7 @@ describe('library mode: bad options name the option, never the secret', () => {
       /validation\.scheduledValidationInterval: 2700000 ms is no schedule a cron can keep/,
     );
     expect(refusal({ url: 'http://x' })).toMatch(/give `database`/);
+    expect(refusal({ database, crypto, url: 'http://x', token: 't' })).toMatch(/give `database` \(library mode\) or `url` and `token` \(HTTP mode\), not both/);
   });
 
   it('refuses RSA and EC PEM keys, a key of another form, and a publicKey that is not the key', () => {
