@@ -604,13 +604,14 @@ export class Client implements AuditLogClient {
    * naming its own fields (`source_ip: …`), and the rest go in the next request; otherwise all are.
    */
   private refuse(batch: Batch, count: number, error: Error): void {
-    const named = error instanceof LedgerHttpError ? problemsByEvent(error.details, count) : undefined;
+    const http = error instanceof LedgerHttpError ? error : undefined;
+    const named = http && problemsByEvent(http.details, count);
     batch.failure ??= error;
     const kept: Entry[] = [];
     batch.entries.slice(0, count).forEach((entry, i) => {
       const problems = named?.get(i);
       if (!named) this.reject(entry, error);
-      else if (problems) this.reject(entry, new LedgerHttpError((error as LedgerHttpError).status, (error as LedgerHttpError).code, fieldsMessage(problems), problems));
+      else if (problems) this.reject(entry, new LedgerHttpError(http!.status, http!.code, fieldsMessage(problems), problems));
       else kept.push(entry);
     });
     batch.entries.splice(0, count, ...kept);
