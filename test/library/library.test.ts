@@ -237,7 +237,14 @@ describe("HTTP mode: setContext checks the token's chain; createEvents takes {ev
   it('accepts the ids or names of the token chain, and rejects events for another chain', async () => {
     const tenant = await createTenant(t, 'http-mode', ['events:write']);
     const open = () =>
-      createAuditLogClient({ url: 'http://ledger.test', token: tenant.token, fetch: (async (url: string, init: RequestInit) => t.fetch(new Request(url, init))) as typeof fetch, ...QUIET });
+      createAuditLogClient({
+        url: 'http://ledger.test',
+        token: tenant.token,
+        fetch: (async (url: string, init: RequestInit) => t.fetch(new Request(url, init))) as typeof fetch,
+        // The HTTP client refuses library mode's options (logLevel).
+        flushIntervalMs: QUIET.flushIntervalMs,
+        retry: QUIET.retry,
+      });
     const byNames = open().setContext('http-mode', 'production');
     const receipts = await byNames.createEvents({ events: [{ action: 'a' }, { action: 'b' }] });
     expect(receipts.map((r) => r.seq)).toEqual([1, 2]);
