@@ -142,6 +142,25 @@ describe("library mode: the seed's usage, from initializeDatabase to close()", (
     expect((await client.createEvent({ action: 'z' })).seq).toBe(2);
   });
 
+  it('a login the database refuses fails the events at once, naming the database and never the password', async () => {
+    const wrong = { ...databaseOptions(db.ownerUrl), password: 'not-the-password-hunter2' };
+    const none = { ...databaseOptions(db.ownerUrl), password: undefined };
+    for (const [database, reason] of [
+      [wrong, /password authentication failed/],
+      [none, /the server asks for a password and none was given/],
+    ] as const) {
+      // Retries that would wait for ever: a refused login must not be taken for an outage.
+      const client = open({ database, retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 60_000 } });
+      client.setContext('refused-login', 'production');
+      const started = Date.now();
+      const error = (await client.createEvent({ action: 'never.stored' }).catch((e: unknown) => e)) as Error;
+      expect(error.message).toMatch(/cannot use the database at [^ ]+ \(database\)/);
+      expect(error.message).toMatch(reason);
+      expect(error.message).not.toContain('hunter2');
+      expect(Date.now() - started).toBeLessThan(20_000);
+    }
+  });
+
   it('wormEnabled: checkpoints are signed and put in the archive folder', async () => {
     const client = open();
     await client.setContext('worm', 'production').createEvent({ action: 'x' });
