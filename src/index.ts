@@ -9,6 +9,7 @@ export {
   BacklogFullError,
   ClientClosedError,
   ContextError,
+  CreateEventsError,
   DeliveryError,
   LedgerHttpError,
   VerificationError,

@@ -1,5 +1,6 @@
 import { writeFile } from 'node:fs/promises';
-import { encodeSigningKey, generateSigningKey, isValidKeyName, keyIdHex, parseSigningKey, verifierKey } from '../ledger/keys.js';
+import { encodeSigningKey, generateSigningKey, isValidKeyName, keyIdHex, verifierKey } from '../ledger/keys.js';
+import { PEM_KEY_NAME, readSigningKey } from '../signing-key.js';
 import { verifyProofDocument } from '../ledger/verify-proof.js';
 import { parseOptions, readArgumentFile, UsageError, verifierKeys, type Verb } from './verb.js';
 
@@ -63,7 +64,7 @@ export const key: Verb = {
   summary: 'key utilities: show prints the verifier key of a signing key file',
   usage: `auditledger key show FILE
 
-Reads the signing key in FILE (as keygen writes it, or AUDITLEDGER_SIGNING_KEY_FILE) and prints its
+Reads the signing key in FILE (as keygen writes it, an Ed25519 PEM, or AUDITLEDGER_SIGNING_KEY_FILE) and prints its
 verifier key (vkey) on stdout, and its name and key id on stderr. Never prints the private key.
 Exit code 2 when FILE cannot be read, 1 when it is not a valid signing key.`,
   async run(args) {
@@ -73,7 +74,7 @@ Exit code 2 when FILE cannot be read, 1 when it is not a valid signing key.`,
     const text = await readArgumentFile(file);
     let signingKey;
     try {
-      signingKey = parseSigningKey(text);
+      signingKey = readSigningKey(text, PEM_KEY_NAME);
     } catch (error) {
       process.stderr.write(`auditledger key: ${file} is not a usable signing key: ${(error as Error).message}\n`);
       return 1;

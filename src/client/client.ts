@@ -8,19 +8,20 @@ import type { AuditEvent, Crud } from '../ledger/event.js';
 import { decodeBase64, parseVerifierKey, type VerifierKey } from '../ledger/keys.js';
 import { NoteError } from '../ledger/note.js';
 import { ProofError, verifyConsistency } from '../ledger/proof.js';
-import { BacklogFullError, ClientClosedError, ContextError, DeliveryError, LedgerHttpError, VerificationError } from './errors.js';
+import { BacklogFullError, ClientClosedError, ContextError, CreateEventsError, DeliveryError, LedgerHttpError, VerificationError } from './errors.js';
 import { Http, httpError, isNonRetryable, type Bearer, type RetryPolicy } from './http.js';
 import { isPlainObject, strictJson } from './json.js';
 import { checkHttpOptions, integer, MAX_TIMER_MS, optional, retryPolicy } from './options.js';
-import { Spool, type ChainContext, type SpooledEntry, type SpoolFile } from './spool.js';
+import { checkSpoolDir, Spool, type ChainContext, type SpooledEntry, type SpoolFile } from './spool.js';
 
-export { BacklogFullError, ClientClosedError, ContextError, DeliveryError, LedgerHttpError, VerificationError } from './errors.js';
+export { BacklogFullError, ClientClosedError, ContextError, CreateEventsError, DeliveryError, LedgerHttpError, VerificationError } from './errors.js';
 export type { ChainContext } from './spool.js';
 export type { RetryPolicy } from './http.js';
 
 /**
- * An event to append. Without an `idempotency_key` one is generated; without `created`, the time
- * it was queued; a Date `created` is sent as its ISO 8601 string. It must be JSON as it is (see
+ * An event to append. Without an `idempotency_key` one is generated, and a missing `created` is
+ * the time it was queued (with the caller's own key, the event is sent as given, so that calling
+ * again with it finds the first); a Date `created` is sent as its ISO 8601 string. It must be JSON as it is (see
  * createEvent): a member whose value is undefined is left out, anything JSON cannot hold is refused.
  */
 export type NewEvent = Omit<AuditEvent, 'created'> & { created?: string | Date; idempotency_key?: string };
@@ -155,7 +156,10 @@ export interface AuditLogClient {
   /**
    * Queues the events, given as an array or as `{events}` (none of them when the backlog has no
    * room for all, when they are more than maxBulkEvents, or when one is not JSON as it is: a
-   * TypeError naming it, `events[3].metadata.n: …`); resolves with their receipts.
+   * TypeError naming it, `events[3].metadata.n: …`); resolves with their receipts. When the
+   * ledger stores some and refuses others, rejects with a CreateEventsError naming the first
+   * refused by its index and holding each event's receipt or error; when it stores none, with
+   * the first reason.
    */
   createEvents(events: NewEvents): Promise<Receipt[]>;
   /** Every matching event, fetching page after page through next_cursor. */
@@ -299,11 +303,12 @@ export class Client implements AuditLogClient {
     this.afterClose = options.afterClose;
     this.pauseMs = retry.maxDelayMs;
     this.verifiers = verifierKeys(options.vkey);
-    this.onError = optional('onError', options.onError, 'function', (error: Error) => console.error('auditledger client:', error));
+    this.onError = optional('onError', options.onError, 'function', (error: Error) => console.error(`auditledger client: ${error.message}`));
     const timeoutMs = integer('timeoutMs', options.timeoutMs ?? 10_000, 1, MAX_TIMER_MS);
     const base = options.url.replace(/\/+$/, '');
     this.http = new Http(base, options.token, retry, timeoutMs, optional('fetch', options.fetch, 'function', globalThis.fetch));
     const spoolDir = optional<string | undefined>('spoolDir', options.spoolDir, 'string', undefined);
+    if (spoolDir !== undefined) checkSpoolDir(spoolDir);
     this.spool = spoolDir === undefined ? undefined : new Spool(spoolDir, this.onError);
     this.recovered = this.recover();
   }
@@ -353,7 +358,13 @@ export class Client implements AuditLogClient {
     } catch (error) {
       return Promise.reject(error as Error);
     }
-    return Promise.all(prepared.map((event) => new Promise<Receipt>((resolve, reject) => this.enqueue(event, { resolve, reject }))));
+    const queued = prepared.map((event) => new Promise<Receipt>((resolve, reject) => this.enqueue(event, { resolve, reject })));
+    return Promise.allSettled(queued).then((results) => {
+      if (results.every((r) => r.status === 'fulfilled')) return results.map((r) => (r as PromiseFulfilledResult<Receipt>).value);
+      // Some stored, some not: the caller must learn which. None stored: the first reason is all.
+      if (results.some((r) => r.status === 'fulfilled')) throw new CreateEventsError(results);
+      throw (results[0] as PromiseRejectedResult).reason;
+    });
   }
 
   async *query(filters: EventFilters = {}): AsyncIterable<StoredEvent> {
@@ -674,7 +685,10 @@ export class Client implements AuditLogClient {
  */
 function prepare(event: NewEvent, path: string): Prepared {
   if (!isPlainObject(event)) throw new TypeError(`${path}: must be an object`);
-  const key = event.idempotency_key ?? randomUUID();
+  // An event with the caller's own key is sent as given: a `created` filled in here would differ
+  // between two calls of it, and the ledger would answer the second with idempotency_conflict.
+  if (event.idempotency_key !== undefined) return { json: strictJson(event, path), key: event.idempotency_key };
+  const key = randomUUID();
   return { json: strictJson({ ...event, created: event.created ?? new Date(), idempotency_key: key }, path), key };
 }
 

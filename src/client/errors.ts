@@ -57,3 +57,22 @@ export class VerificationError extends Error {
     super(`the events read do not verify: ${failures.map((f) => `seq ${f.seq}: ${f.reason}`).join('; ')}`);
   }
 }
+
+/**
+ * Some events of one createEvents call were not stored. `results` has one entry per event, in
+ * order: its receipt (stored) or why not. The message names the first failure by its index
+ * (`events[1]: …`) and counts the events stored.
+ */
+export class CreateEventsError extends Error {
+  override name = 'CreateEventsError';
+  readonly receipts: readonly ({ id: string; seq: number } | undefined)[];
+  readonly errors: readonly (Error | undefined)[];
+  constructor(results: readonly PromiseSettledResult<{ id: string; seq: number }>[]) {
+    const firstFailed = results.findIndex((r) => r.status === 'rejected');
+    const failure = (results[firstFailed] as PromiseRejectedResult).reason as Error;
+    const stored = results.filter((r) => r.status === 'fulfilled').length;
+    super(`events[${firstFailed}]: ${failure.message} (${stored} of ${results.length} events stored; see receipts and errors)`, { cause: failure });
+    this.receipts = results.map((r) => (r.status === 'fulfilled' ? r.value : undefined));
+    this.errors = results.map((r) => (r.status === 'rejected' ? (r.reason as Error) : undefined));
+  }
+}

@@ -41,6 +41,10 @@ function write(value: unknown, path: string, ancestors: Set<object>): string {
   let json: string;
   if (Array.isArray(object)) {
     // A for loop, not map: map skips the holes of a sparse array, which are undefined.
+    const extra = Object.keys(object).find((key) => !/^(0|[1-9]\d*)$/.test(key));
+    if (extra !== undefined || Object.getOwnPropertySymbols(object).length > 0) {
+      throw new TypeError(`${path}: an array with a property of its own (${extra === undefined ? 'a symbol' : JSON.stringify(extra)}) is not JSON`);
+    }
     const items: string[] = [];
     for (let i = 0; i < object.length; i++) items.push(write(object[i], `${path}[${i}]`, ancestors));
     json = `[${items.join(',')}]`;

@@ -1,5 +1,6 @@
 // The client's disk spool: events survive a ledger outage and a client restart.
 import { randomUUID } from 'node:crypto';
+import { accessSync, constants, statSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { AuditEvent } from '../ledger/event.js';
@@ -81,6 +82,28 @@ async function appendDurably(file: string, text: string, isNew: boolean): Promis
     } finally {
       await dir.close();
     }
+  }
+}
+
+/**
+ * Checks `dir` when the client is made, so that a spool that cannot work is a mistake at once,
+ * not a quiet fallback to memory later: throws a TypeError naming spoolDir when it is not a folder
+ * or not writable. A folder that does not exist yet is made on first use.
+ */
+export function checkSpoolDir(dir: string): void {
+  let isFolder: boolean;
+  try {
+    isFolder = statSync(dir).isDirectory();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    throw new TypeError(`spoolDir: cannot use ${dir} (${code})`);
+  }
+  if (!isFolder) throw new TypeError(`spoolDir: ${dir} is not a folder`);
+  try {
+    accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch {
+    throw new TypeError(`spoolDir: ${dir} is not writable by this process`);
   }
 }
 

@@ -8,6 +8,7 @@ import { appendLeaves, rangeRoot } from '../ledger/compact-range.js';
 import { GENESIS_PREV } from '../ledger/event.js';
 import type { SigningKey } from '../ledger/keys.js';
 import { insertCheckpoint, leaves, movedChains, type MovedChain } from '../store/checkpoints.js';
+import { isDatabaseUnavailable } from '../store/errors.js';
 
 export const CHECKPOINT_QUEUE = 'auditledger-checkpoints';
 
@@ -97,7 +98,9 @@ export async function scheduleCheckpoints(boss: PgBoss, deps: CheckpointDeps, in
     // The true clock, not AUDITLEDGER_CLOCK_OFFSET's: created_at is the database's.
     await runCheckpoints(deps, { intervalMs: intervalSeconds * 1000, now: Date.now() });
   });
-  const ask = () => boss.send(CHECKPOINT_QUEUE, {}).catch((error: unknown) => deps.log.error({ err: error }, 'cannot queue checkpoints'));
+  // During a database outage every ask fails alike: debug only (serve's probe logs the outage once).
+  const ask = () =>
+    boss.send(CHECKPOINT_QUEUE, {}).catch((error: unknown) => deps.log[isDatabaseUnavailable(error) ? 'debug' : 'error']({ err: error }, 'cannot queue checkpoints'));
   await ask();
   const timer = setInterval(ask, Math.max(1, intervalSeconds / 4) * 1000);
   timer.unref();

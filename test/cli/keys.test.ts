@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -46,7 +47,19 @@ describe('auditledger key show', () => {
     await writeFile(verifier, `${vkey}\n`);
     const wrong = await run(['key', 'show', verifier]);
     expect(wrong.code).toBe(1);
-    expect(wrong.output).toMatch(/^auditledger key: .*verifier\.key is not a usable signing key: .*is this a verifier key\?\)\n$/);
+    expect(wrong.output).toMatch(/^auditledger key: .*verifier\.key is not a usable signing key: not a signing key; expects our signing key text[^\n]*\n$/);
+
+    // An Ed25519 PEM is a signing key (as AUDITLEDGER_SIGNING_KEY_FILE takes it); an RSA one is refused by name.
+    const ed = path.join(dir, 'ed25519.pem');
+    await writeFile(ed, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const fromPem = await run(['key', 'show', ed]);
+    expect(fromPem.code, fromPem.output).toBe(0);
+    expect(fromPem.output).toMatch(/^signing key "auditledger", key id [0-9a-f]{8}, in /m);
+    const rsa = path.join(dir, 'rsa.pem');
+    await writeFile(rsa, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const refused = await run(['key', 'show', rsa]);
+    expect(refused.code).toBe(1);
+    expect(refused.output).toMatch(/rsa\.pem is not a usable signing key: RSA keys are refused: checkpoints are signed with Ed25519/);
 
     // A mangled file whose key id field holds the seed: the error does not repeat it.
     // The seed's base64 follows the fourth '+' and may itself contain '+'.

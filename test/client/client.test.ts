@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   BacklogFullError,
   createAuditLogClient,
+  CreateEventsError,
   DeliveryError,
   LedgerHttpError,
   type AuditLogClientOptions,
@@ -150,6 +151,32 @@ describe('audit log client against a real server', () => {
     expect(counter.appends).toBe(3);
     expect(await externalIds(token, 'refused.test')).toEqual(['good']);
     await Promise.all([audit.close(), unauthorized.close()]);
+  });
+
+  it('createEvents with one refused event: the others are stored, and the error names the index and holds their receipts', async () => {
+    const token = await newToken();
+    const audit = client(token);
+    const error = (await audit
+      .createEvents([{ action: 'partial.test', external_id: 'p-0' }, { action: 'partial.test', external_id: 'p-1', crud: 'zz' as 'c' }, { action: 'partial.test', external_id: 'p-2' }])
+      .catch((e: unknown) => e)) as CreateEventsError;
+    expect(error).toBeInstanceOf(CreateEventsError);
+    expect(error.message).toMatch(/^events\[1\]: auditledger answered 400 invalid_request: crud: .* \(2 of 3 events stored; see receipts and errors\)$/);
+    expect(error.receipts.map((r) => r?.seq)).toEqual([1, undefined, 2]);
+    expect(error.errors.map((e) => e?.name)).toEqual([undefined, 'LedgerHttpError', undefined]);
+    expect(await externalIds(token, 'partial.test')).toEqual(['p-0', 'p-2']);
+    await audit.close();
+  });
+
+  it("an event with the caller's own idempotency_key is sent as given: calling again gets the first receipt, not a conflict", async () => {
+    const token = await newToken();
+    const audit = client(token);
+    const event = { action: 'own-key.test', external_id: 'job-1', idempotency_key: 'job-1-attempt' };
+    const first = await audit.createEvent(event);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const again = await audit.createEvent(event);
+    expect(again).toMatchObject({ id: first.id, seq: first.seq });
+    expect(await externalIds(token, 'own-key.test')).toEqual(['job-1']);
+    await audit.close();
   });
 
   it('refuses events beyond the backlog bound with BacklogFullError, and accepts again once drained', async () => {

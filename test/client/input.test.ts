@@ -1,6 +1,9 @@
 // What the client refuses before anything reaches a ledger: options that are wrong, events JSON
 // cannot hold as they are, and calls library mode would refuse too. No ledger is needed: nothing
 // here may send a request, which the fetch below counts.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createAuditLogClient, type AuditLogClientOptions, type NewEvent } from '../../src/client/client.js';
 import { createAuditLogClient as createEitherClient } from '../../src/index.js';
@@ -40,6 +43,7 @@ describe('events are sent as given, or refused at the call', () => {
     ['a cycle', cyclic, /^event\.metadata\.self: a cycle/],
     ['an odd key', { 'a b': [NaN] }, /^event\.metadata\["a b"\]\[0\]: NaN is not a JSON number$/],
     ['an invalid Date', { d: new Date('nope') }, /^event\.metadata\.d: an invalid Date/],
+    ['an array with a property', { list: Object.assign([1, 2], { extra: 'hidden' }) }, /^event\.metadata\.list: an array with a property of its own \("extra"\) is not JSON$/],
   ];
 
   it.each(refused)('%s: createEvent rejects with a TypeError naming the path, nothing queued', async (_, metadata, message) => {
@@ -134,6 +138,23 @@ describe('the HTTP client checks its options at construction, naming the option'
   it("the main package's createAuditLogClient gives the same checks in HTTP mode", () => {
     expect(() => createEitherClient({ url: 'https://audit.example.com', token: '' })).toThrow(/^token: required/);
     expect(() => createEitherClient({ token: TOKEN, url: 'not a url' })).toThrow(/^url: must be an http\(s\) URL/);
+  });
+
+  it('spoolDir that is a file, or not writable, is refused when the client is made', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-spool-check-'));
+    try {
+      const file = path.join(dir, 'a-file');
+      await writeFile(file, '');
+      expect(() => counted({ spoolDir: file })).toThrow(/^spoolDir: .*a-file is not a folder$/);
+      const locked = path.join(dir, 'locked');
+      await mkdir(locked, { mode: 0o500 });
+      // root writes anywhere: the check is only meaningful for another user.
+      if (process.getuid?.() !== 0) expect(() => counted({ spoolDir: locked })).toThrow(/^spoolDir: .*locked is not writable/);
+      const { client } = counted({ spoolDir: path.join(dir, 'made-on-first-use') });
+      await client.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('maxBulkEvents defaults to 1000, as in library mode', async () => {
