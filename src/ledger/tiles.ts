@@ -198,8 +198,9 @@ export function levelsCompleted(from: number, to: number): number {
 /**
  * Appends leaf hashes to the tails of a tree of `size` leaves: returns the tiles completed (level
  * by level, in index order) and the tails after. A completed tile's root joins the tail one level
- * up when that level is carried. Throws RangeError when a tail's length does not fit `size`, or
- * a tile completes at a level not carried (levelsCompleted says how many are needed).
+ * up when that level is carried; tiles of levels not carried are not produced (levelsCompleted
+ * says how many levels a caller must carry for all of them). Throws RangeError when a tail's
+ * length does not fit `size`.
  */
 export function extendTails(size: number, tails: TileTails, leaves: readonly Buffer[]): { tiles: FullTile[]; tails: TileTails } {
   tails.forEach((tail, level) => {
@@ -207,8 +208,6 @@ export function extendTails(size: number, tails: TileTails, leaves: readonly Buf
       throw new RangeError(`tail of level ${level} has ${tail.length} hashes, a tree of ${size} has ${levelSize(size, level) % TILE_WIDTH}`);
     }
   });
-  const needed = levelsCompleted(size, size + leaves.length);
-  if (tails.length < needed) throw new RangeError(`${needed} levels complete tiles, ${tails.length} are carried`);
   const next = tails.map((tail) => tail.slice());
   const tiles: FullTile[] = [];
   for (const leaf of leaves) {
