@@ -1,6 +1,10 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { SubtreeHash } from '../ledger/proof.js';
+import type { Failure } from '../ledger/verify-events.js';
 import {
+  tileBytes,
+  type FullTile,
   hashesFromTiles,
   tileHashes,
   tileInTree,
@@ -102,4 +106,29 @@ export async function tileTree(db: Db, environment: string, treeSize: number, pl
   const ids = tilesRead(treeSize, (hashAt) => plan((start, end) => tileSubtreeHash(start, end, hashAt)));
   const hashAt = hashesFromTiles(await readTiles(db, environment, ids));
   return (start, end) => tileSubtreeHash(start, end, hashAt);
+}
+
+/**
+ * The failures of stored tiles against the tiles recomputed from verified events (`expected`,
+ * full tiles as extendTails gives them): a missing or differing tile is reported at the first
+ * seq it covers. Compared in PostgreSQL by SHA-256 of the stored bytes, so only digests travel.
+ */
+export async function tileFailures(db: Db, environment: string, expected: readonly FullTile[]): Promise<Failure[]> {
+  if (expected.length === 0) return [];
+  const { rows } = await db.query<{ level: number; tile_index: number; digest: Buffer }>(
+    `SELECT level, tile_index, sha256(hashes) AS digest FROM tiles
+      WHERE environment_id = $1 AND (level, tile_index) IN (SELECT * FROM unnest($2::smallint[], $3::bigint[]))`,
+    [environment, expected.map((t) => t.level), expected.map((t) => t.index)],
+  );
+  const stored = new Map(rows.map((r) => [key(r.level, r.tile_index), r.digest]));
+  const failures: Failure[] = [];
+  for (const tile of expected) {
+    const digest = stored.get(key(tile.level, tile.index));
+    const seq = tile.index * TILE_WIDTH ** (tile.level + 1) + 1;
+    if (!digest) failures.push({ seq, reason: `tile ${tile.level}/${tile.index} is missing` });
+    else if (!digest.equals(createHash('sha256').update(tileBytes(tile.hashes)).digest())) {
+      failures.push({ seq, reason: `stored tile ${tile.level}/${tile.index} does not match the events` });
+    }
+  }
+  return failures;
 }

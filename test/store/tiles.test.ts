@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { consistencyPath, consistencyProof, inclusionPath, inclusionProof } from '../../src/ledger/proof.js';
 import { extendTails, type FullTile } from '../../src/ledger/tiles.js';
 import { appendItem, appendToChain, type Head } from '../../src/store/append.js';
+import { verifyChain } from '../../src/store/chain-verify.js';
 import { leaves } from '../../src/store/checkpoints.js';
 import { migrate } from '../../src/store/migrate.js';
 import { readTiles, tileTree } from '../../src/store/tiles.js';
@@ -82,6 +83,29 @@ describe('tiles written by the append path', () => {
     expect(partial.get('0/258')).toEqual((await leafHashes(ref.environment, 66_092)).slice(66_048));
     expect(partial.get('0/3')).toEqual(written.find((t) => t.level === 0 && t.index === 3)!.hashes.slice(0, 10));
   }, 120_000);
+
+  it('verification recomputes every stored tile from the events: a tampered or missing tile is a finding', async () => {
+    const ref = await chain();
+    await appendBatches(ref, [600]);
+    const first = await verifyChain(ctx.db.pools.app, ref);
+    expect(first.ok).toBe(true);
+    await appendBatches(ref, [1, 500]); // to 1101: tiles 0/2 and 0/3 complete after the verified point
+    await asSuperuser(ctx.db, async (su) => {
+      await su.query('ALTER TABLE tiles DISABLE TRIGGER USER');
+      await su.query(`UPDATE tiles SET hashes = overlay(hashes PLACING '\\x00' FROM 100 FOR 1) WHERE environment_id = $1 AND level = 0 AND tile_index IN (0, 2)`, [ref.environment]);
+      await su.query('DELETE FROM tiles WHERE environment_id = $1 AND level = 0 AND tile_index = 3', [ref.environment]);
+      await su.query('ALTER TABLE tiles ENABLE TRIGGER USER');
+    });
+    const full = await verifyChain(ctx.db.pools.app, ref);
+    expect(full.failures).toEqual([
+      { seq: 1, reason: 'stored tile 0/0 does not match the events' },
+      { seq: 513, reason: 'stored tile 0/2 does not match the events' },
+      { seq: 769, reason: 'tile 0/3 is missing' },
+    ]);
+    // A run from the last verified point checks the tiles completed since, from tails it derives.
+    const since = await verifyChain(ctx.db.pools.app, ref, { from: first.end });
+    expect(since.failures.map((f) => f.seq)).toEqual([513, 769]);
+  });
 
   it('refuses to change a stored tile, for the app and for the owner', async () => {
     const ref = await chain();
