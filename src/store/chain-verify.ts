@@ -7,7 +7,7 @@ import { extendTails, levelsCompleted, type TileTails } from '../ledger/tiles.js
 import { checkStoredEvent, type Chain, type Failure } from '../ledger/verify-events.js';
 import { copyEventsBySeq } from './event-copy.js';
 import { getChainHead } from './events.js';
-import { readTails, tileFailures } from './tiles.js';
+import { expectedTile, readTails, tileFailures, type ExpectedTile } from './tiles.js';
 
 export interface ChainVerification {
   ok: boolean;
@@ -78,7 +78,8 @@ function signedRootProblem(signed: SignedRoot, chain: Chain, root: Buffer, verif
  * to the head: every event's hash from its stored bytes, every link, the extracted columns, gaps,
  * the Merkle root at each signed checkpoint and sealed bundle (their signatures too), the root
  * at the head, and every stored full tile (C2SP tlog-tiles) the events complete, recomputed from
- * them (up to the first gap, after which tiles cannot be placed). A signed checkpoint beyond the head means events were removed from the tail.
+ * them (up to the first gap, after which tiles cannot be placed). A signed checkpoint beyond the
+ * head means events were removed from the tail.
  * Streams the events (COPY), so memory stays bounded whatever the chain's length.
  */
 export async function verifyChain(
@@ -107,6 +108,8 @@ export async function verifyChain(
   // (verified by earlier runs). Levels it cannot derive are not checked.
   const levels = levelsCompleted(from.seq, head.seq);
   let tails: TileTails | undefined = from.seq === 0 ? Array.from({ length: levels }, () => []) : await readTails(db, chain.environment, from.seq, levels);
+  // Tiles completed in the current COPY window, checked once it is read (the connection is busy until then).
+  let completedTiles: ExpectedTile[] = [];
 
   const checkRootsAt = (size: number) => {
     while (roots[0] && roots[0].size <= size) {
@@ -147,10 +150,12 @@ export async function verifyChain(
         if (tails) {
           const completed = extendTails(tileSize, tails, tileLeaves);
           tails = completed.tails;
-          failures.push(...(await tileFailures(db, chain.environment, completed.tiles)));
+          completedTiles.push(...completed.tiles.map(expectedTile));
         }
         options.onProgress?.(expected - 1, head.seq);
       }
+      failures.push(...(await tileFailures(client, chain.environment, completedTiles)));
+      completedTiles = [];
     }
   } catch (error) {
     failed = true;
