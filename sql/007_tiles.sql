@@ -1,8 +1,8 @@
 -- Hash tiles of each chain's Merkle tree (C2SP tlog-tiles, height 8): proofs and roots read
 -- O(log n) rows instead of every leaf hash. Only full tiles are stored; the partial tile at the
--- right edge of each level is derived from at most 255 rows (events for level 0, the full tiles
--- one level down otherwise). The append path writes the tiles an append completes in the
--- transaction of its events.
+-- right edge of each level is derived from at most 255 rows (the events' hashes for level 0, the
+-- roots of the full tiles one level down otherwise). The append path writes the tiles an append
+-- completes in the transaction of its events.
 
 CREATE TABLE tiles (
   environment_id uuid NOT NULL,
@@ -10,6 +10,8 @@ CREATE TABLE tiles (
   tile_index bigint NOT NULL CHECK (tile_index >= 0),
   -- 256 hashes end to end: leaf hashes at level 0, roots of full level-(L-1) tiles above.
   hashes bytea NOT NULL CHECK (length(hashes) = 8192),
+  -- MTH of the 256 hashes: a hash of level L + 1, read by partial tiles above without hashing 8 KB.
+  root bytea NOT NULL CHECK (length(root) = 32),
   PRIMARY KEY (environment_id, level, tile_index)
 );
 
@@ -41,11 +43,12 @@ END
 $$;
 
 -- Level 0: each run of 256 stored events up to the head.
-INSERT INTO tiles (environment_id, level, tile_index, hashes)
-SELECT e.environment_id, 0, (e.seq - 1) / 256, string_agg(e.hash, ''::bytea ORDER BY e.seq)
-  FROM events e JOIN chain_heads h ON h.environment_id = e.environment_id AND e.seq <= h.seq
- GROUP BY e.environment_id, (e.seq - 1) / 256
-HAVING count(DISTINCT e.seq) = 256 AND count(*) = 256;
+INSERT INTO tiles (environment_id, level, tile_index, hashes, root)
+SELECT environment_id, 0, tile_index, hashes, pg_temp.tile_root(hashes)
+  FROM (SELECT e.environment_id, (e.seq - 1) / 256 AS tile_index, string_agg(e.hash, ''::bytea ORDER BY e.seq) AS hashes
+          FROM events e JOIN chain_heads h ON h.environment_id = e.environment_id AND e.seq <= h.seq
+         GROUP BY e.environment_id, (e.seq - 1) / 256
+        HAVING count(DISTINCT e.seq) = 256 AND count(*) = 256) full_runs;
 
 -- Level L: each run of 256 full tiles of level L - 1, while a level gains any.
 DO $$
@@ -54,11 +57,12 @@ DECLARE
   added bigint;
 BEGIN
   LOOP
-    INSERT INTO tiles (environment_id, level, tile_index, hashes)
-    SELECT environment_id, lvl, tile_index / 256, string_agg(pg_temp.tile_root(hashes), ''::bytea ORDER BY tile_index)
-      FROM tiles WHERE level = lvl - 1
-     GROUP BY environment_id, tile_index / 256
-    HAVING count(*) = 256;
+    INSERT INTO tiles (environment_id, level, tile_index, hashes, root)
+    SELECT environment_id, lvl, tile_index, hashes, pg_temp.tile_root(hashes)
+      FROM (SELECT environment_id, tile_index / 256 AS tile_index, string_agg(root, ''::bytea ORDER BY tile_index) AS hashes
+              FROM tiles WHERE level = lvl - 1
+             GROUP BY environment_id, tile_index / 256
+            HAVING count(*) = 256) full_runs;
     GET DIAGNOSTICS added = ROW_COUNT;
     EXIT WHEN added = 0;
     lvl := lvl + 1;

@@ -22,11 +22,12 @@ export interface TileId {
   width: number;
 }
 
-/** A completed (full) tile and its hashes, as the append path stores it. */
+/** A completed (full) tile, its hashes and its root (the hash one level up), as the append path stores it. */
 export interface FullTile {
   level: number;
   index: number;
   hashes: Buffer[];
+  root: Buffer;
 }
 
 /** 256^level: the leaves under one hash of level `level`. */
@@ -217,8 +218,9 @@ export function extendTails(size: number, tails: TileTails, leaves: readonly Buf
     for (let level = 0; next[level]?.length === TILE_WIDTH; level++) {
       const hashes = next[level]!;
       next[level] = [];
-      tiles.push({ level, index: levelSize(size, level + 1) - 1, hashes });
-      next[level + 1]?.push(tileRoot(hashes));
+      const root = tileRoot(hashes);
+      tiles.push({ level, index: levelSize(size, level + 1) - 1, hashes, root });
+      next[level + 1]?.push(root);
     }
   }
   tiles.sort((a, b) => a.level - b.level || a.index - b.index);

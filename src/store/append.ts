@@ -301,8 +301,8 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, hea
        SELECT $1, $2, * FROM unnest($15::text[], $16::bytea[], $17::bigint[], $18::uuid[], $19::bytea[])
         WHERE EXISTS (SELECT FROM head)),
      new_tiles AS (
-       INSERT INTO tiles (environment_id, level, tile_index, hashes)
-       SELECT $1, t.level, t.tile_index, substring($26::bytea FROM t.n::int * 8192 - 8191 FOR 8192)
+       INSERT INTO tiles (environment_id, level, tile_index, hashes, root)
+       SELECT $1, t.level, t.tile_index, substring($26::bytea FROM t.n::int * 8192 - 8191 FOR 8192), substring($27::bytea FROM t.n::int * 32 - 31 FOR 32)
          FROM unnest($24::smallint[], $25::bigint[]) WITH ORDINALITY AS t(level, tile_index, n)
         WHERE EXISTS (SELECT FROM head))
      UPDATE chain_heads SET seq = $20, hash = $21, compact_range = $22, last_received_at = $2, updated_at = now()
@@ -334,6 +334,7 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, hea
       tiles.map((t) => t.level),
       tiles.map((t) => t.index),
       Buffer.concat(tiles.map((t) => tileBytes(t.hashes))),
+      Buffer.concat(tiles.map((t) => t.root)),
     ],
   }).catch((error: unknown) => {
     // A sealed or missing day partition: a clear refusal rather than a database error.

@@ -8,7 +8,6 @@ import {
   hashesFromTiles,
   tileHashes,
   tileInTree,
-  tileRoot,
   tilesAtLevel,
   tilesRead,
   tileSubtreeHash,
@@ -18,9 +17,9 @@ import {
 } from '../ledger/tiles.js';
 
 /**
- * A chain's hash tiles (C2SP tlog-tiles, sql/007_tiles.sql): full tiles are rows of `tiles`; a
- * partial tile (the right edge of a level) is derived from at most 255 rows: the events' hashes
- * at level 0, the roots of the full tiles one level down above.
+ * A chain's hash tiles (C2SP tlog-tiles, sql/007_tiles.sql): full tiles are rows of `tiles`, each
+ * with its root; a partial tile (the right edge of a level) is derived from at most 255 rows: the
+ * events' hashes at level 0, the stored roots of the full tiles one level down above.
  */
 
 type Db = pg.Pool | pg.PoolClient;
@@ -67,14 +66,14 @@ async function derivePartialTile(db: Db, environment: string, { level, index, wi
     }
     return rows.map((r) => r.hash);
   }
-  const { rows } = await db.query<{ tile_index: number; hashes: Buffer }>(
-    'SELECT tile_index, hashes FROM tiles WHERE environment_id = $1 AND level = $2 AND tile_index BETWEEN $3 AND $4 ORDER BY tile_index',
+  const { rows } = await db.query<{ tile_index: number; root: Buffer }>(
+    'SELECT tile_index, root FROM tiles WHERE environment_id = $1 AND level = $2 AND tile_index BETWEEN $3 AND $4 ORDER BY tile_index',
     [environment, level - 1, first, first + width - 1],
   );
   if (rows.length !== width || rows.some((r, i) => r.tile_index !== first + i)) {
     throw new TilesMissingError(`tiles ${level - 1}/${first} to ${level - 1}/${first + width - 1} are not all stored`);
   }
-  return rows.map((r) => tileRoot(tileHashes(r.hashes)));
+  return rows.map((r) => r.root);
 }
 
 /**
@@ -108,7 +107,7 @@ export async function tileTree(db: Db, environment: string, treeSize: number, pl
   return (start, end) => tileSubtreeHash(start, end, hashAt);
 }
 
-/** A tile as verification expects it: its place and the SHA-256 of its bytes (32 bytes held, not 8 KB). */
+/** A tile as verification expects it: its place and the SHA-256 of its hashes then its root (32 bytes held, not 8 KB). */
 export interface ExpectedTile {
   level: number;
   index: number;
@@ -117,7 +116,7 @@ export interface ExpectedTile {
 
 /** What `tile`, recomputed from verified events, says its stored row must hold. */
 export function expectedTile(tile: FullTile): ExpectedTile {
-  return { level: tile.level, index: tile.index, sha256: createHash('sha256').update(tileBytes(tile.hashes)).digest() };
+  return { level: tile.level, index: tile.index, sha256: createHash('sha256').update(tileBytes(tile.hashes)).update(tile.root).digest() };
 }
 
 /**
@@ -128,7 +127,7 @@ export function expectedTile(tile: FullTile): ExpectedTile {
 export async function tileFailures(db: Db, environment: string, expected: readonly ExpectedTile[]): Promise<Failure[]> {
   if (expected.length === 0) return [];
   const { rows } = await db.query<{ level: number; tile_index: number; digest: Buffer }>(
-    `SELECT level, tile_index, sha256(hashes) AS digest FROM tiles
+    `SELECT level, tile_index, sha256(hashes || root) AS digest FROM tiles
       WHERE environment_id = $1 AND (level, tile_index) IN (SELECT * FROM unnest($2::smallint[], $3::bigint[]))`,
     [environment, expected.map((t) => t.level), expected.map((t) => t.index)],
   );

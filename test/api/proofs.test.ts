@@ -195,6 +195,20 @@ describe('checkpoints and proofs', () => {
     }
   });
 
+  it('a tampered tile root (what partial tiles above are made of) fails the proofs that read it', async () => {
+    const tenant = await createTenant(t, 'tile-root');
+    const events = await append(tenant, 300);
+    expect((await get(tenant, `/v1/events/${events[299]!.id}/proof?tree_size=300`)).status).toBe(200);
+    await asSuperuser(db, async (su) => {
+      await su.query('ALTER TABLE tiles DISABLE TRIGGER USER');
+      await su.query(`UPDATE tiles SET root = overlay(root PLACING '\\x00' FROM 1 FOR 1) WHERE environment_id = $1 AND level = 0 AND tile_index = 0`, [tenant.environmentId]);
+      await su.query('ALTER TABLE tiles ENABLE TRIGGER USER');
+    });
+    const res = await get(tenant, `/v1/events/${events[299]!.id}/proof?tree_size=300`);
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('chain_damaged');
+  });
+
   it('a whole tail rewritten with recomputed hashes is caught by the earlier signed checkpoint', async () => {
     const tenant = await createTenant(t, 'rewritten');
     await append(tenant, 10);

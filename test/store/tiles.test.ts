@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { consistencyPath, consistencyProof, inclusionPath, inclusionProof } from '../../src/ledger/proof.js';
-import { extendTails, type FullTile } from '../../src/ledger/tiles.js';
+import { extendTails, tileHashes, type FullTile } from '../../src/ledger/tiles.js';
 import { appendItem, appendToChain, type Head } from '../../src/store/append.js';
 import { verifyChain } from '../../src/store/chain-verify.js';
 import { leaves } from '../../src/store/checkpoints.js';
@@ -27,11 +27,11 @@ describe('tiles written by the append path', () => {
   }
 
   async function storedTiles(environment: string): Promise<FullTile[]> {
-    const { rows } = await ctx.db.pools.owner.query<{ level: number; tile_index: number; hashes: Buffer }>(
-      'SELECT level, tile_index, hashes FROM tiles WHERE environment_id = $1 ORDER BY level, tile_index',
+    const { rows } = await ctx.db.pools.owner.query<{ level: number; tile_index: number; hashes: Buffer; root: Buffer }>(
+      'SELECT level, tile_index, hashes, root FROM tiles WHERE environment_id = $1 ORDER BY level, tile_index',
       [environment],
     );
-    return rows.map((r) => ({ level: r.level, index: r.tile_index, hashes: [...Array(256).keys()].map((i) => r.hashes.subarray(32 * i, 32 * i + 32)) }));
+    return rows.map((r) => ({ level: r.level, index: r.tile_index, hashes: tileHashes(r.hashes), root: r.root }));
   }
 
   async function leafHashes(environment: string, to: number): Promise<Buffer[]> {
@@ -94,12 +94,14 @@ describe('tiles written by the append path', () => {
       await su.query('ALTER TABLE tiles DISABLE TRIGGER USER');
       await su.query(`UPDATE tiles SET hashes = overlay(hashes PLACING '\\x00' FROM 100 FOR 1) WHERE environment_id = $1 AND level = 0 AND tile_index IN (0, 2)`, [ref.environment]);
       await su.query('DELETE FROM tiles WHERE environment_id = $1 AND level = 0 AND tile_index = 3', [ref.environment]);
+      await su.query(`UPDATE tiles SET root = overlay(root PLACING '\\x00' FROM 1 FOR 1) WHERE environment_id = $1 AND level = 0 AND tile_index = 1`, [ref.environment]);
       await su.query('ALTER TABLE tiles ENABLE TRIGGER USER');
     });
     // COPY windows of 300 seqs: tiles completed in one window are checked once it is read.
     const full = await verifyChain(ctx.db.pools.app, ref, { seqsPerCopy: 300 });
     expect(full.failures).toEqual([
       { seq: 1, reason: 'stored tile 0/0 does not match the events' },
+      { seq: 257, reason: 'stored tile 0/1 does not match the events' },
       { seq: 513, reason: 'stored tile 0/2 does not match the events' },
       { seq: 769, reason: 'tile 0/3 is missing' },
     ]);
