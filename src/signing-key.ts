@@ -1,11 +1,14 @@
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { hostname } from 'node:os';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, type Config } from './config.js';
-import { encodeSigningKey, generateSigningKey, parseSigningKey, type SigningKey, type VerifierKey } from './ledger/keys.js';
+import { encodeSigningKey, generateSigningKey, KeyError, parseSigningKey, parseVerifierKey, signingKeyFromSeed, type SigningKey, type VerifierKey } from './ledger/keys.js';
 import { makeDirectory } from './make-directory.js';
+
+/** The name a PEM signing key gets (a PEM carries none): the key id hashes it, so it must not vary. */
+export const PEM_KEY_NAME = 'auditledger';
 
 export interface Keyring {
   /** Signs new checkpoints and bundles. Never stored in the database or logged. */
@@ -22,10 +25,50 @@ function defaultKeyName(): string {
   return `auditledger-${host}-${randomBytes(3).toString('hex')}`;
 }
 
+const PRIVATE_EXPECTS = 'our signing key text from `auditledger keygen` (PRIVATE+KEY+…), or an Ed25519 PKCS#8 PEM';
+const PUBLIC_EXPECTS = 'our verifier key text (`auditledger key show`), or an Ed25519 SPKI PEM';
+
+/** The Ed25519 key of a PEM; KeyError naming the key type it refuses (the PEM is never repeated). */
+function pemKey(text: string, read: (pem: string) => KeyObject, expects: string): KeyObject {
+  let key: KeyObject;
+  try {
+    key = read(text);
+  } catch {
+    throw new KeyError(`not a readable PEM key (expects ${expects})`);
+  }
+  if (key.asymmetricKeyType !== 'ed25519') {
+    throw new KeyError(`${(key.asymmetricKeyType ?? 'unknown').toUpperCase()} keys are refused: checkpoints are signed with Ed25519 (C2SP signed-note); expects ${expects}`);
+  }
+  return key;
+}
+
+/**
+ * A signing key from text: ours (`auditledger keygen`, PRIVATE+KEY+…), or an Ed25519 PKCS#8 PEM,
+ * which carries no name, so it gets `pemName`. Throws KeyError for anything else (an RSA or EC
+ * PEM named as such), never repeating the text.
+ */
+export function readSigningKey(text: string, pemName: string): SigningKey {
+  const trimmed = text.trim();
+  if (trimmed.startsWith('-----BEGIN')) {
+    // The JWK of an Ed25519 private key carries its 32-byte RFC 8032 seed as `d`.
+    const jwk = pemKey(trimmed, (pem) => createPrivateKey(pem), PRIVATE_EXPECTS).export({ format: 'jwk' });
+    return signingKeyFromSeed(pemName, Buffer.from(jwk.d!, 'base64url'));
+  }
+  if (trimmed.startsWith('PRIVATE+KEY+')) return parseSigningKey(trimmed);
+  throw new KeyError(`not a signing key; expects ${PRIVATE_EXPECTS}`);
+}
+
+/** The 32-byte Ed25519 public key of our verifier key text or an Ed25519 SPKI PEM; KeyError otherwise. */
+export function readPublicKey(text: string): Uint8Array {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith('-----BEGIN')) return parseVerifierKey(trimmed).publicKey;
+  return Buffer.from(pemKey(trimmed, (pem) => createPublicKey(pem), PUBLIC_EXPECTS).export({ format: 'jwk' }).x!, 'base64url');
+}
+
 /** The key in `file`; a ConfigError naming `variable`, the setting that chose the file, otherwise. */
 async function readKey(file: string, variable: string): Promise<SigningKey> {
   try {
-    return parseSigningKey(await readFile(file, 'utf8'));
+    return readSigningKey(await readFile(file, 'utf8'), PEM_KEY_NAME);
   } catch (error) {
     throw new ConfigError([`${variable}: cannot use the signing key in ${file}: ${(error as Error).message}`]);
   }

@@ -1,14 +1,26 @@
 // Worker threads for CPU-bound verification: a fixed set of threads running one module, each
-// taking one task at a time. The project runs its TypeScript through tsx, whose loader does not
-// reach worker threads by itself, so each worker registers it before loading its module.
+// taking one task at a time. From a checkout the project runs its TypeScript through tsx, whose
+// loader does not reach worker threads by itself, so a worker running a .ts module registers it
+// first; the built package's .js modules run as they are, with no tsx installed.
 import { parentPort, Worker, workerData, type TransferListItem, type WorkerOptions } from 'node:worker_threads';
 
-const TSX = JSON.stringify(import.meta.resolve('tsx/esm/api'));
-
-/** A worker thread running the module at `url` (a .ts file). */
+/** A worker thread running the module at `url`: a .js module as is, a .ts module through tsx. */
 export function startWorker(url: URL | string, options: Omit<WorkerOptions, 'eval'> = {}): Worker {
-  const boot = `import(${TSX}).then((tsx) => { tsx.register(); return import(${JSON.stringify(String(url))}); });`;
+  const href = String(url);
+  if (!href.endsWith('.ts')) return new Worker(new URL(href), options);
+  // Resolved here, not at import: the built package neither has tsx nor needs it.
+  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+  const boot = `import(${tsx}).then((tsx) => { tsx.register(); return import(${JSON.stringify(href)}); });`;
   return new Worker(boot, { ...options, eval: true });
+}
+
+/**
+ * The module `name` (without extension) in the folder of the module at `importMetaUrl`, with that
+ * module's own extension: the .ts source beside a .ts caller in a checkout, the compiled .js
+ * beside a built one.
+ */
+export function siblingModule(importMetaUrl: string, name: string): URL {
+  return new URL(`./${name}${importMetaUrl.endsWith('.ts') ? '.ts' : '.js'}`, importMetaUrl);
 }
 
 type Message<T> = { id: number; task: T };

@@ -9,7 +9,7 @@ import type { GroupCommit } from '../store/group-commit.js';
 import { except } from 'hono/combine';
 import { authenticate, requireAdmin } from './auth.js';
 import type { AppEnv } from './context.js';
-import type { Credentials } from './credentials.js';
+import type { Authenticator } from './credentials.js';
 import { onError, onNotFound } from './errors.js';
 import type { EventLimits } from './event-schema.js';
 import { requestLog } from './request-log.js';
@@ -32,11 +32,12 @@ import { healthRoutes } from './routes/health.js';
 export interface AppDeps {
   config: Config;
   pools: Pools;
-  credentials: Credentials;
+  credentials: Authenticator;
   groupCommit: GroupCommit;
   metrics: AppendMetrics;
   keyring: Keyring;
-  archive: Archive;
+  /** Where sealed bundles are read from; absent in library mode with wormEnabled false. */
+  archive?: Archive | undefined;
   requestVerification: RequestVerification;
   log: Logger;
   /** The schema version this build expects; /readyz compares the database against it. */

@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
 import type { Scope } from '../store/tokens.js';
 import type { AppEnv } from './context.js';
-import type { Credentials } from './credentials.js';
+import type { Authenticator } from './credentials.js';
 import { ApiError } from './errors.js';
 
 /**
@@ -17,7 +17,7 @@ export function presentedToken(header: string | undefined): string | undefined {
 /** The same answer for a missing, unknown, expired or revoked token: nothing to learn from it. */
 const unauthorized = () => new ApiError(401, 'unauthorized', 'a valid token is required (Authorization: Bearer <token>)');
 
-export function authenticate(credentials: Credentials): MiddlewareHandler<AppEnv> {
+export function authenticate(credentials: Authenticator): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const token = presentedToken(c.req.header('authorization'));
     const principal = token ? await credentials.authenticate(token) : undefined;

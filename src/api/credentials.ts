@@ -34,6 +34,18 @@ export type Principal =
   /** A Retraced viewer token: reads the events of one group (and target) of one chain. */
   | { kind: 'viewer'; tokenId: string; projectId: string; environmentId: string; groupId: string; targetId?: string | undefined };
 
+/**
+ * What the app needs of credentials: the principal a presented token stands for, and a way to
+ * drop a token it may have cached (after a revocation). The server's tokens (Credentials) and
+ * library mode's in-process bearers (src/library.ts) both are one.
+ */
+export interface Authenticator {
+  /** The principal `token` stands for, or undefined when it is unknown, expired or revoked. */
+  authenticate(token: string): Promise<Principal | undefined>;
+  /** Forgets a cached token, so a revocation takes effect at once in this process. */
+  forget(tokenId: string): void;
+}
+
 export interface CredentialOptions {
   /** How long a looked-up token is trusted before it is read again. */
   cacheMs: number;
@@ -47,7 +59,7 @@ export interface CredentialOptions {
  * Resolves presented tokens to principals. Token rows are cached briefly so an append does not
  * cost a lookup; uses are collected in memory and written in one batch, never per request.
  */
-export class Credentials {
+export class Credentials implements Authenticator {
   private readonly cache = new Map<string, { credential: TokenCredential | undefined; until: number }>();
   private uses = new Map<string, Date>();
   private readonly flushTimer: NodeJS.Timeout;

@@ -48,7 +48,9 @@ export const onError: ErrorHandler<AppEnv> = (error, c) => {
   }
   if (isDatabaseUnavailable(error)) {
     // The request may be fine: a client retries it (our SDK keeps and retries events on a 5xx).
-    c.get('log').error({ err: error }, 'request failed: the database is unavailable');
+    // Debug only: during an outage every request fails alike; serve's probe logs when the
+    // database stops and starts answering (store/reachability.ts).
+    c.get('log').debug({ err: error }, 'request failed: the database is unavailable');
     c.header('Retry-After', '5');
     return errorResponse(c, new ApiError(503, 'database_unavailable', 'the database is unavailable; retry later'));
   }

@@ -16,7 +16,7 @@ import { pageQuery } from './schemas.js';
  * that every route the app registers is in it.
  */
 
-type Auth = 'none' | 'admin' | 'events:write' | 'events:read' | 'verify';
+type Auth = 'none' | 'admin' | 'environment' | 'events:write' | 'events:read' | 'verify';
 
 interface Route {
   method: 'get' | 'post' | 'patch' | 'delete';
@@ -155,6 +155,10 @@ function routes(config: Config, limits: EventLimits): Route[] {
     { method: 'get', path: '/v1/events/export', summary: 'Export events as NDJSON or CSV (streamed)', tag: 'events', auth: 'events:read', query: exportQuery, status: 200, example: '{"seq":1,"id":"…","received_at":"…","hash":"…","prev":"…","canonical":"{…}"}\n' },
     { method: 'get', path: '/v1/events/{id}', summary: 'One event', tag: 'events', auth: 'events:read', query: verifyQuery, status: 200, response: event },
     { method: 'get', path: '/v1/chain', summary: 'The chain head', tag: 'events', auth: 'events:read', status: 200, response: z.object({ seq: z.number().int(), hash: hex, tree_size: z.number().int(), root: hex }), example: { seq: 1, hash: EXAMPLE_HASH, tree_size: 1, root: EXAMPLE_HASH } },
+    {
+      method: 'get', path: '/v1/token', summary: 'The calling token: its scopes and the chain it writes to', tag: 'events', auth: 'environment', status: 200,
+      response: z.object({ token_id: id, scopes: z.array(z.string()), project: z.object({ id, name: z.string() }), environment: z.object({ id, name: z.string() }) }),
+    },
     { method: 'get', path: '/v1/keys', summary: 'Verifier keys of checkpoints and bundles', tag: 'proofs', auth: 'none', status: 200, response: z.object({ origin: z.string(), keys: z.array(z.object({ name: z.string(), key_id: z.string(), vkey: z.string(), status: z.enum(['current', 'retired']) })) }) },
     { method: 'get', path: '/v1/checkpoints/latest', summary: 'The newest signed checkpoint', tag: 'proofs', auth: 'events:read', status: 200, response: checkpoint },
     { method: 'get', path: '/v1/checkpoints', summary: 'Signed checkpoints, newest first', tag: 'proofs', auth: 'events:read', query: checkpointsQuery, status: 200, response: z.object({ checkpoints: z.array(checkpoint) }) },
@@ -202,7 +206,7 @@ function operation(route: Route) {
   return {
     summary: route.summary,
     tags: [route.tag],
-    ...(route.auth === 'none' ? { security: [] } : { security: [{ bearer: [] }], description: `Needs ${route.auth === 'admin' ? 'the admin token' : `an environment token with scope ${route.auth}`}.` }),
+    ...(route.auth === 'none' ? { security: [] } : { security: [{ bearer: [] }], description: `Needs ${route.auth === 'admin' ? 'the admin token' : route.auth === 'environment' ? 'an environment token (any scope)' : `an environment token with scope ${route.auth}`}.` }),
     parameters: [...params, ...queryParams],
     ...(route.body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(route.body) } } } } : {}),
     responses: {

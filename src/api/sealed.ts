@@ -56,7 +56,8 @@ export class SealedBundles {
 
   constructor(
     private readonly db: pg.Pool,
-    private readonly archive: Archive,
+    /** Absent in library mode with wormEnabled false: sealed events then cannot be checked here. */
+    private readonly archive: Archive | undefined,
     private readonly verifiers: readonly VerifierKey[],
   ) {}
 
@@ -84,6 +85,7 @@ export class SealedBundles {
   private async load(seal: SealRow): Promise<SealedBundle> {
     // Asked before the bytes are read: a change after this is seen by the next use; one before the
     // read shows in the bytes, which must be the sealed ones.
+    if (!this.archive) return unchecked(seal, `bundle ${seal.archive_key} cannot be read: this process has no archive (library mode with wormEnabled false)`);
     const identity = await this.archive.identity(seal.archive_key);
     if (!identity) {
       this.cache.delete(seal.id);
@@ -91,7 +93,7 @@ export class SealedBundles {
     }
     const cached = this.cache.get(seal.id);
     if (cached?.stamp === identity.stamp) return cached.bundle;
-    const entry: Cached = { stamp: identity.stamp, bundle: this.read(seal, identity) };
+    const entry: Cached = { stamp: identity.stamp, bundle: this.read(seal, identity, this.archive) };
     setRecent(this.cache, seal.id, entry, CACHED_BUNDLES);
     const forget = () => {
       if (this.cache.get(seal.id) === entry) this.cache.delete(seal.id);
@@ -102,14 +104,14 @@ export class SealedBundles {
     return entry.bundle;
   }
 
-  private async read(seal: SealRow, identity: ObjectIdentity): Promise<SealedBundle> {
+  private async read(seal: SealRow, identity: ObjectIdentity, archive: Archive): Promise<SealedBundle> {
     const key = seal.archive_key;
     if (seal.version_id !== null && identity.versionId !== seal.version_id) {
       return unchecked(seal, `bundle ${key} is version ${identity.versionId ?? '(none)'} in the archive, not the sealed version ${seal.version_id}`);
     }
     let bytes: Buffer | undefined;
     try {
-      bytes = await this.archive.get(key);
+      bytes = await archive.get(key);
     } catch (error) {
       if (!(error instanceof ObjectTooLargeError)) throw error;
       return unchecked(seal, `bundle ${key} is ${error.size} bytes, too large to read back and compare`);

@@ -5,14 +5,14 @@ import os from 'node:os';
 import type { PreviousBundle } from '../ledger/bundle.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import type { BundleCheck, BundleChecker } from '../ledger/verify-archive.js';
-import { movable, ThreadPool } from '../thread-pool.js';
+import { movable, siblingModule, ThreadPool } from '../thread-pool.js';
 import type { BundleResult, BundleTask } from './bundle-thread.js';
 
 export class BundleThreads implements BundleChecker {
   private readonly pool: ThreadPool<BundleTask, BundleResult>;
 
   constructor(verifiers: readonly VerifierKey[], threads = os.availableParallelism()) {
-    this.pool = new ThreadPool(new URL('./bundle-thread.ts', import.meta.url), verifiers, threads);
+    this.pool = new ThreadPool(siblingModule(import.meta.url, 'bundle-thread'), verifiers, threads);
   }
 
   admit(): Promise<() => void> {

@@ -18,15 +18,17 @@ ${CONFIG_HELP}`,
     const config = loadConfig();
     const log = createLogger(config.AUDITLEDGER_LOG_LEVEL);
     const service = await startService(config, log);
-    process.stdout.write(`auditledger listening on ${service.url}\n`);
     // Signals during shutdown are ignored (the deadline bounds it): Ctrl-C under `npm start`
-    // reaches us twice, from the terminal and forwarded by npm.
+    // reaches us twice, from the terminal and forwarded by npm. The handlers are in place before
+    // the line below says we listen: a signal sent on seeing it must not meet the default action.
     let stopping = false;
-    const reason = await new Promise<NodeJS.Signals | Error>((resolve) => {
+    const signalled = new Promise<NodeJS.Signals | Error>((resolve) => {
       const onSignal = (signal: NodeJS.Signals) => stopping || resolve(signal);
       process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
       void service.failed.then(resolve);
     });
+    process.stdout.write(`auditledger listening on ${service.url}\n`);
+    const reason = await signalled;
     stopping = true;
     if (reason instanceof Error) log.fatal(`${reason.message}; exiting`);
     else log.info({ signal: reason }, 'shutting down');

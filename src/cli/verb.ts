@@ -20,6 +20,8 @@ export class UsageError extends Error {
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>;
+/** What parseArgs gives for `options`, spelled out: @types/node does not export the name of its type. */
+type Parsed<O extends Options> = ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: boolean; strict: true }>>;
 
 /**
  * node:util parseArgs in strict mode, except that a string option takes the argument after it
@@ -27,7 +29,7 @@ type Options = NonNullable<ParseArgsConfig['options']>;
  * value, rather than parseArgs's "argument is ambiguous". Throws parseArgs's ERR_PARSE_ARGS_* errors
  * (usage errors to main).
  */
-export function parseOptions<O extends Options>(args: string[], options: O, allowPositionals = false) {
+export function parseOptions<O extends Options>(args: string[], options: O, allowPositionals = false): Parsed<O> {
   const joined: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;

@@ -8,15 +8,19 @@ import type { AuditEvent, Crud } from '../ledger/event.js';
 import { decodeBase64, parseVerifierKey, type VerifierKey } from '../ledger/keys.js';
 import { NoteError } from '../ledger/note.js';
 import { ProofError, verifyConsistency } from '../ledger/proof.js';
-import { BacklogFullError, ClientClosedError, DeliveryError, LedgerHttpError } from './errors.js';
-import { DEFAULT_RETRY, Http, httpError, type RetryPolicy } from './http.js';
-import { Spool, type QueuedEvent, type SpooledEntry, type SpoolFile } from './spool.js';
+import { BacklogFullError, ClientClosedError, ContextError, DeliveryError, LedgerHttpError, VerificationError } from './errors.js';
+import { DEFAULT_RETRY, Http, httpError, type Bearer, type RetryPolicy } from './http.js';
+import { Spool, type ChainContext, type QueuedEvent, type SpooledEntry, type SpoolFile } from './spool.js';
 
-export { BacklogFullError, ClientClosedError, DeliveryError, LedgerHttpError } from './errors.js';
+export { BacklogFullError, ClientClosedError, ContextError, DeliveryError, LedgerHttpError, VerificationError } from './errors.js';
+export type { ChainContext } from './spool.js';
 export type { RetryPolicy } from './http.js';
 
 /** An event to append. Without an `idempotency_key` one is generated; without `created`, the time it was queued. */
 export type NewEvent = AuditEvent & { idempotency_key?: string };
+
+/** What createEvents takes: an array of events, or `{ events: [...] }`. */
+export type NewEvents = readonly NewEvent[] | { readonly events: readonly NewEvent[] };
 
 /** The ledger's acknowledgement of one event, with the tree the append left behind. */
 export interface Receipt {
@@ -56,6 +60,11 @@ export interface EventFilters {
   seq_to?: number;
   order?: 'asc' | 'desc';
   pageSize?: number;
+  /**
+   * Ask the ledger to recompute each page (verify=true): a page that does not verify rejects the
+   * iteration with a VerificationError listing what failed. Default: the validateOnQuery option.
+   */
+  verify?: boolean;
 }
 
 export interface AuditLogClientOptions {
@@ -69,6 +78,10 @@ export interface AuditLogClientOptions {
   flushIntervalMs?: number;
   /** Most events queued and not yet acknowledged; beyond it createEvent rejects. Default 10 000. */
   maxBacklog?: number;
+  /** Most events one createEvents call takes; more rejects with a RangeError naming `events`, none queued. Default: no bound but maxBacklog. */
+  maxBulkEvents?: number;
+  /** query() verifies each page unless its filters say `verify: false`. Default false. */
+  validateOnQuery?: boolean;
   /** Folder of the on-disk spool; without it, queued events live in memory only. */
   spoolDir?: string;
   /** Default `{attempts: 5, baseDelayMs: 100, maxDelayMs: 5000}`. */
@@ -102,10 +115,23 @@ export interface VerifyRun {
 }
 
 export interface AuditLogClient {
+  /**
+   * Selects the chain the events created from now on go to: `project` is a project's id or name,
+   * `environment` an environment's id or name within it. Synchronous; returns the client.
+   * Library mode: resolved when the first batch is sent; a name not found is created, an id not
+   * found rejects the events with a ContextError. Events created before any setContext reject.
+   * HTTP mode: the token decides the chain; its project and environment are checked once against
+   * these (GET /v1/token), and events for another chain reject with a ContextError. Without
+   * setContext, the token's chain is used unchecked.
+   */
+  setContext(project: string, environment: string): AuditLogClient;
   /** Queues an event; resolves with its receipt once the ledger acknowledged its batch. */
   createEvent(event: NewEvent): Promise<Receipt>;
-  /** Queues the events (none of them when the backlog has no room for all); resolves with their receipts. */
-  createEvents(events: readonly NewEvent[]): Promise<Receipt[]>;
+  /**
+   * Queues the events, given as an array or as `{events}` (none of them when the backlog has no
+   * room for all, or when they are more than maxBulkEvents); resolves with their receipts.
+   */
+  createEvents(events: NewEvents): Promise<Receipt[]>;
   /** Every matching event, fetching page after page through next_cursor. */
   query(filters?: EventFilters): AsyncIterable<StoredEvent>;
   /**
@@ -135,6 +161,24 @@ export function createAuditLogClient(options: AuditLogClientOptions): AuditLogCl
   return new Client(options);
 }
 
+/** The client's options, and what library mode adds (src/library.ts): how a context becomes a bearer token. */
+export interface ClientOptions extends AuditLogClientOptions {
+  /**
+   * Library mode: the bearer token of a context's chain (resolving, or creating, its names).
+   * A ContextError it throws rejects the events; any other failure is retried like a network error.
+   * Without it, HTTP mode: `token` is the bearer of every request.
+   */
+  authorize?: (context: ChainContext) => Promise<string>;
+  /** Runs once close() has drained the client: library mode stops its jobs and pools there. */
+  afterClose?: () => Promise<void>;
+}
+
+/** GET /v1/token: the chain of the token. */
+interface TokenInfo {
+  project: { id: string; name: string };
+  environment: { id: string; name: string };
+}
+
 
 interface Settle {
   resolve(receipt: Receipt): void;
@@ -148,6 +192,8 @@ interface Entry extends SpooledEntry {
 
 interface Batch {
   entries: Entry[];
+  /** setContext's chain when the batch was opened: each batch goes to one chain. */
+  context?: ChainContext | undefined;
   spool?: SpoolFile;
   /** Why some of its events were not delivered. */
   failure?: Error;
@@ -159,8 +205,16 @@ interface AppendAnswer {
   root: string;
 }
 
-class Client implements AuditLogClient {
+/** The one client of both modes: HTTP, or (with `authorize`) the ledger's app in-process. */
+export class Client implements AuditLogClient {
   private readonly http: Http;
+  private readonly maxBulkEvents: number;
+  private readonly validateOnQuery: boolean;
+  private readonly authorize: ClientOptions['authorize'];
+  private readonly afterClose: ClientOptions['afterClose'];
+  private context: ChainContext | undefined;
+  /** HTTP mode: the check of each context named so far against the token's chain. */
+  private readonly checked = new Map<string, Promise<void>>();
   private readonly spool: Spool | undefined;
   private readonly batchSize: number;
   private readonly flushIntervalMs: number;
@@ -185,11 +239,15 @@ class Client implements AuditLogClient {
   /** The first verified checkpoint's origin: later ones must be of the same log. */
   private origin: string | undefined;
 
-  constructor(options: AuditLogClientOptions) {
+  constructor(options: ClientOptions) {
     const retry = { ...DEFAULT_RETRY, ...options.retry };
     this.batchSize = integer('batchSize', options.batchSize ?? 100, 1, 1000);
     this.flushIntervalMs = integer('flushIntervalMs', options.flushIntervalMs ?? 200, 0);
     this.maxBacklog = integer('maxBacklog', options.maxBacklog ?? 10_000, 1);
+    this.maxBulkEvents = integer('maxBulkEvents', options.maxBulkEvents ?? Number.MAX_SAFE_INTEGER, 1);
+    this.validateOnQuery = options.validateOnQuery ?? false;
+    this.authorize = options.authorize;
+    this.afterClose = options.afterClose;
     integer('retry.attempts', retry.attempts, 1);
     this.pauseMs = retry.maxDelayMs;
     const vkeys = typeof options.vkey === 'string' ? [options.vkey] : (options.vkey ?? []);
@@ -205,29 +263,52 @@ class Client implements AuditLogClient {
     return this.last;
   }
 
+  setContext(project: string, environment: string): this {
+    for (const [name, value] of [
+      ['project', project],
+      ['environment', environment],
+    ] as const) {
+      if (typeof value !== 'string' || value.trim() === '') throw new TypeError(`setContext: ${name} must be a non-empty string (an id or a name)`);
+    }
+    if (this.context?.project === project && this.context.environment === environment) return this;
+    // The open batch holds the previous context's events.
+    this.seal();
+    this.context = { project, environment };
+    return this;
+  }
+
   createEvent(event: NewEvent): Promise<Receipt> {
     const refusal = this.refusal(1);
     if (refusal) return Promise.reject(refusal);
     return new Promise((resolve, reject) => this.enqueue(event, { resolve, reject }));
   }
 
-  createEvents(events: readonly NewEvent[]): Promise<Receipt[]> {
-    const refusal = this.refusal(events.length);
+  createEvents(events: NewEvents): Promise<Receipt[]> {
+    const list = isEventArray(events) ? events : events?.events;
+    if (!Array.isArray(list)) return Promise.reject(new TypeError('events: createEvents takes an array of events, or { events: [...] }'));
+    if (list.length > this.maxBulkEvents) {
+      return Promise.reject(new RangeError(`events: ${list.length} events in one createEvents call, more than maxBulkEvents (${this.maxBulkEvents}); none was queued`));
+    }
+    const refusal = this.refusal(list.length);
     if (refusal) return Promise.reject(refusal);
-    return Promise.all(events.map((event) => new Promise<Receipt>((resolve, reject) => this.enqueue(event, { resolve, reject }))));
+    return Promise.all(list.map((event: NewEvent) => new Promise<Receipt>((resolve, reject) => this.enqueue(event, { resolve, reject }))));
   }
 
   async *query(filters: EventFilters = {}): AsyncIterable<StoredEvent> {
+    const asked = { ...filters, verify: (filters.verify ?? this.validateOnQuery) || undefined };
+    const bearer = await this.requestBearer();
     let cursor: string | null = null;
     do {
-      const page: { events: StoredEvent[]; next_cursor: string | null } = await this.http.json('GET', `/v1/events?${queryString(filters, cursor)}`);
+      const page: { events: StoredEvent[]; next_cursor: string | null; verification?: { ok: boolean; failures: { seq: number; reason: string }[] } } =
+        await this.http.json('GET', `/v1/events?${queryString(asked, cursor)}`, bearer);
+      if (page.verification && !page.verification.ok) throw new VerificationError(page.verification.failures);
       yield* page.events;
       cursor = page.next_cursor;
     } while (cursor);
   }
 
-  verify(): Promise<VerifyRun> {
-    return this.http.json('POST', '/v1/verify');
+  async verify(): Promise<VerifyRun> {
+    return this.http.json('POST', '/v1/verify', await this.requestBearer());
   }
 
   async flush(): Promise<void> {
@@ -261,13 +342,14 @@ class Client implements AuditLogClient {
       reason,
     });
     try {
-      checkpoint = await this.latestCheckpoint();
-      const head = await this.http.json<{ tree_size: number }>('GET', '/v1/chain');
+      const bearer = await this.requestBearer();
+      checkpoint = await this.latestCheckpoint(bearer);
+      const head = await this.http.json<{ tree_size: number }>('GET', '/v1/chain', bearer);
       const largest = Math.max(receipt.tree_size, checkpoint.size);
       if (head.tree_size < largest) {
         return result(`the chain has ${head.tree_size} events, fewer than the ${largest} it acknowledged: its tail was removed`);
       }
-      await this.proveConsistent(receipt, checkpoint);
+      await this.proveConsistent(receipt, checkpoint, bearer);
       return result(null);
     } catch (error) {
       if (!isInconsistency(error)) throw error;
@@ -276,21 +358,21 @@ class Client implements AuditLogClient {
   }
 
   /** The latest signed checkpoint, its signature checked with the ledger's key. */
-  private async latestCheckpoint(): Promise<Checkpoint> {
-    const { note } = await this.http.json<{ note: string }>('GET', '/v1/checkpoints/latest');
+  private async latestCheckpoint(bearer: Bearer | undefined): Promise<Checkpoint> {
+    const { note } = await this.http.json<{ note: string }>('GET', '/v1/checkpoints/latest', bearer);
     const { checkpoint } = openCheckpoint(note, this.verifiers, this.origin);
     this.origin ??= checkpoint.origin;
     return checkpoint;
   }
 
   /** RFC 9162 consistency of the receipt's tree and the checkpoint's, whichever is older. */
-  private async proveConsistent(receipt: Pick<Receipt, 'tree_size' | 'root'>, checkpoint: Checkpoint): Promise<void> {
+  private async proveConsistent(receipt: Pick<Receipt, 'tree_size' | 'root'>, checkpoint: Checkpoint, bearer: Bearer | undefined): Promise<void> {
     // Receipts carry hex roots; checkpoints and proofs base64.
     const ours = { size: receipt.tree_size, root: Buffer.from(receipt.root, 'hex') };
     const [older, newer] = ours.size <= checkpoint.size ? [ours, checkpoint] : [checkpoint, ours];
     let proof: Uint8Array[] = [];
     if (older.size < newer.size) {
-      const answer = await this.http.json<{ proof: string[] }>('GET', `/v1/consistency?from=${older.size}&to=${newer.size}`);
+      const answer = await this.http.json<{ proof: string[] }>('GET', `/v1/consistency?from=${older.size}&to=${newer.size}`, bearer);
       proof = answer.proof.map((hash, i) => {
         const bytes = decodeBase64(hash);
         if (!bytes) throw new ProofError(`proof[${i}] is not base64`);
@@ -300,8 +382,48 @@ class Client implements AuditLogClient {
     verifyConsistency(older.size, newer.size, proof, older.root, newer.root);
   }
 
+  /**
+   * The bearer of a read's or verify's request, for the current context: library mode's for its
+   * chain; HTTP mode's token (undefined), once checked against the context (ContextError).
+   */
+  private async requestBearer(): Promise<Bearer | undefined> {
+    if (!this.authorize && this.context) await this.checkToken(this.context);
+    return this.bearer(this.context);
+  }
+
+  /** Library mode's bearer of `context`'s chain; undefined in HTTP mode (the token). */
+  private bearer(context: ChainContext | undefined): Bearer | undefined {
+    const authorize = this.authorize;
+    if (!authorize) return undefined;
+    return () => (context ? authorize(context) : Promise.reject(noContext()));
+  }
+
+  /**
+   * HTTP mode: that the token's chain is `context`'s (ids or names), asked once per context
+   * (GET /v1/token). Rejects with a ContextError when it is not; a failure to ask is asked again next time.
+   */
+  private checkToken(context: ChainContext): Promise<void> {
+    const key = JSON.stringify([context.project, context.environment]);
+    let check = this.checked.get(key);
+    if (!check) {
+      check = this.http.json<TokenInfo>('GET', '/v1/token').then(({ project, environment }) => {
+        const names = (named: string, actual: { id: string; name: string }) => named === actual.id || named === actual.name;
+        if (names(context.project, project) && names(context.environment, environment)) return;
+        throw new ContextError(
+          `setContext(${JSON.stringify(context.project)}, ${JSON.stringify(context.environment)}): the token is for project ${JSON.stringify(project.name)} (${project.id}), environment ${JSON.stringify(environment.name)} (${environment.id}); in HTTP mode the token decides the chain, so use that chain's token`,
+        );
+      });
+      check.catch((error: unknown) => {
+        if (!(error instanceof ContextError)) this.checked.delete(key);
+      });
+      this.checked.set(key, check);
+    }
+    return check;
+  }
+
   private refusal(events: number): Error | undefined {
     if (this.closed) return new ClientClosedError();
+    if (this.authorize && !this.context) return noContext();
     if (this.backlog + events > this.maxBacklog) return new BacklogFullError(this.maxBacklog);
     return undefined;
   }
@@ -311,7 +433,7 @@ class Client implements AuditLogClient {
     // Serializing here also makes an event JSON cannot hold fail its own call, not a batch.
     const key = event.idempotency_key ?? randomUUID();
     const json = JSON.stringify({ ...event, created: event.created ?? new Date().toISOString(), idempotency_key: key } satisfies QueuedEvent);
-    const batch = (this.open ??= { entries: [], spool: this.spool?.newFile() });
+    const batch = (this.open ??= { entries: [], context: this.context, spool: this.spool?.newFile(this.context) });
     batch.entries.push({ json, key, settle });
     batch.spool?.add(json);
     this.backlog++;
@@ -352,24 +474,35 @@ class Client implements AuditLogClient {
   private async send(batch: Batch): Promise<DeliveryError | undefined> {
     await batch.spool?.written();
     while (batch.entries.length > 0) {
-      let answer: AppendAnswer | LedgerHttpError;
+      let answer: AppendAnswer | LedgerHttpError | ContextError;
       try {
-        answer = await this.post(batch.entries);
+        answer = await this.post(batch);
       } catch (error) {
         const stuck = this.unreachable(batch, error as Error);
         if (stuck) return stuck;
         continue;
       }
-      if (answer instanceof LedgerHttpError) this.refuse(batch, answer);
+      if (answer instanceof Error) this.refuse(batch, answer);
       else this.acknowledge(batch.entries.splice(0), answer);
     }
     if (batch.spool) await (batch.failure ? this.spool!.keepRejected(batch.spool) : this.spool!.remove(batch.spool));
     return undefined;
   }
 
-  /** POST /v1/events with retries; a 4xx comes back as the error rather than thrown. */
-  private async post(entries: Entry[]): Promise<AppendAnswer | LedgerHttpError> {
-    const res = await this.http.request('POST', '/v1/events', `{"events":[${entries.map((entry) => entry.json).join(',')}]}`);
+  /**
+   * POST /v1/events of the batch to its context's chain, with retries; a refusal (a 4xx, a
+   * ContextError) comes back as the error rather than thrown.
+   */
+  private async post(batch: Batch): Promise<AppendAnswer | LedgerHttpError | ContextError> {
+    const { entries, context } = batch;
+    let res: Response;
+    try {
+      if (!this.authorize && context) await this.checkToken(context);
+      res = await this.http.request('POST', '/v1/events', `{"events":[${entries.map((entry) => entry.json).join(',')}]}`, this.bearer(context));
+    } catch (error) {
+      if (error instanceof ContextError || (error instanceof LedgerHttpError && error.status < 500)) return error;
+      throw error;
+    }
     if (!res.ok) return httpError(res);
     const answer = (await res.json()) as AppendAnswer;
     // Something in between (a proxy, say) answered: the events cannot count as acknowledged.
@@ -405,8 +538,9 @@ class Client implements AuditLogClient {
    * The ledger refused the request. When its details name events of it (`events.3.source_ip`),
    * only those are rejected and the rest go in the next request; otherwise all are.
    */
-  private refuse(batch: Batch, error: LedgerHttpError): void {
-    const indexes = error.details.map((detail) => Number(/^events\.(\d+)\./.exec(detail.field)?.[1]));
+  private refuse(batch: Batch, error: LedgerHttpError | ContextError): void {
+    const details = error instanceof LedgerHttpError ? error.details : [];
+    const indexes = details.map((detail) => Number(/^events\.(\d+)\./.exec(detail.field)?.[1]));
     const namesEvents = indexes.length > 0 && indexes.every((index) => index < batch.entries.length);
     batch.failure ??= error;
     const kept: Entry[] = [];
@@ -433,9 +567,9 @@ class Client implements AuditLogClient {
   /** Queues the batches an earlier client spooled, ahead of anything this one queued meanwhile. */
   private async recover(): Promise<void> {
     const recovered: Batch[] = [];
-    for (const { spool, entries } of (await this.spool?.recover()) ?? []) {
+    for (const { spool, entries, context } of (await this.spool?.recover()) ?? []) {
       if (entries.length === 0) await this.spool!.remove(spool);
-      else recovered.push({ entries, spool });
+      else recovered.push({ entries, spool, context });
       this.backlog += entries.length;
     }
     this.ready.unshift(...recovered);
@@ -460,7 +594,16 @@ class Client implements AuditLogClient {
       );
       for (const entry of batch.entries) entry.settle?.reject(error);
     }
+    await this.afterClose?.();
   }
+}
+
+function noContext(): ContextError {
+  return new ContextError('no context: call setContext(project, environment) before creating events or reading; library mode writes to the chain it names');
+}
+
+function isEventArray(events: NewEvents): events is readonly NewEvent[] {
+  return Array.isArray(events);
 }
 
 /** A ledger answer that shows the log is not what the receipt and checkpoint say: not a transport problem. */

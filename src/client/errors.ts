@@ -39,3 +39,19 @@ export class ClientClosedError extends Error {
     super('the audit log client is closed: the event was not queued');
   }
 }
+
+/**
+ * The events' context (setContext's project and environment) cannot be used: none was set in
+ * library mode, an id names nothing, or (HTTP mode) the token is for another chain. Not retried.
+ */
+export class ContextError extends Error {
+  override name = 'ContextError';
+}
+
+/** A page read with `verify: true` did not verify: the ledger found these failures (seq 0: the chain as a whole). */
+export class VerificationError extends Error {
+  override name = 'VerificationError';
+  constructor(readonly failures: readonly { seq: number; reason: string }[]) {
+    super(`the events read do not verify: ${failures.map((f) => `seq ${f.seq}: ${f.reason}`).join('; ')}`);
+  }
+}

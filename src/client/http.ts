@@ -1,5 +1,5 @@
 // Requests to the ledger, with retries of network errors and 5xx answers.
-import { LedgerHttpError } from './errors.js';
+import { ContextError, LedgerHttpError } from './errors.js';
 
 export interface RetryPolicy {
   /** Tries per request, the first included. */
@@ -9,6 +9,9 @@ export interface RetryPolicy {
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 100, maxDelayMs: 5000 };
+
+/** Supplies the bearer token of a request: the token of the chain its events belong to. */
+export type Bearer = () => Promise<string>;
 
 /** Requests to the ledger: bearer token, timeout, and retries of network errors and 5xx answers. */
 export class Http {
@@ -20,18 +23,22 @@ export class Http {
     private readonly fetch: typeof globalThis.fetch,
   ) {}
 
-  /** The first answer below 500; throws the last failure once the attempts are used up. */
-  async request(method: 'GET' | 'POST', route: string, json?: string): Promise<Response> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
-    if (json !== undefined) headers['content-type'] = 'application/json';
-    const init = { method, headers, body: json };
+  /**
+   * The first answer below 500; throws the last failure once the attempts are used up. `bearer`,
+   * when given, supplies the token on each attempt (its failures are retried too, except a
+   * ContextError, thrown at once).
+   */
+  async request(method: 'GET' | 'POST', route: string, json?: string, bearer?: Bearer): Promise<Response> {
     for (let attempt = 1; ; attempt++) {
       let failure: Error;
       try {
-        const res = await this.fetch(`${this.base}${route}`, { ...init, signal: AbortSignal.timeout(this.timeoutMs) });
+        const headers: Record<string, string> = { authorization: `Bearer ${bearer ? await bearer() : this.token}` };
+        if (json !== undefined) headers['content-type'] = 'application/json';
+        const res = await this.fetch(`${this.base}${route}`, { method, headers, body: json, signal: AbortSignal.timeout(this.timeoutMs) });
         if (res.status < 500) return res;
         failure = await httpError(res);
       } catch (error) {
+        if (error instanceof ContextError) throw error;
         failure = error instanceof Error ? error : new Error(String(error));
       }
       if (attempt >= this.retry.attempts) throw failure;
@@ -39,8 +46,8 @@ export class Http {
     }
   }
 
-  async json<T>(method: 'GET' | 'POST', route: string): Promise<T> {
-    const res = await this.request(method, route);
+  async json<T>(method: 'GET' | 'POST', route: string, bearer?: Bearer): Promise<T> {
+    const res = await this.request(method, route, undefined, bearer);
     if (!res.ok) throw await httpError(res);
     return (await res.json()) as T;
   }

@@ -11,6 +11,12 @@ export interface SpooledEntry {
 }
 export type QueuedEvent = AuditEvent & { idempotency_key: string; created: string };
 
+/** The chain a batch's events go to (setContext's arguments): each an id or a name. */
+export interface ChainContext {
+  project: string;
+  environment: string;
+}
+
 const SPOOL_SUFFIX = '.jsonl';
 const REJECTED_SUFFIX = '.rejected';
 
@@ -99,18 +105,21 @@ export class Spool {
       );
   }
 
-  newFile(): SpoolFile {
+  /** A file for a new batch; its context, when it has one, is its first line (`{"context":{…}}`), so a later client sends it to the same chain. */
+  newFile(context?: ChainContext): SpoolFile {
     const name = `${String(Date.now()).padStart(15, '0')}-${String(this.count++).padStart(9, '0')}-${randomUUID()}${SPOOL_SUFFIX}`;
-    return new SpoolFile(path.join(this.dir, name), this.leftOver, this.onError);
+    const file = new SpoolFile(path.join(this.dir, name), this.leftOver, this.onError);
+    if (context) file.add(JSON.stringify({ context }));
+    return file;
   }
 
   /** The batches an earlier client spooled and the ledger never acknowledged. */
-  async recover(): Promise<{ spool: SpoolFile; entries: SpooledEntry[] }[]> {
+  async recover(): Promise<{ spool: SpoolFile; entries: SpooledEntry[]; context: ChainContext | undefined }[]> {
     const batches = [];
     for (const name of await this.leftOver) {
       const file = path.join(this.dir, name);
       try {
-        batches.push({ spool: new SpoolFile(file, Promise.resolve(), this.onError, true), entries: this.parse(file, await readFile(file, 'utf8')) });
+        batches.push({ spool: new SpoolFile(file, Promise.resolve(), this.onError, true), ...this.parse(file, await readFile(file, 'utf8')) });
       } catch (error) {
         this.onError(new Error(`auditledger spool: cannot read ${file}`, { cause: error }));
       }
@@ -131,17 +140,20 @@ export class Spool {
     );
   }
 
-  private parse(file: string, text: string): SpooledEntry[] {
+  private parse(file: string, text: string): { entries: SpooledEntry[]; context: ChainContext | undefined } {
     const entries: SpooledEntry[] = [];
+    let context: ChainContext | undefined;
     // Only lines that ended in a newline were written whole.
     for (const json of text.slice(0, text.lastIndexOf('\n') + 1).split('\n')) {
       if (json === '') continue;
       try {
-        entries.push({ json, key: (JSON.parse(json) as QueuedEvent).idempotency_key });
+        const line = JSON.parse(json) as QueuedEvent | { context: ChainContext };
+        if (!('idempotency_key' in line) && entries.length === 0 && context === undefined) context = line.context;
+        else entries.push({ json, key: (line as QueuedEvent).idempotency_key });
       } catch (error) {
         this.onError(new Error(`auditledger spool: skipped a damaged line of ${file}`, { cause: error }));
       }
     }
-    return entries;
+    return { entries, context };
   }
 }

@@ -13,7 +13,8 @@ export const CHECKPOINT_QUEUE = 'auditledger-checkpoints';
 
 export interface CheckpointDeps {
   db: pg.Pool;
-  archive: Archive;
+  /** Where each checkpoint is put before it is recorded; absent (library mode, wormEnabled false): PostgreSQL only. */
+  archive?: Archive | undefined;
   key: SigningKey;
   origin: string;
   log: Logger;
@@ -67,7 +68,7 @@ export async function runCheckpoints({ db, archive, key, origin, log }: Checkpoi
     const note = signCheckpoint({ origin: chainOrigin(origin, chain.project_id, chain.environment_id), size: chain.seq, root }, key);
     // Archive before recording: a crash in between re-signs the same text next time, which
     // (ed25519 being deterministic) archives the same bytes again, a no-op.
-    await archive.put(checkpointKey(chain.project_id, chain.environment_id, chain.seq), Buffer.from(note));
+    await archive?.put(checkpointKey(chain.project_id, chain.environment_id, chain.seq), Buffer.from(note));
     await insertCheckpoint(db, {
       environment_id: chain.environment_id,
       tree_size: chain.seq,

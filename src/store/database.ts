@@ -22,16 +22,19 @@ export interface Pools {
 /**
  * The owner and app pools. A new connection that the server does not complete within
  * `connectTimeoutMs` (0: no limit) fails, so a database that stopped taking connections fails
- * requests (503) instead of holding them for ever.
+ * requests (503) instead of holding them for ever. `ssl`: node-postgres's TLS options, for settings
+ * a URL cannot carry (library mode's `database.ssl`).
  */
-export function createPools(ownerUrl: string, appUrl: string | undefined, appPoolSize: number, connectTimeoutMs = 0): Pools {
-  const owner = new pg.Pool({ connectionString: ownerUrl, max: 4, types, connectionTimeoutMillis: connectTimeoutMs });
+export function createPools(ownerUrl: string, appUrl: string | undefined, appPoolSize: number, connectTimeoutMs = 0, ssl?: pg.PoolConfig['ssl']): Pools {
+  const tls = ssl === undefined ? {} : { ssl };
+  const owner = new pg.Pool({ connectionString: ownerUrl, max: 4, types, connectionTimeoutMillis: connectTimeoutMs, ...tls });
   // Without a login for the app role, the owner's connections switch to it at start-up.
   const app = new pg.Pool({
     connectionString: appUrl ?? ownerUrl,
     max: appPoolSize,
     types,
     connectionTimeoutMillis: connectTimeoutMs,
+    ...tls,
     ...(appUrl ? {} : { options: `-c role=${APP_ROLE}` }),
   });
   // An idle client losing its server (restart, failover) must not crash the process.

@@ -68,6 +68,18 @@ const UNAVAILABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOU
 // What pg and pg-pool throw, without a code, when a connection is not made in time or is lost.
 const LOST = /^(timeout exceeded when trying to connect|Connection terminated unexpectedly|Connection terminated due to connection timeout)$/;
 
+// Refusals no retry can cure: PostgreSQL's (invalid_authorization_specification, invalid_password,
+// invalid_catalog_name) and pg's own SCRAM errors, thrown before the server is asked (a password
+// the server wants and the URL lacks, a server signature that does not match).
+const LOGIN_REFUSED = new Set(['28000', '28P01', '3D000']);
+const SASL = /^SASL: /;
+
+/** Whether `error` is the database refusing the login: wrong role, password or database name. */
+export function isLoginRefused(error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  return (code !== undefined && LOGIN_REFUSED.has(code)) || SASL.test((error as Error).message ?? '');
+}
+
 /**
  * Whether `error` says the database cannot be used now (not there, refusing the login, not taking
  * connections, or gone mid-query), rather than that a statement failed. Node's AggregateError
@@ -76,7 +88,7 @@ const LOST = /^(timeout exceeded when trying to connect|Connection terminated un
 export function isDatabaseUnavailable(error: unknown): boolean {
   const first = error instanceof AggregateError ? (error.errors[0] as Error | undefined) : undefined;
   const code = (error as { code?: string }).code ?? (first as { code?: string } | undefined)?.code;
-  return (code !== undefined && UNAVAILABLE.has(code)) || LOST.test((error as Error).message ?? '');
+  return (code !== undefined && UNAVAILABLE.has(code)) || LOST.test((error as Error).message ?? '') || isLoginRefused(error);
 }
 
 /**
@@ -89,6 +101,7 @@ export function unavailable(error: unknown, url: string, variable: string): unkn
   const first = error instanceof AggregateError ? (error.errors[0] as Error | undefined) : undefined;
   const code = (error as { code?: string }).code ?? (first as { code?: string } | undefined)?.code;
   const { hostname, port, pathname } = new URL(url);
-  const reason = (error as Error).message || first?.message || code;
-  return new DatabaseUnavailableError(`cannot use the database at ${hostname}:${port || 5432}${pathname} (${variable}): ${reason}`);
+  let reason = (error as Error).message || first?.message || code;
+  if (/client password must be a string/.test(reason ?? '')) reason = 'the server asks for a password and none was given';
+  return new DatabaseUnavailableError(`cannot use the database at ${hostname}:${port || 5432}${pathname} (${variable}): ${reason}`, { cause: error });
 }

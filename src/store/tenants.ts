@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { uuidv7 } from '../ledger/uuid.js';
+import { isUuid, uuidv7 } from '../ledger/uuid.js';
 import { withTransaction } from './database.js';
 import { ConflictError, uniquely } from './errors.js';
 
@@ -147,4 +147,90 @@ export function deleteProject(db: pg.Pool, projectId: string): Promise<boolean> 
 
 export function deleteEnvironment(db: pg.Pool, projectId: string, environmentId: string): Promise<boolean> {
   return deleteEmptyChains(db, projectId, environmentId);
+}
+
+async function projectByName(db: pg.Pool, name: string): Promise<Project | undefined> {
+  const { rows } = await db.query<Project>(`SELECT ${PROJECT_COLUMNS} FROM projects WHERE name = $1`, [name]);
+  return rows[0];
+}
+
+async function environmentByName(db: pg.Pool, projectId: string, name: string): Promise<Environment | undefined> {
+  const { rows } = await db.query<Environment>(`SELECT ${ENVIRONMENT_COLUMNS} FROM environments WHERE project_id = $1 AND name = $2`, [
+    projectId,
+    name,
+  ]);
+  return rows[0];
+}
+
+/** A project or environment named by an id that does not exist (an id is never created). */
+export class UnknownTenantError extends Error {
+  override name = 'UnknownTenantError';
+  constructor(
+    readonly what: 'project' | 'environment',
+    id: string,
+  ) {
+    super(`there is no ${what} with the id ${id} (a UUID is looked up, never created; give a name to have it created)`);
+  }
+}
+
+/**
+ * The project named by `project` (its UUID id, or its name) and its environment named by
+ * `environment` (id or name), as library mode's setContext names a chain. A name not found is
+ * created (with its empty chain); two processes creating one name at once both get the one row,
+ * the loser of the race reading the winner's. An id not found throws UnknownTenantError. Names
+ * are taken as given: the caller checks them (nameSchema).
+ */
+export async function findOrCreateChain(db: pg.Pool, project: string, environment: string): Promise<{ project: Project; environment: Environment }> {
+  const projectRow = await findOrCreate(
+    'project',
+    project,
+    () => getProject(db, project),
+    () => projectByName(db, project),
+    () => createProject(db, project),
+  );
+  const environmentRow = await findOrCreate(
+    'environment',
+    environment,
+    () => getEnvironment(db, projectRow.id, environment),
+    () => environmentByName(db, projectRow.id, environment),
+    () => createEnvironment(db, projectRow.id, environment),
+  );
+  return { project: projectRow, environment: environmentRow };
+}
+
+/**
+ * The row `key` names: by id when it is a UUID, else by name. A name not found is created; when
+ * another process created it first (ConflictError), the row it made is read.
+ */
+async function findOrCreate<T>(
+  what: 'project' | 'environment',
+  key: string,
+  get: () => Promise<T | undefined>,
+  byName: () => Promise<T | undefined>,
+  create: () => Promise<T | undefined>,
+): Promise<T> {
+  const found = (isUuid(key) ? await get() : undefined) ?? (await byName());
+  if (found !== undefined) return found;
+  if (isUuid(key)) throw new UnknownTenantError(what, key);
+  let created: T | undefined;
+  try {
+    created = await create();
+  } catch (error) {
+    if (!(error instanceof ConflictError)) throw error;
+    created = await byName();
+  }
+  // Only an environment's project deleted meanwhile leaves nothing.
+  if (created === undefined) throw new Error(`the ${what} "${key}" could not be created: its project was deleted meanwhile`);
+  return created;
+}
+
+/** The names of a chain's project and environment, or undefined when the environment is gone. */
+export async function chainNames(db: pg.Pool, environmentId: string): Promise<{ project: { id: string; name: string }; environment: { id: string; name: string } } | undefined> {
+  const { rows } = await db.query<{ project_id: string; project_name: string; environment_id: string; environment_name: string }>(
+    `SELECT p.id AS project_id, p.name AS project_name, e.id AS environment_id, e.name AS environment_name
+       FROM environments e JOIN projects p ON p.id = e.project_id WHERE e.id = $1`,
+    [environmentId],
+  );
+  const row = rows[0];
+  return row && { project: { id: row.project_id, name: row.project_name }, environment: { id: row.environment_id, name: row.environment_name } };
 }

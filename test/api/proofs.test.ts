@@ -78,7 +78,7 @@ describe('checkpoints and proofs', () => {
       const { checkpoint } = openCheckpoint(body.note, [t.keyring.current], chainOrigin(t.keyring.origin, tenant.projectId, tenant.environmentId));
       expect(checkpoint.size).toBe(10);
       expect(Buffer.from(checkpoint.root).toString('hex')).toBe((await get(tenant, '/v1/chain')).body.root);
-      const archived = await job.archive.get(checkpointKey(tenant.projectId, tenant.environmentId, 10));
+      const archived = await job.archive!.get(checkpointKey(tenant.projectId, tenant.environmentId, 10));
       expect(archived?.toString()).toBe(body.note);
     });
 

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -43,6 +44,8 @@ describe('the CLI answers every mistake with one line and a documented exit code
     dir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-bad-input-'));
     await writeFile(path.join(dir, 'not-json.json'), 'hello\nworld\n');
     await writeFile(path.join(dir, 'proof.json'), '{}');
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' });
+    await writeFile(path.join(dir, 'rsa.pem'), rsa);
     db = await createTestDatabase();
     unreachable = `postgres://nobody:secret@127.0.0.1:${await closedPort()}/auditledger`;
   });
@@ -99,6 +102,23 @@ describe('the CLI answers every mistake with one line and a documented exit code
       code: 1,
       message: /cannot use the database at [^ ]+\/auditledger_no_such_db \(DATABASE_URL\): database "auditledger_no_such_db" does not exist/,
     },
+    // pg fails the SCRAM exchange itself and used to leave its socket open: serve hung after the line.
+    ...['serve', 'migrate'].map(
+      (verb): Case => ({
+        args: [verb],
+        env: { DATABASE_URL: 'no-password' },
+        code: 1,
+        message: /cannot use the database at [^ ]+ \(DATABASE_URL\): the server asks for a password and none was given/,
+      }),
+    ),
+    {
+      args: ['serve'],
+      env: { AUDITLEDGER_SIGNING_KEY_FILE: 'rsa.pem' },
+      database: true,
+      code: 78,
+      message: /AUDITLEDGER_SIGNING_KEY_FILE: cannot use the signing key in rsa\.pem: RSA keys are refused: checkpoints are signed with Ed25519/,
+      absent: 'PRIVATE KEY',
+    },
     { args: ['serve'], env: { HOST: '999.1.1.1' }, database: true, code: 78, message: /HOST: "999\.1\.1\.1" does not resolve to an address/ },
     { args: ['serve'], env: { HOST: '8.8.8.8' }, database: true, code: 78, message: /HOST: "8\.8\.8\.8" is not an address of this machine/ },
     ...['serve', 'seal'].map(
@@ -118,6 +138,7 @@ describe('the CLI answers every mistake with one line and a documented exit code
     const env: Record<string, string> = { DATABASE_URL: unreachable, ...c.env };
     if (env.S3_ENDPOINT === 's3-closed') Object.assign(env, { S3_ENDPOINT: `http://${new URL(unreachable).host}`, S3_FORCE_PATH_STYLE: 'true', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y' });
     if (env.DATABASE_URL === 'unreachable') env.DATABASE_URL = unreachable;
+    if (env.DATABASE_URL === 'no-password') env.DATABASE_URL = Object.assign(new URL(db.ownerUrl), { password: '' }).href;
     if (env.DATABASE_URL === 'missing-database') env.DATABASE_URL = Object.assign(new URL(db.ownerUrl), { pathname: '/auditledger_no_such_db' }).href;
     if (c.database) {
       const data = await mkdtemp(path.join(dir, 'data-'));

@@ -339,6 +339,6 @@ describe('when its database goes away', () => {
     const exit = await exitWithin(service.cli, 20_000);
     expect(exit.code).toBe(1);
     // The token usage flush waits on the silent database for ever; the steps after it never ran.
-    expect(service.cli.output()).toMatch(/shutdown did not end within 3 s; abandoned: token usage flush, checkpoint timer, pg-boss stop, database pools/);
+    expect(service.cli.output()).toMatch(/shutdown did not end within 3 s; abandoned: token usage flush, group commit flush, checkpoint timer, pg-boss stop, database pools/);
   }, 60_000);
 });

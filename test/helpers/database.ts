@@ -75,3 +75,15 @@ export async function readChain(pool: pg.Pool, environment: string, to: number):
     client.release();
   }
 }
+
+/** A database URL as the parts library mode's `database` option takes (host, port, user, password, database). */
+export function databaseOptions(url: string) {
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: Number(u.port),
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    database: u.pathname.slice(1),
+  };
+}

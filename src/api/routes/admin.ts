@@ -5,14 +5,14 @@ import { uuidv7 } from '../../ledger/uuid.js';
 import * as tenants from '../../store/tenants.js';
 import { SCOPES, insertToken, listTokens, revokeToken } from '../../store/tokens.js';
 import type { AppEnv } from '../context.js';
-import { digest, newApiToken, type Credentials } from '../credentials.js';
+import { digest, newApiToken, type Authenticator } from '../credentials.js';
 import { notFound } from '../errors.js';
 import { jsonBody, pathId, query } from '../input.js';
 import { dateTimeParam, nameSchema, page, pageQuery } from '../schemas.js';
 
 export interface AdminDeps {
   db: pg.Pool;
-  credentials: Credentials;
+  credentials: Authenticator;
   maxNameLength: number;
 }
 

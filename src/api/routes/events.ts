@@ -6,6 +6,7 @@ import { checkChainEnd, verifyStoredEvents, type StoredEvent } from '../../ledge
 import { appendItem, type AppendItem } from '../../store/append.js';
 import { eventHashes, getChainEnd, getChainHead, getEvent, queryEvents } from '../../store/events.js';
 import type { GroupCommit } from '../../store/group-commit.js';
+import { chainNames } from '../../store/tenants.js';
 import { listFindings } from '../../store/verification.js';
 import type { AppendMetrics } from '../metrics.js';
 import type { SealedBundles } from '../sealed.js';
@@ -250,5 +251,14 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
       const head = await getChainHead(db, chainOf(c).environment);
       if (!head) throw notFound('chain');
       return c.json(head);
+    })
+    // Which chain the token writes to, for any environment token (a write-only one too): how the
+    // client's setContext checks it was given the token of the chain it names.
+    .get('/token', async (c) => {
+      const principal = c.get('principal');
+      if (principal.kind !== 'token') throw new ApiError(403, 'forbidden', 'this route needs an environment token');
+      const names = await chainNames(db, principal.environmentId);
+      if (!names) throw notFound('chain');
+      return c.json({ token_id: principal.tokenId, scopes: principal.scopes, ...names });
     });
 }
