@@ -28,7 +28,7 @@ export { initializeDatabase, LibraryOptionsError, type DatabaseOptions, type Lib
 export { DatabaseUnavailableError } from './store/errors.js';
 export type { AuditEvent } from './ledger/event.js';
 
-/** The client of either mode: setContext, createEvent, createEvents, flush, close, query, verify, lastReceipt, checkConsistency. */
+/** The client of either mode: the methods setContext, createEvent, createEvents, flush, close, query, verify and checkConsistency, and the property lastReceipt. */
 export type AuditLog = AuditLogClient;
 
 /**

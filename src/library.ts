@@ -16,6 +16,7 @@ import { KeyError, parseVerifierKey, verifierKey, type SigningKey, type Verifier
 import { startRuntime, type Runtime } from './service.js';
 import { PEM_KEY_NAME, readPublicKey, readSigningKey, type Keyring } from './signing-key.js';
 import { isLoginRefused, unavailable } from './store/errors.js';
+import { createPool } from './store/database.js';
 import { migrate } from './store/migrate.js';
 import { findOrCreateChain, UnknownTenantError } from './store/tenants.js';
 import { SCOPES } from './store/tokens.js';
@@ -100,6 +101,7 @@ const optionsSchema = z.strictObject({
   spoolDir: z.string().min(1).optional(),
   maxBacklog: positiveInt.optional(),
   batchSize: positiveInt.max(1000).optional(),
+  maxBatchBytes: positiveInt.optional(),
   flushIntervalMs: z.number().int().min(0).optional(),
   retry: retrySchema.optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
@@ -120,7 +122,7 @@ const optionsSchema = z.strictObject({
  *   day, or a day); default every 15 minutes.
  * - `jobs`: run checkpoints, sealing, verification and partition upkeep here (default true);
  *   `checkpointIntervalSeconds`: seconds between checkpoints of chains that moved (default 60).
- * - `spoolDir`, `maxBacklog`, `batchSize`, `flushIntervalMs`, `retry`, `onError`: as the HTTP client's.
+ * - `spoolDir`, `maxBacklog`, `batchSize`, `maxBatchBytes`, `flushIntervalMs`, `retry`, `onError`: as the HTTP client's.
  * - `logLevel` (default warn) or `logger` (a pino logger).
  */
 export type LibraryOptions = z.input<typeof optionsSchema>;
@@ -319,6 +321,7 @@ export function createLibraryClient(input: LibraryOptions): AuditLogClient {
     ...(options.spoolDir !== undefined && { spoolDir: options.spoolDir }),
     ...(options.maxBacklog !== undefined && { maxBacklog: options.maxBacklog }),
     ...(options.batchSize !== undefined && { batchSize: options.batchSize }),
+    ...(options.maxBatchBytes !== undefined && { maxBatchBytes: options.maxBatchBytes }),
     ...(options.flushIntervalMs !== undefined && { flushIntervalMs: options.flushIntervalMs }),
     ...(options.retry !== undefined && { retry: options.retry }),
     vkey: [verifierKey(key), ...retired.map(verifierKey)],
@@ -335,7 +338,7 @@ export function createLibraryClient(input: LibraryOptions): AuditLogClient {
  */
 export async function initializeDatabase(database: DatabaseOptions): Promise<{ applied: string[] }> {
   const { url, ssl } = connection(parse(databaseSchema, database, ['database']));
-  const pool = new pg.Pool({ connectionString: url, max: 1, ...(ssl === undefined ? {} : { ssl }) });
+  const pool = createPool({ connectionString: url, max: 1, ...(ssl === undefined ? {} : { ssl }) });
   pool.on('error', () => undefined);
   try {
     return { applied: await migrate(pool) };

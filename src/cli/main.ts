@@ -54,6 +54,3 @@ export async function main(argv: string[]): Promise<number> {
 // 2027 will need Node.js 22: news for whoever upgrades the pinned SDK, not for a user of this one.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.exitCode = await main(process.argv.slice(2));
-// A finished command does not wait for handles a library left open: pg keeps the socket of a
-// login whose SCRAM exchange it failed itself (no password given), which held the process for ever.
-setTimeout(() => process.exit(), 2000).unref();

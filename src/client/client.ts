@@ -9,15 +9,21 @@ import { decodeBase64, parseVerifierKey, type VerifierKey } from '../ledger/keys
 import { NoteError } from '../ledger/note.js';
 import { ProofError, verifyConsistency } from '../ledger/proof.js';
 import { BacklogFullError, ClientClosedError, ContextError, DeliveryError, LedgerHttpError, VerificationError } from './errors.js';
-import { DEFAULT_RETRY, Http, httpError, type Bearer, type RetryPolicy } from './http.js';
-import { Spool, type ChainContext, type QueuedEvent, type SpooledEntry, type SpoolFile } from './spool.js';
+import { Http, httpError, isNonRetryable, type Bearer, type RetryPolicy } from './http.js';
+import { isPlainObject, strictJson } from './json.js';
+import { checkHttpOptions, integer, MAX_TIMER_MS, optional, retryPolicy } from './options.js';
+import { Spool, type ChainContext, type SpooledEntry, type SpoolFile } from './spool.js';
 
 export { BacklogFullError, ClientClosedError, ContextError, DeliveryError, LedgerHttpError, VerificationError } from './errors.js';
 export type { ChainContext } from './spool.js';
 export type { RetryPolicy } from './http.js';
 
-/** An event to append. Without an `idempotency_key` one is generated; without `created`, the time it was queued. */
-export type NewEvent = AuditEvent & { idempotency_key?: string };
+/**
+ * An event to append. Without an `idempotency_key` one is generated; without `created`, the time
+ * it was queued; a Date `created` is sent as its ISO 8601 string. It must be JSON as it is (see
+ * createEvent): a member whose value is undefined is left out, anything JSON cannot hold is refused.
+ */
+export type NewEvent = Omit<AuditEvent, 'created'> & { created?: string | Date; idempotency_key?: string };
 
 /** What createEvents takes: an array of events, or `{ events: [...] }`. */
 export type NewEvents = readonly NewEvent[] | { readonly events: readonly NewEvent[] };
@@ -74,22 +80,36 @@ export interface AuditLogClientOptions {
   token: string;
   /** Most events per POST /v1/events (the server takes at most 1000). Default 100. */
   batchSize?: number;
+  /**
+   * Most bytes of one POST /v1/events body: a batch is sent before an event would take it past
+   * this. Default 1 MiB (1 048 576); the server takes up to AUDITLEDGER_MAX_BODY_BYTES (default 5 MiB).
+   * An event larger than this goes alone.
+   */
+  maxBatchBytes?: number;
   /** How long the first event of a batch waits for more before the batch is sent. Default 200. */
   flushIntervalMs?: number;
   /** Most events queued and not yet acknowledged; beyond it createEvent rejects. Default 10 000. */
   maxBacklog?: number;
-  /** Most events one createEvents call takes; more rejects with a RangeError naming `events`, none queued. Default: no bound but maxBacklog. */
+  /** Most events one createEvents call takes; more rejects with a RangeError naming `events`, none queued. Default 1000, as in library mode. */
   maxBulkEvents?: number;
   /** query() verifies each page unless its filters say `verify: false`. Default false. */
   validateOnQuery?: boolean;
   /** Folder of the on-disk spool; without it, queued events live in memory only. */
   spoolDir?: string;
-  /** Default `{attempts: 5, baseDelayMs: 100, maxDelayMs: 5000}`. */
+  /**
+   * Retries of one request (network errors and 5xx), with exponential backoff and jitter. Default
+   * `{attempts: 5, baseDelayMs: 100, maxDelayMs: 5000}`. A batch whose attempts are spent stays
+   * queued and is tried again every maxDelayMs until delivered or close().
+   */
   retry?: Partial<RetryPolicy>;
-  /** Timeout of each HTTP request. Default 10 000. */
+  /** Timeout of each HTTP request, in ms. Default 10 000. */
   timeoutMs?: number;
   /** The ledger's verifier key(s), as GET /v1/keys publishes them: needed by checkConsistency. */
   vkey?: string | readonly string[];
+  /**
+   * The fetch requests go through. An error it throws with `retryable: false` is final: the
+   * request is not retried, and the events of its batch reject with that error.
+   */
   fetch?: typeof fetch;
   /** Problems no promise can carry: spool I/O, refused events recovered from the spool. Default console.error. */
   onError?: (error: Error) => void;
@@ -125,11 +145,17 @@ export interface AuditLogClient {
    * setContext, the token's chain is used unchecked.
    */
   setContext(project: string, environment: string): AuditLogClient;
-  /** Queues an event; resolves with its receipt once the ledger acknowledged its batch. */
+  /**
+   * Queues an event; resolves with its receipt once the ledger acknowledged its batch. An event
+   * JSON cannot hold as it is (NaN, ±Infinity, undefined in an array, a function, a bigint, a
+   * Map, Set or other class instance but Date, a cycle) rejects at once with a TypeError naming
+   * the field (`event.metadata.n: NaN is not a JSON number`), nothing queued.
+   */
   createEvent(event: NewEvent): Promise<Receipt>;
   /**
    * Queues the events, given as an array or as `{events}` (none of them when the backlog has no
-   * room for all, or when they are more than maxBulkEvents); resolves with their receipts.
+   * room for all, when they are more than maxBulkEvents, or when one is not JSON as it is: a
+   * TypeError naming it, `events[3].metadata.n: …`); resolves with their receipts.
    */
   createEvents(events: NewEvents): Promise<Receipt[]>;
   /** Every matching event, fetching page after page through next_cursor. */
@@ -140,9 +166,10 @@ export interface AuditLogClient {
    */
   verify(): Promise<VerifyRun>;
   /**
-   * Sends everything queued so far and waits for the ledger. Rejects with DeliveryError if any of
-   * it was not delivered, or, with a spool, as soon as the ledger is unreachable (the events stay
-   * spooled and are retried in the background).
+   * Sends everything queued so far and waits for the ledger. Rejects with DeliveryError if the
+   * ledger refused some of it, or as soon as the ledger is unreachable: then the events stay
+   * queued (in the spool when `spooled` is true, else in memory) and are retried in the
+   * background until delivered or close().
    */
   flush(): Promise<void>;
   /** Flushes, then stops; events still undelivered are rejected with DeliveryError (spooled ones stay on disk). */
@@ -157,11 +184,20 @@ export interface AuditLogClient {
   checkConsistency(receipt?: Pick<Receipt, 'tree_size' | 'root'>): Promise<ConsistencyResult>;
 }
 
+/**
+ * The HTTP client. Throws TypeError or RangeError naming the option when one is unknown or wrong
+ * (`token: required, …`, `url: must be an http(s) URL, …`), never repeating the token or URL.
+ */
 export function createAuditLogClient(options: AuditLogClientOptions): AuditLogClient {
+  checkHttpOptions(options);
   return new Client(options);
 }
 
-/** The client's options, and what library mode adds (src/library.ts): how a context becomes a bearer token. */
+/**
+ * The client's options, and what library mode adds (src/library.ts): how a context becomes a
+ * bearer token. Internal: `new Client` does not check `url`, `token` or unknown options, as
+ * createAuditLogClient does.
+ */
 export interface ClientOptions extends AuditLogClientOptions {
   /**
    * Library mode: the bearer token of a context's chain (resolving, or creating, its names).
@@ -199,6 +235,15 @@ interface Batch {
   failure?: Error;
 }
 
+/** A queued event's JSON, built and checked when it is created. */
+interface Prepared {
+  json: string;
+  key: string;
+}
+
+/** `{"events":[` and `]}`: a batch's body is these, its events' JSON, and a comma between each two. */
+const BODY_FRAME_BYTES = 13;
+
 interface AppendAnswer {
   events: Omit<Receipt, 'tree_size' | 'root'>[];
   tree_size: number;
@@ -217,6 +262,7 @@ export class Client implements AuditLogClient {
   private readonly checked = new Map<string, Promise<void>>();
   private readonly spool: Spool | undefined;
   private readonly batchSize: number;
+  private readonly maxBatchBytes: number;
   private readonly flushIntervalMs: number;
   private readonly maxBacklog: number;
   private readonly pauseMs: number;
@@ -226,6 +272,8 @@ export class Client implements AuditLogClient {
 
   /** The batch collecting events; `ready` are sealed and sent in order, one request at a time. */
   private open: Batch | undefined;
+  /** The open batch's events' bytes, a comma each. */
+  private openBytes = 0;
   private readonly ready: Batch[] = [];
   private backlog = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -240,22 +288,23 @@ export class Client implements AuditLogClient {
   private origin: string | undefined;
 
   constructor(options: ClientOptions) {
-    const retry = { ...DEFAULT_RETRY, ...options.retry };
+    const retry = retryPolicy(options.retry);
     this.batchSize = integer('batchSize', options.batchSize ?? 100, 1, 1000);
-    this.flushIntervalMs = integer('flushIntervalMs', options.flushIntervalMs ?? 200, 0);
+    this.maxBatchBytes = integer('maxBatchBytes', options.maxBatchBytes ?? 1024 * 1024, 1);
+    this.flushIntervalMs = integer('flushIntervalMs', options.flushIntervalMs ?? 200, 0, MAX_TIMER_MS);
     this.maxBacklog = integer('maxBacklog', options.maxBacklog ?? 10_000, 1);
-    this.maxBulkEvents = integer('maxBulkEvents', options.maxBulkEvents ?? Number.MAX_SAFE_INTEGER, 1);
-    this.validateOnQuery = options.validateOnQuery ?? false;
+    this.maxBulkEvents = integer('maxBulkEvents', options.maxBulkEvents ?? 1000, 1);
+    this.validateOnQuery = optional('validateOnQuery', options.validateOnQuery, 'boolean', false);
     this.authorize = options.authorize;
     this.afterClose = options.afterClose;
-    integer('retry.attempts', retry.attempts, 1);
     this.pauseMs = retry.maxDelayMs;
-    const vkeys = typeof options.vkey === 'string' ? [options.vkey] : (options.vkey ?? []);
-    this.verifiers = vkeys.map(parseVerifierKey);
-    this.onError = options.onError ?? ((error) => console.error('auditledger client:', error));
+    this.verifiers = verifierKeys(options.vkey);
+    this.onError = optional('onError', options.onError, 'function', (error: Error) => console.error('auditledger client:', error));
+    const timeoutMs = integer('timeoutMs', options.timeoutMs ?? 10_000, 1, MAX_TIMER_MS);
     const base = options.url.replace(/\/+$/, '');
-    this.http = new Http(base, options.token, retry, options.timeoutMs ?? 10_000, options.fetch ?? globalThis.fetch);
-    this.spool = options.spoolDir === undefined ? undefined : new Spool(options.spoolDir, this.onError);
+    this.http = new Http(base, options.token, retry, timeoutMs, optional('fetch', options.fetch, 'function', globalThis.fetch));
+    const spoolDir = optional<string | undefined>('spoolDir', options.spoolDir, 'string', undefined);
+    this.spool = spoolDir === undefined ? undefined : new Spool(spoolDir, this.onError);
     this.recovered = this.recover();
   }
 
@@ -280,7 +329,13 @@ export class Client implements AuditLogClient {
   createEvent(event: NewEvent): Promise<Receipt> {
     const refusal = this.refusal(1);
     if (refusal) return Promise.reject(refusal);
-    return new Promise((resolve, reject) => this.enqueue(event, { resolve, reject }));
+    let prepared: Prepared;
+    try {
+      prepared = prepare(event, 'event');
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    return new Promise((resolve, reject) => this.enqueue(prepared, { resolve, reject }));
   }
 
   createEvents(events: NewEvents): Promise<Receipt[]> {
@@ -291,7 +346,14 @@ export class Client implements AuditLogClient {
     }
     const refusal = this.refusal(list.length);
     if (refusal) return Promise.reject(refusal);
-    return Promise.all(list.map((event: NewEvent) => new Promise<Receipt>((resolve, reject) => this.enqueue(event, { resolve, reject }))));
+    let prepared: Prepared[];
+    try {
+      // Every event is checked before any is queued: one that is not JSON queues none of them.
+      prepared = list.map((event: NewEvent, i) => prepare(event, `events[${i}]`));
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
+    return Promise.all(prepared.map((event) => new Promise<Receipt>((resolve, reject) => this.enqueue(event, { resolve, reject }))));
   }
 
   async *query(filters: EventFilters = {}): AsyncIterable<StoredEvent> {
@@ -428,13 +490,13 @@ export class Client implements AuditLogClient {
     return undefined;
   }
 
-  private enqueue(event: NewEvent, settle: Settle): void {
-    // The key is fixed now, so every retry, and a re-send from the spool, is recognized by the ledger.
-    // Serializing here also makes an event JSON cannot hold fail its own call, not a batch.
-    const key = event.idempotency_key ?? randomUUID();
-    const json = JSON.stringify({ ...event, created: event.created ?? new Date().toISOString(), idempotency_key: key } satisfies QueuedEvent);
+  private enqueue({ json, key }: Prepared, settle: Settle): void {
+    const bytes = Buffer.byteLength(json);
+    // The batch's body would grow past maxBatchBytes: send it as it is, this event starts the next.
+    if (this.open && BODY_FRAME_BYTES + this.openBytes + bytes > this.maxBatchBytes) this.seal();
     const batch = (this.open ??= { entries: [], context: this.context, spool: this.spool?.newFile(this.context) });
     batch.entries.push({ json, key, settle });
+    this.openBytes += bytes + 1;
     batch.spool?.add(json);
     this.backlog++;
     if (batch.entries.length >= this.batchSize) this.seal();
@@ -448,6 +510,7 @@ export class Client implements AuditLogClient {
     if (!this.open) return;
     this.ready.push(this.open);
     this.open = undefined;
+    this.openBytes = 0;
     this.startSending();
   }
 
@@ -470,37 +533,51 @@ export class Client implements AuditLogClient {
     }
   }
 
-  /** Sends a batch until each event is acknowledged or refused; returns the failure that leaves it spooled for later. */
+  /**
+   * Sends a batch until each event is acknowledged or refused. When the ledger is unreachable
+   * (the retries of a request are spent) returns why: the batch stays queued, in memory and in
+   * its spool file if it has one, and is tried again later; the backlog bound limits the memory.
+   */
   private async send(batch: Batch): Promise<DeliveryError | undefined> {
     await batch.spool?.written();
+    // Events per request: all, until the ledger finds a body too large (413); then halves of it.
+    let size = batch.entries.length;
     while (batch.entries.length > 0) {
-      let answer: AppendAnswer | LedgerHttpError | ContextError;
+      const part = batch.entries.slice(0, size);
+      let answer: AppendAnswer | Error;
       try {
-        answer = await this.post(batch);
+        answer = await this.post(part, batch.context);
       } catch (error) {
-        const stuck = this.unreachable(batch, error as Error);
-        if (stuck) return stuck;
-        continue;
+        const spooled = batch.spool?.durable === true;
+        const where = spooled ? 'in the spool' : 'in memory';
+        return new DeliveryError(`the ledger is unreachable: ${(error as Error).message}; the events are still queued (${where}) and retried until delivered or close()`, spooled, {
+          cause: error,
+        });
       }
-      if (answer instanceof Error) this.refuse(batch, answer);
-      else this.acknowledge(batch.entries.splice(0), answer);
+      if (!(answer instanceof Error)) {
+        this.acknowledge(batch.entries.splice(0, part.length), answer);
+      } else if (isTooLarge(answer) && part.length > 1) {
+        // Too large together is no refusal of the events: each half is sent on its own.
+        size = Math.ceil(part.length / 2);
+      } else {
+        this.refuse(batch, part.length, isTooLarge(answer) ? tooLargeEvent(part[0]!, answer) : answer);
+      }
     }
     if (batch.spool) await (batch.failure ? this.spool!.keepRejected(batch.spool) : this.spool!.remove(batch.spool));
     return undefined;
   }
 
   /**
-   * POST /v1/events of the batch to its context's chain, with retries; a refusal (a 4xx, a
-   * ContextError) comes back as the error rather than thrown.
+   * POST /v1/events of `entries` to `context`'s chain, with retries; a refusal (a 4xx, a
+   * ContextError, an error marked `retryable: false`) comes back as the error rather than thrown.
    */
-  private async post(batch: Batch): Promise<AppendAnswer | LedgerHttpError | ContextError> {
-    const { entries, context } = batch;
+  private async post(entries: Entry[], context: ChainContext | undefined): Promise<AppendAnswer | Error> {
     let res: Response;
     try {
       if (!this.authorize && context) await this.checkToken(context);
       res = await this.http.request('POST', '/v1/events', `{"events":[${entries.map((entry) => entry.json).join(',')}]}`, this.bearer(context));
     } catch (error) {
-      if (error instanceof ContextError || (error instanceof LedgerHttpError && error.status < 500)) return error;
+      if (isNonRetryable(error) || (error instanceof LedgerHttpError && error.status < 500)) return error as Error;
       throw error;
     }
     if (!res.ok) return httpError(res);
@@ -508,19 +585,6 @@ export class Client implements AuditLogClient {
     // Something in between (a proxy, say) answered: the events cannot count as acknowledged.
     if (answer?.events?.length !== entries.length) throw new Error(`POST /v1/events answered ${res.status} without a receipt for each event`);
     return answer;
-  }
-
-  /**
-   * The retries are used up. A durably spooled batch stays queued for later (the failure is
-   * returned); anything else is rejected now rather than held in memory indefinitely.
-   */
-  private unreachable(batch: Batch, error: Error): DeliveryError | undefined {
-    const spooled = batch.spool?.durable === true;
-    const failure = new DeliveryError(`the ledger is unreachable: ${error.message}`, spooled, { cause: error });
-    if (spooled) return failure;
-    batch.failure = failure;
-    for (const entry of batch.entries.splice(0)) this.reject(entry, failure);
-    return undefined;
   }
 
   private acknowledge(entries: Entry[], answer: AppendAnswer): void {
@@ -535,17 +599,22 @@ export class Client implements AuditLogClient {
   }
 
   /**
-   * The ledger refused the request. When its details name events of it (`events.3.source_ip`),
-   * only those are rejected and the rest go in the next request; otherwise all are.
+   * The ledger refused the request of the batch's first `count` events. When its details name
+   * events of it (`events.3.source_ip`), only those are rejected, each with a LedgerHttpError
+   * naming its own fields (`source_ip: …`), and the rest go in the next request; otherwise all are.
    */
-  private refuse(batch: Batch, error: LedgerHttpError | ContextError): void {
-    const details = error instanceof LedgerHttpError ? error.details : [];
-    const indexes = details.map((detail) => Number(/^events\.(\d+)\./.exec(detail.field)?.[1]));
-    const namesEvents = indexes.length > 0 && indexes.every((index) => index < batch.entries.length);
+  private refuse(batch: Batch, count: number, error: Error): void {
+    const http = error instanceof LedgerHttpError ? error : undefined;
+    const named = http && problemsByEvent(http.details, count);
     batch.failure ??= error;
     const kept: Entry[] = [];
-    batch.entries.forEach((entry, i) => (namesEvents && !indexes.includes(i) ? kept.push(entry) : this.reject(entry, error)));
-    batch.entries = kept;
+    batch.entries.slice(0, count).forEach((entry, i) => {
+      const problems = named?.get(i);
+      if (!named) this.reject(entry, error);
+      else if (problems) this.reject(entry, new LedgerHttpError(http!.status, http!.code, fieldsMessage(problems), problems));
+      else kept.push(entry);
+    });
+    batch.entries.splice(0, count, ...kept);
   }
 
   private reject(entry: Entry, error: Error): void {
@@ -598,6 +667,60 @@ export class Client implements AuditLogClient {
   }
 }
 
+/**
+ * The event's JSON and idempotency key, fixed now so that every retry, and a re-send from the
+ * spool, is recognized by the ledger. Throws a TypeError naming the field (under `path`) when the
+ * event is not JSON as it is: that fails its own call, not a batch.
+ */
+function prepare(event: NewEvent, path: string): Prepared {
+  if (!isPlainObject(event)) throw new TypeError(`${path}: must be an object`);
+  const key = event.idempotency_key ?? randomUUID();
+  return { json: strictJson({ ...event, created: event.created ?? new Date(), idempotency_key: key }, path), key };
+}
+
+/** The ledger's problems grouped by the event they name (`events.3.x` → 3: `x`); undefined unless each names one of the first `count`. */
+function problemsByEvent(details: LedgerHttpError['details'], count: number): Map<number, LedgerHttpError['details']> | undefined {
+  const byEvent = new Map<number, LedgerHttpError['details']>();
+  for (const { field, message } of details) {
+    const named = /^events\.(\d+)(?:\.(.+))?$/.exec(field);
+    const index = Number(named?.[1]);
+    if (!named || index >= count) return undefined;
+    byEvent.set(index, [...(byEvent.get(index) ?? []), { field: named[2] ?? 'event', message }]);
+  }
+  return byEvent.size > 0 ? byEvent : undefined;
+}
+
+function fieldsMessage(problems: LedgerHttpError['details']): string {
+  return problems.map(({ field, message }) => `${field}: ${message}`).join('; ');
+}
+
+function isTooLarge(error: Error): error is LedgerHttpError {
+  return error instanceof LedgerHttpError && error.status === 413;
+}
+
+/** A 413 for one event alone: the event itself is larger than the ledger takes. */
+function tooLargeEvent(entry: Entry, error: LedgerHttpError): LedgerHttpError {
+  const bytes = Buffer.byteLength(entry.json);
+  return new LedgerHttpError(
+    error.status,
+    error.code,
+    `the event's JSON is ${bytes} bytes, too large for the ledger even alone in a request (its body limit is the server's AUDITLEDGER_MAX_BODY_BYTES, default 5 MiB)`,
+  );
+}
+
+/** The `vkey` option's keys, checked: TypeError naming `vkey` when one is not a verifier key. */
+function verifierKeys(vkey: unknown): VerifierKey[] {
+  const keys = typeof vkey === 'string' ? [vkey] : (vkey ?? []);
+  if (!Array.isArray(keys)) throw new TypeError('vkey: must be a verifier key (GET /v1/keys) or an array of them');
+  return keys.map((key: unknown, i) => {
+    try {
+      return parseVerifierKey(key as string);
+    } catch (error) {
+      throw new TypeError(`vkey${Array.isArray(vkey) ? `[${i}]` : ''}: ${(error as Error).message}`);
+    }
+  });
+}
+
 function noContext(): ContextError {
   return new ContextError('no context: call setContext(project, environment) before creating events or reading; library mode writes to the chain it names');
 }
@@ -625,9 +748,4 @@ function queryString(filters: EventFilters, cursor: string | null): string {
     if (value !== undefined && value !== null) params.set(name, String(value));
   }
   return params.toString();
-}
-
-function integer(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (!Number.isSafeInteger(value) || value < min || value > max) throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${value}`);
-  return value;
 }

@@ -46,6 +46,8 @@ export class ClientClosedError extends Error {
  */
 export class ContextError extends Error {
   override name = 'ContextError';
+  /** Trying again cannot cure it (see isNonRetryable). */
+  readonly retryable = false;
 }
 
 /** A page read with `verify: true` did not verify: the ledger found these failures (seq 0: the chain as a whole). */

@@ -1,5 +1,5 @@
 // Requests to the ledger, with retries of network errors and 5xx answers.
-import { ContextError, LedgerHttpError } from './errors.js';
+import { LedgerHttpError } from './errors.js';
 
 export interface RetryPolicy {
   /** Tries per request, the first included. */
@@ -25,8 +25,8 @@ export class Http {
 
   /**
    * The first answer below 500; throws the last failure once the attempts are used up. `bearer`,
-   * when given, supplies the token on each attempt (its failures are retried too, except a
-   * ContextError, thrown at once).
+   * when given, supplies the token on each attempt (its failures are retried too). An error
+   * marked `retryable: false` (a ContextError; one a custom fetch or `bearer` throws) is thrown at once.
    */
   async request(method: 'GET' | 'POST', route: string, json?: string, bearer?: Bearer): Promise<Response> {
     for (let attempt = 1; ; attempt++) {
@@ -38,7 +38,7 @@ export class Http {
         if (res.status < 500) return res;
         failure = await httpError(res);
       } catch (error) {
-        if (error instanceof ContextError) throw error;
+        if (isNonRetryable(error)) throw error;
         failure = error instanceof Error ? error : new Error(String(error));
       }
       if (attempt >= this.retry.attempts) throw failure;
@@ -51,6 +51,14 @@ export class Http {
     if (!res.ok) throw await httpError(res);
     return (await res.json()) as T;
   }
+}
+
+/**
+ * An error that trying again cannot cure, marked so by a `retryable` property that is false (a
+ * ContextError; library mode's wrong database password): its request is not retried.
+ */
+export function isNonRetryable(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { retryable?: unknown }).retryable === false;
 }
 
 export async function httpError(res: Response): Promise<LedgerHttpError> {

@@ -11,6 +11,33 @@ const types = {
     oid === 20 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
+/**
+ * pg's Client, closing its socket when the connection fails. pg fails its own SCRAM step (no
+ * password given to a server that wants one) without closing the socket, and pg-pool drops such a
+ * client without ending it: the socket then holds the process open and a server connection slot
+ * until the server's authentication_timeout (60 s by default).
+ */
+class ClosingClient extends pg.Client {
+  override connect(): Promise<pg.Client>;
+  override connect(callback: (error: Error) => void): void;
+  override connect(callback?: (error: Error) => void): Promise<pg.Client> | void {
+    const close = () => (this as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    if (!callback) return super.connect().catch((error: unknown) => {
+      close();
+      throw error;
+    });
+    super.connect((error: Error) => {
+      if (error) close();
+      callback(error);
+    });
+  }
+}
+
+/** A pg.Pool whose connections are ClosingClients; `types` parses int8 as numbers. */
+export function createPool(config: pg.PoolConfig): pg.Pool {
+  return new pg.Pool({ types, ...config, Client: ClosingClient });
+}
+
 export interface Pools {
   /** Owner role: migrations, partition upkeep and other maintenance. */
   owner: pg.Pool;
@@ -27,12 +54,11 @@ export interface Pools {
  */
 export function createPools(ownerUrl: string, appUrl: string | undefined, appPoolSize: number, connectTimeoutMs = 0, ssl?: pg.PoolConfig['ssl']): Pools {
   const tls = ssl === undefined ? {} : { ssl };
-  const owner = new pg.Pool({ connectionString: ownerUrl, max: 4, types, connectionTimeoutMillis: connectTimeoutMs, ...tls });
+  const owner = createPool({ connectionString: ownerUrl, max: 4, connectionTimeoutMillis: connectTimeoutMs, ...tls });
   // Without a login for the app role, the owner's connections switch to it at start-up.
-  const app = new pg.Pool({
+  const app = createPool({
     connectionString: appUrl ?? ownerUrl,
     max: appPoolSize,
-    types,
     connectionTimeoutMillis: connectTimeoutMs,
     ...tls,
     ...(appUrl ? {} : { options: `-c role=${APP_ROLE}` }),

@@ -8,6 +8,7 @@ import {
   DeliveryError,
   LedgerHttpError,
   type AuditLogClientOptions,
+  type NewEvent,
 } from '../../src/client/client.js';
 import { appendLeaves, emptyRange } from '../../src/ledger/compact-range.js';
 import { generateSigningKey, verifierKey } from '../../src/ledger/keys.js';
@@ -17,6 +18,10 @@ import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/d
 
 const ADMIN = `client-test-admin-token-${'x'.repeat(20)}`;
 const FAST_RETRY = { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 };
+/** The server's body limit here, small enough that a few events exceed it. */
+const MAX_BODY_BYTES = 64 * 1024;
+/** An event of about 12 kB: metadata of three strings of 4000 characters (the server's longest is 4096). */
+const padded = (action: string, externalId: string) => ({ action, external_id: externalId, metadata: { pad: ['a', 'b', 'c'].map((c) => c.repeat(4000)) } });
 
 describe('audit log client against a real server', () => {
   let db: TestDatabase;
@@ -25,7 +30,7 @@ describe('audit log client against a real server', () => {
   let url: string;
   let port: string;
 
-  /** `auditledger serve` on the test database; a checkpoint every second. */
+  /** `auditledger serve` on the test database; a checkpoint every second; bodies of at most MAX_BODY_BYTES. */
   async function startServer(onPort = '0') {
     ({ cli: server, url, port } = await serveProcess({
       DATABASE_URL: db.ownerUrl,
@@ -33,6 +38,7 @@ describe('audit log client against a real server', () => {
       AUDITLEDGER_DATA_DIR: dataDir,
       AUDITLEDGER_ADMIN_TOKEN: ADMIN,
       AUDITLEDGER_CHECKPOINT_INTERVAL: '1',
+      AUDITLEDGER_MAX_BODY_BYTES: String(MAX_BODY_BYTES),
     }));
   }
 
@@ -131,7 +137,9 @@ describe('audit log client against a real server', () => {
     const good = audit.createEvent({ action: 'refused.test', external_id: 'good' });
     const bad = audit.createEvent({ action: 'refused.test', external_id: 'bad', source_ip: 'not-an-ip' });
     await expect(bad).rejects.toBeInstanceOf(LedgerHttpError);
-    await expect(bad).rejects.toMatchObject({ status: 400, details: [{ field: 'events.1.source_ip' }] });
+    // Named relative to the event, not to its place in the client's batch (events.1.source_ip).
+    await expect(bad).rejects.toMatchObject({ status: 400, code: 'invalid_request', details: [{ field: 'source_ip', message: expect.any(String) }] });
+    await expect(bad).rejects.toThrow(/^auditledger answered 400 invalid_request: source_ip: [^;]+$/);
     await expect(good).resolves.toMatchObject({ seq: 1 });
     expect(counter.appends).toBe(2); // the refused request, then the good event alone; no retries
 
@@ -241,12 +249,78 @@ describe('audit log client against a real server', () => {
     }
   });
 
-  it('rejects undelivered events without a spool once the retries are used up', async () => {
+  it('without a spool, events wait in memory through an outage and are delivered once, when it ends', async () => {
+    const token = await newToken();
+    const audit = client(token, { retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 50 }, flushIntervalMs: 10 });
+    await audit.createEvent({ action: 'memory.test', external_id: 'm-0' });
+
+    await stopServer();
+    let settled = false;
+    const waiting = Promise.all([1, 2, 3].map((i) => audit.createEvent({ action: 'memory.test', external_id: `m-${i}` })));
+    void waiting.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    await expect(audit.flush()).rejects.toMatchObject({ name: 'DeliveryError', spooled: false, message: expect.stringMatching(/unreachable.*still queued \(in memory\)/) });
+    await new Promise((r) => setTimeout(r, 300)); // several rounds of retries spent against the stopped ledger
+    expect(settled).toBe(false);
+
+    await startServer(port);
+    await audit.flush();
+    expect((await waiting).map((r) => r.seq)).toEqual([2, 3, 4]);
+    expect((await externalIds(token, 'memory.test')).sort()).toEqual(['m-0', 'm-1', 'm-2', 'm-3']);
+    await audit.close();
+  });
+
+  it('close() rejects what is still undelivered without a spool', async () => {
     const token = await newToken();
     const audit = createAuditLogClient({ url: `http://127.0.0.1:${await closedPort()}`, token, retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 2 } });
     const lost = handled(audit.createEvent({ action: 'lost.test' }));
-    await expect(audit.flush()).rejects.toMatchObject({ name: 'DeliveryError', spooled: false });
-    await expect(lost).rejects.toMatchObject({ name: 'DeliveryError', spooled: false, message: expect.stringMatching(/unreachable/) });
+    await expect(audit.flush()).rejects.toMatchObject({ name: 'DeliveryError', spooled: false, message: expect.stringMatching(/unreachable.*still queued/) });
+    await audit.close();
+    await expect(lost).rejects.toMatchObject({ name: 'DeliveryError', spooled: false, message: expect.stringMatching(/closed before the ledger acknowledged/) });
+  });
+
+  it('bounds a batch by bytes (maxBatchBytes) as well as by events', async () => {
+    const token = await newToken();
+    const bodies: number[] = [];
+    const measuring = (async (input, init) => {
+      if (init?.method === 'POST' && String(input).endsWith('/v1/events')) bodies.push(Buffer.byteLength(String(init.body)));
+      return fetch(input, init);
+    }) as typeof fetch;
+    const audit = client(token, { maxBatchBytes: 40_000, batchSize: 100, fetch: measuring });
+    const receipts = await audit.createEvents(Array.from({ length: 10 }, (_, i) => padded('bytes.test', `y-${i}`)));
+    expect(receipts.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(bodies).toHaveLength(4); // 3 + 3 + 3 + 1 events of about 12 kB
+    for (const bytes of bodies) expect(bytes).toBeLessThanOrEqual(40_000);
+    await audit.close();
+  });
+
+  it('a batch too large for the ledger (413) is re-sent in halves: only an event too large alone is refused', async () => {
+    const token = await newToken();
+    const statuses: number[] = [];
+    const recording = (async (input, init) => {
+      const res = await fetch(input, init);
+      if (init?.method === 'POST' && String(input).endsWith('/v1/events')) statuses.push(res.status);
+      return res;
+    }) as typeof fetch;
+    const audit = client(token, { maxBatchBytes: 10 * 1024 * 1024, batchSize: 100, fetch: recording });
+    // About 80 kB: more than the server takes in one body, even alone.
+    const huge = { action: 'split.test', external_id: 'huge', fields: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`f${i}`, 'y'.repeat(4000)])) };
+    const events: NewEvent[] = [...[0, 1, 2, 3].map((i) => padded('split.test', `s-${i}`)), huge, ...[4, 5, 6, 7].map((i) => padded('split.test', `s-${i}`))];
+    const outcomes = await Promise.allSettled(events.map((event) => audit.createEvent(event)));
+
+    expect(statuses[0]).toBe(413); // the nine together
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(8);
+    const refused = outcomes[4];
+    expect(refused).toMatchObject({ status: 'rejected', reason: { name: 'LedgerHttpError', status: 413, code: 'payload_too_large' } });
+    const size = Buffer.byteLength(JSON.stringify(huge));
+    const message = (refused as PromiseRejectedResult).reason.message as string;
+    expect(message).toMatch(/the event's JSON is (\d+) bytes, too large for the ledger even alone/);
+    expect(Number(/is (\d+) bytes/.exec(message)![1])).toBeGreaterThan(size); // the event as sent: with created and idempotency_key
+    const ids = await externalIds(token, 'split.test');
+    expect(ids.sort()).toEqual(['s-0', 's-1', 's-2', 's-3', 's-4', 's-5', 's-6', 's-7']); // each stored once
+    await expect(audit.flush()).resolves.toBeUndefined();
     await audit.close();
   });
 });

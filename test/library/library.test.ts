@@ -142,6 +142,25 @@ describe("library mode: the seed's usage, from initializeDatabase to close()", (
     expect((await client.createEvent({ action: 'z' })).seq).toBe(2);
   });
 
+  it('a login the database refuses fails the events at once, naming the database and never the password', async () => {
+    const wrong = { ...databaseOptions(db.ownerUrl), password: 'not-the-password-hunter2' };
+    const none = { ...databaseOptions(db.ownerUrl), password: undefined };
+    for (const [database, reason] of [
+      [wrong, /password authentication failed/],
+      [none, /the server asks for a password and none was given/],
+    ] as const) {
+      // Retries that would wait for ever: a refused login must not be taken for an outage.
+      const client = open({ database, retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 60_000 } });
+      client.setContext('refused-login', 'production');
+      const started = Date.now();
+      const error = (await client.createEvent({ action: 'never.stored' }).catch((e: unknown) => e)) as Error;
+      expect(error.message).toMatch(/cannot use the database at [^ ]+ \(database\)/);
+      expect(error.message).toMatch(reason);
+      expect(error.message).not.toContain('hunter2');
+      expect(Date.now() - started).toBeLessThan(20_000);
+    }
+  });
+
   it('wormEnabled: checkpoints are signed and put in the archive folder', async () => {
     const client = open();
     await client.setContext('worm', 'production').createEvent({ action: 'x' });
@@ -237,7 +256,14 @@ describe("HTTP mode: setContext checks the token's chain; createEvents takes {ev
   it('accepts the ids or names of the token chain, and rejects events for another chain', async () => {
     const tenant = await createTenant(t, 'http-mode', ['events:write']);
     const open = () =>
-      createAuditLogClient({ url: 'http://ledger.test', token: tenant.token, fetch: (async (url: string, init: RequestInit) => t.fetch(new Request(url, init))) as typeof fetch, ...QUIET });
+      createAuditLogClient({
+        url: 'http://ledger.test',
+        token: tenant.token,
+        fetch: (async (url: string, init: RequestInit) => t.fetch(new Request(url, init))) as typeof fetch,
+        // The HTTP client refuses library mode's options (logLevel).
+        flushIntervalMs: QUIET.flushIntervalMs,
+        retry: QUIET.retry,
+      });
     const byNames = open().setContext('http-mode', 'production');
     const receipts = await byNames.createEvents({ events: [{ action: 'a' }, { action: 'b' }] });
     expect(receipts.map((r) => r.seq)).toEqual([1, 2]);
