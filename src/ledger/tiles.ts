@@ -6,6 +6,7 @@
 // (api/layout) and golang.org/x/mod/sumdb/tlog. Sizes are JS numbers up to 2^53 - 1, so the math
 // is arithmetic: bitwise operators stop at 32 bits.
 import { HASH_SIZE, nodeHash } from './hash.js';
+import { inclusionPath } from './proof.js';
 import { splitPoint, subtreeRoot } from './tree.js';
 
 /** Tree levels per tile (C2SP tlog-tiles: "tiles of height 8"). */
@@ -176,6 +177,22 @@ export function hashesFromTiles(tiles: ReadonlyMap<string, readonly Buffer[]>): 
     if (!hash) throw new RangeError(`no tile holds hash ${level}/${position}`);
     return hash;
   };
+}
+
+/**
+ * The RFC 9162 inclusion proof (section 2.1.3.1) of leaf `leafIndex` in the tree of `treeSize`
+ * leaves, read from that tree's tiles: `fetch` gets the O(log n) tiles the proof reads (each with
+ * the width the tree has of it) and returns their hashes keyed `level/index`. The tiles are not
+ * trusted: check the proof against a signed root with verifyInclusion. Throws RangeError when a
+ * fetched tile lacks a hash the proof needs.
+ */
+export async function inclusionProofFromTiles(
+  leafIndex: number,
+  treeSize: number,
+  fetch: (tiles: TileId[]) => Promise<ReadonlyMap<string, readonly Buffer[]>>,
+): Promise<Buffer[]> {
+  const proof = (hashAt: TileHash) => inclusionPath(leafIndex, treeSize, (start, end) => tileSubtreeHash(start, end, hashAt));
+  return proof(hashesFromTiles(await fetch(tilesRead(treeSize, proof))));
 }
 
 // ---- The right edge, as the append path carries it.

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArchive } from '../../src/archive/local.js';
 import { runCheckpoints, type CheckpointDeps } from '../../src/jobs/checkpoints.js';
 import { leafHash } from '../../src/ledger/hash.js';
+import { createAuditLogClient } from '../../src/client/client.js';
 import { verifierKey } from '../../src/ledger/keys.js';
 import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
 import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/database.js';
@@ -118,6 +119,45 @@ describe('the chain as a C2SP tlog-tiles log', () => {
     expect((await get('/v1/tlog/checkpoint', writer.token)).status).toBe(403);
     expect((await get('/v1/tlog/tile/0/000', writer.token)).status).toBe(403);
     expect((await t.request('GET', '/v1/tlog/tile/0/000')).status).toBe(401);
+  });
+
+  it("the SDK proves its receipts through the tiles alone, says when the checkpoint is behind, and refuses a lying tile", async () => {
+    const client = createAuditLogClient({ url: server.url, token: tenant.token, vkey: verifierKey(t.keyring.current) });
+    try {
+      const hashes = new Map<number, string>();
+      for (const index of [0, 255, 256, 300, 511, 512, 699]) {
+        const stored = await (await get(`/v1/events/${events[index]!.id}`)).json();
+        hashes.set(index, stored.hash);
+        const result = await client.checkInclusion({ seq: index + 1, hash: stored.hash });
+        expect(result, `leaf ${index}`).toMatchObject({ ok: true, seq: index + 1, checkpoint_tree_size: 700, pending: false, reason: null });
+      }
+      // Another event's hash at that place is not included: the check is not a rubber stamp.
+      expect(await client.checkInclusion({ seq: 301, hash: hashes.get(0)! })).toMatchObject({ ok: false, reason: expect.stringMatching(/root/) });
+      const [next] = await client.createEvents([{ action: 'after.the.checkpoint' }]);
+      expect(await client.checkInclusion(next)).toMatchObject({ ok: false, pending: true, checkpoint_tree_size: 700 });
+
+      // Tile 0/1 (leaves 256..511) altered in the database: the proof it gives does not reach the signed root.
+      const where = 'environment_id = $1 AND level = 0 AND tile_index = 1';
+      const setTile = (hashes: Buffer) =>
+        asSuperuser(db, async (su) => {
+          await su.query('ALTER TABLE tiles DISABLE TRIGGER USER');
+          await su.query(`UPDATE tiles SET hashes = $2 WHERE ${where}`, [tenant.environmentId, hashes]);
+          await su.query('ALTER TABLE tiles ENABLE TRIGGER USER');
+        });
+      const { rows } = await db.pools.owner.query<{ hashes: Buffer }>(`SELECT hashes FROM tiles WHERE ${where}`, [tenant.environmentId]);
+      const original = rows[0]!.hashes;
+      const lying = Buffer.from(original);
+      lying.writeUInt8(lying.readUInt8(40) ^ 0xff, 40);
+      await setTile(lying);
+      try {
+        expect(await client.checkInclusion({ seq: 1, hash: hashes.get(0)! })).toMatchObject({ ok: true });
+        expect(await client.checkInclusion({ seq: 301, hash: hashes.get(300)! })).toMatchObject({ ok: false, pending: false });
+      } finally {
+        await setTile(original);
+      }
+    } finally {
+      await client.close();
+    }
   });
 
   it('an independent tlog-tiles client (Go sumdb/tlog) verifies inclusion and consistency over HTTP, and refuses a tampered tile', async (ctx) => {
