@@ -26,6 +26,7 @@ import { verifyRoutes, type RequestVerification } from './routes/verify.js';
 import { eventRoutes } from './routes/events.js';
 import { keyRoutes } from './routes/keys.js';
 import { proofRoutes } from './routes/proofs.js';
+import { tlogRoutes } from './routes/tlog.js';
 import { healthRoutes } from './routes/health.js';
 
 export interface AppDeps {
@@ -95,6 +96,7 @@ export function createApp(deps: AppDeps) {
   const sealed = new SealedBundles(pools.app, archive, verifiers(keyring));
   app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), sealed, metrics }));
   app.route('/v1', proofRoutes(pools.app, sealed));
+  app.route('/v1', tlogRoutes(pools.app));
   app.route('/v1', bundleRoutes(pools.app));
   app.route('/v1', verifyRoutes(pools.app, requestVerification, { runs: config.AUDITLEDGER_VERIFY_RATE, windowSeconds: config.AUDITLEDGER_VERIFY_RATE_WINDOW }));
 

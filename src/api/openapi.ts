@@ -164,6 +164,11 @@ function routes(config: Config, limits: EventLimits): Route[] {
     { method: 'get', path: '/v1/checkpoints', summary: 'Signed checkpoints, newest first', tag: 'proofs', auth: 'events:read', query: checkpointsQuery, status: 200, response: z.object({ checkpoints: z.array(checkpoint) }) },
     { method: 'get', path: '/v1/events/{id}/proof', summary: 'RFC 9162 inclusion proof', tag: 'proofs', auth: 'events:read', query: proofQuery, status: 200, response: proof },
     { method: 'get', path: '/v1/consistency', summary: 'RFC 9162 consistency proof', tag: 'proofs', auth: 'events:read', query: consistencyQuery, status: 200, response: z.object({ from: z.number().int(), to: z.number().int(), proof: z.array(b64), roots: z.object({ from: b64, to: b64 }), checkpoints: z.object({ from: z.string().nullable(), to: z.string().nullable() }) }) },
+    { method: 'get', path: '/v1/tlog/checkpoint', summary: 'The latest signed checkpoint as a C2SP tlog-checkpoint note: the root of a C2SP tlog-tiles log', tag: 'proofs', auth: 'events:read', status: 200, type: 'text/plain', example: 'auditledger.example/…/…\n700\nq5kR…=\n\n— auditledger.example Ab3x…\n' },
+    {
+      method: 'get', path: '/v1/tlog/tile/{path}', summary: 'A C2SP tlog-tiles tile of the latest checkpoint\'s tree: tile/<L>/<N>[.p/<W>] (hashes) or tile/entries/<N>[.p/<W>] (events\' canonical bytes, uint16-length-prefixed)',
+      tag: 'proofs', auth: 'events:read', status: 200, type: 'application/octet-stream',
+    },
     { method: 'get', path: '/v1/bundles', summary: 'Sealed bundles, newest day first', tag: 'archive', auth: 'events:read', query: bundlesQuery, status: 200, response: z.object({ bundles: z.array(bundle), next_before: z.iso.date().nullable() }) },
     { method: 'get', path: '/v1/bundles/{id}', summary: 'One bundle with its signed manifest', tag: 'archive', auth: 'events:read', status: 200, response: bundle.extend({ manifest: z.record(z.string(), z.unknown()) }) },
     { method: 'post', path: '/v1/verify', summary: 'Start a verification run of the chain', tag: 'verification', auth: 'verify', status: 202, response: z.object({ run_id: id, status: z.literal('queued'), deduplicated: z.boolean() }), example: { run_id: EXAMPLE_ID, status: 'queued', deduplicated: false } },

@@ -7,7 +7,8 @@ import { CheckpointError, openCheckpoint, type Checkpoint } from '../ledger/chec
 import type { AuditEvent, Crud } from '../ledger/event.js';
 import { decodeBase64, parseVerifierKey, type VerifierKey } from '../ledger/keys.js';
 import { NoteError } from '../ledger/note.js';
-import { ProofError, verifyConsistency } from '../ledger/proof.js';
+import { ProofError, verifyConsistency, verifyInclusion } from '../ledger/proof.js';
+import { inclusionProofFromTiles, tileHashes, tilePath } from '../ledger/tiles.js';
 import { BacklogFullError, ClientClosedError, ContextError, CreateEventsError, DeliveryError, LedgerHttpError, VerificationError } from './errors.js';
 import { Http, httpError, isNonRetryable, type Bearer, type RetryPolicy } from './http.js';
 import { isPlainObject, strictJson } from './json.js';
@@ -128,6 +129,20 @@ export interface ConsistencyResult {
   reason: string | null;
 }
 
+export interface InclusionResult {
+  ok: boolean;
+  /** The receipt's seq (its leaf is seq - 1). */
+  seq: number;
+  /** The latest signed checkpoint's size, once one was read. */
+  checkpoint_tree_size: number | null;
+  /** The verified checkpoint's origin, once one was read. */
+  origin: string | null;
+  /** True when the latest checkpoint was signed before the event: try again after the next one. */
+  pending: boolean;
+  /** Why the event is not proven in the signed tree; null when ok. */
+  reason: string | null;
+}
+
 export interface VerifyRun {
   run_id: string;
   status: string;
@@ -186,6 +201,14 @@ export interface AuditLogClient {
    * Throws when the ledger cannot be asked.
    */
   checkConsistency(receipt?: Pick<Receipt, 'tree_size' | 'root'>): Promise<ConsistencyResult>;
+  /**
+   * Proves, as any C2SP tlog-tiles client would, that the receipt's event (the last receipt by
+   * default) is in the ledger's latest signed checkpoint: the checkpoint from /v1/tlog/checkpoint,
+   * its signature checked with the ledger's key, and the O(log n) tiles the RFC 9162 inclusion
+   * proof needs from /v1/tlog/tile/…, the proof checked against the signed root. A tile that lies
+   * shows as ok: false. Throws when the ledger cannot be asked.
+   */
+  checkInclusion(receipt?: Pick<Receipt, 'seq' | 'hash'>): Promise<InclusionResult>;
 }
 
 /**
@@ -430,12 +453,57 @@ export class Client implements AuditLogClient {
     }
   }
 
-  /** The latest signed checkpoint, its signature checked with the ledger's key. */
-  private async latestCheckpoint(bearer: Bearer | undefined): Promise<Checkpoint> {
-    const { note } = await this.http.json<{ note: string }>('GET', '/v1/checkpoints/latest', bearer);
+  async checkInclusion(receipt: Pick<Receipt, 'seq' | 'hash'> | undefined = this.last): Promise<InclusionResult> {
+    if (this.verifiers.length === 0) throw new Error("checkInclusion needs the ledger's verifier key: pass the vkey option (GET /v1/keys)");
+    if (!receipt) throw new Error('checkInclusion needs a receipt: append an event first, or pass one');
+    let checkpoint: Checkpoint | undefined;
+    const result = (reason: string | null, pending = false): InclusionResult => ({
+      ok: reason === null,
+      seq: receipt.seq,
+      checkpoint_tree_size: checkpoint?.size ?? null,
+      origin: checkpoint?.origin ?? null,
+      pending,
+      reason,
+    });
+    try {
+      const bearer = await this.requestBearer();
+      const note = await (await this.read('/v1/tlog/checkpoint', bearer)).text();
+      checkpoint = this.openLatest(note);
+      if (receipt.seq > checkpoint.size) return result(`the latest checkpoint covers ${checkpoint.size} events, not yet event ${receipt.seq}`, true);
+      const proof = await inclusionProofFromTiles(receipt.seq - 1, checkpoint.size, async (tiles) => {
+        const read = tiles.map(async (tile) => {
+          const bytes = new Uint8Array(await (await this.read(`/v1/tlog/${tilePath({ ...tile, kind: 'hash' })}`, bearer)).arrayBuffer());
+          if (bytes.length !== tile.width * 32) throw new ProofError(`tile ${tile.level}/${tile.index} has ${bytes.length} bytes, not ${tile.width * 32}`);
+          return [`${tile.level}/${tile.index}`, tileHashes(bytes)] as const;
+        });
+        return new Map(await Promise.all(read));
+      });
+      verifyInclusion(receipt.seq - 1, checkpoint.size, Buffer.from(receipt.hash, 'hex'), proof, checkpoint.root);
+      return result(null);
+    } catch (error) {
+      if (!isInconsistency(error)) throw error;
+      return result(error.message);
+    }
+  }
+
+  /** GET `route`; a 4xx or 5xx answer is thrown as a LedgerHttpError. */
+  private async read(route: string, bearer: Bearer | undefined): Promise<Response> {
+    const res = await this.http.request('GET', route, undefined, bearer);
+    if (!res.ok) throw await httpError(res);
+    return res;
+  }
+
+  /** A checkpoint note, its signature checked with the ledger's key and its origin with the first one seen. */
+  private openLatest(note: string): Checkpoint {
     const { checkpoint } = openCheckpoint(note, this.verifiers, this.origin);
     this.origin ??= checkpoint.origin;
     return checkpoint;
+  }
+
+  /** The latest signed checkpoint, its signature checked with the ledger's key. */
+  private async latestCheckpoint(bearer: Bearer | undefined): Promise<Checkpoint> {
+    const { note } = await this.http.json<{ note: string }>('GET', '/v1/checkpoints/latest', bearer);
+    return this.openLatest(note);
   }
 
   /** RFC 9162 consistency of the receipt's tree and the checkpoint's, whichever is older. */

@@ -3,9 +3,11 @@ import type { BundleManifest } from '../ledger/bundle.js';
 import { openCheckpoint } from '../ledger/checkpoint.js';
 import { appendLeaves, emptyRange, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
 import type { VerifierKey } from '../ledger/keys.js';
+import { extendTails, levelsCompleted, type TileTails } from '../ledger/tiles.js';
 import { checkStoredEvent, type Chain, type Failure } from '../ledger/verify-events.js';
 import { copyEventsBySeq } from './event-copy.js';
 import { getChainHead } from './events.js';
+import { expectedTile, readTails, tileFailures, type ExpectedTile } from './tiles.js';
 
 export interface ChainVerification {
   ok: boolean;
@@ -74,8 +76,10 @@ function signedRootProblem(signed: SignedRoot, chain: Chain, root: Buffer, verif
 /**
  * Recomputes a chain from the database, from `from` (a verified point; the genesis by default)
  * to the head: every event's hash from its stored bytes, every link, the extracted columns, gaps,
- * the Merkle root at each signed checkpoint and sealed bundle (their signatures too), and the root
- * at the head. A signed checkpoint beyond the head means events were removed from the tail.
+ * the Merkle root at each signed checkpoint and sealed bundle (their signatures too), the root
+ * at the head, and every stored full tile (C2SP tlog-tiles) the events complete, recomputed from
+ * them (up to the first gap, after which tiles cannot be placed). A signed checkpoint beyond the
+ * head means events were removed from the tail.
  * Streams the events (COPY), so memory stays bounded whatever the chain's length.
  */
 export async function verifyChain(
@@ -100,6 +104,12 @@ export async function verifyChain(
   let range = from.range;
   let prevHash: Buffer | undefined = from.seq === 0 ? undefined : from.hash;
   let expected = from.seq + 1;
+  // The tiles' right edge at `from`: empty from the genesis, else derived from the rows below it
+  // (verified by earlier runs). Levels it cannot derive are not checked.
+  const levels = levelsCompleted(from.seq, head.seq);
+  let tails: TileTails | undefined = from.seq === 0 ? Array.from({ length: levels }, () => []) : await readTails(db, chain.environment, from.seq, levels);
+  // Tiles completed in the current COPY window, checked once it is read (the connection is busy until then).
+  let completedTiles: ExpectedTile[] = [];
 
   const checkRootsAt = (size: number) => {
     while (roots[0] && roots[0].size <= size) {
@@ -117,9 +127,15 @@ export async function verifyChain(
     for (let start = expected; start <= head.seq; start += window) {
       for await (const rows of copyEventsBySeq(client, chain.environment, start, Math.min(start + window - 1, head.seq))) {
         let leaves: Buffer[] = [];
+        const tileLeaves: Buffer[] = [];
+        const tileSize = expected - 1;
         for (const row of rows) {
           // After a gap there is no stored hash to link to: the check reports the gap.
-          if (row.seq !== expected) prevHash = undefined;
+          if (row.seq !== expected) {
+            prevHash = undefined;
+            tails = undefined;
+          }
+          tileLeaves.push(row.hash);
           failures.push(...checkStoredEvent(row, chain, prevHash));
           leaves.push(row.hash);
           prevHash = row.hash;
@@ -131,8 +147,15 @@ export async function verifyChain(
           }
         }
         range = appendLeaves(range, leaves);
+        if (tails) {
+          const completed = extendTails(tileSize, tails, tileLeaves);
+          tails = completed.tails;
+          completedTiles.push(...completed.tiles.map(expectedTile));
+        }
         options.onProgress?.(expected - 1, head.seq);
       }
+      failures.push(...(await tileFailures(client, chain.environment, completedTiles)));
+      completedTiles = [];
     }
   } catch (error) {
     failed = true;

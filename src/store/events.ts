@@ -118,6 +118,15 @@ export async function eventHashes(db: pg.Pool, environment: string, seqs: number
   return new Map(rows.map((r) => [r.seq, r.hash]));
 }
 
+/** The canonical bytes of seqs [from, to] of a chain, in seq order (missing seqs are absent). */
+export async function canonicalBySeq(db: pg.Pool, environment: string, from: number, to: number): Promise<{ seq: number; canonical: Buffer }[]> {
+  const { rows } = await db.query<{ seq: number; canonical: Buffer }>(
+    'SELECT seq, canonical FROM events WHERE environment_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq',
+    [environment, from, to],
+  );
+  return rows;
+}
+
 export interface ChainHead {
   seq: number;
   hash: string;

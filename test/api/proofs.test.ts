@@ -10,7 +10,10 @@ import { chainOrigin, openCheckpoint, signCheckpoint } from '../../src/ledger/ch
 import { appendLeaves, emptyRange } from '../../src/ledger/compact-range.js';
 import { encodeEvent, GENESIS_PREV } from '../../src/ledger/event.js';
 import { generateSigningKey, verifierKey } from '../../src/ledger/keys.js';
+import { consistencyProof, inclusionProof } from '../../src/ledger/proof.js';
+import { merkleRoot } from '../../src/ledger/tree.js';
 import { verifyConsistencyDocument, verifyInclusionDocument } from '../../src/ledger/verify-proof.js';
+import { leaves } from '../../src/store/checkpoints.js';
 import { runCli } from '../helpers/cli.js';
 import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
 import { asSuperuser, createTestDatabase, type TestDatabase } from '../helpers/database.js';
@@ -160,9 +163,50 @@ describe('checkpoints and proofs', () => {
         'nothing.to.see',
       ]);
     });
-    const { body } = await get(tenant, `/v1/events/${events[4]!.id}/proof`);
-    expect(body.tree_size).toBe(8);
-    expect(() => verifyInclusionDocument(body, [t.keyring.current])).toThrow(/root/);
+    // The tree the events now give is not the chain head's: no proof is served from it.
+    const res = await get(tenant, `/v1/events/${events[4]!.id}/proof`);
+    expect(res.status).toBe(409);
+    expect(res.body).toMatchObject({ error: { code: 'chain_damaged' } });
+    expect(res.body.error.message).toMatch(/do not give its tree at 8/);
+  });
+
+  it('proofs read from tiles are those over all leaves; a tampered tile fails them, never serves a wrong one', async () => {
+    const tenant = await createTenant(t, 'tiles');
+    const events = [...(await append(tenant, 500)), ...(await append(tenant, 100))];
+    const all = (await leaves(db.pools.app, tenant.environmentId, 1, 600)).map((l) => l.hash);
+    const proofOf = (seq: number, size: number) => get(tenant, `/v1/events/${events[seq - 1]!.id}/proof?tree_size=${size}`);
+    for (const [seq, size] of [[5, 300], [300, 513], [600, 600], [257, 257]] as const) {
+      const { body } = await proofOf(seq, size);
+      expect(body.proof).toEqual(inclusionProof(seq - 1, size, all.slice(0, size)).map((h) => h.toString('base64')));
+      expect(body.root).toEqual(merkleRoot(all.slice(0, size)).toString('base64'));
+    }
+    const consistency = await get(tenant, '/v1/consistency?from=100&to=600');
+    expect(consistency.body.proof).toEqual(consistencyProof(100, 600, all).map((h) => h.toString('base64')));
+
+    // Tile 0/0 rewritten with leaf 3's hash changed: what only a superuser can do.
+    await asSuperuser(db, async (su) => {
+      await su.query('ALTER TABLE tiles DISABLE TRIGGER USER');
+      await su.query(`UPDATE tiles SET hashes = overlay(hashes PLACING '\\x${'ab'.repeat(32)}'::bytea FROM 65 FOR 32) WHERE environment_id = $1 AND level = 0 AND tile_index = 0`, [tenant.environmentId]);
+      await su.query('ALTER TABLE tiles ENABLE TRIGGER USER');
+    });
+    for (const res of [await proofOf(5, 300), await proofOf(4, 600), await get(tenant, '/v1/consistency?from=100&to=600')]) {
+      expect(res.status).toBe(409);
+      expect(res.body.error).toMatchObject({ code: 'chain_damaged', message: expect.stringMatching(/stored tiles of this chain do not give its tree/) });
+    }
+  });
+
+  it('a tampered tile root (what partial tiles above are made of) fails the proofs that read it', async () => {
+    const tenant = await createTenant(t, 'tile-root');
+    const events = await append(tenant, 300);
+    expect((await get(tenant, `/v1/events/${events[299]!.id}/proof?tree_size=300`)).status).toBe(200);
+    await asSuperuser(db, async (su) => {
+      await su.query('ALTER TABLE tiles DISABLE TRIGGER USER');
+      await su.query(`UPDATE tiles SET root = overlay(root PLACING '\\x00' FROM 1 FOR 1) WHERE environment_id = $1 AND level = 0 AND tile_index = 0`, [tenant.environmentId]);
+      await su.query('ALTER TABLE tiles ENABLE TRIGGER USER');
+    });
+    const res = await get(tenant, `/v1/events/${events[299]!.id}/proof?tree_size=300`);
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('chain_damaged');
   });
 
   it('a whole tail rewritten with recomputed hashes is caught by the earlier signed checkpoint', async () => {

@@ -3,10 +3,10 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { treeInclusionProof } from '../../ledger/bundle.js';
 import { base64 } from '../../ledger/keys.js';
-import { consistencyProof, inclusionProof } from '../../ledger/proof.js';
-import { merkleRoot } from '../../ledger/tree.js';
-import { checkpointAt, leaves, listCheckpoints, type CheckpointRow } from '../../store/checkpoints.js';
-import { getChainHead, getEvent } from '../../store/events.js';
+import { consistencyPath, inclusionPath, ProofError, verifyConsistency, verifyInclusion, type SubtreeHash } from '../../ledger/proof.js';
+import { checkpointAt, listCheckpoints, type CheckpointRow } from '../../store/checkpoints.js';
+import { getChainHead, getEvent, type ChainHead } from '../../store/events.js';
+import { tileTree, TilesMissingError } from '../../store/tiles.js';
 import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { ApiError, invalidFields, notFound } from '../errors.js';
@@ -29,21 +29,36 @@ function presentCheckpoint(row: CheckpointRow) {
   };
 }
 
+/** Why a proof of the tree of `size` cannot be served, as the API says it; other errors as they are. */
+function damaged(error: unknown, size: number): unknown {
+  if (error instanceof TilesMissingError) {
+    return new ApiError(409, 'chain_damaged', `the tree of this chain at ${size} cannot be read: ${error.message}; run a verification`);
+  }
+  if (error instanceof ProofError) {
+    return new ApiError(409, 'chain_damaged', `the stored tiles of this chain do not give its tree at ${size}: ${error.message}; run a verification`);
+  }
+  return error;
+}
+
+/** Runs the check of a proof about to be served; a proof that does not verify is never served. */
+function served(size: number, check: () => void): void {
+  try {
+    check();
+  } catch (error) {
+    throw damaged(error, size);
+  }
+}
+
 /** Signed checkpoints, and RFC 9162 inclusion and consistency proofs, for the caller's chain. */
 export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
-  /** The leaf hashes 1..treeSize. O(treeSize) rows read: proofs cost grows with the chain. */
-  async function leafHashes(environment: string, treeSize: number): Promise<Buffer[]> {
-    const rows = await leaves(db, environment, 1, treeSize);
-    if (rows.length !== treeSize || rows.some((r, i) => r.seq !== i + 1)) {
-      throw new ApiError(409, 'chain_damaged', `events of this chain up to ${treeSize} are missing; run a verification`);
-    }
-    return rows.map((r) => r.hash);
+  async function chainHead(environment: string): Promise<ChainHead> {
+    const head = await getChainHead(db, environment);
+    if (!head) throw new ApiError(409, 'chain_damaged', 'the chain head is missing; run a verification');
+    return head;
   }
 
   /** A requested tree size, or the latest checkpoint's; it must not exceed the head. */
-  async function treeSize(environment: string, requested: number | undefined, field: string) {
-    const head = await getChainHead(db, environment);
-    if (!head) throw new ApiError(409, 'chain_damaged', 'the chain head is missing; run a verification');
+  async function treeSize(environment: string, head: ChainHead, requested: number | undefined, field: string) {
     if (requested === undefined) {
       const [latest] = await listCheckpoints(db, environment, 1);
       if (!latest) throw new ApiError(404, 'no_checkpoint', 'this chain has no signed checkpoint yet; pass a tree size or wait for one');
@@ -51,6 +66,28 @@ export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
     }
     if (requested > head.tree_size) throw invalidFields([{ field, message: `must be at most the tree size ${head.tree_size}` }]);
     return requested;
+  }
+
+  /**
+   * The tree of `size` leaves as its tiles give it, for the subtree hashes `plan` asks for
+   * (O(log n) rows read), and its root. The root is proven against the chain head's root with a
+   * consistency proof from the same tiles, and the caller checks its own proof against the root
+   * before serving it: a tampered tile fails the request rather than give a proof that does not verify.
+   */
+  async function provenTree(environment: string, head: ChainHead, size: number, plan: (mth: SubtreeHash) => void) {
+    const toHead = (mth: SubtreeHash) => consistencyPath(size, head.tree_size, mth);
+    try {
+      const mth = await tileTree(db, environment, head.tree_size, (m) => {
+        plan(m);
+        m(0, size);
+        toHead(m);
+      });
+      const root = mth(0, size);
+      verifyConsistency(size, head.tree_size, toHead(mth), root, Buffer.from(head.root, 'hex'));
+      return { mth, root };
+    } catch (error) {
+      throw damaged(error, size);
+    }
   }
 
   const noteAt = async (environment: string, size: number) => (await checkpointAt(db, environment, size))?.note ?? null;
@@ -87,15 +124,19 @@ export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
           return c.json({ ...proof, canonical: event.canonical.toString('utf8'), source: 'bundle' });
         }
       }
-      const n = await treeSize(environment, q.tree_size, 'query.tree_size');
+      const head = await chainHead(environment);
+      const n = await treeSize(environment, head, q.tree_size, 'query.tree_size');
       if (n < event.seq) throw invalidFields([{ field: 'query.tree_size', message: `must be at least the event's seq ${event.seq}` }]);
-      const hashes = await leafHashes(environment, n);
+      const index = event.seq - 1;
+      const { mth, root } = await provenTree(environment, head, n, (m) => inclusionPath(index, n, m));
+      const proof = inclusionPath(index, n, mth);
+      served(n, () => verifyInclusion(index, n, event.hash, proof, root));
       return c.json({
-        leaf_index: event.seq - 1,
+        leaf_index: index,
         tree_size: n,
-        leaf_hash: hashes[event.seq - 1]!.toString('base64'),
-        proof: inclusionProof(event.seq - 1, n, hashes).map(base64),
-        root: merkleRoot(hashes).toString('base64'),
+        leaf_hash: event.hash.toString('base64'),
+        proof: proof.map(base64),
+        root: root.toString('base64'),
         checkpoint: await noteAt(environment, n),
         canonical: event.canonical.toString('utf8'),
       });
@@ -103,14 +144,21 @@ export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
     .get('/consistency', read, async (c) => {
       const { environment } = chainOf(c);
       const q = query(c, consistencyQuery);
-      const to = await treeSize(environment, q.to, 'query.to');
+      const head = await chainHead(environment);
+      const to = await treeSize(environment, head, q.to, 'query.to');
       if (q.from > to) throw invalidFields([{ field: 'query.from', message: `must be at most to (${to})` }]);
-      const hashes = await leafHashes(environment, to);
+      const { mth, root } = await provenTree(environment, head, to, (m) => {
+        consistencyPath(q.from, to, m);
+        m(0, q.from);
+      });
+      const proof = consistencyPath(q.from, to, mth);
+      const from = mth(0, q.from);
+      served(to, () => verifyConsistency(q.from, to, proof, from, root));
       return c.json({
         from: q.from,
         to,
-        proof: consistencyProof(q.from, to, hashes).map(base64),
-        roots: { from: merkleRoot(hashes.slice(0, q.from)).toString('base64'), to: merkleRoot(hashes).toString('base64') },
+        proof: proof.map(base64),
+        roots: { from: from.toString('base64'), to: root.toString('base64') },
         checkpoints: { from: await noteAt(environment, q.from), to: await noteAt(environment, to) },
       });
     });

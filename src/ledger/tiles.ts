@@ -1,0 +1,245 @@
+// C2SP tlog-tiles (https://c2sp.org/tlog-tiles): the Merkle tree of RFC 9162 stored as tiles of
+// height 8. A tile at level L holds up to 256 consecutive hashes of level 8L of the tree: level-0
+// tiles hold leaf hashes, a level-L tile holds the roots of 256 full level-(L-1) tiles. A tile is
+// full with 256 hashes; the rightmost tile of a level is partial (width W < 256) until the tree
+// grows. Tile math, paths, and subtree hashes read from tiles, after transparency-dev/tessera
+// (api/layout) and golang.org/x/mod/sumdb/tlog. Sizes are JS numbers up to 2^53 - 1, so the math
+// is arithmetic: bitwise operators stop at 32 bits.
+import { HASH_SIZE, nodeHash } from './hash.js';
+import { inclusionPath } from './proof.js';
+import { splitPoint, subtreeRoot } from './tree.js';
+
+/** Tree levels per tile (C2SP tlog-tiles: "tiles of height 8"). */
+export const TILE_HEIGHT = 8;
+/** Hashes in a full tile, 2^TILE_HEIGHT. */
+export const TILE_WIDTH = 256;
+/** Bytes of a full tile: its hashes end to end. */
+export const TILE_BYTES = TILE_WIDTH * HASH_SIZE;
+
+/** A tile: its level, its index within the level, and its width (TILE_WIDTH when full). */
+export interface TileId {
+  level: number;
+  index: number;
+  width: number;
+}
+
+/** A completed (full) tile, its hashes and its root (the hash one level up), as the append path stores it. */
+export interface FullTile {
+  level: number;
+  index: number;
+  hashes: Buffer[];
+  root: Buffer;
+}
+
+/** 256^level: the leaves under one hash of level `level`. */
+function leavesPerHash(level: number): number {
+  return TILE_WIDTH ** level;
+}
+
+/** How many hashes level `level` (tree height 8 * level) has in a tree of `treeSize` leaves: floor(treeSize / 256^level). */
+export function levelSize(treeSize: number, level: number): number {
+  return Math.floor(treeSize / leavesPerHash(level));
+}
+
+/**
+ * The tiles of a tree of `treeSize` leaves at one level: how many are full, and the width of the
+ * partial tile after them (0 when there is none).
+ */
+export function tilesAtLevel(treeSize: number, level: number): { full: number; partialWidth: number } {
+  const hashes = levelSize(treeSize, level);
+  return { full: Math.floor(hashes / TILE_WIDTH), partialWidth: hashes % TILE_WIDTH };
+}
+
+/** The tile of level `level` and index `index` as a tree of `treeSize` leaves has it (full, or partial), or undefined when that tree has none of it. */
+export function tileInTree(treeSize: number, level: number, index: number): TileId | undefined {
+  const width = Math.min(TILE_WIDTH, levelSize(treeSize, level) - index * TILE_WIDTH);
+  return width > 0 ? { level, index, width } : undefined;
+}
+
+/** MTH of a full tile's hashes: the hash one level up (RFC 9162 section 2.1.1 over a perfect subtree). */
+export function tileRoot(hashes: readonly Uint8Array[]): Buffer {
+  if (hashes.length !== TILE_WIDTH) throw new RangeError(`a full tile has ${TILE_WIDTH} hashes, got ${hashes.length}`);
+  return subtreeRoot(hashes, 0, TILE_WIDTH);
+}
+
+/** A tile's hashes end to end: its bytes at a C2SP path. */
+export function tileBytes(hashes: readonly Uint8Array[]): Buffer {
+  return Buffer.concat(hashes);
+}
+
+/** A tile's bytes split into its hashes; throws RangeError when the length is not a whole number of hashes. */
+export function tileHashes(bytes: Uint8Array): Buffer[] {
+  if (bytes.length % HASH_SIZE !== 0) throw new RangeError(`tile of ${bytes.length} bytes is not a whole number of hashes`);
+  const hashes: Buffer[] = [];
+  for (let at = 0; at < bytes.length; at += HASH_SIZE) hashes.push(Buffer.from(bytes.subarray(at, at + HASH_SIZE)));
+  return hashes;
+}
+
+// ---- Paths (C2SP tlog-tiles "Merkle Tree" and "Log Entries"): build and parse side by side.
+
+/** What a tile path names: a hash tile, or an entry bundle (`level` is then 0). */
+export interface TilePath extends TileId {
+  kind: 'hash' | 'entries';
+}
+
+/**
+ * <N> as C2SP encodes it: 3-digit zero-padded groups, every group but the last prefixed with x
+ * (1234067 -> x001/x234/067).
+ */
+export function encodeTileIndex(index: number): string {
+  if (!Number.isSafeInteger(index) || index < 0) throw new RangeError(`invalid tile index ${index}`);
+  let groups = [String(index % 1000).padStart(3, '0')];
+  for (let n = Math.floor(index / 1000); n > 0; n = Math.floor(n / 1000)) groups = [`x${String(n % 1000).padStart(3, '0')}`, ...groups];
+  return groups.join('/');
+}
+
+/** `tile/<L>/<N>[.p/<W>]` for a hash tile, `tile/entries/<N>[.p/<W>]` for an entry bundle. */
+export function tilePath(tile: TilePath): string {
+  const partial = tile.width < TILE_WIDTH ? `.p/${tile.width}` : '';
+  const level = tile.kind === 'entries' ? 'entries' : String(tile.level);
+  return `tile/${level}/${encodeTileIndex(tile.index)}${partial}`;
+}
+
+/**
+ * Parses a path made by tilePath (without a leading slash); undefined for anything else. Only
+ * the canonical spelling is accepted (no extra zeros, W in 1..255, L in 0..63), so that one
+ * tile has one path.
+ */
+export function parseTilePath(path: string): TilePath | undefined {
+  const match = /^tile\/(entries|[0-9]|[1-5][0-9]|6[0-3])\/((?:x[0-9]{3}\/)*[0-9]{3})(?:\.p\/([1-9][0-9]{0,2}))?$/.exec(path);
+  if (!match) return undefined;
+  const [, level, groups, width] = match as unknown as [string, string, string, string | undefined];
+  const index = Number(groups.replaceAll('x', '').replaceAll('/', ''));
+  const tile: TilePath = {
+    kind: level === 'entries' ? 'entries' : 'hash',
+    level: level === 'entries' ? 0 : Number(level),
+    index,
+    width: width === undefined ? TILE_WIDTH : Number(width),
+  };
+  if (!Number.isSafeInteger(index) || (width !== undefined && tile.width >= TILE_WIDTH)) return undefined;
+  return tilePath(tile) === path ? tile : undefined;
+}
+
+// ---- Subtree hashes from tiles.
+
+/** The hash at `position` of level `level` (tree height 8 * level), however the caller has it. */
+export type TileHash = (level: number, position: number) => Buffer;
+
+/**
+ * MTH(D[start:end]) of a tree (RFC 9162 section 2.1.1) from tile hashes: a perfect subtree of
+ * height h is hashed up from at most 128 hashes of level floor(h / 8) (its own tile row), any
+ * other range is split as MTH splits it. `hashAt` gives hashes at (level, position).
+ */
+export function tileSubtreeHash(start: number, end: number, hashAt: TileHash): Buffer {
+  const n = end - start;
+  if (n <= 0) throw new RangeError(`empty range [${start}, ${end})`);
+  const height = perfectHeight(start, n);
+  if (height === undefined) {
+    const k = splitPoint(n);
+    return nodeHash(tileSubtreeHash(start, start + k, hashAt), tileSubtreeHash(start + k, end, hashAt));
+  }
+  const level = Math.floor(height / TILE_HEIGHT);
+  const per = leavesPerHash(level);
+  const hashes: Buffer[] = [];
+  for (let at = start; at < end; at += per) hashes.push(hashAt(level, at / per));
+  return subtreeRoot(hashes, 0, hashes.length);
+}
+
+/** The height of [start, start + n) when it is a perfect subtree of the tree (n a power of two, start a multiple of n). */
+function perfectHeight(start: number, n: number): number | undefined {
+  let height = 0;
+  for (let size = 1; size < n; size *= 2) height++;
+  return 2 ** height === n && start % n === 0 ? height : undefined;
+}
+
+/**
+ * The tiles of a tree of `treeSize` leaves that `use` reads through the TileHash it is given: run
+ * once to learn which rows to fetch, then again over the fetched tiles. Each tile is named with
+ * the width the tree has of it.
+ */
+export function tilesRead(treeSize: number, use: (hashAt: TileHash) => void): TileId[] {
+  const tiles = new Map<string, TileId>();
+  const placeholder = Buffer.alloc(HASH_SIZE);
+  use((level, position) => {
+    const index = Math.floor(position / TILE_WIDTH);
+    const tile = tileInTree(treeSize, level, index);
+    if (!tile || position % TILE_WIDTH >= tile.width) throw new RangeError(`hash ${level}/${position} is not in a tree of ${treeSize}`);
+    tiles.set(`${level}/${index}`, tile);
+    return placeholder;
+  });
+  return [...tiles.values()];
+}
+
+/** A TileHash over tiles given as hash lists keyed `level/index`; throws RangeError for a hash it lacks. */
+export function hashesFromTiles(tiles: ReadonlyMap<string, readonly Buffer[]>): TileHash {
+  return (level, position) => {
+    const hash = tiles.get(`${level}/${Math.floor(position / TILE_WIDTH)}`)?.[position % TILE_WIDTH];
+    if (!hash) throw new RangeError(`no tile holds hash ${level}/${position}`);
+    return hash;
+  };
+}
+
+/**
+ * The RFC 9162 inclusion proof (section 2.1.3.1) of leaf `leafIndex` in the tree of `treeSize`
+ * leaves, read from that tree's tiles: `fetch` gets the O(log n) tiles the proof reads (each with
+ * the width the tree has of it) and returns their hashes keyed `level/index`. The tiles are not
+ * trusted: check the proof against a signed root with verifyInclusion. Throws RangeError when a
+ * fetched tile lacks a hash the proof needs.
+ */
+export async function inclusionProofFromTiles(
+  leafIndex: number,
+  treeSize: number,
+  fetch: (tiles: TileId[]) => Promise<ReadonlyMap<string, readonly Buffer[]>>,
+): Promise<Buffer[]> {
+  const proof = (hashAt: TileHash) => inclusionPath(leafIndex, treeSize, (start, end) => tileSubtreeHash(start, end, hashAt));
+  return proof(hashesFromTiles(await fetch(tilesRead(treeSize, proof))));
+}
+
+// ---- The right edge, as the append path carries it.
+
+/**
+ * The hashes of the partial tile at each level 0..tails.length - 1 of a tree: tails[L] has
+ * levelSize(size, L) mod 256 hashes. Levels above tails.length are not carried.
+ */
+export type TileTails = Buffer[][];
+
+/**
+ * How many levels have a tile completed when a tree grows from `from` to `to` leaves: the tails
+ * an append must carry to write them.
+ */
+export function levelsCompleted(from: number, to: number): number {
+  let levels = 0;
+  while (levelSize(from, levels + 1) < levelSize(to, levels + 1)) levels++;
+  return levels;
+}
+
+/**
+ * Appends leaf hashes to the tails of a tree of `size` leaves: returns the tiles completed (level
+ * by level, in index order) and the tails after. A completed tile's root joins the tail one level
+ * up when that level is carried; tiles of levels not carried are not produced (levelsCompleted
+ * says how many levels a caller must carry for all of them). Throws RangeError when a tail's
+ * length does not fit `size`.
+ */
+export function extendTails(size: number, tails: TileTails, leaves: readonly Buffer[]): { tiles: FullTile[]; tails: TileTails } {
+  tails.forEach((tail, level) => {
+    if (tail.length !== levelSize(size, level) % TILE_WIDTH) {
+      throw new RangeError(`tail of level ${level} has ${tail.length} hashes, a tree of ${size} has ${levelSize(size, level) % TILE_WIDTH}`);
+    }
+  });
+  const next = tails.map((tail) => tail.slice());
+  const tiles: FullTile[] = [];
+  for (const leaf of leaves) {
+    size++;
+    next[0]?.push(leaf);
+    // A completed tile's root is one hash of the level above; it may complete that one too.
+    for (let level = 0; next[level]?.length === TILE_WIDTH; level++) {
+      const hashes = next[level]!;
+      next[level] = [];
+      const root = tileRoot(hashes);
+      tiles.push({ level, index: levelSize(size, level + 1) - 1, hashes, root });
+      next[level + 1]?.push(root);
+    }
+  }
+  tiles.sort((a, b) => a.level - b.level || a.index - b.index);
+  return { tiles, tails: next };
+}

@@ -1,0 +1,133 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { leafHash } from '../../src/ledger/hash.js';
+import { consistencyPath, consistencyProof, inclusionPath, inclusionProof } from '../../src/ledger/proof.js';
+import {
+  encodeTileIndex,
+  extendTails,
+  hashesFromTiles,
+  levelsCompleted,
+  parseTilePath,
+  tilePath,
+  tileRoot,
+  tilesAtLevel,
+  tilesRead,
+  tileSubtreeHash,
+  TILE_WIDTH,
+  type TileTails,
+} from '../../src/ledger/tiles.js';
+import { merkleRoot } from '../../src/ledger/tree.js';
+
+const leaves = (n: number): Buffer[] => Array.from({ length: n }, (_, i) => leafHash(Buffer.from(`leaf ${i}`)));
+
+/** Every tile of a tree of all `hashes` (full ones and the partial right edge), keyed `level/index`. */
+function tilesOf(hashes: Buffer[], levels = 3): Map<string, Buffer[]> {
+  const { tiles, tails } = extendTails(0, Array.from({ length: levels }, () => []), hashes);
+  const map = new Map(tiles.map((t) => [`${t.level}/${t.index}`, t.hashes]));
+  tails.forEach((tail, level) => {
+    if (tail.length) map.set(`${level}/${tilesAtLevel(hashes.length, level).full}`, tail);
+  });
+  return map;
+}
+
+describe('tile paths (C2SP tlog-tiles)', () => {
+  it('encodes N in x-prefixed groups of three digits', () => {
+    expect(encodeTileIndex(0)).toBe('000');
+    expect(encodeTileIndex(67)).toBe('067');
+    expect(encodeTileIndex(1000)).toBe('x001/000');
+    expect(encodeTileIndex(1234067)).toBe('x001/x234/067');
+    expect(tilePath({ kind: 'hash', level: 1, index: 1234067, width: 256 })).toBe('tile/1/x001/x234/067');
+    expect(tilePath({ kind: 'hash', level: 0, index: 2, width: 188 })).toBe('tile/0/002.p/188');
+    expect(tilePath({ kind: 'entries', level: 0, index: 1000, width: 5 })).toBe('tile/entries/x001/000.p/5');
+  });
+
+  it('parses what it builds, and only that', () => {
+    fc.assert(
+      fc.property(fc.constantFrom<'hash' | 'entries'>('hash', 'entries'), fc.integer({ min: 0, max: 63 }), fc.nat(2 ** 40), fc.integer({ min: 1, max: 256 }), (kind, level, index, width) => {
+        const tile = { kind, level: kind === 'entries' ? 0 : level, index, width };
+        expect(parseTilePath(tilePath(tile))).toEqual(tile);
+      }),
+    );
+    for (const bad of ['tile/0/1', 'tile/0/x000/001', 'tile/0/001.p/256', 'tile/0/001.p/0', 'tile/0/001.p/01', 'tile/64/000', 'tile/01/000', 'tile/0/001/', '/tile/0/001', 'tile/entries/001.p/999', 'tile/0/x1/001']) {
+      expect(parseTilePath(bad), bad).toBeUndefined();
+    }
+  });
+});
+
+describe('tiles of a growing tree', () => {
+  it('appending in any batches completes the same tiles, with roots one level up', () => {
+    const all = leaves(3 * 256 + 17);
+    const whole = tilesOf(all);
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 300 }), { maxLength: 20 }), (cuts) => {
+        let size = 0;
+        let tails: TileTails = [[], []];
+        const written = new Map<string, Buffer[]>();
+        for (const cut of [...cuts, all.length]) {
+          const to = Math.min(all.length, size + cut);
+          const out = extendTails(size, tails, all.slice(size, to));
+          for (const t of out.tiles) written.set(`${t.level}/${t.index}`, t.hashes);
+          ({ tails } = out);
+          size = to;
+        }
+        expect([...written.keys()]).toEqual(['0/0', '0/1', '0/2']);
+        for (const [key, hashes] of written) expect(hashes).toEqual(whole.get(key));
+        expect(tails[1]).toEqual([0, 1, 2].map((i) => tileRoot(all.slice(256 * i, 256 * (i + 1)))));
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it('says how many levels complete a tile, and refuses tails that do not fit', () => {
+    expect(levelsCompleted(0, 255)).toBe(0);
+    expect(levelsCompleted(255, 256)).toBe(1);
+    expect(levelsCompleted(65535, 65536)).toBe(2);
+    expect(levelsCompleted(1, 65536 * 256)).toBe(3);
+    expect(() => extendTails(3, [[]], [])).toThrow(RangeError);
+    // Levels not carried produce no tiles: the caller could not read their rows.
+    expect(extendTails(255, [leaves(255)], leaves(257)).tiles.map((t) => `${t.level}/${t.index}`)).toEqual(['0/0', '0/1']);
+  });
+});
+
+describe('proofs from tiles', () => {
+  const all = leaves(600);
+  const tiles = tilesOf(all);
+
+  it('match the proofs over all leaves, for every tree size up to 600', () => {
+    for (let n = 1; n <= all.length; n++) {
+      const hashes = all.slice(0, n);
+      // The tiles of the tree of size n: full ones and n's partial ones (what a store reads).
+      const own = tilesOf(hashes);
+      const mth = (s: number, e: number) => tileSubtreeHash(s, e, hashesFromTiles(own));
+      expect(mth(0, n)).toEqual(merkleRoot(hashes));
+      for (const i of new Set([0, n >> 1, n - 1, (n * 7) % n])) expect(inclusionPath(i, n, mth)).toEqual(inclusionProof(i, n, hashes));
+      for (const m of new Set([1, n >> 1, n - 1, (n * 5) % n])) if (m > 0) expect(consistencyPath(m, n, mth)).toEqual(consistencyProof(m, n, hashes));
+    }
+    expect(tiles.size).toBe(4); // 0/0, 0/1, 0/2 (600 = 2 * 256 + 88) and 1/0 of width 2
+  });
+
+  it('match around the level-1 boundary, reading O(log n) tiles', () => {
+    const many = leaves(65536 + 300);
+    for (const n of [65535, 65536, 65537, 65536 + 255, 65536 + 256, 65536 + 300]) {
+      const hashes = many.slice(0, n);
+      const own = tilesOf(hashes);
+      const mth = (s: number, e: number) => tileSubtreeHash(s, e, hashesFromTiles(own));
+      for (const i of [0, 40000, n - 1]) {
+        expect(inclusionPath(i, n, mth)).toEqual(inclusionProof(i, n, hashes));
+        const read = tilesRead(n, (hashAt) => inclusionPath(i, n, (s, e) => tileSubtreeHash(s, e, hashAt)));
+        expect(read.length).toBeLessThanOrEqual(6);
+        for (const t of read) expect(t.width).toBe(own.get(`${t.level}/${t.index}`)!.length);
+      }
+      expect(consistencyPath(300, n, mth)).toEqual(consistencyProof(300, n, hashes));
+      expect(mth(0, n)).toEqual(merkleRoot(hashes));
+    }
+  });
+
+  it('name the tiles a tree of a size has, with their widths', () => {
+    expect(tilesAtLevel(600, 0)).toEqual({ full: 2, partialWidth: 88 });
+    expect(tilesAtLevel(600, 1)).toEqual({ full: 0, partialWidth: 2 });
+    expect(tilesAtLevel(65536, 1)).toEqual({ full: 1, partialWidth: 0 });
+    expect(() => tilesRead(600, (hashAt) => hashAt(0, 600))).toThrow(RangeError);
+    expect(TILE_WIDTH).toBe(256);
+  });
+});
