@@ -27,6 +27,8 @@ import { eventRoutes } from './routes/events.js';
 import { keyRoutes } from './routes/keys.js';
 import { proofRoutes } from './routes/proofs.js';
 import { healthRoutes } from './routes/health.js';
+import { VIEWER_PATH, viewerRoutes } from './routes/viewer.js';
+import { cors } from 'hono/cors';
 
 export interface AppDeps {
   config: Config;
@@ -61,7 +63,7 @@ function eventLimits(config: Config): EventLimits {
  * like a known one, so probing without a token learns nothing.
  */
 export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(
-  ['/healthz', '/readyz', '/metrics', '/openapi.json', ...Object.keys(DOCS_PATHS), '/v1/keys'].map((path) => `GET ${path}`),
+  ['/healthz', '/readyz', '/metrics', '/openapi.json', ...Object.keys(DOCS_PATHS), '/v1/keys', VIEWER_PATH].map((path) => `GET ${path}`),
 );
 
 export function createApp(deps: AppDeps) {
@@ -78,6 +80,12 @@ export function createApp(deps: AppDeps) {
     await next();
   });
 
+  // What the embedded viewer (on the host page's origin) reads, with a bearer token and no cookie:
+  // any origin may, since nothing ambient is sent. Preflights are answered here, before
+  // authentication; GET only, so pages cannot write through this.
+  const viewerCors = cors({ origin: '*', allowMethods: ['GET'], allowHeaders: ['Authorization'], exposeHeaders: ['Content-Disposition'], maxAge: 600 });
+  for (const path of ['/v1/events', '/v1/events/*', '/v1/keys']) app.use(path, viewerCors);
+
   // HEAD is answered by the GET route, and is as public as it.
   const isPublic = (c: Context) => PUBLIC_ROUTES.has(`${c.req.method === 'HEAD' ? 'GET' : c.req.method} ${c.req.path}`);
   app.use(except(isPublic, authenticate(credentials)));
@@ -87,6 +95,7 @@ export function createApp(deps: AppDeps) {
   const document = openApiDocument(config, eventLimits(config));
   app.get('/openapi.json', (c) => c.json(document));
   app.route('/', docsRoutes());
+  app.route('/', viewerRoutes());
 
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
