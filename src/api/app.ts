@@ -20,7 +20,7 @@ import { DOCS_PATHS, docsRoutes } from './routes/docs.js';
 import { adminRoutes } from './routes/admin.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { bundleRoutes } from './routes/bundles.js';
-import { retracedRoutes } from './routes/retraced.js';
+import { retracedRoutes, retracedViewerRoutes } from './routes/retraced.js';
 import { viewerTokenKey } from './viewer-token.js';
 import { verifyRoutes, type RequestVerification } from './routes/verify.js';
 import { eventRoutes } from './routes/events.js';
@@ -63,7 +63,7 @@ function eventLimits(config: Config): EventLimits {
  * like a known one, so probing without a token learns nothing.
  */
 export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(
-  ['/healthz', '/readyz', '/metrics', '/openapi.json', ...Object.keys(DOCS_PATHS), '/v1/keys', VIEWER_PATH].map((path) => `GET ${path}`),
+  ['/healthz', '/readyz', '/metrics', '/openapi.json', ...Object.keys(DOCS_PATHS), '/v1/keys', VIEWER_PATH].map((path) => `GET ${path}`).concat('POST /viewer/v1/viewersession'),
 );
 
 export function createApp(deps: AppDeps) {
@@ -85,6 +85,8 @@ export function createApp(deps: AppDeps) {
   // authentication; GET only, so pages cannot write through this.
   const viewerCors = cors({ origin: '*', allowMethods: ['GET'], allowHeaders: ['Authorization'], exposeHeaders: ['Content-Disposition'], maxAge: 600 });
   for (const path of ['/v1/events', '/v1/events/*', '/v1/keys']) app.use(path, viewerCors);
+  // Retraced's logs viewer posts JSON (its search and session).
+  app.use('/viewer/v1/*', cors({ origin: '*', allowMethods: ['POST'], allowHeaders: ['Authorization', 'Content-Type'], maxAge: 600 }));
 
   // HEAD is answered by the GET route, and is as public as it.
   const isPublic = (c: Context) => PUBLIC_ROUTES.has(`${c.req.method === 'HEAD' ? 'GET' : c.req.method} ${c.req.path}`);
@@ -112,6 +114,7 @@ export function createApp(deps: AppDeps) {
     '/publisher/v1',
     retracedRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), viewerTokenKey: viewerTokenKey(keyring.current) }),
   );
+  app.route('/viewer/v1', retracedViewerRoutes({ db: pools.app, credentials }));
   app.route('/v1', keyRoutes(keyring));
 
   return app;

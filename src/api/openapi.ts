@@ -5,7 +5,7 @@ import { adminSchemas } from './routes/admin.js';
 import { bundlesQuery } from './routes/bundles.js';
 import { DOCS_PATHS } from './routes/docs.js';
 import { exportQuery, listQuery, verifyQuery } from './routes/events.js';
-import { graphqlRequest, retracedSchemas, viewerTokenQuery } from './routes/retraced.js';
+import { graphqlRequest, retracedSchemas, viewerSessionRequest, viewerTokenQuery } from './routes/retraced.js';
 import { VIEWER_PATH } from './routes/viewer.js';
 import { checkpointsQuery, consistencyQuery, proofQuery } from './routes/proofs.js';
 import { runsQuery } from './routes/verify.js';
@@ -17,7 +17,7 @@ import { pageQuery } from './schemas.js';
  * that every route the app registers is in it.
  */
 
-type Auth = 'none' | 'admin' | 'environment' | 'events:write' | 'events:read' | 'verify' | 'events:read or viewer';
+type Auth = 'none' | 'admin' | 'environment' | 'events:write' | 'events:read' | 'verify' | 'events:read or viewer' | 'viewer';
 
 interface Route {
   method: 'get' | 'post' | 'patch' | 'delete';
@@ -175,6 +175,8 @@ function routes(config: Config, limits: EventLimits): Route[] {
     },
     { method: 'post', path: `${R}/event/bulk`, summary: 'Retraced: report events, all or nothing', tag: 'retraced', auth: 'events:write', body: retraced.bulk, status: 201, response: z.array(retracedReceipt) },
     { method: 'post', path: `${R}/graphql`, summary: "Retraced: the client's search query", tag: 'retraced', auth: 'events:read', body: graphqlRequest, status: 200, response: z.object({ data: z.record(z.string(), z.unknown()) }) },
+    { method: 'post', path: '/viewer/v1/viewersession', summary: "Retraced's logs viewer: a session for a viewer token (given in the body)", tag: 'retraced', auth: 'none', body: viewerSessionRequest, status: 200, response: z.object({ token: z.string(), project_id: id, environment_id: id, group_id: z.string() }) },
+    { method: 'post', path: '/viewer/v1/graphql', summary: "Retraced's logs viewer: search the viewer token's group", tag: 'retraced', auth: 'viewer', body: graphqlRequest, status: 200, response: z.object({ data: z.record(z.string(), z.unknown()) }) },
     { method: 'get', path: `${R}/viewertoken`, summary: 'Retraced: a short-lived read-only viewer token', tag: 'retraced', auth: 'events:read', query: viewerTokenQuery, status: 201, response: z.object({ token: z.string(), expires_at: time }) },
     { method: 'get', path: '/v1/verify/runs', summary: 'Verification runs and findings', tag: 'verification', auth: 'verify', query: runsQuery, status: 200, response: z.object({ runs: z.array(run), findings: z.array(z.object({ id, run_id: id, seq: z.number().int().nullable(), reason: z.string(), created_at: time })) }) },
   ];
@@ -203,7 +205,7 @@ function operation(route: Route) {
   return {
     summary: route.summary,
     tags: [route.tag],
-    ...(route.auth === 'none' ? { security: [] } : { security: [{ bearer: [] }], description: `Needs ${route.auth === 'admin' ? 'the admin token' : route.auth === 'environment' ? 'an environment token (any scope)' : route.auth === 'events:read or viewer' ? 'an environment token with scope events:read, or a viewer token (alv_…, the events of its group)' : `an environment token with scope ${route.auth}`}.` }),
+    ...(route.auth === 'none' ? { security: [] } : { security: [{ bearer: [] }], description: `Needs ${route.auth === 'admin' ? 'the admin token' : route.auth === 'environment' ? 'an environment token (any scope)' : route.auth === 'viewer' ? 'a viewer token (alv_…)' : route.auth === 'events:read or viewer' ? 'an environment token with scope events:read, or a viewer token (alv_…, the events of its group)' : `an environment token with scope ${route.auth}`}.` }),
     parameters: [...params, ...queryParams],
     ...(route.body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(route.body) } } } } : {}),
     responses: {

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { build } from 'esbuild';
 import pino from 'pino';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,9 +62,10 @@ describe.skipIf(!existsSync(CHROMIUM))('the embedded viewer in Chromium', () => 
       const action = i % 5 === 0 ? 'user.login' : i % 2 ? 'doc.read' : 'doc.edit';
       acme.push({ action, actor: i % 3 === 0 ? 'bob' : 'alice', target: `doc-${i % 4}` });
     }
-    const events = acme.map((e, i) => ({ action: e.action, group: { id: 'acme' }, actor: { id: e.actor, name: e.actor === 'bob' ? 'Bob' : 'Alice' }, target: { id: e.target }, fields: { n: String(i) } }));
+    const crud = { 'user.login': 'c', 'doc.edit': 'u', 'doc.read': 'r' } as Record<string, string>;
+    const events = acme.map((e, i) => ({ action: e.action, crud: crud[e.action], group: { id: 'acme' }, actor: { id: e.actor, name: e.actor === 'bob' ? 'Bob' : 'Alice' }, target: { id: e.target }, fields: { n: String(i) } }));
     // globex's events go between acme's: the viewer must never show them.
-    events.splice(10, 0, ...['a', 'b', 'c'].map((x) => ({ action: `globex.secret.${x}`, group: { id: 'globex' }, actor: { id: 'gina', name: 'Gina' }, target: { id: 'vault' }, fields: { n: x } })));
+    events.splice(10, 0, ...['a', 'b', 'c'].map((x) => ({ action: `globex.secret.${x}`, crud: 'c', group: { id: 'globex' }, actor: { id: 'gina', name: 'Gina' }, target: { id: 'vault' }, fields: { n: x } })));
     const stored = await (await t.request('POST', '/v1/events', { token: tenant.token, body: { events } })).json();
     const acmeIds = (stored.events as { id: string }[]).filter((_, i) => i < 10 || i >= 13).map((e) => e.id);
     acme.forEach((e, i) => (e.id = acmeIds[i]));
@@ -72,8 +74,23 @@ describe.skipIf(!existsSync(CHROMIUM))('the embedded viewer in Chromium', () => 
     const issued = await t.request('GET', `/publisher/v1/project/${tenant.projectId}/viewertoken?group_id=acme&actor_id=u-1`, { token: tenant.token });
     viewerToken = (await issued.json()).token;
 
+    const retracedHost = (await build({
+      entryPoints: [path.join(import.meta.dirname, 'retraced-host.mjs')],
+      bundle: true,
+      write: false,
+      format: 'esm',
+      minify: true,
+      define: { 'process.env.NODE_ENV': '"production"' },
+      loader: { '.svg': 'dataurl' },
+      logLevel: 'silent',
+    })).outputFiles[0]!.text;
     host = createServer((req, res) => {
       const url = new URL(req.url!, 'http://host');
+      if (url.pathname === '/retraced.js') return res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(retracedHost);
+      if (url.pathname === '/retraced') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        return res.end('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Retraced</title><script type="module" src="/retraced.js"></script></head><body><div id="root"></div></body></html>');
+      }
       if (url.pathname !== '/') return res.writeHead(204).end(); // favicon and the like: no 404 in the console
       const attributes = Object.fromEntries(url.searchParams);
       res.writeHead(200, {
@@ -256,6 +273,32 @@ describe.skipIf(!existsSync(CHROMIUM))('the embedded viewer in Chromium', () => 
     await alert.waitFor();
     expect(await alert.textContent()).toMatch(/^This viewer token expired at \d{4}-\d\d-\d\dT.*Z\. Reload the page for a new one\.$/);
     expect(await rows(page).count()).toBe(0);
+    await page.close();
+  });
+
+  it("Retraced's own viewer (@retracedhq/logs-viewer) lists and searches the group's events through /viewer/v1", async () => {
+    const page = await context.newPage();
+    const searches: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().endsWith('/viewer/v1/graphql')) searches.push(JSON.parse(r.postData()!).variables.query);
+    });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.goto(`${hostUrl}/retraced?${new URLSearchParams({ host: `${ledger.url}/viewer/v1`, token: viewerToken })}`);
+    const widget = () => page.locator('#retracedLogsViewerApp').innerText();
+    const shown = async () => /Showing events .*/.exec(await widget())?.[0];
+    // Its default search, crud:c,u,d: acme's creates and updates, newest first, nothing of globex.
+    const expected = acme.filter((e) => e.action !== 'doc.read');
+    await expect.poll(shown).toBe(`Showing events 1 - ${expected.length} of ${expected.length}`);
+    expect(searches).toEqual(['crud:c,u,d']);
+    expect((await widget()).match(/^(doc\.edit|user\.login|doc\.read|globex\S*)$/gm)).toEqual(expected.reverse().map((e) => e.action));
+    await page.screenshot({ path: path.join(ARTIFACTS, 'retraced-logs-viewer.png') });
+
+    await page.getByPlaceholder('Search events').fill('action:user.login');
+    await page.getByRole('button', { name: 'Search', exact: true }).click();
+    const logins = acme.filter((e) => e.action === 'user.login').length;
+    await expect.poll(shown).toBe(`Showing events 1 - ${logins} of ${logins}`);
+    expect(searches.at(-1)).toMatch(/action:user\.login/);
+    expect((await widget()).match(/^(doc\.edit|user\.login|doc\.read)$/gm)).toEqual(Array(logins).fill('user.login'));
     await page.close();
   });
 
