@@ -56,7 +56,5 @@ export async function buildViewer(outputs = VIEWER_OUTPUTS) {
   return text;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const text = await buildViewer();
-  console.log(`viewer bundle: ${(text.length / 1024).toFixed(0)} KiB -> ${VIEWER_OUTPUTS.map((o) => path.relative(root, o)).join(', ')}`);
-}
+// Silent on success, as tsc is: `npm pack --json` reads the build's stdout.
+if (process.argv[1] === fileURLToPath(import.meta.url)) await buildViewer();
