@@ -43,6 +43,8 @@ export interface AppDeps {
   log: Logger;
   /** The schema version this build expects; /readyz compares the database against it. */
   schemaVersion: number;
+  /** The viewer bundle served at /viewer/auditledger-viewer.js; absent: the build's (dist/viewer). */
+  viewerBundle?: string | undefined;
   /** How long the database has gone unanswered, and for how long /healthz tolerates it. Absent: not watched. */
   unreachable?: { unansweredMs(): number; limitMs: number };
 }
@@ -67,7 +69,7 @@ export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(
 );
 
 export function createApp(deps: AppDeps) {
-  const { config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion, unreachable } = deps;
+  const { config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion, unreachable, viewerBundle } = deps;
   const app = new Hono<AppEnv>();
   app.onError(onError);
   app.notFound(onNotFound);
@@ -97,7 +99,7 @@ export function createApp(deps: AppDeps) {
   const document = openApiDocument(config, eventLimits(config));
   app.get('/openapi.json', (c) => c.json(document));
   app.route('/', docsRoutes());
-  app.route('/', viewerRoutes());
+  app.route('/', viewerRoutes(viewerBundle));
 
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));

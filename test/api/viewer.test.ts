@@ -1,19 +1,28 @@
 // What the embedded viewers need of the server, over HTTP in process: the component's bundle,
 // CORS on what it reads, proofs for viewer tokens, and Retraced's viewer API (/viewer/v1).
 // The browser side is test/viewer/viewer.test.ts.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import pino from 'pino';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildViewer } from '../../scripts/build-viewer.mjs';
 import { runCheckpoints } from '../../src/jobs/checkpoints.js';
-import { createTenant, useTestApp } from '../helpers/app.js';
+import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 describe('the viewers on the server', () => {
-  const ctx = useTestApp();
+  const ctx = {} as { db: TestDatabase; t: TestApp; dir: string };
   let tenant: Awaited<ReturnType<typeof createTenant>>;
   let viewer: string;
   let ids: string[];
   beforeAll(async () => {
-    await buildViewer();
+    // A bundle of its own: dist/ is rebuilt by the packages test meanwhile.
+    ctx.dir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-viewer-'));
+    const bundle = path.join(ctx.dir, 'auditledger-viewer.js');
+    await buildViewer([bundle]);
+    ctx.db = await createTestDatabase();
+    ctx.t = await createTestApp(ctx.db, {}, Date.now, undefined, { viewerBundle: bundle });
     tenant = await createTenant(ctx.t, 'viewer-api');
     const events = [
       { action: 'doc.read', crud: 'r', group: { id: 'acme' } },
@@ -25,6 +34,12 @@ describe('the viewers on the server', () => {
     await runCheckpoints({ db: db.pools.owner, key: ctx.t.keyring.current, origin: ctx.t.keyring.origin, log: pino({ level: 'silent' }) });
     const issued = await ctx.t.request('GET', `/publisher/v1/project/${tenant.projectId}/viewertoken?group_id=acme&actor_id=u-1`, { token: tenant.token });
     viewer = (await issued.json()).token;
+  });
+
+  afterAll(async () => {
+    await ctx.t?.close();
+    await ctx.db?.drop();
+    await rm(ctx.dir, { recursive: true, force: true });
   });
 
   it('serves the web component without a token, as JavaScript anyone may load, revalidated by its ETag', async () => {

@@ -43,7 +43,9 @@ describe.skipIf(!existsSync(CHROMIUM))('the embedded viewer in Chromium', () => 
   let host: Server;
   let hostUrl: string;
   let context: BrowserContext;
+  /** A fresh --user-data-dir, and where this file's viewer bundle is built. */
   let profile: string;
+  let bundleDir: string;
   let tenant: Awaited<ReturnType<typeof createTenant>>;
   let viewerToken: string;
   /** acme's events as appended, oldest first. */
@@ -52,9 +54,12 @@ describe.skipIf(!existsSync(CHROMIUM))('the embedded viewer in Chromium', () => 
   const problems = new Map<Page, string[]>();
 
   beforeAll(async () => {
-    await buildViewer();
+    // A bundle of its own: dist/ is rebuilt by the packages test meanwhile.
+    profile = await mkdtemp(path.join(os.tmpdir(), 'auditledger-chromium-'));
+    bundleDir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-viewer-'));
+    await buildViewer([path.join(bundleDir, 'auditledger-viewer.js')]);
     db = await createTestDatabase();
-    t = await createTestApp(db);
+    t = await createTestApp(db, {}, Date.now, undefined, { viewerBundle: path.join(bundleDir, 'auditledger-viewer.js') });
     ledger = await startTestServer(t);
     tenant = await createTenant(t, 'viewer-shop');
 
@@ -102,7 +107,6 @@ describe.skipIf(!existsSync(CHROMIUM))('the embedded viewer in Chromium', () => 
     await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
     hostUrl = `http://127.0.0.1:${(host.address() as AddressInfo).port}`;
 
-    profile = await mkdtemp(path.join(os.tmpdir(), 'auditledger-chromium-'));
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
@@ -119,7 +123,7 @@ describe.skipIf(!existsSync(CHROMIUM))('the embedded viewer in Chromium', () => 
     await ledger?.close();
     await t?.close();
     await db?.drop();
-    if (profile) await rm(profile, { recursive: true, force: true });
+    for (const dir of [profile, bundleDir]) if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   /** Opens the host page with these attributes, at this width, and waits for the first page of events. */
@@ -278,6 +282,8 @@ describe.skipIf(!existsSync(CHROMIUM))('the embedded viewer in Chromium', () => 
 
   it("Retraced's own viewer (@retracedhq/logs-viewer) lists and searches the group's events through /viewer/v1", async () => {
     const page = await context.newPage();
+    const crashes: string[] = [];
+    page.on('pageerror', (error) => crashes.push(String(error)));
     const searches: string[] = [];
     page.on('request', (r) => {
       if (r.url().endsWith('/viewer/v1/graphql')) searches.push(JSON.parse(r.postData()!).variables.query);
@@ -298,6 +304,7 @@ describe.skipIf(!existsSync(CHROMIUM))('the embedded viewer in Chromium', () => 
     const logins = acme.filter((e) => e.action === 'user.login').length;
     await expect.poll(shown).toBe(`Showing events 1 - ${logins} of ${logins}`);
     expect(searches.at(-1)).toMatch(/action:user\.login/);
+    expect(crashes).toEqual([]);
     expect((await widget()).match(/^(doc\.edit|user\.login|doc\.read)$/gm)).toEqual(Array(logins).fill('user.login'));
     await page.close();
   });

@@ -10,19 +10,19 @@ import { ApiError } from '../errors.js';
  * module both as src/api/routes (a checkout, through tsx) and as dist/api/routes (installed).
  */
 export const VIEWER_PATH = '/viewer/auditledger-viewer.js';
-const BUNDLE = new URL('../../../dist/viewer/auditledger-viewer.js', import.meta.url);
+export const VIEWER_BUNDLE = new URL('../../../dist/viewer/auditledger-viewer.js', import.meta.url);
 
 /**
  * Serves the viewer bundle, public (it holds no secret; the token is the host page's). Host pages
  * load it cross-origin as a module script, which browsers fetch with CORS, hence the
  * Access-Control-Allow-Origin. Cached for an hour and revalidated by its strong ETag (the SHA-256
  * of the bundle), so a new build reaches pages within the hour. 404 names the build step when the
- * checkout was never built.
+ * checkout was never built. `file` is the bundle (VIEWER_BUNDLE unless a test built its own).
  */
-export function viewerRoutes() {
+export function viewerRoutes(file: string | URL = VIEWER_BUNDLE) {
   let bundle: Promise<{ body: string; etag: string }> | undefined;
   const load = () =>
-    (bundle ??= readFile(BUNDLE, 'utf8').then(
+    (bundle ??= readFile(file, 'utf8').then(
       (body) => ({ body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` }),
       (error: unknown) => {
         bundle = undefined; // built later: read again next time
