@@ -6,7 +6,8 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY scripts ./scripts
 COPY src ./src
-RUN node_modules/.bin/tsc -p scripts/tsconfig.build.json
+# The server, and the browser viewer it serves at /viewer/auditledger-viewer.js (dist/viewer).
+RUN node_modules/.bin/tsc -p scripts/tsconfig.build.json && node scripts/build-viewer.mjs
 
 FROM node:20-bookworm-slim
 WORKDIR /app

@@ -20,7 +20,7 @@ import { DOCS_PATHS, docsRoutes } from './routes/docs.js';
 import { adminRoutes } from './routes/admin.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { bundleRoutes } from './routes/bundles.js';
-import { retracedRoutes } from './routes/retraced.js';
+import { retracedRoutes, retracedViewerRoutes } from './routes/retraced.js';
 import { viewerTokenKey } from './viewer-token.js';
 import { verifyRoutes, type RequestVerification } from './routes/verify.js';
 import { eventRoutes } from './routes/events.js';
@@ -28,6 +28,8 @@ import { keyRoutes } from './routes/keys.js';
 import { proofRoutes } from './routes/proofs.js';
 import { tlogRoutes } from './routes/tlog.js';
 import { healthRoutes } from './routes/health.js';
+import { VIEWER_PATH, viewerRoutes } from './routes/viewer.js';
+import { cors } from 'hono/cors';
 
 export interface AppDeps {
   config: Config;
@@ -42,6 +44,8 @@ export interface AppDeps {
   log: Logger;
   /** The schema version this build expects; /readyz compares the database against it. */
   schemaVersion: number;
+  /** The viewer bundle served at /viewer/auditledger-viewer.js; absent: the build's (dist/viewer). */
+  viewerBundle?: string | undefined;
   /** How long the database has gone unanswered, and for how long /healthz tolerates it. Absent: not watched. */
   unreachable?: { unansweredMs(): number; limitMs: number };
 }
@@ -62,11 +66,11 @@ function eventLimits(config: Config): EventLimits {
  * like a known one, so probing without a token learns nothing.
  */
 export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(
-  ['/healthz', '/readyz', '/metrics', '/openapi.json', ...Object.keys(DOCS_PATHS), '/v1/keys'].map((path) => `GET ${path}`),
+  ['/healthz', '/readyz', '/metrics', '/openapi.json', ...Object.keys(DOCS_PATHS), '/v1/keys', VIEWER_PATH].map((path) => `GET ${path}`).concat('POST /viewer/v1/viewersession'),
 );
 
 export function createApp(deps: AppDeps) {
-  const { config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion, unreachable } = deps;
+  const { config, pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion, unreachable, viewerBundle } = deps;
   const app = new Hono<AppEnv>();
   app.onError(onError);
   app.notFound(onNotFound);
@@ -79,6 +83,14 @@ export function createApp(deps: AppDeps) {
     await next();
   });
 
+  // What the embedded viewer (on the host page's origin) reads, with a bearer token and no cookie:
+  // any origin may, since nothing ambient is sent. Preflights are answered here, before
+  // authentication; GET only, so pages cannot write through this.
+  const viewerCors = cors({ origin: '*', allowMethods: ['GET'], allowHeaders: ['Authorization'], exposeHeaders: ['Content-Disposition'], maxAge: 600 });
+  for (const path of ['/v1/events', '/v1/events/*', '/v1/keys']) app.use(path, viewerCors);
+  // Retraced's logs viewer posts JSON (its search and session).
+  app.use('/viewer/v1/*', cors({ origin: '*', allowMethods: ['POST'], allowHeaders: ['Authorization', 'Content-Type'], maxAge: 600 }));
+
   // HEAD is answered by the GET route, and is as public as it.
   const isPublic = (c: Context) => PUBLIC_ROUTES.has(`${c.req.method === 'HEAD' ? 'GET' : c.req.method} ${c.req.path}`);
   app.use(except(isPublic, authenticate(credentials)));
@@ -88,6 +100,7 @@ export function createApp(deps: AppDeps) {
   const document = openApiDocument(config, eventLimits(config));
   app.get('/openapi.json', (c) => c.json(document));
   app.route('/', docsRoutes());
+  app.route('/', viewerRoutes(viewerBundle));
 
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
@@ -105,6 +118,7 @@ export function createApp(deps: AppDeps) {
     '/publisher/v1',
     retracedRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), viewerTokenKey: viewerTokenKey(keyring.current) }),
   );
+  app.route('/viewer/v1', retracedViewerRoutes({ db: pools.app, credentials }));
   app.route('/v1', keyRoutes(keyring));
 
   return app;

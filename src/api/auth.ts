@@ -5,12 +5,12 @@ import type { Authenticator } from './credentials.js';
 import { ApiError } from './errors.js';
 
 /**
- * The token from `Authorization`: `Bearer <t>`, or the forms the Retraced client sends,
- * `token=<t>` and `Token token=<t>`.
+ * The token from `Authorization`: `Bearer <t>`, the forms the Retraced client sends,
+ * `token=<t>` and `Token token=<t>`, or the bare token, as Retraced's logs viewer sends its session.
  */
 export function presentedToken(header: string | undefined): string | undefined {
   if (!header) return undefined;
-  const match = /^(?:Bearer\s+|Token\s+token=|token=)(\S+)\s*$/i.exec(header.trim());
+  const match = /^(?:Bearer\s+|Token\s+token=|token=)?(\S+)\s*$/i.exec(header.trim());
   return match?.[1];
 }
 

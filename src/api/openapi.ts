@@ -5,7 +5,8 @@ import { adminSchemas } from './routes/admin.js';
 import { bundlesQuery } from './routes/bundles.js';
 import { DOCS_PATHS } from './routes/docs.js';
 import { exportQuery, listQuery, verifyQuery } from './routes/events.js';
-import { graphqlRequest, retracedSchemas, viewerTokenQuery } from './routes/retraced.js';
+import { graphqlRequest, retracedSchemas, viewerSessionRequest, viewerTokenQuery } from './routes/retraced.js';
+import { VIEWER_PATH } from './routes/viewer.js';
 import { checkpointsQuery, consistencyQuery, proofQuery } from './routes/proofs.js';
 import { runsQuery } from './routes/verify.js';
 import { pageQuery } from './schemas.js';
@@ -16,7 +17,7 @@ import { pageQuery } from './schemas.js';
  * that every route the app registers is in it.
  */
 
-type Auth = 'none' | 'admin' | 'environment' | 'events:write' | 'events:read' | 'verify';
+type Auth = 'none' | 'admin' | 'environment' | 'events:write' | 'events:read' | 'verify' | 'events:read or viewer' | 'viewer';
 
 interface Route {
   method: 'get' | 'post' | 'patch' | 'delete';
@@ -129,6 +130,7 @@ function routes(config: Config, limits: EventLimits): Route[] {
         method: 'get', path, summary: path === '/docs' ? 'Interactive API reference' : 'A file of the interactive API reference', tag: 'operations', auth: 'none', status: 200, type,
       }),
     ),
+    { method: 'get', path: VIEWER_PATH, summary: 'The <auditledger-viewer> web component, one ES module', tag: 'operations', auth: 'none', status: 200, type: 'text/javascript; charset=utf-8' },
     { method: 'post', path: '/v1/projects', summary: 'Create a project', tag: 'admin', auth: 'admin', body: admin.named, status: 201, response: project, example: exampleProject },
     { method: 'get', path: '/v1/projects', summary: 'List projects', tag: 'admin', auth: 'admin', query: pageQuery, status: 200, response: list('projects', project), example: { projects: [exampleProject], next_cursor: null } },
     { method: 'get', path: P, summary: 'Read a project', tag: 'admin', auth: 'admin', status: 200, response: project, example: exampleProject },
@@ -151,9 +153,9 @@ function routes(config: Config, limits: EventLimits): Route[] {
       body: z.union([events.event, events.batch]), status: 201, response: appended,
       example: { events: [exampleReceipt], tree_size: 1, root: EXAMPLE_HASH },
     },
-    { method: 'get', path: '/v1/events', summary: 'Query events (verify=true recomputes them)', tag: 'events', auth: 'events:read', query: listQuery, status: 200, response: z.object({ events: z.array(event), next_cursor: z.string().nullable(), verification: verification.optional() }) },
-    { method: 'get', path: '/v1/events/export', summary: 'Export events as NDJSON or CSV (streamed)', tag: 'events', auth: 'events:read', query: exportQuery, status: 200, example: '{"seq":1,"id":"…","received_at":"…","hash":"…","prev":"…","canonical":"{…}"}\n' },
-    { method: 'get', path: '/v1/events/{id}', summary: 'One event', tag: 'events', auth: 'events:read', query: verifyQuery, status: 200, response: event },
+    { method: 'get', path: '/v1/events', summary: 'Query events (verify=true recomputes them)', tag: 'events', auth: 'events:read or viewer', query: listQuery, status: 200, response: z.object({ events: z.array(event), next_cursor: z.string().nullable(), verification: verification.optional() }) },
+    { method: 'get', path: '/v1/events/export', summary: 'Export events as NDJSON or CSV (streamed)', tag: 'events', auth: 'events:read or viewer', query: exportQuery, status: 200, example: '{"seq":1,"id":"…","received_at":"…","hash":"…","prev":"…","canonical":"{…}"}\n' },
+    { method: 'get', path: '/v1/events/{id}', summary: 'One event', tag: 'events', auth: 'events:read or viewer', query: verifyQuery, status: 200, response: event },
     { method: 'get', path: '/v1/chain', summary: 'The chain head', tag: 'events', auth: 'events:read', status: 200, response: z.object({ seq: z.number().int(), hash: hex, tree_size: z.number().int(), root: hex }), example: { seq: 1, hash: EXAMPLE_HASH, tree_size: 1, root: EXAMPLE_HASH } },
     {
       method: 'get', path: '/v1/token', summary: 'The calling token: its scopes and the chain it writes to', tag: 'events', auth: 'environment', status: 200,
@@ -162,7 +164,7 @@ function routes(config: Config, limits: EventLimits): Route[] {
     { method: 'get', path: '/v1/keys', summary: 'Verifier keys of checkpoints and bundles', tag: 'proofs', auth: 'none', status: 200, response: z.object({ origin: z.string(), keys: z.array(z.object({ name: z.string(), key_id: z.string(), vkey: z.string(), status: z.enum(['current', 'retired']) })) }) },
     { method: 'get', path: '/v1/checkpoints/latest', summary: 'The newest signed checkpoint', tag: 'proofs', auth: 'events:read', status: 200, response: checkpoint },
     { method: 'get', path: '/v1/checkpoints', summary: 'Signed checkpoints, newest first', tag: 'proofs', auth: 'events:read', query: checkpointsQuery, status: 200, response: z.object({ checkpoints: z.array(checkpoint) }) },
-    { method: 'get', path: '/v1/events/{id}/proof', summary: 'RFC 9162 inclusion proof', tag: 'proofs', auth: 'events:read', query: proofQuery, status: 200, response: proof },
+    { method: 'get', path: '/v1/events/{id}/proof', summary: 'RFC 9162 inclusion proof', tag: 'proofs', auth: 'events:read or viewer', query: proofQuery, status: 200, response: proof },
     { method: 'get', path: '/v1/consistency', summary: 'RFC 9162 consistency proof', tag: 'proofs', auth: 'events:read', query: consistencyQuery, status: 200, response: z.object({ from: z.number().int(), to: z.number().int(), proof: z.array(b64), roots: z.object({ from: b64, to: b64 }), checkpoints: z.object({ from: z.string().nullable(), to: z.string().nullable() }) }) },
     { method: 'get', path: '/v1/tlog/checkpoint', summary: 'The latest signed checkpoint as a C2SP tlog-checkpoint note: the root of a C2SP tlog-tiles log', tag: 'proofs', auth: 'events:read', status: 200, type: 'text/plain', example: 'auditledger.example/…/…\n700\nq5kR…=\n\n— auditledger.example Ab3x…\n' },
     {
@@ -178,6 +180,8 @@ function routes(config: Config, limits: EventLimits): Route[] {
     },
     { method: 'post', path: `${R}/event/bulk`, summary: 'Retraced: report events, all or nothing', tag: 'retraced', auth: 'events:write', body: retraced.bulk, status: 201, response: z.array(retracedReceipt) },
     { method: 'post', path: `${R}/graphql`, summary: "Retraced: the client's search query", tag: 'retraced', auth: 'events:read', body: graphqlRequest, status: 200, response: z.object({ data: z.record(z.string(), z.unknown()) }) },
+    { method: 'post', path: '/viewer/v1/viewersession', summary: "Retraced's logs viewer: a session for a viewer token (given in the body)", tag: 'retraced', auth: 'none', body: viewerSessionRequest, status: 200, response: z.object({ token: z.string(), project_id: id, environment_id: id, group_id: z.string() }) },
+    { method: 'post', path: '/viewer/v1/graphql', summary: "Retraced's logs viewer: search the viewer token's group", tag: 'retraced', auth: 'viewer', body: graphqlRequest, status: 200, response: z.object({ data: z.record(z.string(), z.unknown()) }) },
     { method: 'get', path: `${R}/viewertoken`, summary: 'Retraced: a short-lived read-only viewer token', tag: 'retraced', auth: 'events:read', query: viewerTokenQuery, status: 201, response: z.object({ token: z.string(), expires_at: time }) },
     { method: 'get', path: '/v1/verify/runs', summary: 'Verification runs and findings', tag: 'verification', auth: 'verify', query: runsQuery, status: 200, response: z.object({ runs: z.array(run), findings: z.array(z.object({ id, run_id: id, seq: z.number().int().nullable(), reason: z.string(), created_at: time })) }) },
   ];
@@ -206,7 +210,7 @@ function operation(route: Route) {
   return {
     summary: route.summary,
     tags: [route.tag],
-    ...(route.auth === 'none' ? { security: [] } : { security: [{ bearer: [] }], description: `Needs ${route.auth === 'admin' ? 'the admin token' : route.auth === 'environment' ? 'an environment token (any scope)' : `an environment token with scope ${route.auth}`}.` }),
+    ...(route.auth === 'none' ? { security: [] } : { security: [{ bearer: [] }], description: `Needs ${route.auth === 'admin' ? 'the admin token' : route.auth === 'environment' ? 'an environment token (any scope)' : route.auth === 'viewer' ? 'a viewer token (alv_…)' : route.auth === 'events:read or viewer' ? 'an environment token with scope events:read, or a viewer token (alv_…, the events of its group)' : `an environment token with scope ${route.auth}`}.` }),
     parameters: [...params, ...queryParams],
     ...(route.body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(route.body) } } } } : {}),
     responses: {

@@ -2,7 +2,7 @@
 // everything comes from the document and the verifier keys, nothing from a server or database.
 import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { eventHash, type EventBody } from './event.js';
-import { decodeBase64, type VerifierKey } from './keys.js';
+import { bytesEqual, decodeBase64, type VerifierKey } from './keys.js';
 import { ProofError, verifyConsistency, verifyInclusion } from './proof.js';
 
 export interface InclusionDocument {
@@ -47,7 +47,7 @@ export function verifyInclusionDocument(doc: InclusionDocument, keys: readonly V
   if (doc.canonical !== undefined) {
     // The event's own bytes must give the leaf hash, and name the chain the checkpoint is for.
     const canonical = Buffer.from(doc.canonical, 'utf8');
-    if (!eventHash(canonical).equals(leaf)) throw new ProofError('the event bytes do not hash to leaf_hash');
+    if (!bytesEqual(eventHash(canonical), leaf)) throw new ProofError('the event bytes do not hash to leaf_hash');
     const body = JSON.parse(doc.canonical) as EventBody;
     if (!checkpoint.origin.endsWith(`/${body.project}/${body.environment}`)) {
       throw new ProofError(`the checkpoint (${checkpoint.origin}) is not for the event's chain`);

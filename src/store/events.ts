@@ -8,7 +8,8 @@ import type { ChainEnd, StoredEvent } from '../ledger/verify-events.js';
 export interface EventFilters {
   /** Exact action, or a prefix when it ends in `*` (`user.*`). */
   action?: string | undefined;
-  crud?: Crud | undefined;
+  /** One crud letter, or any of several. */
+  crud?: Crud | readonly Crud[] | undefined;
   actor_id?: string | undefined;
   target_id?: string | undefined;
   group_id?: string | undefined;
@@ -66,7 +67,8 @@ function filterSql(environment: string, q: EventFilters): { where: string[]; par
     if (q.action.endsWith('*')) add((p) => `action LIKE ${p}`, likePrefix(q.action.slice(0, -1)));
     else add((p) => `action = ${p}`, q.action);
   }
-  if (q.crud) add((p) => `crud = ${p}`, q.crud);
+  if (typeof q.crud === 'string') add((p) => `crud = ${p}`, q.crud);
+  else if (q.crud) add((p) => `crud = ANY(${p}::"char"[])`, q.crud);
   if (q.actor_id !== undefined) add((p) => `actor_id = ${p}`, q.actor_id);
   if (q.target_id !== undefined) add((p) => `target_id = ${p}`, q.target_id);
   if (q.group_id !== undefined) add((p) => `group_id = ${p}`, q.group_id);

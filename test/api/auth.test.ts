@@ -11,6 +11,8 @@ describe('authentication', () => {
     expect(presentedToken('bearer   abc ')).toBe('abc');
     expect(presentedToken('token=abc')).toBe('abc');
     expect(presentedToken('Token token=abc')).toBe('abc');
+    // Bare, as Retraced's logs viewer sends its session token.
+    expect(presentedToken(' abc ')).toBe('abc');
     expect(presentedToken('Basic abc')).toBeUndefined();
     expect(presentedToken('Bearer a b')).toBeUndefined();
     expect(presentedToken(undefined)).toBeUndefined();

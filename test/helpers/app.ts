@@ -41,7 +41,7 @@ export async function createTestApp(
   env: Record<string, string> = {},
   now: () => number = Date.now,
   archive: Archive = new LocalArchive(path.join(os.tmpdir(), `auditledger-test-archive-${randomBytes(6).toString('hex')}`)),
-  options: { alert?: AlertTarget } = {},
+  options: { alert?: AlertTarget; viewerBundle?: string } = {},
 ): Promise<TestApp> {
   const config = loadConfig({ DATABASE_URL: db.ownerUrl, ...env });
   const adminToken = newAdminToken();
@@ -68,7 +68,7 @@ export async function createTestApp(
     if ('run_id' in request && !request.deduplicated) await runRequested(verification, { chain, runId: request.run_id });
     return request;
   };
-  const app = createApp({ config, pools: db.pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion: 5 });
+  const app = createApp({ config, pools: db.pools, credentials, groupCommit, metrics, keyring, archive, requestVerification, log, schemaVersion: 5, viewerBundle: options.viewerBundle });
   return {
     fetch: app.fetch,
     routes: app.routes.filter((r) => r.method !== 'ALL').map(({ method, path }) => ({ method, path })),

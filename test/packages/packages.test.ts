@@ -4,6 +4,7 @@
 // and the Express middleware from `@auditledger/client`, and a TypeScript consumer of their types.
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -127,6 +128,19 @@ describe('the packed packages, installed', () => {
       }
     }
     expect([...imported].sort()).toEqual(Object.keys({ ...client.dependencies, ...client.peerDependencies }).sort());
+  });
+
+  it('the viewer ships in both: the installed server serves the bundle that @auditledger/client/viewer is, self-contained', async () => {
+    const served = await fetch(`${ledger.url}/viewer/auditledger-viewer.js`);
+    expect(served.status).toBe(200);
+    expect(served.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    const bundle = await served.text();
+    const shipped = createRequire(path.join(clientOnly, 'index.js')).resolve('@auditledger/client/viewer');
+    expect(await readFile(shipped, 'utf8')).toBe(bundle);
+    expect(await readFile(shipped.replace(/\.js$/, '.d.ts'), 'utf8')).toContain("'auditledger-viewer': AuditledgerViewer");
+    // No import statement: Lit and the ledger's code are inside.
+    expect(bundle).not.toMatch(/\bimport\s*(["'{*]|[A-Za-z_$][\w$]*\s*from)/);
+    expect(bundle).toContain('customElements.define("auditledger-viewer"');
   });
 
   it('the client installs without the server: no PostgreSQL, pg-boss or AWS SDK; prints its size', async () => {

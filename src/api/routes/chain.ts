@@ -15,3 +15,9 @@ export function viewerFilter(c: Context<AppEnv>): { group_id?: string; target_id
   if (principal.kind !== 'viewer') return {};
   return { group_id: principal.groupId, ...(principal.targetId ? { target_id: principal.targetId } : {}) };
 }
+
+/** Whether an event with these columns is one the caller may read: always, except for a viewer token outside its group (or target). */
+export function inView(c: Context<AppEnv>, columns: { group_id: string | null; target_id: string | null }): boolean {
+  const { group_id, target_id } = viewerFilter(c);
+  return (!group_id || columns.group_id === group_id) && (!target_id || columns.target_id === target_id);
+}

@@ -16,7 +16,7 @@ import { ApiError, invalidFields, notFound } from '../errors.js';
 import { crudSchema, eventSchemas, splitInput, type EventLimits } from '../event-schema.js';
 import { pathId, query, readJson, validate } from '../input.js';
 import { dateTimeParam, storableString } from '../schemas.js';
-import { chainOf, viewerFilter } from './chain.js';
+import { chainOf, inView, viewerFilter } from './chain.js';
 
 export interface EventDeps {
   db: pg.Pool;
@@ -242,9 +242,7 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
       const chain = chainOf(c);
       const { verify } = query(c, verifyQuery);
       const row = await getEvent(db, chain.environment, pathId(c, 'id', 'event'));
-      const { group_id, target_id } = viewerFilter(c);
-      const outOfView = (group_id && row?.columns.group_id !== group_id) || (target_id && row?.columns.target_id !== target_id);
-      if (!row || outOfView) throw notFound('event');
+      if (!row || !inView(c, row.columns)) throw notFound('event');
       return c.json({ ...present(row), ...(verify === 'true' ? { verification: await verification(chain, [row], { from: row.seq, to: row.seq }) } : {}) });
     })
     .get('/chain', requireScope('events:read'), async (c) => {

@@ -7,12 +7,12 @@ import { consistencyPath, inclusionPath, ProofError, verifyConsistency, verifyIn
 import { checkpointAt, listCheckpoints, type CheckpointRow } from '../../store/checkpoints.js';
 import { getChainHead, getEvent, type ChainHead } from '../../store/events.js';
 import { tileTree, TilesMissingError } from '../../store/tiles.js';
-import { requireScope } from '../auth.js';
+import { requireEventsRead, requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { ApiError, invalidFields, notFound } from '../errors.js';
 import { pathId, query } from '../input.js';
 import { sealedEventFailure, type SealedBundles } from '../sealed.js';
-import { chainOf } from './chain.js';
+import { chainOf, inView } from './chain.js';
 
 const size = z.coerce.number().int().min(1);
 export const checkpointsQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(20), before: size.optional() });
@@ -105,11 +105,12 @@ export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
       const rows = await listCheckpoints(db, chainOf(c).environment, q.limit, q.before === undefined ? undefined : q.before - 1);
       return c.json({ checkpoints: rows.map(presentCheckpoint) });
     })
-    .get('/events/:id/proof', read, async (c) => {
+    // A viewer token may prove the events of its group (the embedded viewer's Verify).
+    .get('/events/:id/proof', requireEventsRead, async (c) => {
       const { environment } = chainOf(c);
       const q = query(c, proofQuery);
       const event = await getEvent(db, environment, pathId(c, 'id', 'event'));
-      if (!event) throw notFound('event');
+      if (!event || !inView(c, event.columns)) throw notFound('event');
       if (q.tree_size === undefined) {
         // A sealed event is proven from its bundle alone, against the bundle's checkpoint.
         const bundle = await sealed.forSeq(environment, event.seq);

@@ -9,14 +9,17 @@ import type { GroupCommit } from '../../store/group-commit.js';
 import { countEvents, queryEvents, type EventFilters } from '../../store/events.js';
 import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
-import type { Principal } from '../credentials.js';
-import { invalidFields, notFound } from '../errors.js';
+import type { Authenticator, Principal } from '../credentials.js';
+import { ApiError, invalidFields, notFound } from '../errors.js';
 import { argumentValues, GraphqlReader, graphqlTokens, project } from '../retraced-graphql.js';
 import { eventSchemas, jsonRecord, type EventLimits } from '../event-schema.js';
 import { pathId, query, readJson, validate } from '../input.js';
 import { dateTimeParam, storableString } from '../schemas.js';
 import { issueViewerToken, VIEWER_TOKEN_SECONDS } from '../viewer-token.js';
-import { chainOf } from './chain.js';
+import { chainOf, viewerFilter } from './chain.js';
+
+/** What a viewer token's reads are held to (viewerFilter). */
+type ViewerScope = Pick<EventFilters, 'group_id' | 'target_id'>;
 
 /** The filters Retraced's structured search maps to. */
 type SearchFilters = Pick<EventFilters, 'action' | 'crud' | 'actor_id' | 'from' | 'to'>;
@@ -139,7 +142,8 @@ function receivedRange(values: string[]): SearchFilters {
 const SEARCH_KEYWORDS: Record<string, (values: string[]) => SearchFilters> = {
   // A trailing * is a prefix, in Retraced as in queryEvents.
   action: (values) => ({ action: oneValue('action', values) }),
-  crud: (values) => ({ crud: validate(crudLetter, oneValue('crud', values), 'search.query.crud') }),
+  // Several letters are any of them (Retraced's logs viewer searches crud:c,u,d by default).
+  crud: (values) => ({ crud: values.map((value) => validate(crudLetter, value, 'search.query.crud')) }),
   'actor.id': (values) => ({ actor_id: oneValue('actor.id', values) }),
   received: receivedRange,
 };
@@ -219,8 +223,8 @@ function eventNode(row: StoredEvent) {
  * page's last edge), `first` from the oldest on (`after`). totalCount counts the whole search, not
  * what remains: the client divides it by the page size to know how many pages there are.
  */
-async function searchEvents(db: pg.Pool, environment: string, args: z.infer<typeof searchArguments>, withTotal: boolean) {
-  const filters = searchFilters(args.query ?? '');
+async function searchEvents(db: pg.Pool, environment: string, args: z.infer<typeof searchArguments>, withTotal: boolean, scope: ViewerScope) {
+  const filters = { ...searchFilters(args.query ?? ''), ...scope };
   const backward = args.last != null || args.before !== undefined;
   const size = args.last ?? args.first ?? DEFAULT_PAGE_SIZE;
   const rows = await queryEvents(db, environment, {
@@ -238,6 +242,17 @@ async function searchEvents(db: pg.Pool, environment: string, args: z.infer<type
 }
 
 export const graphqlRequest = z.strictObject({ query: z.string(), variables: z.record(z.string(), z.unknown()).nullish() });
+
+/** Answers a GraphQL search (POST …/graphql) for the caller's chain, a viewer token's within its group. */
+async function answerGraphql(db: pg.Pool, c: Context<AppEnv>) {
+  const request = validate(graphqlRequest, await readJson(c));
+  const selection = new GraphqlReader(graphqlTokens(request.query)).operation();
+  // QUERY has one field, and a selection set at least one.
+  const search = selection.get('search')!;
+  const args = validate(searchArguments, argumentValues(search.args, request.variables ?? {}), 'search');
+  const connection = await searchEvents(db, chainOf(c).environment, args, search.selection!.has('totalCount'), viewerFilter(c));
+  return c.json({ data: project({ search: connection }, selection) });
+}
 
 // ---- Viewer tokens ----
 
@@ -278,15 +293,7 @@ export function retracedRoutes({ db, groupCommit, limits, viewerTokenKey: viewer
       const { events } = validate(schemas.bulk, await readJson(c));
       return c.json(await append(c, events), 201);
     })
-    .post('/project/:projectId/graphql', requireScope('events:read'), async (c) => {
-      const request = validate(graphqlRequest, await readJson(c));
-      const selection = new GraphqlReader(graphqlTokens(request.query)).operation();
-      // QUERY has one field, and a selection set at least one.
-      const search = selection.get('search')!;
-      const args = validate(searchArguments, argumentValues(search.args, request.variables ?? {}), 'search');
-      const connection = await searchEvents(db, chainOf(c).environment, args, search.selection!.has('totalCount'));
-      return c.json({ data: project({ search: connection }, selection) });
-    })
+    .post('/project/:projectId/graphql', requireScope('events:read'), (c) => answerGraphql(db, c))
     .get('/project/:projectId/viewertoken', requireScope('events:read'), (c) => {
       const q = query(c, viewerTokenQuery);
       // requireScope let only environment tokens through.
@@ -304,5 +311,30 @@ export function retracedRoutes({ db, groupCommit, limits, viewerTokenKey: viewer
         exp,
       });
       return c.json({ token, expires_at: new Date(exp * 1000).toISOString() }, 201);
+    });
+}
+
+// ---- Retraced's viewer API, for its logs viewer ----
+
+export const viewerSessionRequest = z.strictObject({ token: z.string().max(8192) });
+
+/**
+ * The API of Retraced's own embeddable viewer (`@retracedhq/logs-viewer`), mounted at /viewer/v1
+ * (the widget's `host`). The widget trades its viewer token for a session (POST /viewersession,
+ * no Authorization header, so the route is public and checks the token itself), then sends
+ * `session.token` as the bare Authorization header to POST /graphql. The session token here is
+ * the viewer token itself: it is already short-lived and bound to its group.
+ */
+export function retracedViewerRoutes({ db, credentials }: { db: pg.Pool; credentials: Authenticator }) {
+  return new Hono<AppEnv>()
+    .post('/viewersession', async (c) => {
+      const { token } = validate(viewerSessionRequest, await readJson(c));
+      const principal = await credentials.authenticate(token);
+      if (principal?.kind !== 'viewer') throw new ApiError(401, 'unauthorized', 'a valid viewer token is required (alv_…); it may have expired');
+      return c.json({ token, project_id: principal.projectId, environment_id: principal.environmentId, group_id: principal.groupId });
+    })
+    .post('/graphql', async (c) => {
+      if (c.get('principal').kind !== 'viewer') throw new ApiError(403, 'forbidden', 'this route needs a viewer token');
+      return answerGraphql(db, c);
     });
 }
