@@ -2,7 +2,7 @@
 // its objects by chain, hands each chain to the pure checks of ledger/verify-archive.ts, and on S3
 // asks for each object's Object Lock retention. Needs no database and no server.
 import os from 'node:os';
-import { bundleKey, checkpointKey } from './layout.js';
+import { checkpointKey, parseBundleKey, parseCheckpointKey } from './layout.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import {
   checkHere,
@@ -46,7 +46,6 @@ export interface ArchiveVerification {
 
 const DAY_MS = 86_400_000;
 const RETENTION_BATCH = 32;
-const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
 /** Verifies every chain of the archive (or one) within the day range; see verifyArchivedChain. */
 export async function verifyArchive(archive: Archive, options: VerifyArchiveOptions): Promise<ArchiveVerification> {
@@ -110,24 +109,16 @@ function groupByChain(bundleKeys: string[], checkpointKeys: string[]): { chains:
     if (!chains.has(name)) chains.set(name, { project, environment, bundles: [], checkpoints: [], checkpointKey: noteKey });
     return chains.get(name)!;
   };
+  // A key must be exactly what the writers make: the parsers accept nothing else.
   for (const key of bundleKeys) {
-    const [project = '', environment = '', file = ''] = key.split('/').slice(1);
-    const day = file.replace(/\.ndjson$/, '');
-    // The key must be exactly what the seal job writes: the round trip rejects anything else.
-    if (DAY.test(day) && bundleKey(project, environment, day) === key) {
-      chainOf(project, environment).bundles.push({ key, day });
-    } else {
-      strays.push(key);
-    }
+    const bundle = parseBundleKey(key);
+    if (bundle) chainOf(bundle.project, bundle.environment).bundles.push({ key, day: bundle.day });
+    else strays.push(key);
   }
   for (const key of checkpointKeys) {
-    const [project = '', environment = '', file = ''] = key.split('/').slice(1);
-    const size = Number(file.replace(/\.note$/, ''));
-    if (Number.isSafeInteger(size) && checkpointKey(project, environment, size) === key) {
-      chainOf(project, environment).checkpoints.push({ key, size });
-    } else {
-      strays.push(key);
-    }
+    const note = parseCheckpointKey(key);
+    if (note) chainOf(note.project, note.environment).checkpoints.push({ key, size: note.size });
+    else strays.push(key);
   }
   return { chains: new Map([...chains].sort(([a], [b]) => (a < b ? -1 : 1))), strays };
 }

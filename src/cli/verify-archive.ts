@@ -59,7 +59,7 @@ usage errors.`,
     if (options.from && options.to && options.from > options.to) throw new UsageError('--from is after --to');
     let report: ArchiveVerification;
     try {
-      report = await verifyArchive(onS3 ? s3Archive(target) : await localArchive(target), options);
+      report = await verifyArchive(await archiveArgument(target), options);
     } catch (error) {
       if (!(error instanceof S3ArchiveError || error instanceof NoArchiveError)) throw error;
       process.stderr.write(`auditledger verify-archive: cannot read the archive: ${error.message}\n`);
@@ -70,9 +70,16 @@ usage errors.`,
   },
 };
 
-class NoArchiveError extends Error {}
+/** The archive a command names: a folder (NoArchiveError when there is none) or s3://bucket/prefix, with S3 settings from the environment. */
+export function archiveArgument(target: string): Promise<Archive> {
+  return target.startsWith('s3://') ? Promise.resolve(s3Archive(target)) : localArchive(target);
+}
 
-function chainOption(value: string | undefined): string | undefined {
+/** The archive named is not a folder. */
+export class NoArchiveError extends Error {}
+
+/** PROJECT/ENVIRONMENT of --chain; UsageError otherwise. */
+export function chainOption(value: string | undefined): string | undefined {
   if (value !== undefined && !/^[^/]+\/[^/]+$/.test(value)) throw new UsageError('--chain takes PROJECT/ENVIRONMENT (their ids)');
   return value;
 }

@@ -226,3 +226,19 @@ export function extendTails(size: number, tails: TileTails, leaves: readonly Buf
   tiles.sort((a, b) => a.level - b.level || a.index - b.index);
   return { tiles, tails: next };
 }
+
+// ---- What a static copy of the log needs.
+
+/**
+ * The tiles a static copy of the tree (C2SP tlog-tiles) must gain when it grows from `from` to
+ * `to` leaves, level by level in index order: every full tile completed in between, then the
+ * partial tile of `to` at each level that has one. With `from` 0, every tile of the tree. A
+ * generator, so that a backfill of a long chain never holds its ids all at once.
+ */
+export function* tilesGrown(from: number, to: number): Generator<TileId> {
+  for (let level = 0; levelSize(to, level) > 0; level++) {
+    const { full, partialWidth } = tilesAtLevel(to, level);
+    for (let index = tilesAtLevel(from, level).full; index < full; index++) yield { level, index, width: TILE_WIDTH };
+    if (partialWidth > 0) yield { level, index: full, width: partialWidth };
+  }
+}
