@@ -148,6 +148,7 @@ const LABELS: Record<ArchiveFailure['kind'], string> = {
   missing: 'Bundle MISSING',
   checkpoint: 'Checkpoint INVALID',
   'missing-checkpoint': 'Checkpoint MISSING',
+  tile: 'Tile INVALID',
   retention: 'Object Lock INVALID',
   archive: 'Archive INVALID',
 };
