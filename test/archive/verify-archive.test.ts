@@ -390,6 +390,17 @@ describe.skipIf(!endpoint)('verify-archive on S3 Object Lock', () => {
     );
   });
 
+  it('tiles are written once under Object Lock, and verify-proof --archive proves an event from the bucket', async () => {
+    const key = tileKey(s.a.projectId, s.a.environmentId, { level: 0, index: 0, width: 80 });
+    expect(await archive.retention(key)).toMatchObject({ mode: 'COMPLIANCE' });
+    const cli = runCli(
+      ['verify-proof', '--archive', `s3://${bucket}/ledger`, '--chain', chainOf(s.a), '--seq', '42', '--key', verifierKey(s.t.keyring.current)],
+      s3Env(),
+    );
+    expect((await cli.exited).code, cli.output()).toBe(0);
+    expect(cli.output()).toMatch(/^ok: leaf 41 is included in the signed checkpoint of .* at size 80/);
+  });
+
   it('objects retained for less than --retention-days after they were written fail the lock check', async () => {
     // Written today, locked one day: well short of 30 days after days ten and eleven days ago.
     const report = await verifyArchive(archive, { verifiers: [s.t.keyring.current], retentionDays: 30 });
