@@ -3,8 +3,6 @@
 // accepts exactly what its builder makes, so one object has one key.
 import { parseTilePath, tilePath, type TilePath } from '../ledger/tiles.js';
 
-const DAY = /^\d{4}-\d{2}-\d{2}$/;
-
 /** A chain, as archive keys name it. */
 export interface ChainName {
   project: string;
@@ -24,17 +22,22 @@ export function parseCheckpointKey(key: string): (ChainName & { size: number }) 
   return checkpointKey(project, environment, size) === key ? { project, environment, size } : undefined;
 }
 
-/** A chain's sealed bundle of one UTC day. */
-export function bundleKey(project: string, environment: string, day: string): string {
-  return `bundles/${project}/${environment}/${day}.ndjson`;
+/**
+ * A chain's sealed bundle `part` (1, 2, …) of one UTC day: the first is `<day>.ndjson`, as when a
+ * day was always one bundle, the k-th after it `<day>.<k>.ndjson`.
+ */
+export function bundleKey(project: string, environment: string, day: string, part = 1): string {
+  return `bundles/${project}/${environment}/${day}${part === 1 ? '' : `.${part}`}.ndjson`;
 }
 
-/** The chain and day a bundleKey names; undefined for any other key. */
-export function parseBundleKey(key: string): (ChainName & { day: string }) | undefined {
+/** The chain, day and part a bundleKey names; undefined for any other key. */
+export function parseBundleKey(key: string): (ChainName & { day: string; part: number }) | undefined {
   const [top, project = '', environment = '', file = '', ...rest] = key.split('/');
-  const day = file.replace(/\.ndjson$/, '');
-  if (top !== 'bundles' || rest.length || !DAY.test(day)) return undefined;
-  return bundleKey(project, environment, day) === key ? { project, environment, day } : undefined;
+  const match = /^(\d{4}-\d{2}-\d{2})(?:\.([1-9][0-9]{0,8}))?\.ndjson$/.exec(file);
+  if (top !== 'bundles' || rest.length || !match) return undefined;
+  const day = match[1]!;
+  const part = match[2] === undefined ? 1 : Number(match[2]);
+  return bundleKey(project, environment, day, part) === key ? { project, environment, day, part } : undefined;
 }
 
 /**

@@ -114,7 +114,7 @@ function groupByChain(bundleKeys: string[], checkpointKeys: string[], tileKeys: 
   // A key must be exactly what the writers make: the parsers accept nothing else.
   for (const key of bundleKeys) {
     const bundle = parseBundleKey(key);
-    if (bundle) chainOf(bundle.project, bundle.environment).bundles.push({ key, day: bundle.day });
+    if (bundle) chainOf(bundle.project, bundle.environment).bundles.push({ key, day: bundle.day, part: bundle.part });
     else strays.push(key);
   }
   for (const key of checkpointKeys) {

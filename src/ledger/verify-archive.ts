@@ -26,6 +26,13 @@ export interface BundleObject {
   key: string;
   /** The UTC day its key names. */
   day: string;
+  /** Which of the day's bundles its key names: 1 for the first (bounded bundles: a day may take several). */
+  part: number;
+}
+
+/** Bundles in key order: by day, then part. */
+function compareBundles(a: BundleObject, b: BundleObject): number {
+  return a.day < b.day ? -1 : a.day > b.day ? 1 : a.part - b.part;
 }
 
 export interface CheckpointObject {
@@ -175,7 +182,7 @@ export async function verifyArchivedChain(
   checker: BundleChecker = checkHere(verifiers),
 ): Promise<ChainVerification> {
   const walk = new ChainWalk(chain, read, verifiers, checker);
-  const sorted = [...chain.bundles].sort((a, b) => (a.day < b.day ? -1 : a.day > b.day ? 1 : 0));
+  const sorted = [...chain.bundles].sort(compareBundles);
   const inRange = (day: string) => (range.from === undefined || day >= range.from) && (range.to === undefined || day <= range.to);
   const checked = sorted.filter(({ day }) => inRange(day));
   const before = range.from === undefined ? undefined : sorted.filter(({ day }) => day < range.from!).at(-1);
@@ -334,21 +341,25 @@ class ChainWalk {
   /** Gaps (events in no bundle) and overlaps (events in two), in seq order from the start. */
   checkCoverage(start: RangeStart): void {
     const parsed = this.records.filter((r): r is BundleRecord & { manifest: BundleManifest } => r.manifest !== null);
-    const unreadableDays = this.records.filter((r) => r.manifest === null).map((r) => r.object.day);
+    const unreadable = this.records.filter((r) => r.manifest === null).map((r) => r.object);
     let next = start.lastSeq === null ? null : start.lastSeq + 1;
-    let previousDay = start.day;
+    let previous: BundleObject | null = start.day === null ? null : { key: '', day: start.day, part: Infinity };
     for (const { object, manifest } of parsed.sort((a, b) => a.manifest.first_seq - b.manifest.first_seq)) {
       const { first_seq: first, last_seq: last } = manifest;
       // Events in an unreadable bundle are reported with it, not again as missing.
-      const explained = unreadableDays.some((day) => (previousDay === null || day > previousDay) && day < object.day);
+      const explained = unreadable.some((u) => (previous === null || compareBundles(u, previous) > 0) && compareBundles(u, object) < 0);
       if (next !== null && first > next && !explained) {
         const events = first - 1 === next ? `event ${next} is` : `events ${next}..${first - 1} are`;
         this.fail('missing', object.day, next, null, `${events} in no bundle: a bundle before ${object.day} is missing`);
       } else if (next !== null && first < next) {
         this.fail('bundle', object.day, first, object.key, `events ${first}..${Math.min(last, next - 1)} are also in an earlier bundle`);
       }
+      // Across days checkName finds it (the manifest names its day); within a day only the order tells.
+      if (previous?.key && previous.day === object.day && previous.part > object.part) {
+        this.fail('bundle', object.day, first, object.key, `its events follow those of ${previous.key}, a later key: the day's bundles are out of order`);
+      }
       next = Math.max(next ?? 0, last + 1);
-      previousDay = object.day;
+      previous = object;
     }
   }
 

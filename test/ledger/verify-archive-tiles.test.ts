@@ -23,7 +23,7 @@ async function tileFailures(tiles: [TileId, Buffer][]) {
   const chain: ChainObjects = {
     project: PROJECT,
     environment: ENVIRONMENT,
-    bundles: bundles.map((_, i) => ({ key: `bundle/${i}`, day: DAYS[i]!.partition })),
+    bundles: bundles.map((_, i) => ({ key: `bundle/${i}`, day: DAYS[i]!.partition, part: 1 })),
     checkpoints: [],
     checkpointKey: (size) => `note/${size}`,
     tiles: tiles.map(([tile]) => ({ key: tileKey(tile), tile })),
