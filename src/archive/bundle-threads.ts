@@ -4,7 +4,6 @@
 import os from 'node:os';
 import type { PreviousBundle } from '../ledger/bundle.js';
 import type { VerifierKey } from '../ledger/keys.js';
-import { tileHashes } from '../ledger/tiles.js';
 import type { BundleCheck, BundleChecker } from '../ledger/verify-archive.js';
 import { movable, siblingModule, ThreadPool } from '../thread-pool.js';
 import type { BundleResult, BundleTask } from './bundle-thread.js';
@@ -23,7 +22,7 @@ export class BundleThreads implements BundleChecker {
   async check(bytes: Buffer, previous: PreviousBundle | undefined, rootSizes: readonly number[]): Promise<BundleCheck> {
     const task = { bytes: movable(bytes), previous, rootSizes };
     const { failures, roots, leaves } = await this.pool.run(task, [task.bytes.buffer as ArrayBuffer]);
-    return { failures, roots: new Map(roots.map(([size, root]) => [size, Buffer.from(root)])), leaves: tileHashes(leaves) };
+    return { failures, roots: new Map(roots.map(([size, root]) => [size, Buffer.from(root)])), leaves: Buffer.from(leaves.buffer, leaves.byteOffset, leaves.byteLength) };
   }
 
   close(): Promise<void> {

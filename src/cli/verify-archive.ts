@@ -15,8 +15,9 @@ export const verifyArchiveVerb: Verb = {
 Checks the archive alone, with no database and no server: each chain's bundles in day order (manifest
 signature, event hashes and links, Merkle root against the bundle's signed checkpoint, consistency
 with the bundle before), that the bundles cover every event from seq 1 without gap, and every
-checkpoint note in checkpoints/ (signature, and its root against the bundle holding its size), and
-that the note each bundle signs (at its last seq) is there.
+checkpoint note in checkpoints/ (signature, and its root against the bundle holding its size),
+that the note each bundle signs (at its last seq) is there, and each chain's hash tiles in tlog/
+(C2SP tlog-tiles) against the bundles' events.
 On S3 every bundle and checkpoint must also be under Object Lock retention (COMPLIANCE or
 GOVERNANCE) until at least N days (default 1) after it was written.
 

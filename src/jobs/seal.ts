@@ -223,10 +223,10 @@ async function sealChainDay(deps: SealDeps, day: string, chain: ChainDay): Promi
   for (let part = (await sealsOfDay(db, env, day)) + 1; ; part++) {
     const previous = await previousSeal(db, env, day);
     const first = (previous?.last_seq ?? 0) + 1;
-    if (first > chain.last_seq) return sealed;
     if (part === 1 && chain.first_seq !== first) {
       throw new ChainDamage(first, `the day starts at seq ${chain.first_seq}, but the chain's sealed bundles end at ${first - 1}`);
     }
+    if (first > chain.last_seq) return sealed;
     const last = Math.min(chain.last_seq, first + maxEvents - 1);
     const made = await sealBundle(deps, day, chain, part, previous, last);
     if (made === 'waiting') return { ...sealed, waiting: true };

@@ -113,3 +113,43 @@ describe('bounded bundles: a day of 180 events with at most 50 a bundle', () => 
     expect(again).toMatchObject({ bundles: 0, events: 0 });
   });
 });
+
+describe('bounded bundles: a seal killed between bundles', () => {
+  let dir: string;
+  let db: TestDatabase;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-bounded-crash-'));
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('resumes at the bundle it was writing, which it writes again with the same bytes', async () => {
+    const archive = new LocalArchive(dir);
+    t = await createTestApp(db, {}, () => Date.now() - 9 * DAY, archive);
+    const tenant = await createTenant(t, 'crash');
+    const day = new Date(Date.now() - 9 * DAY).toISOString().slice(0, 10);
+    const events = Array.from({ length: 120 }, (_, i) => ({ action: `c.${i}` }));
+    expect((await t.request('POST', '/v1/events', { token: tenant.token, body: { events } })).status).toBe(201);
+    await runCheckpoints({ db: db.pools.owner, archive, key: t.keyring.current, origin: t.keyring.origin, log });
+    const second = bundleKey(tenant.projectId, tenant.environmentId, day, 2);
+    const deps = { db: db.pools.owner, archive, keyring: t.keyring, log, maxEvents: 50 };
+    const crash = {
+      afterPut(key: string) {
+        if (key === second) throw new Error('killed after the PUT of the second bundle');
+      },
+    };
+    await expect(runSeal({ ...deps, faults: crash }, dueThrough(Date.now(), 7))).rejects.toThrow(/killed/);
+    const { rows } = await db.pools.owner.query('SELECT first_seq FROM seals ORDER BY first_seq');
+    expect(rows).toEqual([{ first_seq: 1 }]);
+
+    // The second bundle is in the archive but not recorded: a second run PUTs the same bytes (a no-op), then the third.
+    expect(await runSeal(deps, dueThrough(Date.now(), 7))).toMatchObject({ days: expect.arrayContaining([day]), bundles: 2, events: 70, failed: [] });
+    expect(await verifyArchive(archive, { verifiers: [t.keyring.current], threads: 1 })).toMatchObject({ ok: true, bundles: { valid: 3, total: 3 }, events: { valid: 120, total: 120 } });
+  });
+});
