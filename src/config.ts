@@ -146,6 +146,9 @@ export const configSchema = z.object({
     .min(0)
     .default(7)
     .describe('a day is sealed once it ended more than this many days ago'),
+  AUDITLEDGER_BUNDLE_MAX_EVENTS: positiveInt
+    .default(100_000)
+    .describe("most events in one sealed bundle: a chain's day takes as many bundles as it needs (README: Bounded bundles)"),
   AUDITLEDGER_SEAL_CRON: cron.default('17 * * * *').describe('when the seal job runs (cron, UTC); hourly by default'),
   AUDITLEDGER_VERIFY_CRON: cron
     .default('*/15 * * * *')

@@ -216,7 +216,7 @@ export async function startRuntime(config: Config, log: Logger, options: Runtime
       push('checkpoint timer', async () => stopCheckpointTimer());
       // Sealing writes bundles to the archive; without one, days stay unsealed (and appendable).
       if (archive) {
-        await scheduleSeal(boss, { db: pools.owner, archive, keyring, log, alert: verification.alert }, config.AUDITLEDGER_SEAL_CRON, config.AUDITLEDGER_SEAL_AFTER_DAYS, now);
+        await scheduleSeal(boss, { db: pools.owner, archive, keyring, log, alert: verification.alert, maxEvents: config.AUDITLEDGER_BUNDLE_MAX_EVENTS }, config.AUDITLEDGER_SEAL_CRON, config.AUDITLEDGER_SEAL_AFTER_DAYS, now);
       }
       return scheduleVerification(boss, verification, { incremental: config.AUDITLEDGER_VERIFY_CRON, full: config.AUDITLEDGER_FULL_VERIFY_CRON });
     });

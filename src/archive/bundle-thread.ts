@@ -12,10 +12,12 @@ export interface BundleTask {
 export interface BundleResult {
   failures: BundleFailure[];
   roots: [number, Uint8Array][];
+  /** The bundle's leaf hashes end to end, for the tile check. */
+  leaves: Uint8Array;
 }
 
 serveTasks<readonly VerifierKey[], BundleTask, BundleResult>(({ bytes, previous, rootSizes }, verifiers) => {
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const { failures, roots } = verifyParsedBundle(parseBundle(buffer), buffer, verifiers, previous, rootSizes);
-  return { failures, roots: [...roots] };
+  const { failures, roots, leaves } = verifyParsedBundle(parseBundle(buffer), buffer, verifiers, previous, rootSizes);
+  return { failures, roots: [...roots], leaves: Buffer.concat(leaves) };
 });

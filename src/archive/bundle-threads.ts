@@ -21,8 +21,8 @@ export class BundleThreads implements BundleChecker {
 
   async check(bytes: Buffer, previous: PreviousBundle | undefined, rootSizes: readonly number[]): Promise<BundleCheck> {
     const task = { bytes: movable(bytes), previous, rootSizes };
-    const { failures, roots } = await this.pool.run(task, [task.bytes.buffer as ArrayBuffer]);
-    return { failures, roots: new Map(roots.map(([size, root]) => [size, Buffer.from(root)])) };
+    const { failures, roots, leaves } = await this.pool.run(task, [task.bytes.buffer as ArrayBuffer]);
+    return { failures, roots: new Map(roots.map(([size, root]) => [size, Buffer.from(root)])), leaves: Buffer.from(leaves.buffer, leaves.byteOffset, leaves.byteLength) };
   }
 
   close(): Promise<void> {

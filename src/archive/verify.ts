@@ -2,7 +2,8 @@
 // its objects by chain, hands each chain to the pure checks of ledger/verify-archive.ts, and on S3
 // asks for each object's Object Lock retention. Needs no database and no server.
 import os from 'node:os';
-import { bundleKey, checkpointKey } from './layout.js';
+import { checkpointKey, parseBundleKey, parseCheckpointKey, parseTileKey, tileKey } from './layout.js';
+import type { TileId } from '../ledger/tiles.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import {
   checkHere,
@@ -46,11 +47,10 @@ export interface ArchiveVerification {
 
 const DAY_MS = 86_400_000;
 const RETENTION_BATCH = 32;
-const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
 /** Verifies every chain of the archive (or one) within the day range; see verifyArchivedChain. */
 export async function verifyArchive(archive: Archive, options: VerifyArchiveOptions): Promise<ArchiveVerification> {
-  const { chains, strays } = groupByChain(await archive.list('bundles/'), await archive.list('checkpoints/'));
+  const { chains, strays } = groupByChain(await archive.list('bundles/'), await archive.list('checkpoints/'), await archive.list('tlog/'));
   const selected = [...chains.values()].filter((chain) => options.chain === undefined || chainName(chain) === options.chain);
   const read = (key: string) => readOrWhyNot(archive, key);
   // A thread per core checks bundles, a bundle at a time each; chains are walked a few at once so
@@ -100,34 +100,33 @@ async function readOrWhyNot(archive: Archive, key: string): Promise<Buffer | str
   }
 }
 
-/** The archive's objects by chain; keys under bundles/ or checkpoints/ that are neither are strays. */
-function groupByChain(bundleKeys: string[], checkpointKeys: string[]): { chains: Map<string, ChainObjects>; strays: string[] } {
+/** The archive's objects by chain; keys under bundles/, checkpoints/ or tlog/ that are not what the writers make are strays. */
+function groupByChain(bundleKeys: string[], checkpointKeys: string[], tileKeys: string[]): { chains: Map<string, ChainObjects>; strays: string[] } {
   const chains = new Map<string, ChainObjects>();
   const strays: string[] = [];
   const chainOf = (project: string, environment: string) => {
     const name = `${project}/${environment}`;
     const noteKey = (size: number) => checkpointKey(project, environment, size);
-    if (!chains.has(name)) chains.set(name, { project, environment, bundles: [], checkpoints: [], checkpointKey: noteKey });
+    const hashTileKey = (tile: TileId) => tileKey(project, environment, tile);
+    if (!chains.has(name)) chains.set(name, { project, environment, bundles: [], checkpoints: [], checkpointKey: noteKey, tiles: [], tileKey: hashTileKey });
     return chains.get(name)!;
   };
+  // A key must be exactly what the writers make: the parsers accept nothing else.
   for (const key of bundleKeys) {
-    const [project = '', environment = '', file = ''] = key.split('/').slice(1);
-    const day = file.replace(/\.ndjson$/, '');
-    // The key must be exactly what the seal job writes: the round trip rejects anything else.
-    if (DAY.test(day) && bundleKey(project, environment, day) === key) {
-      chainOf(project, environment).bundles.push({ key, day });
-    } else {
-      strays.push(key);
-    }
+    const bundle = parseBundleKey(key);
+    if (bundle) chainOf(bundle.project, bundle.environment).bundles.push({ key, day: bundle.day, part: bundle.part });
+    else strays.push(key);
   }
   for (const key of checkpointKeys) {
-    const [project = '', environment = '', file = ''] = key.split('/').slice(1);
-    const size = Number(file.replace(/\.note$/, ''));
-    if (Number.isSafeInteger(size) && checkpointKey(project, environment, size) === key) {
-      chainOf(project, environment).checkpoints.push({ key, size });
-    } else {
-      strays.push(key);
-    }
+    const note = parseCheckpointKey(key);
+    if (note) chainOf(note.project, note.environment).checkpoints.push({ key, size: note.size });
+    else strays.push(key);
+  }
+  for (const key of tileKeys) {
+    const tile = parseTileKey(key);
+    // Tiles of a chain without bundles or notes are checked with nothing: strays too.
+    if (tile && chains.has(`${tile.project}/${tile.environment}`)) chainOf(tile.project, tile.environment).tiles.push({ key, tile: tile.tile });
+    else strays.push(key);
   }
   return { chains: new Map([...chains].sort(([a], [b]) => (a < b ? -1 : 1))), strays };
 }
@@ -137,7 +136,7 @@ function chainName(chain: ChainObjects): string {
 }
 
 function strayFailure(key: string): ArchiveFailure {
-  const reason = 'not a bundle or checkpoint the ledger writes (unexpected key)';
+  const reason = 'not a bundle, checkpoint or tile the ledger writes (unexpected key)';
   return { kind: 'archive', chain: null, day: null, seq: null, key, reason };
 }
 

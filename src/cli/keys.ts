@@ -1,7 +1,11 @@
 import { writeFile } from 'node:fs/promises';
 import { encodeSigningKey, generateSigningKey, isValidKeyName, keyIdHex, verifierKey } from '../ledger/keys.js';
 import { PEM_KEY_NAME, readSigningKey } from '../signing-key.js';
+import type { Archive } from '../archive/archive.js';
+import { proveFromArchive } from '../archive/proof.js';
+import type { VerifierKey } from '../ledger/keys.js';
 import { verifyProofDocument } from '../ledger/verify-proof.js';
+import { archiveArgument, chainOption, NoArchiveError } from './verify-archive.js';
 import { parseOptions, readArgumentFile, UsageError, verifierKeys, type Verb } from './verb.js';
 
 // NAME.key must fit the 255 bytes most file systems allow a file name; the default file name is
@@ -86,27 +90,84 @@ Exit code 2 when FILE cannot be read, 1 when it is not a valid signing key.`,
 };
 
 export const verifyProof: Verb = {
-  summary: 'check a saved inclusion or consistency proof offline',
+  summary: 'check a saved inclusion or consistency proof offline, or prove an event from the archive alone',
   usage: `auditledger verify-proof FILE --key VKEY [--key VKEY...]
+auditledger verify-proof --archive <folder | s3://bucket/prefix> --chain PROJECT/ENVIRONMENT --seq N
+    [--event FILE] [--size N] --key VKEY [--key VKEY...]
 
 FILE is a saved answer of GET /v1/events/:id/proof or GET /v1/consistency. Checks the signed
 checkpoint(s) with the given verifier keys, the event bytes against the leaf hash, and the RFC 9162
-proof, with no database and no server. Exit code 0 when it holds, 1 with the reason when not.`,
+proof, with no database and no server.
+With --archive, proves event N of the chain from the archive alone: its checkpoint note of tree size
+--size (default: the chain's latest) and the O(log n) hash tiles the proof needs (C2SP tlog-tiles,
+under tlog/PROJECT/ENVIRONMENT/). --event: a file of the event's canonical bytes (its "canonical"),
+checked against the leaf. S3 settings as for verify-archive.
+Exit code 0 when it holds, 1 with the reason when not.`,
   async run(args) {
-    const { values, positionals } = parseOptions(args, { key: { type: 'string', multiple: true } }, true);
-    if (positionals.length !== 1) throw new UsageError('give exactly one proof FILE');
+    const { values, positionals } = parseOptions(
+      args,
+      {
+        key: { type: 'string', multiple: true },
+        archive: { type: 'string' },
+        chain: { type: 'string' },
+        seq: { type: 'string' },
+        size: { type: 'string' },
+        event: { type: 'string' },
+      },
+      true,
+    );
     const keys = verifierKeys(values.key);
+    if (values.archive !== undefined) return proveFromArchiveArgs(values, positionals, keys);
+    if (positionals.length !== 1) throw new UsageError('give exactly one proof FILE, or --archive');
     const file = positionals[0]!;
     const text = await readArgumentFile(file);
-    try {
-      process.stdout.write(`ok: ${verifyProofDocument(parseJson(file, text), keys)}\n`);
-      return 0;
-    } catch (error) {
-      process.stdout.write(`FAILED: ${(error as Error).message}\n`);
-      return 1;
-    }
+    return report(() => verifyProofDocument(parseJson(file, text), keys));
   },
 };
+
+async function proveFromArchiveArgs(
+  values: { archive?: string; chain?: string; seq?: string; size?: string; event?: string },
+  positionals: string[],
+  verifiers: VerifierKey[],
+): Promise<number> {
+  if (positionals.length) throw new UsageError('--archive takes no proof FILE');
+  const chain = chainOption(values.chain);
+  if (!chain) throw new UsageError('--archive needs --chain PROJECT/ENVIRONMENT');
+  if (values.seq === undefined) throw new UsageError('--archive needs --seq N');
+  const [project, environment] = chain.split('/') as [string, string];
+  const request = {
+    project,
+    environment,
+    seq: positiveInteger('--seq', values.seq),
+    size: values.size === undefined ? undefined : positiveInteger('--size', values.size),
+    canonical: values.event === undefined ? undefined : await readArgumentFile(values.event),
+    verifiers,
+  };
+  let archive: Archive;
+  try {
+    archive = await archiveArgument(values.archive!);
+  } catch (error) {
+    if (!(error instanceof NoArchiveError)) throw error;
+    throw new UsageError(`--archive: ${error.message}`);
+  }
+  return report(() => proveFromArchive(archive, request));
+}
+
+/** Prints `ok: ...` and returns 0 when `check` holds; `FAILED: reason` and 1 when it throws. */
+async function report(check: () => string | Promise<string>): Promise<number> {
+  try {
+    process.stdout.write(`ok: ${await check()}\n`);
+    return 0;
+  } catch (error) {
+    process.stdout.write(`FAILED: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
+
+function positiveInteger(option: string, value: string): number {
+  if (!/^[1-9][0-9]*$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`${option} takes a positive integer`);
+  return Number(value);
+}
 
 function parseJson(file: string, text: string): unknown {
   try {

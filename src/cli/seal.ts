@@ -43,7 +43,7 @@ ${CONFIG_HELP}`,
       const through = values.through ?? dueThrough(now(), config.AUDITLEDGER_SEAL_AFTER_DAYS);
       const bar = progressBar(process.stderr);
       const onProgress = bar && (({ day, chain, sealed, total }: SealProgress) => bar(`${day} ${chain.slice(0, 8)}`, sealed, total));
-      const deps = { db: pools.owner, archive, keyring, log, now, alert: alertTarget(config), ...(onProgress ? { onProgress } : {}) };
+      const deps = { db: pools.owner, archive, keyring, log, now, alert: alertTarget(config), maxEvents: config.AUDITLEDGER_BUNDLE_MAX_EVENTS, ...(onProgress ? { onProgress } : {}) };
       const report = await runSeal(deps, through);
       if (onProgress) process.stderr.write('\n');
       if (!report) {

@@ -15,8 +15,9 @@ export const verifyArchiveVerb: Verb = {
 Checks the archive alone, with no database and no server: each chain's bundles in day order (manifest
 signature, event hashes and links, Merkle root against the bundle's signed checkpoint, consistency
 with the bundle before), that the bundles cover every event from seq 1 without gap, and every
-checkpoint note in checkpoints/ (signature, and its root against the bundle holding its size), and
-that the note each bundle signs (at its last seq) is there.
+checkpoint note in checkpoints/ (signature, and its root against the bundle holding its size),
+that the note each bundle signs (at its last seq) is there, and each chain's hash tiles in tlog/
+(C2SP tlog-tiles) against the bundles' events.
 On S3 every bundle and checkpoint must also be under Object Lock retention (COMPLIANCE or
 GOVERNANCE) until at least N days (default 1) after it was written.
 
@@ -59,7 +60,7 @@ usage errors.`,
     if (options.from && options.to && options.from > options.to) throw new UsageError('--from is after --to');
     let report: ArchiveVerification;
     try {
-      report = await verifyArchive(onS3 ? s3Archive(target) : await localArchive(target), options);
+      report = await verifyArchive(await archiveArgument(target), options);
     } catch (error) {
       if (!(error instanceof S3ArchiveError || error instanceof NoArchiveError)) throw error;
       process.stderr.write(`auditledger verify-archive: cannot read the archive: ${error.message}\n`);
@@ -70,9 +71,16 @@ usage errors.`,
   },
 };
 
-class NoArchiveError extends Error {}
+/** The archive a command names: a folder (NoArchiveError when there is none) or s3://bucket/prefix, with S3 settings from the environment. */
+export function archiveArgument(target: string): Promise<Archive> {
+  return target.startsWith('s3://') ? Promise.resolve(s3Archive(target)) : localArchive(target);
+}
 
-function chainOption(value: string | undefined): string | undefined {
+/** The archive named is not a folder. */
+export class NoArchiveError extends Error {}
+
+/** PROJECT/ENVIRONMENT of --chain; UsageError otherwise. */
+export function chainOption(value: string | undefined): string | undefined {
   if (value !== undefined && !/^[^/]+\/[^/]+$/.test(value)) throw new UsageError('--chain takes PROJECT/ENVIRONMENT (their ids)');
   return value;
 }
@@ -141,6 +149,7 @@ const LABELS: Record<ArchiveFailure['kind'], string> = {
   missing: 'Bundle MISSING',
   checkpoint: 'Checkpoint INVALID',
   'missing-checkpoint': 'Checkpoint MISSING',
+  tile: 'Tile INVALID',
   retention: 'Object Lock INVALID',
   archive: 'Archive INVALID',
 };

@@ -7,8 +7,9 @@ import { CheckpointError, openCheckpoint, type Checkpoint } from '../ledger/chec
 import type { AuditEvent, Crud } from '../ledger/event.js';
 import { decodeBase64, parseVerifierKey, type VerifierKey } from '../ledger/keys.js';
 import { NoteError } from '../ledger/note.js';
-import { ProofError, verifyConsistency, verifyInclusion } from '../ledger/proof.js';
-import { inclusionProofFromTiles, tileHashes, tilePath } from '../ledger/tiles.js';
+import { ProofError, verifyConsistency } from '../ledger/proof.js';
+import { tileHashes, tilePath } from '../ledger/tiles.js';
+import { inclusionDocumentFromTiles, inclusionTiles, verifyInclusionDocument } from '../ledger/verify-proof.js';
 import { BacklogFullError, ClientClosedError, ContextError, CreateEventsError, DeliveryError, LedgerHttpError, VerificationError } from './errors.js';
 import { Http, httpError, isNonRetryable, type Bearer, type RetryPolicy } from './http.js';
 import { isPlainObject, strictJson } from './json.js';
@@ -470,15 +471,16 @@ export class Client implements AuditLogClient {
       const note = await (await this.read('/v1/tlog/checkpoint', bearer)).text();
       checkpoint = this.openLatest(note);
       if (receipt.seq > checkpoint.size) return result(`the latest checkpoint covers ${checkpoint.size} events, not yet event ${receipt.seq}`, true);
-      const proof = await inclusionProofFromTiles(receipt.seq - 1, checkpoint.size, async (tiles) => {
-        const read = tiles.map(async (tile) => {
-          const bytes = new Uint8Array(await (await this.read(`/v1/tlog/${tilePath({ ...tile, kind: 'hash' })}`, bearer)).arrayBuffer());
-          if (bytes.length !== tile.width * 32) throw new ProofError(`tile ${tile.level}/${tile.index} has ${bytes.length} bytes, not ${tile.width * 32}`);
-          return [`${tile.level}/${tile.index}`, tileHashes(bytes)] as const;
-        });
-        return new Map(await Promise.all(read));
+      const index = receipt.seq - 1;
+      const read = inclusionTiles(index, checkpoint.size).map(async (tile) => {
+        const bytes = new Uint8Array(await (await this.read(`/v1/tlog/${tilePath({ ...tile, kind: 'hash' })}`, bearer)).arrayBuffer());
+        if (bytes.length !== tile.width * 32) throw new ProofError(`tile ${tile.level}/${tile.index} has ${bytes.length} bytes, not ${tile.width * 32}`);
+        return [`${tile.level}/${tile.index}`, tileHashes(bytes)] as const;
       });
-      verifyInclusion(receipt.seq - 1, checkpoint.size, Buffer.from(receipt.hash, 'hex'), proof, checkpoint.root);
+      const proof = inclusionDocumentFromTiles(note, checkpoint.size, index, new Map(await Promise.all(read)));
+      // The tiles give the leaf too: it must be the receipt's event, and the proof reach the signed root.
+      if (Buffer.from(proof.leaf_hash, 'base64').toString('hex') !== receipt.hash) return result(`leaf ${index} of the signed tree is not the receipt's event hash`);
+      verifyInclusionDocument(proof, this.verifiers);
       return result(null);
     } catch (error) {
       if (!isInconsistency(error)) throw error;

@@ -1,14 +1,17 @@
 import type PgBoss from 'pg-boss';
 import type { Logger } from 'pino';
 import type pg from 'pg';
-import type { Archive } from '../archive/archive.js';
-import { checkpointKey } from '../archive/layout.js';
+import { ArchiveConflictError, type Archive } from '../archive/archive.js';
+import { checkpointKey, tileKey } from '../archive/layout.js';
 import { chainOrigin, signCheckpoint } from '../ledger/checkpoint.js';
 import { appendLeaves, rangeRoot } from '../ledger/compact-range.js';
 import { GENESIS_PREV } from '../ledger/event.js';
 import type { SigningKey } from '../ledger/keys.js';
+import { tileBytes, tilesGrown, type TileId } from '../ledger/tiles.js';
+import { mapLimited } from '../ledger/verify-archive.js';
 import { insertCheckpoint, leaves, movedChains, type MovedChain } from '../store/checkpoints.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
+import { archivedTilesSize, readTiles, recordTilesArchived, tilesBehind, TilesMissingError } from '../store/tiles.js';
 
 export const CHECKPOINT_QUEUE = 'auditledger-checkpoints';
 
@@ -54,8 +57,9 @@ export interface CheckpointsDue {
 
 /**
  * Signs a checkpoint of every chain whose head moved (with `due`, only those whose latest
- * checkpoint is at least the interval old, or that have none); archives it first, then records
- * it. Returns how many it signed.
+ * checkpoint is at least the interval old, or that have none); archives the hash tiles of its tree
+ * (archiveTiles) and then the note, then records it. Then archives the tiles of every chain whose
+ * archived tiles are behind its latest checkpoint (a backfill). Returns how many it signed.
  */
 export async function runCheckpoints({ db, archive, key, origin, log }: CheckpointDeps, due?: CheckpointsDue): Promise<number> {
   let signed = 0;
@@ -66,6 +70,8 @@ export async function runCheckpoints({ db, archive, key, origin, log }: Checkpoi
       continue;
     }
     const root = rangeRoot({ size: chain.seq, hashes: chain.compact_range });
+    // The tiles first: a client that finds the note finds the tiles of its tree.
+    if (archive) await archiveTiles({ db, archive, log }, chain.project_id, chain.environment_id, await archivedTilesSize(db, chain.environment_id), chain.seq);
     const note = signCheckpoint({ origin: chainOrigin(origin, chain.project_id, chain.environment_id), size: chain.seq, root }, key);
     // Archive before recording: a crash in between re-signs the same text next time, which
     // (ed25519 being deterministic) archives the same bytes again, a no-op.
@@ -81,7 +87,51 @@ export async function runCheckpoints({ db, archive, key, origin, log }: Checkpoi
     signed++;
   }
   if (signed) log.info({ signed }, 'checkpoints signed');
+  // Chains whose tiles are behind their latest checkpoint: notes the seal job signed, chains
+  // archived before tiles were, runs that stopped half way.
+  if (archive) {
+    for (const chain of await tilesBehind(db)) await archiveTiles({ db, archive, log }, chain.project_id, chain.environment_id, chain.archived, chain.tree_size);
+  }
   return signed;
+}
+
+// Tiles read from PostgreSQL per statement, and PUT at once.
+const TILE_BATCH = 64;
+const TILE_PUTS = 8;
+
+/**
+ * Writes to the archive the hash tiles a chain's tree gains from `from` to `to` leaves (tilesGrown:
+ * the full tiles completed, and the partial tiles of `to`, each width its own write-once object),
+ * then records `to` as archived. True when done. A tile that cannot be read (its rows are gone) is
+ * logged and the chain left behind; so is an archived tile with other bytes, which is never
+ * replaced: it is damage for an operator to look at, reported each run until resolved.
+ */
+export async function archiveTiles(
+  { db, archive, log }: { db: pg.Pool; archive: Archive; log: Logger },
+  project: string,
+  environment: string,
+  from: number,
+  to: number,
+): Promise<boolean> {
+  try {
+    let batch: TileId[] = [];
+    const flush = async () => {
+      const tiles = await readTiles(db, environment, batch);
+      await mapLimited(batch, TILE_PUTS, (id) => archive.put(tileKey(project, environment, id), tileBytes(tiles.get(`${id.level}/${id.index}`)!)));
+      batch = [];
+    };
+    for (const id of tilesGrown(from, to)) {
+      batch.push(id);
+      if (batch.length === TILE_BATCH) await flush();
+    }
+    if (batch.length) await flush();
+  } catch (error) {
+    if (!(error instanceof TilesMissingError || error instanceof ArchiveConflictError)) throw error;
+    log.error({ project, environment, from, to, reason: error.message }, 'tiles not archived');
+    return false;
+  }
+  await recordTilesArchived(db, environment, to);
+  return true;
 }
 
 /**

@@ -12,7 +12,7 @@ import { bundleKey, checkpointKey } from '../archive/layout.js';
 import { S3Archive } from '../archive/s3.js';
 import { BundleBuilder, BundleError, manifestSha256 } from '../ledger/bundle.js';
 import { chainOrigin, signCheckpoint } from '../ledger/checkpoint.js';
-import { appendLeaves, emptyRange, rangeRoot } from '../ledger/compact-range.js';
+import { appendLeaves, emptyRange, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
 import { GENESIS_PREV } from '../ledger/event.js';
 import { uuidv7 } from '../ledger/uuid.js';
 import { isUtcDay } from '../utc-day.js';
@@ -25,7 +25,9 @@ import {
   insertSeal,
   markDaySealed,
   previousSeal,
-  sealOfDay,
+  sealsOfDay,
+  bundlesOfDay,
+  type SealRow,
   unsealedDays,
   withSealLock,
   type ChainDay,
@@ -39,6 +41,8 @@ const DAY_MS = 86_400_000;
 // Rows read at a time. Each row arrives as a ~1 KB hex string: with pages of 5000 they lived long
 // enough to be promoted, and sealing a million events peaked at 480 MB RSS; with 1000, under 200 MB.
 const PAGE = 1000;
+// Leaf hashes (and links, ~100 bytes a row) read at a time.
+const LEAF_PAGE = 10_000;
 
 /** How far sealing has got: events of `chain` sealed so far on `day`, of `total`. */
 export interface SealProgress {
@@ -60,7 +64,12 @@ export interface SealDeps {
   onProgress?(progress: SealProgress): void;
   /** The server clock (ms since the epoch), which decides which days have ended; Date.now unless given. */
   now?: () => number;
+  /** Most events in one bundle (AUDITLEDGER_BUNDLE_MAX_EVENTS); DEFAULT_MAX_EVENTS unless given. */
+  maxEvents?: number | undefined;
 }
+
+/** AUDITLEDGER_BUNDLE_MAX_EVENTS's default (src/config.ts), for callers without a configuration. */
+export const DEFAULT_MAX_EVENTS = 100_000;
 
 export interface SealReport {
   days: string[];
@@ -122,10 +131,11 @@ export function dueThrough(now: number, afterDays: number): string {
 
 /**
  * Seals every unsealed day up to `through`, oldest first. Each chain's events of the day become
- * one bundle: checked while streamed, signed, PUT, read back and compared, then recorded. A day is
- * marked sealed (and its partition closed to new rows) only when all its bundles are recorded.
- * Everything is deterministic, so a run killed at any point and started again ends with exactly
- * one bundle per chain and day, with the same bytes. A chain whose day cannot be sealed (its
+ * bundles of at most maxEvents events (bundle k of a day continues bundle k - 1 as a day's bundle
+ * continues the day before's): each checked while streamed, signed, PUT, read back and compared,
+ * then recorded. A day is marked sealed (and its partition closed to new rows) only when all its
+ * bundles are recorded. Everything is deterministic, so a run killed at any point and started
+ * again ends with exactly the same bundles, with the same bytes. A chain whose day cannot be sealed (its
  * events are not under a signed checkpoint yet, or are damaged) seals none of its later days in
  * this run, as their bundles would continue that one; the other chains go on. Damage is logged,
  * recorded as a verification finding, alerted, and listed in `failed`. Database and archive errors
@@ -143,10 +153,11 @@ export async function runSeal(deps: SealDeps, through: string): Promise<SealRepo
       for (const chain of chains) {
         if (stopped.has(chain.environment_id)) continue;
         const sealed = await sealOrReport(deps, day, chain, report);
-        if (typeof sealed === 'string') stopped.set(chain.environment_id, sealed);
+        if (sealed === 'failed') stopped.set(chain.environment_id, sealed);
         else {
-          report.bundles += sealed;
-          report.events += sealed ? chain.count : 0;
+          report.bundles += sealed.bundles;
+          report.events += sealed.events;
+          if (sealed.waiting) stopped.set(chain.environment_id, 'waiting');
         }
       }
       const unsealed = new Set(chains.flatMap((c) => stopped.get(c.environment_id) ?? []));
@@ -155,16 +166,17 @@ export async function runSeal(deps: SealDeps, through: string): Promise<SealRepo
         deps.log.warn({ day }, 'day not sealed yet: its newest events are not under a signed checkpoint');
       }
       if (unsealed.size) continue;
-      await markDaySealed(deps.db, day, chains.length);
+      const bundles = await bundlesOfDay(deps.db, day);
+      await markDaySealed(deps.db, day, bundles);
       report.days.push(day);
-      deps.log.info({ day, bundles: chains.length }, 'day sealed');
+      deps.log.info({ day, bundles }, 'day sealed');
     }
     return report;
   });
 }
 
 /** Seals one chain-day (see sealChainDay); damage is reported, not thrown: 'failed'. */
-async function sealOrReport(deps: SealDeps, day: string, chain: ChainDay, report: SealReport): Promise<number | 'waiting' | 'failed'> {
+async function sealOrReport(deps: SealDeps, day: string, chain: ChainDay, report: SealReport): Promise<Sealed | 'failed'> {
   const started = performance.now();
   try {
     return await sealChainDay(deps, day, chain);
@@ -191,21 +203,57 @@ async function sealOrReport(deps: SealDeps, day: string, chain: ChainDay, report
   }
 }
 
+/** Bundles and events one chain-day's seal added; waiting: it stopped at a bundle no signed checkpoint covers yet. */
+interface Sealed {
+  bundles: number;
+  events: number;
+  waiting: boolean;
+}
+
 /**
- * Seals one chain's events of one day; 1 when a bundle was made, 0 when it existed already.
- * Throws ChainDamage or BundleError when the stored events cannot make a bundle that verifies.
+ * Seals one chain's events of one day into bundles of at most deps.maxEvents events each,
+ * continuing after those already sealed (a run cut short resumes at the next bundle). Throws
+ * ChainDamage or BundleError when the stored events cannot make a bundle that verifies.
  */
-async function sealChainDay(deps: SealDeps, day: string, chain: ChainDay): Promise<number | 'waiting'> {
+async function sealChainDay(deps: SealDeps, day: string, chain: ChainDay): Promise<Sealed> {
+  const { db } = deps;
+  const env = chain.environment_id;
+  const maxEvents = deps.maxEvents ?? DEFAULT_MAX_EVENTS;
+  const sealed: Sealed = { bundles: 0, events: 0, waiting: false };
+  for (let part = (await sealsOfDay(db, env, day)) + 1; ; part++) {
+    const previous = await previousSeal(db, env, day);
+    const first = (previous?.last_seq ?? 0) + 1;
+    if (part === 1 && chain.first_seq !== first) {
+      throw new ChainDamage(first, `the day starts at seq ${chain.first_seq}, but the chain's sealed bundles end at ${first - 1}`);
+    }
+    if (first > chain.last_seq) return sealed;
+    const last = Math.min(chain.last_seq, first + maxEvents - 1);
+    const made = await sealBundle(deps, day, chain, part, previous, last);
+    if (made === 'waiting') return { ...sealed, waiting: true };
+    sealed.bundles++;
+    sealed.events += last - first + 1;
+  }
+}
+
+/**
+ * Seals events previous.last_seq + 1 to `last` of the chain's `day` as bundle `part` of the day:
+ * checked while streamed from PostgreSQL a page at a time to a temporary file (memory does not
+ * grow with the bundle), signed, PUT, read back and compared, then recorded. 'waiting' when no
+ * signed checkpoint covers `last` yet.
+ */
+async function sealBundle(
+  deps: SealDeps,
+  day: string,
+  chain: ChainDay,
+  part: number,
+  previous: SealRow | undefined,
+  last: number,
+): Promise<'waiting' | undefined> {
   const { db, archive, keyring } = deps;
   const env = chain.environment_id;
-  if (await sealOfDay(db, env, day)) return 0;
-  const previous = await previousSeal(db, env, day);
-  const startSize = previous?.last_seq ?? 0;
-  if (chain.first_seq !== startSize + 1) {
-    throw new ChainDamage(startSize + 1, `the day starts at seq ${chain.first_seq}, but the chain's sealed bundles end at ${startSize}`);
-  }
+  const first = (previous?.last_seq ?? 0) + 1;
   // The bundle's checkpoint must agree with what was signed before: a later checkpoint must exist.
-  const covering = await checkpointFrom(db, env, chain.last_seq);
+  const covering = await checkpointFrom(db, env, last);
   if (!covering) return 'waiting';
 
   const builder = new BundleBuilder({
@@ -221,9 +269,9 @@ async function sealChainDay(deps: SealDeps, day: string, chain: ChainDay): Promi
   try {
     const eventsFile = path.join(work, 'events');
     const lines = createWriteStream(eventsFile);
-    for (let from = chain.first_seq; from <= chain.last_seq; ) {
-      const page = await eventsOnDay(db, env, day, from, PAGE);
-      if (page.length === 0) throw new ChainDamage(from, `events ${from} to ${chain.last_seq} vanished while sealing`);
+    for (let from = first; from <= last; ) {
+      const page = await eventsOnDay(db, env, day, from, Math.min(PAGE, last - from + 1));
+      if (page.length === 0) throw new ChainDamage(from, `events ${from} to ${last} vanished while sealing`);
       for (const event of page) if (!lines.write(builder.add(event))) await once(lines, 'drain');
       from = page[page.length - 1]!.seq + 1;
       deps.onProgress?.({ day, chain: env, sealed: from - chain.first_seq, total: chain.count });
@@ -232,19 +280,18 @@ async function sealChainDay(deps: SealDeps, day: string, chain: ChainDay): Promi
     await finished(lines);
 
     const root = builder.root;
-    const later = await leaves(db, env, chain.last_seq + 1, covering.tree_size);
-    const extended = appendLeaves(builder.endRange, later.map((l) => l.hash));
+    const extended = await extendFromStore(db, env, builder.endRange, covering.tree_size);
     if (!rangeRoot(extended).equals(covering.root)) {
-      throw new ChainDamage(chain.last_seq, `the events up to ${chain.last_seq} do not match the signed checkpoint at ${covering.tree_size}`);
+      throw new ChainDamage(last, `the events up to ${last} do not match the signed checkpoint at ${covering.tree_size}`);
     }
-    const checkpoint = await checkpointNote(deps, chain, root, builder.endRange.hashes);
+    const checkpoint = await checkpointNote(deps, chain, last, root, builder.endRange.hashes);
     const { manifestLine, manifest } = builder.finish({ checkpoint, key: keyring.current });
     const bundleFile = path.join(work, 'bundle');
     await writeFile(bundleFile, manifestLine);
     await pipeline(createReadStream(eventsFile), createWriteStream(bundleFile, { flags: 'a' }));
     const body = await fileBody(bundleFile);
 
-    const key = bundleKey(chain.project_id, env, day);
+    const key = bundleKey(chain.project_id, env, day, part);
     deps.faults?.beforePut?.(key);
     const { versionId } = await archive.put(key, body);
     deps.faults?.afterPut?.(key);
@@ -255,8 +302,8 @@ async function sealChainDay(deps: SealDeps, day: string, chain: ChainDay): Promi
       id: uuidv7(),
       environment_id: env,
       partition: day,
-      first_seq: chain.first_seq,
-      last_seq: chain.last_seq,
+      first_seq: first,
+      last_seq: last,
       root,
       end_range: builder.endRange.hashes,
       last_hash: Buffer.from(manifest.last_hash, 'hex'),
@@ -268,23 +315,35 @@ async function sealChainDay(deps: SealDeps, day: string, chain: ChainDay): Promi
       sha256: body.sha256,
       bytes: body.size,
     });
-    return 1;
+    return undefined;
   } finally {
     await rm(work, { recursive: true, force: true });
   }
 }
 
+/**
+ * `range` grown by the chain's stored leaves up to `size`, read a page at a time: the first
+ * checkpoint after a bundle may be far on (a quiet chain's, or one signed at the day's end).
+ */
+async function extendFromStore(db: pg.Pool, environment: string, range: CompactRange, size: number): Promise<CompactRange> {
+  for (let from = range.size + 1; from <= size; from += LEAF_PAGE) {
+    const page = await leaves(db, environment, from, Math.min(size, from + LEAF_PAGE - 1));
+    range = appendLeaves(range, page.map((l) => l.hash));
+  }
+  return range;
+}
+
 /** The signed checkpoint at the bundle's last seq: the stored one, or a new one recorded now. */
-async function checkpointNote(deps: SealDeps, chain: ChainDay, root: Buffer, range: Buffer[]): Promise<string> {
-  const existing = await checkpointAt(deps.db, chain.environment_id, chain.last_seq);
+async function checkpointNote(deps: SealDeps, chain: ChainDay, size: number, root: Buffer, range: Buffer[]): Promise<string> {
+  const existing = await checkpointAt(deps.db, chain.environment_id, size);
   if (existing) return existing.note;
   const { current, origin } = deps.keyring;
-  const note = signCheckpoint({ origin: chainOrigin(origin, chain.project_id, chain.environment_id), size: chain.last_seq, root }, current);
+  const note = signCheckpoint({ origin: chainOrigin(origin, chain.project_id, chain.environment_id), size, root }, current);
   // Archived like every checkpoint, before it is recorded (see runCheckpoints).
-  await deps.archive.put(checkpointKey(chain.project_id, chain.environment_id, chain.last_seq), Buffer.from(note));
+  await deps.archive.put(checkpointKey(chain.project_id, chain.environment_id, size), Buffer.from(note));
   await insertCheckpoint(deps.db, {
     environment_id: chain.environment_id,
-    tree_size: chain.last_seq,
+    tree_size: size,
     root,
     compact_range: range,
     note,

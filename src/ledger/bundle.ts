@@ -731,8 +731,9 @@ function continuityProblems(manifest: BundleManifest, previous: PreviousBundle, 
   if (before.project !== manifest.project || before.environment !== manifest.environment) {
     problems.push(`the previous bundle is of chain ${before.project}/${before.environment}`);
   }
-  if (before.partition >= manifest.partition) {
-    problems.push(`partition ${manifest.partition} is not after the previous ${before.partition}`);
+  // A day may take several bundles (bounded bundles): the same partition continues.
+  if (before.partition > manifest.partition) {
+    problems.push(`partition ${manifest.partition} is before the previous ${before.partition}`);
   }
   if (manifest.first_seq !== before.last_seq + 1) {
     problems.push(`first_seq ${manifest.first_seq} does not follow the previous bundle's last_seq ${before.last_seq}`);

@@ -6,7 +6,6 @@
 // (api/layout) and golang.org/x/mod/sumdb/tlog. Sizes are JS numbers up to 2^53 - 1, so the math
 // is arithmetic: bitwise operators stop at 32 bits.
 import { HASH_SIZE, nodeHash } from './hash.js';
-import { inclusionPath } from './proof.js';
 import { splitPoint, subtreeRoot } from './tree.js';
 
 /** Tree levels per tile (C2SP tlog-tiles: "tiles of height 8"). */
@@ -179,22 +178,6 @@ export function hashesFromTiles(tiles: ReadonlyMap<string, readonly Buffer[]>): 
   };
 }
 
-/**
- * The RFC 9162 inclusion proof (section 2.1.3.1) of leaf `leafIndex` in the tree of `treeSize`
- * leaves, read from that tree's tiles: `fetch` gets the O(log n) tiles the proof reads (each with
- * the width the tree has of it) and returns their hashes keyed `level/index`. The tiles are not
- * trusted: check the proof against a signed root with verifyInclusion. Throws RangeError when a
- * fetched tile lacks a hash the proof needs.
- */
-export async function inclusionProofFromTiles(
-  leafIndex: number,
-  treeSize: number,
-  fetch: (tiles: TileId[]) => Promise<ReadonlyMap<string, readonly Buffer[]>>,
-): Promise<Buffer[]> {
-  const proof = (hashAt: TileHash) => inclusionPath(leafIndex, treeSize, (start, end) => tileSubtreeHash(start, end, hashAt));
-  return proof(hashesFromTiles(await fetch(tilesRead(treeSize, proof))));
-}
-
 // ---- The right edge, as the append path carries it.
 
 /**
@@ -242,4 +225,20 @@ export function extendTails(size: number, tails: TileTails, leaves: readonly Buf
   }
   tiles.sort((a, b) => a.level - b.level || a.index - b.index);
   return { tiles, tails: next };
+}
+
+// ---- What a static copy of the log needs.
+
+/**
+ * The tiles a static copy of the tree (C2SP tlog-tiles) must gain when it grows from `from` to
+ * `to` leaves, level by level in index order: every full tile completed in between, then the
+ * partial tile of `to` at each level that has one. With `from` 0, every tile of the tree. A
+ * generator, so that a backfill of a long chain never holds its ids all at once.
+ */
+export function* tilesGrown(from: number, to: number): Generator<TileId> {
+  for (let level = 0; levelSize(to, level) > 0; level++) {
+    const { full, partialWidth } = tilesAtLevel(to, level);
+    for (let index = tilesAtLevel(from, level).full; index < full; index++) yield { level, index, width: TILE_WIDTH };
+    if (partialWidth > 0) yield { level, index: full, width: partialWidth };
+  }
 }

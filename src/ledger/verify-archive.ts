@@ -16,6 +16,8 @@ import {
 import { CheckpointError, openCheckpoint, type Checkpoint } from './checkpoint.js';
 import type { VerifierKey } from './keys.js';
 import { NoteError } from './note.js';
+import { HASH_SIZE } from './hash.js';
+import { extendTails, TILE_BYTES, TILE_WIDTH, tileBytes, tilesAtLevel, type TileId, type TileTails } from './tiles.js';
 
 /** The object's bytes; or, when they cannot be read (gone since listed, too large), why not. */
 export type ReadObject = (key: string) => Promise<Buffer | string>;
@@ -24,6 +26,13 @@ export interface BundleObject {
   key: string;
   /** The UTC day its key names. */
   day: string;
+  /** Which of the day's bundles its key names: 1 for the first (bounded bundles: a day may take several). */
+  part: number;
+}
+
+/** Bundles in key order: by day, then part. */
+function compareBundles(a: BundleObject, b: BundleObject): number {
+  return a.day < b.day ? -1 : a.day > b.day ? 1 : a.part - b.part;
 }
 
 export interface CheckpointObject {
@@ -40,6 +49,15 @@ export interface ChainObjects {
   checkpoints: CheckpointObject[];
   /** The key this chain's checkpoint note of tree size `size` has, or would have (the layout is the caller's). */
   checkpointKey(size: number): string;
+  /** The chain's archived hash tiles (C2SP tlog-tiles), full and partial. */
+  tiles: TileObject[];
+  /** The key the chain's tile has, or would have. */
+  tileKey(tile: TileId): string;
+}
+
+export interface TileObject {
+  key: string;
+  tile: TileId;
 }
 
 /** Days of bundles to check, inclusive; unset ends are open. */
@@ -51,9 +69,11 @@ export interface DayRange {
 /**
  * bundle: a bundle object is wrong (seq names the event when known); missing: events in no bundle;
  * checkpoint: a checkpoint note is wrong; missing-checkpoint: a note the archive's bundles imply
- * is not there; retention: an object is not locked as long as required; archive: the archive as a whole.
+ * is not there; tile: an archived hash tile differs from the bundles' events, or a full one they
+ * complete is missing (seq: the first event it covers); retention: an object is not locked as long
+ * as required; archive: the archive as a whole.
  */
-export type FailureKind = 'bundle' | 'missing' | 'checkpoint' | 'missing-checkpoint' | 'retention' | 'archive';
+export type FailureKind = 'bundle' | 'missing' | 'checkpoint' | 'missing-checkpoint' | 'tile' | 'retention' | 'archive';
 
 export interface ArchiveFailure {
   kind: FailureKind;
@@ -92,6 +112,13 @@ export interface ChainVerification {
 
 // Checkpoint notes are small and numerous (one a minute per busy chain): read this many at a time.
 const CHECKPOINT_BATCH = 64;
+// Bundles started (being checked, or checked) ahead of the one being finished: at most this many
+// threads work at once on one chain, and 16 checks' leaf hashes (3.2 MB each at 100,000 events) are held.
+const FINISH_AHEAD = 16;
+// Tiles (8 KB) read at a time.
+const TILE_BATCH = 32;
+// Levels of tiles rebuilt: 256^7 = 2^56 leaves, beyond any seq.
+const TILE_LEVELS = 7;
 
 /** Where the range starts: the bundle before it (its day, and its last seq, null if unreadable), or seq 0. */
 interface RangeStart {
@@ -106,10 +133,12 @@ interface BundleRecord {
   failures: BundleFailure[];
 }
 
-/** What checking one bundle's bytes gives: verifyParsedBundle's failures and roots. */
+/** What checking one bundle's bytes gives: verifyParsedBundle's failures, roots and leaf hashes. */
 export interface BundleCheck {
   failures: BundleFailure[];
   roots: Map<number, Buffer>;
+  /** The leaf hashes end to end, 32 bytes an event: one Buffer, not one object a leaf. */
+  leaves: Buffer;
 }
 
 /**
@@ -127,8 +156,8 @@ export function checkHere(verifiers: readonly VerifierKey[]): BundleChecker {
   return {
     admit: async () => () => undefined,
     check: async (bytes, previous, rootSizes) => {
-      const { failures, roots } = verifyParsedBundle(parseBundle(bytes), bytes, verifiers, previous, rootSizes);
-      return { failures, roots };
+      const { failures, roots, leaves } = verifyParsedBundle(parseBundle(bytes), bytes, verifiers, previous, rootSizes);
+      return { failures, roots, leaves: Buffer.concat(leaves) };
     },
   };
 }
@@ -157,14 +186,17 @@ export async function verifyArchivedChain(
   checker: BundleChecker = checkHere(verifiers),
 ): Promise<ChainVerification> {
   const walk = new ChainWalk(chain, read, verifiers, checker);
-  const sorted = [...chain.bundles].sort((a, b) => (a.day < b.day ? -1 : a.day > b.day ? 1 : 0));
+  const sorted = [...chain.bundles].sort(compareBundles);
   const inRange = (day: string) => (range.from === undefined || day >= range.from) && (range.to === undefined || day <= range.to);
   const checked = sorted.filter(({ day }) => inRange(day));
   const before = range.from === undefined ? undefined : sorted.filter(({ day }) => day < range.from!).at(-1);
   const laterBundles = range.to !== undefined && sorted.some(({ day }) => day > range.to!);
 
   const start: RangeStart = before ? await walk.readBefore(before) : { day: null, lastSeq: 0 };
+  // Tiles are rebuilt from the events, so only from seq 1: a check of a later range starts none.
+  if (before === undefined) walk.startTiles();
   await walk.checkBundles(checked);
+  await walk.finishTiles();
   await walk.checkPending();
   walk.checkCoverage(start);
   walk.checkImpliedCheckpoints();
@@ -205,6 +237,11 @@ class ChainWalk {
   /** The sizes of the chain's archived checkpoints, ascending. */
   private readonly checkpointSizes: number[];
   private readonly checkpointKey: (size: number) => string;
+  /** The chain's archived tiles by `level/index`, each width there is. */
+  private readonly tileObjects = new Map<string, TileObject[]>();
+  private readonly tileKey: (tile: TileId) => string;
+  /** The tree rebuilt from the bundles' leaves while they verify and continue each other from seq 1; undefined when not checking tiles. */
+  private tree: { size: number; tails: TileTails; day: string | null } | undefined;
 
   constructor(
     chain: ChainObjects,
@@ -215,6 +252,64 @@ class ChainWalk {
     this.name = `${chain.project}/${chain.environment}`;
     this.checkpointSizes = chain.checkpoints.map(({ size }) => size).sort((a, b) => a - b);
     this.checkpointKey = chain.checkpointKey;
+    this.tileKey = chain.tileKey;
+    for (const object of chain.tiles) {
+      const at = `${object.tile.level}/${object.tile.index}`;
+      this.tileObjects.set(at, [...(this.tileObjects.get(at) ?? []), object]);
+    }
+  }
+
+  /**
+   * Starts checking the archived tiles against the events, as the bundles from seq 1 are checked.
+   * A chain with no tiles at all (archived before tiles were, and not backfilled) is not checked.
+   */
+  startTiles(): void {
+    if (this.tileObjects.size) this.tree = { size: 0, tails: Array.from({ length: TILE_LEVELS }, () => []), day: null };
+  }
+
+  /** The partial tiles at the edge of the tree the bundles gave, as far as it reaches them. */
+  async finishTiles(): Promise<void> {
+    const tree = this.tree;
+    if (!tree) return;
+    const edge = tree.tails.flatMap((tail, level) => (tail.length ? [{ level, index: tilesAtLevel(tree.size, level).full, bytes: tileBytes(tail) }] : []));
+    await mapLimited(edge, TILE_BATCH, ({ level, index, bytes }) => this.checkTile(tree.day, level, index, bytes));
+  }
+
+  /**
+   * Feeds a bundle's leaves to the rebuilt tree and checks the archived tiles its events complete.
+   * A bundle that failed, or does not continue the tree, ends the tile check: what follows cannot
+   * be rebuilt from events known good (its failures are reported with the bundles).
+   */
+  private async feedTiles(day: string, manifest: BundleManifest, check: BundleCheck): Promise<void> {
+    if (!this.tree) return;
+    if (check.failures.length || manifest.first_seq !== this.tree.size + 1) {
+      this.tree = undefined;
+      return;
+    }
+    const leaves = Array.from({ length: check.leaves.length / HASH_SIZE }, (_, i) => check.leaves.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE));
+    const { tiles, tails } = extendTails(this.tree.size, this.tree.tails, leaves);
+    this.tree = { size: manifest.last_seq, tails, day };
+    await mapLimited(tiles, TILE_BATCH, (tile) => this.checkTile(day, tile.level, tile.index, tileBytes(tile.hashes)));
+  }
+
+  /**
+   * Checks the archived objects of tile level/index against `bytes`, what the events give for its
+   * first bytes.length / 32 hashes: each object of that width or less must be their prefix. A full
+   * tile the events complete must be archived.
+   */
+  private async checkTile(day: string | null, level: number, index: number, bytes: Buffer): Promise<void> {
+    const objects = this.tileObjects.get(`${level}/${index}`) ?? [];
+    const seq = index * TILE_WIDTH ** (level + 1) + 1;
+    if (bytes.length === TILE_BYTES && !objects.some(({ tile }) => tile.width === TILE_WIDTH)) {
+      const reason = 'the full tile is not in the archive, though the bundles complete it and the chain has tiles';
+      this.fail('tile', day, seq, this.tileKey({ level, index, width: TILE_WIDTH }), reason);
+    }
+    for (const { key, tile } of objects) {
+      if (tile.width * HASH_SIZE > bytes.length) continue; // beyond the sealed events: nothing to compare with
+      const stored = await this.read(key);
+      if (typeof stored === 'string') this.fail('tile', day, seq, key, stored);
+      else if (!stored.equals(bytes.subarray(0, tile.width * HASH_SIZE))) this.fail('tile', day, seq, key, "the tile's hashes are not those of the bundles' events");
+    }
   }
 
   /** The bundle just before the range: only its manifest, to continue from. lastSeq is null when unreadable. */
@@ -235,6 +330,9 @@ class ChainWalk {
       const bundle = await this.start(object);
       if (bundle.manifest !== null) this.remember({ manifest: bundle.manifest, manifestSha256: bundle.manifestSha256 });
       started.push(bundle);
+      // Finished in order once a few are ahead: what a check returns (its leaf hashes, for the
+      // tiles) is then held for a few bundles, not for the whole chain.
+      while (started.length > FINISH_AHEAD) await this.finish(started.shift()!);
     }
     for (const bundle of started) await this.finish(bundle);
   }
@@ -251,21 +349,25 @@ class ChainWalk {
   /** Gaps (events in no bundle) and overlaps (events in two), in seq order from the start. */
   checkCoverage(start: RangeStart): void {
     const parsed = this.records.filter((r): r is BundleRecord & { manifest: BundleManifest } => r.manifest !== null);
-    const unreadableDays = this.records.filter((r) => r.manifest === null).map((r) => r.object.day);
+    const unreadable = this.records.filter((r) => r.manifest === null).map((r) => r.object);
     let next = start.lastSeq === null ? null : start.lastSeq + 1;
-    let previousDay = start.day;
+    let previous: BundleObject | null = start.day === null ? null : { key: '', day: start.day, part: Infinity };
     for (const { object, manifest } of parsed.sort((a, b) => a.manifest.first_seq - b.manifest.first_seq)) {
       const { first_seq: first, last_seq: last } = manifest;
       // Events in an unreadable bundle are reported with it, not again as missing.
-      const explained = unreadableDays.some((day) => (previousDay === null || day > previousDay) && day < object.day);
+      const explained = unreadable.some((u) => (previous === null || compareBundles(u, previous) > 0) && compareBundles(u, object) < 0);
       if (next !== null && first > next && !explained) {
         const events = first - 1 === next ? `event ${next} is` : `events ${next}..${first - 1} are`;
         this.fail('missing', object.day, next, null, `${events} in no bundle: a bundle before ${object.day} is missing`);
       } else if (next !== null && first < next) {
         this.fail('bundle', object.day, first, object.key, `events ${first}..${Math.min(last, next - 1)} are also in an earlier bundle`);
       }
+      // Across days checkName finds it (the manifest names its day); within a day only the order tells.
+      if (previous?.key && previous.day === object.day && previous.part > object.part) {
+        this.fail('bundle', object.day, first, object.key, `its events follow those of ${previous.key}, a later key: the day's bundles are out of order`);
+      }
       next = Math.max(next ?? 0, last + 1);
-      previousDay = object.day;
+      previous = object;
     }
   }
 
@@ -343,7 +445,9 @@ class ChainWalk {
       this.records.push({ object, manifest, failures: [bundle.failure] });
       return;
     }
-    const { failures, roots } = await bundle.checked;
+    const check = await bundle.checked;
+    const { failures, roots } = check;
+    await this.feedTiles(object.day, manifest, check);
     const record = { object, manifest, failures };
     this.records.push(record);
     // Checked alone for now: the bundle it names may come later in day order (a misnamed one).

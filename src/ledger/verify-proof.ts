@@ -3,7 +3,8 @@
 import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { eventHash, type EventBody } from './event.js';
 import { bytesEqual, decodeBase64, type VerifierKey } from './keys.js';
-import { ProofError, verifyConsistency, verifyInclusion } from './proof.js';
+import { inclusionPath, ProofError, verifyConsistency, verifyInclusion } from './proof.js';
+import { hashesFromTiles, tilesRead, tileSubtreeHash, type TileHash, type TileId } from './tiles.js';
 
 export interface InclusionDocument {
   leaf_index: number;
@@ -74,4 +75,49 @@ export function verifyProofDocument(doc: unknown, keys: readonly VerifierKey[]):
   if ('leaf_index' in doc) return verifyInclusionDocument(doc as InclusionDocument, keys);
   if ('from' in doc && 'to' in doc) return verifyConsistencyDocument(doc as ConsistencyDocument, keys);
   throw new ProofError('neither an inclusion proof (leaf_index) nor a consistency proof (from, to)');
+}
+
+// ---- Inclusion from a static tlog-tiles log (C2SP tlog-tiles): a signed note and O(log n) tiles.
+
+/** The subtree hashes an inclusion proof of leaf `index` in a tree of `size` reads: the leaf's own, then PATH's (RFC 9162 section 2.1.3.1). */
+function inclusionReads(index: number, size: number, hashAt: TileHash): { leaf: Buffer; proof: Buffer[] } {
+  const mth = (start: number, end: number) => tileSubtreeHash(start, end, hashAt);
+  return { leaf: mth(index, index + 1), proof: inclusionPath(index, size, mth) };
+}
+
+/** The tiles (each of the width the tree of `size` has) that proving leaf `index` reads: O(log n), at most two per level. */
+export function inclusionTiles(index: number, size: number): TileId[] {
+  return tilesRead(size, (hashAt) => inclusionReads(index, size, hashAt));
+}
+
+/**
+ * An inclusion proof document (as GET /v1/events/:id/proof gives) of leaf `index` under the signed
+ * checkpoint `note` of tree size `size`, computed from tiles read from an untrusted place (keyed
+ * `level/index`, as inclusionTiles names them): verifyInclusionDocument then checks it against the
+ * note's signed root, so a tampered tile fails there. `canonical`: the event's bytes, to check too.
+ * Throws RangeError when a tile lacks a hash the proof needs.
+ */
+export function inclusionDocumentFromTiles(
+  note: string,
+  size: number,
+  index: number,
+  tiles: ReadonlyMap<string, readonly Buffer[]>,
+  canonical?: string,
+): InclusionDocument {
+  const { leaf, proof } = inclusionReads(index, size, hashesFromTiles(tiles));
+  return {
+    leaf_index: index,
+    tree_size: size,
+    leaf_hash: leaf.toString('base64'),
+    proof: proof.map((hash) => hash.toString('base64')),
+    checkpoint: note,
+    ...(canonical === undefined ? {} : { canonical }),
+  };
+}
+
+/** Verifies an inclusion document that must be of chain `project/environment` (its checkpoint's origin ends so). Throws as verifyInclusionDocument. */
+export function verifyChainInclusion(doc: InclusionDocument, keys: readonly VerifierKey[], chain: string): string {
+  const checkpoint = signed('proof', doc.checkpoint, keys, doc.tree_size);
+  if (!checkpoint.origin.endsWith(`/${chain}`)) throw new ProofError(`the checkpoint (${checkpoint.origin}) is not of chain ${chain}`);
+  return verifyInclusionDocument(doc, keys);
 }

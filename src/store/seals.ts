@@ -72,18 +72,25 @@ export async function eventsOnDay(db: pg.Pool, environment: string, day: string,
   return rows.map(toStored);
 }
 
-export async function sealOfDay(db: pg.Pool, environment: string, day: string): Promise<SealRow | undefined> {
-  const { rows } = await db.query<SealRow>(`SELECT ${SEAL_COLUMNS} FROM seals WHERE environment_id = $1 AND partition = $2`, [
+/** How many bundles of the chain's `day` are sealed. */
+export async function sealsOfDay(db: pg.Pool, environment: string, day: string): Promise<number> {
+  const { rows } = await db.query<{ count: number }>('SELECT count(*)::int AS count FROM seals WHERE environment_id = $1 AND partition = $2', [
     environment,
     day,
   ]);
-  return rows[0];
+  return rows[0]!.count;
 }
 
-/** The chain's newest seal before `day`: the bundle the next one continues. */
+/** How many bundles all chains have of `day`. */
+export async function bundlesOfDay(db: pg.Pool, day: string): Promise<number> {
+  const { rows } = await db.query<{ count: number }>('SELECT count(*)::int AS count FROM seals WHERE partition = $1', [day]);
+  return rows[0]!.count;
+}
+
+/** The chain's newest seal on or before `day`: the bundle the next one continues. */
 export async function previousSeal(db: pg.Pool, environment: string, day: string): Promise<SealRow | undefined> {
   const { rows } = await db.query<SealRow>(
-    `SELECT ${SEAL_COLUMNS} FROM seals WHERE environment_id = $1 AND partition < $2 ORDER BY partition DESC LIMIT 1`,
+    `SELECT ${SEAL_COLUMNS} FROM seals WHERE environment_id = $1 AND partition <= $2 ORDER BY last_seq DESC LIMIT 1`,
     [environment, day],
   );
   return rows[0];
@@ -98,10 +105,16 @@ export async function sealOfSeq(db: pg.Pool, environment: string, seq: number): 
   return rows[0];
 }
 
+/**
+ * The chain's bundles of its `limit` newest sealed days before `beforeDay`, newest first: whole
+ * days, so that paging by day never cuts a day of several bundles (bounded bundles) in two.
+ */
 export async function listSeals(db: pg.Pool, environment: string, limit: number, beforeDay?: string): Promise<SealRow[]> {
   const { rows } = await db.query<SealRow>(
-    `SELECT ${SEAL_COLUMNS} FROM seals WHERE environment_id = $1 AND ($2::date IS NULL OR partition < $2)
-      ORDER BY partition DESC LIMIT $3`,
+    `SELECT ${SEAL_COLUMNS} FROM seals WHERE environment_id = $1 AND partition IN (
+       SELECT DISTINCT partition FROM seals WHERE environment_id = $1 AND ($2::date IS NULL OR partition < $2)
+        ORDER BY partition DESC LIMIT $3)
+      ORDER BY partition DESC, first_seq DESC`,
     [environment, beforeDay ?? null, limit],
   );
   return rows;
@@ -116,7 +129,7 @@ export async function insertSeal(db: pg.Pool, seal: Omit<SealRow, 'created_at'>)
   await db.query(
     `INSERT INTO seals (id, environment_id, partition, first_seq, last_seq, root, end_range, last_hash, manifest, manifest_sha256,
                         archive_location, archive_key, version_id, sha256, bytes)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (environment_id, partition) DO NOTHING`,
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (environment_id, first_seq) DO NOTHING`,
     [
       seal.id,
       seal.environment_id,

@@ -141,3 +141,41 @@ export async function tileFailures(db: Db, environment: string, expected: readon
   }
   return failures;
 }
+
+/** A chain whose hash tiles in the archive are behind its latest signed checkpoint. */
+export interface TilesBehind {
+  environment_id: string;
+  project_id: string;
+  /** The tree size whose tiles are all archived (0: none). */
+  archived: number;
+  /** The latest checkpoint's tree size. */
+  tree_size: number;
+}
+
+/** The tree size up to which a chain's tiles are archived (sql/008_archived_tiles.sql); 0 when none are. */
+export async function archivedTilesSize(db: Db, environment: string): Promise<number> {
+  const { rows } = await db.query<{ tree_size: number }>('SELECT tree_size FROM archived_tiles WHERE environment_id = $1', [environment]);
+  return rows[0]?.tree_size ?? 0;
+}
+
+/** The chains whose latest checkpoint is beyond their archived tiles: those a backfill writes. */
+export async function tilesBehind(db: Db): Promise<TilesBehind[]> {
+  const { rows } = await db.query<TilesBehind>(
+    `SELECT c.environment_id, e.project_id, coalesce(a.tree_size, 0) AS archived, c.tree_size
+       FROM (SELECT environment_id, max(tree_size) AS tree_size FROM checkpoints GROUP BY environment_id) c
+       JOIN environments e ON e.id = c.environment_id
+       LEFT JOIN archived_tiles a ON a.environment_id = c.environment_id
+      WHERE c.tree_size > coalesce(a.tree_size, 0)
+      ORDER BY c.environment_id`,
+  );
+  return rows;
+}
+
+/** Records that every tile of the chain's tree at `size` is archived; never moves back. */
+export async function recordTilesArchived(db: Db, environment: string, size: number): Promise<void> {
+  await db.query(
+    `INSERT INTO archived_tiles (environment_id, tree_size) VALUES ($1, $2)
+     ON CONFLICT (environment_id) DO UPDATE SET tree_size = greatest(archived_tiles.tree_size, excluded.tree_size)`,
+    [environment, size],
+  );
+}

@@ -9,7 +9,7 @@ import { MAX_OBJECT_BYTES, type Archive } from '../../src/archive/archive.js';
 import { LocalArchive } from '../../src/archive/local.js';
 import { createS3Client, S3Archive } from '../../src/archive/s3.js';
 import { verifyArchive, type VerifyArchiveOptions } from '../../src/archive/verify.js';
-import { bundleKey, checkpointKey } from '../../src/archive/layout.js';
+import { bundleKey, checkpointKey, tileKey } from '../../src/archive/layout.js';
 import { runCheckpoints } from '../../src/jobs/checkpoints.js';
 import { dueThrough, runSeal } from '../../src/jobs/seal.js';
 import { openCheckpoint, signCheckpoint } from '../../src/ledger/checkpoint.js';
@@ -276,6 +276,22 @@ describe('verify-archive on a local folder', () => {
     expect(cli.output()).toContain(`Checkpoint MISSING chain ${chainOf(s.a)}, bundle ${s.days[1]}, seq 55: the checkpoint note at tree size 55`);
   });
 
+  it('an archived tile changed is reported at the first seq it covers; the CLI names it, exit 1', async () => {
+    const folder = await copy();
+    // A's checkpoint at 30 archived the partial level-0 tile of width 30.
+    const key = tileKey(s.a.projectId, s.a.environmentId, { level: 0, index: 0, width: 30 });
+    const file = path.join(folder, key);
+    const bytes = await readFile(file);
+    bytes[33]! ^= 1;
+    await chmod(file, 0o644);
+    await writeFile(file, bytes);
+    const report = await verify(folder);
+    expect(report.failures).toEqual([{ kind: 'tile', chain: chainOf(s.a), day: s.days[2], seq: 1, key, reason: "the tile's hashes are not those of the bundles' events" }]);
+    const cli = runCli(['verify-archive', folder, '--key', vkey], {});
+    expect((await cli.exited).code).toBe(1);
+    expect(cli.output()).toContain(`Tile INVALID chain ${chainOf(s.a)}, bundle ${s.days[2]}, seq 1: the tile's hashes`);
+  });
+
   it('the wrong --key: nothing verifies, exit 1', async () => {
     const cli = runCli(['verify-archive', sealed, '--key', verifierKey(generateSigningKey('test-ledger'))], {});
     expect((await cli.exited).code).toBe(1);
@@ -372,6 +388,17 @@ describe.skipIf(!endpoint)('verify-archive on S3 Object Lock', () => {
     expect(cli.output()).toContain(
       `Validating bundles in s3://${bucket}/ledger from the first day to the last day (found ${s.days[0]} to ${s.days[2]})`,
     );
+  });
+
+  it('tiles are written once under Object Lock, and verify-proof --archive proves an event from the bucket', async () => {
+    const key = tileKey(s.a.projectId, s.a.environmentId, { level: 0, index: 0, width: 80 });
+    expect(await archive.retention(key)).toMatchObject({ mode: 'COMPLIANCE' });
+    const cli = runCli(
+      ['verify-proof', '--archive', `s3://${bucket}/ledger`, '--chain', chainOf(s.a), '--seq', '42', '--key', verifierKey(s.t.keyring.current)],
+      s3Env(),
+    );
+    expect((await cli.exited).code, cli.output()).toBe(0);
+    expect(cli.output()).toMatch(/^ok: leaf 41 is included in the signed checkpoint of .* at size 80/);
   });
 
   it('objects retained for less than --retention-days after they were written fail the lock check', async () => {

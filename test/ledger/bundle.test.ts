@@ -333,7 +333,7 @@ describe('verifyBundle', () => {
       "start_range is not the tree of the previous bundle's checkpoint",
     ]);
     expect(reasons(verifyBundle(MIDDLE.bytes, [KEY], LAST.previous).failures)).toContain(
-      'partition 2024-03-02 is not after the previous 2024-03-03',
+      'partition 2024-03-02 is before the previous 2024-03-03',
     );
   });
 

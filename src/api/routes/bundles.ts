@@ -37,7 +37,8 @@ export function bundleRoutes(db: pg.Pool) {
     .get('/bundles', read, async (c) => {
       const q = query(c, bundlesQuery);
       const rows = await listSeals(db, chainOf(c).environment, q.limit, q.before);
-      return c.json({ bundles: rows.map(present), next_before: rows.length === q.limit ? rows.at(-1)!.partition : null });
+      const days = new Set(rows.map((row) => row.partition)).size;
+      return c.json({ bundles: rows.map(present), next_before: days === q.limit ? rows.at(-1)!.partition : null });
     })
     .get('/bundles/:id', read, async (c) => {
       const seal = await getSeal(db, chainOf(c).environment, pathId(c, 'id', 'bundle'));

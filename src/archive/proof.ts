@@ -1,0 +1,54 @@
+// Proofs from the archive alone: the archive holds each chain as a static C2SP tlog-tiles log
+// (hash tiles under tlog/<project>/<environment>/, signed notes under checkpoints/), so an event's
+// inclusion is proven with one note and O(log n) tiles, whatever the chain's length.
+import { checkpointKey, parseCheckpointKey, tileKey } from './layout.js';
+import type { VerifierKey } from '../ledger/keys.js';
+import { ProofError } from '../ledger/proof.js';
+import { tileHashes } from '../ledger/tiles.js';
+import { inclusionDocumentFromTiles, inclusionTiles, verifyChainInclusion } from '../ledger/verify-proof.js';
+import type { Archive } from './archive.js';
+
+export interface ArchiveProofRequest {
+  project: string;
+  environment: string;
+  /** The event's seq (leaf seq - 1). */
+  seq: number;
+  /** The checkpoint to prove against, by tree size; the chain's latest archived note when unset. */
+  size?: number | undefined;
+  /** The event's canonical bytes, checked against the leaf hash and the chain when given. */
+  canonical?: string | undefined;
+  verifiers: readonly VerifierKey[];
+}
+
+/**
+ * Proves that event `seq` of a chain is in a signed checkpoint, reading from `archive` only the
+ * note (and, without `size`, a listing of the chain's notes) and the tiles the proof needs.
+ * Returns what was proven. Throws ProofError when it does not hold or an object is missing,
+ * NoteError or CheckpointError for a bad note.
+ */
+export async function proveFromArchive(archive: Archive, request: ArchiveProofRequest): Promise<string> {
+  const { project, environment, seq, canonical, verifiers } = request;
+  const size = request.size ?? (await latestCheckpointSize(archive, project, environment));
+  if (seq < 1 || seq > size) throw new ProofError(`seq ${seq} is not in the tree of size ${size}`);
+  const noteKey = checkpointKey(project, environment, size);
+  const note = await archive.get(noteKey);
+  if (!note) throw new ProofError(`no checkpoint note at tree size ${size} in ${archive.location} (${noteKey})`);
+  const tiles = new Map<string, Buffer[]>();
+  for (const tile of inclusionTiles(seq - 1, size)) {
+    const key = tileKey(project, environment, tile);
+    const bytes = await archive.get(key);
+    if (!bytes) throw new ProofError(`tile ${key} is not in ${archive.location}`);
+    if (bytes.length !== 32 * tile.width) throw new ProofError(`tile ${key} is ${bytes.length} bytes, not ${32 * tile.width}`);
+    tiles.set(`${tile.level}/${tile.index}`, tileHashes(bytes));
+  }
+  const doc = inclusionDocumentFromTiles(note.toString('utf8'), size, seq - 1, tiles, canonical);
+  return verifyChainInclusion(doc, verifiers, `${project}/${environment}`);
+}
+
+/** The tree size of the chain's latest archived note: the last key, as keys sort by size. */
+async function latestCheckpointSize(archive: Archive, project: string, environment: string): Promise<number> {
+  const keys = await archive.list(`checkpoints/${project}/${environment}/`);
+  const sizes = keys.flatMap((key) => parseCheckpointKey(key)?.size ?? []);
+  if (sizes.length === 0) throw new ProofError(`no checkpoint notes of chain ${project}/${environment} in ${archive.location}`);
+  return sizes.reduce((a, b) => Math.max(a, b));
+}
