@@ -82,6 +82,10 @@ export async function jsonBody<S extends z.ZodType>(c: Context<AppEnv>, schema: 
 }
 
 export function query<S extends z.ZodType>(c: Context, schema: S): z.infer<S> {
+  // A parameter given twice is refused, not read as its first value: which one a proxy, a
+  // framework or we would take differs, and a filter must mean one thing (parameter pollution).
+  const repeated = Object.entries(c.req.queries()).filter(([, values]) => values.length > 1);
+  if (repeated.length > 0) throw invalidFields(repeated.map(([name]) => ({ field: `query.${name}`, message: 'is given more than once' })));
   return validate(schema, c.req.query(), 'query');
 }
 

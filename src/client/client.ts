@@ -457,6 +457,8 @@ export class Client implements AuditLogClient {
   async checkInclusion(receipt: Pick<Receipt, 'seq' | 'hash'> | undefined = this.last): Promise<InclusionResult> {
     if (this.verifiers.length === 0) throw new Error("checkInclusion needs the ledger's verifier key: pass the vkey option (GET /v1/keys)");
     if (!receipt) throw new Error('checkInclusion needs a receipt: append an event first, or pass one');
+    if (!Number.isSafeInteger(receipt.seq) || receipt.seq < 1) throw new TypeError(`receipt.seq: must be a whole number from 1, got ${JSON.stringify(receipt.seq)}`);
+    if (typeof receipt.hash !== 'string' || !/^[0-9a-f]{64}$/.test(receipt.hash)) throw new TypeError('receipt.hash: must be the event hash, 64 lowercase hex digits');
     let checkpoint: Checkpoint | undefined;
     const result = (reason: string | null, pending = false): InclusionResult => ({
       ok: reason === null,

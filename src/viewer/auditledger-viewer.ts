@@ -104,13 +104,19 @@ export class AuditledgerViewer extends LitElement {
   }
 
   override updated(changed: Map<string, unknown>): void {
-    if ((changed.has('token') || changed.has('url')) && this.token && this.url) void this.load(0, undefined);
+    if ((changed.has('token') || changed.has('url')) && this.url) void this.load(0, undefined);
   }
 
   // ---- Talking to the ledger ----
 
   /** GET `path` from the ledger with the viewer token; throws ViewerError with a message for people. */
   private async request(path: string): Promise<Response> {
+    // Only a viewer token is ever sent from a page: an API token there would read every group of
+    // the chain, and write to it, from every visitor's browser.
+    if (!this.token) throw new ViewerError('No viewer token: set the token attribute to an alv_… token your server minted for this user.');
+    if (!this.token.startsWith('alv_')) {
+      throw new ViewerError('This is not a viewer token: the viewer takes only alv_… tokens, which read one group. Never put an API token (alt_…) in a web page.');
+    }
     const expiry = tokenExpiry(this.token);
     if (expiry !== undefined && expiry <= Date.now()) {
       throw new ViewerError(`This viewer token expired at ${new Date(expiry).toISOString()}. Reload the page for a new one.`);
@@ -290,7 +296,7 @@ export class AuditledgerViewer extends LitElement {
         <table>
           <caption>Audit events, newest first</caption>
           <thead>
-            <tr><th scope="col">Time (UTC)</th><th scope="col">Action</th><th scope="col">Actor</th><th scope="col">Target</th><th scope="col"><span class="hidden">Actions</span></th></tr>
+            <tr><th scope="col" class="time">Time (UTC)</th><th scope="col">Action</th><th scope="col">Actor</th><th scope="col">Target</th><th scope="col" class="actions"><span class="hidden">Actions</span></th></tr>
           </thead>
           <tbody>
             ${this.events.map((event) => this.row(event))}
@@ -336,7 +342,11 @@ export class AuditledgerViewer extends LitElement {
     .error { color: var(--alv-fail, #b3261e); font-weight: 600; }
     .status { color: var(--_muted); margin: 8px 0; }
     .table { overflow-x: auto; }
-    table { width: 100%; border-collapse: collapse; }
+    /* Fixed layout: a long action or name wraps in its column instead of squeezing the time or
+       pushing Verify off the edge (fields may hold thousands of characters). */
+    table { width: 100%; border-collapse: collapse; table-layout: fixed; }
+    th.time { width: 11.5em; }
+    th.actions { width: 12em; }
     caption, .hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
     th { text-align: left; font-weight: 600; border-bottom: 2px solid var(--_border); padding: 6px 8px; }
     td { border-bottom: 1px solid var(--_border); padding: 6px 8px; vertical-align: top; overflow-wrap: anywhere; }

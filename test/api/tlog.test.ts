@@ -115,6 +115,9 @@ describe('the chain as a C2SP tlog-tiles log', () => {
       }
       // Another event's hash at that place is not included: the check is not a rubber stamp.
       expect(await client.checkInclusion({ seq: 301, hash: hashes.get(0)! })).toMatchObject({ ok: false, reason: expect.stringMatching(/is not the receipt's event hash/) });
+      await expect(client.checkInclusion({ seq: 0, hash: hashes.get(0)! })).rejects.toThrow(/^receipt\.seq: must be a whole number from 1, got 0$/);
+      await expect(client.checkInclusion({ foo: 1 } as never)).rejects.toThrow(/^receipt\.seq: /);
+      await expect(client.checkInclusion({ seq: 1, hash: 'nope' })).rejects.toThrow(/^receipt\.hash: must be the event hash/);
       const [next] = await client.createEvents([{ action: 'after.the.checkpoint' }]);
       expect(await client.checkInclusion(next)).toMatchObject({ ok: false, pending: true, checkpoint_tree_size: 700 });
 

@@ -54,6 +54,18 @@ describe('the viewers on the server', () => {
     const again = await ctx.t.request('GET', '/viewer/auditledger-viewer.js', { headers: { 'if-none-match': `"other", ${etag}` } });
     expect(again.status).toBe(304);
     expect(await again.text()).toBe('');
+    // Weak comparison: the W/ form a cache may send matches too.
+    const weak = await ctx.t.request('GET', '/viewer/auditledger-viewer.js', { headers: { 'if-none-match': `W/${etag}` } });
+    expect(weak.status).toBe(304);
+  });
+
+  it('a query parameter given twice is refused, naming it: a viewer token is never minted for the first of two groups', async () => {
+    const minted = await ctx.t.request('GET', `/publisher/v1/project/${tenant.projectId}/viewertoken?group_id=acme&group_id=globex`, { token: tenant.token });
+    expect(minted.status).toBe(400);
+    expect((await minted.json()).error.details).toEqual([{ field: 'query.group_id', message: 'is given more than once' }]);
+    const listed = await ctx.t.request('GET', '/v1/events?action=a&action=b', { token: tenant.token });
+    expect(listed.status).toBe(400);
+    expect((await listed.json()).error.details).toEqual([{ field: 'query.action', message: 'is given more than once' }]);
   });
 
   it("answers the viewer's preflights before authentication, for reading only", async () => {

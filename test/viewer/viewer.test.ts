@@ -280,6 +280,25 @@ describe.skipIf(!existsSync(CHROMIUM))('the embedded viewer in Chromium', () => 
     await page.close();
   });
 
+  it('refuses an API token (it would read every group, and write) without sending it, and says when there is no token', async () => {
+    const page = await context.newPage();
+    const sent: string[] = [];
+    page.on('request', (request) => {
+      const authorization = request.headers().authorization;
+      if (authorization) sent.push(authorization);
+    });
+    await page.goto(`${hostUrl}/?${new URLSearchParams({ token: tenant.token })}`);
+    const alert = page.locator('auditledger-viewer [role=alert]');
+    await alert.waitFor();
+    expect(await alert.textContent()).toMatch(/^This is not a viewer token: the viewer takes only alv_… tokens, which read one group\. Never put an API token \(alt_…\) in a web page\.$/);
+    expect(await rows(page).count()).toBe(0);
+    expect(sent).toEqual([]);
+    await page.goto(`${hostUrl}/?${new URLSearchParams({ token: '' })}`);
+    await page.locator('auditledger-viewer [role=alert]').waitFor();
+    expect(await page.locator('auditledger-viewer [role=alert]').textContent()).toMatch(/^No viewer token: set the token attribute/);
+    await page.close();
+  });
+
   it("Retraced's own viewer (@retracedhq/logs-viewer) lists and searches the group's events through /viewer/v1", async () => {
     const page = await context.newPage();
     const crashes: string[] = [];

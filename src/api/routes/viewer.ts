@@ -40,7 +40,8 @@ export function viewerRoutes(file: string | URL = VIEWER_BUNDLE) {
       'cross-origin-resource-policy': 'cross-origin',
       'x-content-type-options': 'nosniff',
     };
-    const asked = c.req.header('if-none-match')?.split(',').map((tag) => tag.trim());
+    // If-None-Match compares weakly (RFC 9110 section 13.1.2): W/"x" matches "x".
+    const asked = c.req.header('if-none-match')?.split(',').map((tag) => tag.trim().replace(/^W\//, ''));
     if (asked?.includes(etag) || asked?.includes('*')) return c.body(null, 304, headers);
     return c.body(body, 200, { ...headers, 'content-type': 'text/javascript; charset=utf-8' });
   });
