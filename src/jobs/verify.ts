@@ -131,7 +131,7 @@ export interface VerifyJob {
  * whoever asks wants the whole chain checked now, and dedup and the rate limit bound the cost.
  */
 export async function runRequested(deps: VerifyDeps, { chain, runId }: VerifyJob): Promise<void> {
-  if (await claimRun(deps.db, runId)) await verifyChainRun(deps, chain, 'api', runId, 'full');
+  if (await claimRun(deps.db, chain.environment_id, runId)) await verifyChainRun(deps, chain, 'api', runId, 'full');
 }
 
 /** When the scheduled walks run (cron, UTC). */
@@ -175,7 +175,7 @@ export async function scheduleVerification(boss: PgBoss, deps: VerifyDeps, sched
       // gone would otherwise hold the chain's queue forever.
       const job = await boss.getJobById(VERIFY_QUEUE, request.run_id);
       if (job && LIVE_JOB_STATES.has(job.state)) return request;
-      await abandonRun(deps.db, request.run_id, 'its job was lost before it ran');
+      await abandonRun(deps.db, chain.environment_id, request.run_id, 'its job was lost before it ran');
     }
   };
 }
