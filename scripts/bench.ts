@@ -883,6 +883,8 @@ interface Measure {
   errors?: number;
   target?: Target | undefined;
   cpu?: CpuShare | undefined;
+  /** CPU µs of the serving process per acknowledged event (for a bare server: per request answered). */
+  cpuUsPerEvent?: number | undefined;
 }
 
 interface Report {
@@ -920,7 +922,9 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   for (const phase of INGEST_PHASES) {
     progress(`${phase.label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
     const figures = await metered(meter, () => measureIngest(service.url, phase, chains, options));
-    measures.push({ key: phase.key, label: phase.label, target: phase.target, ...figures });
+    // The service's cores over the phase (warm-up included) per event acknowledged in its window.
+    const cpuUsPerEvent = figures.cpu && (figures.cpu.service * 1e6) / figures.eventsPerSecond;
+    measures.push({ key: phase.key, label: phase.label, target: phase.target, ...figures, cpuUsPerEvent });
   }
   const bareServers = [
     ['node:http', '(c) ceiling: the load of (c1) against a bare node:http server'],
@@ -930,7 +934,10 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     progress(`${label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
     const bare = await startBareServer(kind);
     try {
-      measures.push({ key: `(c) ${kind}`, label, ...(await measureIngest(bare.url, SINGLE_EVENTS, chains, options)) });
+      const before = await bare.usage();
+      const figures = await measureIngest(bare.url, SINGLE_EVENTS, chains, options);
+      const after = await bare.usage();
+      measures.push({ key: `(c) ${kind}`, label, ...figures, cpuUsPerEvent: ((after.cpuMs - before.cpuMs) * 1000) / (after.requests - before.requests) });
     } finally {
       await bare.stop();
     }
@@ -938,7 +945,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
 
   // The 1-worker service idles meanwhile; the CPU meter follows one process, so this is not metered.
   const oneWorker = measures.find((m) => m.key === WORKERS_PHASE.key)!;
-  const label = `(g) ${WORKERS_PHASE.label.slice(WORKERS_PHASE.key.length + 1)}, serve --workers 2`;
+  const label = `(g)${WORKERS_PHASE.label.slice('(b)'.length)}, serve --workers 2`;
   progress(`${label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
   const twoWorkers = await startService(databaseUrl, path.join(dir, 'service-2'), adminToken, teardown, 2);
   try {
@@ -1010,6 +1017,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
 /** The ratios issue 18 sets targets on, each `a / b = x (target)`. */
 function ratios(measures: Measure[]): string {
   const eps = (key: string) => measures.find((m) => m.key === key)?.eventsPerSecond ?? Number.NaN;
+  const cpuUs = (key: string) => measures.find((m) => m.key === key)?.cpuUsPerEvent ?? Number.NaN;
   return (
     [
       ['(c1)', '(c) hono', 0.5],
@@ -1021,6 +1029,7 @@ function ratios(measures: Measure[]): string {
     ] as const
   )
     .map(([a, b, target]) => `${a} / ${b} = ${(eps(a) / eps(b)).toFixed(2)} (>= ${target})`)
+    .concat(`CPU per event (c1) / (c) hono = ${(cpuUs('(c1)') / cpuUs('(c) hono')).toFixed(2)} (<= 1.5)`)
     .join('; ');
 }
 
@@ -1044,11 +1053,13 @@ function cpuTable(measures: Measure[]): string[] {
     `CPU in use during each measure, in cores of ${os.cpus().length} (service: in (e) the sealing child; bench: this process;` +
       ' other: processes outside this run):',
     '',
-    '| measure | service | PostgreSQL | bench | other |',
-    '|---|---:|---:|---:|---:|',
-    ...measures.flatMap(({ key, cpu }) =>
-      cpu ? [`| ${key} | ${cores(cpu.service)} | ${cores(cpu.postgres)} | ${cores(cpu.bench)} | ${cores(cpu.other)} |`] : [],
-    ),
+    '| measure | service | PostgreSQL | bench | other | service CPU µs per event (bare servers: per request) |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...measures.flatMap(({ key, cpu, cpuUsPerEvent }) => {
+      if (!cpu && cpuUsPerEvent === undefined) return [];
+      const shares = cpu ? [cpu.service, cpu.postgres, cpu.bench, cpu.other].map(cores) : ['', '', '', ''];
+      return [`| ${key} | ${shares.join(' | ')} | ${cpuUsPerEvent === undefined ? '' : cpuUsPerEvent.toFixed(0)} |`];
+    }),
   ];
 }
 

@@ -148,7 +148,11 @@ export async function servePrimary(config: Config, log: Logger, count: number): 
   for (let index = 1; index <= count; index++) fork(index);
 
   const first = await Promise.race([ready.then(() => undefined), stopped]);
-  if (first === undefined) process.stdout.write(`auditledger listening on ${url} (${count} workers)\n`);
+  // The line a single process prints, unchanged: supervisors and scripts wait for it.
+  if (first === undefined) {
+    log.info({ workers: count }, 'every worker listens');
+    process.stdout.write(`auditledger listening on ${url}\n`);
+  }
   const reason = await stopped;
   stopping = true;
   clearInterval(probe);

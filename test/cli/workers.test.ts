@@ -54,7 +54,8 @@ describe('auditledger serve --workers', () => {
     });
     try {
       const [, url] = await cli.waitFor(LISTENING);
-      expect(cli.output()).toContain('(2 workers)');
+      await cli.waitFor(/"workers":2,"msg":"every worker listens"/);
+      expect(cli.output()).toMatch(/^auditledger listening on http:\/\/127\.0\.0\.1:\d+$/m);
 
       // Connections are handed out in turn: both workers answer, never the primary.
       const pids = await answeringPids(url!, 8);
