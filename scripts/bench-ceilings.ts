@@ -12,6 +12,8 @@ import type { BareServerKind } from './bench-bare-server.js';
 
 export interface BareServer {
   url: URL;
+  /** CPU ms the server's thread has used so far, and the requests it has answered (Linux only). */
+  usage(): Promise<{ cpuMs: number; requests: number }>;
   stop(): Promise<void>;
 }
 
@@ -19,7 +21,14 @@ export interface BareServer {
 export async function startBareServer(kind: BareServerKind): Promise<BareServer> {
   const worker = startWorker(new URL('./bench-bare-server.ts', import.meta.url), { workerData: kind });
   const [{ port }] = (await once(worker, 'message')) as [{ port: number }];
-  return { url: new URL(`http://127.0.0.1:${port}/`), stop: async () => void (await worker.terminate()) };
+  return {
+    url: new URL(`http://127.0.0.1:${port}/`),
+    async usage() {
+      worker.postMessage('usage');
+      return (await once(worker, 'message'))[0] as { cpuMs: number; requests: number };
+    },
+    stop: async () => void (await worker.terminate()),
+  };
 }
 
 /**

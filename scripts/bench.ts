@@ -1,6 +1,7 @@
 // Ingest and verification benchmark against a real PostgreSQL and the real service, in one run:
 //   (a) raw COPY into a plain table shaped like `events`: the ceiling the others are compared with;
-//   (b) batched HTTP ingest; (c) single-event HTTP ingest on one chain and on 16;
+//   (b) batched HTTP ingest; (c) single-event HTTP ingest on one chain, on 16 and (c3) each request
+//   to a random one of 1,000; (g) batched ingest again against `serve --workers 2`;
 //   (d) full-chain verification; (e) sealing a million events of one past day across 4 chains, by
 //   runSeal in a child process of its own (wall time and peak RSS); (f) verify-archive of what (e)
 //   sealed. (c), (d) and (f) each get a ceiling beside them: the same load or data through only the
@@ -202,9 +203,9 @@ interface RunningService {
  * Starts `auditledger serve` on the bench database, in a process group of its own so that
  * Ctrl-C reaches only us and the service is stopped in order at teardown.
  */
-async function startService(databaseUrl: string, dataDir: string, adminToken: string, teardown: Teardown): Promise<RunningService> {
+async function startService(databaseUrl: string, dataDir: string, adminToken: string, teardown: Teardown, workers = 1): Promise<RunningService> {
   // As bin.js's shebang, npm start and the Dockerfile run it.
-  const child = spawn(process.execPath, ['--max-semi-space-size=64', BIN, 'serve'], {
+  const child = spawn(process.execPath, ['--max-semi-space-size=64', BIN, 'serve', ...(workers > 1 ? ['--workers', String(workers)] : [])], {
     cwd: ROOT,
     detached: true,
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -454,6 +455,8 @@ interface LoadSpec {
   body: Uint8Array;
   eventsPerRequest: number;
   tokens: string[];
+  /** When given, each request goes to one of these tokens' chains at random (the connection's own token is unused). */
+  randomTokens?: string[] | undefined;
   warmupMs: number;
   measureMs: number;
 }
@@ -491,9 +494,12 @@ async function generateLoad(spec: LoadSpec): Promise<LoadResult> {
   const measureFrom = performance.now() + spec.warmupMs;
   const measureTo = measureFrom + spec.measureMs;
 
+  const headersFor = (token: string) => ({ 'content-type': 'application/json', 'content-length': body.length, authorization: `Bearer ${token}` });
+  const random = spec.randomTokens?.map(headersFor);
   const connection = async (token: string) => {
-    const headers = { 'content-type': 'application/json', 'content-length': body.length, authorization: `Bearer ${token}` };
+    let headers = headersFor(token);
     while (performance.now() < measureTo) {
+      if (random) headers = random[Math.floor(Math.random() * random.length)]!;
       const sent = performance.now();
       const status = await post(agent, url, headers, body);
       const answered = performance.now();
@@ -550,6 +556,8 @@ interface IngestPhase {
   chains: string[];
   connections: number;
   eventsPerRequest: number;
+  /** Each request to a chain of `chains` at random, rather than connection i to chain i modulo their number. */
+  random?: boolean;
   target?: Target;
 }
 
@@ -569,6 +577,7 @@ async function measureIngest(base: URL, phase: IngestPhase, chains: Map<string, 
     body,
     eventsPerRequest: phase.eventsPerRequest,
     tokens: tokens.filter((_, i) => i % threads === w),
+    randomTokens: phase.random ? phase.chains.map((name) => chains.get(name)!.token) : undefined,
     warmupMs: WARMUP_MS,
     measureMs: options.seconds * 1000,
   }));
@@ -854,7 +863,18 @@ const INGEST_PHASES: IngestPhase[] = [
     connections: 64,
     eventsPerRequest: 1,
   },
+  {
+    key: '(c3)',
+    label: '(c3) HTTP single events, 64 connections, each to a random one of 1,000 chains',
+    chains: Array.from({ length: 1000 }, (_, i) => `random-${String(i + 1).padStart(4, '0')}`),
+    connections: 64,
+    eventsPerRequest: 1,
+    random: true,
+  },
 ];
+
+/** Batched ingest again, against `serve --workers 2` on the same database: what a second core gives. */
+const WORKERS_PHASE = INGEST_PHASES[0]!;
 
 interface Measure {
   /** Short name, for the error counts and the CPU table. */
@@ -866,6 +886,8 @@ interface Measure {
   errors?: number;
   target?: Target | undefined;
   cpu?: CpuShare | undefined;
+  /** CPU µs of the serving process per acknowledged event (for a bare server: per request answered). */
+  cpuUsPerEvent?: number | undefined;
 }
 
 interface Report {
@@ -903,7 +925,9 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   for (const phase of INGEST_PHASES) {
     progress(`${phase.label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
     const figures = await metered(meter, () => measureIngest(service.url, phase, chains, options));
-    measures.push({ key: phase.key, label: phase.label, target: phase.target, ...figures });
+    // The service's cores over the phase (warm-up included) per event acknowledged in its window.
+    const cpuUsPerEvent = figures.cpu && (figures.cpu.service * 1e6) / figures.eventsPerSecond;
+    measures.push({ key: phase.key, label: phase.label, target: phase.target, ...figures, cpuUsPerEvent });
   }
   const bareServers = [
     ['node:http', '(c) ceiling: the load of (c1) against a bare node:http server'],
@@ -913,10 +937,29 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     progress(`${label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
     const bare = await startBareServer(kind);
     try {
-      measures.push({ key: `(c) ${kind}`, label, ...(await measureIngest(bare.url, SINGLE_EVENTS, chains, options)) });
+      const before = await bare.usage();
+      const figures = await measureIngest(bare.url, SINGLE_EVENTS, chains, options);
+      const after = await bare.usage();
+      measures.push({ key: `(c) ${kind}`, label, ...figures, cpuUsPerEvent: ((after.cpuMs - before.cpuMs) * 1000) / (after.requests - before.requests) });
     } finally {
       await bare.stop();
     }
+  }
+
+  // The 1-worker service idles meanwhile; the CPU meter follows one process, so this is not metered.
+  const oneWorker = measures.find((m) => m.key === WORKERS_PHASE.key)!;
+  const label = `(g)${WORKERS_PHASE.label.slice('(b)'.length)}, serve --workers 2`;
+  progress(`${label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
+  const twoWorkers = await startService(databaseUrl, path.join(dir, 'service-2'), adminToken, teardown, 2);
+  try {
+    measures.push({
+      key: '(g)',
+      label,
+      target: { text: `>= 1.3 x ${WORKERS_PHASE.key} (1 worker)`, met: (eps) => eps >= 1.3 * oneWorker.eventsPerSecond },
+      ...(await measureIngest(twoWorkers.url, WORKERS_PHASE, chains, options)),
+    });
+  } finally {
+    await twoWorkers.stop();
   }
 
   const chain = await longestChain(db, service.url, chains, options.events);
@@ -969,8 +1012,28 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   const notes = [
     `(e) in a child process (node --import tsx scripts/bench-seal.ts), the service stopped; ${seal.result.bundles} bundles` +
       ` into a local archive; sealing CPU ${(seal.result.cpuMs / 1000).toFixed(1)} s. (f) in the bench process, no database.`,
+    `Ratios (issue 18 targets): ${ratios(measures)}.`,
   ];
   return { postgres: rows[0]!.server_version, measures, notes };
+}
+
+/** The ratios issue 18 sets targets on, each `a / b = x (target)`. */
+function ratios(measures: Measure[]): string {
+  const eps = (key: string) => measures.find((m) => m.key === key)?.eventsPerSecond ?? Number.NaN;
+  const cpuUs = (key: string) => measures.find((m) => m.key === key)?.cpuUsPerEvent ?? Number.NaN;
+  return (
+    [
+      ['(c1)', '(c) hono', 0.5],
+      ['(c2)', '(c1)', 0.9],
+      ['(c3)', '(c1)', 0.9],
+      ['(d)', '(d) ceiling', 0.75],
+      ['(f)', '(f) ceiling', 0.75],
+      ['(g)', WORKERS_PHASE.key, 1.3],
+    ] as const
+  )
+    .map(([a, b, target]) => `${a} / ${b} = ${(eps(a) / eps(b)).toFixed(2)} (>= ${target})`)
+    .concat(`CPU per event (c1) / (c) hono = ${(cpuUs('(c1)') / cpuUs('(c) hono')).toFixed(2)} (<= 1.5)`)
+    .join('; ');
 }
 
 function figuresTable(measures: Measure[]): string[] {
@@ -993,11 +1056,13 @@ function cpuTable(measures: Measure[]): string[] {
     `CPU in use during each measure, in cores of ${os.cpus().length} (service: in (e) the sealing child; bench: this process;` +
       ' other: processes outside this run):',
     '',
-    '| measure | service | PostgreSQL | bench | other |',
-    '|---|---:|---:|---:|---:|',
-    ...measures.flatMap(({ key, cpu }) =>
-      cpu ? [`| ${key} | ${cores(cpu.service)} | ${cores(cpu.postgres)} | ${cores(cpu.bench)} | ${cores(cpu.other)} |`] : [],
-    ),
+    '| measure | service | PostgreSQL | bench | other | service CPU µs per event (bare servers: per request) |',
+    '|---|---:|---:|---:|---:|---:|',
+    ...measures.flatMap(({ key, cpu, cpuUsPerEvent }) => {
+      if (!cpu && cpuUsPerEvent === undefined) return [];
+      const shares = cpu ? [cpu.service, cpu.postgres, cpu.bench, cpu.other].map(cores) : ['', '', '', ''];
+      return [`| ${key} | ${shares.join(' | ')} | ${cpuUsPerEvent === undefined ? '' : cpuUsPerEvent.toFixed(0)} |`];
+    }),
   ];
 }
 

@@ -24,7 +24,7 @@ import { alertTarget } from './jobs/alert.js';
 import { startBoss } from './jobs/boss.js';
 import { scheduleCheckpoints } from './jobs/checkpoints.js';
 import { scheduleSeal } from './jobs/seal.js';
-import { scheduleVerification } from './jobs/verify.js';
+import { scheduleVerification, verificationRequests } from './jobs/verify.js';
 import { loadKeyring, verifiers, type Keyring } from './signing-key.js';
 import { runMaintenance, scheduleMaintenance, type MaintenanceOptions } from './jobs/maintenance.js';
 
@@ -157,9 +157,10 @@ export interface RuntimeOptions {
   /**
    * Run the scheduled jobs in this process (checkpoints, sealing, verification, partition upkeep).
    * pg-boss runs each scheduled job once across all processes on the database. Without them,
-   * partitions are still made at start, and POST /v1/verify answers 503 jobs_disabled.
+   * partitions are still made at start, and POST /v1/verify answers 503 jobs_disabled. `send`:
+   * no job runs here, but POST /v1/verify queues runs for the process that runs the jobs.
    */
-  jobs: boolean;
+  jobs: boolean | 'send';
   connection?: Connection;
 }
 
@@ -208,8 +209,9 @@ export async function startRuntime(config: Config, log: Logger, options: Runtime
     const requestVerification = await withSessionLock(pools.owner, STARTUP_LOCK, async (): Promise<RequestVerification> => {
       await runMaintenance(pools.owner, maintenance, log);
       if (!options.jobs) return jobsDisabled;
-      const boss = await startBoss(pools.owner, log);
+      const boss = await startBoss(pools.owner, log, { sendOnly: options.jobs === 'send' });
       push('pg-boss stop', () => boss.stop({ graceful: true, close: false, wait: true }));
+      if (options.jobs === 'send') return verificationRequests(boss, pools.owner);
       await scheduleMaintenance(boss, pools.owner, maintenance, log);
       const checkpoints = { db: pools.owner, archive, key: keyring.current, origin: keyring.origin, log };
       const stopCheckpointTimer = await scheduleCheckpoints(boss, checkpoints, config.AUDITLEDGER_CHECKPOINT_INTERVAL);
@@ -248,10 +250,13 @@ const jobsDisabled: RequestVerification = async () => {
   throw new ApiError(503, 'jobs_disabled', 'verification runs need the jobs, which this process does not run (library option jobs: false)');
 };
 
-/** Starts everything `auditledger serve` runs; stop() shuts it down in reverse order. */
-export async function startService(config: Config, log: Logger): Promise<Service> {
+/**
+ * Starts everything `auditledger serve` runs; stop() shuts it down in reverse order. `jobs`: as
+ * RuntimeOptions.jobs (default true; `serve --workers` runs them in one worker, `send` in the others).
+ */
+export async function startService(config: Config, log: Logger, jobs: RuntimeOptions['jobs'] = true): Promise<Service> {
   const keyring = await loadKeyring(config, log);
-  const runtime = await startRuntime(config, log, { command: 'serve', keyring, archive: openArchive(config), jobs: true });
+  const runtime = await startRuntime(config, log, { command: 'serve', keyring, archive: openArchive(config), jobs });
   const { pools, embedded, push } = runtime;
   try {
     const admin = await ensureAdminToken(config.AUDITLEDGER_ADMIN_TOKEN, config.AUDITLEDGER_DATA_DIR, pools.owner, log);

@@ -5,12 +5,14 @@ import type pg from 'pg';
 /**
  * pg-boss on the owner pool, in its own schema: jobs need the owner's rights (DDL, pruning). Its
  * first start creates that schema, and createQueue creates tables: processes starting together
- * run both under STARTUP_LOCK (see startService).
+ * run both under STARTUP_LOCK (see startService). `sendOnly`: no maintenance and no schedules here.
  */
-export async function startBoss(owner: pg.Pool, log: Logger): Promise<PgBoss> {
+export async function startBoss(owner: pg.Pool, log: Logger, options: { sendOnly?: boolean } = {}): Promise<PgBoss> {
   const boss = new PgBoss({
     db: { executeSql: (text, values) => owner.query(text, values) },
     schema: 'pgboss',
+    // A process that only sends jobs leaves pg-boss's upkeep and cron to the one that works them.
+    ...(options.sendOnly ? { supervise: false, schedule: false } : {}),
   });
   boss.on('error', (error) => log.error({ err: error }, 'job system error'));
   await boss.start();

@@ -131,7 +131,7 @@ export interface VerifyJob {
  * whoever asks wants the whole chain checked now, and dedup and the rate limit bound the cost.
  */
 export async function runRequested(deps: VerifyDeps, { chain, runId }: VerifyJob): Promise<void> {
-  if (await claimRun(deps.db, runId)) await verifyChainRun(deps, chain, 'api', runId, 'full');
+  if (await claimRun(deps.db, chain.environment_id, runId)) await verifyChainRun(deps, chain, 'api', runId, 'full');
 }
 
 /** When the scheduled walks run (cron, UTC). */
@@ -160,13 +160,23 @@ export async function scheduleVerification(boss: PgBoss, deps: VerifyDeps, sched
     await boss.work(queue, () => verifyAllChains(deps, scope));
   }
 
-  await boss.createQueue(VERIFY_QUEUE, { name: VERIFY_QUEUE });
+  const request = await verificationRequests(boss, deps.db);
   await boss.work<VerifyJob>(VERIFY_QUEUE, async ([job]) => {
     if (job?.data.runId) await runRequested(deps, job.data);
   });
+  return request;
+}
+
+/**
+ * How a process asks for a verification run (POST /v1/verify) without running any job itself
+ * (`serve --workers`: one process runs the jobs, every process takes requests): the run is queued
+ * and its job sent in one transaction, for whichever process works VERIFY_QUEUE.
+ */
+export async function verificationRequests(boss: PgBoss, db: VerifyDeps['db']) {
+  await boss.createQueue(VERIFY_QUEUE, { name: VERIFY_QUEUE });
   return async (chain: ChainRow, tokenId: string, limit: RunLimit): Promise<RunRequest> => {
     for (;;) {
-      const request = await queueRun(deps.db, chain.environment_id, tokenId, limit, (runId, client) =>
+      const request = await queueRun(db, chain.environment_id, tokenId, limit, (runId, client) =>
         boss.send(VERIFY_QUEUE, { chain, runId } satisfies VerifyJob, { id: runId, db: { executeSql: (text, values) => client.query(text, values) } }),
       );
       if (!('run_id' in request) || !request.deduplicated) return request;
@@ -175,7 +185,7 @@ export async function scheduleVerification(boss: PgBoss, deps: VerifyDeps, sched
       // gone would otherwise hold the chain's queue forever.
       const job = await boss.getJobById(VERIFY_QUEUE, request.run_id);
       if (job && LIVE_JOB_STATES.has(job.state)) return request;
-      await abandonRun(deps.db, request.run_id, 'its job was lost before it ran');
+      await abandonRun(db, chain.environment_id, request.run_id, 'its job was lost before it ran');
     }
   };
 }

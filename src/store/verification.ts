@@ -76,9 +76,9 @@ async function queueInTransaction(client: pg.PoolClient, environment: string, to
     // The limit-th newest run within the window: the token may start another once it leaves the window.
     const oldest = await client.query<{ retry_after: number }>(
       `SELECT ceil(extract(epoch FROM created_at + make_interval(secs => $2) - now()))::int AS retry_after
-         FROM verification_runs WHERE token_id = $1 AND created_at > now() - make_interval(secs => $2)
+         FROM verification_runs WHERE environment_id = $4 AND token_id = $1 AND created_at > now() - make_interval(secs => $2)
         ORDER BY created_at DESC OFFSET $3 LIMIT 1`,
-      [tokenId, limit.windowSeconds, limit.runs - 1],
+      [tokenId, limit.windowSeconds, limit.runs - 1, environment],
     );
     if (oldest.rows[0]) return { retry_after_seconds: Math.max(1, oldest.rows[0].retry_after) };
     const id = uuidv7();
@@ -97,17 +97,20 @@ async function queueInTransaction(client: pg.PoolClient, environment: string, to
  * one that may have read the chain already. False when the run has ended (nothing to do). A run
  * left running by a crashed worker is claimed again by the job's retry.
  */
-export async function claimRun(db: pg.Pool, id: string): Promise<boolean> {
-  const { rowCount } = await db.query(`UPDATE verification_runs SET status = 'running' WHERE id = $1 AND status IN ('queued', 'running')`, [id]);
+export async function claimRun(db: pg.Pool, environment: string, id: string): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE verification_runs SET status = 'running' WHERE environment_id = $1 AND id = $2 AND status IN ('queued', 'running')`,
+    [environment, id],
+  );
   return rowCount === 1;
 }
 
 /** Closes a queued run that will never run (its job was lost), so that the chain can queue another. */
-export async function abandonRun(db: pg.Pool, id: string, reason: string): Promise<void> {
+export async function abandonRun(db: pg.Pool, environment: string, id: string, reason: string): Promise<void> {
   await db.query(
-    `UPDATE verification_runs SET status = 'error', first_failure = jsonb_build_object('seq', 0, 'reason', $2::text), finished_at = now()
-      WHERE id = $1 AND status = 'queued'`,
-    [id, reason],
+    `UPDATE verification_runs SET status = 'error', first_failure = jsonb_build_object('seq', 0, 'reason', $3::text), finished_at = now()
+      WHERE environment_id = $1 AND id = $2 AND status = 'queued'`,
+    [environment, id, reason],
   );
 }
 
@@ -126,7 +129,7 @@ export async function finishRun(db: pg.Pool, id: string, environment: string, re
   await db.query(
     `INSERT INTO verification_runs (id, environment_id, requested_by, status, from_seq, to_seq, ok, checked, duration_ms, first_failure, finished_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
-     ON CONFLICT (id) DO UPDATE SET status = $4, from_seq = $5, to_seq = $6, ok = $7, checked = $8, duration_ms = $9,
+     ON CONFLICT (environment_id, id) DO UPDATE SET status = $4, from_seq = $5, to_seq = $6, ok = $7, checked = $8, duration_ms = $9,
        first_failure = $10, finished_at = now()`,
     [id, environment, requestedBy, result.status, result.from_seq, result.to_seq, result.ok, result.checked, result.duration_ms, result.first_failure],
   );

@@ -140,7 +140,7 @@ describe('verification', () => {
     const first = await ask();
     expect(first).toMatchObject({ deduplicated: false });
     expect(await Promise.all([ask(), ask(), ask()])).toEqual(Array(3).fill({ ...first, deduplicated: true }));
-    expect(await claimRun(db.pools.owner, (first as { run_id: string }).run_id)).toBe(true); // a worker starts it
+    expect(await claimRun(db.pools.owner, tenant.environmentId, (first as { run_id: string }).run_id)).toBe(true); // a worker starts it
     const next = await ask();
     expect(next).toMatchObject({ deduplicated: false });
     expect(await ask()).toEqual({ ...next, deduplicated: true });

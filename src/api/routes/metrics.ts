@@ -25,6 +25,8 @@ export function metricsRoutes(pools: Pools, append: AppendMetrics, timeoutMs: nu
       append.render(),
       gauge('auditledger_database_up', 'Whether the database answered this scrape (1) or not (0).', [[{}, g ? 1 : 0]]),
       gauge('auditledger_db_pool_connections', 'Database pool connections by state.', poolSamples),
+      // Each process of `serve --workers` answers for itself: this says which one did.
+      gauge('auditledger_process_info', 'The process that answered this scrape.', [[{ pid: String(process.pid) }, 1]]),
       ...(g ? ledgerText(g) : []),
     ].join('');
     return c.text(text, 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
