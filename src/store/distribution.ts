@@ -19,6 +19,7 @@ export const DISTRIBUTED_TABLES = [
   'chain_heads',
   'idempotency_keys',
   'tiles',
+  'archived_tiles',
   'checkpoints',
   'seals',
   'chain_verification',
