@@ -88,9 +88,13 @@ export async function runCheckpoints({ db, archive, key, origin, log }: Checkpoi
   }
   if (signed) log.info({ signed }, 'checkpoints signed');
   // Chains whose tiles are behind their latest checkpoint: notes the seal job signed, chains
-  // archived before tiles were, runs that stopped half way.
+  // archived before tiles were, runs that stopped half way, and notes a process without this
+  // archive signed (library mode with wormEnabled: false). The note follows its tiles, as above,
+  // so the archive never holds the tiles of a tree without the note that signs it.
   if (archive) {
-    for (const chain of await tilesBehind(db)) await archiveTiles({ db, archive, log }, chain.project_id, chain.environment_id, chain.archived, chain.tree_size);
+    for (const chain of await tilesBehind(db)) {
+      await archiveTiles({ db, archive, log }, chain.project_id, chain.environment_id, chain.archived, chain.tree_size, chain.note);
+    }
   }
   return signed;
 }
@@ -102,7 +106,7 @@ const TILE_PUTS = 8;
 /**
  * Writes to the archive the hash tiles a chain's tree gains from `from` to `to` leaves (tilesGrown:
  * the full tiles completed, and the partial tiles of `to`, each width its own write-once object),
- * then records `to` as archived. True when done. A tile that cannot be read (its rows are gone) is
+ * then `note` (the signed checkpoint at `to`) when given, then records `to` as archived. True when done. A tile that cannot be read (its rows are gone) is
  * logged and the chain left behind; so is an archived tile with other bytes, which is never
  * replaced: it is damage for an operator to look at, reported each run until resolved.
  */
@@ -112,6 +116,7 @@ export async function archiveTiles(
   environment: string,
   from: number,
   to: number,
+  note?: string,
 ): Promise<boolean> {
   try {
     let batch: TileId[] = [];
@@ -125,6 +130,7 @@ export async function archiveTiles(
       if (batch.length === TILE_BATCH) await flush();
     }
     if (batch.length) await flush();
+    if (note !== undefined) await archive.put(checkpointKey(project, environment, to), Buffer.from(note));
   } catch (error) {
     if (!(error instanceof TilesMissingError || error instanceof ArchiveConflictError)) throw error;
     log.error({ project, environment, from, to, reason: error.message }, 'tiles not archived');

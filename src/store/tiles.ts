@@ -150,6 +150,8 @@ export interface TilesBehind {
   archived: number;
   /** The latest checkpoint's tree size. */
   tree_size: number;
+  /** The latest checkpoint's signed note. */
+  note: string;
 }
 
 /** The tree size up to which a chain's tiles are archived (sql/008_archived_tiles.sql); 0 when none are. */
@@ -161,8 +163,8 @@ export async function archivedTilesSize(db: Db, environment: string): Promise<nu
 /** The chains whose latest checkpoint is beyond their archived tiles: those a backfill writes. */
 export async function tilesBehind(db: Db): Promise<TilesBehind[]> {
   const { rows } = await db.query<TilesBehind>(
-    `SELECT c.environment_id, e.project_id, coalesce(a.tree_size, 0) AS archived, c.tree_size
-       FROM (SELECT environment_id, max(tree_size) AS tree_size FROM checkpoints GROUP BY environment_id) c
+    `SELECT c.environment_id, e.project_id, coalesce(a.tree_size, 0) AS archived, c.tree_size, c.note
+       FROM (SELECT DISTINCT ON (environment_id) environment_id, tree_size, note FROM checkpoints ORDER BY environment_id, tree_size DESC) c
        JOIN environments e ON e.id = c.environment_id
        LEFT JOIN archived_tiles a ON a.environment_id = c.environment_id
       WHERE c.tree_size > coalesce(a.tree_size, 0)

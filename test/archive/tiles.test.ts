@@ -154,4 +154,15 @@ describe('the archive holds each chain as a static C2SP tlog-tiles log', () => {
     const { rows } = await db.pools.owner.query('SELECT tree_size FROM archived_tiles');
     expect(rows).toEqual([]);
   }, 60_000);
+
+  it('a chain signed by a process without this archive (library mode, wormEnabled: false) gets its note with its tiles', async () => {
+    const other = await createTenant(t, 'signed-elsewhere');
+    await t.request('POST', '/v1/events', { token: other.token, body: { events: [{ action: 'a' }, { action: 'b' }, { action: 'c' }] } });
+    await runCheckpoints({ ...job, archive: undefined });
+    await runCheckpoints(job);
+    const archive = new LocalArchive(archiveDir);
+    expect(await archive.list(`${tlogPrefix(other.projectId, other.environmentId)}/`)).toEqual([tileKey(other.projectId, other.environmentId, { level: 0, index: 0, width: 3 })]);
+    // Without it, verify-archive found tiles of a chain with no note: "unexpected key".
+    expect(await archive.list(`checkpoints/${other.projectId}/${other.environmentId}/`)).toEqual([checkpointKey(other.projectId, other.environmentId, 3)]);
+  });
 });
