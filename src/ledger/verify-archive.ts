@@ -13,7 +13,7 @@ import {
   type PreviousBundle,
   type SignedManifest,
 } from './bundle.js';
-import { CheckpointError, openCheckpoint, type Checkpoint } from './checkpoint.js';
+import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
 import type { VerifierKey } from './keys.js';
 import { NoteError } from './note.js';
 import { HASH_SIZE } from './hash.js';
@@ -226,6 +226,7 @@ export async function mapLimited<T, R>(items: readonly T[], size: number, task: 
 /** The state of one chain's check: the manifests seen, the tree roots at checkpoint sizes, the failures. */
 class ChainWalk {
   readonly name: string;
+  private readonly chain: ChainName;
   private readonly records: BundleRecord[] = [];
   private readonly failures: ArchiveFailure[] = [];
   private readonly bySha = new Map<string, PreviousBundle>();
@@ -250,6 +251,7 @@ class ChainWalk {
     private readonly checker: BundleChecker,
   ) {
     this.name = `${chain.project}/${chain.environment}`;
+    this.chain = { project: chain.project, environment: chain.environment };
     this.checkpointSizes = chain.checkpoints.map(({ size }) => size).sort((a, b) => a - b);
     this.checkpointKey = chain.checkpointKey;
     this.tileKey = chain.tileKey;
@@ -482,16 +484,12 @@ class ChainWalk {
     if (typeof note === 'string') return [note];
     let checkpoint: Checkpoint;
     try {
-      checkpoint = openCheckpoint(note, this.verifiers).checkpoint;
+      checkpoint = openChainCheckpoint(note, this.verifiers, this.chain).checkpoint;
     } catch (error) {
       if (error instanceof NoteError || error instanceof CheckpointError) return [error.message];
       throw error;
     }
     const problems: string[] = [];
-    // The origin's prefix is the ledger's name, unknown offline; the chain is its suffix (chainOrigin).
-    if (!checkpoint.origin.endsWith(`/${this.name}`)) {
-      problems.push(`origin ${JSON.stringify(checkpoint.origin)} is not of chain ${this.name}`);
-    }
     if (checkpoint.size !== object.size) problems.push(`the note is of tree size ${checkpoint.size}, its key names ${object.size}`);
     const root = this.roots.get(object.size);
     if (root !== undefined && !root.equals(checkpoint.root)) {
