@@ -5,6 +5,7 @@
 // the consistency proof and previous_manifest_sha256.
 import { createHash, type Hash } from 'node:crypto';
 import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
+import { eventFindings } from './chain-check.js';
 import { appendLeaf, appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
 import { eventHash, FORMAT_VERSION, GENESIS_PREV, type EventBody } from './event.js';
 import { HASH_SIZE } from './hash.js';
@@ -225,10 +226,9 @@ export class BundleBuilder {
 
   private eventProblem(event: BundleEvent, seq: number): string | undefined {
     if (event.seq !== seq) return `not the next event: want seq ${seq}`;
-    if (!eventHash(event.canonical).equals(event.hash)) return 'hash does not match its canonical bytes';
-    if (event.prev.toString('hex') !== this.lastHash) {
-      return `prev does not link to ${seq === this.start.startRange.size + 1 ? 'first_prev' : `event ${seq - 1}`}`;
-    }
+    // The hash of the bytes and the link, as ChainChecker decides them.
+    const finding = eventFindings(event, Buffer.from(this.lastHash, 'hex'))[0];
+    if (finding !== undefined) return finding.reason;
     const body = readBody(event.canonical);
     if (typeof body === 'string') return body;
     if (body.seq !== seq) return `seq in the body is ${body.seq}`;
