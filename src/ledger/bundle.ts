@@ -5,7 +5,7 @@
 // the consistency proof and previous_manifest_sha256.
 import { createHash, type Hash } from 'node:crypto';
 import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
-import { eventFindings } from './chain-check.js';
+import { eventFindings, treeMismatch } from './chain-check.js';
 import { appendLeaf, appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
 import { eventHash, FORMAT_VERSION, GENESIS_PREV, type EventBody } from './event.js';
 import { HASH_SIZE } from './hash.js';
@@ -684,11 +684,11 @@ function openSigned(note: string, verifiers: readonly VerifierKey[], chain: Chai
   }
 }
 
-// The chain's checkpoint must be at last_seq, with the tree's root.
+// The chain's checkpoint must be at last_seq, with the tree's root (treeMismatch).
 function checkpointProblems(checkpoint: Checkpoint, lastSeq: number, root: Buffer): string[] {
-  if (checkpoint.size !== lastSeq) return [`tree size ${checkpoint.size} is not last_seq ${lastSeq}`];
-  if (!root.equals(checkpoint.root)) return ['its root is not the Merkle root of start_range and the events'];
-  return [];
+  const mismatch = treeMismatch(checkpoint, lastSeq, root);
+  if (mismatch === undefined) return [];
+  return [mismatch.field === 'size' ? `tree size ${checkpoint.size} is not last_seq ${lastSeq}` : 'its root is not the Merkle root of start_range and the events'];
 }
 
 // `root`: the root of start_range and the lines.
@@ -734,7 +734,7 @@ function continuityProblems(manifest: BundleManifest, previous: PreviousBundle, 
   const checkpoint = openSigned(before.checkpoint, verifiers, before);
   if (typeof checkpoint === 'string') return [...problems, `the previous bundle's checkpoint: ${checkpoint}`];
   const start = compactRange(manifest.start_range);
-  if (start.size !== checkpoint.size || !rangeRoot(start).equals(checkpoint.root)) {
+  if (treeMismatch(checkpoint, start.size, rangeRoot(start)) !== undefined) {
     problems.push("start_range is not the tree of the previous bundle's checkpoint");
   }
   return problems;

@@ -2,7 +2,7 @@
 // prev the hash of the one before, each hash the hash of its bytes, and the RFC 9162 tree they
 // build extending every signed checkpoint (c2sp.org/tlog-checkpoint) of the chain. Whatever reads
 // the events (database rows, archive objects) feeds them here in seq order and reports the findings.
-import { CheckpointError, openChainCheckpoint, type ChainName } from './checkpoint.js';
+import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
 import { appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
 import { eventHash, GENESIS_PREV } from './event.js';
 import type { VerifierKey } from './keys.js';
@@ -69,6 +69,23 @@ export function eventFindings(event: ChainEvent, prevHash: Buffer | undefined): 
     findings.push({ seq: event.seq, reason: `prev does not link to event ${event.seq - 1}`, expected: hex(expectedPrev), found: hex(event.prev) });
   }
   return findings;
+}
+
+/** How a signed checkpoint differs from the tree it should sign: its size, or its root (hex), expected and found. */
+export interface TreeMismatch {
+  field: 'size' | 'root';
+  expected: string;
+  found: string;
+}
+
+/**
+ * Whether `checkpoint` signs the tree of `size` leaves whose RFC 9162 root is `root` (not checked
+ * when undefined, as when the tree is not known): the one decision that events extend a signed tree.
+ */
+export function treeMismatch(checkpoint: Checkpoint, size: number, root: Uint8Array | undefined): TreeMismatch | undefined {
+  if (checkpoint.size !== size) return { field: 'size', expected: String(size), found: String(checkpoint.size) };
+  if (root !== undefined && !Buffer.from(root).equals(checkpoint.root)) return { field: 'root', expected: hex(checkpoint.root), found: hex(root) };
+  return undefined;
 }
 
 /**
@@ -191,10 +208,10 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
       if (error instanceof CheckpointError && error.expected !== undefined) return at(`the ${tree.what} is signed for another chain`, error.expected, error.found);
       return at(`the ${tree.what} does not verify: ${(error as Error).message}`);
     }
-    if (checkpoint.size !== tree.size) return at(`the ${tree.what} is signed for size ${checkpoint.size}`, String(tree.size), String(checkpoint.size));
-    const root = rangeRoot(this.start);
-    if (!root.equals(checkpoint.root)) return at(`the events do not give the root signed in the ${tree.what}`, hex(checkpoint.root), hex(root));
-    return [];
+    const mismatch = treeMismatch(checkpoint, tree.size, rangeRoot(this.start));
+    if (mismatch === undefined) return [];
+    const reason = mismatch.field === 'size' ? `the ${tree.what} is signed for size ${checkpoint.size}` : `the events do not give the root signed in the ${tree.what}`;
+    return at(reason, mismatch.expected, mismatch.found);
   }
 }
 

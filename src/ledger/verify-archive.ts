@@ -13,6 +13,7 @@ import {
   type PreviousBundle,
   type SignedManifest,
 } from './bundle.js';
+import { treeMismatch } from './chain-check.js';
 import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
 import type { VerifierKey } from './keys.js';
 import { NoteError } from './note.js';
@@ -489,13 +490,11 @@ class ChainWalk {
       if (error instanceof NoteError || error instanceof CheckpointError) return [error.message];
       throw error;
     }
-    const problems: string[] = [];
-    if (checkpoint.size !== object.size) problems.push(`the note is of tree size ${checkpoint.size}, its key names ${object.size}`);
-    const root = this.roots.get(object.size);
-    if (root !== undefined && !root.equals(checkpoint.root)) {
-      problems.push(`its root is not the root of the bundle's tree at size ${object.size}: the ledger signed two different histories`);
-    }
-    return problems;
+    // The root of the bundles' tree at its size, when a verified bundle reaches it (treeMismatch).
+    const mismatch = treeMismatch(checkpoint, object.size, this.roots.get(object.size));
+    if (mismatch === undefined) return [];
+    if (mismatch.field === 'size') return [`the note is of tree size ${checkpoint.size}, its key names ${object.size}`];
+    return [`its root is not the root of the bundle's tree at size ${object.size}: the ledger signed two different histories`];
   }
 
   /** The checkpoints by size, each with the day of the bundle holding its size or last before it (else `startDay`). */
