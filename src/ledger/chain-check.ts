@@ -95,7 +95,8 @@ export function treeMismatch(checkpoint: Checkpoint, size: number, root: Uint8Ar
  * a size inside a gap is not checked: the gap is the finding.
  */
 export class ChainChecker<E extends ChainEvent = ChainEvent> {
-  private start: CompactRange;
+  // The tree of the leaves fed, but for those pending (appended in batches: once per signed size or read of `range`).
+  private built: CompactRange;
   private pending: Buffer[] = [];
   private previous: Buffer | undefined;
   private expected: number;
@@ -114,7 +115,7 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
     options: { signed?: readonly SignedTree[]; verifiers?: readonly VerifierKey[]; checkEvent?: (event: E) => readonly Finding[] } = {},
   ) {
     this.checkEvent = options.checkEvent;
-    this.start = start.range;
+    this.built = start.range;
     this.previous = start.seq === 0 ? undefined : start.hash;
     this.expected = start.seq + 1;
     this.signed = [...(options.signed ?? [])].filter((s) => s.size > start.seq).sort((a, b) => a.size - b.size);
@@ -134,7 +135,7 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
   /** The compact range of every leaf fed so far, after the start's. */
   get range(): CompactRange {
     this.flush();
-    return this.start;
+    return this.built;
   }
 
   /** Takes the next event: its findings, and those of the signed trees its seq reaches. */
@@ -192,7 +193,7 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
   }
 
   private flush(): void {
-    if (this.pending.length) this.start = appendLeaves(this.start, this.pending);
+    if (this.pending.length) this.built = appendLeaves(this.built, this.pending);
     this.pending = [];
   }
 
@@ -208,7 +209,7 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
       if (error instanceof CheckpointError && error.expected !== undefined) return at(`the ${tree.what} is signed for another chain`, error.expected, error.found);
       return at(`the ${tree.what} does not verify: ${(error as Error).message}`);
     }
-    const mismatch = treeMismatch(checkpoint, tree.size, rangeRoot(this.start));
+    const mismatch = treeMismatch(checkpoint, tree.size, rangeRoot(this.built));
     if (mismatch === undefined) return [];
     const reason = mismatch.field === 'size' ? `the ${tree.what} is signed for size ${checkpoint.size}` : `the events do not give the root signed in the ${tree.what}`;
     return at(reason, mismatch.expected, mismatch.found);
