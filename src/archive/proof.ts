@@ -42,7 +42,7 @@ export async function proveFromArchive(archive: Archive, request: ArchiveProofRe
     tiles.set(`${tile.level}/${tile.index}`, tileHashes(bytes));
   }
   const doc = inclusionDocumentFromTiles(note.toString('utf8'), size, seq - 1, tiles, canonical);
-  return verifyChainInclusion(doc, verifiers, `${project}/${environment}`);
+  return verifyChainInclusion(doc, verifiers, { project, environment });
 }
 
 /** The tree size of the chain's latest archived note: the last key, as keys sort by size. */

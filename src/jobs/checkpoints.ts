@@ -4,8 +4,8 @@ import type pg from 'pg';
 import { ArchiveConflictError, type Archive } from '../archive/archive.js';
 import { checkpointKey, tileKey } from '../archive/layout.js';
 import { chainOrigin, signCheckpoint } from '../ledger/checkpoint.js';
-import { appendLeaves, rangeRoot } from '../ledger/compact-range.js';
-import { GENESIS_PREV } from '../ledger/event.js';
+import { ChainChecker } from '../ledger/chain-check.js';
+import { rangeRoot } from '../ledger/compact-range.js';
 import type { SigningKey } from '../ledger/keys.js';
 import { tileBytes, tilesGrown, type TileId } from '../ledger/tiles.js';
 import { mapLimited } from '../ledger/verify-archive.js';
@@ -25,28 +25,22 @@ export interface CheckpointDeps {
 }
 
 /**
- * Why the chain's new events cannot be signed, or undefined when they can: they must be
- * contiguous, each linked to the one before, and together with the last checkpoint's compact
- * range they must give exactly the head's root. So a new checkpoint always extends the previous
- * one: none is ever signed that is inconsistent with an earlier checkpoint of its chain.
+ * Why the chain's new events cannot be signed, or undefined when they can (the first finding of
+ * ChainChecker): from the last checkpoint's compact range, they must be contiguous, each linked to
+ * the one before, and give exactly the head's root and hash. So a new checkpoint always extends
+ * the previous one: none is ever signed that is inconsistent with an earlier checkpoint of its chain.
  */
 async function refusal(db: pg.Pool, chain: MovedChain): Promise<string | undefined> {
   const rows = await leaves(db, chain.environment_id, Math.max(1, chain.last_size), chain.seq);
-  let previous = chain.last_size === 0 ? GENESIS_PREV : undefined;
-  let expected = Math.max(1, chain.last_size);
-  for (const row of rows) {
-    if (row.seq !== expected) return `event ${expected} is missing`;
-    if (previous !== undefined && row.prev.toString('hex') !== previous) return `event ${row.seq} does not link to event ${row.seq - 1}`;
-    previous = row.hash.toString('hex');
-    expected++;
-  }
-  if (expected !== chain.seq + 1) return `events ${expected} to ${chain.seq} are missing`;
-  const fresh = rows.filter((r) => r.seq > chain.last_size).map((r) => r.hash);
-  const extended = appendLeaves({ size: chain.last_size, hashes: chain.last_range }, fresh);
-  const head = { size: chain.seq, hashes: chain.compact_range };
-  if (!rangeRoot(extended).equals(rangeRoot(head))) return 'the stored events do not extend the last checkpoint to the head';
-  if (previous !== chain.hash.toString('hex')) return 'the head hash is not the hash of the last event';
-  return undefined;
+  // The event at the checkpoint's size is read for its hash only, which the next event links to.
+  const anchor = chain.last_size > 0 && rows[0]?.seq === chain.last_size ? rows.shift() : undefined;
+  const checker = new ChainChecker(
+    { project: chain.project_id, environment: chain.environment_id },
+    { seq: chain.last_size, hash: anchor?.hash, range: { size: chain.last_size, hashes: chain.last_range } },
+  );
+  const findings = rows.flatMap((row) => checker.add(row));
+  findings.push(...checker.finish({ seq: chain.seq, root: rangeRoot({ size: chain.seq, hashes: chain.compact_range }), hash: chain.hash }));
+  return findings[0]?.reason;
 }
 
 /** Which chains are due: those whose latest checkpoint was signed at least `intervalMs` before `now` (ms since the epoch). */

@@ -4,7 +4,8 @@
 // (start_range + its own leaves); consecutive bundles prove each other by first_prev, start_range,
 // the consistency proof and previous_manifest_sha256.
 import { createHash, type Hash } from 'node:crypto';
-import { openCheckpoint, CheckpointError, type Checkpoint } from './checkpoint.js';
+import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
+import { eventFindings, treeMismatch } from './chain-check.js';
 import { appendLeaf, appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
 import { eventHash, FORMAT_VERSION, GENESIS_PREV, type EventBody } from './event.js';
 import { HASH_SIZE } from './hash.js';
@@ -197,8 +198,8 @@ export class BundleBuilder {
     const count = this.count;
     if (count === 0) throw new BundleError('a bundle holds at least one event');
     const lastSeq = this.range.size;
-    const opened = openSigned(checkpoint, [key]);
-    const problem = typeof opened === 'string' ? opened : checkpointProblems(opened, project, environment, lastSeq, this.root)[0];
+    const opened = openSigned(checkpoint, [key], this.start);
+    const problem = typeof opened === 'string' ? opened : checkpointProblems(opened, lastSeq, this.root)[0];
     if (problem !== undefined) throw new BundleError(`checkpoint: ${problem}`);
     const leaves = this.leaves.subarray(0, count * HASH_SIZE);
     return signManifest(
@@ -225,10 +226,9 @@ export class BundleBuilder {
 
   private eventProblem(event: BundleEvent, seq: number): string | undefined {
     if (event.seq !== seq) return `not the next event: want seq ${seq}`;
-    if (!eventHash(event.canonical).equals(event.hash)) return 'hash does not match its canonical bytes';
-    if (event.prev.toString('hex') !== this.lastHash) {
-      return `prev does not link to ${seq === this.start.startRange.size + 1 ? 'first_prev' : `event ${seq - 1}`}`;
-    }
+    // The hash of the bytes and the link, as ChainChecker decides them.
+    const finding = eventFindings(event, Buffer.from(this.lastHash, 'hex'))[0];
+    if (finding !== undefined) return finding.reason;
     const body = readBody(event.canonical);
     if (typeof body === 'string') return body;
     if (body.seq !== seq) return `seq in the body is ${body.seq}`;
@@ -674,40 +674,29 @@ function groupBySeq(lines: readonly Line[]): { sorted: readonly Line[]; starts: 
 
 // --- the tree and the chain of bundles
 
-// The checkpoint opened with the known keys, or why it cannot be.
-function openSigned(note: string, verifiers: readonly VerifierKey[]): Checkpoint | string {
+// The checkpoint of the chain opened with the known keys (openChainCheckpoint), or why it cannot be.
+function openSigned(note: string, verifiers: readonly VerifierKey[], chain: ChainName): Checkpoint | string {
   try {
-    return openCheckpoint(note, verifiers).checkpoint;
+    return openChainCheckpoint(note, verifiers, chain).checkpoint;
   } catch (error) {
     if (error instanceof NoteError || error instanceof CheckpointError) return error.message;
     throw error;
   }
 }
 
-// The checkpoint must be this chain's, at last_seq, with the tree's root. The origin's prefix is
-// the ledger's own name, unknown to an offline verifier; the chain is the suffix (checkpoint.ts chainOrigin).
-function checkpointProblems(
-  checkpoint: Checkpoint,
-  project: string,
-  environment: string,
-  lastSeq: number,
-  root: Buffer,
-): string[] {
-  const problems: string[] = [];
-  if (!checkpoint.origin.endsWith(`/${project}/${environment}`)) {
-    problems.push(`origin ${show(checkpoint.origin)} is not of chain ${project}/${environment}`);
-  }
-  if (checkpoint.size !== lastSeq) problems.push(`tree size ${checkpoint.size} is not last_seq ${lastSeq}`);
-  else if (!root.equals(checkpoint.root)) problems.push('its root is not the Merkle root of start_range and the events');
-  return problems;
+// The chain's checkpoint must be at last_seq, with the tree's root (treeMismatch).
+function checkpointProblems(checkpoint: Checkpoint, lastSeq: number, root: Buffer): string[] {
+  const mismatch = treeMismatch(checkpoint, lastSeq, root);
+  if (mismatch === undefined) return [];
+  return [mismatch.field === 'size' ? `tree size ${checkpoint.size} is not last_seq ${lastSeq}` : 'its root is not the Merkle root of start_range and the events'];
 }
 
 // `root`: the root of start_range and the lines.
 function treeProblems(manifest: BundleManifest, root: Buffer, verifiers: readonly VerifierKey[]): string[] {
-  const checkpoint = openSigned(manifest.checkpoint, verifiers);
+  const checkpoint = openSigned(manifest.checkpoint, verifiers, manifest);
   if (typeof checkpoint === 'string') return [`checkpoint: ${checkpoint}`];
   const start = compactRange(manifest.start_range);
-  const problems = checkpointProblems(checkpoint, manifest.project, manifest.environment, manifest.last_seq, root).map(
+  const problems = checkpointProblems(checkpoint, manifest.last_seq, root).map(
     (problem) => `checkpoint: ${problem}`,
   );
   try {
@@ -742,10 +731,10 @@ function continuityProblems(manifest: BundleManifest, previous: PreviousBundle, 
   if (manifest.previous_manifest_sha256 !== previous.manifestSha256) {
     problems.push("previous_manifest_sha256 is not the SHA-256 of the previous bundle's manifest line");
   }
-  const checkpoint = openSigned(before.checkpoint, verifiers);
+  const checkpoint = openSigned(before.checkpoint, verifiers, before);
   if (typeof checkpoint === 'string') return [...problems, `the previous bundle's checkpoint: ${checkpoint}`];
   const start = compactRange(manifest.start_range);
-  if (start.size !== checkpoint.size || !rangeRoot(start).equals(checkpoint.root)) {
+  if (treeMismatch(checkpoint, start.size, rangeRoot(start)) !== undefined) {
     problems.push("start_range is not the tree of the previous bundle's checkpoint");
   }
   return problems;

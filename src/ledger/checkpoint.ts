@@ -5,9 +5,21 @@ import { HASH_SIZE } from './hash.js';
 import { base64, decodeBase64, isValidKeyName, type SigningKey, type VerifierKey } from './keys.js';
 import { isNoteText, openNote, signNote } from './note.js';
 
-/** A checkpoint body that is malformed, or is not the one expected. */
+/**
+ * A checkpoint body that is malformed, or is not the one expected. When a checkpoint is refused
+ * for not being the one expected, `expected` and `found` carry the two values (as
+ * transparency-dev/merkle's errors carry the expected and calculated roots).
+ */
 export class CheckpointError extends Error {
   override name = 'CheckpointError';
+
+  constructor(
+    message: string,
+    readonly expected?: string,
+    readonly found?: string,
+  ) {
+    super(message);
+  }
 }
 
 export interface Checkpoint {
@@ -127,9 +139,35 @@ export function openCheckpoint(
   if (expectedOrigin !== undefined && checkpoint.origin !== expectedOrigin) {
     throw new CheckpointError(
       `checkpoint origin ${JSON.stringify(checkpoint.origin)} is not the expected ${JSON.stringify(expectedOrigin)}`,
+      expectedOrigin,
+      checkpoint.origin,
     );
   }
   return { checkpoint, text, verifiedBy };
+}
+
+/** A chain of the ledger: its checkpoints' origins end in `/<project>/<environment>`. */
+export interface ChainName {
+  project: string;
+  environment: string;
+}
+
+/**
+ * openCheckpoint for a checkpoint that must be of `chain`: its origin must be
+ * `<anything>/<project>/<environment>` (chainOrigin). The prefix is the ledger's own name, which an
+ * offline verifier does not know; one key signs every chain, so this suffix is what stops a genuine
+ * checkpoint of one chain passing for another's. Every check that a checkpoint belongs to a chain
+ * is this one. Throws NoteError for signature problems, CheckpointError for the body; a checkpoint of
+ * another chain is a CheckpointError whose `expected` is the chain's origin suffix and `found` the origin.
+ */
+export function openChainCheckpoint(note: string | Uint8Array, verifiers: readonly VerifierKey[], chain: ChainName): OpenedCheckpoint {
+  const opened = openCheckpoint(note, verifiers);
+  const { origin } = opened.checkpoint;
+  const suffix = `/${chain.project}/${chain.environment}`;
+  if (!origin.endsWith(suffix)) {
+    throw new CheckpointError(`origin ${JSON.stringify(origin)} is not of chain ${chain.project}/${chain.environment}`, suffix, origin);
+  }
+  return opened;
 }
 
 function checkOriginPart(what: string, part: string): void {

@@ -13,7 +13,8 @@ import {
   type PreviousBundle,
   type SignedManifest,
 } from './bundle.js';
-import { CheckpointError, openCheckpoint, type Checkpoint } from './checkpoint.js';
+import { treeMismatch } from './chain-check.js';
+import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
 import type { VerifierKey } from './keys.js';
 import { NoteError } from './note.js';
 import { HASH_SIZE } from './hash.js';
@@ -226,6 +227,7 @@ export async function mapLimited<T, R>(items: readonly T[], size: number, task: 
 /** The state of one chain's check: the manifests seen, the tree roots at checkpoint sizes, the failures. */
 class ChainWalk {
   readonly name: string;
+  private readonly chain: ChainName;
   private readonly records: BundleRecord[] = [];
   private readonly failures: ArchiveFailure[] = [];
   private readonly bySha = new Map<string, PreviousBundle>();
@@ -250,6 +252,7 @@ class ChainWalk {
     private readonly checker: BundleChecker,
   ) {
     this.name = `${chain.project}/${chain.environment}`;
+    this.chain = { project: chain.project, environment: chain.environment };
     this.checkpointSizes = chain.checkpoints.map(({ size }) => size).sort((a, b) => a - b);
     this.checkpointKey = chain.checkpointKey;
     this.tileKey = chain.tileKey;
@@ -482,22 +485,16 @@ class ChainWalk {
     if (typeof note === 'string') return [note];
     let checkpoint: Checkpoint;
     try {
-      checkpoint = openCheckpoint(note, this.verifiers).checkpoint;
+      checkpoint = openChainCheckpoint(note, this.verifiers, this.chain).checkpoint;
     } catch (error) {
       if (error instanceof NoteError || error instanceof CheckpointError) return [error.message];
       throw error;
     }
-    const problems: string[] = [];
-    // The origin's prefix is the ledger's name, unknown offline; the chain is its suffix (chainOrigin).
-    if (!checkpoint.origin.endsWith(`/${this.name}`)) {
-      problems.push(`origin ${JSON.stringify(checkpoint.origin)} is not of chain ${this.name}`);
-    }
-    if (checkpoint.size !== object.size) problems.push(`the note is of tree size ${checkpoint.size}, its key names ${object.size}`);
-    const root = this.roots.get(object.size);
-    if (root !== undefined && !root.equals(checkpoint.root)) {
-      problems.push(`its root is not the root of the bundle's tree at size ${object.size}: the ledger signed two different histories`);
-    }
-    return problems;
+    // The root of the bundles' tree at its size, when a verified bundle reaches it (treeMismatch).
+    const mismatch = treeMismatch(checkpoint, object.size, this.roots.get(object.size));
+    if (mismatch === undefined) return [];
+    if (mismatch.field === 'size') return [`the note is of tree size ${checkpoint.size}, its key names ${object.size}`];
+    return [`its root is not the root of the bundle's tree at size ${object.size}: the ledger signed two different histories`];
   }
 
   /** The checkpoints by size, each with the day of the bundle holding its size or last before it (else `startDay`). */

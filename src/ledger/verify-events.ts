@@ -1,7 +1,8 @@
 // Checks stored events against their own bytes: the hash, the chain link, the ledger fields and
 // the extracted columns. Nothing is re-serialized: a scanner confirms the stored bytes are
 // canonical and decodes only the fields checked (jcs-scan.ts).
-import { eventHash, FORMAT_VERSION, GENESIS_PREV, indexColumns, type EventBody, type IndexColumns } from './event.js';
+import { eventFindings } from './chain-check.js';
+import { FORMAT_VERSION, indexColumns, type EventBody, type IndexColumns } from './event.js';
 import { scanCanonicalObject, type Shape } from './jcs-scan.js';
 
 /** An events row as stored. */
@@ -32,8 +33,6 @@ export interface Verification {
   last_seq: number | null;
   failures: Failure[];
 }
-
-const GENESIS_PREV_BYTES = Buffer.from(GENESIS_PREV, 'hex');
 
 // What verification reads of a body: the ledger fields and the sources of the index columns.
 const CHECKED_FIELDS: Shape = {
@@ -71,17 +70,22 @@ function differingColumns(stored: IndexColumns, fromBody: IndexColumns): string[
 
 /**
  * The failures of one stored event. `prevHash` is the stored hash of the event at seq - 1
- * (undefined when that event is missing); seq 1 links to GENESIS_PREV. Runs for every event a
- * verifier reads, so it compares in place rather than building lists to compare.
+ * (undefined when that event is missing); seq 1 links to GENESIS_PREV. The hash and the link are
+ * chain-check.ts's eventFindings; the rest is checkStoredBody.
  */
 export function checkStoredEvent(row: StoredEvent, chain: Chain, prevHash: Buffer | undefined): Failure[] {
+  const failures: Failure[] = eventFindings(row, prevHash).map(({ seq, reason }) => ({ seq, reason }));
+  failures.push(...checkStoredBody(row, chain));
+  return failures;
+}
+
+/**
+ * The failures of a stored event's bytes against its row and chain: the ledger fields and the
+ * extracted columns (not the hash or the link: ChainChecker checks those). Runs for every event a
+ * verifier reads, so it compares in place rather than building lists to compare.
+ */
+export function checkStoredBody(row: StoredEvent, chain: Chain): Failure[] {
   const reasons: string[] = [];
-  if (!eventHash(row.canonical).equals(row.hash)) reasons.push('hash does not match the stored bytes');
-
-  const expectedPrev = row.seq === 1 ? GENESIS_PREV_BYTES : prevHash;
-  if (expectedPrev === undefined) reasons.push(`event ${row.seq - 1} is missing: the chain has a gap`);
-  else if (!row.prev.equals(expectedPrev)) reasons.push(`prev does not link to event ${row.seq - 1}`);
-
   const body = decode(row.canonical);
   if (typeof body === 'string') reasons.push(body);
   else bodyReasons(row, chain, body, reasons);

@@ -1,6 +1,6 @@
 // Offline checks of saved proof responses (GET /v1/events/:id/proof and GET /v1/consistency):
 // everything comes from the document and the verifier keys, nothing from a server or database.
-import { openCheckpoint, type Checkpoint } from './checkpoint.js';
+import { openChainCheckpoint, openCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
 import { eventHash, type EventBody } from './event.js';
 import { bytesEqual, decodeBase64, type VerifierKey } from './keys.js';
 import { inclusionPath, ProofError, verifyConsistency, verifyInclusion } from './proof.js';
@@ -33,26 +33,32 @@ function proofHashes(proof: unknown): Uint8Array[] {
   return proof.map((p, i) => bytes(`proof[${i}]`, p));
 }
 
-function signed(what: string, note: string | null, keys: readonly VerifierKey[], size: number): Checkpoint {
+// The signed checkpoint at `size`; of `chain` when given (openChainCheckpoint).
+function signed(what: string, note: string | null, keys: readonly VerifierKey[], size: number, chain?: ChainName): Checkpoint {
   if (!note) throw new ProofError(`no signed checkpoint at tree size ${size} (${what}): nothing to verify against`);
-  const { checkpoint } = openCheckpoint(note, keys);
+  const { checkpoint } = chain ? openChainCheckpoint(note, keys, chain) : openCheckpoint(note, keys);
   if (checkpoint.size !== size) throw new ProofError(`the ${what} checkpoint is for size ${checkpoint.size}, not ${size}`);
   return checkpoint;
 }
 
-/** Verifies an inclusion proof against its signed checkpoint; returns what was proven. Throws. */
+/**
+ * Verifies an inclusion proof against its signed checkpoint; returns what was proven. With the
+ * event's bytes (`canonical`), the checkpoint must be of the event's chain (openChainCheckpoint).
+ * Throws ProofError, NoteError or CheckpointError.
+ */
 export function verifyInclusionDocument(doc: InclusionDocument, keys: readonly VerifierKey[]): string {
-  const checkpoint = signed('proof', doc.checkpoint, keys, doc.tree_size);
-  const leaf = bytes('leaf_hash', doc.leaf_hash);
-  let described = `leaf ${doc.leaf_index}`;
+  let body: EventBody | undefined;
   if (doc.canonical !== undefined) {
     // The event's own bytes must give the leaf hash, and name the chain the checkpoint is for.
-    const canonical = Buffer.from(doc.canonical, 'utf8');
-    if (!bytesEqual(eventHash(canonical), leaf)) throw new ProofError('the event bytes do not hash to leaf_hash');
-    const body = JSON.parse(doc.canonical) as EventBody;
-    if (!checkpoint.origin.endsWith(`/${body.project}/${body.environment}`)) {
-      throw new ProofError(`the checkpoint (${checkpoint.origin}) is not for the event's chain`);
+    if (!bytesEqual(eventHash(Buffer.from(doc.canonical, 'utf8')), bytes('leaf_hash', doc.leaf_hash))) {
+      throw new ProofError('the event bytes do not hash to leaf_hash');
     }
+    body = JSON.parse(doc.canonical) as EventBody;
+  }
+  const checkpoint = signed('proof', doc.checkpoint, keys, doc.tree_size, body);
+  const leaf = bytes('leaf_hash', doc.leaf_hash);
+  let described = `leaf ${doc.leaf_index}`;
+  if (body !== undefined) {
     if (body.seq !== doc.leaf_index + 1) throw new ProofError(`the event is seq ${body.seq}, not leaf ${doc.leaf_index}`);
     described = `event ${body.id} (seq ${body.seq})`;
   }
@@ -115,9 +121,8 @@ export function inclusionDocumentFromTiles(
   };
 }
 
-/** Verifies an inclusion document that must be of chain `project/environment` (its checkpoint's origin ends so). Throws as verifyInclusionDocument. */
-export function verifyChainInclusion(doc: InclusionDocument, keys: readonly VerifierKey[], chain: string): string {
-  const checkpoint = signed('proof', doc.checkpoint, keys, doc.tree_size);
-  if (!checkpoint.origin.endsWith(`/${chain}`)) throw new ProofError(`the checkpoint (${checkpoint.origin}) is not of chain ${chain}`);
+/** Verifies an inclusion document that must be of `chain` (openChainCheckpoint). Throws as verifyInclusionDocument. */
+export function verifyChainInclusion(doc: InclusionDocument, keys: readonly VerifierKey[], chain: ChainName): string {
+  signed('proof', doc.checkpoint, keys, doc.tree_size, chain);
   return verifyInclusionDocument(doc, keys);
 }

@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import type { BundleManifest } from '../ledger/bundle.js';
-import { openCheckpoint } from '../ledger/checkpoint.js';
-import { appendLeaves, emptyRange, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
+import { ChainChecker, type Finding, type SignedTree } from '../ledger/chain-check.js';
+import { emptyRange, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import { extendTails, levelsCompleted, type TileTails } from '../ledger/tiles.js';
-import { checkStoredEvent, type Chain, type Failure } from '../ledger/verify-events.js';
+import { checkStoredBody, type Chain, type Failure, type StoredEvent } from '../ledger/verify-events.js';
 import { copyEventsBySeq } from './event-copy.js';
 import { getChainHead } from './events.js';
 import { expectedTile, readTails, tileFailures, type ExpectedTile } from './tiles.js';
@@ -34,14 +34,7 @@ const SEQS_PER_COPY = 500_000;
 
 export const GENESIS_POINT: VerifiedPoint = { seq: 0, hash: Buffer.alloc(32), range: emptyRange() };
 
-/** A signed root the recomputed tree must match at a given size: a checkpoint, or a bundle's. */
-interface SignedRoot {
-  size: number;
-  what: string;
-  note: string;
-}
-
-async function signedRoots(db: pg.Pool, environment: string, after: number): Promise<SignedRoot[]> {
+async function signedTrees(db: pg.Pool, environment: string, after: number): Promise<SignedTree[]> {
   const checkpoints = await db.query<{ tree_size: number; note: string }>(
     'SELECT tree_size, note FROM checkpoints WHERE environment_id = $1 AND tree_size > $2',
     [environment, after],
@@ -57,20 +50,12 @@ async function signedRoots(db: pg.Pool, environment: string, after: number): Pro
       what: `bundle of ${r.partition}`,
       note: (JSON.parse(r.manifest) as BundleManifest).checkpoint,
     })),
-  ].sort((a, b) => a.size - b.size);
+  ];
 }
 
-/** Why a signed root does not vouch for `root` at its size, or undefined when it does. */
-function signedRootProblem(signed: SignedRoot, chain: Chain, root: Buffer, verifiers: readonly VerifierKey[]): string | undefined {
-  try {
-    const { checkpoint } = openCheckpoint(signed.note, verifiers);
-    if (!checkpoint.origin.endsWith(`/${chain.project}/${chain.environment}`)) return `the ${signed.what} is signed for another chain`;
-    if (checkpoint.size !== signed.size) return `the ${signed.what} is signed for size ${checkpoint.size}`;
-    if (!root.equals(Buffer.from(checkpoint.root))) return `the events do not give the root signed in the ${signed.what}`;
-    return undefined;
-  } catch (error) {
-    return `the ${signed.what} does not verify: ${(error as Error).message}`;
-  }
+// A finding as recorded and served: the reason, without the evidence.
+function failure({ seq, reason }: Finding): Failure {
+  return { seq, reason };
 }
 
 /**
@@ -97,13 +82,11 @@ export async function verifyChain(
   const verifiers = options.verifiers ?? [];
   // Signed roots first, then the head: a checkpoint signed in between is then never mistaken
   // for one beyond the head.
-  const roots = verifiers.length ? await signedRoots(db, chain.environment, from.seq) : [];
+  const signed = verifiers.length ? await signedTrees(db, chain.environment, from.seq) : [];
   const head = await getChainHead(db, chain.environment);
   if (!head) throw new Error(`no chain for environment ${chain.environment}`);
   const failures: Failure[] = [];
-  let range = from.range;
-  let prevHash: Buffer | undefined = from.seq === 0 ? undefined : from.hash;
-  let expected = from.seq + 1;
+  const checker = new ChainChecker(chain, from, { signed, verifiers, checkEvent: (row: StoredEvent) => checkStoredBody(row, chain) });
   // The tiles' right edge at `from`: empty from the genesis, else derived from the rows below it
   // (verified by earlier runs). Levels it cannot derive are not checked.
   const levels = levelsCompleted(from.seq, head.seq);
@@ -111,48 +94,26 @@ export async function verifyChain(
   // Tiles completed in the current COPY window, checked once it is read (the connection is busy until then).
   let completedTiles: ExpectedTile[] = [];
 
-  const checkRootsAt = (size: number) => {
-    while (roots[0] && roots[0].size <= size) {
-      const signed = roots.shift()!;
-      if (signed.size !== size) continue; // a size inside a gap: the gap is the failure
-      const problem = signedRootProblem(signed, chain, rangeRoot(range), verifiers);
-      if (problem) failures.push({ seq: size, reason: problem });
-    }
-  };
-
   const client = await db.connect();
   let failed = false;
   try {
     const window = options.seqsPerCopy ?? SEQS_PER_COPY;
-    for (let start = expected; start <= head.seq; start += window) {
+    for (let start = checker.next; start <= head.seq; start += window) {
       for await (const rows of copyEventsBySeq(client, chain.environment, start, Math.min(start + window - 1, head.seq))) {
-        let leaves: Buffer[] = [];
         const tileLeaves: Buffer[] = [];
-        const tileSize = expected - 1;
+        const tileSize = checker.next - 1;
         for (const row of rows) {
-          // After a gap there is no stored hash to link to: the check reports the gap.
-          if (row.seq !== expected) {
-            prevHash = undefined;
-            tails = undefined;
-          }
+          // After a gap, tiles cannot be placed.
+          if (row.seq !== checker.next) tails = undefined;
           tileLeaves.push(row.hash);
-          failures.push(...checkStoredEvent(row, chain, prevHash));
-          leaves.push(row.hash);
-          prevHash = row.hash;
-          expected = row.seq + 1;
-          if (roots[0] && roots[0].size <= row.seq) {
-            range = appendLeaves(range, leaves);
-            leaves = [];
-            checkRootsAt(row.seq);
-          }
+          for (const finding of checker.add(row)) failures.push(failure(finding));
         }
-        range = appendLeaves(range, leaves);
         if (tails) {
           const completed = extendTails(tileSize, tails, tileLeaves);
           tails = completed.tails;
           completedTiles.push(...completed.tiles.map(expectedTile));
         }
-        options.onProgress?.(expected - 1, head.seq);
+        options.onProgress?.(checker.next - 1, head.seq);
       }
       failures.push(...(await tileFailures(client, chain.environment, completedTiles)));
       completedTiles = [];
@@ -164,21 +125,16 @@ export async function verifyChain(
     // A COPY left half read leaves the connection unusable: it is closed, not pooled.
     client.release(failed);
   }
-  if (expected <= head.seq) failures.push({ seq: expected, reason: `events ${expected} to ${head.seq} are missing` });
-  const root = rangeRoot(range).toString('hex');
-  if (range.size === head.seq && root !== head.root) {
-    failures.push({ seq: head.seq, reason: 'the Merkle root of the stored events does not match the chain head' });
-  }
-  const beyond = roots.filter((r) => r.size > head.seq).at(-1);
-  if (beyond) failures.push({ seq: head.seq, reason: `a ${beyond.what} was signed at size ${beyond.size}, beyond the head at ${head.seq}: events were removed` });
+  for (const finding of checker.finish({ seq: head.seq, root: Buffer.from(head.root, 'hex') })) failures.push(failure(finding));
+  const range = checker.range;
   failures.sort((a, b) => a.seq - b.seq);
   return {
     ok: failures.length === 0,
     checked: range.size - from.seq,
     from_seq: from.seq + 1,
     head_seq: head.seq,
-    root,
+    root: rangeRoot(range).toString('hex'),
     failures,
-    end: { seq: range.size, hash: prevHash ?? from.hash, range },
+    end: { seq: range.size, hash: checker.lastHash ?? from.hash, range },
   };
 }

@@ -250,7 +250,7 @@ describe('checkpoints and proofs', () => {
     await append(tenant, 2, 'after');
     logged.length = 0;
     await runCheckpoints(job);
-    expect(logged.join('')).toMatch(/"reason":"the stored events do not extend the last checkpoint to the head","msg":"checkpoint refused"/);
+    expect(logged.join('')).toMatch(/"reason":"the Merkle root of the stored events does not match the chain head","msg":"checkpoint refused"/);
     const latest = await get(tenant, '/v1/checkpoints/latest');
     expect(latest.body.tree_size).toBe(10); // nothing inconsistent was signed
 

@@ -256,7 +256,7 @@ describe('sealing with one damaged chain', () => {
         AUDITLEDGER_ORIGIN: s.t.keyring.origin,
       });
       expect((await seal.exited).code).toBe(1);
-      const reason = 'event 4: hash does not match its canonical bytes';
+      const reason = 'event 4: hash does not match the stored bytes';
       // One line for B, naming its first damaged day; its later day is not tried (it cannot link).
       expect(seal.output().match(/^not sealed: .*$/gm)).toEqual([`not sealed: chain ${s.b.projectId}/${s.b.environmentId} ${s.days[0]}, seq 4: ${reason}`]);
       expect(seal.output()).toMatch(/sealed through \S+: \d+ day\(s\), 2 bundle\(s\), 55 event\(s\)/);

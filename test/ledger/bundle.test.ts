@@ -414,10 +414,10 @@ describe('BundleBuilder', () => {
     const builder = new BundleBuilder(start);
     expect(() => builder.add(stored(EVENTS[14]!))).toThrow(new BundleError('event 15: not the next event: want seq 14', 15));
     expect(() => builder.add({ ...stored(EVENTS[13]!), hash: EVENTS[12]!.hash })).toThrow(
-      new BundleError('event 14: hash does not match its canonical bytes', 14),
+      new BundleError('event 14: hash does not match the stored bytes', 14),
     );
     expect(() => builder.add({ ...stored(EVENTS[13]!), prev: EVENTS[11]!.hash })).toThrow(
-      new BundleError('event 14: prev does not link to first_prev', 14),
+      new BundleError('event 14: prev does not link to event 13', 14),
     );
     builder.add(stored(EVENTS[13]!));
     expect(() => builder.add(stored(forge(15, EVENTS[12]!)))).toThrow(new BundleError('event 15: prev does not link to event 14', 15));
