@@ -7,6 +7,7 @@ import { CheckpointError, openCheckpoint, type Checkpoint } from '../ledger/chec
 import type { AuditEvent, Crud } from '../ledger/event.js';
 import { decodeBase64, parseVerifierKey, type VerifierKey } from '../ledger/keys.js';
 import { NoteError } from '../ledger/note.js';
+import { HASH_SIZE } from '../ledger/hash.js';
 import { ProofError, verifyConsistency } from '../ledger/proof.js';
 import { tileHashes, tilePath } from '../ledger/tiles.js';
 import { inclusionDocumentFromTiles, inclusionTiles, verifyInclusionDocument } from '../ledger/verify-proof.js';
@@ -470,13 +471,13 @@ export class Client implements AuditLogClient {
     });
     try {
       const bearer = await this.requestBearer();
-      const note = await (await this.read('/v1/tlog/checkpoint', bearer)).text();
+      const note = await (await this.http.ok('GET', '/v1/tlog/checkpoint', bearer)).text();
       checkpoint = this.openLatest(note);
       if (receipt.seq > checkpoint.size) return result(`the latest checkpoint covers ${checkpoint.size} events, not yet event ${receipt.seq}`, true);
       const index = receipt.seq - 1;
       const read = inclusionTiles(index, checkpoint.size).map(async (tile) => {
-        const bytes = new Uint8Array(await (await this.read(`/v1/tlog/${tilePath({ ...tile, kind: 'hash' })}`, bearer)).arrayBuffer());
-        if (bytes.length !== tile.width * 32) throw new ProofError(`tile ${tile.level}/${tile.index} has ${bytes.length} bytes, not ${tile.width * 32}`);
+        const bytes = new Uint8Array(await (await this.http.ok('GET', `/v1/tlog/${tilePath({ ...tile, kind: 'hash' })}`, bearer)).arrayBuffer());
+        if (bytes.length !== tile.width * HASH_SIZE) throw new ProofError(`tile ${tile.level}/${tile.index} has ${bytes.length} bytes, not ${tile.width * HASH_SIZE}`);
         return [`${tile.level}/${tile.index}`, tileHashes(bytes)] as const;
       });
       const proof = inclusionDocumentFromTiles(note, checkpoint.size, index, new Map(await Promise.all(read)));
@@ -488,13 +489,6 @@ export class Client implements AuditLogClient {
       if (!isInconsistency(error)) throw error;
       return result(error.message);
     }
-  }
-
-  /** GET `route`; a 4xx or 5xx answer is thrown as a LedgerHttpError. */
-  private async read(route: string, bearer: Bearer | undefined): Promise<Response> {
-    const res = await this.http.request('GET', route, undefined, bearer);
-    if (!res.ok) throw await httpError(res);
-    return res;
   }
 
   /** A checkpoint note, its signature checked with the ledger's key and its origin with the first one seen. */

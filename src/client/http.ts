@@ -46,10 +46,15 @@ export class Http {
     }
   }
 
-  async json<T>(method: 'GET' | 'POST', route: string, bearer?: Bearer): Promise<T> {
+  /** The answer to a request without a body, once it is a 2xx; a 4xx or 5xx is thrown as a LedgerHttpError. */
+  async ok(method: 'GET' | 'POST', route: string, bearer?: Bearer): Promise<Response> {
     const res = await this.request(method, route, undefined, bearer);
     if (!res.ok) throw await httpError(res);
-    return (await res.json()) as T;
+    return res;
+  }
+
+  async json<T>(method: 'GET' | 'POST', route: string, bearer?: Bearer): Promise<T> {
+    return (await (await this.ok(method, route, bearer)).json()) as T;
   }
 }
 

@@ -49,6 +49,13 @@ function served(size: number, check: () => void): void {
   }
 }
 
+/** The chain's latest signed checkpoint; 404 no_checkpoint when it has none yet. */
+export async function latestCheckpoint(db: pg.Pool, environment: string): Promise<CheckpointRow> {
+  const [latest] = await listCheckpoints(db, environment, 1);
+  if (!latest) throw new ApiError(404, 'no_checkpoint', 'this chain has no signed checkpoint yet');
+  return latest;
+}
+
 /** Signed checkpoints, and RFC 9162 inclusion and consistency proofs, for the caller's chain. */
 export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
   async function chainHead(environment: string): Promise<ChainHead> {
@@ -95,11 +102,7 @@ export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
   // Each route names its scope: a bare use() would reach every route mounted beside these.
   const read = requireScope('events:read');
   return new Hono<AppEnv>()
-    .get('/checkpoints/latest', read, async (c) => {
-      const [latest] = await listCheckpoints(db, chainOf(c).environment, 1);
-      if (!latest) throw new ApiError(404, 'no_checkpoint', 'this chain has no signed checkpoint yet');
-      return c.json(presentCheckpoint(latest));
-    })
+    .get('/checkpoints/latest', read, async (c) => c.json(presentCheckpoint(await latestCheckpoint(db, chainOf(c).environment))))
     .get('/checkpoints', read, async (c) => {
       const q = query(c, checkpointsQuery);
       const rows = await listCheckpoints(db, chainOf(c).environment, q.limit, q.before === undefined ? undefined : q.before - 1);

@@ -1,13 +1,13 @@
 import { Hono } from 'hono';
 import type pg from 'pg';
 import { parseTilePath, tileBytes, tileInTree, TILE_WIDTH, type TilePath } from '../../ledger/tiles.js';
-import { listCheckpoints } from '../../store/checkpoints.js';
 import { canonicalBySeq } from '../../store/events.js';
 import { readTiles, TilesMissingError } from '../../store/tiles.js';
 import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { ApiError, invalidFields } from '../errors.js';
 import { chainOf } from './chain.js';
+import { latestCheckpoint } from './proofs.js';
 
 /** C2SP tlog-tiles entry bundles prefix each entry with its length as a big-endian uint16. */
 const MAX_ENTRY_BYTES = 0xffff;
@@ -26,15 +26,9 @@ const IMMUTABLE = { 'content-type': 'application/octet-stream', 'cache-control':
 export function tlogRoutes(db: pg.Pool) {
   const read = requireScope('events:read');
 
-  async function latestCheckpoint(environment: string) {
-    const [latest] = await listCheckpoints(db, environment, 1);
-    if (!latest) throw new ApiError(404, 'no_checkpoint', 'this chain has no signed checkpoint yet');
-    return latest;
-  }
-
   return new Hono<AppEnv>()
     .get('/tlog/checkpoint', read, async (c) => {
-      const latest = await latestCheckpoint(chainOf(c).environment);
+      const latest = await latestCheckpoint(db, chainOf(c).environment);
       return c.body(latest.note, 200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'private, no-cache' });
     })
     .get('/tlog/tile/:path{.+}', read, async (c) => {
@@ -43,7 +37,7 @@ export function tlogRoutes(db: pg.Pool) {
       if (!tile) {
         throw invalidFields([{ field: 'path', message: 'must be a C2SP tile path: tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>]' }]);
       }
-      const { tree_size: size } = await latestCheckpoint(environment);
+      const { tree_size: size } = await latestCheckpoint(db, environment);
       const signed = tileInTree(size, tile.level, tile.index);
       if (!signed || tile.width > signed.width) {
         throw new ApiError(404, 'not_found', `tile ${c.req.param('path')} is not in the tree of the latest checkpoint (size ${size})`);
