@@ -1,7 +1,7 @@
 // Checks stored events against their own bytes: the hash, the chain link, the ledger fields and
 // the extracted columns. Nothing is re-serialized: a scanner confirms the stored bytes are
 // canonical and decodes only the fields checked (jcs-scan.ts).
-import { eventFindings } from './chain-check.js';
+import { chainEndFindings, eventFindings } from './chain-check.js';
 import { FORMAT_VERSION, indexColumns, type EventBody, type IndexColumns } from './event.js';
 import { scanCanonicalObject, type Shape } from './jcs-scan.js';
 
@@ -140,17 +140,10 @@ export interface ChainEnd {
 
 /**
  * Failures at a chain's end: the head must be the last stored event (same seq and hash), and no
- * checkpoint may have been signed beyond it. Reasons are worded as the scheduled job words the
- * same damage (store/chain-verify.ts), so that a recorded finding is not reported twice.
+ * checkpoint may have been signed beyond it. chain-check.ts's chainEndFindings decides and words
+ * them, as for the scheduled job (ChainChecker.finish), so that a recorded finding is not reported twice.
  */
 export function checkChainEnd({ head, last, checkpoint }: ChainEnd): Failure[] {
-  const failures: Failure[] = [];
-  const lastSeq = last?.seq ?? 0;
-  if (lastSeq < head.seq) failures.push({ seq: lastSeq + 1, reason: `events ${lastSeq + 1} to ${head.seq} are missing` });
-  else if (lastSeq > head.seq) failures.push({ seq: head.seq + 1, reason: `events ${head.seq + 1} to ${lastSeq} are stored beyond the chain head at ${head.seq}` });
-  else if (last && !last.hash.equals(head.hash)) failures.push({ seq: head.seq, reason: `the chain head's hash is not the hash of event ${head.seq}` });
-  if (checkpoint > head.seq) {
-    failures.push({ seq: head.seq, reason: `a checkpoint at ${checkpoint} was signed at size ${checkpoint}, beyond the head at ${head.seq}: events were removed` });
-  }
-  return failures;
+  const end = { next: (last?.seq ?? 0) + 1, lastHash: last?.hash, beyond: { size: checkpoint, what: `checkpoint at ${checkpoint}` } };
+  return chainEndFindings(end, head).map(({ seq, reason }) => ({ seq, reason }));
 }

@@ -230,7 +230,7 @@ describe('verify-archive on a local folder', () => {
     const folder = await copy();
     await editLines(bundleFile(folder, s.a, s.days[1]), (lines) => lines.filter((_, i) => i !== lineOf(45)));
     const report = await verify(folder);
-    expect(report.failures).toContainEqual(failureAt('bundle', s.a, s.days[1], 45, 'the event is missing'));
+    expect(report.failures).toContainEqual(failureAt('bundle', s.a, s.days[1], 45, 'event 45 is missing'));
     expect(report.failures.every((f) => f.day === s.days[1] && f.kind === 'bundle')).toBe(true);
   });
 

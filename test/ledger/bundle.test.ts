@@ -215,14 +215,14 @@ describe('verifyBundle', () => {
   it('reports a removed event line as that event missing', () => {
     const bytes = tamper(MIDDLE, (lines) => lines.filter((_, i) => i !== lineOf(20)));
     const { failures } = verifyBundle(bytes, [KEY]);
-    expect(failures.filter((f) => f.seq !== null)).toEqual([{ seq: 20, reason: 'the event is missing' }]);
+    expect(failures.filter((f) => f.seq !== null)).toEqual([{ seq: 20, reason: 'event 20 is missing' }]);
     expect(reasons(failures)).toContain('the bundle has 20 event lines, not count 21');
   });
 
   it('reports removed lines as one gap', () => {
     const bytes = tamper(MIDDLE, (lines) => lines.filter((_, i) => i < lineOf(18) || i > lineOf(25)));
     expect(verifyBundle(bytes, [KEY]).failures.filter((f) => f.seq !== null)).toEqual([
-      { seq: 18, reason: 'events 18..25 are missing' },
+      { seq: 18, reason: 'events 18 to 25 are missing' },
     ]);
   });
 
@@ -337,12 +337,19 @@ describe('verifyBundle', () => {
     );
   });
 
+  it("reports a first line whose prev is not first_prev, at that line (first_prev is given, not computed)", () => {
+    const firstPrev = 'ab'.repeat(32);
+    expect(verifyBundle(remanifest(MIDDLE, { first_prev: firstPrev }), [KEY]).failures).toEqual([
+      { seq: 14, reason: 'prev does not link to event 13' },
+    ]);
+  });
+
   it("reports a first bundle that breaks a chain's first-bundle rules", () => {
     const bytes = remanifest(FIRST, { first_prev: 'ab'.repeat(32), previous_manifest_sha256: 'cd'.repeat(32) });
     expect(verifyBundle(bytes, [KEY]).failures).toEqual([
       { seq: null, reason: "first_prev of a chain's first bundle must be 64 zeros" },
       { seq: null, reason: "previous_manifest_sha256 must be null exactly for a chain's first bundle (empty start_range)" },
-      { seq: 1, reason: 'prev is not first_prev' },
+      // Not event 1: it links to the genesis as it must; the manifest's first_prev is what is wrong.
     ]);
   });
 
