@@ -422,6 +422,16 @@ describe.skipIf(!endpoint)('verify-archive on S3 Object Lock', () => {
     expect(report.failures[0]!.key).toBe(key);
   });
 
+  it('an archived tile overwritten by a new, unlocked version of the same bytes is reported', async () => {
+    const key = tileKey(s.b.projectId, s.b.environmentId, { level: 0, index: 0, width: 20 });
+    const bytes = (await archive.get(key))!;
+    await client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: `ledger/${key}`, Body: bytes, ContentMD5: createHash('md5').update(bytes).digest('base64') }),
+    );
+    const report = await verifyArchive(archive, { verifiers: [s.t.keyring.current], chain: chainOf(s.b), retentionDays: 1 });
+    expect(report.failures).toEqual([{ kind: 'retention', chain: chainOf(s.b), day: null, seq: 1, key, reason: 'not under Object Lock retention' }]);
+  });
+
   it('a checkpoint note hidden behind a delete marker (allowed under Object Lock) is reported missing', async () => {
     const key = checkpointKey(s.b.projectId, s.b.environmentId, 20);
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: `ledger/${key}` }));
