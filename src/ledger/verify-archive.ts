@@ -18,7 +18,7 @@ import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint }
 import type { VerifierKey } from './keys.js';
 import { NoteError } from './note.js';
 import { HASH_SIZE } from './hash.js';
-import { extendTails, TILE_BYTES, TILE_WIDTH, tileBytes, tilesAtLevel, type TileId, type TileTails } from './tiles.js';
+import { extendTails, TILE_BYTES, TILE_WIDTH, tileBytes, tileFirstSeq, tilesAtLevel, type TileId, type TileTails } from './tiles.js';
 
 /** The object's bytes; or, when they cannot be read (gone since listed, too large), why not. */
 export type ReadObject = (key: string) => Promise<Buffer | string>;
@@ -219,11 +219,6 @@ export async function verifyArchivedChain(
   return { chain: walk.name, bundles: checked, checkpoints, tiles: walk.tiles(), events: walk.events(), failures: walk.sortedFailures() };
 }
 
-/** The first seq a tile covers. */
-function firstSeqOf({ level, index }: Pick<TileId, 'level' | 'index'>): number {
-  return index * TILE_WIDTH ** (level + 1) + 1;
-}
-
 /**
  * Runs `task` on every item, at most `size` at once, so that many small requests neither crawl nor
  * flood. Results come in item order.
@@ -294,7 +289,7 @@ class ChainWalk {
   /** The chain's archived tiles when they were checked (startTiles), each dated when a bundle completed it. */
   tiles(): CheckedTile[] {
     if (!this.tilesChecked) return [];
-    return [...this.tileObjects.values()].flat().map(({ key, tile }) => ({ key, tile, seq: firstSeqOf(tile), day: this.completedOn.get(key) ?? null }));
+    return [...this.tileObjects.values()].flat().map(({ key, tile }) => ({ key, tile, seq: tileFirstSeq(tile), day: this.completedOn.get(key) ?? null }));
   }
 
   /** The partial tiles at the edge of the tree the bundles gave, as far as it reaches them. */
@@ -329,7 +324,7 @@ class ChainWalk {
    */
   private async checkTile(day: string | null, level: number, index: number, bytes: Buffer): Promise<void> {
     const objects = this.tileObjects.get(`${level}/${index}`) ?? [];
-    const seq = firstSeqOf({ level, index });
+    const seq = tileFirstSeq({ level, index });
     if (bytes.length === TILE_BYTES && !objects.some(({ tile }) => tile.width === TILE_WIDTH)) {
       const reason = 'the full tile is not in the archive, though the bundles complete it and the chain has tiles';
       this.fail('tile', day, seq, this.tileKey({ level, index, width: TILE_WIDTH }), reason);
