@@ -377,6 +377,21 @@ export function bundleInclusionProof(bundle: ParsedBundle, seq: number): Inclusi
   return { ...doc, canonical: canonical!.toString('utf8') };
 }
 
+/**
+ * The line of event `id` (lowercase, as event bodies hold it) in a parsed bundle, found by the id
+ * in its body: a line that holds the id's text elsewhere (in its event, say) is not taken for it.
+ * Undefined when no line is that event's.
+ */
+export function findBundleEvent(bundle: ParsedBundle, id: string): { seq: number; canonical: Buffer } | undefined {
+  const text = `"id":${JSON.stringify(id)}`;
+  for (const line of bundle.events) {
+    if (!line.includes(text)) continue;
+    const body = scanCanonicalObject(line, { id: true, seq: true });
+    if (typeof body !== 'string' && body.id === id && isSeq(body.seq)) return { seq: body.seq as number, canonical: line };
+  }
+  return undefined;
+}
+
 /** What proofs need of a bundle: its manifest and its leaf hashes, 32 bytes an event. */
 export interface BundleTree {
   manifest: BundleManifest;

@@ -4,6 +4,7 @@ import {
   BundleBuilder,
   BundleError,
   bundleInclusionProof,
+  findBundleEvent,
   manifestSha256,
   parseBundle,
   sha256InPieces,
@@ -404,6 +405,21 @@ describe('bundleInclusionProof', () => {
   it('refuses a seq outside the bundle', () => {
     const parsed = parseBundle(MIDDLE.bytes);
     for (const seq of [13, 35, 14.5]) expect(() => bundleInclusionProof(parsed, seq)).toThrow(/is not in the bundle \(14\.\.34\)/);
+  });
+});
+
+describe('findBundleEvent', () => {
+  it("finds an event's line by the id in its body, not by the id's text elsewhere in a line", () => {
+    const parsed = parseBundle(MIDDLE.bytes);
+    const target = EVENTS[19]!;
+    expect(findBundleEvent(parsed, target.body.id)).toEqual({ seq: 20, canonical: target.canonical });
+    // A later event whose payload names the id: not taken for it.
+    const decoy = forge(22, EVENTS[20]!, {});
+    const named = encodeEvent({ action: 'x', target: { id: target.body.id } }, { ...decoy.body });
+    expect(named.canonical.includes(`"id":"${target.body.id}"`)).toBe(true);
+    const bytes = tamper(MIDDLE, (lines) => [lines[0]!, named.canonical, ...lines.slice(1).filter((_, i) => i !== 19 - 13)]);
+    expect(findBundleEvent(parseBundle(bytes), target.body.id)).toBeUndefined();
+    expect(findBundleEvent(parsed, uuidv7())).toBeUndefined();
   });
 });
 
