@@ -1,7 +1,7 @@
 // Checks stored events against their own bytes: the hash, the chain link, the ledger fields and
 // the extracted columns. Nothing is re-serialized: a scanner confirms the stored bytes are
 // canonical and decodes only the fields checked (jcs-scan.ts).
-import { chainEndFindings, eventFindings } from './chain-check.js';
+import { chainEndFindings, eventFindings, type Finding } from './chain-check.js';
 import { FORMAT_VERSION, indexColumns, type EventBody, type IndexColumns } from './event.js';
 import { scanCanonicalObject, type Shape } from './jcs-scan.js';
 
@@ -24,6 +24,11 @@ export interface Chain {
 export interface Failure {
   seq: number;
   reason: string;
+}
+
+/** A finding as recorded and served: its seq and reason, without the evidence. */
+export function failureOf({ seq, reason }: Finding): Failure {
+  return { seq, reason };
 }
 
 export interface Verification {
@@ -74,7 +79,7 @@ function differingColumns(stored: IndexColumns, fromBody: IndexColumns): string[
  * chain-check.ts's eventFindings; the rest is checkStoredBody.
  */
 export function checkStoredEvent(row: StoredEvent, chain: Chain, prevHash: Buffer | undefined): Failure[] {
-  const failures: Failure[] = eventFindings(row, prevHash).map(({ seq, reason }) => ({ seq, reason }));
+  const failures: Failure[] = eventFindings(row, prevHash).map(failureOf);
   failures.push(...checkStoredBody(row, chain));
   return failures;
 }
@@ -145,5 +150,5 @@ export interface ChainEnd {
  */
 export function checkChainEnd({ head, last, checkpoint }: ChainEnd): Failure[] {
   const end = { next: (last?.seq ?? 0) + 1, lastHash: last?.hash, beyond: { size: checkpoint, what: `checkpoint at ${checkpoint}` } };
-  return chainEndFindings(end, head).map(({ seq, reason }) => ({ seq, reason }));
+  return chainEndFindings(end, head).map(failureOf);
 }
