@@ -222,7 +222,7 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
     return this.built;
   }
 
-  /** Takes the next event: its findings, and those of the signed trees its seq reaches. */
+  /** Takes the next event (seqs ascending, each once): its findings, and those of the signed trees its seq reaches. */
   add(event: E): Finding[] {
     const findings = this.hashes === 'computed' ? this.computedLinkFindings(event) : this.storedLinkFindings(event);
     if (this.checkEvent) findings.push(...this.checkEvent(event));
