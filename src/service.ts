@@ -213,7 +213,7 @@ export async function startRuntime(config: Config, log: Logger, options: Runtime
       push('pg-boss stop', () => boss.stop({ graceful: true, close: false, wait: true }));
       if (options.jobs === 'send') return verificationRequests(boss, pools.owner);
       await scheduleMaintenance(boss, pools.owner, maintenance, log);
-      const checkpoints = { db: pools.owner, archive, key: keyring.current, origin: keyring.origin, log };
+      const checkpoints = { db: pools.owner, archive, key: keyring.current, origin: keyring.origin, log, alert: verification.alert };
       const stopCheckpointTimer = await scheduleCheckpoints(boss, checkpoints, config.AUDITLEDGER_CHECKPOINT_INTERVAL);
       push('checkpoint timer', async () => stopCheckpointTimer());
       // Sealing writes bundles to the archive; without one, days stay unsealed (and appendable).

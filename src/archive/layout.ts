@@ -27,7 +27,12 @@ export function parseCheckpointKey(key: string): (ChainName & { size: number }) 
  * day was always one bundle, the k-th after it `<day>.<k>.ndjson`.
  */
 export function bundleKey(project: string, environment: string, day: string, part = 1): string {
-  return `bundles/${project}/${environment}/${day}${part === 1 ? '' : `.${part}`}.ndjson`;
+  return `${bundleDayPrefix(project, environment, day)}${part === 1 ? '' : `.${part}`}.ndjson`;
+}
+
+/** What every bundleKey of a chain's day starts with, and no other key the writers make. */
+export function bundleDayPrefix(project: string, environment: string, day: string): string {
+  return `bundles/${project}/${environment}/${day}`;
 }
 
 /** The chain, day and part a bundleKey names; undefined for any other key. */

@@ -1,10 +1,12 @@
 // Proofs from the archive alone: the archive holds each chain as a static C2SP tlog-tiles log
 // (hash tiles under tlog/<project>/<environment>/, signed notes under checkpoints/), so an event's
 // inclusion is proven with one note and O(log n) tiles, whatever the chain's length.
-import { checkpointKey, parseCheckpointKey, tileKey } from './layout.js';
+import { bundleDayPrefix, checkpointKey, parseBundleKey, parseCheckpointKey, tileKey } from './layout.js';
+import { BundleError, findBundleEvent, parseBundle } from '../ledger/bundle.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import { ProofError } from '../ledger/proof.js';
 import { tileHashes } from '../ledger/tiles.js';
+import { uuidv7Time } from '../ledger/uuid.js';
 import { inclusionDocumentFromTiles, inclusionTiles, verifyChainInclusion } from '../ledger/verify-proof.js';
 import type { Archive } from './archive.js';
 
@@ -51,4 +53,47 @@ async function latestCheckpointSize(archive: Archive, project: string, environme
   const sizes = keys.flatMap((key) => parseCheckpointKey(key)?.size ?? []);
   if (sizes.length === 0) throw new ProofError(`no checkpoint notes of chain ${project}/${environment} in ${archive.location}`);
   return sizes.reduce((a, b) => Math.max(a, b));
+}
+
+/** An event found in the archive: its seq, its canonical bytes, and the bundle holding it. */
+export interface ArchivedEvent {
+  seq: number;
+  canonical: Buffer;
+  key: string;
+}
+
+/**
+ * Finds event `id` of a chain in the archive's bundles. An event's id is a UUIDv7 (RFC 9562) of
+ * the time it was received, so it is in a bundle of that UTC day: only that day's bundles (its
+ * parts, in order) are read, each whole (a bundle is bounded: AUDITLEDGER_BUNDLE_MAX_EVENTS).
+ * Events not sealed yet are in no bundle. Throws ProofError when `id` is not a UUIDv7, a bundle of
+ * the day cannot be read, or none holds the event.
+ */
+export async function findArchivedEvent(archive: Archive, project: string, environment: string, id: string): Promise<ArchivedEvent> {
+  const time = uuidv7Time(id);
+  if (time === undefined) throw new ProofError(`${JSON.stringify(id)} is not an event id: a UUIDv7 (RFC 9562)`);
+  const day = new Date(time).toISOString().slice(0, 10);
+  const keys = (await archive.list(bundleDayPrefix(project, environment, day)))
+    .flatMap((key) => {
+      const bundle = parseBundleKey(key);
+      return bundle?.day === day ? [{ key, part: bundle.part }] : [];
+    })
+    .sort((a, b) => a.part - b.part);
+  const eventId = id.toLowerCase();
+  for (const { key } of keys) {
+    const bytes = await archive.get(key);
+    if (!bytes) throw new ProofError(`bundle ${key} was listed but could not be read from ${archive.location}`);
+    let found;
+    try {
+      found = findBundleEvent(parseBundle(bytes), eventId);
+    } catch (error) {
+      if (!(error instanceof BundleError)) throw error;
+      throw new ProofError(`bundle ${key} cannot be read: ${error.message}`);
+    }
+    if (found) return { ...found, key };
+  }
+  const searched = keys.length ? `its ${keys.length} bundle(s)` : 'no bundle';
+  throw new ProofError(
+    `event ${eventId} is in no bundle of chain ${project}/${environment} in ${archive.location}: ${day}, the day its id was made, has ${searched} there (an event not sealed yet is in none: prove it by its seq)`,
+  );
 }

@@ -23,8 +23,8 @@ export interface VerifyArchiveOptions extends DayRange {
   /** Only this chain, as project/environment. */
   chain?: string | undefined;
   /**
-   * When set (S3), every bundle and checkpoint must be under Object Lock retention (COMPLIANCE or
-   * GOVERNANCE) until at least this many days after it was written.
+   * When set (S3), every bundle, checkpoint and tile checked must be under Object Lock retention
+   * (COMPLIANCE or GOVERNANCE) until at least this many days after it was written.
    */
   retentionDays?: number | undefined;
   /** Threads that check bundles; one per core by default. Each holds a whole bundle in memory. */
@@ -150,15 +150,16 @@ function noBundles(location: string, { from, to, chain }: VerifyArchiveOptions):
  * Object Lock of every object checked. When an object was written is not in the Retention the
  * archive reports, so a lower bound stands in: a bundle is sealed only after its day ended, and a
  * checkpoint is signed after its last event, received no earlier than the day of the bundle holding
- * it (or the last before it). With no bundle to date it, a checkpoint must only be locked.
+ * it (or the last before it). A tile is archived with a checkpoint covering it: a full tile no
+ * earlier than the day of the bundle completing it. With no bundle to date it, a checkpoint or a
+ * tile must only be locked.
  */
 async function retentionFailures(archive: Archive, results: ChainVerification[], days: number): Promise<ArchiveFailure[]> {
-  const objects = results.flatMap(({ chain, bundles, checkpoints }) => [
+  const writtenFrom = (day: string | null) => (day === null ? undefined : startOfDay(day));
+  const objects = results.flatMap(({ chain, bundles, checkpoints, tiles }) => [
     ...bundles.map(({ key, day }) => ({ at: { chain, day, seq: null, key }, writtenAfter: startOfDay(day) + DAY_MS })),
-    ...checkpoints.map(({ key, day, size }) => ({
-      at: { chain, day, seq: size, key },
-      writtenAfter: day === null ? undefined : startOfDay(day),
-    })),
+    ...checkpoints.map(({ key, day, size }) => ({ at: { chain, day, seq: size, key }, writtenAfter: writtenFrom(day) })),
+    ...tiles.map(({ key, day, seq }) => ({ at: { chain, day, seq, key }, writtenAfter: writtenFrom(day) })),
   ]);
   const problems = await mapLimited(objects, RETENTION_BATCH, async ({ at, writtenAfter }) => {
     const reason = retentionProblem(await archive.retention(at.key), writtenAfter, days);

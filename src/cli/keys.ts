@@ -2,8 +2,9 @@ import { writeFile } from 'node:fs/promises';
 import { encodeSigningKey, generateSigningKey, isValidKeyName, keyIdHex, verifierKey } from '../ledger/keys.js';
 import { PEM_KEY_NAME, readSigningKey } from '../signing-key.js';
 import type { Archive } from '../archive/archive.js';
-import { proveFromArchive } from '../archive/proof.js';
+import { findArchivedEvent, proveFromArchive } from '../archive/proof.js';
 import type { VerifierKey } from '../ledger/keys.js';
+import { uuidv7Time } from '../ledger/uuid.js';
 import { verifyProofDocument } from '../ledger/verify-proof.js';
 import { archiveArgument, chainOption, NoArchiveError } from './verify-archive.js';
 import { parseOptions, readArgumentFile, UsageError, verifierKeys, type Verb } from './verb.js';
@@ -92,7 +93,7 @@ Exit code 2 when FILE cannot be read, 1 when it is not a valid signing key.`,
 export const verifyProof: Verb = {
   summary: 'check a saved inclusion or consistency proof offline, or prove an event from the archive alone',
   usage: `auditledger verify-proof FILE --key VKEY [--key VKEY...]
-auditledger verify-proof --archive <folder | s3://bucket/prefix> --chain PROJECT/ENVIRONMENT --seq N
+auditledger verify-proof --archive <folder | s3://bucket/prefix> --chain PROJECT/ENVIRONMENT (--seq N | --id UUID)
     [--event FILE] [--size N] --key VKEY [--key VKEY...]
 
 FILE is a saved answer of GET /v1/events/:id/proof or GET /v1/consistency. Checks the signed
@@ -101,7 +102,9 @@ proof, with no database and no server.
 With --archive, proves event N of the chain from the archive alone: its checkpoint note of tree size
 --size (default: the chain's latest) and the O(log n) hash tiles the proof needs (C2SP tlog-tiles,
 under tlog/PROJECT/ENVIRONMENT/). --event: a file of the event's canonical bytes (its "canonical"),
-checked against the leaf. S3 settings as for verify-archive.
+checked against the leaf. --id: the event by its id instead of its seq, found in the bundles of
+the UTC day its UUIDv7 was made (so sealed events only), whose bytes are then checked against the
+leaf too. S3 settings as for verify-archive.
 Exit code 0 when it holds, 1 with the reason when not.`,
   async run(args) {
     const { values, positionals } = parseOptions(
@@ -111,6 +114,7 @@ Exit code 0 when it holds, 1 with the reason when not.`,
         archive: { type: 'string' },
         chain: { type: 'string' },
         seq: { type: 'string' },
+        id: { type: 'string' },
         size: { type: 'string' },
         event: { type: 'string' },
       },
@@ -126,23 +130,21 @@ Exit code 0 when it holds, 1 with the reason when not.`,
 };
 
 async function proveFromArchiveArgs(
-  values: { archive?: string; chain?: string; seq?: string; size?: string; event?: string },
+  values: { archive?: string; chain?: string; seq?: string; id?: string; size?: string; event?: string },
   positionals: string[],
   verifiers: VerifierKey[],
 ): Promise<number> {
   if (positionals.length) throw new UsageError('--archive takes no proof FILE');
   const chain = chainOption(values.chain);
   if (!chain) throw new UsageError('--archive needs --chain PROJECT/ENVIRONMENT');
-  if (values.seq === undefined) throw new UsageError('--archive needs --seq N');
+  if ((values.seq === undefined) === (values.id === undefined)) throw new UsageError('--archive needs one of --seq N or --id UUID');
+  if (values.id !== undefined && uuidv7Time(values.id) === undefined) {
+    throw new UsageError(`--id takes an event id, a UUIDv7 (RFC 9562) such as 01890a5d-ac96-774b-bcce-b302099a8057; got ${JSON.stringify(values.id)}`);
+  }
   const [project, environment] = chain.split('/') as [string, string];
-  const request = {
-    project,
-    environment,
-    seq: positiveInteger('--seq', values.seq),
-    size: values.size === undefined ? undefined : positiveInteger('--size', values.size),
-    canonical: values.event === undefined ? undefined : await readArgumentFile(values.event),
-    verifiers,
-  };
+  const seq = values.seq === undefined ? undefined : positiveInteger('--seq', values.seq);
+  const size = values.size === undefined ? undefined : positiveInteger('--size', values.size);
+  const event = values.event === undefined ? undefined : await readArgumentFile(values.event);
   let archive: Archive;
   try {
     archive = await archiveArgument(values.archive!);
@@ -150,7 +152,12 @@ async function proveFromArchiveArgs(
     if (!(error instanceof NoArchiveError)) throw error;
     throw new UsageError(`--archive: ${error.message}`);
   }
-  return report(() => proveFromArchive(archive, request));
+  return report(async () => {
+    // By id, the event's bytes are found in its bundle, and checked against the leaf as --event's are.
+    const found = seq === undefined ? await findArchivedEvent(archive, project, environment, values.id!) : undefined;
+    const canonical = event ?? found?.canonical.toString('utf8');
+    return proveFromArchive(archive, { project, environment, seq: seq ?? found!.seq, size, canonical, verifiers });
+  });
 }
 
 /** Prints `ok: ...` and returns 0 when `check` holds; `FAILED: reason` and 1 when it throws. */

@@ -39,11 +39,12 @@ ${CONFIG_HELP}`,
     try {
       const keyring = await loadKeyring(config, log);
       const archive = openArchive(config);
-      await runCheckpoints({ db: pools.owner, archive, key: keyring.current, origin: keyring.origin, log });
+      const alert = alertTarget(config);
+      await runCheckpoints({ db: pools.owner, archive, key: keyring.current, origin: keyring.origin, log, alert });
       const through = values.through ?? dueThrough(now(), config.AUDITLEDGER_SEAL_AFTER_DAYS);
       const bar = progressBar(process.stderr);
       const onProgress = bar && (({ day, chain, sealed, total }: SealProgress) => bar(`${day} ${chain.slice(0, 8)}`, sealed, total));
-      const deps = { db: pools.owner, archive, keyring, log, now, alert: alertTarget(config), maxEvents: config.AUDITLEDGER_BUNDLE_MAX_EVENTS, ...(onProgress ? { onProgress } : {}) };
+      const deps = { db: pools.owner, archive, keyring, log, now, alert, maxEvents: config.AUDITLEDGER_BUNDLE_MAX_EVENTS, ...(onProgress ? { onProgress } : {}) };
       const report = await runSeal(deps, through);
       if (onProgress) process.stderr.write('\n');
       if (!report) {

@@ -18,8 +18,8 @@ with the bundle before), that the bundles cover every event from seq 1 without g
 checkpoint note in checkpoints/ (signature, and its root against the bundle holding its size),
 that the note each bundle signs (at its last seq) is there, and each chain's hash tiles in tlog/
 (C2SP tlog-tiles) against the bundles' events.
-On S3 every bundle and checkpoint must also be under Object Lock retention (COMPLIANCE or
-GOVERNANCE) until at least N days (default 1) after it was written.
+On S3 every bundle, checkpoint and tile checked must also be under Object Lock retention
+(COMPLIANCE or GOVERNANCE) until at least N days (default 1) after it was written.
 
 --key        verifier key(s) of the ledger: GET /v1/keys, or what auditledger keygen printed
 --from/--to  only the bundles of these UTC days (inclusive); the bundle before is read to continue from

@@ -2,16 +2,19 @@ import type PgBoss from 'pg-boss';
 import type { Logger } from 'pino';
 import type pg from 'pg';
 import { ArchiveConflictError, type Archive } from '../archive/archive.js';
-import { checkpointKey, tileKey } from '../archive/layout.js';
+import { checkpointKey, parseTileKey, tileKey } from '../archive/layout.js';
 import { chainOrigin, signCheckpoint } from '../ledger/checkpoint.js';
 import { ChainChecker } from '../ledger/chain-check.js';
 import { rangeRoot } from '../ledger/compact-range.js';
 import type { SigningKey } from '../ledger/keys.js';
-import { tileBytes, tilesGrown, type TileId } from '../ledger/tiles.js';
+import { tileBytes, tileFirstSeq, tilesGrown, type TileId } from '../ledger/tiles.js';
 import { mapLimited } from '../ledger/verify-archive.js';
 import { insertCheckpoint, leaves, movedChains, type MovedChain } from '../store/checkpoints.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
 import { archivedTilesSize, readTiles, recordTilesArchived, tilesBehind, TilesMissingError } from '../store/tiles.js';
+import { isFindingRecorded, type ChainRow } from '../store/verification.js';
+import type { AlertTarget } from './alert.js';
+import { raiseDamage } from './verify.js';
 
 export const CHECKPOINT_QUEUE = 'auditledger-checkpoints';
 
@@ -22,6 +25,8 @@ export interface CheckpointDeps {
   key: SigningKey;
   origin: string;
   log: Logger;
+  /** Where damage found while archiving (an archived object with other bytes) is alerted, as verification findings are. */
+  alert?: AlertTarget | undefined;
 }
 
 /**
@@ -55,7 +60,8 @@ export interface CheckpointsDue {
  * (archiveTiles) and then the note, then records it. Then archives the tiles of every chain whose
  * archived tiles are behind its latest checkpoint (a backfill). Returns how many it signed.
  */
-export async function runCheckpoints({ db, archive, key, origin, log }: CheckpointDeps, due?: CheckpointsDue): Promise<number> {
+export async function runCheckpoints(deps: CheckpointDeps, due?: CheckpointsDue): Promise<number> {
+  const { db, archive, key, origin, log } = deps;
   let signed = 0;
   for (const chain of await movedChains(db, due && new Date(due.now - due.intervalMs))) {
     const refused = await refusal(db, chain);
@@ -65,7 +71,7 @@ export async function runCheckpoints({ db, archive, key, origin, log }: Checkpoi
     }
     const root = rangeRoot({ size: chain.seq, hashes: chain.compact_range });
     // The tiles first: a client that finds the note finds the tiles of its tree.
-    if (archive) await archiveTiles({ db, archive, log }, chain.project_id, chain.environment_id, await archivedTilesSize(db, chain.environment_id), chain.seq);
+    if (archive) await archiveTiles({ ...deps, archive }, chain, await archivedTilesSize(db, chain.environment_id), chain.seq);
     const note = signCheckpoint({ origin: chainOrigin(origin, chain.project_id, chain.environment_id), size: chain.seq, root }, key);
     // Archive before recording: a crash in between re-signs the same text next time, which
     // (ed25519 being deterministic) archives the same bytes again, a no-op.
@@ -87,7 +93,7 @@ export async function runCheckpoints({ db, archive, key, origin, log }: Checkpoi
   // so the archive never holds the tiles of a tree without the note that signs it.
   if (archive) {
     for (const chain of await tilesBehind(db)) {
-      await archiveTiles({ db, archive, log }, chain.project_id, chain.environment_id, chain.archived, chain.tree_size, chain.note);
+      await archiveTiles({ ...deps, archive }, chain, chain.archived, chain.tree_size, chain.note);
     }
   }
   return signed;
@@ -100,18 +106,22 @@ const TILE_PUTS = 8;
 /**
  * Writes to the archive the hash tiles a chain's tree gains from `from` to `to` leaves (tilesGrown:
  * the full tiles completed, and the partial tiles of `to`, each width its own write-once object),
- * then `note` (the signed checkpoint at `to`) when given, then records `to` as archived. True when done. A tile that cannot be read (its rows are gone) is
- * logged and the chain left behind; so is an archived tile with other bytes, which is never
- * replaced: it is damage for an operator to look at, reported each run until resolved.
+ * then `note` (the signed checkpoint at `to`) when given, then records `to` as archived. True when
+ * done. A tile that cannot be read (its rows are gone) is logged and the chain left behind. So is an
+ * archived object with other bytes, which is never replaced: that is damage (the stored tiles or
+ * the archive were altered), also recorded as a finding of the chain at the first seq the object
+ * covers and alerted, once (raiseDamage); a later run that meets it again only logs it.
  */
 export async function archiveTiles(
-  { db, archive, log }: { db: pg.Pool; archive: Archive; log: Logger },
-  project: string,
-  environment: string,
+  deps: Pick<CheckpointDeps, 'db' | 'log' | 'alert'> & { archive: Archive },
+  chain: ChainRow,
   from: number,
   to: number,
   note?: string,
 ): Promise<boolean> {
+  const { db, archive, log } = deps;
+  const { project_id: project, environment_id: environment } = chain;
+  const started = performance.now();
   try {
     let batch: TileId[] = [];
     const flush = async () => {
@@ -128,10 +138,22 @@ export async function archiveTiles(
   } catch (error) {
     if (!(error instanceof TilesMissingError || error instanceof ArchiveConflictError)) throw error;
     log.error({ project, environment, from, to, reason: error.message }, 'tiles not archived');
+    if (error instanceof ArchiveConflictError) {
+      // The reason names the object, not the tree size: the same damage met by later runs is the same finding.
+      const failure = { seq: conflictSeq(error.key, to), reason: `cannot archive the chain's tiles: ${error.message}` };
+      const run = { from_seq: from + 1, to_seq: to, duration_ms: Math.round(performance.now() - started) };
+      if (!(await isFindingRecorded(db, environment, failure))) await raiseDamage(deps, chain, 'checkpoints', run, failure);
+    }
     return false;
   }
   await recordTilesArchived(db, environment, to);
   return true;
+}
+
+// The first seq an archived object covers: a tile's first, a note's tree size (`size`, the note archived here).
+function conflictSeq(key: string, size: number): number {
+  const tile = parseTileKey(key);
+  return tile ? tileFirstSeq(tile.tile) : size;
 }
 
 /**

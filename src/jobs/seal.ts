@@ -32,9 +32,8 @@ import {
   withSealLock,
   type ChainDay,
 } from '../store/seals.js';
-import { finishRun } from '../store/verification.js';
 import type { AlertTarget } from './alert.js';
-import { raiseFindings } from './verify.js';
+import { raiseDamage } from './verify.js';
 
 export const SEAL_QUEUE = 'auditledger-seal';
 const DAY_MS = 86_400_000;
@@ -187,18 +186,8 @@ async function sealOrReport(deps: SealDeps, day: string, chain: ChainDay, report
     const failure: SealFailure = { project: chain.project_id, environment: chain.environment_id, day, seq, reason: error.message };
     report.failed.push(failure);
     deps.log.error(failure, 'chain not sealed: its stored events are damaged');
-    const runId = uuidv7();
-    const reason = `cannot seal ${day}: ${error.message}`;
-    await finishRun(deps.db, runId, chain.environment_id, 'seal', {
-      status: 'done',
-      from_seq: chain.first_seq,
-      to_seq: chain.last_seq,
-      ok: false,
-      checked: null,
-      duration_ms: Math.round(performance.now() - started),
-      first_failure: { seq, reason },
-    });
-    await raiseFindings(deps, chain, runId, [{ seq, reason }]);
+    const run = { from_seq: chain.first_seq, to_seq: chain.last_seq, duration_ms: Math.round(performance.now() - started) };
+    await raiseDamage(deps, chain, 'seal', run, { seq, reason: `cannot seal ${day}: ${error.message}` });
     return 'failed';
   }
 }

@@ -111,6 +111,23 @@ export async function raiseFindings(
   }
 }
 
+/**
+ * Damage a job other than verification found in a chain (a day it cannot seal, an archived object
+ * that differs from what it would write): recorded as a finished run of `requestedBy` that failed
+ * at `failure`, which is stored as a finding and alerted as a run's are (raiseFindings).
+ */
+export async function raiseDamage(
+  deps: Pick<VerifyDeps, 'db' | 'log' | 'alert'>,
+  chain: ChainRow,
+  requestedBy: string,
+  run: Pick<RunResult, 'from_seq' | 'to_seq' | 'duration_ms'>,
+  failure: Failure,
+): Promise<void> {
+  const runId = uuidv7();
+  await finishRun(deps.db, runId, chain.environment_id, requestedBy, { status: 'done', ...run, ok: false, checked: null, first_failure: failure });
+  await raiseFindings(deps, chain, runId, [failure]);
+}
+
 /** Every chain, one after another (the scheduled runs). */
 export async function verifyAllChains(deps: VerifyDeps, scope: RunScope = 'incremental'): Promise<RunResult[]> {
   const results: RunResult[] = [];

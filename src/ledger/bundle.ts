@@ -5,7 +5,7 @@
 // the consistency proof and previous_manifest_sha256.
 import { createHash, type Hash } from 'node:crypto';
 import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
-import { eventFindings, treeMismatch } from './chain-check.js';
+import { ChainChecker, eventFindings, treeMismatch, type ChainEvent, type Finding } from './chain-check.js';
 import { appendLeaf, appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
 import { eventHash, GENESIS_PREV, type EventBody } from './event.js';
 import { HASH_SIZE } from './hash.js';
@@ -378,6 +378,21 @@ export function bundleInclusionProof(bundle: ParsedBundle, seq: number): Inclusi
   return { ...doc, canonical: canonical!.toString('utf8') };
 }
 
+/**
+ * The line of event `id` (lowercase, as event bodies hold it) in a parsed bundle, found by the id
+ * in its body: a line that holds the id's text elsewhere (in its event, say) is not taken for it.
+ * Undefined when no line is that event's.
+ */
+export function findBundleEvent(bundle: ParsedBundle, id: string): { seq: number; canonical: Buffer } | undefined {
+  const text = `"id":${JSON.stringify(id)}`;
+  for (const line of bundle.events) {
+    if (!line.includes(text)) continue;
+    const body = scanCanonicalObject(line, { id: true, seq: true });
+    if (typeof body !== 'string' && body.id === id && isSeq(body.seq)) return { seq: body.seq as number, canonical: line };
+  }
+  return undefined;
+}
+
 /** What proofs need of a bundle: its manifest and its leaf hashes, 32 bytes an event. */
 export interface BundleTree {
   manifest: BundleManifest;
@@ -539,12 +554,12 @@ function firstBundleProblems(startSize: number, firstPrev: string, previousManif
 
 // --- the events
 
-interface Line {
+interface Line extends ChainEvent {
   /** The seq the body claims; for an unreadable body, the one its position implies. */
   seq: number;
   hash: Buffer;
   /** The body's prev, when the body is readable. */
-  prev: string | undefined;
+  prev: Buffer | undefined;
   /** Why the body is unreadable, or what in it contradicts the bundle: usually nothing. */
   problems: readonly string[];
 }
@@ -558,7 +573,7 @@ function readLine(canonical: Buffer, positionSeq: number, manifest: BundleManife
   const body = readBody(canonical);
   if (typeof body === 'string') return { seq: positionSeq, hash, prev: undefined, problems: [body] };
   const problems = bodyProblems(body, manifest);
-  return { seq: body.seq, hash, prev: body.prev, problems: problems.length ? problems : NO_PROBLEMS };
+  return { seq: body.seq, hash, prev: Buffer.from(body.prev, 'hex'), problems: problems.length ? problems : NO_PROBLEMS };
 }
 
 // What a bundle checks of a body: its ledger fields.
@@ -613,8 +628,10 @@ function isIsoTime(value: string): boolean {
 /**
  * Failures of the event lines, each at the seq it concerns, in seq order. Lines are matched by the
  * seq in their body, so a removed, duplicated or moved line is named once rather than shifting the
- * blame onto every line after it. Each event's hash is what the next event's prev (or last_hash)
- * records, so a changed line is reported at its own seq; the first event's prev is first_prev.
+ * blame onto every line after it. What is the bundle's own (a line's body, its place, a seq held
+ * twice) is decided here; the chain (gaps, links to first_prev and between lines, last_hash) by
+ * ChainChecker, fed the first line of each seq in range, with hashes computed from the lines: a
+ * changed line is reported at its own seq, as the next event's prev (or last_hash) records its hash.
  */
 function eventFailures(manifest: BundleManifest, lines: readonly Line[]): BundleFailure[] {
   const { first_seq: first, last_seq: last } = manifest;
@@ -628,42 +645,18 @@ function eventFailures(manifest: BundleManifest, lines: readonly Line[]): Bundle
     if (before !== undefined && seq < before.seq) fail(seq, `out of order: the line follows event ${before.seq}`);
   });
   const { sorted, starts } = groupBySeq(lines);
-  const seqOf = (group: number) => sorted[starts[group]!]!.seq;
-
-  // Missing events, one failure per gap: its size depends on the manifest, which may be forged.
-  const present = starts.map((_, group) => seqOf(group)).filter((seq) => seq >= first && seq <= last);
-  [first - 1, ...present].forEach((seq, i, all) => {
-    const next = all[i + 1] ?? last + 1;
-    if (next > seq + 1) fail(seq + 1, next === seq + 2 ? 'the event is missing' : `events ${seq + 1}..${next - 1} are missing`);
-  });
-
+  const start = { seq: first - 1, hash: Buffer.from(manifest.first_prev, 'hex'), range: compactRange(manifest.start_range) };
+  const checker = new ChainChecker(manifest, start, { hashes: 'computed' });
+  const report = (findings: readonly Finding[]) => findings.forEach(({ seq, reason }) => fail(seq, reason));
   starts.forEach((start, group) => {
-    const seq = seqOf(group);
-    const end = starts[group + 1] ?? sorted.length;
-    // The lines holding seq + 1 are [end, followingEnd): none when that seq is absent.
-    const followingEnd = group + 1 < starts.length && seqOf(group + 1) === seq + 1 ? (starts[group + 2] ?? sorted.length) : end;
-    if (end - start > 1) fail(seq, `${end - start} lines hold this seq`);
-    for (let i = start; i < end; i++) {
-      const line = sorted[i]!;
-      const hash = line.hash.toString('hex');
-      if (seq === last) {
-        if (hash !== manifest.last_hash) fail(seq, 'the bytes do not hash to last_hash');
-      } else if (namesOtherPrev(sorted, end, followingEnd, hash)) {
-        fail(seq, `the bytes do not hash to the prev of event ${seq + 1}`);
-      }
-      if (seq === first && line.prev !== undefined && line.prev !== manifest.first_prev) fail(seq, 'prev is not first_prev');
-    }
+    const line = sorted[start]!;
+    const lineCount = (starts[group + 1] ?? sorted.length) - start;
+    if (lineCount > 1) fail(line.seq, `${lineCount} lines hold this seq`);
+    if (line.seq >= first && line.seq <= last) report(checker.add(line));
   });
+  // No root asked of the checker: the bundle's is that of its lines as they stand, in treeProblems.
+  report(checker.finish({ seq: last, hash: Buffer.from(manifest.last_hash, 'hex') }));
   return failures.sort((a, b) => (a.seq as number) - (b.seq as number));
-}
-
-// Whether a readable line among lines[from, to) names a prev other than `hash`.
-function namesOtherPrev(lines: readonly Line[], from: number, to: number, hash: string): boolean {
-  for (let i = from; i < to; i++) {
-    const { prev } = lines[i]!;
-    if (prev !== undefined && prev !== hash) return true;
-  }
-  return false;
 }
 
 // The lines in seq order (their own order among equal seqs), and where each seq's group starts.

@@ -7,10 +7,11 @@ import { appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
 import { eventHash, GENESIS_PREV } from './event.js';
 import type { VerifierKey } from './keys.js';
 
-/** An event as fed to the checker: its seq, stored prev and hash, and its bytes when they are at hand. */
+/** An event as fed to the checker: its seq, prev and hash, and its bytes when they are at hand. */
 export interface ChainEvent {
   seq: number;
-  prev: Buffer;
+  /** Undefined when the bytes holding it cannot be read (the feeder reports why): its link is then not checked. */
+  prev: Buffer | undefined;
   hash: Buffer;
   /** The canonical bytes; when given, `hash` must be their hash. */
   canonical?: Buffer;
@@ -41,12 +42,27 @@ export interface ChainStart {
   range: CompactRange;
 }
 
-/** The chain's head as recorded: its seq, its tree root and, when it is to be checked, the hash of its last event. */
+/** The chain's head as recorded: its seq and, when they are to be checked, its tree root and the hash of its last event. */
 export interface ChainHead {
   seq: number;
-  root: Buffer;
+  root?: Buffer;
   hash?: Buffer;
 }
+
+/**
+ * Where the events' hashes come from, which decides whom a broken link blames.
+ * - 'stored': each event comes with the hash recorded for it (a database row), checked against its
+ *   bytes; a prev that is not the stored hash before it is the later event's fault, and a gap is
+ *   reported at the event after it ("event N is missing: the chain has a gap"), as a check of that
+ *   event alone words it (eventFindings).
+ * - 'computed': the hash is computed from the bytes (an archive bundle's line), so it cannot
+ *   disagree with them. A prev that is not the hash of the event before means that event's bytes
+ *   changed, or this prev did: from the bytes alone the two look the same, and the earlier event is
+ *   blamed ("the bytes do not hash to the prev of event N + 1"), as a changed event is blamed at
+ *   its own seq. A hash given rather than computed (the start's, the head's) blames the event
+ *   linked to it. A gap is reported at its first missing seq, with its extent.
+ */
+export type HashSource = 'stored' | 'computed';
 
 const GENESIS_PREV_BYTES = Buffer.from(GENESIS_PREV, 'hex');
 
@@ -63,10 +79,67 @@ export function eventFindings(event: ChainEvent, prevHash: Buffer | undefined): 
       findings.push({ seq: event.seq, reason: 'hash does not match the stored bytes', expected: hex(hash), found: hex(event.hash) });
     }
   }
-  const expectedPrev = event.seq === 1 ? GENESIS_PREV_BYTES : prevHash;
+  const expectedPrev = linkedHash(event.seq, prevHash);
   if (expectedPrev === undefined) findings.push({ seq: event.seq, reason: `event ${event.seq - 1} is missing: the chain has a gap` });
-  else if (!event.prev.equals(expectedPrev)) {
-    findings.push({ seq: event.seq, reason: `prev does not link to event ${event.seq - 1}`, expected: hex(expectedPrev), found: hex(event.prev) });
+  else if (event.prev !== undefined && !event.prev.equals(expectedPrev)) findings.push(prevFinding(event, expectedPrev));
+  return findings;
+}
+
+// The hash event `seq` must link to: GENESIS_PREV for seq 1, else the hash of event seq - 1.
+function linkedHash(seq: number, prevHash: Buffer | undefined): Buffer | undefined {
+  return seq === 1 ? GENESIS_PREV_BYTES : prevHash;
+}
+
+function prevFinding(event: ChainEvent, expectedPrev: Buffer): Finding {
+  return { seq: event.seq, reason: `prev does not link to event ${event.seq - 1}`, expected: hex(expectedPrev), found: hex(event.prev!) };
+}
+
+/** The events from..to (inclusive) are not there: one finding, at the first. */
+function missingFinding(from: number, to: number): Finding {
+  return { seq: from, reason: from === to ? `event ${from} is missing` : `events ${from} to ${to} are missing` };
+}
+
+/** The end of a chain as read: the seq the next event would have, and the hash of the last one read (undefined when unknown). */
+export interface EventsEnd {
+  next: number;
+  lastHash: Buffer | undefined;
+  /** The root of the events read, when they reach the head and their tree is known. */
+  root?: Buffer | undefined;
+  /** The largest signed tree beyond the head, if any. */
+  beyond?: Pick<SignedTree, 'size' | 'what'> | undefined;
+}
+
+/**
+ * The findings at a chain's end (the one wording of them, whoever reads the chain): events missing
+ * before the head or stored beyond it, a root of the events that is not the head's (`end.root`,
+ * when given), the last event's hash that is not the head's (when `head.hash` is given and the
+ * last event read is the head's), and a tree signed beyond the head (events were removed from the
+ * tail). `hashes`: whom a differing hash blames (HashSource).
+ */
+export function chainEndFindings(end: EventsEnd, head: ChainHead, hashes: HashSource = 'stored'): Finding[] {
+  const findings: Finding[] = [];
+  if (end.next <= head.seq) findings.push(missingFinding(end.next, head.seq));
+  else if (end.next > head.seq + 1) {
+    findings.push({ seq: head.seq + 1, reason: `events ${head.seq + 1} to ${end.next - 1} are stored beyond the chain head at ${head.seq}` });
+  }
+  if (end.root && head.root && !end.root.equals(head.root)) {
+    findings.push({ seq: head.seq, reason: 'the Merkle root of the stored events does not match the chain head', expected: hex(head.root), found: hex(end.root) });
+  }
+  if (end.next === head.seq + 1 && head.hash && end.lastHash && !end.lastHash.equals(head.hash)) {
+    findings.push(
+      hashes === 'computed'
+        ? { seq: head.seq, reason: `the bytes do not hash to the hash recorded for event ${head.seq}`, expected: hex(head.hash), found: hex(end.lastHash) }
+        : { seq: head.seq, reason: `the chain head's hash is not the hash of event ${head.seq}`, expected: hex(end.lastHash), found: hex(head.hash) },
+    );
+  }
+  if (end.beyond && end.beyond.size > head.seq) {
+    const { what, size } = end.beyond;
+    findings.push({
+      seq: head.seq,
+      reason: `a ${what} was signed at size ${size}, beyond the head at ${head.seq}: events were removed`,
+      expected: String(head.seq),
+      found: String(size),
+    });
   }
   return findings;
 }
@@ -92,7 +165,8 @@ export function treeMismatch(checkpoint: Checkpoint, size: number, root: Uint8Ar
  * Checks a chain incrementally, with memory bounded by the pending leaves between signed sizes:
  * feed `add` the events in seq order, then call `finish` once. The tree is built from every event
  * fed, so after a gap the root at a signed size cannot match and is reported too. A signed tree at
- * a size inside a gap is not checked: the gap is the finding.
+ * a size inside a gap is not checked: the gap is the finding. Whom a broken link blames depends on
+ * where the hashes come from (HashSource).
  */
 export class ChainChecker<E extends ChainEvent = ChainEvent> {
   // The tree of the leaves fed, but for those pending (appended in batches: once per signed size or read of `range`).
@@ -100,22 +174,32 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
   private pending: Buffer[] = [];
   private previous: Buffer | undefined;
   private expected: number;
+  private readonly startSeq: number;
   private readonly signed: SignedTree[];
   private readonly verifiers: readonly VerifierKey[];
   private readonly checkEvent: ((event: E) => readonly Finding[]) | undefined;
+  private readonly hashes: HashSource;
 
   /**
    * `signed`: the chain's signed trees after `start` (any order), opened with `verifiers` as they
    * are reached. `checkEvent`: what else the feeder checks of each event (its body, say), reported
-   * after the event's own findings and before those of a signed tree at its seq.
+   * after the event's own findings and before those of a signed tree at its seq. `hashes`: where
+   * the events' hashes come from ('stored' by default).
    */
   constructor(
     private readonly chain: ChainName,
     start: ChainStart,
-    options: { signed?: readonly SignedTree[]; verifiers?: readonly VerifierKey[]; checkEvent?: (event: E) => readonly Finding[] } = {},
+    options: {
+      signed?: readonly SignedTree[];
+      verifiers?: readonly VerifierKey[];
+      checkEvent?: (event: E) => readonly Finding[];
+      hashes?: HashSource;
+    } = {},
   ) {
     this.checkEvent = options.checkEvent;
+    this.hashes = options.hashes ?? 'stored';
     this.built = start.range;
+    this.startSeq = start.seq;
     this.previous = start.seq === 0 ? undefined : start.hash;
     this.expected = start.seq + 1;
     this.signed = [...(options.signed ?? [])].filter((s) => s.size > start.seq).sort((a, b) => a.size - b.size);
@@ -138,11 +222,9 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
     return this.built;
   }
 
-  /** Takes the next event: its findings, and those of the signed trees its seq reaches. */
+  /** Takes the next event (seqs ascending, each once): its findings, and those of the signed trees its seq reaches. */
   add(event: E): Finding[] {
-    // After a gap there is no stored hash to link to: the link check reports the gap.
-    if (event.seq !== this.expected) this.previous = undefined;
-    const findings = eventFindings(event, this.previous);
+    const findings = this.hashes === 'computed' ? this.computedLinkFindings(event) : this.storedLinkFindings(event);
     if (this.checkEvent) findings.push(...this.checkEvent(event));
     this.pending.push(event.hash);
     this.previous = event.hash;
@@ -158,38 +240,32 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
   }
 
   /**
-   * The findings at the chain's end: events missing before the head, a tree root that is not the
-   * head's, a head hash that is not the last event's (when `head.hash` is given), and a signed tree
-   * beyond the head (events were removed from the tail).
+   * The findings at the chain's end (chainEndFindings): events missing before the head, a tree
+   * root that is not the head's (when `head.root` is given), a head hash that is not the last
+   * event's (when `head.hash` is given), and a signed tree beyond the head.
    */
   finish(head: ChainHead): Finding[] {
-    const findings: Finding[] = [];
-    if (this.expected <= head.seq) findings.push({ seq: this.expected, reason: `events ${this.expected} to ${head.seq} are missing` });
-    const range = this.range;
-    if (range.size === head.seq) {
-      const root = rangeRoot(range);
-      if (!root.equals(head.root)) {
-        findings.push({
-          seq: head.seq,
-          reason: 'the Merkle root of the stored events does not match the chain head',
-          expected: hex(head.root),
-          found: hex(root),
-        });
-      }
-      if (head.hash && this.previous && !this.previous.equals(head.hash)) {
-        findings.push({ seq: head.seq, reason: `the chain head's hash is not the hash of event ${head.seq}`, expected: hex(this.previous), found: hex(head.hash) });
-      }
-    }
+    // The tree is built only when its root is asked for: a feeder that checks roots its own way pays nothing.
+    const root = head.root !== undefined && this.built.size + this.pending.length === head.seq ? rangeRoot(this.range) : undefined;
     const beyond = this.signed.filter((s) => s.size > head.seq).at(-1);
-    if (beyond) {
-      findings.push({
-        seq: head.seq,
-        reason: `a ${beyond.what} was signed at size ${beyond.size}, beyond the head at ${head.seq}: events were removed`,
-        expected: String(head.seq),
-        found: String(beyond.size),
-      });
-    }
-    return findings;
+    return chainEndFindings({ next: this.expected, lastHash: this.previous, root, beyond }, head, this.hashes);
+  }
+
+  // A stored hash is checked against the bytes, and the event's prev against the stored hash before it.
+  private storedLinkFindings(event: E): Finding[] {
+    // After a gap there is no stored hash to link to: the link check reports the gap.
+    return eventFindings(event, event.seq === this.expected ? this.previous : undefined);
+  }
+
+  // A computed hash needs no check against the bytes: a broken link blames the event before (HashSource).
+  private computedLinkFindings(event: E): Finding[] {
+    if (event.seq !== this.expected) return [missingFinding(this.expected, event.seq - 1)];
+    const expectedPrev = linkedHash(event.seq, this.previous);
+    if (expectedPrev === undefined || event.prev === undefined || event.prev.equals(expectedPrev)) return [];
+    // The hash before was given with the start (or is the genesis), not computed: this prev is at fault.
+    if (event.seq - 1 === this.startSeq) return [prevFinding(event, expectedPrev)];
+    const before = event.seq - 1;
+    return [{ seq: before, reason: `the bytes do not hash to the prev of event ${event.seq}`, expected: hex(event.prev), found: hex(expectedPrev) }];
   }
 
   private flush(): void {

@@ -55,6 +55,11 @@ export function tileInTree(treeSize: number, level: number, index: number): Tile
   return width > 0 ? { level, index, width } : undefined;
 }
 
+/** The seq of the first event a tile covers (leaf index + 1): tiles and their findings are named by it. */
+export function tileFirstSeq({ level, index }: Pick<TileId, 'level' | 'index'>): number {
+  return index * TILE_WIDTH ** (level + 1) + 1;
+}
+
 /** MTH of a full tile's hashes: the hash one level up (RFC 9162 section 2.1.1 over a perfect subtree). */
 export function tileRoot(hashes: readonly Uint8Array[]): Buffer {
   if (hashes.length !== TILE_WIDTH) throw new RangeError(`a full tile has ${TILE_WIDTH} hashes, got ${hashes.length}`);

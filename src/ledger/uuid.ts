@@ -32,3 +32,12 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function isUuid(value: string): boolean {
   return UUID.test(value);
 }
+
+/**
+ * The Unix milliseconds of a UUIDv7 (RFC 9562 section 5.7: version 7, variant 10), or undefined
+ * when `value` is not one. The ledger's event ids are UUIDv7 of the time the event was received.
+ */
+export function uuidv7Time(value: string): number | undefined {
+  if (!isUuid(value) || value[14] !== '7' || !'89abAB'.includes(value[19]!)) return undefined;
+  return Number.parseInt(value.slice(0, 8) + value.slice(9, 13), 16);
+}

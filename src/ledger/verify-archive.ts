@@ -18,7 +18,7 @@ import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint }
 import type { VerifierKey } from './keys.js';
 import { NoteError } from './note.js';
 import { HASH_SIZE } from './hash.js';
-import { extendTails, TILE_BYTES, TILE_WIDTH, tileBytes, tilesAtLevel, type TileId, type TileTails } from './tiles.js';
+import { extendTails, TILE_BYTES, TILE_WIDTH, tileBytes, tileFirstSeq, tilesAtLevel, type TileId, type TileTails } from './tiles.js';
 
 /** The object's bytes; or, when they cannot be read (gone since listed, too large), why not. */
 export type ReadObject = (key: string) => Promise<Buffer | string>;
@@ -98,11 +98,23 @@ export interface CheckedCheckpoint extends CheckpointObject {
   day: string | null;
 }
 
+export interface CheckedTile extends TileObject {
+  /** The first seq it covers. */
+  seq: number;
+  /**
+   * A day it was written no earlier than: for a full tile the bundles complete, that of the bundle
+   * holding its last event (a tile is archived with a checkpoint covering it); null when not known.
+   */
+  day: string | null;
+}
+
 export interface ChainVerification {
   chain: string;
   /** The bundles checked, in day order. */
   bundles: BundleObject[];
   checkpoints: CheckedCheckpoint[];
+  /** The chain's archived tiles, when they were checked (the check started at seq 1); else none. */
+  tiles: CheckedTile[];
   /**
    * Events of the bundles checked, as their manifests count them. An event is valid when its
    * bundle verified as a whole (signature, root, continuity) and no failure names its seq.
@@ -204,7 +216,7 @@ export async function verifyArchivedChain(
   const end = laterBundles ? walk.lastSeq(start.lastSeq ?? 0) : Infinity;
   const inScope = chain.checkpoints.filter(({ size }) => size > (start.lastSeq ?? 0) && size <= end);
   const checkpoints = await walk.checkCheckpoints(inScope, start);
-  return { chain: walk.name, bundles: checked, checkpoints, events: walk.events(), failures: walk.sortedFailures() };
+  return { chain: walk.name, bundles: checked, checkpoints, tiles: walk.tiles(), events: walk.events(), failures: walk.sortedFailures() };
 }
 
 /**
@@ -244,6 +256,9 @@ class ChainWalk {
   private readonly tileKey: (tile: TileId) => string;
   /** The tree rebuilt from the bundles' leaves while they verify and continue each other from seq 1; undefined when not checking tiles. */
   private tree: { size: number; tails: TileTails; day: string | null } | undefined;
+  /** Whether the tiles were checked, and the day each full tile was completed on, by key. */
+  private tilesChecked = false;
+  private readonly completedOn = new Map<string, string>();
 
   constructor(
     chain: ChainObjects,
@@ -267,7 +282,14 @@ class ChainWalk {
    * A chain with no tiles at all (archived before tiles were, and not backfilled) is not checked.
    */
   startTiles(): void {
+    this.tilesChecked = true;
     if (this.tileObjects.size) this.tree = { size: 0, tails: Array.from({ length: TILE_LEVELS }, () => []), day: null };
+  }
+
+  /** The chain's archived tiles when they were checked (startTiles), each dated when a bundle completed it. */
+  tiles(): CheckedTile[] {
+    if (!this.tilesChecked) return [];
+    return [...this.tileObjects.values()].flat().map(({ key, tile }) => ({ key, tile, seq: tileFirstSeq(tile), day: this.completedOn.get(key) ?? null }));
   }
 
   /** The partial tiles at the edge of the tree the bundles gave, as far as it reaches them. */
@@ -302,13 +324,15 @@ class ChainWalk {
    */
   private async checkTile(day: string | null, level: number, index: number, bytes: Buffer): Promise<void> {
     const objects = this.tileObjects.get(`${level}/${index}`) ?? [];
-    const seq = index * TILE_WIDTH ** (level + 1) + 1;
+    const seq = tileFirstSeq({ level, index });
     if (bytes.length === TILE_BYTES && !objects.some(({ tile }) => tile.width === TILE_WIDTH)) {
       const reason = 'the full tile is not in the archive, though the bundles complete it and the chain has tiles';
       this.fail('tile', day, seq, this.tileKey({ level, index, width: TILE_WIDTH }), reason);
     }
     for (const { key, tile } of objects) {
       if (tile.width * HASH_SIZE > bytes.length) continue; // beyond the sealed events: nothing to compare with
+      // Full, it was completed by the bundle of `day` (feedTiles): its last event was received that day.
+      if (tile.width === TILE_WIDTH && day !== null) this.completedOn.set(key, day);
       const stored = await this.read(key);
       if (typeof stored === 'string') this.fail('tile', day, seq, key, stored);
       else if (!stored.equals(bytes.subarray(0, tile.width * HASH_SIZE))) this.fail('tile', day, seq, key, "the tile's hashes are not those of the bundles' events");

@@ -1,7 +1,7 @@
 // Checks stored events against their own bytes: the hash, the chain link, the ledger fields and
 // the extracted columns. Nothing is re-serialized: a scanner confirms the stored bytes are
 // canonical and decodes only the fields checked (jcs-scan.ts).
-import { eventFindings } from './chain-check.js';
+import { chainEndFindings, eventFindings, type Finding } from './chain-check.js';
 import { indexColumns, type EventBody, type IndexColumns } from './event.js';
 import { scanCanonicalObject, type Shape } from './jcs-scan.js';
 import { EVENT_VERSIONS, unknownVersion } from './version.js';
@@ -25,6 +25,11 @@ export interface Chain {
 export interface Failure {
   seq: number;
   reason: string;
+}
+
+/** A finding as recorded and served: its seq and reason, without the evidence. */
+export function failureOf({ seq, reason }: Finding): Failure {
+  return { seq, reason };
 }
 
 export interface Verification {
@@ -75,7 +80,7 @@ function differingColumns(stored: IndexColumns, fromBody: IndexColumns): string[
  * chain-check.ts's eventFindings; the rest is checkStoredBody.
  */
 export function checkStoredEvent(row: StoredEvent, chain: Chain, prevHash: Buffer | undefined): Failure[] {
-  const failures: Failure[] = eventFindings(row, prevHash).map(({ seq, reason }) => ({ seq, reason }));
+  const failures: Failure[] = eventFindings(row, prevHash).map(failureOf);
   failures.push(...checkStoredBody(row, chain));
   return failures;
 }
@@ -142,17 +147,10 @@ export interface ChainEnd {
 
 /**
  * Failures at a chain's end: the head must be the last stored event (same seq and hash), and no
- * checkpoint may have been signed beyond it. Reasons are worded as the scheduled job words the
- * same damage (store/chain-verify.ts), so that a recorded finding is not reported twice.
+ * checkpoint may have been signed beyond it. chain-check.ts's chainEndFindings decides and words
+ * them, as for the scheduled job (ChainChecker.finish), so that a recorded finding is not reported twice.
  */
 export function checkChainEnd({ head, last, checkpoint }: ChainEnd): Failure[] {
-  const failures: Failure[] = [];
-  const lastSeq = last?.seq ?? 0;
-  if (lastSeq < head.seq) failures.push({ seq: lastSeq + 1, reason: `events ${lastSeq + 1} to ${head.seq} are missing` });
-  else if (lastSeq > head.seq) failures.push({ seq: head.seq + 1, reason: `events ${head.seq + 1} to ${lastSeq} are stored beyond the chain head at ${head.seq}` });
-  else if (last && !last.hash.equals(head.hash)) failures.push({ seq: head.seq, reason: `the chain head's hash is not the hash of event ${head.seq}` });
-  if (checkpoint > head.seq) {
-    failures.push({ seq: head.seq, reason: `a checkpoint at ${checkpoint} was signed at size ${checkpoint}, beyond the head at ${head.seq}: events were removed` });
-  }
-  return failures;
+  const end = { next: (last?.seq ?? 0) + 1, lastHash: last?.hash, beyond: { size: checkpoint, what: `checkpoint at ${checkpoint}` } };
+  return chainEndFindings(end, head).map(failureOf);
 }

@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import type { BundleManifest } from '../ledger/bundle.js';
-import { ChainChecker, type Finding, type SignedTree } from '../ledger/chain-check.js';
+import { ChainChecker, type SignedTree } from '../ledger/chain-check.js';
 import { emptyRange, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import { extendTails, levelsCompleted, type TileTails } from '../ledger/tiles.js';
-import { checkStoredBody, type Chain, type Failure, type StoredEvent } from '../ledger/verify-events.js';
+import { checkStoredBody, failureOf, type Chain, type Failure, type StoredEvent } from '../ledger/verify-events.js';
 import { copyEventsBySeq } from './event-copy.js';
 import { getChainHead } from './events.js';
 import { expectedTile, readTails, tileFailures, type ExpectedTile } from './tiles.js';
@@ -51,11 +51,6 @@ async function signedTrees(db: pg.Pool, environment: string, after: number): Pro
       note: (JSON.parse(r.manifest) as BundleManifest).checkpoint,
     })),
   ];
-}
-
-// A finding as recorded and served: the reason, without the evidence.
-function failure({ seq, reason }: Finding): Failure {
-  return { seq, reason };
 }
 
 /**
@@ -106,7 +101,7 @@ export async function verifyChain(
           // After a gap, tiles cannot be placed.
           if (row.seq !== checker.next) tails = undefined;
           tileLeaves.push(row.hash);
-          for (const finding of checker.add(row)) failures.push(failure(finding));
+          for (const finding of checker.add(row)) failures.push(failureOf(finding));
         }
         if (tails) {
           const completed = extendTails(tileSize, tails, tileLeaves);
@@ -125,7 +120,7 @@ export async function verifyChain(
     // A COPY left half read leaves the connection unusable: it is closed, not pooled.
     client.release(failed);
   }
-  for (const finding of checker.finish({ seq: head.seq, root: Buffer.from(head.root, 'hex') })) failures.push(failure(finding));
+  for (const finding of checker.finish({ seq: head.seq, root: Buffer.from(head.root, 'hex') })) failures.push(failureOf(finding));
   const range = checker.range;
   failures.sort((a, b) => a.seq - b.seq);
   return {

@@ -11,6 +11,7 @@ import {
   tilesAtLevel,
   tilesRead,
   tileSubtreeHash,
+  tileFirstSeq,
   TILE_WIDTH,
   type TileId,
   type TileTails,
@@ -135,7 +136,7 @@ export async function tileFailures(db: Db, environment: string, expected: readon
   const failures: Failure[] = [];
   for (const tile of expected) {
     const digest = stored.get(key(tile.level, tile.index));
-    const seq = tile.index * TILE_WIDTH ** (tile.level + 1) + 1;
+    const seq = tileFirstSeq(tile);
     if (!digest) failures.push({ seq, reason: `tile ${tile.level}/${tile.index} is missing` });
     else if (!digest.equals(tile.sha256)) failures.push({ seq, reason: `stored tile ${tile.level}/${tile.index} does not match the events` });
   }

@@ -147,6 +147,16 @@ export async function recordFindings(db: pg.Pool, environment: string, runId: st
   return rows.map((r) => ({ seq: r.seq ?? 0, reason: r.reason }));
 }
 
+/** Whether `failure` is a finding of the chain already (findings_once: its seq and reason). */
+export async function isFindingRecorded(db: pg.Pool, environment: string, failure: Failure): Promise<boolean> {
+  const { rowCount } = await db.query('SELECT 1 FROM findings WHERE environment_id = $1 AND coalesce(seq, -1) = $2 AND reason = $3', [
+    environment,
+    failure.seq,
+    failure.reason,
+  ]);
+  return rowCount !== 0;
+}
+
 export interface RunRow {
   id: string;
   requested_by: string;

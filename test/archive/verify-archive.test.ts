@@ -16,6 +16,7 @@ import { openCheckpoint, signCheckpoint } from '../../src/ledger/checkpoint.js';
 import { eventHash } from '../../src/ledger/event.js';
 import { canonicalBytes } from '../../src/ledger/jcs.js';
 import { generateSigningKey, verifierKey } from '../../src/ledger/keys.js';
+import { uuidv7 } from '../../src/ledger/uuid.js';
 import { ensurePartitions } from '../../src/store/partitions.js';
 import { createTestApp, createTenant, type TestApp } from '../helpers/app.js';
 import { runCli } from '../helpers/cli.js';
@@ -230,7 +231,7 @@ describe('verify-archive on a local folder', () => {
     const folder = await copy();
     await editLines(bundleFile(folder, s.a, s.days[1]), (lines) => lines.filter((_, i) => i !== lineOf(45)));
     const report = await verify(folder);
-    expect(report.failures).toContainEqual(failureAt('bundle', s.a, s.days[1], 45, 'the event is missing'));
+    expect(report.failures).toContainEqual(failureAt('bundle', s.a, s.days[1], 45, 'event 45 is missing'));
     expect(report.failures.every((f) => f.day === s.days[1] && f.kind === 'bundle')).toBe(true);
   });
 
@@ -274,6 +275,43 @@ describe('verify-archive on a local folder', () => {
     expect((await cli.exited).code).toBe(1);
     expect(cli.output()).toContain('5/5 bundles valid\n110/110 events valid\n6/7 checkpoints valid, 1/7 MISSING\n');
     expect(cli.output()).toContain(`Checkpoint MISSING chain ${chainOf(s.a)}, bundle ${s.days[1]}, seq 55: the checkpoint note at tree size 55`);
+  });
+
+  it('verify-proof --archive proves an event by its id, found in the bundles of its day, and names a malformed or unknown id', async () => {
+    const lines = (await readFile(bundleFile(sealed, s.a, s.days[1]), 'utf8')).split('\n');
+    const id = (JSON.parse(lines[lineOf(42)]!) as { id: string }).id;
+    const prove = async (folder: string, ...args: string[]) => {
+      const cli = runCli(['verify-proof', '--archive', folder, '--chain', chainOf(s.a), ...args, '--key', vkey], {});
+      return { code: (await cli.exited).code, output: cli.output() };
+    };
+    // The event's bytes come from its bundle and are checked against the leaf.
+    const ok = await prove(sealed, '--id', id);
+    expect(ok.output).toMatch(new RegExp(`^ok: event ${id} \\(seq 42\\) is included in the signed checkpoint of .* at size 80\n$`));
+    expect(ok.code).toBe(0);
+    expect((await prove(sealed, '--id', id.toUpperCase())).code).toBe(0);
+
+    for (const malformed of ['not-a-uuid', '6ba7b810-9dad-11d1-80b4-00c04fd430c8' /* v1 */]) {
+      const refused = await prove(sealed, '--id', malformed);
+      expect(refused.code).toBe(2);
+      expect(refused.output).toContain(`--id takes an event id, a UUIDv7 (RFC 9562) such as 01890a5d-ac96-774b-bcce-b302099a8057; got "${malformed}"`);
+    }
+    expect((await prove(sealed, '--id', id, '--seq', '42')).output).toContain('--archive needs one of --seq N or --id UUID');
+    const unknown = uuidv7(Date.parse(`${s.days[1]}T12:00:00Z`));
+    expect(await prove(sealed, '--id', unknown)).toEqual({
+      code: 1,
+      output: `FAILED: event ${unknown} is in no bundle of chain ${chainOf(s.a)} in ${sealed}: ${s.days[1]}, the day its id was made, has its 1 bundle(s) there (an event not sealed yet is in none: prove it by its seq)\n`,
+    });
+    const unsealed = await prove(sealed, '--id', uuidv7());
+    expect(unsealed.code).toBe(1);
+    expect(unsealed.output).toContain(`the day its id was made, has no bundle there`);
+
+    // A line changed in its bundle no longer hashes to the leaf the tiles and the signed root hold.
+    const folder = await copy();
+    await editLines(bundleFile(folder, s.a, s.days[1]), (edited) => {
+      edited[lineOf(42)] = edited[lineOf(42)]!.replace('"action":"a1.11"', '"action":"a1.10"');
+      return edited;
+    });
+    expect(await prove(folder, '--id', id)).toEqual({ code: 1, output: 'FAILED: the event bytes do not hash to leaf_hash\n' });
   });
 
   it('an archived tile changed is reported at the first seq it covers; the CLI names it, exit 1', async () => {
@@ -420,6 +458,16 @@ describe.skipIf(!endpoint)('verify-archive on S3 Object Lock', () => {
     const report = await verifyArchive(archive, { verifiers: [s.t.keyring.current], retentionDays: 1 });
     expect(report.failures).toEqual([failureAt('retention', s.a, s.days[1], null, 'not under Object Lock retention')]);
     expect(report.failures[0]!.key).toBe(key);
+  });
+
+  it('an archived tile overwritten by a new, unlocked version of the same bytes is reported', async () => {
+    const key = tileKey(s.b.projectId, s.b.environmentId, { level: 0, index: 0, width: 20 });
+    const bytes = (await archive.get(key))!;
+    await client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: `ledger/${key}`, Body: bytes, ContentMD5: createHash('md5').update(bytes).digest('base64') }),
+    );
+    const report = await verifyArchive(archive, { verifiers: [s.t.keyring.current], chain: chainOf(s.b), retentionDays: 1 });
+    expect(report.failures).toEqual([{ kind: 'retention', chain: chainOf(s.b), day: null, seq: 1, key, reason: 'not under Object Lock retention' }]);
   });
 
   it('a checkpoint note hidden behind a delete marker (allowed under Object Lock) is reported missing', async () => {

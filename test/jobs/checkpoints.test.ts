@@ -1,9 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArchive } from '../../src/archive/local.js';
+import { tileKey } from '../../src/archive/layout.js';
 import { runCheckpoints, type CheckpointDeps } from '../../src/jobs/checkpoints.js';
 import { createTenant, createTestApp, type TestApp } from '../helpers/app.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
@@ -62,6 +65,43 @@ describe('checkpoint schedule', () => {
     expect(await runCheckpoints(job, { intervalMs: INTERVAL_MS, now: Date.now() })).toBe(1);
     await append(tenant.token);
     expect(await runCheckpoints(job)).toBe(1);
+  });
+
+  it('an archived tile with other bytes than the stored tiles give is a finding of the chain, alerted once', async () => {
+    const alerts: unknown[] = [];
+    const hook: Server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk) => (body += chunk));
+      req.on('end', () => {
+        alerts.push(JSON.parse(body));
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+    try {
+      const archive = new LocalArchive(await tempFolder('auditledger-checkpoints-conflict-'));
+      const alert = { url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/alerts`, secret: 'webhook-secret', baseDelayMs: 10 };
+      const alerted = { ...job, archive, alert };
+      const tenant = await createTenant(t, 'tile-conflict');
+      await append(tenant.token);
+      expect(await runCheckpoints(alerted)).toBe(1);
+      // The partial tile of the next tree is in the archive already, with other bytes (write-once: it stays).
+      const key = tileKey(tenant.projectId, tenant.environmentId, { level: 0, index: 0, width: 2 });
+      await archive.put(key, Buffer.alloc(64, 7));
+      await append(tenant.token);
+      expect(await runCheckpoints(alerted)).toBe(1);
+      // The backfill meets it again in the same run, and every run after: still one finding, one alert.
+      await runCheckpoints(alerted);
+      const reason = `cannot archive the chain's tiles: archive object ${key} exists with different bytes; archived objects are never replaced`;
+      const { runs, findings } = await (await t.request('GET', '/v1/verify/runs', { token: tenant.token })).json();
+      expect(findings).toEqual([expect.objectContaining({ seq: 1, reason })]);
+      expect(runs).toEqual([expect.objectContaining({ requested_by: 'checkpoints', ok: false, first_failure: { seq: 1, reason } })]);
+      expect(alerts).toEqual([
+        expect.objectContaining({ type: 'auditledger.verification.failed', project: tenant.projectId, environment: tenant.environmentId, findings: [{ seq: 1, reason }] }),
+      ]);
+    } finally {
+      await new Promise((resolve) => hook.close(resolve));
+    }
   });
 
   it('a service restarted well within the interval still signs a chain that is due', async () => {

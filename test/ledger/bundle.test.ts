@@ -4,6 +4,7 @@ import {
   BundleBuilder,
   BundleError,
   bundleInclusionProof,
+  findBundleEvent,
   manifestSha256,
   parseBundle,
   sha256InPieces,
@@ -215,14 +216,14 @@ describe('verifyBundle', () => {
   it('reports a removed event line as that event missing', () => {
     const bytes = tamper(MIDDLE, (lines) => lines.filter((_, i) => i !== lineOf(20)));
     const { failures } = verifyBundle(bytes, [KEY]);
-    expect(failures.filter((f) => f.seq !== null)).toEqual([{ seq: 20, reason: 'the event is missing' }]);
+    expect(failures.filter((f) => f.seq !== null)).toEqual([{ seq: 20, reason: 'event 20 is missing' }]);
     expect(reasons(failures)).toContain('the bundle has 20 event lines, not count 21');
   });
 
   it('reports removed lines as one gap', () => {
     const bytes = tamper(MIDDLE, (lines) => lines.filter((_, i) => i < lineOf(18) || i > lineOf(25)));
     expect(verifyBundle(bytes, [KEY]).failures.filter((f) => f.seq !== null)).toEqual([
-      { seq: 18, reason: 'events 18..25 are missing' },
+      { seq: 18, reason: 'events 18 to 25 are missing' },
     ]);
   });
 
@@ -337,12 +338,19 @@ describe('verifyBundle', () => {
     );
   });
 
+  it("reports a first line whose prev is not first_prev, at that line (first_prev is given, not computed)", () => {
+    const firstPrev = 'ab'.repeat(32);
+    expect(verifyBundle(remanifest(MIDDLE, { first_prev: firstPrev }), [KEY]).failures).toEqual([
+      { seq: 14, reason: 'prev does not link to event 13' },
+    ]);
+  });
+
   it("reports a first bundle that breaks a chain's first-bundle rules", () => {
     const bytes = remanifest(FIRST, { first_prev: 'ab'.repeat(32), previous_manifest_sha256: 'cd'.repeat(32) });
     expect(verifyBundle(bytes, [KEY]).failures).toEqual([
       { seq: null, reason: "first_prev of a chain's first bundle must be 64 zeros" },
       { seq: null, reason: "previous_manifest_sha256 must be null exactly for a chain's first bundle (empty start_range)" },
-      { seq: 1, reason: 'prev is not first_prev' },
+      // Not event 1: it links to the genesis as it must; the manifest's first_prev is what is wrong.
     ]);
   });
 
@@ -397,6 +405,21 @@ describe('bundleInclusionProof', () => {
   it('refuses a seq outside the bundle', () => {
     const parsed = parseBundle(MIDDLE.bytes);
     for (const seq of [13, 35, 14.5]) expect(() => bundleInclusionProof(parsed, seq)).toThrow(/is not in the bundle \(14\.\.34\)/);
+  });
+});
+
+describe('findBundleEvent', () => {
+  it("finds an event's line by the id in its body, not by the id's text elsewhere in a line", () => {
+    const parsed = parseBundle(MIDDLE.bytes);
+    const target = EVENTS[19]!;
+    expect(findBundleEvent(parsed, target.body.id)).toEqual({ seq: 20, canonical: target.canonical });
+    // A later event whose payload names the id: not taken for it.
+    const decoy = forge(22, EVENTS[20]!, {});
+    const named = encodeEvent({ action: 'x', target: { id: target.body.id } }, { ...decoy.body });
+    expect(named.canonical.includes(`"id":"${target.body.id}"`)).toBe(true);
+    const bytes = tamper(MIDDLE, (lines) => [lines[0]!, named.canonical, ...lines.slice(1).filter((_, i) => i !== 19 - 13)]);
+    expect(findBundleEvent(parseBundle(bytes), target.body.id)).toBeUndefined();
+    expect(findBundleEvent(parsed, uuidv7())).toBeUndefined();
   });
 });
 

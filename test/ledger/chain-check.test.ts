@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ChainChecker, type ChainEvent, type Finding, type SignedTree } from '../../src/ledger/chain-check.js';
+import { chainEndFindings, ChainChecker, type ChainEvent, type Finding, type SignedTree } from '../../src/ledger/chain-check.js';
 import { chainOrigin, openChainCheckpoint, CheckpointError, signCheckpoint } from '../../src/ledger/checkpoint.js';
 import { appendLeaves, emptyRange, rangeRoot } from '../../src/ledger/compact-range.js';
 import { merkleRoot } from '../../src/ledger/tree.js';
@@ -89,6 +89,74 @@ describe('ChainChecker', () => {
     expect(checker.finish({ seq: 20, root: rootAt(20) })).toEqual([]);
     const unknown = new ChainChecker(CHAIN, { seq: 10, hash: undefined, range });
     expect(unknown.add(EVENTS[10]!)).toEqual([{ seq: 11, reason: 'event 10 is missing: the chain has a gap' }]);
+  });
+});
+
+describe("ChainChecker with hashes computed from the bytes (an archive bundle's lines)", () => {
+  // What a bundle's reader has of each line: the hash of its bytes and the prev they hold.
+  const lines = EVENTS.map(({ seq, prev, hash }) => ({ seq, prev, hash }));
+  const from = (seq: number) => ({ seq, hash: seq === 0 ? undefined : EVENTS[seq - 1]!.hash, range: emptyRange() });
+  function computed(events: readonly ChainEvent[], start = from(0), head: { seq: number; hash?: Buffer } = { seq: 20, hash: EVENTS[19]!.hash }): Finding[] {
+    const checker = new ChainChecker(CHAIN, start, { hashes: 'computed' });
+    return [...events.flatMap((event) => checker.add(event)), ...checker.finish(head)];
+  }
+
+  it('finds nothing in a whole chain', () => {
+    expect(computed(lines)).toEqual([]);
+    expect(computed(lines.slice(10), from(10))).toEqual([]);
+  });
+
+  it('blames a broken link on the event before it, whose bytes no longer hash to the prev recorded after them', () => {
+    const changed = { ...lines[4]!, hash: Buffer.alloc(32, 5) };
+    expect(computed([...lines.slice(0, 4), changed, ...lines.slice(5)])).toEqual([
+      { seq: 5, reason: 'the bytes do not hash to the prev of event 6', expected: hex(EVENTS[4]!.hash), found: hex(changed.hash) },
+    ]);
+    // The same finding in stored mode blames the later event, whose prev does not link.
+    expect(check([...lines.slice(0, 4), changed, ...lines.slice(5)], [], { seq: 20, root: rootAt(20) }).map((f) => f.seq)).toContain(6);
+  });
+
+  it('blames the first event when its prev is not the hash given with the start, or the genesis', () => {
+    const forged = { ...lines[10]!, prev: Buffer.alloc(32, 9) };
+    expect(computed([forged, ...lines.slice(11)], from(10))).toEqual([
+      { seq: 11, reason: 'prev does not link to event 10', expected: hex(EVENTS[9]!.hash), found: hex(forged.prev) },
+    ]);
+    expect(computed([{ ...lines[0]!, prev: Buffer.alloc(32, 9) }, ...lines.slice(1)])).toMatchObject([{ seq: 1, reason: 'prev does not link to event 0' }]);
+  });
+
+  it('reports a gap at its first missing seq with its extent, and the missing tail', () => {
+    expect(computed([...lines.slice(0, 4), ...lines.slice(5, 9), ...lines.slice(12, 18)])).toEqual([
+      { seq: 5, reason: 'event 5 is missing' },
+      { seq: 10, reason: 'events 10 to 12 are missing' },
+      { seq: 19, reason: 'events 19 to 20 are missing' },
+    ]);
+  });
+
+  it("reports a last event whose bytes do not hash to the head's recorded hash, at the head", () => {
+    const recorded = Buffer.alloc(32, 3);
+    expect(computed(lines, from(0), { seq: 20, hash: recorded })).toEqual([
+      { seq: 20, reason: 'the bytes do not hash to the hash recorded for event 20', expected: hex(recorded), found: hex(EVENTS[19]!.hash) },
+    ]);
+  });
+
+  it('does not check the link of an event whose bytes cannot be read (prev unknown), but links the next one to its hash', () => {
+    const unreadable = { ...lines[6]!, prev: undefined };
+    expect(computed([...lines.slice(0, 6), unreadable, ...lines.slice(7)])).toEqual([]);
+  });
+});
+
+describe('chainEndFindings', () => {
+  const head = { seq: 5, hash: EVENTS[4]!.hash };
+  it('reports events missing before the head, stored beyond it, a last hash that is not the head\'s, and a tree signed beyond it', () => {
+    expect(chainEndFindings({ next: 4, lastHash: EVENTS[2]!.hash }, head)).toEqual([{ seq: 4, reason: 'events 4 to 5 are missing' }]);
+    expect(chainEndFindings({ next: 5, lastHash: EVENTS[3]!.hash }, head)).toEqual([{ seq: 5, reason: 'event 5 is missing' }]);
+    expect(chainEndFindings({ next: 8, lastHash: EVENTS[6]!.hash }, head)).toEqual([{ seq: 6, reason: 'events 6 to 7 are stored beyond the chain head at 5' }]);
+    expect(chainEndFindings({ next: 6, lastHash: EVENTS[5]!.hash }, head)).toEqual([
+      { seq: 5, reason: "the chain head's hash is not the hash of event 5", expected: hex(EVENTS[5]!.hash), found: hex(EVENTS[4]!.hash) },
+    ]);
+    expect(chainEndFindings({ next: 6, lastHash: EVENTS[4]!.hash, beyond: { size: 9, what: 'checkpoint at 9' } }, head)).toEqual([
+      { seq: 5, reason: 'a checkpoint at 9 was signed at size 9, beyond the head at 5: events were removed', expected: '5', found: '9' },
+    ]);
+    expect(chainEndFindings({ next: 6, lastHash: EVENTS[4]!.hash, beyond: { size: 5, what: 'checkpoint at 5' } }, head)).toEqual([]);
   });
 });
 

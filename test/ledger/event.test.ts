@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeEvent, eventHash, GENESIS_PREV, indexColumns, type AuditEvent } from '../../src/ledger/event.js';
 import { canonicalBytes, canonicalize } from '../../src/ledger/jcs.js';
-import { uuidv7 } from '../../src/ledger/uuid.js';
+import { uuidv7, uuidv7Time } from '../../src/ledger/uuid.js';
 import { checkStoredEvent, type StoredEvent } from '../../src/ledger/verify-events.js';
 
 // Text with every kind of character an app may send: unicode, emoji, combining marks, controls.
@@ -105,5 +105,15 @@ describe('event hashing (ledger format v1)', () => {
       'hash does not match the stored bytes',
       'column actor_id does not match the stored bytes',
     ]);
+  });
+});
+
+describe('uuidv7Time', () => {
+  it('reads back the milliseconds of a UUIDv7, and refuses anything else', () => {
+    fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 48 - 1 }), (ms) => uuidv7Time(uuidv7(ms)) === ms));
+    expect(uuidv7Time(uuidv7(1_700_000_000_123).toUpperCase())).toBe(1_700_000_000_123);
+    for (const other of ['', 'not-a-uuid', '6ba7b810-9dad-11d1-80b4-00c04fd430c8', '01890a5d-ac96-774b-7cce-b302099a8057', `${uuidv7()}0`]) {
+      expect(uuidv7Time(other), other).toBeUndefined();
+    }
   });
 });

@@ -17,8 +17,8 @@ const TILES: [TileId, Buffer][] = [
 ];
 const tileKey = (t: TileId) => `tile/${t.level}/${t.index}/${t.width}`;
 
-/** The tile failures of checking the two bundles with `tiles` archived. */
-async function tileFailures(tiles: [TileId, Buffer][]) {
+/** The check of the two bundles with `tiles` archived, from `from` (a day; the first by default). */
+async function check(tiles: [TileId, Buffer][], from?: string) {
   const objects = new Map<string, Buffer>([...bundles.map((b, i) => [`bundle/${i}`, b.bytes] as const), ...tiles.map(([t, bytes]) => [tileKey(t), bytes] as const)]);
   const chain: ChainObjects = {
     project: PROJECT,
@@ -30,8 +30,12 @@ async function tileFailures(tiles: [TileId, Buffer][]) {
     tileKey,
   };
   const read = async (key: string) => objects.get(key) ?? 'gone';
-  const { failures } = await verifyArchivedChain(chain, {}, read, [KEY], checkHere([KEY]));
-  return failures.filter((f) => f.kind === 'tile');
+  return verifyArchivedChain(chain, { from }, read, [KEY], checkHere([KEY]));
+}
+
+/** The tile failures of checking the two bundles with `tiles` archived. */
+async function tileFailures(tiles: [TileId, Buffer][]) {
+  return (await check(tiles)).failures.filter((f) => f.kind === 'tile');
 }
 
 /** TILES with the one of `id`'s key replaced by `bytes`, or left out. */
@@ -68,5 +72,17 @@ describe('verify-archive checks archived tiles against the bundles\' events', ()
 
   it('checks nothing of a chain archived before tiles were (it has none)', async () => {
     expect(await tileFailures([])).toEqual([]);
+  });
+
+  it('lists every archived tile for the Object Lock check, a full one dated by the bundle that completes it', async () => {
+    expect((await check(TILES)).tiles).toEqual([
+      { key: 'tile/0/0/256', tile: TILES[0]![0], seq: 1, day: DAYS[0]!.partition },
+      { key: 'tile/0/1/256', tile: TILES[1]![0], seq: 257, day: DAYS[1]!.partition },
+      { key: 'tile/0/1/44', tile: TILES[2]![0], seq: 257, day: null },
+      { key: 'tile/0/2/188', tile: TILES[3]![0], seq: 513, day: null },
+      { key: 'tile/1/0/2', tile: TILES[4]![0], seq: 1, day: null },
+    ]);
+    // Tiles are checked from seq 1 only: a check of a later range lists none.
+    expect((await check(TILES, DAYS[1]!.partition)).tiles).toEqual([]);
   });
 });
