@@ -1278,7 +1278,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     env: { AUDITLEDGER_VERIFY_CRON: NEVER, AUDITLEDGER_FULL_VERIFY_CRON: NEVER },
   });
   let proven: ProvenChain[];
-  let proofs: { latency: ProofLatency[]; cpu?: CpuShare | undefined };
+  let proofFigures: { latency: ProofLatency[]; cpu?: CpuShare | undefined };
   try {
     progress(`(g) appending a chain of ${count(SMALL_CHAIN_EVENTS)} events over HTTP`);
     const small = (await createEnvironment(db, dayChain.project, 'small'))!;
@@ -1289,19 +1289,19 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
       await provenChain(db, dayChain.environment, await chainToken(proofService.url, adminToken, dayChain.project, dayChain.environment)),
     ];
     progress(`(g) ${count(options.proofs)} inclusion and ${count(options.proofs)} consistency proofs on each chain, one request at a time`);
-    proofs = await metered(meter?.withService(proofService.pid), async () => ({ latency: await measureProofs(proofService.url, db, proven, options.proofs) }));
+    proofFigures = await metered(meter?.withService(proofService.pid), async () => ({ latency: await measureProofs(proofService.url, db, proven, options.proofs) }));
   } finally {
     await proofService.stop();
   }
   const proofRatios: string[] = [];
   for (const kind of ['inclusion', 'consistency'] as const) {
-    const [smaller, larger] = proofs.latency.map((latency) => latency[kind]) as [Latency, Latency];
+    const [smaller, larger] = proofFigures.latency.map((latency) => latency[kind]) as [Latency, Latency];
     const ratio = { p50: larger.p50 / smaller.p50, p99: larger.p99 / smaller.p99 };
     proofRatios.push(`${kind} p50 ${ratio.p50.toFixed(2)}, p99 ${ratio.p99.toFixed(2)}`);
     const label = (size: number) => `(g) ${kind} proofs, chain of ${count(size)} events, ${count(options.proofs)} GETs one at a time`;
     measures.push(
       // The cores in use over all of (g), shown once.
-      { key: kind === 'inclusion' ? '(g)' : `(g) ${kind} small`, label: label(proven[0]!.size), latency: smaller, cpu: kind === 'inclusion' ? proofs.cpu : undefined },
+      { key: kind === 'inclusion' ? '(g)' : `(g) ${kind} small`, label: label(proven[0]!.size), latency: smaller, cpu: kind === 'inclusion' ? proofFigures.cpu : undefined },
       {
         key: `(g) ${kind} large`,
         label: label(proven[1]!.size),
