@@ -1,14 +1,20 @@
 // Ingest and verification benchmark against a real PostgreSQL and the real service, in one run:
 //   (a) raw COPY into a plain table shaped like `events`: the ceiling the others are compared with;
 //   (b) batched HTTP ingest; (c) single-event HTTP ingest on one chain, on 16 and (c3) each request
-//   to a random one of 1,000; (g) batched ingest again against `serve --workers 2`;
+//   to a random one of 1,000; (i) batched ingest again against `serve --workers 2`;
 //   (d) full-chain verification; (e) sealing a million events of one past day across 4 chains, by
 //   runSeal in a child process of its own (wall time and peak RSS); (f) verify-archive of what (e)
-//   sealed. (c), (d) and (f) each get a ceiling beside them: the same load or data through only the
-//   work no implementation can skip (bench-ceilings.ts). Targets are printed beside the figures,
-//   never asserted.
+//   sealed, then of one chain's day of each size (peak RSS, which must not grow with the day);
+//   (g) inclusion and consistency proof latency over HTTP on a chain of 10,000 events and on one
+//   of 3 million; (h) sealing that chain's day of 3 million events (time, peak RSS, bundles).
+//   (c), (d) and (f) each get a ceiling beside them: the same load or data through only the work
+//   no implementation can skip (bench-ceilings.ts). Targets are printed beside the figures, never
+//   asserted.
 //
-//   npm run bench -- [--events N] [--seconds S] [--workers W] [--seal-events N]
+//   npm run bench -- [--events N] [--seconds S] [--workers W] [--seal-events N] [--chain-events N] [--proofs N]
+//
+// A quick check that every phase runs (figures meaningless):
+//   npm run bench -- --events 20000 --seconds 1 --seal-events 200000 --chain-events 300000 --proofs 50
 //
 // PostgreSQL: a fresh database at DATABASE_URL (a superuser URL) when set, otherwise an embedded
 // server in a temporary folder. The service runs as a child process (`auditledger serve`) so it
@@ -30,23 +36,25 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import pino from 'pino';
-import type { Archive } from '../src/archive/archive.js';
 import { LocalArchive } from '../src/archive/local.js';
-import { verifyArchive } from '../src/archive/verify.js';
-import { runCheckpoints } from '../src/jobs/checkpoints.js';
+import { runCheckpoints, type CheckpointDeps } from '../src/jobs/checkpoints.js';
 import { DEFAULT_MAX_EVENTS } from '../src/jobs/seal.js';
 import { appendLeaves, emptyRange, type CompactRange } from '../src/ledger/compact-range.js';
-import { encodeEvent, GENESIS_PREV, indexColumns, type AuditEvent } from '../src/ledger/event.js';
-import { encodeSigningKey, generateSigningKey, type VerifierKey } from '../src/ledger/keys.js';
+import { encodeCanonicalEvent, encodeEvent, GENESIS_PREV, indexColumns, type AuditEvent } from '../src/ledger/event.js';
+import { canonicalize } from '../src/ledger/jcs.js';
+import { encodeSigningKey, generateSigningKey, verifierKey, type SigningKey, type VerifierKey } from '../src/ledger/keys.js';
+import { verifyConsistency, verifyInclusion } from '../src/ledger/proof.js';
+import { extendTails, tileBytes, type TileTails } from '../src/ledger/tiles.js';
 import { uuidv7 } from '../src/ledger/uuid.js';
 import { verifyChain } from '../src/store/chain-verify.js';
 import { checkpointAt } from '../src/store/checkpoints.js';
 import { createPools } from '../src/store/database.js';
+import { getChainHead } from '../src/store/events.js';
 import { startEmbeddedPostgres } from '../src/store/embedded.js';
 import { startWorker } from '../src/thread-pool.js';
 import { createEnvironment, createProject } from '../src/store/tenants.js';
 import { hashArchive, readAndHashChain, startBareServer } from './bench-ceilings.js';
-import type { SealJob, SealResult } from './bench-seal.js';
+import type { ArchiveJob, ArchiveResult, ChildJob, SealJob, SealResult } from './bench-child.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = path.join(ROOT, 'src/cli/bin.js');
@@ -68,6 +76,9 @@ const EVENT: AuditEvent = {
   },
 };
 
+/** EVENT's RFC 8785 form, computed once as the append path computes it before taking the chain lock. */
+const EVENT_CANONICAL = canonicalize(EVENT);
+
 interface Options {
   /** Rows COPYed in (a), and the least number of events (d) verifies. */
   events: number;
@@ -77,6 +88,10 @@ interface Options {
   workers: number;
   /** Events (e) seals, spread over 4 chains. */
   sealEvents: number;
+  /** Events of the one chain's day that (g) proves and (h) seals. */
+  chainEvents: number;
+  /** Measured proofs of each kind on each chain in (g). */
+  proofs: number;
 }
 
 function parseOptions(): Options {
@@ -87,6 +102,8 @@ function parseOptions(): Options {
       // One thread of node:http client tops out near 10k requests/s here; (c) needs more.
       workers: { type: 'string', default: '2' },
       'seal-events': { type: 'string', default: '1000000' },
+      'chain-events': { type: 'string', default: '3000000' },
+      proofs: { type: 'string', default: '500' },
     },
     strict: true,
   });
@@ -100,10 +117,13 @@ function parseOptions(): Options {
     seconds: positive('seconds'),
     workers: positive('workers'),
     sealEvents: positive('seal-events'),
+    chainEvents: positive('chain-events'),
+    proofs: positive('proofs'),
   };
 }
 
-const progress = (message: string) => process.stderr.write(`bench: ${message}\n`);
+/** A line on stderr, after the seconds since the run started. */
+const progress = (message: string) => process.stderr.write(`bench: ${(performance.now() / 1000).toFixed(0)} s: ${message}\n`);
 const count = (n: number) => Math.round(n).toLocaleString('en-US');
 
 // ---------------------------------------------------------------------------------------------
@@ -201,9 +221,15 @@ interface RunningService {
 
 /**
  * Starts `auditledger serve` on the bench database, in a process group of its own so that
- * Ctrl-C reaches only us and the service is stopped in order at teardown.
+ * Ctrl-C reaches only us and the service is stopped in order at teardown; `env` adds settings.
  */
-async function startService(databaseUrl: string, dataDir: string, adminToken: string, teardown: Teardown, workers = 1): Promise<RunningService> {
+async function startService(
+  databaseUrl: string,
+  dataDir: string,
+  adminToken: string,
+  teardown: Teardown,
+  { workers = 1, env = {} }: { workers?: number; env?: Record<string, string> } = {},
+): Promise<RunningService> {
   // As bin.js's shebang, npm start and the Dockerfile run it.
   const child = spawn(process.execPath, ['--max-semi-space-size=64', BIN, 'serve', ...(workers > 1 ? ['--workers', String(workers)] : [])], {
     cwd: ROOT,
@@ -216,6 +242,7 @@ async function startService(databaseUrl: string, dataDir: string, adminToken: st
       AUDITLEDGER_DATA_DIR: dataDir,
       AUDITLEDGER_ADMIN_TOKEN: adminToken,
       AUDITLEDGER_LOG_LEVEL: 'warn',
+      ...env,
     },
   });
   teardown.add(() => stopProcess(child));
@@ -431,19 +458,23 @@ async function createCopyTable(db: pg.Pool): Promise<void> {
   }
 }
 
-/** One COPY of the chunks into bench_copy, committed; events per second. */
-async function copyRows(db: pg.Pool, chunks: Buffer[], total: number): Promise<{ eventsPerSecond: number }> {
+/** COPYs `rows` (`count` of them, COPY text) into `target` (a table and its columns), in one statement. */
+async function copyInto(db: pg.Pool, target: string, rows: Iterable<Buffer>, count: number): Promise<void> {
   const client = await db.connect();
   try {
-    const copy = client.query(copyFrom(`COPY bench_copy (${COPY_COLUMNS}) FROM STDIN`));
-    const started = performance.now();
-    await pipeline(Readable.from(chunks), copy);
-    const seconds = (performance.now() - started) / 1000;
-    if (copy.rowCount !== total) throw new Error(`COPY stored ${copy.rowCount} rows, not ${total}`);
-    return { eventsPerSecond: total / seconds };
+    const copy = client.query(copyFrom(`COPY ${target} FROM STDIN`));
+    await pipeline(Readable.from(rows), copy);
+    if (copy.rowCount !== count) throw new Error(`COPY stored ${copy.rowCount} rows into ${target}, not ${count}`);
   } finally {
     client.release();
   }
+}
+
+/** One COPY of the chunks into bench_copy, committed; events per second. */
+async function copyRows(db: pg.Pool, chunks: Buffer[], total: number): Promise<{ eventsPerSecond: number }> {
+  const started = performance.now();
+  await copyInto(db, `bench_copy (${COPY_COLUMNS})`, chunks, total);
+  return { eventsPerSecond: total / ((performance.now() - started) / 1000) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,6 +574,12 @@ function requestBody(size: number): Buffer {
   return Buffer.from(JSON.stringify(size === 1 ? EVENT : { events: Array.from({ length: size }, () => EVENT) }));
 }
 
+/** Milliseconds per request. */
+interface Latency {
+  p50: number;
+  p99: number;
+}
+
 /** Nearest-rank percentile of unsorted samples. */
 function percentile(samples: number[], p: number): number {
   const sorted = Float64Array.from(samples).sort();
@@ -563,7 +600,7 @@ interface IngestPhase {
 
 interface IngestFigures {
   eventsPerSecond: number;
-  latency: { p50: number; p99: number };
+  latency: Latency;
   errors: number;
 }
 
@@ -604,7 +641,7 @@ async function appendEvents(base: URL, chain: Chain, total: number): Promise<voi
         headers: { authorization: `Bearer ${chain.token}`, 'content-type': 'application/json' },
         body: requestBody(size),
       });
-      if (response.status !== 201) throw new Error(`appending for (d): ${response.status} ${await response.text()}`);
+      if (response.status !== 201) throw new Error(`appending events: ${response.status} ${await response.text()}`);
     }
   };
   await Promise.all(Array.from({ length: 8 }, sender));
@@ -633,46 +670,98 @@ async function measureVerification(db: pg.Pool, chain: Chain): Promise<{ eventsP
 }
 
 // ---------------------------------------------------------------------------------------------
-// (e) Sealing: a million events received on one past day, sealed by runSeal in a child process
+// (e), (h) Past days seeded by COPY with their tiles, sealed by runSeal in a child process
 
 const DAY_MS = 86_400_000;
 const SEAL_CHAINS = 4;
 /** AUDITLEDGER_SEAL_AFTER_DAYS's default: the child seals through dueThrough(now, this). */
 const SEAL_AFTER_DAYS = 7;
-/** How many days back the events were received: due for sealing whatever the hour. */
+/** How many days back (e)'s events were received: due for sealing whatever the hour. */
 const SEAL_DAYS_AGO = 10;
-const SEAL_CHILD = path.join(ROOT, 'scripts/bench-seal.ts');
+/**
+ * How many days back the one chain of (g) and (h) was received: never due for the services' own
+ * seal job (SEAL_AFTER_DAYS), and long enough ago that no run crosses into it at midnight.
+ */
+const CHAIN_DAYS_AGO = 2;
+/**
+ * Checkpoints signed over the day of (g) and (h), one after each 96th of its events: the
+ * checkpoint job signs a busy chain every minute (1,440 a day), so a bundle's end is never far
+ * from a checkpoint; this is fewer, so sealing checks more leaves against them than it would there.
+ */
+const CHAIN_CHECKPOINTS = 96;
+const CHILD = path.join(ROOT, 'scripts/bench-child.ts');
 const SEAL_TARGET = { seconds: 60, rssMb: 300 };
+/**
+ * Issue 16 asks verify-archive's peak RSS to be independent of day size: the larger day's at most
+ * this times the smaller's, a margin for what garbage collection leaves from run to run.
+ */
+const RSS_TARGET = 1.25;
+/** Levels of tiles a seeded chain carries (256^8 leaves, more than any chain here), so every full tile is written. */
+const SEEDED_LEVELS = 8;
 
-/** A chain of (e); its head is known once its events are built. */
-interface SealChain {
+/** The UTC day `daysAgo` days before today, YYYY-MM-DD. */
+const pastDay = (daysAgo: number) => new Date((Math.floor(Date.now() / DAY_MS) - daysAgo) * DAY_MS).toISOString().slice(0, 10);
+
+/** A chain seeded by COPY, and what its rows so far leave: what the append path keeps in chain_heads and tiles. */
+interface SeededChain {
   project: string;
   environment: string;
+  /** Events it holds once seeded, received at evenly spaced times over its day. */
   events: number;
-  head?: { seq: number; hash: Buffer; range: CompactRange; lastReceivedAt: string };
+  head: { seq: number; hash: Buffer; range: CompactRange; lastReceivedAt: string };
+  /** The partial tile of each level (C2SP tlog-tiles). */
+  tails: TileTails;
+}
+
+/** A new chain of `project`, without events. */
+async function seededChain(db: pg.Pool, project: string, name: string, events: number): Promise<SeededChain> {
+  const environment = (await createEnvironment(db, project, name))!;
+  return {
+    project,
+    environment: environment.id,
+    events,
+    head: { seq: 0, hash: Buffer.from(GENESIS_PREV, 'hex'), range: emptyRange(), lastReceivedAt: '' },
+    tails: Array.from({ length: SEEDED_LEVELS }, () => []),
+  };
+}
+
+/** A full tile as its row in `tiles` holds it. */
+interface SeededTile {
+  environment: string;
+  level: number;
+  index: number;
+  /** The 256 hashes end to end. */
+  hashes: Buffer;
+  root: Buffer;
+}
+
+/** A chain's events from its head to seq `to`. */
+interface Segment {
+  chain: SeededChain;
+  to: number;
 }
 
 /**
- * The chains' events as COPY text chunks, each row built as appendToChain builds it (seq from 1,
- * prev linking to the previous hash, UUIDv7 id of its received_at), received at evenly spaced,
- * never-decreasing milliseconds over the UTC day starting at `dayMs`. Lazy, so the rows never all
- * sit in memory; each chain's head is set once its last row is built.
+ * Each segment's events as COPY text chunks, each row built as appendToChain builds it (prev
+ * linking to the previous hash, UUIDv7 id of its received_at, index columns), received at evenly
+ * spaced, never-decreasing milliseconds over the UTC day starting at `dayMs`. Lazy, so the rows
+ * never all sit in memory. Each chunk moves its chain's head and tails as appending its rows
+ * would, and adds the tiles it completes (extendTails, as the append path) to `tiles`.
  */
-function* pastDayRows(chains: SealChain[], dayMs: number): Generator<Buffer> {
+function* segmentRows(segments: readonly Segment[], dayMs: number, tiles: SeededTile[]): Generator<Buffer> {
   const columns = indexColumns(EVENT);
   const created = columns.created === null ? null : new Date(columns.created).toISOString();
-  for (const chain of chains) {
+  for (const { chain, to } of segments) {
     const { project, environment, events } = chain;
     let lines = '';
     let leaves: Buffer[] = [];
-    let range = emptyRange();
-    let prev: Buffer = Buffer.from(GENESIS_PREV, 'hex');
-    let receivedAt = '';
-    for (let seq = 1; seq <= events; seq++) {
+    let prev = chain.head.hash;
+    for (let seq = chain.head.seq + 1; seq <= to; seq++) {
       const receivedAtMs = dayMs + Math.floor(((seq - 1) * DAY_MS) / events);
-      receivedAt = new Date(receivedAtMs).toISOString();
+      const receivedAt = new Date(receivedAtMs).toISOString();
       const id = uuidv7(receivedAtMs);
-      const { canonical, hash } = encodeEvent(EVENT, { project, environment, seq, id, received_at: receivedAt, prev: prev.toString('hex') });
+      const fields = { project, environment, seq, id, received_at: receivedAt, prev: prev.toString('hex') };
+      const { canonical, hash } = encodeCanonicalEvent(EVENT, EVENT_CANONICAL, fields);
       const row = [
         environment, seq, id, receivedAt, prev, hash, canonical,
         columns.action, columns.crud, columns.actor_id, columns.target_id, columns.group_id, created,
@@ -680,82 +769,121 @@ function* pastDayRows(chains: SealChain[], dayMs: number): Generator<Buffer> {
       lines += `${row.map(copyField).join('\t')}\n`;
       leaves.push(hash);
       prev = hash;
-      if (seq % COPY_CHUNK_ROWS === 0 || seq === events) {
-        range = appendLeaves(range, leaves);
+      if (seq % COPY_CHUNK_ROWS === 0 || seq === to) {
+        const extended = extendTails(chain.head.seq, chain.tails, leaves);
+        for (const { level, index, hashes, root } of extended.tiles) tiles.push({ environment, level, index, hashes: tileBytes(hashes), root });
+        chain.tails = extended.tails;
+        chain.head = { seq, hash, range: appendLeaves(chain.head.range, leaves), lastReceivedAt: receivedAt };
         leaves = [];
         yield Buffer.from(lines);
         lines = '';
       }
     }
-    chain.head = { seq: events, hash: prev, range, lastReceivedAt: receivedAt };
+  }
+}
+
+/** The tiles as COPY text, a row each. */
+function* tileRows(tiles: readonly SeededTile[]): Generator<Buffer> {
+  for (const { environment, level, index, hashes, root } of tiles) {
+    yield Buffer.from(`${[environment, level, index, hashes, root].map(copyField).join('\t')}\n`);
   }
 }
 
 /**
- * Setup of (e), not measured: `total` events over 4 new chains, received on `day`, COPYed into its
- * partition; then each chain head is moved as the append path moves it, so everything verifies.
+ * COPYs each segment's events and the tiles they complete, then moves each chain head as the
+ * append path moves it: the chains then verify and prove as if their events had been appended.
  */
-async function loadPastDay(db: pg.Pool, total: number, day: string): Promise<SealChain[]> {
-  const project = await createProject(db, 'bench-seal');
-  const chains: SealChain[] = [];
-  for (let i = 0; i < SEAL_CHAINS; i++) {
-    const events = Math.floor((total + SEAL_CHAINS - 1 - i) / SEAL_CHAINS);
-    if (events === 0) continue;
-    const environment = (await createEnvironment(db, project.id, `seal-${i + 1}`))!;
-    chains.push({ project: project.id, environment: environment.id, events });
-  }
-  const { rows } = await db.query<{ partition: string }>('SELECT auditledger_ensure_partition($1::date) AS partition', [day]);
-  const client = await db.connect();
-  try {
-    const copy = client.query(copyFrom(`COPY events (${COPY_COLUMNS}) FROM STDIN`));
-    await pipeline(Readable.from(pastDayRows(chains, Date.parse(day))), copy);
-    if (copy.rowCount !== total) throw new Error(`COPY stored ${copy.rowCount} events, not ${total}`);
-  } finally {
-    client.release();
-  }
-  for (const { environment, head } of chains) {
+async function seedSegments(db: pg.Pool, segments: readonly Segment[], dayMs: number): Promise<void> {
+  const events = segments.reduce((sum, { chain, to }) => sum + to - chain.head.seq, 0);
+  const tiles: SeededTile[] = [];
+  await copyInto(db, `events (${COPY_COLUMNS})`, segmentRows(segments, dayMs, tiles), events);
+  await copyInto(db, 'tiles (environment_id, level, tile_index, hashes, root)', tileRows(tiles), tiles.length);
+  for (const { chain: { environment, head } } of segments) {
     await db.query(
       'UPDATE chain_heads SET seq = $2, hash = $3, compact_range = $4, last_received_at = $5, updated_at = now() WHERE environment_id = $1',
-      [environment, head!.seq, head!.hash, head!.range.hashes, head!.lastReceivedAt],
+      [environment, head.seq, head.hash, head.range.hashes, head.lastReceivedAt],
     );
   }
-  // A day due for sealing was vacuumed and analyzed by autovacuum long before; done now, it cannot
-  // start during the measure instead. The name comes from auditledger_ensure_partition.
-  await db.query(`VACUUM (ANALYZE) ${rows[0]!.partition}`);
-  return chains;
 }
 
-interface SealFigures {
+/**
+ * Creates `day`'s partition, runs `seed`, then vacuums and analyzes the partition and the tiles: a
+ * day due for sealing was vacuumed and analyzed by autovacuum long before; done now, it cannot
+ * start during a measure instead.
+ */
+async function seedDay<T>(db: pg.Pool, day: string, seed: () => Promise<T>): Promise<T> {
+  const { rows } = await db.query<{ partition: string }>('SELECT auditledger_ensure_partition($1::date) AS partition', [day]);
+  const seeded = await seed();
+  const partition = rows[0]!.partition; // as auditledger_ensure_partition names it
+  progress(`VACUUM (ANALYZE) ${partition}, tiles`);
+  await db.query(`VACUUM (ANALYZE) ${partition}, tiles`);
+  return seeded;
+}
+
+/** Setup of (e), not measured: `total` events over 4 new chains, received on `day`, with their tiles. */
+function loadPastDay(db: pg.Pool, total: number, day: string): Promise<SeededChain[]> {
+  return seedDay(db, day, async () => {
+    const project = await createProject(db, 'bench-seal');
+    const chains: SeededChain[] = [];
+    for (let i = 0; i < SEAL_CHAINS; i++) {
+      const events = Math.floor((total + SEAL_CHAINS - 1 - i) / SEAL_CHAINS);
+      if (events > 0) chains.push(await seededChain(db, project.id, `seal-${i + 1}`, events));
+    }
+    await seedSegments(db, chains.map((chain) => ({ chain, to: chain.events })), Date.parse(day));
+    return chains;
+  });
+}
+
+/**
+ * Setup of (g) and (h), not measured: one chain's day of `events` events received on `day`,
+ * COPYed with its tiles in CHAIN_CHECKPOINTS steps, each followed by runCheckpoints (signing
+ * the chain, archiving its tiles and note) as the checkpoint job follows a chain's day.
+ */
+function loadChainDay(checkpoints: CheckpointDeps, events: number, day: string): Promise<SeededChain> {
+  const { db } = checkpoints;
+  return seedDay(db, day, async () => {
+    const project = await createProject(db, 'bench-chain');
+    const chain = await seededChain(db, project.id, 'day', events);
+    for (let step = 1; step <= CHAIN_CHECKPOINTS; step++) {
+      await seedSegments(db, [{ chain, to: Math.round((events * step) / CHAIN_CHECKPOINTS) }], Date.parse(day));
+      await runCheckpoints(checkpoints);
+    }
+    return chain;
+  });
+}
+
+/** What a child job measured: its wall time, its peak RSS, and the cores in use meanwhile. */
+interface ChildFigures<R> {
   seconds: number;
   eventsPerSecond: number;
   rssMb: number;
-  result: SealResult;
+  result: R;
   cpu?: CpuShare | undefined;
 }
 
 /**
- * Runs bench-seal.ts and reads its lines: the meter is sampled from its "started" line to its result,
- * with the child in the service's column; its peak RSS comes last, as it exits.
+ * Runs bench-child.ts on `job` and reads its lines: the meter is sampled from its "started" line
+ * to its result, with the child in the service's column; its peak RSS comes last, as it exits.
  */
-async function runSealChild(job: SealJob, meter: CpuMeter | undefined, teardown: Teardown): Promise<SealFigures> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SEAL_CHILD], {
+async function runChild<R extends { ms: number; events: number }>(job: ChildJob, meter: CpuMeter | undefined, teardown: Teardown): Promise<ChildFigures<R>> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, AUDITLEDGER_BENCH_SEAL: JSON.stringify(job) },
+    env: { ...process.env, AUDITLEDGER_BENCH_JOB: JSON.stringify(job) },
   });
   teardown.add(() => stopProcess(child));
   const exited = once(child, 'exit');
   const childMeter = meter?.withService(child.pid!);
   let start: CpuTimes | undefined;
   let cpu: CpuShare | undefined;
-  let result: SealResult | undefined;
+  let result: R | undefined;
   let maxRssKb: number | undefined;
   for await (const line of createInterface({ input: child.stdout! })) {
-    let message: { started?: true; maxRssKb?: number } & Partial<SealResult>;
+    let message: { started?: true; maxRssKb?: number };
     try {
       message = JSON.parse(line) as typeof message;
     } catch {
-      process.stderr.write(`bench-seal: ${line}\n`);
+      process.stderr.write(`bench-child: ${line}\n`);
       continue;
     }
     if (message.started) {
@@ -764,58 +892,184 @@ async function runSealChild(job: SealJob, meter: CpuMeter | undefined, teardown:
       maxRssKb = message.maxRssKb;
     } else {
       cpu = start && childMeter!.since(start);
-      result = message as SealResult;
+      result = message as R;
       child.stdin!.end();
     }
   }
   const [code, signal] = (await exited) as [number | null, NodeJS.Signals | null];
-  if (code !== 0 || !result || maxRssKb === undefined) throw new Error(`the sealing child ended with ${signal ?? `exit code ${code}`}`);
+  if (code !== 0 || !result || maxRssKb === undefined) throw new Error(`the ${job.kind} child ended with ${signal ?? `exit code ${code}`}`);
   const seconds = result.ms / 1000;
   return { seconds, eventsPerSecond: result.events / seconds, rssMb: (maxRssKb * 1024) / 1e6, result, cpu };
 }
 
-/** (e): setup (events, heads, checkpoints) unmeasured, then runSeal measured in the child, then checked. */
+/** The signing key of (e) and (h)'s checkpoints and bundles, and their origin prefix. */
+interface Signer {
+  key: SigningKey;
+  origin: string;
+}
+
+/**
+ * runSeal in the child, through dueThrough(now, afterDays); fails unless it sealed exactly
+ * `day`, its `chains` in bounded bundles (each chain's day takes ceil(events / N) of them).
+ */
+async function sealInChild(
+  databaseUrl: string,
+  archive: LocalArchive,
+  signer: Signer,
+  afterDays: number,
+  day: string,
+  chains: readonly SeededChain[],
+  meter: CpuMeter | undefined,
+  teardown: Teardown,
+): Promise<ChildFigures<SealResult>> {
+  const job: SealJob = { kind: 'seal', databaseUrl, archive: archive.location, key: encodeSigningKey(signer.key), origin: signer.origin, afterDays };
+  const figures = await runChild<SealResult>(job, meter, teardown);
+  const { days, bundles, events, waiting, failed } = figures.result;
+  const expected = chains.reduce((sum, chain) => sum + Math.ceil(chain.events / DEFAULT_MAX_EVENTS), 0);
+  const total = chains.reduce((sum, chain) => sum + chain.events, 0);
+  if (days.join() !== day || bundles !== expected || events !== total || waiting.length || failed.length) {
+    throw new Error(`sealed ${JSON.stringify({ days, bundles, events, waiting, failed })}, not ${expected} bundles of ${total} events on ${day}`);
+  }
+  return figures;
+}
+
+/** (e): setup (events, tiles, heads, checkpoints) unmeasured, then runSeal measured in the child, then checked. */
 async function measureSeal(
   db: pg.Pool,
   databaseUrl: string,
-  dir: string,
+  archive: LocalArchive,
+  signer: Signer,
   total: number,
   meter: CpuMeter | undefined,
   teardown: Teardown,
-): Promise<SealFigures & { chains: number; bundles: number; archive: LocalArchive; key: VerifierKey }> {
-  const day = new Date((Math.floor(Date.now() / DAY_MS) - SEAL_DAYS_AGO) * DAY_MS).toISOString().slice(0, 10);
-  progress(`(e) building and COPYing ${count(total)} events received on ${day}`);
+): Promise<ChildFigures<SealResult> & { chains: SeededChain[] }> {
+  const day = pastDay(SEAL_DAYS_AGO);
+  progress(`(e) building and COPYing ${count(total)} events received on ${day}, with their tiles`);
   const chains = await loadPastDay(db, total, day);
 
   progress('(e) signing checkpoints');
-  const archive = new LocalArchive(path.join(dir, 'seal-archive'));
-  const key = generateSigningKey('auditledger-bench');
-  const origin = 'bench.auditledger.example';
-  await runCheckpoints({ db, archive, key, origin, log: pino({ level: 'silent' }) });
+  await runCheckpoints({ db, archive, ...signer, log: pino({ level: 'silent' }) });
   for (const chain of chains) {
     if (!(await checkpointAt(db, chain.environment, chain.events))) throw new Error(`(e): chain ${chain.environment} has no checkpoint`);
   }
 
   progress('(e) runSeal in a child process');
-  const job: SealJob = { databaseUrl, archive: archive.location, key: encodeSigningKey(key), origin, afterDays: SEAL_AFTER_DAYS };
-  const figures = await runSealChild(job, meter, teardown);
-  const { days, bundles, events, waiting } = figures.result;
-  // Bounded bundles: each chain's day takes ceil(events / N) bundles.
-  const expected = chains.reduce((sum, chain) => sum + Math.ceil(chain.events / DEFAULT_MAX_EVENTS), 0);
-  if (days.join() !== day || bundles !== expected || events !== total || waiting.length) {
-    throw new Error(`(e) sealed ${JSON.stringify({ days, bundles, events, waiting })}, not ${expected} bundles of ${total} events on ${day}`);
-  }
-
-  return { ...figures, chains: chains.length, bundles, archive, key };
+  return { ...(await sealInChild(databaseUrl, archive, signer, SEAL_AFTER_DAYS, day, chains, meter, teardown)), chains };
 }
 
-/** (f): the offline verifier over the archive (e) wrote, as a compliance team would run it. */
-async function measureArchiveVerification(archive: Archive, key: VerifierKey): Promise<{ eventsPerSecond: number; checked: number }> {
-  const started = performance.now();
-  const report = await verifyArchive(archive, { verifiers: [key] });
-  const seconds = (performance.now() - started) / 1000;
-  if (!report.ok) throw new Error(`verifyArchive failed: ${JSON.stringify(report.failures.slice(0, 5))}`);
-  return { eventsPerSecond: report.events.total / seconds, checked: report.events.total };
+/**
+ * (f): verify-archive of a folder, or of one chain of it, in the child, as a compliance team would
+ * run it; fails unless everything verifies and the bundles held `events` events.
+ */
+async function measureArchiveVerification(
+  archive: LocalArchive,
+  key: VerifierKey,
+  events: number,
+  meter: CpuMeter | undefined,
+  teardown: Teardown,
+  chain?: SeededChain,
+): Promise<ChildFigures<ArchiveResult>> {
+  const job: ArchiveJob = { kind: 'verify-archive', archive: archive.location, vkey: verifierKey(key), chain: chain && `${chain.project}/${chain.environment}` };
+  const figures = await runChild<ArchiveResult>(job, meter, teardown);
+  const { ok, failures, events: checked } = figures.result;
+  if (!ok || checked !== events) throw new Error(`verify-archive of ${job.chain ?? archive.location}: ${checked} events, not ${events}; ${JSON.stringify(failures)}`);
+  return figures;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (g) Proof latency: inclusion and consistency proofs over HTTP, one request at a time
+
+/** A cron that comes once a year: the proof service's scheduled verification stays out of (g). */
+const NEVER = '0 0 1 1 *';
+/** Requests of each kind to each chain before the measured ones (connections, prepared statements, JIT). */
+const PROOF_WARMUP = 20;
+/** The smaller chain of (g). */
+const SMALL_CHAIN_EVENTS = 10_000;
+/** Issue 16: proof latency on the large chain at most this times that on the small one. */
+const PROOF_TARGET = 1.5;
+
+/** A chain (g) proves events of, at its head. */
+interface ProvenChain {
+  environment: string;
+  token: string;
+  size: number;
+  root: Buffer;
+}
+
+interface ProofLatency {
+  inclusion: Latency;
+  consistency: Latency;
+}
+
+/** A new API token (every scope) of a chain, from the admin API. */
+async function chainToken(base: URL, adminToken: string, project: string, environment: string): Promise<string> {
+  const route = `/v1/projects/${project}/environments/${environment}/tokens`;
+  return (await adminPost<{ token: string }>(base, adminToken, route, { name: 'bench' })).token;
+}
+
+/** A chain as (g) proves it: at its head as stored now. */
+async function provenChain(db: pg.Pool, environment: string, token: string): Promise<ProvenChain> {
+  const head = (await getChainHead(db, environment))!;
+  return { environment, token, size: head.tree_size, root: Buffer.from(head.root, 'hex') };
+}
+
+/**
+ * `proofs` inclusion proofs of random events of each chain (GET /v1/events/:id/proof at the
+ * head's tree size), then `proofs` consistency proofs from a random size to the head (GET
+ * /v1/consistency), one request at a time, the chains taking turns so that both see the same
+ * machine. Each latency is the request until its body is read; each proof is then checked
+ * against the head's root, so a wrong or short answer fails the run rather than look fast.
+ */
+async function measureProofs(base: URL, db: pg.Pool, chains: readonly ProvenChain[], proofs: number): Promise<ProofLatency[]> {
+  const random = (below: number) => 1 + Math.floor(Math.random() * below);
+  const events = await Promise.all(
+    chains.map(async (chain) => {
+      const seqs = Array.from({ length: PROOF_WARMUP + proofs }, () => random(chain.size));
+      const { rows } = await db.query<{ seq: number; id: string; hash: Buffer }>(
+        'SELECT seq, id, hash FROM events WHERE environment_id = $1 AND seq = ANY($2::bigint[])',
+        [chain.environment, seqs],
+      );
+      const bySeq = new Map(rows.map((row) => [Number(row.seq), row]));
+      return seqs.map((seq) => bySeq.get(seq)!);
+    }),
+  );
+  const get = async (chain: ProvenChain, route: string) => {
+    const started = performance.now();
+    const response = await fetch(new URL(route, base), { headers: { authorization: `Bearer ${chain.token}` } });
+    const body = await response.text();
+    const ms = performance.now() - started;
+    if (response.status !== 200) throw new Error(`(g) GET ${route}: ${response.status} ${body}`);
+    return { ms, body: JSON.parse(body) as Record<string, unknown> };
+  };
+  const decode = (hashes: unknown) => (hashes as string[]).map((hash) => Buffer.from(hash, 'base64'));
+  const inclusion = async (c: number, i: number) => {
+    const chain = chains[c]!;
+    const event = events[c]![i]!;
+    const { ms, body } = await get(chain, `/v1/events/${event.id}/proof?tree_size=${chain.size}`);
+    verifyInclusion(event.seq - 1, chain.size, event.hash, decode(body.proof), chain.root);
+    return ms;
+  };
+  const consistency = async (c: number, i: number) => {
+    const chain = chains[c]!;
+    const from = events[c]![i]!.seq; // a random size in 1..size
+    const { ms, body } = await get(chain, `/v1/consistency?from=${from}&to=${chain.size}`);
+    const roots = body.roots as { from: string; to: string };
+    verifyConsistency(from, chain.size, decode(body.proof), Buffer.from(roots.from, 'base64'), chain.root);
+    if (!Buffer.from(roots.to, 'base64').equals(chain.root)) throw new Error(`(g) consistency to ${chain.size}: not the head's root`);
+    return ms;
+  };
+  const latencies = chains.map(() => ({ inclusion: [] as number[], consistency: [] as number[] }));
+  for (const kind of ['inclusion', 'consistency'] as const) {
+    const prove = kind === 'inclusion' ? inclusion : consistency;
+    for (let i = 0; i < PROOF_WARMUP + proofs; i++) {
+      for (let c = 0; c < chains.length; c++) {
+        const ms = await prove(c, i);
+        if (i >= PROOF_WARMUP) latencies[c]![kind].push(ms);
+      }
+    }
+  }
+  const summary = (samples: number[]): Latency => ({ p50: percentile(samples, 0.5), p99: percentile(samples, 0.99) });
+  return latencies.map((l) => ({ inclusion: summary(l.inclusion), consistency: summary(l.consistency) }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -880,8 +1134,9 @@ interface Measure {
   /** Short name, for the error counts and the CPU table. */
   key: string;
   label: string;
-  eventsPerSecond: number;
-  latency?: { p50: number; p99: number };
+  /** Undefined for a measure of latency alone. */
+  eventsPerSecond?: number | undefined;
+  latency?: Latency | undefined;
   /** Non-2xx answers and failed requests of an HTTP phase. */
   errors?: number;
   target?: Target | undefined;
@@ -948,14 +1203,14 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
 
   // The 1-worker service idles meanwhile; the CPU meter follows one process, so this is not metered.
   const oneWorker = measures.find((m) => m.key === WORKERS_PHASE.key)!;
-  const label = `(g)${WORKERS_PHASE.label.slice('(b)'.length)}, serve --workers 2`;
+  const label = `(i)${WORKERS_PHASE.label.slice('(b)'.length)}, serve --workers 2`;
   progress(`${label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
-  const twoWorkers = await startService(databaseUrl, path.join(dir, 'service-2'), adminToken, teardown, 2);
+  const twoWorkers = await startService(databaseUrl, path.join(dir, 'service-2'), adminToken, teardown, { workers: 2 });
   try {
     measures.push({
-      key: '(g)',
+      key: '(i)',
       label,
-      target: { text: `>= 1.3 x ${WORKERS_PHASE.key} (1 worker)`, met: (eps) => eps >= 1.3 * oneWorker.eventsPerSecond },
+      target: { text: `>= 1.3 x ${WORKERS_PHASE.key} (1 worker)`, met: (eps) => eps >= 1.3 * oneWorker.eventsPerSecond! },
       ...(await measureIngest(twoWorkers.url, WORKERS_PHASE, chains, options)),
     });
   } finally {
@@ -982,37 +1237,132 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     ...(await readAndHashChain(db, chain.environment, checked)),
   });
 
-  const seal = await measureSeal(db, databaseUrl, dir, options.sealEvents, meter, teardown);
+  const signer: Signer = { key: generateSigningKey('auditledger-bench'), origin: 'bench.auditledger.example' };
+  const sealArchive = new LocalArchive(path.join(dir, 'seal-archive'));
+  const seal = await measureSeal(db, databaseUrl, sealArchive, signer, options.sealEvents, meter, teardown);
   const sealTarget = `< ${SEAL_TARGET.seconds} s and < ${SEAL_TARGET.rssMb} MB peak RSS`;
   measures.push({
     key: '(e)',
-    label: `(e) runSeal of ${count(options.sealEvents)} events across ${seal.chains} chains (${seal.bundles} bundles): ${seal.seconds.toFixed(1)} s, peak RSS ${seal.rssMb.toFixed(0)} MB`,
+    label: `(e) runSeal of ${count(options.sealEvents)} events across ${seal.chains.length} chains (${seal.result.bundles} bundles): ${seal.seconds.toFixed(1)} s, peak RSS ${seal.rssMb.toFixed(0)} MB`,
     target: { text: sealTarget, met: () => seal.seconds < SEAL_TARGET.seconds && seal.rssMb < SEAL_TARGET.rssMb },
     eventsPerSecond: seal.eventsPerSecond,
     cpu: seal.cpu,
   });
-  progress('(f) verifyArchive of the sealed folder');
-  // Not metered: the service whose CPU the meter samples is stopped by now.
-  const { checked: archived, ...archiveFigures } = await measureArchiveVerification(seal.archive, seal.key);
+  progress('(f) verify-archive of the sealed folder, in a child process');
+  const verified = await measureArchiveVerification(sealArchive, signer.key, options.sealEvents, meter, teardown);
   measures.push({
     key: '(f)',
-    label: `(f) verify-archive of the sealed folder, ${count(archived)} events`,
+    label: `(f) verify-archive of the sealed folder, ${count(options.sealEvents)} events: peak RSS ${verified.rssMb.toFixed(0)} MB`,
     target: { text: '>= 500,000/s', met: (eps) => eps >= 500_000 },
-    ...archiveFigures,
+    eventsPerSecond: verified.eventsPerSecond,
+    cpu: verified.cpu,
   });
   const threads = os.availableParallelism();
   progress('(f) ceiling: hashing and scanning the bundles');
-  const hashed = await hashArchive(seal.archive, threads);
-  if (hashed.events !== archived) throw new Error(`(f) ceiling: hashed ${hashed.events} events, not ${archived}`);
+  const hashed = await hashArchive(sealArchive, threads);
+  if (hashed.events !== options.sealEvents) throw new Error(`(f) ceiling: hashed ${hashed.events} events, not ${options.sealEvents}`);
   measures.push({
     key: '(f) ceiling',
     label: `(f) ceiling: the same bundles, both hashes and the ledger-field scan per event, nothing checked, ${threads} threads`,
     eventsPerSecond: hashed.eventsPerSecond,
   });
+
+  const day = pastDay(CHAIN_DAYS_AGO);
+  progress(`(g), (h) building and COPYing one chain's day of ${count(options.chainEvents)} events received on ${day}, with its tiles, signing it ${CHAIN_CHECKPOINTS} times`);
+  const chainArchive = new LocalArchive(path.join(dir, 'chain-archive'));
+  const dayChain = await loadChainDay({ db, archive: chainArchive, ...signer, log: pino({ level: 'silent' }) }, options.chainEvents, day);
+
+  // A service of its own, started now: had the first one run meanwhile, its jobs would have signed
+  // the chain with its own key, and its scheduled verification would read the whole chain.
+  const proofService = await startService(databaseUrl, path.join(dir, 'service-proofs'), adminToken, teardown, {
+    env: { AUDITLEDGER_VERIFY_CRON: NEVER, AUDITLEDGER_FULL_VERIFY_CRON: NEVER },
+  });
+  let proven: ProvenChain[];
+  let proofFigures: { latency: ProofLatency[]; cpu?: CpuShare | undefined };
+  try {
+    progress(`(g) appending a chain of ${count(SMALL_CHAIN_EVENTS)} events over HTTP`);
+    const small = (await createEnvironment(db, dayChain.project, 'small'))!;
+    const smallToken = await chainToken(proofService.url, adminToken, dayChain.project, small.id);
+    await appendEvents(proofService.url, { project: dayChain.project, environment: small.id, token: smallToken }, SMALL_CHAIN_EVENTS);
+    proven = [
+      await provenChain(db, small.id, smallToken),
+      await provenChain(db, dayChain.environment, await chainToken(proofService.url, adminToken, dayChain.project, dayChain.environment)),
+    ];
+    progress(`(g) ${count(options.proofs)} inclusion and ${count(options.proofs)} consistency proofs on each chain, one request at a time`);
+    proofFigures = await metered(meter?.withService(proofService.pid), async () => ({ latency: await measureProofs(proofService.url, db, proven, options.proofs) }));
+  } finally {
+    await proofService.stop();
+  }
+  const proofRatios: string[] = [];
+  for (const kind of ['inclusion', 'consistency'] as const) {
+    const [smaller, larger] = proofFigures.latency.map((latency) => latency[kind]) as [Latency, Latency];
+    const ratio = { p50: larger.p50 / smaller.p50, p99: larger.p99 / smaller.p99 };
+    proofRatios.push(`${kind} p50 ${ratio.p50.toFixed(2)}, p99 ${ratio.p99.toFixed(2)}`);
+    const label = (size: number) => `(g) ${kind} proofs, chain of ${count(size)} events, ${count(options.proofs)} GETs one at a time`;
+    measures.push(
+      // The cores in use over all of (g), shown once.
+      { key: kind === 'inclusion' ? '(g)' : `(g) ${kind} small`, label: label(proven[0]!.size), latency: smaller, cpu: kind === 'inclusion' ? proofFigures.cpu : undefined },
+      {
+        key: `(g) ${kind} large`,
+        label: label(proven[1]!.size),
+        latency: larger,
+        target: {
+          text: `p50 and p99 <= ${PROOF_TARGET} x the ${count(proven[0]!.size)}-event chain's (${ratio.p50.toFixed(2)}, ${ratio.p99.toFixed(2)})`,
+          met: () => ratio.p50 <= PROOF_TARGET && ratio.p99 <= PROOF_TARGET,
+        },
+      },
+    );
+  }
+
+  progress(`(h) runSeal of one chain's day of ${count(options.chainEvents)} events, in a child process`);
+  const chainSeal = await sealInChild(databaseUrl, chainArchive, signer, CHAIN_DAYS_AGO - 1, day, [dayChain], meter, teardown);
+  measures.push({
+    key: '(h)',
+    label:
+      `(h) runSeal of one chain's day of ${count(options.chainEvents)} events (${chainSeal.result.bundles} bundles):` +
+      ` ${chainSeal.seconds.toFixed(1)} s, peak RSS ${chainSeal.rssMb.toFixed(0)} MB`,
+    target: { text: `< ${SEAL_TARGET.rssMb} MB peak RSS`, met: () => chainSeal.rssMb < SEAL_TARGET.rssMb },
+    eventsPerSecond: chainSeal.eventsPerSecond,
+    cpu: chainSeal.cpu,
+  });
+
+  // verify-archive of one chain's day of each size: (e)'s first chain's, and (h)'s.
+  const days = [seal.chains[0]!, dayChain] as const;
+  const dayFigures: ChildFigures<ArchiveResult>[] = [];
+  for (const [i, chain] of days.entries()) {
+    progress(`(f) verify-archive of one chain's day of ${count(chain.events)} events, in a child process`);
+    const figures = await measureArchiveVerification(i === 0 ? sealArchive : chainArchive, signer.key, chain.events, meter, teardown, chain);
+    dayFigures.push(figures);
+  }
+  const rssRatio = dayFigures[1]!.rssMb / dayFigures[0]!.rssMb;
+  for (const [i, chain] of days.entries()) {
+    const { rssMb, eventsPerSecond, cpu } = dayFigures[i]!;
+    measures.push({
+      key: `(f) day ${i + 1}`,
+      label: `(f) verify-archive --chain, one chain's day of ${count(chain.events)} events (${i === 0 ? "(e)'s first" : "(h)'s"}): peak RSS ${rssMb.toFixed(0)} MB`,
+      target:
+        i === 0
+          ? undefined
+          : {
+              text: `peak RSS <= ${RSS_TARGET} x the ${count(days[0].events)}-event day's: independent of day size (${rssRatio.toFixed(2)})`,
+              met: () => rssRatio <= RSS_TARGET,
+            },
+      eventsPerSecond,
+      cpu,
+    });
+  }
+
   const notes = [
-    `(e) in a child process (node --import tsx scripts/bench-seal.ts), the service stopped; ${seal.result.bundles} bundles` +
-      ` into a local archive; sealing CPU ${(seal.result.cpuMs / 1000).toFixed(1)} s. (f) in the bench process, no database.`,
+    `(e), (f) and (h) each in a child process (node --import tsx scripts/bench-child.ts), the service stopped; (e) ${seal.result.bundles}` +
+      ` bundles into a local archive, sealing CPU ${(seal.result.cpuMs / 1000).toFixed(1)} s; (h) ${chainSeal.result.bundles} bundles,` +
+      ` sealing CPU ${(chainSeal.result.cpuMs / 1000).toFixed(1)} s. (f) reads the folders alone, no database.`,
+    `(g) and (h): the chain's day was COPYed with its tiles and signed ${CHAIN_CHECKPOINTS} times as it grew (runCheckpoints);` +
+      ` the ${count(SMALL_CHAIN_EVENTS)}-event chain was appended over HTTP. (g) ran against a service started then, its scheduled` +
+      ` verification off; proofs at each chain's head, the chains taking turns, after ${PROOF_WARMUP} unmeasured of each kind.`,
     `Ratios (issue 18 targets): ${ratios(measures)}.`,
+    `Ratios (issue 16 targets): (g) latency on ${count(proven[1]!.size)} / on ${count(proven[0]!.size)} events: ${proofRatios.join('; ')}` +
+      ` (<= ${PROOF_TARGET}); (f) peak RSS on a day of ${count(days[1].events)} / of ${count(days[0].events)} events = ${rssRatio.toFixed(2)}` +
+      ` (<= ${RSS_TARGET}, independent of day size); (h) peak RSS ${chainSeal.rssMb.toFixed(0)} MB (< ${SEAL_TARGET.rssMb}).`,
   ];
   return { postgres: rows[0]!.server_version, measures, notes };
 }
@@ -1028,7 +1378,7 @@ function ratios(measures: Measure[]): string {
       ['(c3)', '(c1)', 0.9],
       ['(d)', '(d) ceiling', 0.75],
       ['(f)', '(f) ceiling', 0.75],
-      ['(g)', WORKERS_PHASE.key, 1.3],
+      ['(i)', WORKERS_PHASE.key, 1.3],
     ] as const
   )
     .map(([a, b, target]) => `${a} / ${b} = ${(eps(a) / eps(b)).toFixed(2)} (>= ${target})`)
@@ -1037,15 +1387,15 @@ function ratios(measures: Measure[]): string {
 }
 
 function figuresTable(measures: Measure[]): string[] {
-  const ceiling = measures[0]!.eventsPerSecond;
+  const ceiling = measures[0]!.eventsPerSecond!;
   const ms = (n: number | undefined) => (n === undefined ? '' : n.toFixed(1));
   return [
     '| measure | events/s | p50 ms | p99 ms | x (a) | target |',
     '|---|---:|---:|---:|---:|---|',
-    ...measures.map((m) => {
-      const target = m.target ? `${m.target.text}: ${m.target.met(m.eventsPerSecond, ceiling) ? 'met' : 'missed'}` : '';
-      const ratio = (m.eventsPerSecond / ceiling).toFixed(2);
-      return `| ${m.label} | ${count(m.eventsPerSecond)} | ${ms(m.latency?.p50)} | ${ms(m.latency?.p99)} | ${ratio} | ${target} |`;
+    ...measures.map(({ label, eventsPerSecond: eps, latency, target }) => {
+      const met = target ? `${target.text}: ${target.met(eps ?? Number.NaN, ceiling) ? 'met' : 'missed'}` : '';
+      const rate = eps === undefined ? ['', ''] : [count(eps), (eps / ceiling).toFixed(2)];
+      return `| ${label} | ${rate[0]} | ${ms(latency?.p50)} | ${ms(latency?.p99)} | ${rate[1]} | ${met} |`;
     }),
   ];
 }
@@ -1053,8 +1403,8 @@ function figuresTable(measures: Measure[]): string[] {
 function cpuTable(measures: Measure[]): string[] {
   const cores = (n: number) => n.toFixed(2);
   return [
-    `CPU in use during each measure, in cores of ${os.cpus().length} (service: in (e) the sealing child; bench: this process;` +
-      ' other: processes outside this run):',
+    `CPU in use during each measure, in cores of ${os.cpus().length} (service: in (e), (f) and (h) the measuring child, in (g) the` +
+      ' proof service, over all its proofs; bench: this process; other: processes outside this run):',
     '',
     '| measure | service | PostgreSQL | bench | other | service CPU µs per event (bare servers: per request) |',
     '|---|---:|---:|---:|---:|---:|',
