@@ -18,6 +18,7 @@ import type { AppendMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { DOCS_PATHS, docsRoutes } from './routes/docs.js';
 import { adminRoutes } from './routes/admin.js';
+import { erasureAdminRoutes, erasureRoutes } from './routes/erasures.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { bundleRoutes } from './routes/bundles.js';
 import { retracedRoutes, retracedViewerRoutes } from './routes/retraced.js';
@@ -104,6 +105,8 @@ export function createApp(deps: AppDeps) {
 
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
+  const erasure = { db: pools.app, subjectKey: keyring.subjectKey, now: () => groupCommit.now(), maxStringLength: config.AUDITLEDGER_MAX_STRING_LENGTH };
+  app.route('/v1', erasureAdminRoutes(erasure));
 
   // Each of these routes names the scope or kind of token it needs.
   const sealed = new SealedBundles(pools.app, archive, verifiers(keyring));
@@ -111,6 +114,7 @@ export function createApp(deps: AppDeps) {
   app.route('/v1', proofRoutes(pools.app, sealed));
   app.route('/v1', tlogRoutes(pools.app));
   app.route('/v1', bundleRoutes(pools.app));
+  app.route('/v1', erasureRoutes(erasure));
   app.route('/v1', verifyRoutes(pools.app, requestVerification, { runs: config.AUDITLEDGER_VERIFY_RATE, windowSeconds: config.AUDITLEDGER_VERIFY_RATE_WINDOW }));
 
   // Retraced's publisher API, for apps that switch by changing a URL.

@@ -10,6 +10,8 @@ import { VIEWER_PATH } from './routes/viewer.js';
 import { checkpointsQuery, consistencyQuery, proofQuery } from './routes/proofs.js';
 import { runsQuery } from './routes/verify.js';
 import { pageQuery } from './schemas.js';
+import { erasureSchemas } from './routes/erasures.js';
+import { SCOPES } from '../store/tokens.js';
 
 /**
  * The OpenAPI 3.1 document. Request bodies and query parameters come from the very zod schemas
@@ -17,7 +19,7 @@ import { pageQuery } from './schemas.js';
  * that every route the app registers is in it.
  */
 
-type Auth = 'none' | 'admin' | 'environment' | 'events:write' | 'events:read' | 'verify' | 'events:read or viewer' | 'viewer';
+type Auth = 'none' | 'admin' | 'environment' | 'events:write' | 'events:read' | 'verify' | 'erase' | 'events:read or viewer' | 'viewer';
 
 interface Route {
   method: 'get' | 'post' | 'patch' | 'delete';
@@ -28,6 +30,8 @@ interface Route {
   query?: z.ZodObject;
   body?: z.ZodType;
   status: number;
+  /** Error statuses beyond the ones every route of its kind has, with what they mean. */
+  errors?: Record<number, string>;
   response?: z.ZodType;
   example?: unknown;
   /** The media type of the answer; JSON unless said. */
@@ -38,14 +42,18 @@ const id = z.uuid();
 const hex = z.string().regex(/^[0-9a-f]{64}$/);
 const time = z.iso.datetime();
 const error = z.object({
-  error: z.object({ code: z.string(), message: z.string(), details: z.array(z.object({ field: z.string(), message: z.string() })).optional() }),
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    details: z.union([z.array(z.object({ field: z.string(), message: z.string() })), z.object({ hold: id, reason: z.string() }).describe('code legal_hold: the hold that refused')]).optional(),
+  }),
 });
 const project = z.object({ id, name: z.string(), created_at: time, updated_at: time });
 const environment = project.extend({ project_id: id });
 const token = z.object({
   id,
   name: z.string(),
-  scopes: z.array(z.enum(['events:write', 'events:read', 'verify'])),
+  scopes: z.array(z.enum(SCOPES)),
   expires_at: time.nullable(),
   revoked_at: time.nullable(),
   last_used_at: time.nullable(),
@@ -105,6 +113,15 @@ const run = z.object({
   created_at: time,
   finished_at: time.nullable(),
 });
+const chainReceipt = z.object({ environment_id: id, receipt });
+const erasure = z.object({
+  project_id: id,
+  subject_digest: hex.describe("the subject's keyed digest (HMAC-SHA-256 under the subject key)"),
+  requested_at: time,
+  updated_at: time,
+  chains: z.array(chainReceipt.extend({ values_erased: z.number().int() })),
+});
+const hold = z.object({ id, project_id: id, environment_id: id.nullable(), subject_digest: hex.nullable(), reason: z.string(), placed_at: time, lifted_at: time.nullable() });
 const retracedReceipt = z.object({ id, hash: z.string().describe("Retraced's receipt hash (hex SHA-256)") });
 const list = <K extends string>(key: K, item: z.ZodType) => z.object({ [key]: z.array(item), next_cursor: z.string().nullable() });
 
@@ -117,6 +134,8 @@ function routes(config: Config, limits: EventLimits): Route[] {
   const admin = adminSchemas(config.AUDITLEDGER_MAX_NAME_LENGTH);
   const events = eventSchemas(limits);
   const retraced = retracedSchemas(limits);
+  const erasing = erasureSchemas(limits.maxStringLength);
+  const underHold = { 409: 'legal_hold: an active hold covers the erasure (details name it); nothing was erased' };
   const R = '/publisher/v1/project/{projectId}';
   const P = '/v1/projects/{projectId}';
   const E = `${P}/environments/{environmentId}`;
@@ -148,6 +167,17 @@ function routes(config: Config, limits: EventLimits): Route[] {
     },
     { method: 'get', path: `${E}/tokens`, summary: 'List tokens (no secrets)', tag: 'admin', auth: 'admin', query: pageQuery, status: 200, response: list('tokens', token) },
     { method: 'delete', path: '/v1/tokens/{tokenId}', summary: 'Revoke a token', tag: 'admin', auth: 'admin', status: 204 },
+    {
+      method: 'post', path: `${P}/erasures`, summary: "Erase a data subject's personal values in every chain of the project (201; 200 for a repeat that found nothing new)", tag: 'personal data', auth: 'admin',
+      body: erasing.erasure, status: 201, response: erasure, errors: underHold,
+    },
+    { method: 'post', path: `${P}/holds`, summary: 'Place a legal hold (refuses the erasures it covers)', tag: 'personal data', auth: 'admin', body: erasing.hold, status: 201, response: hold.extend({ events: z.array(chainReceipt) }) },
+    { method: 'get', path: `${P}/holds`, summary: 'List legal holds', tag: 'personal data', auth: 'admin', query: pageQuery, status: 200, response: list('holds', hold) },
+    { method: 'delete', path: `${P}/holds/{holdId}`, summary: 'Lift a legal hold (again: a no-op)', tag: 'personal data', auth: 'admin', status: 200, response: hold.extend({ events: z.array(chainReceipt) }) },
+    {
+      method: 'post', path: '/v1/erasures', summary: "Erase a data subject's personal values in the token's chain (201; 200 for a repeat that found nothing new)", tag: 'personal data', auth: 'erase',
+      body: erasing.erasure, status: 201, response: erasure, errors: underHold,
+    },
     {
       method: 'post', path: '/v1/events', summary: 'Append one event, or {"events": [...]} all or nothing', tag: 'events', auth: 'events:write',
       body: z.union([events.event, events.batch]), status: 201, response: appended,
@@ -218,6 +248,7 @@ function operation(route: Route) {
       ...(route.body || route.query ? { 400: errorResponse('A bad field, named in details') } : {}),
       ...(route.auth !== 'none' ? { 401: errorResponse('Missing, unknown, expired or revoked token'), 403: errorResponse('Wrong kind of token or missing scope') } : {}),
       ...(route.path.includes('{') ? { 404: errorResponse('No such resource for this caller') } : {}),
+      ...Object.fromEntries(Object.entries(route.errors ?? {}).map(([status, description]) => [status, errorResponse(description)])),
     },
   };
 }

@@ -138,29 +138,65 @@ export async function appendToChain(
     const plan = planAppend(chain, expected, requests, new Map(), now);
     if (plan.rows.seq.length > 0 && plan.tiles && (await writeEvents(db, chain.environment, expected, plan))) return appended(plan);
   }
+  return withLockedHead(db, chain.environment, async (client, head) => appended(await appendLocked(client, chain, head, requests, now)));
+}
+
+/**
+ * Runs `work` in a transaction that holds the chain head's row lock from its start, with the head
+ * as read under the lock; COMMIT when `work` resolves, ROLLBACK when it throws.
+ */
+async function withLockedHead<T>(db: pg.Pool, environment: string, work: (client: pg.PoolClient, head: Head) => Promise<T>): Promise<T> {
   const client = await db.connect();
   try {
-    const head = await beginAndLockHead(client, chain.environment);
-    const known = await findKeys(client, chain.environment, [
-      ...new Set(requests.flatMap((items) => items.flatMap((i) => (i.key ? [i.key] : [])))),
-    ]);
-    let plan = planAppend(chain, head, requests, known, now);
-    if (!plan.tiles) {
-      // Tiles complete here and this process does not carry the tails they extend.
-      const tails = await readTails(client, chain.environment, head.seq, levelsCompleted(head.seq, plan.next.seq));
-      plan = { ...plan, ...planTiles(head, plan.leaves, plan.next, tails) };
-    }
-    if (plan.rows.seq.length > 0 && !(await writeEvents(client, chain.environment, head, plan))) {
-      throw new Error(`chain head ${chain.environment} moved while locked`);
-    }
+    const result = await work(client, await beginAndLockHead(client, environment));
     await client.query('COMMIT');
-    return appended(plan);
+    return result;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
   } finally {
     client.release();
   }
+}
+
+/** Appends `requests` on top of `head`, locked by the caller's transaction on `client`; the plan written. */
+async function appendLocked(client: pg.PoolClient, chain: ChainRef, head: Head, requests: readonly AppendItem[][], now: number): Promise<AppendPlan> {
+  const known = await findKeys(client, chain.environment, [
+    ...new Set(requests.flatMap((items) => items.flatMap((i) => (i.key ? [i.key] : [])))),
+  ]);
+  let plan = planAppend(chain, head, requests, known, now);
+  if (!plan.tiles) {
+    // Tiles complete here and this process does not carry the tails they extend.
+    const tails = await readTails(client, chain.environment, head.seq, levelsCompleted(head.seq, plan.next.seq));
+    plan = { ...plan, ...planTiles(head, plan.leaves, plan.next, tails) };
+  }
+  if (plan.rows.seq.length > 0 && !(await writeEvents(client, chain.environment, head, plan))) {
+    throw new Error(`chain head ${chain.environment} moved while locked`);
+  }
+  return plan;
+}
+
+/** Appends one request within a transaction of inChainTransaction; its outcome. */
+export type LockedAppend = (items: AppendItem[]) => Promise<AppendOutcome>;
+
+/**
+ * Runs `work` in one transaction that holds the chain head's row lock from its start, for changes
+ * that must be ordered with the chain's appends and recorded by an event in the same commit (an
+ * erasure): `work` gets the transaction's client and `append`, the append path of appendToChain
+ * on that transaction. Appends of other transactions (and processes) wait for the commit, so they
+ * come after everything `work` did. COMMIT when `work` resolves, ROLLBACK when it throws. A
+ * process's GroupCommit finds its remembered head moved and locks the head for its next append.
+ */
+export function inChainTransaction<T>(db: pg.Pool, chain: ChainRef, now: () => number, work: (client: pg.PoolClient, append: LockedAppend) => Promise<T>): Promise<T> {
+  return withLockedHead(db, chain.environment, (client, locked) => {
+    let head = locked;
+    return work(client, async (items) => {
+      const plan = await appendLocked(client, chain, head, [items], now());
+      const { outcomes, head: next } = appended(plan);
+      head = next;
+      return outcomes[0]!;
+    });
+  });
 }
 
 /** The rows to write for a group of requests on top of `head`, and what each request gets. */
