@@ -13,6 +13,7 @@ import type { Authenticator } from './credentials.js';
 import { onError, onNotFound } from './errors.js';
 import type { EventLimits } from './event-schema.js';
 import { requestLog } from './request-log.js';
+import { PersonalPolicies } from './personal.js';
 import { SealedBundles } from './sealed.js';
 import type { AppendMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
@@ -103,6 +104,7 @@ export function createApp(deps: AppDeps) {
   app.route('/', docsRoutes());
   app.route('/', viewerRoutes(viewerBundle));
 
+  const policies = new PersonalPolicies(pools.app, keyring.subjectKey, config.AUDITLEDGER_TOKEN_CACHE_SECONDS * 1000);
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
   const erasure = { db: pools.app, subjectKey: keyring.subjectKey, now: () => groupCommit.now(), maxStringLength: config.AUDITLEDGER_MAX_STRING_LENGTH };
@@ -110,7 +112,7 @@ export function createApp(deps: AppDeps) {
 
   // Each of these routes names the scope or kind of token it needs.
   const sealed = new SealedBundles(pools.app, archive, verifiers(keyring));
-  app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), sealed, metrics }));
+  app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), sealed, metrics, policies }));
   app.route('/v1', proofRoutes(pools.app, sealed));
   app.route('/v1', tlogRoutes(pools.app));
   app.route('/v1', bundleRoutes(pools.app));
@@ -120,7 +122,7 @@ export function createApp(deps: AppDeps) {
   // Retraced's publisher API, for apps that switch by changing a URL.
   app.route(
     '/publisher/v1',
-    retracedRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), viewerTokenKey: viewerTokenKey(keyring.current) }),
+    retracedRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), viewerTokenKey: viewerTokenKey(keyring.current), policies }),
   );
   app.route('/viewer/v1', retracedViewerRoutes({ db: pools.app, credentials }));
   app.route('/v1', keyRoutes(keyring));
