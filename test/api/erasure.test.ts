@@ -177,6 +177,32 @@ describe('erasure and legal holds', () => {
     expect((await ctx.t.request('POST', `/v1/projects/${p.id}/erasures`, { token: production.token, body: { subject: 'erin' } })).status).toBe(403);
   });
 
+  it('appends racing an erasure land wholly before its event (erased) or after it (kept as new data)', async () => {
+    const p = await project('race', ['production']);
+    const { production } = p.chains as Record<'production', { id: string; token: string }>;
+    // Appends one after another while the erasure runs, so that it lands among them.
+    let erasing = true;
+    let sent = 0;
+    const racing = (async () => {
+      while (erasing || sent < 5) {
+        await append(production.token, login('frank', 'Frank Race', '203.0.113.9'));
+        sent++;
+      }
+    })();
+    while (sent < 3) await new Promise((r) => setTimeout(r, 5));
+    const erasure = await created(await admin('POST', `/v1/projects/${p.id}/erasures`, { subject: 'frank' }));
+    erasing = false;
+    await racing;
+    const erasedAt = erasure.chains[0].receipt.seq;
+    const { rows } = await ctx.db.pools.owner.query<{ seq: number }>('SELECT DISTINCT seq FROM personal_values WHERE environment_id = $1 AND subject_digest = $2 ORDER BY seq', [
+      production.id,
+      digest(p.id, 'frank'),
+    ]);
+    // Every event before the erasure event lost its values, every one after kept them.
+    expect(erasure.chains[0].values_erased).toBe((erasedAt - 1) * 3);
+    expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: sent + 1 - erasedAt }, (_, i) => erasedAt + 1 + i));
+  });
+
   it('bad input is a 4xx naming the field', async () => {
     const p = await project('bad-input', ['production']);
     const other = await project('bad-input-other', ['production']);
