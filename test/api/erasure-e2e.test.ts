@@ -176,7 +176,7 @@ describe('erasing a data subject keeps every chain, checkpoint, bundle and proof
       query: '{ search(query: "action:past.*", first: 50) { edges { node { action actor { id name } target { id name } } } } }',
     });
     for (const read of [exported.text, retraced.text]) for (const value of valuesOf('alice')) expect(read).not.toContain(value);
-    expect(retraced.text).toContain(SUBJECTS.bob.name);
+    for (const read of [exported.text, retraced.text]) expect(read).toContain(SUBJECTS.bob.name);
   });
 
   it('the scheduled verification, `auditledger verify` and verify-archive all pass', async () => {
