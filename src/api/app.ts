@@ -19,6 +19,7 @@ import type { AppendMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { DOCS_PATHS, docsRoutes } from './routes/docs.js';
 import { adminRoutes } from './routes/admin.js';
+import { personalDataRoutes } from './routes/personal-data.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { bundleRoutes } from './routes/bundles.js';
 import { retracedRoutes, retracedViewerRoutes } from './routes/retraced.js';
@@ -106,6 +107,7 @@ export function createApp(deps: AppDeps) {
   const policies = new PersonalPolicies(pools.app, keyring.subjectKey, config.AUDITLEDGER_TOKEN_CACHE_SECONDS * 1000);
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
+  app.route('/v1', personalDataRoutes({ db: pools.app, groupCommit, policies }));
 
   // Each of these routes names the scope or kind of token it needs.
   const sealed = new SealedBundles(pools.app, archive, verifiers(keyring));

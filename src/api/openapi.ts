@@ -2,6 +2,8 @@ import { z } from 'zod';
 import type { Config } from '../config.js';
 import { eventSchemas, type EventLimits } from './event-schema.js';
 import { adminSchemas } from './routes/admin.js';
+import { policySchema } from './routes/personal-data.js';
+import { DEFAULT_POLICY } from '../ledger/personal.js';
 import { bundlesQuery } from './routes/bundles.js';
 import { DOCS_PATHS } from './routes/docs.js';
 import { exportQuery, listQuery, verifyQuery } from './routes/events.js';
@@ -20,7 +22,7 @@ import { pageQuery } from './schemas.js';
 type Auth = 'none' | 'admin' | 'environment' | 'events:write' | 'events:read' | 'verify' | 'events:read or viewer' | 'viewer';
 
 interface Route {
-  method: 'get' | 'post' | 'patch' | 'delete';
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   path: string;
   summary: string;
   tag: string;
@@ -66,11 +68,22 @@ const event = z.object({
   received_at: time,
   hash: hex,
   prev: hex,
-  canonical: z.string().describe('the exact stored RFC 8785 bytes'),
-  event: z.record(z.string(), z.unknown()).nullable(),
+  canonical: z.string().describe('the exact stored RFC 8785 bytes (personal values as commitments)'),
+  event: z
+    .record(z.string(), z.unknown())
+    .nullable()
+    .describe('the event with its personal values put back and checked; an erased one reads {"erased": true, "commitment": "<hex>"}'),
   verification: verification.optional(),
 });
 const checkpoint = z.object({ tree_size: z.number().int(), root: z.string(), key_id: z.string(), note: z.string(), created_at: time });
+const policyAnswer = z.object({
+  project_id: id,
+  environment_id: id.nullable(),
+  policy: policySchema,
+  source: z.enum(['environment', 'project', 'default']),
+  changed_at: time.nullable(),
+});
+const policyChange = policyAnswer.extend({ events: z.array(z.object({ environment_id: id, id, seq: z.number().int(), hash: hex, received_at: time })) });
 const b64 = z.string().describe('base64');
 const proof = z.object({
   leaf_index: z.number().int(),
@@ -148,13 +161,21 @@ function routes(config: Config, limits: EventLimits): Route[] {
     },
     { method: 'get', path: `${E}/tokens`, summary: 'List tokens (no secrets)', tag: 'admin', auth: 'admin', query: pageQuery, status: 200, response: list('tokens', token) },
     { method: 'delete', path: '/v1/tokens/{tokenId}', summary: 'Revoke a token', tag: 'admin', auth: 'admin', status: 204 },
+    ...[P, E].flatMap((scope): Route[] => {
+      const whose = scope === P ? "a project's" : "an environment's";
+      return [
+        { method: 'get', path: `${scope}/personal-data-policy`, summary: `The personal data policy in force for ${whose} chains`, tag: 'admin', auth: 'admin', status: 200, response: policyAnswer, example: { project_id: EXAMPLE_ID, environment_id: null, policy: DEFAULT_POLICY, source: 'default', changed_at: null } },
+        { method: 'put', path: `${scope}/personal-data-policy`, summary: `Set ${whose} personal data policy (recorded in each chain it changes)`, tag: 'admin', auth: 'admin', body: policySchema, status: 200, response: policyChange },
+        { method: 'delete', path: `${scope}/personal-data-policy`, summary: `Remove ${whose} personal data policy (recorded in each chain it changes)`, tag: 'admin', auth: 'admin', status: 200, response: policyChange },
+      ];
+    }),
     {
       method: 'post', path: '/v1/events', summary: 'Append one event, or {"events": [...]} all or nothing', tag: 'events', auth: 'events:write',
       body: z.union([events.event, events.batch]), status: 201, response: appended,
       example: { events: [exampleReceipt], tree_size: 1, root: EXAMPLE_HASH },
     },
     { method: 'get', path: '/v1/events', summary: 'Query events (verify=true recomputes them)', tag: 'events', auth: 'events:read or viewer', query: listQuery, status: 200, response: z.object({ events: z.array(event), next_cursor: z.string().nullable(), verification: verification.optional() }) },
-    { method: 'get', path: '/v1/events/export', summary: 'Export events as NDJSON or CSV (streamed)', tag: 'events', auth: 'events:read or viewer', query: exportQuery, status: 200, example: '{"seq":1,"id":"…","received_at":"…","hash":"…","prev":"…","canonical":"{…}"}\n' },
+    { method: 'get', path: '/v1/events/export', summary: 'Export events as NDJSON or CSV (streamed)', tag: 'events', auth: 'events:read or viewer', query: exportQuery, status: 200, example: '{"seq":1,"id":"…","received_at":"…","hash":"…","prev":"…","canonical":"{…}","event":{…}}\n' },
     { method: 'get', path: '/v1/events/{id}', summary: 'One event', tag: 'events', auth: 'events:read or viewer', query: verifyQuery, status: 200, response: event },
     { method: 'get', path: '/v1/chain', summary: 'The chain head', tag: 'events', auth: 'events:read', status: 200, response: z.object({ seq: z.number().int(), hash: hex, tree_size: z.number().int(), root: hex }), example: { seq: 1, hash: EXAMPLE_HASH, tree_size: 1, root: EXAMPLE_HASH } },
     {
