@@ -7,7 +7,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
 import { eventFindings, treeMismatch } from './chain-check.js';
 import { appendLeaf, appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
-import { eventHash, FORMAT_VERSION, formatVersionProblem, GENESIS_PREV, type EventBody } from './event.js';
+import { eventHash, FORMAT_VERSION, GENESIS_PREV, type EventBody } from './event.js';
 import { HASH_SIZE } from './hash.js';
 import { canonicalBytes } from './jcs.js';
 import { scanCanonicalObject } from './jcs-scan.js';
@@ -478,9 +478,6 @@ function parseManifest(line: Buffer): BundleManifest {
   if (typeof manifest !== 'object' || manifest === null || Array.isArray(manifest)) {
     throw new BundleError('the manifest line is not a JSON object');
   }
-  // Before the fields: another version may have other fields, and its number says why.
-  const version = formatVersionProblem((manifest as { v?: unknown }).v);
-  if (version) throw new BundleError(`manifest ${version}`);
   const unknown = Object.keys(manifest).filter((name) => !Object.hasOwn(FIELDS, name));
   if (unknown.length) throw new BundleError(`manifest has unknown field(s) ${unknown.join(', ')}`);
   const missing = Object.keys(FIELDS).filter((name) => !Object.hasOwn(manifest, name));
@@ -578,8 +575,7 @@ function readBody(canonical: Buffer): LedgerFields | string {
 // What in a readable body contradicts the bundle it is in.
 function bodyProblems(body: LedgerFields, bundle: Pick<BundleManifest, 'project' | 'environment' | 'partition'>): string[] {
   const problems: string[] = [];
-  const version = formatVersionProblem(body.v);
-  if (version) problems.push(version);
+  if (body.v !== FORMAT_VERSION) problems.push(`v is ${show(body.v)}, not ${FORMAT_VERSION}`);
   if (body.project !== bundle.project) problems.push(`project ${show(body.project)} is not the bundle's ${show(bundle.project)}`);
   if (body.environment !== bundle.environment) {
     problems.push(`environment ${show(body.environment)} is not the bundle's ${show(bundle.environment)}`);

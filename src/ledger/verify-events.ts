@@ -2,7 +2,7 @@
 // the extracted columns. Nothing is re-serialized: a scanner confirms the stored bytes are
 // canonical and decodes only the fields checked (jcs-scan.ts).
 import { eventFindings } from './chain-check.js';
-import { formatVersionProblem, indexColumns, type EventBody, type IndexColumns } from './event.js';
+import { FORMAT_VERSION, indexColumns, type EventBody, type IndexColumns } from './event.js';
 import { scanCanonicalObject, type Shape } from './jcs-scan.js';
 
 /** An events row as stored. */
@@ -97,8 +97,7 @@ export function checkStoredBody(row: StoredEvent, chain: Chain): Failure[] {
 // What in a decoded body contradicts its row and chain, added to `reasons`. No closures here:
 // this runs per event, and tsx names every closure it creates.
 function bodyReasons(row: StoredEvent, chain: Chain, body: EventBody, reasons: string[]): void {
-  const version = formatVersionProblem(body.v);
-  if (version) reasons.push(version);
+  if (body.v !== FORMAT_VERSION) reasons.push(mismatch('v'));
   if (body.project !== chain.project) reasons.push(mismatch('project'));
   if (body.environment !== chain.environment) reasons.push(mismatch('environment'));
   if (body.seq !== row.seq) reasons.push(mismatch('seq'));
