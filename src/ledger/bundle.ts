@@ -7,7 +7,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
 import { eventFindings, treeMismatch } from './chain-check.js';
 import { appendLeaf, appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
-import { eventHash, FORMAT_VERSION, GENESIS_PREV, type EventBody } from './event.js';
+import { eventHash, GENESIS_PREV, type EventBody } from './event.js';
 import { HASH_SIZE } from './hash.js';
 import { canonicalBytes } from './jcs.js';
 import { scanCanonicalObject } from './jcs-scan.js';
@@ -26,7 +26,7 @@ import { NoteError } from './note.js';
 import { ProofError, verifyConsistency } from './proof.js';
 import { rangeConsistencyProof, rangeInclusionProof } from './range-proof.js';
 import { onesCount } from './tree.js';
-import { EVENT_VERSIONS, MANIFEST_VERSIONS, unknownVersion } from './version.js';
+import { EVENT_VERSIONS, MANIFEST_VERSION, MANIFEST_VERSIONS, unknownVersion } from './version.js';
 import type { InclusionDocument } from './verify-proof.js';
 
 /** A bundle or bundle input that is malformed, or inconsistent with its chain; `seq` names the event at fault, if one is. */
@@ -42,7 +42,7 @@ export class BundleError extends Error {
 
 /** The first line of a bundle. Field names and encodings are part of the stable format. */
 export interface BundleManifest {
-  v: typeof FORMAT_VERSION;
+  v: typeof MANIFEST_VERSION;
   project: string;
   environment: string;
   /** The UTC day, YYYY-MM-DD, on which the bundle's events were received. */
@@ -205,7 +205,7 @@ export class BundleBuilder {
     const leaves = this.leaves.subarray(0, count * HASH_SIZE);
     return signManifest(
       {
-        v: FORMAT_VERSION,
+        v: MANIFEST_VERSION,
         project,
         environment,
         partition,

@@ -6,8 +6,14 @@ import { FORMAT_VERSION } from './event.js';
 /** The event body `v` values this code verifies. */
 export const EVENT_VERSIONS: readonly number[] = [FORMAT_VERSION];
 
+/**
+ * The bundle manifest's version, which a sealed bundle writes. Its own number, not the event body's:
+ * a manifest's bytes and an event body's change apart, and each line of a bundle states its version.
+ */
+export const MANIFEST_VERSION = 1;
+
 /** The bundle manifest `v` values this code verifies. */
-export const MANIFEST_VERSIONS: readonly number[] = [FORMAT_VERSION];
+export const MANIFEST_VERSIONS: readonly number[] = [MANIFEST_VERSION];
 
 /**
  * Undefined when `found` is one of the `known` versions of `what` (an event body, a manifest);

@@ -9,10 +9,12 @@ import { encodeEvent, eventHash, FORMAT_VERSION, GENESIS_PREV, indexColumns, typ
 import { checkHere, verifyArchivedChain, type ChainObjects } from '../../src/ledger/verify-archive.js';
 import { checkStoredEvent } from '../../src/ledger/verify-events.js';
 import { verifyProofDocument } from '../../src/ledger/verify-proof.js';
+import { MANIFEST_VERSION } from '../../src/ledger/version.js';
 import { ENVIRONMENT, KEY, ORIGIN, PROJECT } from '../helpers/bundles.js';
 
 const UNKNOWN = 99;
-const refused = (what: string) => new RegExp(`^${what} version ${UNKNOWN} is not one this verifier knows \\(it knows ([0-9]+, )*${FORMAT_VERSION}(, [0-9]+)*\\)$`);
+const refused = (what: 'event' | 'manifest') =>
+  new RegExp(`^${what} version ${UNKNOWN} is not one this verifier knows \\(it knows ([0-9]+, )*${what === 'event' ? FORMAT_VERSION : MANIFEST_VERSION}(, [0-9]+)*\\)$`);
 
 const EVENT: AuditEvent = { action: 'user.login', actor: { id: 'u-1' } };
 const RECEIVED = '2026-11-29T10:00:00.000Z';
@@ -52,7 +54,7 @@ function bundleOf(eventV: number, manifestV: number, extra: Record<string, unkno
 
 describe('format versions a verifier does not know', () => {
   it('the helpers make a bundle that verifies at the current versions', () => {
-    expect(verifyBundle(bundleOf(FORMAT_VERSION, FORMAT_VERSION).bytes, [KEY]).failures).toEqual([]);
+    expect(verifyBundle(bundleOf(FORMAT_VERSION, MANIFEST_VERSION).bytes, [KEY]).failures).toEqual([]);
   });
 
   it('bundle verification refuses a manifest version, before judging its fields', () => {
@@ -65,7 +67,7 @@ describe('format versions a verifier does not know', () => {
   });
 
   it('bundle verification refuses an event version, at the event', () => {
-    const { failures } = verifyBundle(bundleOf(UNKNOWN, FORMAT_VERSION).bytes, [KEY]);
+    const { failures } = verifyBundle(bundleOf(UNKNOWN, MANIFEST_VERSION).bytes, [KEY]);
     expect(failures).toHaveLength(1);
     expect(failures[0]!.seq).toBe(1);
     expect(failures[0]!.reason).toMatch(refused('event'));
