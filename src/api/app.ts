@@ -20,6 +20,7 @@ import { openApiDocument } from './openapi.js';
 import { DOCS_PATHS, docsRoutes } from './routes/docs.js';
 import { adminRoutes } from './routes/admin.js';
 import { erasureAdminRoutes, erasureRoutes } from './routes/erasures.js';
+import { personalDataRoutes } from './routes/personal-data.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { bundleRoutes } from './routes/bundles.js';
 import { retracedRoutes, retracedViewerRoutes } from './routes/retraced.js';
@@ -107,6 +108,7 @@ export function createApp(deps: AppDeps) {
   const policies = new PersonalPolicies(pools.app, keyring.subjectKey, config.AUDITLEDGER_TOKEN_CACHE_SECONDS * 1000);
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
+  app.route('/v1', personalDataRoutes({ db: pools.app, groupCommit, policies }));
   const erasure = { db: pools.app, subjectKey: keyring.subjectKey, now: () => groupCommit.now(), maxStringLength: config.AUDITLEDGER_MAX_STRING_LENGTH };
   app.route('/v1', erasureAdminRoutes(erasure));
 

@@ -7,7 +7,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
 import { eventFindings, treeMismatch } from './chain-check.js';
 import { appendLeaf, appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
-import { eventHash, FORMAT_VERSION, formatVersionProblem, GENESIS_PREV, type EventBody } from './event.js';
+import { eventHash, GENESIS_PREV, type EventBody } from './event.js';
 import { HASH_SIZE } from './hash.js';
 import { canonicalBytes } from './jcs.js';
 import { scanCanonicalObject } from './jcs-scan.js';
@@ -26,6 +26,7 @@ import { NoteError } from './note.js';
 import { ProofError, verifyConsistency } from './proof.js';
 import { rangeConsistencyProof, rangeInclusionProof } from './range-proof.js';
 import { onesCount } from './tree.js';
+import { EVENT_VERSIONS, MANIFEST_VERSION, MANIFEST_VERSIONS, unknownVersion } from './version.js';
 import type { InclusionDocument } from './verify-proof.js';
 
 /** A bundle or bundle input that is malformed, or inconsistent with its chain; `seq` names the event at fault, if one is. */
@@ -41,7 +42,7 @@ export class BundleError extends Error {
 
 /** The first line of a bundle. Field names and encodings are part of the stable format. */
 export interface BundleManifest {
-  v: typeof FORMAT_VERSION;
+  v: typeof MANIFEST_VERSION;
   project: string;
   environment: string;
   /** The UTC day, YYYY-MM-DD, on which the bundle's events were received. */
@@ -204,7 +205,7 @@ export class BundleBuilder {
     const leaves = this.leaves.subarray(0, count * HASH_SIZE);
     return signManifest(
       {
-        v: FORMAT_VERSION,
+        v: MANIFEST_VERSION,
         project,
         environment,
         partition,
@@ -439,7 +440,7 @@ function isRangeJson(x: unknown): boolean {
 }
 
 const FIELDS: { readonly [K in keyof BundleManifest]: FieldCheck } = {
-  v: [(x) => x === FORMAT_VERSION, `${FORMAT_VERSION}`],
+  v: [(x) => unknownVersion('manifest', x, MANIFEST_VERSIONS) === undefined, `one of ${MANIFEST_VERSIONS.join(', ')}`],
   project: [isText, 'a non-empty string'],
   environment: [isText, 'a non-empty string'],
   partition: [isDay, 'a UTC day YYYY-MM-DD'],
@@ -478,9 +479,9 @@ function parseManifest(line: Buffer): BundleManifest {
   if (typeof manifest !== 'object' || manifest === null || Array.isArray(manifest)) {
     throw new BundleError('the manifest line is not a JSON object');
   }
-  // Before the fields: another version may have other fields, and its number says why.
-  const version = formatVersionProblem((manifest as { v?: unknown }).v);
-  if (version) throw new BundleError(`manifest ${version}`);
+  // First: another version may name other fields, and its fields are not ours to judge.
+  const version = unknownVersion('manifest', (manifest as { v?: unknown }).v, MANIFEST_VERSIONS);
+  if (version !== undefined) throw new BundleError(version);
   const unknown = Object.keys(manifest).filter((name) => !Object.hasOwn(FIELDS, name));
   if (unknown.length) throw new BundleError(`manifest has unknown field(s) ${unknown.join(', ')}`);
   const missing = Object.keys(FIELDS).filter((name) => !Object.hasOwn(manifest, name));
@@ -578,8 +579,8 @@ function readBody(canonical: Buffer): LedgerFields | string {
 // What in a readable body contradicts the bundle it is in.
 function bodyProblems(body: LedgerFields, bundle: Pick<BundleManifest, 'project' | 'environment' | 'partition'>): string[] {
   const problems: string[] = [];
-  const version = formatVersionProblem(body.v);
-  if (version) problems.push(version);
+  const version = unknownVersion('event', body.v, EVENT_VERSIONS);
+  if (version !== undefined) problems.push(version);
   if (body.project !== bundle.project) problems.push(`project ${show(body.project)} is not the bundle's ${show(bundle.project)}`);
   if (body.environment !== bundle.environment) {
     problems.push(`environment ${show(body.environment)} is not the bundle's ${show(bundle.environment)}`);

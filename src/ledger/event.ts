@@ -3,7 +3,7 @@
 import { leafHash } from './hash.js';
 import { canonicalize } from './jcs.js';
 
-/** The format of event bodies and bundles; verifiers refuse any other (see formatVersionProblem). */
+/** The format of event bodies; verifiers refuse any other. */
 export const FORMAT_VERSION = 2;
 /** `prev` of the first event of a chain. */
 export const GENESIS_PREV = '0'.repeat(64);
@@ -59,16 +59,6 @@ export interface EventBody extends LedgerFields {
   commitments?: Record<string, string>;
   /** The event as sent, without its personal values. */
   event: AuditEvent;
-}
-
-/**
- * Why a body's or bundle's `v` cannot be read by this code, or undefined when it is
- * FORMAT_VERSION. There is one version only: nothing of v1 was released.
- */
-export function formatVersionProblem(v: unknown): string | undefined {
-  return v === FORMAT_VERSION
-    ? undefined
-    : `format version ${JSON.stringify(v) ?? 'undefined'} is not ${FORMAT_VERSION}, the only version this verifier reads (docs/format.md)`;
 }
 
 export interface EncodedEvent {

@@ -2,8 +2,9 @@
 // the extracted columns. Nothing is re-serialized: a scanner confirms the stored bytes are
 // canonical and decodes only the fields checked (jcs-scan.ts).
 import { eventFindings } from './chain-check.js';
-import { formatVersionProblem, indexColumns, type EventBody, type IndexColumns } from './event.js';
+import { indexColumns, type EventBody, type IndexColumns } from './event.js';
 import { scanCanonicalObject, type Shape } from './jcs-scan.js';
+import { EVENT_VERSIONS, unknownVersion } from './version.js';
 
 /** An events row as stored. */
 export interface StoredEvent {
@@ -97,8 +98,8 @@ export function checkStoredBody(row: StoredEvent, chain: Chain): Failure[] {
 // What in a decoded body contradicts its row and chain, added to `reasons`. No closures here:
 // this runs per event, and tsx names every closure it creates.
 function bodyReasons(row: StoredEvent, chain: Chain, body: EventBody, reasons: string[]): void {
-  const version = formatVersionProblem(body.v);
-  if (version) reasons.push(version);
+  const version = unknownVersion('event', body.v, EVENT_VERSIONS);
+  if (version !== undefined) reasons.push(version);
   if (body.project !== chain.project) reasons.push(mismatch('project'));
   if (body.environment !== chain.environment) reasons.push(mismatch('environment'));
   if (body.seq !== row.seq) reasons.push(mismatch('seq'));

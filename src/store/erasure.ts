@@ -40,11 +40,8 @@ export interface Erasure {
   chains: ChainErasure[];
 }
 
-/** A chain event appended for a change, and its chain. */
-export interface ChainReceipt {
-  environment_id: string;
-  receipt: Receipt;
-}
+/** The receipt of an event appended for a change, with its chain (as the policy routes answer too). */
+export type ChainReceipt = Receipt & { environment_id: string };
 
 const HOLD_COLUMNS = "id, project_id, environment_id, encode(subject_digest, 'hex') AS subject_digest, reason, placed_at, lifted_at";
 
@@ -204,7 +201,7 @@ async function appendToChains(db: pg.Pool, project: string, chains: readonly str
   for (const id of chains) {
     const outcome = await inChainTransaction(db, { project, environment: id }, now, (_client, append) => append([appendItem(holdEvent(event))]));
     if (!outcome.ok) throw new Error('a hold event has no idempotency key, so it cannot conflict');
-    receipts.push({ environment_id: id, receipt: outcome.receipts[0]! });
+    receipts.push({ environment_id: id, ...outcome.receipts[0]! });
   }
   return receipts;
 }

@@ -56,6 +56,21 @@ export async function deletePolicy(db: pg.Pool | pg.PoolClient, project: string,
   return (rowCount ?? 0) > 0;
 }
 
+/**
+ * The chains that follow the policy of a project (`environment` null: its environments without
+ * a policy of their own) or of one of its environments (that one, if it is the project's):
+ * those whose policy a change of it changes.
+ */
+export async function chainsFollowing(db: pg.Pool | pg.PoolClient, project: string, environment: string | null): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT e.id FROM environments e
+      WHERE e.project_id = $1 AND ($2::uuid IS NULL AND NOT EXISTS (SELECT FROM personal_data_policies p WHERE p.environment_id = e.id) OR e.id = $2)
+      ORDER BY e.id`,
+    [project, environment],
+  );
+  return rows.map((r) => r.id);
+}
+
 /** An event as readers show it: the stored row, and its event with the personal values put back. */
 export interface ShownEvent {
   row: StoredEvent;

@@ -114,8 +114,9 @@ describe('erasure and legal holds', () => {
     const hold = await placed.json();
     expect(hold).toMatchObject({ project_id: p.id, environment_id: null, subject_digest: digest(p.id, 'carol').toString('hex'), reason: 'litigation 2026-17', lifted_at: null });
     expect(hold.events.map((e: { environment_id: string }) => e.environment_id)).toEqual([production.id, staging.id]);
-    const placedEvent = (await events(production.token, '&action=auditledger.hold.placed')).events[0].event;
-    expect(placedEvent).toMatchObject({ target: { id: hold.id, type: 'legal_hold' }, metadata: { hold_id: hold.id, reason: 'litigation 2026-17' } });
+    const [placedEvent] = (await events(production.token, '&action=auditledger.hold.placed')).events;
+    expect(placedEvent.id).toBe(hold.events[0].id);
+    expect(placedEvent.event).toMatchObject({ target: { id: hold.id, type: 'legal_hold' }, metadata: { hold_id: hold.id, reason: 'litigation 2026-17' } });
 
     const refused = await erase();
     expect(refused.status).toBe(409);

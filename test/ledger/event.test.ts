@@ -110,7 +110,7 @@ describe('event hashing (ledger format v2)', () => {
     const v1 = Buffer.from(encodeEvent({ action: 'a' }, fields).canonical.toString().replace('"v":2', '"v":1'));
     const row: StoredEvent = { ...fields, received_at: new Date(fields.received_at), prev: Buffer.from(GENESIS_PREV, 'hex'), hash: eventHash(v1), canonical: v1, columns: indexColumns({ action: 'a' }) };
     expect(checkStoredEvent(row, { project: 'p', environment: 'e' }, undefined).map((f) => f.reason)).toEqual([
-      'format version 1 is not 2, the only version this verifier reads (docs/format.md)',
+      'event version 1 is not one this verifier knows (it knows 2)',
     ]);
   });
 

@@ -1,7 +1,8 @@
 import { createHash, randomFillSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { AuditEvent } from '../../src/ledger/event.js';
+import { encodeEvent, GENESIS_PREV, type AuditEvent } from '../../src/ledger/event.js';
 import { canonicalize } from '../../src/ledger/jcs.js';
 import {
   commitValue,
@@ -151,5 +152,39 @@ describe('personal data commitments', () => {
     expect(digest).toHaveLength(32);
     expect(digest.equals(subjectDigest(key, 'p2', 'user-42'))).toBe(false);
     expect(digest.equals(subjectDigest(Buffer.alloc(32, 2), 'p1', 'user-42'))).toBe(false);
+  });
+});
+
+describe('docs/format.md "Personal data commitments"', () => {
+  // Each `<!-- commitment-example: name -->` block of the document, recomputed here.
+  const doc = readFileSync(new URL('../../docs/format.md', import.meta.url), 'utf8');
+  const example = (name: string) => {
+    const match = new RegExp(`<!-- commitment-example: ${name} -->\\n\`\`\`\\n([^]*?)\\n\`\`\``).exec(doc);
+    if (!match) throw new Error(`docs/format.md has no commitment-example ${name}`);
+    return match[1]!;
+  };
+
+  it('holds the worked example as the code computes it', () => {
+    const sent = JSON.parse(example('sent')) as AuditEvent;
+    const split = splitPersonal(sent, DEFAULT_POLICY, counting);
+    const commitments = [...example('commitments').matchAll(/^(\/\S+)\s+=[^\n]*\n\s+= ([0-9a-f]{64})$/gm)].map((m) => [m[1], m[2]]);
+    expect(commitments).toEqual(Object.entries(split.commitments));
+
+    const [body, hashLine] = example('body').split('\n');
+    const encoded = encodeEvent(
+      split.event,
+      {
+        project: '01930000-0000-7000-8000-000000000001',
+        environment: '01930000-0000-7000-8000-000000000002',
+        seq: 1,
+        id: '01930000-0000-7000-8000-000000000003',
+        received_at: '2026-11-30T12:00:00.000Z',
+        prev: GENESIS_PREV,
+      },
+      split.commitments,
+    );
+    expect(body).toBe(encoded.canonical.toString('utf8'));
+    expect(hashLine).toBe(`SHA-256(0x00 || body) = ${encoded.hash.toString('hex')}`);
+    expect(example('erased')).toBe(canonicalize(restorePersonal(split.event, split.commitments, new Map()).event));
   });
 });
