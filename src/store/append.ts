@@ -205,24 +205,26 @@ export async function appendToChain(
     const plan = planAppend(chain, expected, requests, new Map(), now);
     if (plan.rows.seq.length > 0 && plan.tiles && (await writeEvents(db, chain.environment, expected, plan))) return appended(plan);
   }
-  return withLockedHead(db, chain.environment, async (client, head) => appended(await appendLocked(client, chain, head, requests, now)));
+  const client = await db.connect();
+  try {
+    return await lockedTransaction(client, chain.environment, async (head) => appended(await appendLocked(client, chain, head, requests, now)));
+  } finally {
+    client.release();
+  }
 }
 
 /**
- * Runs `work` in a transaction that holds the chain head's row lock from its start, with the head
- * as read under the lock; COMMIT when `work` resolves, ROLLBACK when it throws.
+ * Runs `work` in a transaction on `client` that holds the chain head's row lock from its start,
+ * given the head as read under the lock; COMMIT when `work` resolves, ROLLBACK when it throws.
  */
-async function withLockedHead<T>(db: pg.Pool, environment: string, work: (client: pg.PoolClient, head: Head) => Promise<T>): Promise<T> {
-  const client = await db.connect();
+async function lockedTransaction<T>(client: pg.PoolClient, environment: string, work: (head: Head) => Promise<T>): Promise<T> {
   try {
-    const result = await work(client, await beginAndLockHead(client, environment));
+    const result = await work(await beginAndLockHead(client, environment));
     await client.query('COMMIT');
     return result;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
-  } finally {
-    client.release();
   }
 }
 
@@ -247,17 +249,18 @@ async function appendLocked(client: pg.PoolClient, chain: ChainRef, head: Head, 
 export type LockedAppend = (items: AppendItem[]) => Promise<AppendOutcome>;
 
 /**
- * Runs `work` in one transaction that holds the chain head's row lock from its start, for changes
- * that must be ordered with the chain's appends and recorded by an event in the same commit (an
- * erasure): `work` gets the transaction's client and `append`, the append path of appendToChain
- * on that transaction. Appends of other transactions (and processes) wait for the commit, so they
- * come after everything `work` did. COMMIT when `work` resolves, ROLLBACK when it throws. A
- * process's GroupCommit finds its remembered head moved and locks the head for its next append.
+ * Runs `work` in one transaction on `client` (the caller's connection, not in a transaction) that
+ * holds the chain head's row lock from its start, for changes that must be ordered with the
+ * chain's appends and recorded by an event in the same commit (an erasure): `work` gets `append`,
+ * the append path of appendToChain within that transaction, and runs its own statements on
+ * `client`. Appends of other transactions (and processes) wait for the commit, so they come after
+ * everything `work` did. COMMIT when `work` resolves, ROLLBACK when it throws. A process's
+ * GroupCommit then finds its remembered head moved and locks the head for its next append.
  */
-export function inChainTransaction<T>(db: pg.Pool, chain: ChainRef, now: () => number, work: (client: pg.PoolClient, append: LockedAppend) => Promise<T>): Promise<T> {
-  return withLockedHead(db, chain.environment, (client, locked) => {
+export function inChainTransaction<T>(client: pg.PoolClient, chain: ChainRef, now: () => number, work: (append: LockedAppend) => Promise<T>): Promise<T> {
+  return lockedTransaction(client, chain.environment, (locked) => {
     let head = locked;
-    return work(client, async (items) => {
+    return work(async (items) => {
       const plan = await appendLocked(client, chain, head, [items], now());
       const { outcomes, head: next } = appended(plan);
       head = next;

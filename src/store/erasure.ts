@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { erasureEvent, holdEvent } from '../ledger/system-events.js';
+import { erasureEvent, holdEvent, type HoldFacts } from '../ledger/system-events.js';
 import { uuidv7 } from '../ledger/uuid.js';
 import { appendItem, inChainTransaction, type ChainRef, type Receipt } from './append.js';
 import { withSessionLock } from './database.js';
@@ -55,8 +55,8 @@ function projectLock(project: string): bigint {
 }
 
 /** The ids of a project's chains (or only `environment`, when it is one of them), oldest first. */
-async function projectChains(db: pg.Pool, project: string, environment?: string): Promise<string[]> {
-  const { rows } = await db.query<{ id: string }>(
+async function projectChains(client: pg.PoolClient, project: string, environment?: string): Promise<string[]> {
+  const { rows } = await client.query<{ id: string }>(
     'SELECT id FROM environments WHERE project_id = $1 AND ($2::uuid IS NULL OR id = $2) ORDER BY id',
     [project, environment ?? null],
   );
@@ -68,8 +68,8 @@ async function projectChains(db: pg.Pool, project: string, environment?: string)
  * (every chain of the project when absent): one on the project, on that chain (any chain when
  * absent), or on that subject.
  */
-async function coveringHold(db: pg.Pool, project: string, subjectDigest: Buffer, environment: string | undefined): Promise<Hold | undefined> {
-  const { rows } = await db.query<Hold>(
+async function coveringHold(client: pg.PoolClient, project: string, subjectDigest: Buffer, environment: string | undefined): Promise<Hold | undefined> {
+  const { rows } = await client.query<Hold>(
     `SELECT ${HOLD_COLUMNS} FROM legal_holds
       WHERE project_id = $1 AND lifted_at IS NULL
         AND (subject_digest IS NULL OR subject_digest = $2)
@@ -90,8 +90,8 @@ interface ErasureRow {
 }
 
 /** The erasure record of a subject, made (empty) if there is none yet. */
-async function erasureRecord(db: pg.Pool | pg.PoolClient, project: string, subjectDigest: Buffer): Promise<ErasureRow> {
-  const { rows } = await db.query<ErasureRow>(
+async function erasureRecord(client: pg.PoolClient, project: string, subjectDigest: Buffer): Promise<ErasureRow> {
+  const { rows } = await client.query<ErasureRow>(
     `WITH made AS (INSERT INTO erasures (project_id, subject_digest) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING *)
      SELECT project_id, encode(subject_digest, 'hex') AS subject_digest, requested_at, updated_at, counts, receipts FROM made
      UNION ALL
@@ -172,16 +172,17 @@ export type ErasureOutcome =
  */
 export async function eraseSubject(db: pg.Pool, request: ErasureRequest): Promise<ErasureOutcome> {
   const { project, subjectDigest, environment } = request;
-  return withSessionLock(db, projectLock(project), async () => {
-    const hold = await coveringHold(db, project, subjectDigest, environment);
+  // Everything on the lock's connection: a second one per request could exhaust the pool.
+  return withSessionLock(db, projectLock(project), async (client) => {
+    const hold = await coveringHold(client, project, subjectDigest, environment);
     if (hold) return { ok: false, hold };
-    const chains = await projectChains(db, project, environment);
-    const earlier = await erasureRecord(db, project, subjectDigest);
+    const chains = await projectChains(client, project, environment);
+    const earlier = await erasureRecord(client, project, subjectDigest);
     const digestHex = subjectDigest.toString('hex');
     let appended = 0;
     for (const id of chains) {
       const chain: ChainRef = { project, environment: id };
-      appended += await inChainTransaction(db, chain, request.now, async (client, append) => {
+      appended += await inChainTransaction(client, chain, request.now, async (append) => {
         const byPointer = await deleteSubjectValues(client, id, subjectDigest);
         const erased = Object.values(byPointer).reduce((sum, n) => sum + n, 0);
         if (erased === 0 && earlier.receipts[id]) return 0;
@@ -191,15 +192,15 @@ export async function eraseSubject(db: pg.Pool, request: ErasureRequest): Promis
         return 1;
       });
     }
-    return { ok: true, appended, erasure: presentErasure(await erasureRecord(db, project, subjectDigest), chains) };
+    return { ok: true, appended, erasure: presentErasure(await erasureRecord(client, project, subjectDigest), chains) };
   });
 }
 
-/** Appends `event(chain)` to each chain, one transaction each; the receipts. */
-async function appendToChains(db: pg.Pool, project: string, chains: readonly string[], now: () => number, event: Parameters<typeof holdEvent>[0]): Promise<ChainReceipt[]> {
+/** Appends the hold event to each chain, one transaction each, on `client`; the receipts. */
+async function appendToChains(client: pg.PoolClient, project: string, chains: readonly string[], now: () => number, event: HoldFacts): Promise<ChainReceipt[]> {
   const receipts: ChainReceipt[] = [];
   for (const id of chains) {
-    const outcome = await inChainTransaction(db, { project, environment: id }, now, (_client, append) => append([appendItem(holdEvent(event))]));
+    const outcome = await inChainTransaction(client, { project, environment: id }, now, (append) => append([appendItem(holdEvent(event))]));
     if (!outcome.ok) throw new Error('a hold event has no idempotency key, so it cannot conflict');
     receipts.push({ environment_id: id, ...outcome.receipts[0]! });
   }
@@ -224,15 +225,15 @@ export interface NewHold {
  * of the project's.
  */
 export async function placeHold(db: pg.Pool, hold: NewHold): Promise<{ hold: Hold; events: ChainReceipt[] } | undefined> {
-  return withSessionLock(db, projectLock(hold.project), async () => {
-    const chains = await projectChains(db, hold.project, hold.environment);
+  return withSessionLock(db, projectLock(hold.project), async (client) => {
+    const chains = await projectChains(client, hold.project, hold.environment);
     if (hold.environment && chains.length === 0) return undefined;
-    const { rows } = await db.query<Hold>(
+    const { rows } = await client.query<Hold>(
       `INSERT INTO legal_holds (id, project_id, environment_id, subject_digest, reason) VALUES ($1, $2, $3, $4, $5) RETURNING ${HOLD_COLUMNS}`,
       [uuidv7(), hold.project, hold.environment ?? null, hold.subjectDigest ?? null, hold.reason],
     );
     const placed = rows[0]!;
-    return { hold: placed, events: await appendToChains(db, hold.project, chains, hold.now, { action: 'placed', hold: placed, by: hold.placedBy }) };
+    return { hold: placed, events: await appendToChains(client, hold.project, chains, hold.now, { action: 'placed', hold: placed, by: hold.placedBy }) };
   });
 }
 
@@ -242,9 +243,9 @@ export async function placeHold(db: pg.Pool, hold: NewHold): Promise<{ hold: Hol
  * Undefined when the project has no such hold.
  */
 export async function liftHold(db: pg.Pool, project: string, id: string, liftedBy: string, now: () => number): Promise<{ hold: Hold; events: ChainReceipt[] } | undefined> {
-  return withSessionLock(db, projectLock(project), async () => {
+  return withSessionLock(db, projectLock(project), async (client) => {
     // One snapshot: the row read is from before the update, so its lifted_at comes from the update.
-    const { rows } = await db.query<Hold & { lifted: boolean }>(
+    const { rows } = await client.query<Hold & { lifted: boolean }>(
       `WITH lifted AS (UPDATE legal_holds SET lifted_at = now() WHERE project_id = $1 AND id = $2 AND lifted_at IS NULL RETURNING lifted_at)
        SELECT id, project_id, environment_id, encode(subject_digest, 'hex') AS subject_digest, reason, placed_at,
               coalesce((SELECT lifted_at FROM lifted), lifted_at) AS lifted_at, EXISTS (SELECT FROM lifted) AS lifted
@@ -255,8 +256,8 @@ export async function liftHold(db: pg.Pool, project: string, id: string, liftedB
     if (!row) return undefined;
     const { lifted, ...hold } = row;
     if (!lifted) return { hold, events: [] };
-    const chains = await projectChains(db, project, hold.environment_id ?? undefined);
-    return { hold, events: await appendToChains(db, project, chains, now, { action: 'lifted', hold, by: liftedBy }) };
+    const chains = await projectChains(client, project, hold.environment_id ?? undefined);
+    return { hold, events: await appendToChains(client, project, chains, now, { action: 'lifted', hold, by: liftedBy }) };
   });
 }
 
