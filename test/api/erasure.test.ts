@@ -89,6 +89,10 @@ describe('erasure and legal holds', () => {
     expect(repeat.status).toBe(200);
     expect(await repeat.json()).toEqual(erasure);
     expect((await events(production.token)).events).toHaveLength(4);
+    // By the digest the answer gave (to repeat it after a restore, without keeping the id): the same.
+    const byDigest = await admin('POST', `/v1/projects/${p.id}/erasures`, { subject_digest: hex });
+    expect(byDigest.status).toBe(200);
+    expect(await byDigest.json()).toEqual(erasure);
 
     // Values sent after the erasure are new data: the next request erases them, with a new event in that chain only.
     await append(production.token, login('alice', 'Alice Liddell', '192.0.2.5'));
@@ -213,6 +217,8 @@ describe('erasure and legal holds', () => {
       ['POST', `/v1/projects/${p.id}/erasures`, { subject: 42 }, 400, 'subject'],
       ['POST', `/v1/projects/${p.id}/erasures`, { subject: 'a', reason: 'x' }, 400, 'reason'],
       ['POST', `/v1/projects/${p.id}/erasures`, { subject: 'a\u0000b' }, 400, 'subject'],
+      ['POST', `/v1/projects/${p.id}/erasures`, { subject: 'a', subject_digest: 'ab'.repeat(32) }, 400, 'subject'],
+      ['POST', `/v1/projects/${p.id}/erasures`, { subject_digest: 'AB'.repeat(32) }, 400, 'subject_digest'],
       ['POST', `/v1/projects/${p.id}/holds`, { subject: 'a' }, 400, 'reason'],
       ['POST', `/v1/projects/${p.id}/holds`, { reason: '  ' }, 400, 'reason'],
       ['POST', `/v1/projects/${p.id}/holds`, { reason: 'r', environment: 'staging' }, 400, 'environment'],

@@ -28,13 +28,28 @@ const MAX_REASON_LENGTH = 1000;
 export function erasureSchemas(maxStringLength: number) {
   const subject = storableString(maxStringLength).min(1, 'must not be empty').describe("the data subject's id, as events name it (e.g. actor.id)");
   return {
-    erasure: z.strictObject({ subject }),
+    // By the digest too: what an earlier answer gave, to repeat an erasure after a restore without the id.
+    erasure: z
+      .strictObject({
+        subject: subject.optional(),
+        subject_digest: z
+          .string()
+          .regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits, as an erasure answer gives it')
+          .optional()
+          .describe("the subject's keyed digest, as an earlier erasure answered it: instead of subject"),
+      })
+      .refine((b) => (b.subject === undefined) !== (b.subject_digest === undefined), { message: 'give subject or subject_digest, not both', path: ['subject'] }),
     hold: z.strictObject({
       environment: z.uuid('must be the id of an environment of the project').optional().describe('hold only this environment; all of the project when absent'),
       subject: subject.optional().describe('hold only this subject; every subject when absent'),
       reason: nameSchema(MAX_REASON_LENGTH).describe('why, as recorded in the chain: never personal data'),
     }),
   };
+}
+
+/** The keyed digest an erasure request names its subject by. */
+function digestOf(subjectKey: Buffer, project: string, input: { subject?: string | undefined; subject_digest?: string | undefined }): Buffer {
+  return input.subject_digest === undefined ? subjectDigest(subjectKey, project, input.subject!) : Buffer.from(input.subject_digest, 'hex');
 }
 
 /** Who asked, as the actor id of the events recorded for it. */
@@ -69,8 +84,8 @@ export function erasureAdminRoutes({ db, subjectKey, now, maxStringLength }: Era
   return new Hono<AppEnv>()
     .post('/projects/:projectId/erasures', async (c) => {
       const project = await projectOf(c);
-      const { subject } = await jsonBody(c, schemas.erasure);
-      return answer(c, await eraseSubject(db, { project, subjectDigest: subjectDigest(subjectKey, project, subject), requestedBy: requester(c), now }));
+      const input = await jsonBody(c, schemas.erasure);
+      return answer(c, await eraseSubject(db, { project, subjectDigest: digestOf(subjectKey, project, input), requestedBy: requester(c), now }));
     })
     .post('/projects/:projectId/holds', async (c) => {
       const project = await projectOf(c);
@@ -104,7 +119,7 @@ export function erasureRoutes({ db, subjectKey, now, maxStringLength }: ErasureD
   const schemas = erasureSchemas(maxStringLength);
   return new Hono<AppEnv>().post('/erasures', requireScope('erase'), async (c) => {
     const { project, environment } = chainOf(c);
-    const { subject } = await jsonBody(c, schemas.erasure);
-    return answer(c, await eraseSubject(db, { project, environment, subjectDigest: subjectDigest(subjectKey, project, subject), requestedBy: requester(c), now }));
+    const input = await jsonBody(c, schemas.erasure);
+    return answer(c, await eraseSubject(db, { project, environment, subjectDigest: digestOf(subjectKey, project, input), requestedBy: requester(c), now }));
   });
 }
