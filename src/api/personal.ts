@@ -5,6 +5,8 @@ import type { ChainRef, PersonalSplit } from '../store/append.js';
 import { chainPolicy } from '../store/personal.js';
 
 const MAX_CACHED_CHAINS = 10_000;
+// Per chain: small, since up to MAX_CACHED_CHAINS chains each keep theirs.
+const MAX_CACHED_SUBJECTS = 16;
 
 /**
  * Each chain's personal data policy, as appends apply it (appendItem), cached briefly so that an
@@ -26,7 +28,16 @@ export class PersonalPolicies {
     if (cached && cached.until > now) return cached.split;
     const { policy } = await chainPolicy(this.db, chain.environment);
     const key = this.subjectKey;
-    const split: PersonalSplit = { policy, subjectDigest: (subject) => subjectDigest(key, chain.project, subject) };
+    // A chain's events name the same few subjects over and over: one HMAC each, not one per value.
+    const digests = new Map<string, Buffer>();
+    const split: PersonalSplit = {
+      policy,
+      subjectDigest(subject) {
+        let digest = digests.get(subject);
+        if (!digest) setRecent(digests, subject, (digest = subjectDigest(key, chain.project, subject)), MAX_CACHED_SUBJECTS);
+        return digest;
+      },
+    };
     setRecent(this.cache, chain.environment, { split, until: now + this.cacheMs }, MAX_CACHED_CHAINS);
     return split;
   }

@@ -69,9 +69,10 @@ export function appendItem(event: AuditEvent, key?: string, personal?: PersonalS
   };
 }
 
-// Salts come from a pool: one randomFillSync per event costs several times more (as uuid.ts's ids).
+// Salts come from a pool: one randomFillSync per event costs several times more (as uuid.ts's
+// ids). Each salt is copied out and its bytes are used once: the pool is refilled before reuse.
 const SALT_POOL = 256 * SALT_SIZE;
-let saltPool = Buffer.alloc(0);
+const saltPool = Buffer.alloc(SALT_POOL);
 let saltOffset = SALT_POOL;
 
 function fillSalts(buffer: Buffer): void {
@@ -79,9 +80,8 @@ function fillSalts(buffer: Buffer): void {
     randomFillSync(buffer);
     return;
   }
-  if (saltOffset + buffer.length > saltPool.length) {
-    // A new pool each time: earlier salts are views of the old one, which must never change.
-    saltPool = randomFillSync(Buffer.allocUnsafe(SALT_POOL));
+  if (saltOffset + buffer.length > SALT_POOL) {
+    randomFillSync(saltPool);
     saltOffset = 0;
   }
   saltPool.copy(buffer, 0, saltOffset, saltOffset + buffer.length);
