@@ -208,7 +208,7 @@ describe('erasing a data subject keeps every chain, checkpoint, bundle and proof
     expect((await cli.exited).code, cli.output()).toBe(0);
   });
 
-  it('the erasure event, and an erased event sealed before it, prove by inclusion in a signed checkpoint', async () => {
+  it('the erasure event, and an erased event sealed before it, prove by inclusion in a signed checkpoint, which extends the one before the erasure', async () => {
     const receipt = erasure.chains[0]!.receipt;
     const proofFile = path.join(folder, '..', `erasure-e2e-proof-${process.pid}.json`);
     try {
@@ -219,6 +219,13 @@ describe('erasing a data subject keeps every chain, checkpoint, bundle and proof
         expect((await cli.exited).code, cli.output()).toBe(0);
         expect(cli.output()).toMatch(/is included in the signed checkpoint/);
       }
+      // The checkpoint signed before the erasure (at the sealed day's 5 events) is extended by the latest.
+      const consistency = await json('GET', '/v1/consistency?from=5', chains.production.token);
+      expect(consistency.checkpoints.from).not.toBeNull();
+      await writeFile(proofFile, JSON.stringify(consistency));
+      const cli = runCli(['verify-proof', proofFile, '--key', verifierKey(t.keyring.current)], {});
+      expect((await cli.exited).code, cli.output()).toBe(0);
+      expect(cli.output()).toMatch(/extends the one at size 5/);
     } finally {
       await rm(proofFile, { force: true });
     }
