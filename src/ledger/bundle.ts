@@ -479,8 +479,9 @@ function parseManifest(line: Buffer): BundleManifest {
   if (typeof manifest !== 'object' || manifest === null || Array.isArray(manifest)) {
     throw new BundleError('the manifest line is not a JSON object');
   }
-  // First: another version may name other fields, and its fields are not ours to judge.
-  const version = unknownVersion('manifest', (manifest as { v?: unknown }).v, MANIFEST_VERSIONS);
+  // First: another version may name other fields, and its fields are not ours to judge. A line
+  // without v is no manifest of any version: the field checks below say what it lacks.
+  const version = Object.hasOwn(manifest, 'v') ? unknownVersion('manifest', (manifest as { v: unknown }).v, MANIFEST_VERSIONS) : undefined;
   if (version !== undefined) throw new BundleError(version);
   const unknown = Object.keys(manifest).filter((name) => !Object.hasOwn(FIELDS, name));
   if (unknown.length) throw new BundleError(`manifest has unknown field(s) ${unknown.join(', ')}`);
