@@ -8,8 +8,10 @@
 //   (g) inclusion and consistency proof latency over HTTP on a chain of 10,000 events and on one
 //   of 3 million; (h) sealing that chain's day of 3 million events (time, peak RSS, bundles).
 //   (c), (d) and (f) each get a ceiling beside them: the same load or data through only the work
-//   no implementation can skip (bench-ceilings.ts). Targets are printed beside the figures, never
-//   asserted.
+//   no implementation can skip (bench-ceilings.ts); (p) batched ingest of events with three
+//   personal values each under the default policy (issue 17), beside (p0), the same events on a
+//   chain whose policy keeps them clear. Every other phase runs under that empty policy, so their
+//   events carry no commitments. Targets are printed beside the figures, never asserted.
 //
 //   npm run bench -- [--events N] [--seconds S] [--workers W] [--seal-events N] [--chain-events N] [--proofs N]
 //
@@ -45,6 +47,7 @@ import { canonicalize } from '../src/ledger/jcs.js';
 import { encodeSigningKey, generateSigningKey, verifierKey, type SigningKey, type VerifierKey } from '../src/ledger/keys.js';
 import { verifyConsistency, verifyInclusion } from '../src/ledger/proof.js';
 import { extendTails, tileBytes, type TileTails } from '../src/ledger/tiles.js';
+import { DEFAULT_POLICY } from '../src/ledger/personal.js';
 import { uuidv7 } from '../src/ledger/uuid.js';
 import { verifyChain } from '../src/store/chain-verify.js';
 import { checkpointAt } from '../src/store/checkpoints.js';
@@ -60,7 +63,10 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = path.join(ROOT, 'src/cli/bin.js');
 const WARMUP_MS = 1000;
 
-/** A realistic event: 472 bytes of JSON as sent, about 750 stored once the ledger fields are added. */
+/**
+ * A realistic event: 472 bytes of JSON as sent, about 750 stored once the ledger fields are added.
+ * The phases other than (p) run under a policy that names nothing personal, so it is stored whole.
+ */
 const EVENT: AuditEvent = {
   action: 'invoice.payment.captured',
   crud: 'u',
@@ -78,6 +84,12 @@ const EVENT: AuditEvent = {
 
 /** EVENT's RFC 8785 form, computed once as the append path computes it before taking the chain lock. */
 const EVENT_CANONICAL = canonicalize(EVENT);
+
+/** EVENT with the three values the default personal data policy commits to: actor name and href, source IP. */
+const PERSONAL_EVENT: AuditEvent = { ...EVENT, actor: { ...EVENT.actor!, href: 'https://app.example.com/users/user_8f3a2c9e41d7' } };
+
+/** A policy with no personal path: events are stored whole, as before format v2. */
+const NO_PERSONAL_DATA = { subjects: [] };
 
 interface Options {
   /** Rows COPYed in (a), and the least number of events (d) verifies. */
@@ -268,8 +280,20 @@ async function adminPost<T>(base: URL, adminToken: string, route: string, body: 
   return (await response.json()) as T;
 }
 
+/** Sets a personal data policy through the admin API (`scope`: /v1/projects/:id[/environments/:id]). */
+async function putPolicy(base: URL, adminToken: string, scope: string, policy: unknown): Promise<void> {
+  const response = await fetch(new URL(`${scope}/personal-data-policy`, base), {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify(policy),
+  });
+  if (response.status !== 200) throw new Error(`PUT ${scope}/personal-data-policy: ${response.status} ${await response.text()}`);
+}
+
 async function createChains(base: URL, adminToken: string, names: readonly string[]): Promise<Map<string, Chain>> {
   const project = await adminPost<{ id: string }>(base, adminToken, '/v1/projects', { name: 'bench' });
+  // Before any chain exists, so that no chain records a change: none but (p)'s commit to anything.
+  await putPolicy(base, adminToken, `/v1/projects/${project.id}`, NO_PERSONAL_DATA);
   const chains = new Map<string, Chain>();
   for (const name of names) {
     const environments = `/v1/projects/${project.id}/environments`;
@@ -570,8 +594,8 @@ async function runLoad(specs: LoadSpec[]): Promise<LoadResult> {
 }
 
 /** The request body of `size` events: a bare event for one, `{"events": [...]}` for a batch. */
-function requestBody(size: number): Buffer {
-  return Buffer.from(JSON.stringify(size === 1 ? EVENT : { events: Array.from({ length: size }, () => EVENT) }));
+function requestBody(size: number, event = EVENT): Buffer {
+  return Buffer.from(JSON.stringify(size === 1 ? event : { events: Array.from({ length: size }, () => event) }));
 }
 
 /** Milliseconds per request. */
@@ -596,6 +620,10 @@ interface IngestPhase {
   /** Each request to a chain of `chains` at random, rather than connection i to chain i modulo their number. */
   random?: boolean;
   target?: Target;
+  /** The event sent; EVENT unless given. */
+  event?: AuditEvent;
+  /** The personal data policy of the phase's chains; the project's (none personal) unless given. */
+  policy?: unknown;
 }
 
 interface IngestFigures {
@@ -607,7 +635,7 @@ interface IngestFigures {
 /** Splits a phase's connections over the worker threads, runs it, and sums it up. */
 async function measureIngest(base: URL, phase: IngestPhase, chains: Map<string, Chain>, options: Options): Promise<IngestFigures> {
   const tokens = Array.from({ length: phase.connections }, (_, i) => chains.get(phase.chains[i % phase.chains.length]!)!.token);
-  const body = requestBody(phase.eventsPerRequest);
+  const body = requestBody(phase.eventsPerRequest, phase.event);
   const threads = Math.min(options.workers, phase.connections);
   const specs = Array.from({ length: threads }, (_, w): LoadSpec => ({
     url: base.toString(),
@@ -1125,7 +1153,29 @@ const INGEST_PHASES: IngestPhase[] = [
     eventsPerRequest: 1,
     random: true,
   },
+  // Back to back, the same bodies: only the policy differs.
+  {
+    key: '(p0)',
+    label: '(p0) HTTP batches of 100, 8 connections, events with 3 personal-path values kept clear (no policy)',
+    chains: ['personal-clear'],
+    connections: 8,
+    eventsPerRequest: 100,
+    event: PERSONAL_EVENT,
+  },
+  {
+    key: '(p)',
+    label: '(p) the same under the default policy: 3 commitments per event, 3 values to personal_values',
+    chains: ['personal-default'],
+    connections: 8,
+    eventsPerRequest: 100,
+    event: PERSONAL_EVENT,
+    policy: DEFAULT_POLICY,
+    target: { text: '>= 0.8 x (p0)', met: (eps) => eps >= 0.8 * personalBaseline },
+  },
 ];
+
+// (p0)'s rate, for (p)'s target, which compares the two.
+let personalBaseline = Number.NaN;
 
 /** Batched ingest again, against `serve --workers 2` on the same database: what a second core gives. */
 const WORKERS_PHASE = INGEST_PHASES[0]!;
@@ -1178,11 +1228,16 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
 
   const chains = await createChains(service.url, adminToken, [...new Set(INGEST_PHASES.flatMap((p) => p.chains))]);
   for (const phase of INGEST_PHASES) {
+    for (const name of phase.policy ? phase.chains : []) {
+      const chain = chains.get(name)!;
+      await putPolicy(service.url, adminToken, `/v1/projects/${chain.project}/environments/${chain.environment}`, phase.policy);
+    }
     progress(`${phase.label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
     const figures = await metered(meter, () => measureIngest(service.url, phase, chains, options));
     // The service's cores over the phase (warm-up included) per event acknowledged in its window.
     const cpuUsPerEvent = figures.cpu && (figures.cpu.service * 1e6) / figures.eventsPerSecond;
     measures.push({ key: phase.key, label: phase.label, target: phase.target, ...figures, cpuUsPerEvent });
+    if (phase.key === '(p0)') personalBaseline = figures.eventsPerSecond;
   }
   const bareServers = [
     ['node:http', '(c) ceiling: the load of (c1) against a bare node:http server'],
@@ -1363,13 +1418,19 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     `Ratios (issue 16 targets): (g) latency on ${count(proven[1]!.size)} / on ${count(proven[0]!.size)} events: ${proofRatios.join('; ')}` +
       ` (<= ${PROOF_TARGET}); (f) peak RSS on a day of ${count(days[1].events)} / of ${count(days[0].events)} events = ${rssRatio.toFixed(2)}` +
       ` (<= ${RSS_TARGET}, independent of day size); (h) peak RSS ${chainSeal.rssMb.toFixed(0)} MB (< ${SEAL_TARGET.rssMb}).`,
+    `Ratio (issue 17 target): (p) / (p0) = ${(eventsPerSecond(measures, '(p)') / eventsPerSecond(measures, '(p0)')).toFixed(2)} (>= 0.8).`,
   ];
   return { postgres: rows[0]!.server_version, measures, notes };
 }
 
+/** The events/s of the measure `key`; NaN when it did not run. */
+function eventsPerSecond(measures: Measure[], key: string): number {
+  return measures.find((m) => m.key === key)?.eventsPerSecond ?? Number.NaN;
+}
+
 /** The ratios issue 18 sets targets on, each `a / b = x (target)`. */
 function ratios(measures: Measure[]): string {
-  const eps = (key: string) => measures.find((m) => m.key === key)?.eventsPerSecond ?? Number.NaN;
+  const eps = (key: string) => eventsPerSecond(measures, key);
   const cpuUs = (key: string) => measures.find((m) => m.key === key)?.cpuUsPerEvent ?? Number.NaN;
   return (
     [

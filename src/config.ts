@@ -64,7 +64,7 @@ export const configSchema = z.object({
     .number()
     .min(0)
     .default(5)
-    .describe('how long a process trusts a looked-up API token before reading it again (revocation delay across processes)'),
+    .describe('how long a process trusts a looked-up API token or personal data policy before reading it again (revocation or policy change delay across processes)'),
   AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS: timerSeconds
     .default(60)
     .describe('how often last_used_at of API tokens is written (one batched write, never one per request)'),
@@ -100,6 +100,9 @@ export const configSchema = z.object({
   AUDITLEDGER_PARTITION_DAYS_AHEAD: positiveInt.default(7).describe('days of events partitions created ahead'),
   AUDITLEDGER_SIGNING_KEY_FILE: optionalString.describe(
     'file holding the ed25519 signing key (from auditledger keygen). Unset: DATA_DIR/signing-key, generated on first start',
+  ),
+  AUDITLEDGER_SUBJECT_KEY_FILE: optionalString.describe(
+    'file holding the subject key (64 hex digits: 32 random bytes) that names data subjects by keyed digest (HMAC-SHA-256). Unset: DATA_DIR/subject-key, generated on first start. Never change it once events are stored: erasure finds values by it',
   ),
   AUDITLEDGER_RETIRED_KEYS: z
     .string()

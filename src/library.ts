@@ -1,7 +1,7 @@
 // Library mode: the ledger inside the application's own process. The client is the HTTP client
 // (batching, backlog, spool, retries), but its requests go to the server's own app in-process,
 // with no socket: validation, idempotency, group commit, verification and errors are the server's.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { hkdfSync, randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
@@ -83,6 +83,12 @@ const optionsSchema = z.strictObject({
     retiredPublicKeys: z.array(z.string()).optional(),
     /** Checkpoint origin prefix (AUDITLEDGER_ORIGIN). Default: the key's name. */
     origin: z.string().min(1).optional(),
+    /**
+     * 64 hex digits (32 random bytes, `openssl rand -hex 32`) keying the digests that name data
+     * subjects (AUDITLEDGER_SUBJECT_KEY_FILE). Default: derived from privateKey, so set it before
+     * ever rotating that key: erasure finds a subject's values by these digests.
+     */
+    subjectKey: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits (32 random bytes)').optional(),
   }),
   application: z.strictObject({ maxBulkEvents: positiveInt.max(1_000_000).optional() }).optional(),
   partitionDays: positiveInt.max(366).optional(),
@@ -151,6 +157,11 @@ function connection(database: z.output<typeof databaseSchema>): { url: string; s
   if (database.password) url.password = encodeURIComponent(database.password);
   url.pathname = `/${encodeURIComponent(database.database!)}`;
   return { url: url.toString(), ssl };
+}
+
+/** Library mode's default subject key: HKDF-SHA-256 (RFC 5869) of the signing key, as viewer-token keys are. */
+function derivedSubjectKey(key: SigningKey): Buffer {
+  return Buffer.from(hkdfSync('sha256', key.privateKey, new Uint8Array(0), 'auditledger subject key v1', 32));
 }
 
 /** The signing key `crypto.privateKey` holds, checked against `crypto.publicKey` when given. */
@@ -276,7 +287,8 @@ export function createLibraryClient(input: LibraryOptions): AuditLogClient {
   const options = parse(optionsSchema, input);
   const key = signingKey(options.crypto);
   const retired: VerifierKey[] = (options.crypto.retiredPublicKeys ?? []).map((vkey, i) => keyOrError(`crypto.retiredPublicKeys.${i}`, () => parseVerifierKey(vkey)));
-  const keyring: Keyring = { current: key, retired, origin: options.crypto.origin ?? key.name };
+  const subjectKey = options.crypto.subjectKey === undefined ? derivedSubjectKey(key) : Buffer.from(options.crypto.subjectKey, 'hex');
+  const keyring: Keyring = { current: key, retired, origin: options.crypto.origin ?? key.name, subjectKey };
   const worm = options.wormEnabled ?? options.wormStoragePath !== undefined;
   const archivePath = worm ? path.resolve(options.wormStoragePath ?? DEFAULT_ARCHIVE) : undefined;
   const { url, ssl } = connection(options.database);

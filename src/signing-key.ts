@@ -17,6 +17,41 @@ export interface Keyring {
   retired: VerifierKey[];
   /** Checkpoint origin prefix. */
   origin: string;
+  /**
+   * 32 bytes keying the digests that name data subjects (personal.ts subjectDigest). Unlike the
+   * signing key it never rotates: the erasable store finds a subject's values by those digests.
+   */
+  subjectKey: Buffer;
+}
+
+const SUBJECT_KEY = /^[0-9a-f]{64}$/;
+
+/** The subject key as its file holds it: 64 lowercase hex digits and a newline. */
+export function newSubjectKey(): string {
+  return `${randomBytes(32).toString('hex')}\n`;
+}
+
+/** The subject key in `file`; a ConfigError naming `variable`, the setting that chose the file, otherwise. */
+async function readSubjectKey(file: string, variable: string): Promise<Buffer> {
+  let text: string;
+  try {
+    text = (await readFile(file, 'utf8')).trim();
+  } catch (error) {
+    throw new ConfigError([`${variable}: cannot read the subject key in ${file}: ${(error as Error).message}`]);
+  }
+  if (!SUBJECT_KEY.test(text)) throw new ConfigError([`${variable}: the subject key in ${file} must be 64 lowercase hex digits (32 random bytes)`]);
+  return Buffer.from(text, 'hex');
+}
+
+/** Writes `text` to `file` (mode 0600) unless it exists; returns whether it wrote. */
+async function writeOnce(file: string, text: string): Promise<boolean> {
+  try {
+    await writeFile(file, text, { mode: 0o600, flag: 'wx' });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    return false;
+  }
 }
 
 /** A new key's name: the host plus a random suffix, valid as a note key name. */
@@ -87,15 +122,23 @@ export async function loadKeyring(config: Config, log: Logger): Promise<Keyring>
   } else {
     const file = path.join(config.AUDITLEDGER_DATA_DIR, 'signing-key');
     await makeDirectory(config.AUDITLEDGER_DATA_DIR);
-    try {
-      await writeFile(file, `${encodeSigningKey(generateSigningKey(defaultKeyName()))}\n`, { mode: 0o600, flag: 'wx' });
+    if (await writeOnce(file, `${encodeSigningKey(generateSigningKey(defaultKeyName()))}\n`)) {
       log.warn({ file }, 'generated a signing key in the data dir; production keys belong in a secret store (AUDITLEDGER_SIGNING_KEY_FILE)');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     current = await readKey(file, 'AUDITLEDGER_DATA_DIR');
   }
-  return { current, retired, origin: config.AUDITLEDGER_ORIGIN ?? current.name };
+  let subjectKey: Buffer;
+  if (config.AUDITLEDGER_SUBJECT_KEY_FILE) {
+    subjectKey = await readSubjectKey(config.AUDITLEDGER_SUBJECT_KEY_FILE, 'AUDITLEDGER_SUBJECT_KEY_FILE');
+  } else {
+    const file = path.join(config.AUDITLEDGER_DATA_DIR, 'subject-key');
+    await makeDirectory(config.AUDITLEDGER_DATA_DIR);
+    if (await writeOnce(file, newSubjectKey())) {
+      log.warn({ file }, 'generated a subject key in the data dir; keep it with the signing key (AUDITLEDGER_SUBJECT_KEY_FILE): erasure needs the same key forever');
+    }
+    subjectKey = await readSubjectKey(file, 'AUDITLEDGER_DATA_DIR');
+  }
+  return { current, retired, origin: config.AUDITLEDGER_ORIGIN ?? current.name, subjectKey };
 }
 
 /** Every key whose signatures verify: the current one first, then the retired ones. */

@@ -13,11 +13,14 @@ import type { Authenticator } from './credentials.js';
 import { onError, onNotFound } from './errors.js';
 import type { EventLimits } from './event-schema.js';
 import { requestLog } from './request-log.js';
+import { PersonalPolicies } from './personal.js';
 import { SealedBundles } from './sealed.js';
 import type { AppendMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { DOCS_PATHS, docsRoutes } from './routes/docs.js';
 import { adminRoutes } from './routes/admin.js';
+import { erasureAdminRoutes, erasureRoutes } from './routes/erasures.js';
+import { personalDataRoutes } from './routes/personal-data.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { bundleRoutes } from './routes/bundles.js';
 import { retracedRoutes, retracedViewerRoutes } from './routes/retraced.js';
@@ -102,21 +105,26 @@ export function createApp(deps: AppDeps) {
   app.route('/', docsRoutes());
   app.route('/', viewerRoutes(viewerBundle));
 
+  const policies = new PersonalPolicies(pools.app, keyring.subjectKey, config.AUDITLEDGER_TOKEN_CACHE_SECONDS * 1000);
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
+  app.route('/v1', personalDataRoutes({ db: pools.app, groupCommit, policies }));
+  const erasure = { db: pools.app, subjectKey: keyring.subjectKey, now: () => groupCommit.now(), maxStringLength: config.AUDITLEDGER_MAX_STRING_LENGTH };
+  app.route('/v1', erasureAdminRoutes(erasure));
 
   // Each of these routes names the scope or kind of token it needs.
   const sealed = new SealedBundles(pools.app, archive, verifiers(keyring));
-  app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), sealed, metrics }));
+  app.route('/v1', eventRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), sealed, metrics, policies }));
   app.route('/v1', proofRoutes(pools.app, sealed));
   app.route('/v1', tlogRoutes(pools.app));
   app.route('/v1', bundleRoutes(pools.app));
+  app.route('/v1', erasureRoutes(erasure));
   app.route('/v1', verifyRoutes(pools.app, requestVerification, { runs: config.AUDITLEDGER_VERIFY_RATE, windowSeconds: config.AUDITLEDGER_VERIFY_RATE_WINDOW }));
 
   // Retraced's publisher API, for apps that switch by changing a URL.
   app.route(
     '/publisher/v1',
-    retracedRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), viewerTokenKey: viewerTokenKey(keyring.current) }),
+    retracedRoutes({ db: pools.app, groupCommit, limits: eventLimits(config), viewerTokenKey: viewerTokenKey(keyring.current), policies }),
   );
   app.route('/viewer/v1', retracedViewerRoutes({ db: pools.app, credentials }));
   app.route('/v1', keyRoutes(keyring));

@@ -11,6 +11,12 @@ export interface EventLimits {
   maxMetadataBytes: number;
 }
 
+/**
+ * The action prefix of the ledger's own events (a policy change, an erasure, a legal hold), which
+ * apps may not send, in any letter case: a reader can trust that such an event came from the ledger.
+ */
+export const RESERVED_ACTION_PREFIX = 'auditledger.';
+
 /** c, r, u or d, or the word each stands for, kept as the letter. */
 export const crudSchema = z
   .enum(['c', 'r', 'u', 'd', 'create', 'read', 'update', 'delete'], {
@@ -86,7 +92,9 @@ export function eventSchemas(limits: EventLimits) {
     });
 
   const event = z.strictObject({
-    action: text.min(1, 'must not be empty'),
+    action: text
+      .min(1, 'must not be empty')
+      .refine((action) => !action.toLowerCase().startsWith(RESERVED_ACTION_PREFIX), `must not begin with "${RESERVED_ACTION_PREFIX}": that prefix is for the ledger's own events`),
     crud: crudSchema.optional(),
     group: z.strictObject({ id, name: text.optional() }).optional(),
     actor: z.strictObject(party).optional(),

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import type { Config } from '../config.js';
 import { eventSchemas, type EventLimits } from './event-schema.js';
 import { adminSchemas } from './routes/admin.js';
+import { policySchema } from './routes/personal-data.js';
+import { DEFAULT_POLICY } from '../ledger/personal.js';
 import { bundlesQuery } from './routes/bundles.js';
 import { DOCS_PATHS } from './routes/docs.js';
 import { exportQuery, listQuery, verifyQuery } from './routes/events.js';
@@ -10,6 +12,8 @@ import { VIEWER_PATH } from './routes/viewer.js';
 import { checkpointsQuery, consistencyQuery, proofQuery } from './routes/proofs.js';
 import { runsQuery } from './routes/verify.js';
 import { pageQuery } from './schemas.js';
+import { erasureSchemas } from './routes/erasures.js';
+import { SCOPES } from '../store/tokens.js';
 
 /**
  * The OpenAPI 3.1 document. Request bodies and query parameters come from the very zod schemas
@@ -17,10 +21,10 @@ import { pageQuery } from './schemas.js';
  * that every route the app registers is in it.
  */
 
-type Auth = 'none' | 'admin' | 'environment' | 'events:write' | 'events:read' | 'verify' | 'events:read or viewer' | 'viewer';
+type Auth = 'none' | 'admin' | 'environment' | 'events:write' | 'events:read' | 'verify' | 'erase' | 'events:read or viewer' | 'viewer';
 
 interface Route {
-  method: 'get' | 'post' | 'patch' | 'delete';
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   path: string;
   summary: string;
   tag: string;
@@ -28,6 +32,8 @@ interface Route {
   query?: z.ZodObject;
   body?: z.ZodType;
   status: number;
+  /** Error statuses beyond the ones every route of its kind has, with what they mean. */
+  errors?: Record<number, string>;
   response?: z.ZodType;
   example?: unknown;
   /** The media type of the answer; JSON unless said. */
@@ -38,14 +44,18 @@ const id = z.uuid();
 const hex = z.string().regex(/^[0-9a-f]{64}$/);
 const time = z.iso.datetime();
 const error = z.object({
-  error: z.object({ code: z.string(), message: z.string(), details: z.array(z.object({ field: z.string(), message: z.string() })).optional() }),
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    details: z.union([z.array(z.object({ field: z.string(), message: z.string() })), z.object({ hold: id, reason: z.string() }).describe('code legal_hold: the hold that refused')]).optional(),
+  }),
 });
 const project = z.object({ id, name: z.string(), created_at: time, updated_at: time });
 const environment = project.extend({ project_id: id });
 const token = z.object({
   id,
   name: z.string(),
-  scopes: z.array(z.enum(['events:write', 'events:read', 'verify'])),
+  scopes: z.array(z.enum(SCOPES)),
   expires_at: time.nullable(),
   revoked_at: time.nullable(),
   last_used_at: time.nullable(),
@@ -66,11 +76,22 @@ const event = z.object({
   received_at: time,
   hash: hex,
   prev: hex,
-  canonical: z.string().describe('the exact stored RFC 8785 bytes'),
-  event: z.record(z.string(), z.unknown()).nullable(),
+  canonical: z.string().describe('the exact stored RFC 8785 bytes (personal values as commitments)'),
+  event: z
+    .record(z.string(), z.unknown())
+    .nullable()
+    .describe('the event with its personal values put back and checked; an erased one reads {"erased": true, "commitment": "<hex>"}'),
   verification: verification.optional(),
 });
 const checkpoint = z.object({ tree_size: z.number().int(), root: z.string(), key_id: z.string(), note: z.string(), created_at: time });
+const policyAnswer = z.object({
+  project_id: id,
+  environment_id: id.nullable(),
+  policy: policySchema,
+  source: z.enum(['environment', 'project', 'default']),
+  changed_at: time.nullable(),
+});
+const policyChange = policyAnswer.extend({ events: z.array(z.object({ environment_id: id, id, seq: z.number().int(), hash: hex, received_at: time })) });
 const b64 = z.string().describe('base64');
 const proof = z.object({
   leaf_index: z.number().int(),
@@ -105,6 +126,15 @@ const run = z.object({
   created_at: time,
   finished_at: time.nullable(),
 });
+const chainReceipt = receipt.extend({ environment_id: id });
+const erasure = z.object({
+  project_id: id,
+  subject_digest: hex.describe("the subject's keyed digest (HMAC-SHA-256 under the subject key)"),
+  requested_at: time,
+  updated_at: time,
+  chains: z.array(z.object({ environment_id: id, values_erased: z.number().int(), receipt })),
+});
+const hold = z.object({ id, project_id: id, environment_id: id.nullable(), subject_digest: hex.nullable(), reason: z.string(), placed_at: time, lifted_at: time.nullable() });
 const retracedReceipt = z.object({ id, hash: z.string().describe("Retraced's receipt hash (hex SHA-256)") });
 const list = <K extends string>(key: K, item: z.ZodType) => z.object({ [key]: z.array(item), next_cursor: z.string().nullable() });
 
@@ -117,6 +147,8 @@ function routes(config: Config, limits: EventLimits): Route[] {
   const admin = adminSchemas(config.AUDITLEDGER_MAX_NAME_LENGTH);
   const events = eventSchemas(limits);
   const retraced = retracedSchemas(limits);
+  const erasing = erasureSchemas(limits.maxStringLength);
+  const underHold = { 409: 'legal_hold: an active hold covers the erasure (details name it); nothing was erased' };
   const R = '/publisher/v1/project/{projectId}';
   const P = '/v1/projects/{projectId}';
   const E = `${P}/environments/{environmentId}`;
@@ -148,13 +180,32 @@ function routes(config: Config, limits: EventLimits): Route[] {
     },
     { method: 'get', path: `${E}/tokens`, summary: 'List tokens (no secrets)', tag: 'admin', auth: 'admin', query: pageQuery, status: 200, response: list('tokens', token) },
     { method: 'delete', path: '/v1/tokens/{tokenId}', summary: 'Revoke a token', tag: 'admin', auth: 'admin', status: 204 },
+    ...[P, E].flatMap((scope): Route[] => {
+      const whose = scope === P ? "a project's" : "an environment's";
+      return [
+        { method: 'get', path: `${scope}/personal-data-policy`, summary: `The personal data policy in force for ${whose} chains`, tag: 'admin', auth: 'admin', status: 200, response: policyAnswer, example: { project_id: EXAMPLE_ID, environment_id: null, policy: DEFAULT_POLICY, source: 'default', changed_at: null } },
+        { method: 'put', path: `${scope}/personal-data-policy`, summary: `Set ${whose} personal data policy (recorded in each chain it changes)`, tag: 'admin', auth: 'admin', body: policySchema, status: 200, response: policyChange },
+        { method: 'delete', path: `${scope}/personal-data-policy`, summary: `Remove ${whose} personal data policy (recorded in each chain it changes)`, tag: 'admin', auth: 'admin', status: 200, response: policyChange },
+      ];
+    }),
+    {
+      method: 'post', path: `${P}/erasures`, summary: "Erase a data subject's personal values in every chain of the project (201; 200 for a repeat that found nothing new)", tag: 'admin', auth: 'admin',
+      body: erasing.erasure, status: 201, response: erasure, errors: underHold,
+    },
+    { method: 'post', path: `${P}/holds`, summary: 'Place a legal hold (refuses the erasures it covers)', tag: 'admin', auth: 'admin', body: erasing.hold, status: 201, response: hold.extend({ events: z.array(chainReceipt) }) },
+    { method: 'get', path: `${P}/holds`, summary: 'List legal holds', tag: 'admin', auth: 'admin', query: pageQuery, status: 200, response: list('holds', hold) },
+    { method: 'delete', path: `${P}/holds/{holdId}`, summary: 'Lift a legal hold (again: a no-op)', tag: 'admin', auth: 'admin', status: 200, response: hold.extend({ events: z.array(chainReceipt) }) },
+    {
+      method: 'post', path: '/v1/erasures', summary: "Erase a data subject's personal values in the token's chain (201; 200 for a repeat that found nothing new)", tag: 'events', auth: 'erase',
+      body: erasing.erasure, status: 201, response: erasure, errors: underHold,
+    },
     {
       method: 'post', path: '/v1/events', summary: 'Append one event, or {"events": [...]} all or nothing', tag: 'events', auth: 'events:write',
       body: z.union([events.event, events.batch]), status: 201, response: appended,
       example: { events: [exampleReceipt], tree_size: 1, root: EXAMPLE_HASH },
     },
     { method: 'get', path: '/v1/events', summary: 'Query events (verify=true recomputes them)', tag: 'events', auth: 'events:read or viewer', query: listQuery, status: 200, response: z.object({ events: z.array(event), next_cursor: z.string().nullable(), verification: verification.optional() }) },
-    { method: 'get', path: '/v1/events/export', summary: 'Export events as NDJSON or CSV (streamed)', tag: 'events', auth: 'events:read or viewer', query: exportQuery, status: 200, example: '{"seq":1,"id":"…","received_at":"…","hash":"…","prev":"…","canonical":"{…}"}\n' },
+    { method: 'get', path: '/v1/events/export', summary: 'Export events as NDJSON or CSV (streamed)', tag: 'events', auth: 'events:read or viewer', query: exportQuery, status: 200, example: '{"seq":1,"id":"…","received_at":"…","hash":"…","prev":"…","canonical":"{…}","event":{…}}\n' },
     { method: 'get', path: '/v1/events/{id}', summary: 'One event', tag: 'events', auth: 'events:read or viewer', query: verifyQuery, status: 200, response: event },
     { method: 'get', path: '/v1/chain', summary: 'The chain head', tag: 'events', auth: 'events:read', status: 200, response: z.object({ seq: z.number().int(), hash: hex, tree_size: z.number().int(), root: hex }), example: { seq: 1, hash: EXAMPLE_HASH, tree_size: 1, root: EXAMPLE_HASH } },
     {
@@ -218,6 +269,7 @@ function operation(route: Route) {
       ...(route.body || route.query ? { 400: errorResponse('A bad field, named in details') } : {}),
       ...(route.auth !== 'none' ? { 401: errorResponse('Missing, unknown, expired or revoked token'), 403: errorResponse('Wrong kind of token or missing scope') } : {}),
       ...(route.path.includes('{') ? { 404: errorResponse('No such resource for this caller') } : {}),
+      ...Object.fromEntries(Object.entries(route.errors ?? {}).map(([status, description]) => [status, errorResponse(description)])),
     },
   };
 }

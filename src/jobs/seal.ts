@@ -54,7 +54,8 @@ export interface SealProgress {
 export interface SealDeps {
   db: pg.Pool;
   archive: Archive;
-  keyring: Keyring;
+  /** The signing keys; sealing needs no subject key. */
+  keyring: Omit<Keyring, 'subjectKey'>;
   log: Logger;
   /** Where damage found while sealing is alerted, as verification findings are. */
   alert?: AlertTarget | undefined;

@@ -1,9 +1,10 @@
-// Ledger format v1: the event body that is canonicalized, stored byte for byte, and hashed.
-// Stable: offline verifiers depend on every name here.
+// Ledger format v2: the event body that is canonicalized, stored byte for byte, and hashed.
+// Stable: offline verifiers depend on every name here. v2 added `commitments` (personal.ts).
 import { leafHash } from './hash.js';
 import { canonicalize } from './jcs.js';
 
-export const FORMAT_VERSION = 1;
+/** The format of event bodies; verifiers refuse any other. */
+export const FORMAT_VERSION = 2;
 /** `prev` of the first event of a chain. */
 export const GENESIS_PREV = '0'.repeat(64);
 
@@ -51,6 +52,12 @@ export interface LedgerFields {
 
 export interface EventBody extends LedgerFields {
   v: typeof FORMAT_VERSION;
+  /**
+   * RFC 6901 pointer into `event` to the hex commitment of the personal value taken out at that
+   * place (personal.ts commitValue). Present only when the event held personal values.
+   */
+  commitments?: Record<string, string>;
+  /** The event as sent, without its personal values. */
   event: AuditEvent;
 }
 
@@ -62,8 +69,19 @@ export interface EncodedEvent {
   hash: Buffer;
 }
 
-export function encodeEvent(event: AuditEvent, fields: LedgerFields): EncodedEvent {
-  return encodeCanonicalEvent(event, canonicalize(event), fields);
+/**
+ * The body of `event` (already without its personal values) with `commitments` (pointer to hex
+ * commitment, personal.ts splitPersonal; empty or absent when it held none) and the ledger fields.
+ */
+export function encodeEvent(event: AuditEvent, fields: LedgerFields, commitments?: Record<string, string>): EncodedEvent {
+  const committed = commitments && Object.keys(commitments).length > 0 ? { map: commitments, canonical: canonicalize(commitments) } : undefined;
+  return encodeCanonicalEvent(event, canonicalize(event), fields, committed);
+}
+
+/** A body's `commitments` member with its RFC 8785 form, computed before the chain lock is taken. */
+export interface Commitments {
+  map: Record<string, string>;
+  canonical: string;
 }
 
 // Ledger field values are UUIDs, hex, an ISO time and an integer: JSON strings that need no
@@ -71,21 +89,23 @@ export function encodeEvent(event: AuditEvent, fields: LedgerFields): EncodedEve
 const PLAIN = /^[0-9A-Za-z:.-]*$/;
 
 /**
- * encodeEvent for an event whose canonical JSON was computed earlier (outside the chain lock, say).
- * The body's keys in RFC 8785 order are environment, event, id, prev, project, received_at, seq,
- * v, so the canonical body is this template; a property test checks it against canonicalize.
+ * encodeEvent for an event whose canonical JSON (and its commitments') was computed earlier
+ * (outside the chain lock, say). The body's keys in RFC 8785 order are commitments (when
+ * present), environment, event, id, prev, project, received_at, seq, v, so the canonical body is
+ * this template; a property test checks it against canonicalize.
  */
-export function encodeCanonicalEvent(event: AuditEvent, eventCanonical: string, fields: LedgerFields): EncodedEvent {
+export function encodeCanonicalEvent(event: AuditEvent, eventCanonical: string, fields: LedgerFields, commitments?: Commitments): EncodedEvent {
   const { project, environment, seq, id, received_at, prev } = fields;
   for (const value of [project, environment, id, received_at, prev]) {
     if (!PLAIN.test(value)) throw new Error(`ledger field ${JSON.stringify(value)} needs escaping`);
   }
   if (!Number.isSafeInteger(seq)) throw new Error(`seq ${seq} is not a safe integer`);
   const text =
-    `{"environment":"${environment}","event":${eventCanonical},"id":"${id}","prev":"${prev}",` +
-    `"project":"${project}","received_at":"${received_at}","seq":${seq},"v":${FORMAT_VERSION}}`;
+    `{${commitments ? `"commitments":${commitments.canonical},` : ''}"environment":"${environment}","event":${eventCanonical},` +
+    `"id":"${id}","prev":"${prev}","project":"${project}","received_at":"${received_at}","seq":${seq},"v":${FORMAT_VERSION}}`;
   const canonical = Buffer.from(text, 'utf8');
-  return { body: { v: FORMAT_VERSION, ...fields, event }, canonical, hash: eventHash(canonical) };
+  const body: EventBody = { v: FORMAT_VERSION, ...fields, ...(commitments ? { commitments: commitments.map } : {}), event };
+  return { body, canonical, hash: eventHash(canonical) };
 }
 
 /** The event hash of stored canonical bytes (RFC 9162 leaf hash). */

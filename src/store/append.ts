@@ -1,26 +1,91 @@
 import type pg from 'pg';
 import { appendLeaves, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
-import { createHash } from 'node:crypto';
-import { encodeCanonicalEvent, indexColumns, type AuditEvent } from '../ledger/event.js';
+import { createHash, randomFillSync } from 'node:crypto';
+import { encodeCanonicalEvent, indexColumns, type AuditEvent, type Commitments } from '../ledger/event.js';
 import { canonicalize } from '../ledger/jcs.js';
+import { SALT_SIZE, splitPersonal, type PersonalPolicy } from '../ledger/personal.js';
 import { extendTails, levelsCompleted, tileBytes, tileHashes, type FullTile, type TileTails } from '../ledger/tiles.js';
 import { isUuid, uuidv7 } from '../ledger/uuid.js';
 import { dayClosed } from './errors.js';
 import { readTails } from './tiles.js';
 
-/** One event to append: the event, its canonical JSON, and its idempotency key with the content digest. */
+/** A personal value to store with its event (personal.ts PersonalValue, its subject as a keyed digest). */
+export interface StoredValue {
+  pointer: string;
+  /** personal.ts subjectDigest of the subject id; null when the event names no subject. */
+  subjectDigest: Buffer | null;
+  /** RFC 8785 canonical JSON. */
+  value: string;
+  salt: Buffer;
+}
+
+/**
+ * One event to append: the event without its personal values, its canonical JSON, its
+ * commitments and the values they commit to, and its idempotency key with the content digest.
+ */
 export interface AppendItem {
   event: AuditEvent;
   /** RFC 8785 form of `event`, computed before the chain lock is taken. */
   canonical: string;
+  /** The body's `commitments` member; undefined when the event holds no personal value. */
+  commitments?: Commitments | undefined;
+  values?: StoredValue[] | undefined;
   key?: string | undefined;
-  /** SHA-256 of `canonical`: what "the same event" means for an idempotency key. */
+  /** SHA-256 of the event as sent: what "the same event" means for an idempotency key. */
   digest?: Buffer | undefined;
 }
 
-export function appendItem(event: AuditEvent, key?: string): AppendItem {
-  const canonical = canonicalize(event);
-  return { event, canonical, key, digest: key === undefined ? undefined : createHash('sha256').update(canonical).digest() };
+/** How appends split personal data out of events: the chain's policy, and its subjects' keyed digest. */
+export interface PersonalSplit {
+  policy: PersonalPolicy;
+  subjectDigest(subject: string): Buffer;
+}
+
+/**
+ * Prepares an event for appending, before any lock: with `personal`, takes its personal values out
+ * (fresh salts, commitments, keyed subject digests); then canonicalizes what is hashed. The
+ * idempotency digest stays over the event as sent, so a retry matches whatever its salts.
+ * Without `personal` (the ledger's own events), the event is stored whole.
+ */
+export function appendItem(event: AuditEvent, key?: string, personal?: PersonalSplit): AppendItem {
+  const split = personal && splitPersonal(event, personal.policy, fillSalts);
+  const canonical = canonicalize(split?.event ?? event);
+  if (!split || split.values.length === 0) {
+    return { event, canonical, key, digest: key === undefined ? undefined : createHash('sha256').update(canonical).digest() };
+  }
+  const values = split.values.map(({ pointer, subject, value, salt }) => ({
+    pointer,
+    subjectDigest: subject === null ? null : personal.subjectDigest(subject),
+    value,
+    salt,
+  }));
+  return {
+    event: split.event,
+    canonical,
+    commitments: { map: split.commitments, canonical: canonicalize(split.commitments) },
+    values,
+    key,
+    digest: key === undefined ? undefined : createHash('sha256').update(canonicalize(event)).digest(),
+  };
+}
+
+// Salts come from a pool: one randomFillSync per event costs several times more (as uuid.ts's
+// ids). Each salt is copied out and its bytes are used once: the pool is refilled before reuse.
+const SALT_POOL = 256 * SALT_SIZE;
+const saltPool = Buffer.alloc(SALT_POOL);
+let saltOffset = SALT_POOL;
+
+function fillSalts(buffer: Buffer): void {
+  if (buffer.length > SALT_POOL) {
+    randomFillSync(buffer);
+    return;
+  }
+  if (saltOffset + buffer.length > SALT_POOL) {
+    randomFillSync(saltPool);
+    saltOffset = 0;
+  }
+  saltPool.copy(buffer, 0, saltOffset, saltOffset + buffer.length);
+  saltOffset += buffer.length;
 }
 
 export interface Receipt {
@@ -113,6 +178,8 @@ class EventRows {
   groupId: (string | null)[] = [];
   created: (Date | null)[] = [];
   keys: { key: string; digest: Buffer; receipt: Receipt }[] = [];
+  /** personal_values rows: each value with the seq of its event. */
+  values: { seq: number; value: StoredValue }[] = [];
 }
 
 /**
@@ -140,27 +207,66 @@ export async function appendToChain(
   }
   const client = await db.connect();
   try {
-    const head = await beginAndLockHead(client, chain.environment);
-    const known = await findKeys(client, chain.environment, [
-      ...new Set(requests.flatMap((items) => items.flatMap((i) => (i.key ? [i.key] : [])))),
-    ]);
-    let plan = planAppend(chain, head, requests, known, now);
-    if (!plan.tiles) {
-      // Tiles complete here and this process does not carry the tails they extend.
-      const tails = await readTails(client, chain.environment, head.seq, levelsCompleted(head.seq, plan.next.seq));
-      plan = { ...plan, ...planTiles(head, plan.leaves, plan.next, tails) };
-    }
-    if (plan.rows.seq.length > 0 && !(await writeEvents(client, chain.environment, head, plan))) {
-      throw new Error(`chain head ${chain.environment} moved while locked`);
-    }
-    await client.query('COMMIT');
-    return appended(plan);
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
+    return await lockedTransaction(client, chain.environment, async (head) => appended(await appendLocked(client, chain, head, requests, now)));
   } finally {
     client.release();
   }
+}
+
+/**
+ * Runs `work` in a transaction on `client` that holds the chain head's row lock from its start,
+ * given the head as read under the lock; COMMIT when `work` resolves, ROLLBACK when it throws.
+ */
+async function lockedTransaction<T>(client: pg.PoolClient, environment: string, work: (head: Head) => Promise<T>): Promise<T> {
+  try {
+    const result = await work(await beginAndLockHead(client, environment));
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Appends `requests` on top of `head`, locked by the caller's transaction on `client`; the plan written. */
+async function appendLocked(client: pg.PoolClient, chain: ChainRef, head: Head, requests: readonly AppendItem[][], now: number): Promise<AppendPlan> {
+  const known = await findKeys(client, chain.environment, [
+    ...new Set(requests.flatMap((items) => items.flatMap((i) => (i.key ? [i.key] : [])))),
+  ]);
+  let plan = planAppend(chain, head, requests, known, now);
+  if (!plan.tiles) {
+    // Tiles complete here and this process does not carry the tails they extend.
+    const tails = await readTails(client, chain.environment, head.seq, levelsCompleted(head.seq, plan.next.seq));
+    plan = { ...plan, ...planTiles(head, plan.leaves, plan.next, tails) };
+  }
+  if (plan.rows.seq.length > 0 && !(await writeEvents(client, chain.environment, head, plan))) {
+    throw new Error(`chain head ${chain.environment} moved while locked`);
+  }
+  return plan;
+}
+
+/** Appends one request within a transaction of inChainTransaction; its outcome. */
+export type LockedAppend = (items: AppendItem[]) => Promise<AppendOutcome>;
+
+/**
+ * Runs `work` in one transaction on `client` (the caller's connection, not in a transaction) that
+ * holds the chain head's row lock from its start, for changes that must be ordered with the
+ * chain's appends and recorded by an event in the same commit (an erasure): `work` gets `append`,
+ * the append path of appendToChain within that transaction, and runs its own statements on
+ * `client`. Appends of other transactions (and processes) wait for the commit, so they come after
+ * everything `work` did. COMMIT when `work` resolves, ROLLBACK when it throws. A process's
+ * GroupCommit then finds its remembered head moved and locks the head for its next append.
+ */
+export function inChainTransaction<T>(client: pg.PoolClient, chain: ChainRef, now: () => number, work: (append: LockedAppend) => Promise<T>): Promise<T> {
+  return lockedTransaction(client, chain.environment, (locked) => {
+    let head = locked;
+    return work(async (items) => {
+      const plan = await appendLocked(client, chain, head, [items], now());
+      const { outcomes, head: next } = appended(plan);
+      head = next;
+      return outcomes[0]!;
+    });
+  });
 }
 
 /** The rows to write for a group of requests on top of `head`, and what each request gets. */
@@ -225,7 +331,8 @@ function planAppend(chain: ChainRef, head: Head, requests: readonly AppendItem[]
         id,
         received_at: receivedAtIso,
         prev,
-      });
+      }, item.commitments);
+      for (const value of item.values ?? []) rows.values.push({ seq, value });
       const columns = indexColumns(item.event);
       rows.seq.push(seq);
       rows.id.push(id);
@@ -263,8 +370,11 @@ function appended({ outcomes, accepted, next }: AppendPlan): Appended {
   };
 }
 
+const NO_SUBJECT = Buffer.alloc(32);
+
 /**
- * Inserts the events, their idempotency keys and the tiles they complete, and moves the head, in one statement, if the head
+ * Inserts the events, their personal values (the erasable store), their idempotency keys and the
+ * tiles they complete, and moves the head, in one statement, if the head
  * is still `head` and none of the keys is stored yet; returns whether it wrote. The bytes travel
  * as two binary parameters that SQL slices: the hashes end to end after the old head's hash (so
  * row n's prev is hash n - 1), and the canonical bodies end to end. A bytea[] parameter would be
@@ -299,6 +409,12 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, hea
      new_keys AS (
        INSERT INTO idempotency_keys (environment_id, received_at, key, digest, seq, id, hash)
        SELECT $1, $2, * FROM unnest($15::text[], $16::bytea[], $17::bigint[], $18::uuid[], $19::bytea[])
+        WHERE EXISTS (SELECT FROM head)),
+     new_values AS (
+       INSERT INTO personal_values (environment_id, seq, pointer, subject_digest, salt, value)
+       SELECT $1, v.seq, v.pointer, CASE WHEN v.has_subject THEN substring($31::bytea FROM v.n::int * 32 - 31 FOR 32) END,
+              substring($32::bytea FROM v.n::int * 32 - 31 FOR 32), v.value
+         FROM unnest($28::bigint[], $29::text[], $30::boolean[], $33::text[]) WITH ORDINALITY AS v(seq, pointer, has_subject, value, n)
         WHERE EXISTS (SELECT FROM head)),
      new_tiles AS (
        INSERT INTO tiles (environment_id, level, tile_index, hashes, root)
@@ -335,6 +451,13 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, hea
       tiles.map((t) => t.index),
       Buffer.concat(tiles.map((t) => tileBytes(t.hashes))),
       Buffer.concat(tiles.map((t) => t.root)),
+      rows.values.map((v) => v.seq),
+      rows.values.map((v) => v.value.pointer),
+      rows.values.map((v) => v.value.subjectDigest !== null),
+      // Subject digests and salts end to end, 32 bytes each (zeros where a value has no subject).
+      Buffer.concat(rows.values.map((v) => v.value.subjectDigest ?? NO_SUBJECT)),
+      Buffer.concat(rows.values.map((v) => v.value.salt)),
+      rows.values.map((v) => v.value.value),
     ],
   }).catch((error: unknown) => {
     // A sealed or missing day partition: a clear refusal rather than a database error.

@@ -25,12 +25,13 @@ export const DISTRIBUTED_TABLES = [
   'chain_verification',
   'verification_runs',
   'findings',
+  'personal_values',
 ] as const;
 
 /**
  * Tables copied whole to every node: tenants and tokens (a token is looked up by its digest
  * before its chain is known), admin tokens, the days sealed (one row per day for all chains),
- * and the migrations applied. pg-boss's own schema (`pgboss`) is not ours and stays on the
- * coordinator.
+ * the personal data policies, erasures and legal holds (a project's rows have no chain), and the
+ * migrations applied. pg-boss's own schema (`pgboss`) is not ours and stays on the coordinator.
  */
-export const REFERENCE_TABLES = ['projects', 'environments', 'api_tokens', 'admin_tokens', 'sealed_partitions', 'schema_migrations'] as const;
+export const REFERENCE_TABLES = ['projects', 'environments', 'api_tokens', 'admin_tokens', 'sealed_partitions', 'personal_data_policies', 'erasures', 'legal_holds', 'schema_migrations'] as const;

@@ -43,6 +43,11 @@ export class GroupCommit {
     private readonly options: GroupCommitOptions,
   ) {}
 
+  /** The server clock appends take received_at from, in ms since the epoch. */
+  now(): number {
+    return this.options.now();
+  }
+
   append(chain: ChainRef, items: AppendItem[]): Promise<AppendOutcome> {
     let queue = this.queues.get(chain.environment);
     if (!queue) {

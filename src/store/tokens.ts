@@ -3,8 +3,10 @@ import type { Page } from './tenants.js';
 
 /** API tokens (stored as SHA-256 digests only) and admin token digests. */
 
-export const SCOPES = ['events:write', 'events:read', 'verify'] as const;
+export const SCOPES = ['events:write', 'events:read', 'verify', 'erase'] as const;
 export type Scope = (typeof SCOPES)[number];
+/** What a new token may do unless told: everything but erasing personal data, which must be asked for. */
+export const DEFAULT_SCOPES: readonly Scope[] = ['events:write', 'events:read', 'verify'];
 
 export interface TokenInfo {
   id: string;

@@ -44,7 +44,10 @@ describe('events API', () => {
       expect(stored).toMatchObject({ seq: 1, hash: body.events[0].hash, prev: GENESIS_PREV });
       expect(stored.event).toEqual({ action: 'user.login', crud: 'c', actor: { id: 'u1', name: 'Ana' } });
       const canonical = JSON.parse(stored.canonical);
-      expect(canonical).toMatchObject({ v: 1, project: tenant.projectId, environment: tenant.environmentId, seq: 1 });
+      // The default policy: the actor's name is committed to in the hashed body, not held there.
+      expect(canonical).toMatchObject({ v: 2, project: tenant.projectId, environment: tenant.environmentId, seq: 1 });
+      expect(canonical.commitments).toEqual({ '/actor/name': expect.stringMatching(/^[0-9a-f]{64}$/) });
+      expect(canonical.event).toEqual({ action: 'user.login', crud: 'c', actor: { id: 'u1' } });
     });
 
     it('stores a batch with gapless seqs, each linked to the one before', async () => {

@@ -35,9 +35,11 @@ describe('GET /v1/events/export', () => {
     const res = await ctx.t.request('GET', '/v1/events/export?format=csv&action=doc.*&seq_to=10', { token: tenant.token });
     expect(res.headers.get('content-type')).toBe('text/csv; charset=utf-8');
     const rows = (await res.text()).trimEnd().split('\r\n');
-    expect(rows[0]).toBe('seq,id,received_at,action,crud,actor_id,target_id,group_id,hash,prev,canonical');
+    expect(rows[0]).toBe('seq,id,received_at,action,crud,actor_id,target_id,group_id,hash,prev,canonical,event');
     expect(rows).toHaveLength(6); // seqs 2, 4, 6, 8, 10
-    expect(rows[1]).toMatch(/^2,[0-9a-f-]{36},[^,]+,doc\.read,,"u,1",,,[0-9a-f]{64},[0-9a-f]{64},"\{""environment""/);
+    // The actor's name is personal (the default policy): a commitment in canonical, the value in event.
+    expect(rows[1]).toMatch(/^2,[0-9a-f-]{36},[^,]+,doc\.read,,"u,1",,,[0-9a-f]{64},[0-9a-f]{64},"\{""commitments""/);
+    expect(rows[1]!.endsWith(`,"${JSON.stringify({ action: 'doc.read', actor: { id: 'u,1', name: 'Ana "the admin"' } }).replaceAll('"', '""')}"`)).toBe(true);
   });
 
   it('neutralises CSV cells a spreadsheet would evaluate, and leaves NDJSON and canonical as they are', async () => {

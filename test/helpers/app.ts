@@ -59,7 +59,7 @@ export async function createTestApp(
     now,
     onCommit: metrics.recordCommit,
   });
-  const keyring: Keyring = { current: key, retired: [], origin: 'test.example/ledger' };
+  const keyring: Keyring = { current: key, retired: [], origin: 'test.example/ledger', subjectKey: randomBytes(32) };
   const log = pino({ level: 'silent' });
   // A run asked for through the API runs here once queued, as its job would, on the owner's pool.
   const verification: VerifyDeps = { db: db.pools.owner, verifiers: [key], log, alert: options.alert };

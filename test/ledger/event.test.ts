@@ -1,7 +1,9 @@
+import { randomFillSync } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeEvent, eventHash, GENESIS_PREV, indexColumns, type AuditEvent } from '../../src/ledger/event.js';
 import { canonicalBytes, canonicalize } from '../../src/ledger/jcs.js';
+import { DEFAULT_POLICY, splitPersonal, type PersonalPolicy } from '../../src/ledger/personal.js';
 import { uuidv7, uuidv7Time } from '../../src/ledger/uuid.js';
 import { checkStoredEvent, type StoredEvent } from '../../src/ledger/verify-events.js';
 
@@ -39,10 +41,17 @@ const event: fc.Arbitrary<AuditEvent> = fc.record(
   { requiredKeys: ['action'] },
 );
 
-describe('event hashing (ledger format v1)', () => {
+// The default policy and wildcards over every map an app fills: bodies with and without commitments.
+const policies = fc.constantFrom<PersonalPolicy | undefined>(undefined, DEFAULT_POLICY, {
+  subjects: [...DEFAULT_POLICY.subjects, { subject: '/actor/id', paths: ['/actor/fields/*', '/fields/*', '/metadata/*', '/description'] }],
+});
+
+describe('event hashing (ledger format v2)', () => {
   it('the hash recomputed from the stored bytes equals the hash at append', () => {
     fc.assert(
-      fc.property(event, fc.integer({ min: 1, max: 2 ** 40 }), (e, seq) => {
+      fc.property(event, fc.integer({ min: 1, max: 2 ** 40 }), policies, (sent, seq, policy) => {
+        const split = policy && splitPersonal(sent, policy, randomFillSync);
+        const e = split?.event ?? sent;
         const receivedAt = new Date(1_790_000_000_000 + seq);
         const fields = {
           project: uuidv7(),
@@ -52,7 +61,8 @@ describe('event hashing (ledger format v1)', () => {
           received_at: receivedAt.toISOString(),
           prev: seq === 1 ? GENESIS_PREV : 'ab'.repeat(32),
         };
-        const encoded = encodeEvent(e, fields);
+        const encoded = encodeEvent(e, fields, split?.commitments);
+        expect(encoded.body.commitments === undefined).toBe(!split || split.values.length === 0);
         // The template encoder must produce exactly the RFC 8785 form of the whole body.
         expect(encoded.canonical.equals(canonicalBytes(encoded.body))).toBe(true);
         // What verifiers do: only the stored bytes, never a re-serialization of decoded values.
@@ -81,10 +91,27 @@ describe('event hashing (ledger format v1)', () => {
       { action: 'user.login', actor: { id: 'u1' } },
       { project: 'p', environment: 'e', seq: 1, id: 'i', received_at: '2026-01-01T00:00:00.000Z', prev: GENESIS_PREV },
     );
-    expect(body.v).toBe(1);
+    expect(body.v).toBe(2);
     expect(canonical.toString()).toBe(
-      `{"environment":"e","event":{"action":"user.login","actor":{"id":"u1"}},"id":"i","prev":"${GENESIS_PREV}","project":"p","received_at":"2026-01-01T00:00:00.000Z","seq":1,"v":1}`,
+      `{"environment":"e","event":{"action":"user.login","actor":{"id":"u1"}},"id":"i","prev":"${GENESIS_PREV}","project":"p","received_at":"2026-01-01T00:00:00.000Z","seq":1,"v":2}`,
     );
+    const withCommitments = encodeEvent(
+      { action: 'user.login', actor: { id: 'u1' } },
+      { project: 'p', environment: 'e', seq: 1, id: 'i', received_at: '2026-01-01T00:00:00.000Z', prev: GENESIS_PREV },
+      { '/actor/name': 'ab'.repeat(32) },
+    );
+    expect(withCommitments.canonical.toString()).toBe(
+      `{"commitments":{"/actor/name":"${'ab'.repeat(32)}"},"environment":"e","event":{"action":"user.login","actor":{"id":"u1"}},"id":"i","prev":"${GENESIS_PREV}","project":"p","received_at":"2026-01-01T00:00:00.000Z","seq":1,"v":2}`,
+    );
+  });
+
+  it('refuses a body of another format version, saying so', () => {
+    const fields = { project: 'p', environment: 'e', seq: 1, id: 'i', received_at: '2026-01-01T00:00:00.000Z', prev: GENESIS_PREV };
+    const v1 = Buffer.from(encodeEvent({ action: 'a' }, fields).canonical.toString().replace('"v":2', '"v":1'));
+    const row: StoredEvent = { ...fields, received_at: new Date(fields.received_at), prev: Buffer.from(GENESIS_PREV, 'hex'), hash: eventHash(v1), canonical: v1, columns: indexColumns({ action: 'a' }) };
+    expect(checkStoredEvent(row, { project: 'p', environment: 'e' }, undefined).map((f) => f.reason)).toEqual([
+      'event version 1 is not one this verifier knows (it knows 2)',
+    ]);
   });
 
   it('any changed byte changes the hash and fails the check', () => {

@@ -203,7 +203,7 @@ describe.skipIf(!existsSync(CHROMIUM))('the embedded viewer in Chromium', () => 
     await button(page, 'Search').click();
     const [download] = await Promise.all([page.waitForEvent('download'), button(page, 'Export CSV').click()]);
     const lines = (await readFile((await download.path())!, 'utf8')).trimEnd().split('\r\n');
-    expect(lines[0]).toBe('seq,id,received_at,action,crud,actor_id,target_id,group_id,hash,prev,canonical');
+    expect(lines[0]).toBe('seq,id,received_at,action,crud,actor_id,target_id,group_id,hash,prev,canonical,event');
     const exported = lines.slice(1).map((line) => line.split(','));
     expect(exported.map((cells) => cells[1])).toEqual(acme.filter((e) => e.actor === 'alice').map((e) => e.id));
     expect(new Set(exported.map((cells) => `${cells[5]} ${cells[7]}`))).toEqual(new Set(['alice acme']));

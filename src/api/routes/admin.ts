@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { uuidv7 } from '../../ledger/uuid.js';
 import * as tenants from '../../store/tenants.js';
-import { SCOPES, insertToken, listTokens, revokeToken } from '../../store/tokens.js';
+import { DEFAULT_SCOPES, SCOPES, insertToken, listTokens, revokeToken } from '../../store/tokens.js';
 import type { AppEnv } from '../context.js';
 import { digest, newApiToken, type Authenticator } from '../credentials.js';
 import { notFound } from '../errors.js';
@@ -25,7 +25,7 @@ export function adminSchemas(maxNameLength: number) {
       .array(z.enum(SCOPES))
       .min(1, 'must name at least one scope')
       .refine((s) => new Set(s).size === s.length, 'must not repeat a scope')
-      .default([...SCOPES]),
+      .default([...DEFAULT_SCOPES]),
     expires_at: dateTimeParam
       .refine((d) => d.getTime() > Date.now(), 'must be in the future')
       .nullable()

@@ -1,14 +1,15 @@
 import { Hono, type Context } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
-import type { EventBody } from '../../ledger/event.js';
-import { checkChainEnd, verifyStoredEvents, type StoredEvent } from '../../ledger/verify-events.js';
+import { checkChainEnd, verifyStoredEvents, type Failure } from '../../ledger/verify-events.js';
 import { appendItem, type AppendItem } from '../../store/append.js';
 import { eventHashes, getChainEnd, getChainHead, getEvent, queryEvents } from '../../store/events.js';
 import type { GroupCommit } from '../../store/group-commit.js';
+import { showEvents, type ShownEvent } from '../../store/personal.js';
 import { chainNames } from '../../store/tenants.js';
 import { listFindings } from '../../store/verification.js';
 import type { AppendMetrics } from '../metrics.js';
+import type { PersonalPolicies } from '../personal.js';
 import type { SealedBundles } from '../sealed.js';
 import { requireEventsRead, requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
@@ -24,6 +25,7 @@ export interface EventDeps {
   limits: EventLimits;
   sealed: SealedBundles;
   metrics: AppendMetrics;
+  policies: PersonalPolicies;
 }
 
 const filters = {
@@ -52,7 +54,7 @@ export const listQuery = z.strictObject({
 export const exportQuery = z.strictObject({ ...filters, format: z.enum(['ndjson', 'csv']).default('ndjson') });
 
 const EXPORT_PAGE = 1000;
-const CSV_COLUMNS = ['seq', 'id', 'received_at', 'action', 'crud', 'actor_id', 'target_id', 'group_id', 'hash', 'prev', 'canonical'] as const;
+const CSV_COLUMNS = ['seq', 'id', 'received_at', 'action', 'crud', 'actor_id', 'target_id', 'group_id', 'hash', 'prev', 'canonical', 'event'] as const;
 
 // A cell a spreadsheet would read as a formula (CWE-1236): OWASP's "CSV Injection" characters.
 const FORMULA_START = /^[=+\-@\t\r]/;
@@ -68,35 +70,41 @@ function csvField(value: string | number | null): string {
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-/** One exported event. NDJSON keeps the exact canonical bytes and hash, so an export verifies. */
-function exportLine(row: StoredEvent, format: 'ndjson' | 'csv'): string {
-  const { seq, id, received_at, hash, prev, canonical } = present(row);
-  if (format === 'ndjson') return `${JSON.stringify({ seq, id, received_at, hash, prev, canonical })}\n`;
-  const c = row.columns;
-  const values = [seq, id, received_at, c.action, c.crud, c.actor_id, c.target_id, c.group_id, hash, prev, canonical];
+/**
+ * One exported event. NDJSON keeps the exact canonical bytes and hash, so an export verifies, and
+ * the event with its personal values put back (erased ones as markers), as queries show it.
+ */
+function exportLine(shown: ShownEvent, format: 'ndjson' | 'csv'): string {
+  const { seq, id, received_at, hash, prev, canonical, event } = present(shown);
+  if (format === 'ndjson') return `${JSON.stringify({ seq, id, received_at, hash, prev, canonical, event })}\n`;
+  const c = shown.row.columns;
+  const values = [seq, id, received_at, c.action, c.crud, c.actor_id, c.target_id, c.group_id, hash, prev, canonical, JSON.stringify(event)];
   return `${values.map(csvField).join(',')}\r\n`;
 }
 
 export const verifyQuery = z.strictObject({ verify: z.enum(['true', 'false']).default('false') });
 
-/** An event as the API shows it: ledger fields, the exact stored bytes, and the decoded event. */
-function present(row: StoredEvent) {
-  const canonical = row.canonical.toString('utf8');
-  let event: EventBody['event'] | null = null;
-  try {
-    event = (JSON.parse(canonical) as EventBody).event ?? null;
-  } catch {
-    // Corrupted bytes are shown as they are; verify=true says what is wrong with them.
-  }
+/**
+ * An event as the API shows it: ledger fields, the exact stored bytes (which hold commitments in
+ * place of personal values), and the event with its personal values put back (showEvents).
+ */
+function present({ row, event }: ShownEvent) {
   return {
     seq: row.seq,
     id: row.id,
     received_at: row.received_at.toISOString(),
     hash: row.hash.toString('hex'),
     prev: row.prev.toString('hex'),
-    canonical,
+    canonical: row.canonical.toString('utf8'),
     event,
   };
+}
+
+/** verify=true's findings of personal values: a stored value that does not match its commitment. */
+function personalFailures(shown: readonly ShownEvent[]): Failure[] {
+  return shown.flatMap(({ row, mismatched }) =>
+    mismatched.map((pointer) => ({ seq: row.seq, reason: `the personal value at ${pointer} does not match its commitment` })),
+  );
 }
 
 /** Cursors are opaque to clients: the order and the last seq of the page. */
@@ -131,7 +139,7 @@ function pageScope(q: Pick<z.output<typeof listQuery>, 'seq_from' | 'seq_to' | '
   return { from, to };
 }
 
-export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventDeps) {
+export function eventRoutes({ db, groupCommit, limits, sealed, metrics, policies }: EventDeps) {
   const schemas = eventSchemas(limits);
   const headerKey = storableString(255).min(1, 'must not be empty');
 
@@ -142,6 +150,7 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
     const isBatch = typeof body === 'object' && body !== null && !Array.isArray(body) && 'events' in body;
     const inputs = isBatch ? validate(schemas.batch, body).events : [validate(schemas.event, body)];
     const fieldOf = (index: number) => (isBatch ? `events.${index}.idempotency_key` : 'idempotency_key');
+    const personal = await policies.split(chainOf(c));
     if (header !== undefined) {
       if (isBatch) throw invalidFields([{ field: 'Idempotency-Key', message: 'is for single events; give each event an idempotency_key' }]);
       validate(headerKey, header, 'Idempotency-Key');
@@ -152,7 +161,7 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
     }
     const items = inputs.map((input) => {
       const { event, key } = splitInput(input);
-      return appendItem(event, key);
+      return appendItem(event, key, personal);
     });
     return { items, fieldOf };
   }
@@ -163,13 +172,14 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
    * verification recorded within the scope (and, at the end, beyond it) stays reported, even if it
    * no longer shows.
    */
-  async function verification(chain: { project: string; environment: string }, rows: StoredEvent[], scope: PageScope) {
+  async function verification(chain: { project: string; environment: string }, shown: ShownEvent[], scope: PageScope) {
+    const rows = shown.map((s) => s.row);
     const have = new Map(rows.map((r) => [r.seq, r.hash]));
     const missing = rows.map((r) => r.seq - 1).filter((s) => s >= 1 && !have.has(s));
     for (const [seq, hash] of await eventHashes(db, chain.environment, missing)) have.set(seq, hash);
     const verification = verifyStoredEvents(rows, chain, have);
     // Sealed events are also held to their bundle, which is checked against its signed root.
-    const failures = [...verification.failures, ...(await sealed.check(chain.environment, rows))];
+    const failures = [...verification.failures, ...personalFailures(shown), ...(await sealed.check(chain.environment, rows))];
     const end = await getChainEnd(db, chain.environment);
     // Up to the head, or holding the last stored event: the page says nothing follows it.
     const reachesEnd = !end || scope.to >= Math.min(end.head.seq, end.last?.seq ?? 0);
@@ -215,7 +225,7 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
       const body = new ReadableStream<Uint8Array>({
         async pull(controller) {
           const rows = await queryEvents(db, environment, { ...q, limit: EXPORT_PAGE, after_seq: afterSeq });
-          const text = header + rows.map((row) => exportLine(row, format)).join('');
+          const text = header + (await showEvents(db, environment, rows)).map((shown) => exportLine(shown, format)).join('');
           header = '';
           if (text) controller.enqueue(encoder.encode(text));
           if (rows.length < EXPORT_PAGE) controller.close();
@@ -232,10 +242,11 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
       const rows = await queryEvents(db, chain.environment, { ...q, order, after_seq: q.cursor?.seq });
       const last = rows.at(-1);
       const next = rows.length === q.limit && last ? last.seq : undefined;
+      const shown = await showEvents(db, chain.environment, rows);
       return c.json({
-        events: rows.map(present),
+        events: shown.map(present),
         next_cursor: next === undefined ? null : encodeCursor(order, next),
-        ...(q.verify === 'true' ? { verification: await verification(chain, rows, pageScope(q, order, next)) } : {}),
+        ...(q.verify === 'true' ? { verification: await verification(chain, shown, pageScope(q, order, next)) } : {}),
       });
     })
     .get('/events/:id', requireEventsRead, async (c) => {
@@ -243,7 +254,8 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics }: EventD
       const { verify } = query(c, verifyQuery);
       const row = await getEvent(db, chain.environment, pathId(c, 'id', 'event'));
       if (!row || !inView(c, row.columns)) throw notFound('event');
-      return c.json({ ...present(row), ...(verify === 'true' ? { verification: await verification(chain, [row], { from: row.seq, to: row.seq }) } : {}) });
+      const shown = await showEvents(db, chain.environment, [row]);
+      return c.json({ ...present(shown[0]!), ...(verify === 'true' ? { verification: await verification(chain, shown, { from: row.seq, to: row.seq }) } : {}) });
     })
     .get('/chain', requireScope('events:read'), async (c) => {
       const head = await getChainHead(db, chainOf(c).environment);

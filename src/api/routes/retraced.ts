@@ -2,11 +2,12 @@ import { createHash } from 'node:crypto';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
-import type { AuditEvent, EventBody } from '../../ledger/event.js';
-import type { StoredEvent } from '../../ledger/verify-events.js';
+import type { AuditEvent } from '../../ledger/event.js';
 import { appendItem } from '../../store/append.js';
 import type { GroupCommit } from '../../store/group-commit.js';
 import { countEvents, queryEvents, type EventFilters } from '../../store/events.js';
+import { showEvents, type ShownEvent } from '../../store/personal.js';
+import type { PersonalPolicies } from '../personal.js';
 import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import type { Authenticator, Principal } from '../credentials.js';
@@ -36,6 +37,7 @@ export interface RetracedDeps {
   limits: EventLimits;
   /** MAC key of viewer tokens (viewerTokenKey). */
   viewerTokenKey: Buffer;
+  policies: PersonalPolicies;
 }
 
 // ---- Events in ----
@@ -186,15 +188,6 @@ const searchArguments = z
 /** Elasticsearch's default page size, which Retraced's search gets when given neither first nor last. */
 const DEFAULT_PAGE_SIZE = 10;
 
-/** The event in a row's stored bytes; {} when they do not parse (GET /v1/events?verify=true says why). */
-function storedEvent(row: StoredEvent): Partial<AuditEvent> {
-  try {
-    return (JSON.parse(row.canonical.toString('utf8')) as EventBody).event ?? {};
-  } catch {
-    return {};
-  }
-}
-
 /** GraphQL has no maps: Retraced's fields are lists of {key, value}. Non-string metadata is shown as JSON. */
 const keyValues = (map: Record<string, unknown> | undefined) =>
   map && Object.entries(map).map(([key, value]) => ({ key, value: typeof value === 'string' ? value : JSON.stringify(value) }));
@@ -203,8 +196,9 @@ const keyValues = (map: Record<string, unknown> | undefined) =>
  * A stored event as Retraced's Event. canonical_time is Retraced's: created, else received. There
  * are no display templates or GeoIP data here, so display, country and loc_subdiv1/2 are null.
  */
-function eventNode(row: StoredEvent) {
-  const event = storedEvent(row);
+function eventNode({ row, event: shown }: ShownEvent) {
+  // {} when the stored bytes do not parse (GET /v1/events?verify=true says why).
+  const event: Partial<AuditEvent> = shown ?? {};
   const received = row.received_at.toISOString();
   return {
     ...event,
@@ -237,7 +231,7 @@ async function searchEvents(db: pg.Pool, environment: string, args: z.infer<type
   return {
     totalCount: withTotal ? await countEvents(db, environment, filters) : null,
     pageInfo: { hasNextPage: !backward && more, hasPreviousPage: backward && more },
-    edges: rows.slice(0, size).map((row) => ({ cursor: encodeCursor(row.seq), node: eventNode(row) })),
+    edges: (await showEvents(db, environment, rows.slice(0, size))).map((shown) => ({ cursor: encodeCursor(shown.row.seq), node: eventNode(shown) })),
   };
 }
 
@@ -272,12 +266,14 @@ const ownProject: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
-export function retracedRoutes({ db, groupCommit, limits, viewerTokenKey: viewerKey }: RetracedDeps) {
+export function retracedRoutes({ db, groupCommit, limits, viewerTokenKey: viewerKey, policies }: RetracedDeps) {
   const schemas = retracedSchemas(limits);
 
   /** Appends the events as one all-or-nothing request through the group commit; Retraced receipts. */
   async function append(c: Context<AppEnv>, events: RetracedEvent[]) {
-    const outcome = await groupCommit.append(chainOf(c), events.map((event) => appendItem(event)));
+    const chain = chainOf(c);
+    const personal = await policies.split(chain);
+    const outcome = await groupCommit.append(chain, events.map((event) => appendItem(event, undefined, personal)));
     // Only idempotency keys conflict, and Retraced events carry none.
     if (!outcome.ok) throw new Error('a Retraced append conflicted without an idempotency key');
     return outcome.receipts.map(({ id }, i) => ({ id, hash: retracedReceiptHash(events[i]!, id) }));

@@ -1,0 +1,358 @@
+// Personal data commitments (ledger format v2, docs/format.md "Personal data commitments"): the
+// hashed body holds, for each personal value, a salted commitment instead of the value; the value
+// and its salt live in an erasable store. Erasing them leaves every hash, tree and proof intact.
+import { createHmac, hash } from 'node:crypto';
+import type { AuditEvent } from './event.js';
+import { canonicalize } from './jcs.js';
+
+/** Bytes of each value's salt: 256 random bits, never reused. */
+export const SALT_SIZE = 32;
+
+// Domain separation: a commitment can never be taken for any other SHA-256 of the format.
+const COMMITMENT_PREFIX = Buffer.from('auditledger-commitment-v1\0', 'utf8');
+const VALUE_AT = COMMITMENT_PREFIX.length + SALT_SIZE;
+
+// One input buffer, prefix || salt || value, reused as hash.ts's leafHash reuses its own (safe
+// because hashing is synchronous); it grows to the largest value seen. Commitments are made for
+// every personal value of every append.
+let commitmentInput = Buffer.alloc(1024);
+COMMITMENT_PREFIX.copy(commitmentInput);
+
+/**
+ * The commitment to one personal value: lowercase hex of
+ * SHA-256("auditledger-commitment-v1" || 0x00 || salt || UTF-8 of the value's RFC 8785 canonical JSON).
+ * `canonicalValue` is that canonical JSON text (as stored); `salt` must be SALT_SIZE bytes
+ * (throws RangeError otherwise). Without the salt, the commitment reveals nothing of the value,
+ * even one from a small set (an IP address, a name).
+ */
+export function commitValue(canonicalValue: string, salt: Uint8Array): string {
+  if (salt.length !== SALT_SIZE) throw new RangeError(`a salt is ${SALT_SIZE} bytes, got ${salt.length}`);
+  const length = VALUE_AT + Buffer.byteLength(canonicalValue, 'utf8');
+  if (length > commitmentInput.length) {
+    commitmentInput = Buffer.alloc(Math.max(2 * commitmentInput.length, length));
+    COMMITMENT_PREFIX.copy(commitmentInput);
+  }
+  commitmentInput.set(salt, COMMITMENT_PREFIX.length);
+  commitmentInput.write(canonicalValue, VALUE_AT, 'utf8');
+  return hash('sha256', commitmentInput.subarray(0, length), 'hex');
+}
+
+/**
+ * The keyed digest that names a data subject without revealing its id: HMAC-SHA-256 (RFC 2104)
+ * under the server's subject key over UTF-8 of project || 0x00 || subject id. Keyed, so that
+ * nobody without the key can test a guessed id against it; per project, so that digests of one
+ * project say nothing about another's.
+ */
+export function subjectDigest(key: Uint8Array, project: string, subject: string): Buffer {
+  return createHmac('sha256', key).update(`${project}\0${subject}`, 'utf8').digest();
+}
+
+/** One data subject's personal paths. */
+export interface PersonalRule {
+  /** RFC 6901 JSON Pointer into the event to the subject's id, e.g. "/actor/id". */
+  subject: string;
+  /**
+   * RFC 6901 JSON Pointers into the event to the subject's personal values, e.g. "/actor/name".
+   * A last reference token `*` names every member of that object ("/actor/fields/*").
+   */
+  paths: string[];
+  /** When given, the rule applies only to events whose `target.type` is one of these. */
+  when_target_type?: string[] | undefined;
+}
+
+/** Which paths of an event hold personal data, and whose (GDPR Art. 4(1) data subject). */
+export interface PersonalPolicy {
+  subjects: PersonalRule[];
+}
+
+/**
+ * The default policy: the actor's name, href and the source IP belong to the actor; the target's
+ * name belongs to the target when the target is a person.
+ */
+export const DEFAULT_POLICY: PersonalPolicy = {
+  subjects: [
+    { subject: '/actor/id', paths: ['/actor/name', '/actor/href', '/source_ip'] },
+    { subject: '/target/id', paths: ['/target/name'], when_target_type: ['user', 'person'] },
+  ],
+};
+
+// Paths that must stay clear in the body: the sources of the index columns (search and
+// verification read them) and the ledger's own meaning of an event.
+const PROTECTED = ['/action', '/crud', '/created', '/actor/id', '/target/id', '/group/id', '/target/type'];
+
+/** The reference tokens of an RFC 6901 pointer, or undefined when it is not one. */
+export function parsePointer(pointer: string): string[] | undefined {
+  if (!pointer.startsWith('/') || /~(?![01])/.test(pointer)) return undefined;
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((token) => token.replaceAll('~1', '/').replaceAll('~0', '~'));
+}
+
+/** The RFC 6901 pointer of reference tokens. */
+export function formatPointer(tokens: readonly string[]): string {
+  return tokens.map((token) => `/${token.replaceAll('~', '~0').replaceAll('/', '~1')}`).join('');
+}
+
+/** Whether pointer `a` is `b` or names something that contains `b`, or the reverse. */
+function overlaps(a: string, b: string): boolean {
+  return a === b || b.startsWith(`${a}/`) || a.startsWith(`${b}/`);
+}
+
+/**
+ * Why `policy` cannot be used, as {field, message} with the field named from the policy's root
+ * (`subjects.0.paths.1`); empty when it can. Refused: a malformed pointer, a `*` anywhere but the
+ * last token, a path that is or contains a subject id or an index column's source (action, crud,
+ * created, actor/target/group id, target type), and a path named twice.
+ */
+export function policyProblems(policy: PersonalPolicy): { field: string; message: string }[] {
+  const problems: { field: string; message: string }[] = [];
+  const subjects = policy.subjects.map((rule) => rule.subject);
+  const seen = new Set<string>();
+  policy.subjects.forEach((rule, r) => {
+    if (!parsePointer(rule.subject) || rule.subject.includes('*')) {
+      problems.push({ field: `subjects.${r}.subject`, message: 'must be an RFC 6901 JSON Pointer without *' });
+    }
+    rule.paths.forEach((path, p) => {
+      const field = `subjects.${r}.paths.${p}`;
+      const tokens = parsePointer(path);
+      if (!tokens || tokens.slice(0, -1).includes('*')) {
+        problems.push({ field, message: 'must be an RFC 6901 JSON Pointer, with * only as its last token' });
+        return;
+      }
+      // A wildcard covers every member of its parent: it overlaps what its parent does.
+      const covered = tokens.at(-1) === '*' ? formatPointer(tokens.slice(0, -1)) : path;
+      const clash = [...PROTECTED, ...subjects].find((kept) => covered === '' || overlaps(covered, kept));
+      if (clash !== undefined) problems.push({ field, message: `must not name ${clash}: it stays clear in the body (an index column or a subject id)` });
+      else if (seen.has(path)) problems.push({ field, message: 'is named twice' });
+      seen.add(path);
+    });
+  });
+  return problems;
+}
+
+/** A personal value taken out of an event: what the erasable store keeps. */
+export interface PersonalValue {
+  /** RFC 6901 pointer into the event where the value was. */
+  pointer: string;
+  /** The data subject's id; null when the event names none (the value then goes with the event's retention). */
+  subject: string | null;
+  /** RFC 8785 canonical JSON of the value. */
+  value: string;
+  /** SALT_SIZE random bytes. */
+  salt: Buffer;
+}
+
+/** An event split into what is hashed and what is erasable. */
+export interface SplitEvent {
+  /** The event without its personal values. */
+  event: AuditEvent;
+  /** Pointer to hex commitment, one per value; empty when the event holds none. */
+  commitments: Record<string, string>;
+  values: PersonalValue[];
+}
+
+type Json = Record<string, unknown>;
+
+const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+// Own members only: a member named __proto__ or toString must never read the prototype's.
+function member(container: unknown, token: string): unknown {
+  return isObject(container) && Object.hasOwn(container, token) ? container[token] : undefined;
+}
+
+function resolve(event: AuditEvent, tokens: readonly string[]): unknown {
+  let at: unknown = event;
+  for (const token of tokens) at = member(at, token);
+  return at;
+}
+
+// Assignment would change the prototype for a member named __proto__ (the only accessor objects
+// inherit); a data property never does. Other names are assigned: it is several times faster.
+function setMember(container: Json, token: string, value: unknown): void {
+  if (token === '__proto__') Object.defineProperty(container, token, { value, enumerable: true, writable: true, configurable: true });
+  else container[token] = value;
+}
+
+/**
+ * Copy-on-write edits of an event: each object on an edited path is copied once, everything
+ * else is shared with the original, which is never changed.
+ */
+class EventEditor {
+  private readonly copies = new Set<object>();
+  root: Json;
+
+  constructor(event: AuditEvent) {
+    this.root = event as unknown as Json;
+  }
+
+  private own(object: Json): Json {
+    if (this.copies.has(object)) return object;
+    const copy = { ...object };
+    this.copies.add(copy);
+    return copy;
+  }
+
+  /** The (copied) parent object of `tokens`, made when `create` and missing; undefined otherwise. */
+  private parent(tokens: readonly string[], create: boolean): Json | undefined {
+    this.root = this.own(this.root);
+    let at = this.root;
+    for (const token of tokens.slice(0, -1)) {
+      const child = member(at, token);
+      if (!isObject(child) && !create) return undefined;
+      const copy = isObject(child) ? this.own(child) : (this.own({}) as Json);
+      setMember(at, token, copy);
+      at = copy;
+    }
+    return at;
+  }
+
+  remove(tokens: readonly string[]): void {
+    const parent = this.parent(tokens, false);
+    if (parent) delete parent[tokens.at(-1)!];
+  }
+
+  set(tokens: readonly string[], value: unknown): void {
+    setMember(this.parent(tokens, true)!, tokens.at(-1)!, value);
+  }
+}
+
+/** Fills a buffer with cryptographically strong random bytes (crypto.randomFillSync). */
+export type RandomFill = (buffer: Buffer) => unknown;
+
+/** A policy's rules with their pointers parsed once: splitPersonal runs on every append. */
+interface CompiledRule {
+  subject: string[];
+  when_target_type: string[] | undefined;
+  /** Each path's tokens, and its pointer; a wildcard's tokens are its parent's. */
+  paths: { tokens: string[]; pointer: string; wildcard: boolean }[];
+}
+
+// Policies are cached objects (one per chain and cache period), so this stays small.
+const compiled = new WeakMap<PersonalPolicy, CompiledRule[]>();
+
+function compile(policy: PersonalPolicy): CompiledRule[] {
+  let rules = compiled.get(policy);
+  if (rules) return rules;
+  rules = policy.subjects.map((rule) => ({
+    subject: parsePointer(rule.subject) ?? [],
+    when_target_type: rule.when_target_type,
+    paths: rule.paths.flatMap((path) => {
+      const tokens = parsePointer(path);
+      if (!tokens) return [];
+      const wildcard = tokens.at(-1) === '*';
+      return [{ tokens: wildcard ? tokens.slice(0, -1) : tokens, pointer: wildcard ? path.slice(0, -2) : path, wildcard }];
+    }),
+  }));
+  compiled.set(policy, rules);
+  return rules;
+}
+
+interface Found {
+  tokens: string[];
+  pointer: string;
+  subject: string | null;
+  value: string;
+}
+
+// Adds the value at `tokens` to `found` unless it is absent or already taken (by an earlier rule).
+// A function of its own, not a closure: this runs per value of every append.
+function take(found: Found[], event: AuditEvent, tokens: string[], pointer: string, subject: string | null): void {
+  const value = resolve(event, tokens);
+  if (value === undefined) return;
+  for (const f of found) if (f.pointer === pointer) return;
+  found.push({ tokens, pointer, subject, value: canonicalize(value) });
+}
+
+/**
+ * Takes the personal values that `policy` names out of `event` (which is not changed). Each value
+ * present (any JSON value, kept whole) gets a fresh salt from `fill` (one call for all of them) and
+ * its commitment. A wildcard path takes every member of its object; a path through an array, or to
+ * a member that is absent, takes nothing. A value named by two rules goes to the first. Throws
+ * JcsError for a value with no canonical form (the event as a whole would not have one either).
+ */
+export function splitPersonal(event: AuditEvent, policy: PersonalPolicy, fill: RandomFill): SplitEvent {
+  const found: Found[] = [];
+  const targetType = member(member(event, 'target'), 'type');
+  for (const rule of compile(policy)) {
+    if (rule.when_target_type && !rule.when_target_type.includes(targetType as string)) continue;
+    const subjectId = resolve(event, rule.subject);
+    const subject = typeof subjectId === 'string' ? subjectId : null;
+    for (const path of rule.paths) {
+      if (!path.wildcard) {
+        take(found, event, path.tokens, path.pointer, subject);
+        continue;
+      }
+      const parent = resolve(event, path.tokens);
+      if (isObject(parent)) for (const name of Object.keys(parent)) take(found, event, [...path.tokens, name], `${path.pointer}${formatPointer([name])}`, subject);
+    }
+  }
+  if (found.length === 0) return { event, commitments: {}, values: [] };
+  const salts = Buffer.alloc(found.length * SALT_SIZE);
+  fill(salts);
+  const editor = new EventEditor(event);
+  const commitments: Record<string, string> = {};
+  const values: PersonalValue[] = [];
+  for (let i = 0; i < found.length; i++) {
+    const { tokens, pointer, subject, value } = found[i]!;
+    const salt = salts.subarray(i * SALT_SIZE, (i + 1) * SALT_SIZE);
+    editor.remove(tokens);
+    setMember(commitments, pointer, commitValue(value, salt));
+    values.push({ pointer, subject, value, salt });
+  }
+  return { event: editor.root as unknown as AuditEvent, commitments, values };
+}
+
+/** What reads in place of a value that is not in the store: erased (or never stored). */
+export interface ErasedMarker {
+  erased: true;
+  commitment: string;
+}
+
+/** What reads in place of a stored value that does not match its commitment. */
+export interface MismatchMarker {
+  erased: false;
+  commitment: string;
+  mismatch: true;
+}
+
+/** An event with its personal values put back, and the pointers that could not be. */
+export interface RestoredEvent {
+  event: AuditEvent;
+  /** Pointers whose value is not stored (erased): they read as ErasedMarker. */
+  erased: string[];
+  /** Pointers whose stored value does not match the commitment: they read as MismatchMarker. */
+  mismatched: string[];
+}
+
+/**
+ * Puts the stored personal values back into a committed event (which is not changed). Each
+ * commitment's pointer gets its stored value when it matches the commitment (commitValue), an
+ * ErasedMarker when nothing is stored, and a MismatchMarker when the stored value or salt does
+ * not match: never a silent absence, never an unchecked value.
+ */
+export function restorePersonal(
+  event: AuditEvent,
+  commitments: Readonly<Record<string, string>>,
+  stored: ReadonlyMap<string, { value: string; salt: Uint8Array }>,
+): RestoredEvent {
+  const restored: RestoredEvent = { event, erased: [], mismatched: [] };
+  const pointers = Object.keys(commitments);
+  if (pointers.length === 0) return restored;
+  const editor = new EventEditor(event);
+  for (const pointer of pointers) {
+    const tokens = parsePointer(pointer);
+    const commitment = commitments[pointer]!;
+    if (!tokens) continue;
+    const value = stored.get(pointer);
+    if (!value) {
+      restored.erased.push(pointer);
+      editor.set(tokens, { erased: true, commitment } satisfies ErasedMarker);
+    } else if (value.salt.length !== SALT_SIZE || commitValue(value.value, value.salt) !== commitment) {
+      restored.mismatched.push(pointer);
+      editor.set(tokens, { erased: false, commitment, mismatch: true } satisfies MismatchMarker);
+    } else editor.set(tokens, JSON.parse(value.value));
+  }
+  restored.event = editor.root as unknown as AuditEvent;
+  return restored;
+}

@@ -1,0 +1,271 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import { erasureEvent, holdEvent, type HoldFacts } from '../ledger/system-events.js';
+import { uuidv7 } from '../ledger/uuid.js';
+import { appendItem, inChainTransaction, type ChainRef, type Receipt } from './append.js';
+import { withSessionLock } from './database.js';
+
+/**
+ * Erasure of a data subject's personal values (GDPR Art. 17) and legal holds (README "Personal
+ * data and erasure"). A subject is named only by its keyed digest (src/ledger/personal.ts
+ * subjectDigest); its id is never stored. Every function takes ids already checked as UUIDs.
+ */
+
+/** A legal hold as the API shows it; `subject_digest` is lowercase hex. */
+export interface Hold {
+  id: string;
+  project_id: string;
+  /** The one chain it holds; null: every chain of the project. */
+  environment_id: string | null;
+  /** The one subject it holds; null: every subject. */
+  subject_digest: string | null;
+  reason: string;
+  placed_at: Date;
+  lifted_at: Date | null;
+}
+
+/** One chain's part of an erasure: the values it erased so far and its latest erasure event. */
+export interface ChainErasure {
+  environment_id: string;
+  values_erased: number;
+  receipt: Receipt;
+}
+
+/** What was erased of one subject in one project, chain by chain. */
+export interface Erasure {
+  project_id: string;
+  subject_digest: string;
+  requested_at: Date;
+  updated_at: Date;
+  chains: ChainErasure[];
+}
+
+/** The receipt of an event appended for a change, with its chain (as the policy routes answer too). */
+export type ChainReceipt = Receipt & { environment_id: string };
+
+const HOLD_COLUMNS = "id, project_id, environment_id, encode(subject_digest, 'hex') AS subject_digest, reason, placed_at, lifted_at";
+
+/**
+ * The advisory lock under which a project's erasures and hold changes run one at a time, so an
+ * erasure never runs past a hold placed while it runs: the first 64 bits of
+ * SHA-256("auditledger-erasure" || 0x00 || project id), as a signed bigint.
+ */
+function projectLock(project: string): bigint {
+  return createHash('sha256').update(`auditledger-erasure\0${project}`).digest().readBigInt64BE();
+}
+
+/** The ids of a project's chains (or only `environment`, when it is one of them), oldest first. */
+async function projectChains(client: pg.PoolClient, project: string, environment?: string): Promise<string[]> {
+  const { rows } = await client.query<{ id: string }>(
+    'SELECT id FROM environments WHERE project_id = $1 AND ($2::uuid IS NULL OR id = $2) ORDER BY id',
+    [project, environment ?? null],
+  );
+  return rows.map((r) => r.id);
+}
+
+/**
+ * The oldest active hold of the project that covers an erasure of `subjectDigest` in `environment`
+ * (every chain of the project when absent): one on the project, on that chain (any chain when
+ * absent), or on that subject.
+ */
+async function coveringHold(client: pg.PoolClient, project: string, subjectDigest: Buffer, environment: string | undefined): Promise<Hold | undefined> {
+  const { rows } = await client.query<Hold>(
+    `SELECT ${HOLD_COLUMNS} FROM legal_holds
+      WHERE project_id = $1 AND lifted_at IS NULL
+        AND (subject_digest IS NULL OR subject_digest = $2)
+        AND ($3::uuid IS NULL OR environment_id IS NULL OR environment_id = $3)
+      ORDER BY id LIMIT 1`,
+    [project, subjectDigest, environment ?? null],
+  );
+  return rows[0];
+}
+
+interface ErasureRow {
+  project_id: string;
+  subject_digest: string;
+  requested_at: Date;
+  updated_at: Date;
+  counts: Record<string, number>;
+  receipts: Record<string, Receipt>;
+}
+
+/** The erasure record of a subject, made (empty) if there is none yet. */
+async function erasureRecord(client: pg.PoolClient, project: string, subjectDigest: Buffer): Promise<ErasureRow> {
+  const { rows } = await client.query<ErasureRow>(
+    `WITH made AS (INSERT INTO erasures (project_id, subject_digest) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING *)
+     SELECT project_id, encode(subject_digest, 'hex') AS subject_digest, requested_at, updated_at, counts, receipts FROM made
+     UNION ALL
+     SELECT project_id, encode(subject_digest, 'hex'), requested_at, updated_at, counts, receipts FROM erasures WHERE project_id = $1 AND subject_digest = $2`,
+    [project, subjectDigest],
+  );
+  return rows[0]!;
+}
+
+/**
+ * Deletes a subject's personal values in one chain, and the idempotency keys of the events they
+ * were in (a key's digest covers the event as sent, values included). Returns how many values
+ * were deleted, by RFC 6901 pointer.
+ */
+async function deleteSubjectValues(client: pg.PoolClient, environment: string, subjectDigest: Buffer): Promise<Record<string, number>> {
+  const { rows } = await client.query<{ pointer: string; n: number }>(
+    `WITH gone AS (DELETE FROM personal_values WHERE environment_id = $1 AND subject_digest = $2 RETURNING seq, pointer),
+     keys AS (DELETE FROM idempotency_keys WHERE environment_id = $1 AND seq IN (SELECT seq FROM gone))
+     SELECT pointer, count(*)::int AS n FROM gone GROUP BY pointer ORDER BY pointer`,
+    [environment, subjectDigest],
+  );
+  return Object.fromEntries(rows.map((r) => [r.pointer, r.n]));
+}
+
+/** Adds a chain's erased values to the subject's record and keeps the chain's newest erasure event. */
+async function recordChainErasure(client: pg.PoolClient, project: string, subjectDigest: Buffer, environment: string, erased: number, receipt: Receipt): Promise<void> {
+  await client.query(
+    `UPDATE erasures
+        SET counts = counts || jsonb_build_object($3::text, coalesce((counts ->> $3::text)::bigint, 0) + $4),
+            receipts = receipts || jsonb_build_object($3::text, $5::jsonb), updated_at = now()
+      WHERE project_id = $1 AND subject_digest = $2`,
+    [project, subjectDigest, environment, erased, JSON.stringify(receipt)],
+  );
+}
+
+/** The record as the API shows it, limited to `chains`. */
+function presentErasure(row: ErasureRow, chains: readonly string[]): Erasure {
+  return {
+    project_id: row.project_id,
+    subject_digest: row.subject_digest,
+    requested_at: row.requested_at,
+    updated_at: row.updated_at,
+    chains: chains.flatMap((id) => {
+      const receipt = row.receipts[id];
+      return receipt ? [{ environment_id: id, values_erased: row.counts[id] ?? 0, receipt }] : [];
+    }),
+  };
+}
+
+export interface ErasureRequest {
+  project: string;
+  /** The subject's keyed digest (subjectDigest of the project and the subject's id). */
+  subjectDigest: Buffer;
+  /** Only this chain of the project (a token with the `erase` scope); every chain when absent. */
+  environment?: string | undefined;
+  /** Who asked: the erasure events' actor id. */
+  requestedBy: string;
+  /** The server clock, ms since the epoch. */
+  now: () => number;
+}
+
+export type ErasureOutcome =
+  /** `appended`: how many chains got an erasure event (0: a repeat that found nothing new). */
+  | { ok: true; appended: number; erasure: Erasure }
+  /** An active hold covers the erasure: nothing was erased. */
+  | { ok: false; hold: Hold };
+
+/**
+ * Erases a subject's personal values in a project's chains (or one chain), refused whole while a
+ * legal hold covers it. Each chain is erased in one transaction that holds its head lock: the
+ * subject's values there and the idempotency keys of their events are deleted, and an erasure
+ * event (src/ledger/system-events.ts) naming the subject by its digest, with the counts, is
+ * appended; so every value of the subject in an event before the erasure event is gone, and the
+ * chain's later events are new data. A chain gets an event when it had values of the subject, or
+ * when it has none from an earlier request: a repeat that finds nothing new appends nothing and
+ * answers with the stored receipts. A request cut short (a crash, a day that takes no events)
+ * leaves whole chains erased and the rest for a repeat to finish.
+ */
+export async function eraseSubject(db: pg.Pool, request: ErasureRequest): Promise<ErasureOutcome> {
+  const { project, subjectDigest, environment } = request;
+  // Everything on the lock's connection: a second one per request could exhaust the pool.
+  return withSessionLock(db, projectLock(project), async (client) => {
+    const hold = await coveringHold(client, project, subjectDigest, environment);
+    if (hold) return { ok: false, hold };
+    const chains = await projectChains(client, project, environment);
+    const earlier = await erasureRecord(client, project, subjectDigest);
+    const digestHex = subjectDigest.toString('hex');
+    let appended = 0;
+    for (const id of chains) {
+      const chain: ChainRef = { project, environment: id };
+      appended += await inChainTransaction(client, chain, request.now, async (append) => {
+        const byPointer = await deleteSubjectValues(client, id, subjectDigest);
+        const erased = Object.values(byPointer).reduce((sum, n) => sum + n, 0);
+        if (erased === 0 && earlier.receipts[id]) return 0;
+        const outcome = await append([appendItem(erasureEvent({ subjectDigest: digestHex, requestedBy: request.requestedBy, byPointer }))]);
+        if (!outcome.ok) throw new Error('an erasure event has no idempotency key, so it cannot conflict');
+        await recordChainErasure(client, project, subjectDigest, id, erased, outcome.receipts[0]!);
+        return 1;
+      });
+    }
+    return { ok: true, appended, erasure: presentErasure(await erasureRecord(client, project, subjectDigest), chains) };
+  });
+}
+
+/** Appends the hold event to each chain, one transaction each, on `client`; the receipts. */
+async function appendToChains(client: pg.PoolClient, project: string, chains: readonly string[], now: () => number, event: HoldFacts): Promise<ChainReceipt[]> {
+  const receipts: ChainReceipt[] = [];
+  for (const id of chains) {
+    const outcome = await inChainTransaction(client, { project, environment: id }, now, (append) => append([appendItem(holdEvent(event))]));
+    if (!outcome.ok) throw new Error('a hold event has no idempotency key, so it cannot conflict');
+    receipts.push({ environment_id: id, ...outcome.receipts[0]! });
+  }
+  return receipts;
+}
+
+export interface NewHold {
+  project: string;
+  /** Hold only this chain; every chain of the project when absent. */
+  environment?: string | undefined;
+  /** Hold only this subject (its keyed digest); every subject when absent. */
+  subjectDigest?: Buffer | undefined;
+  reason: string;
+  /** Who placed it: the hold events' actor id. */
+  placedBy: string;
+  now: () => number;
+}
+
+/**
+ * Places a legal hold, then appends an `auditledger.hold.placed` event to each chain it covers
+ * (the environment's, or every chain of the project). Undefined when the environment is not one
+ * of the project's.
+ */
+export async function placeHold(db: pg.Pool, hold: NewHold): Promise<{ hold: Hold; events: ChainReceipt[] } | undefined> {
+  return withSessionLock(db, projectLock(hold.project), async (client) => {
+    const chains = await projectChains(client, hold.project, hold.environment);
+    if (hold.environment && chains.length === 0) return undefined;
+    const { rows } = await client.query<Hold>(
+      `INSERT INTO legal_holds (id, project_id, environment_id, subject_digest, reason) VALUES ($1, $2, $3, $4, $5) RETURNING ${HOLD_COLUMNS}`,
+      [uuidv7(), hold.project, hold.environment ?? null, hold.subjectDigest ?? null, hold.reason],
+    );
+    const placed = rows[0]!;
+    return { hold: placed, events: await appendToChains(client, hold.project, chains, hold.now, { action: 'placed', hold: placed, by: hold.placedBy }) };
+  });
+}
+
+/**
+ * Lifts a hold of the project and appends an `auditledger.hold.lifted` event to each chain it
+ * covered. Lifting a lifted hold changes nothing and appends nothing (`events` is empty).
+ * Undefined when the project has no such hold.
+ */
+export async function liftHold(db: pg.Pool, project: string, id: string, liftedBy: string, now: () => number): Promise<{ hold: Hold; events: ChainReceipt[] } | undefined> {
+  return withSessionLock(db, projectLock(project), async (client) => {
+    // One snapshot: the row read is from before the update, so its lifted_at comes from the update.
+    const { rows } = await client.query<Hold & { lifted: boolean }>(
+      `WITH lifted AS (UPDATE legal_holds SET lifted_at = now() WHERE project_id = $1 AND id = $2 AND lifted_at IS NULL RETURNING lifted_at)
+       SELECT id, project_id, environment_id, encode(subject_digest, 'hex') AS subject_digest, reason, placed_at,
+              coalesce((SELECT lifted_at FROM lifted), lifted_at) AS lifted_at, EXISTS (SELECT FROM lifted) AS lifted
+         FROM legal_holds WHERE project_id = $1 AND id = $2`,
+      [project, id],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    const { lifted, ...hold } = row;
+    if (!lifted) return { hold, events: [] };
+    const chains = await projectChains(client, project, hold.environment_id ?? undefined);
+    return { hold, events: await appendToChains(client, project, chains, now, { action: 'lifted', hold, by: liftedBy }) };
+  });
+}
+
+/** A project's holds, oldest first, a page at a time (ids are UUIDv7). */
+export async function listHolds(db: pg.Pool, project: string, page: { limit: number; after?: string | undefined }): Promise<Hold[]> {
+  const { rows } = await db.query<Hold>(
+    `SELECT ${HOLD_COLUMNS} FROM legal_holds WHERE project_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3`,
+    [project, page.after ?? null, page.limit],
+  );
+  return rows;
+}

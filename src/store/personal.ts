@@ -1,0 +1,125 @@
+import type pg from 'pg';
+import type { AuditEvent, EventBody } from '../ledger/event.js';
+import { DEFAULT_POLICY, restorePersonal, type PersonalPolicy } from '../ledger/personal.js';
+import type { StoredEvent } from '../ledger/verify-events.js';
+
+/**
+ * Personal data (docs/format.md "Personal data commitments"): the policies that say which event
+ * paths are personal, and the erasable store of the values taken out of event bodies.
+ */
+
+/** A policy as stored: for a project (environment null) or one of its environments. */
+export interface PolicyRow {
+  policy: PersonalPolicy;
+  changed_at: Date;
+}
+
+/** Where a chain's policy comes from: its environment's row, its project's, or DEFAULT_POLICY. */
+export type PolicySource = 'environment' | 'project' | 'default';
+
+/** The policy a chain's appends follow: its environment's, else its project's, else DEFAULT_POLICY. */
+export async function chainPolicy(db: pg.Pool | pg.PoolClient, environment: string): Promise<{ policy: PersonalPolicy; source: PolicySource }> {
+  const { rows } = await db.query<{ policy: PersonalPolicy; environment_id: string | null }>(
+    `SELECT p.policy, p.environment_id FROM environments e
+       JOIN personal_data_policies p ON p.project_id = e.project_id AND (p.environment_id = e.id OR p.environment_id IS NULL)
+      WHERE e.id = $1 ORDER BY p.environment_id NULLS LAST LIMIT 1`,
+    [environment],
+  );
+  const row = rows[0];
+  if (!row) return { policy: DEFAULT_POLICY, source: 'default' };
+  return { policy: row.policy, source: row.environment_id ? 'environment' : 'project' };
+}
+
+/** The stored policy row of a project (`environment` null) or an environment; undefined when none. */
+export async function getPolicy(db: pg.Pool | pg.PoolClient, project: string, environment: string | null): Promise<PolicyRow | undefined> {
+  const { rows } = await db.query<PolicyRow>(
+    'SELECT policy, changed_at FROM personal_data_policies WHERE project_id = $1 AND environment_id IS NOT DISTINCT FROM $2',
+    [project, environment],
+  );
+  return rows[0];
+}
+
+/** Stores the policy of a project (`environment` null) or an environment, replacing one stored before. */
+export async function putPolicy(db: pg.Pool | pg.PoolClient, project: string, environment: string | null, policy: PersonalPolicy): Promise<PolicyRow> {
+  const { rows } = await db.query<PolicyRow>(
+    `INSERT INTO personal_data_policies (project_id, environment_id, policy) VALUES ($1, $2, $3)
+       ON CONFLICT (project_id, environment_id) DO UPDATE SET policy = excluded.policy, changed_at = now()
+     RETURNING policy, changed_at`,
+    [project, environment, JSON.stringify(policy)],
+  );
+  return rows[0]!;
+}
+
+/** Removes the policy of a project or an environment (its chains then follow the next one up); returns whether one was stored. */
+export async function deletePolicy(db: pg.Pool | pg.PoolClient, project: string, environment: string | null): Promise<boolean> {
+  const { rowCount } = await db.query('DELETE FROM personal_data_policies WHERE project_id = $1 AND environment_id IS NOT DISTINCT FROM $2', [project, environment]);
+  return (rowCount ?? 0) > 0;
+}
+
+/**
+ * The chains that follow the policy of a project (`environment` null: its environments without
+ * a policy of their own) or of one of its environments (that one, if it is the project's):
+ * those whose policy a change of it changes.
+ */
+export async function chainsFollowing(db: pg.Pool | pg.PoolClient, project: string, environment: string | null): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT e.id FROM environments e
+      WHERE e.project_id = $1 AND ($2::uuid IS NULL AND NOT EXISTS (SELECT FROM personal_data_policies p WHERE p.environment_id = e.id) OR e.id = $2)
+      ORDER BY e.id`,
+    [project, environment],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** An event as readers show it: the stored row, and its event with the personal values put back. */
+export interface ShownEvent {
+  row: StoredEvent;
+  /** The event with its values restored (erased ones as markers); null when the stored bytes do not parse. */
+  event: AuditEvent | null;
+  /** Pointers whose value was erased. */
+  erased: string[];
+  /** Pointers whose stored value does not match its commitment (a verify=true finding). */
+  mismatched: string[];
+}
+
+/**
+ * The events of `rows` (all of one chain) with their personal values put back, in one query for
+ * the rows whose bodies hold commitments (none when no body does). Every path that returns
+ * events goes through here, so none can show a value unchecked or omit an erased one silently.
+ */
+export async function showEvents(db: pg.Pool | pg.PoolClient, environment: string, rows: readonly StoredEvent[]): Promise<ShownEvent[]> {
+  const bodies = rows.map((row): Partial<EventBody> | null => {
+    try {
+      const body: unknown = JSON.parse(row.canonical.toString('utf8'));
+      return typeof body === 'object' && body !== null ? body : null;
+    } catch {
+      // Corrupted bytes are shown as they are; verify=true says what is wrong with them.
+      return null;
+    }
+  });
+  const committed = rows.filter((_, i) => isCommitments(bodies[i]?.commitments)).map((row) => row.seq);
+  const stored = new Map<number, Map<string, { value: string; salt: Buffer }>>();
+  if (committed.length > 0) {
+    const { rows: values } = await db.query<{ seq: number; pointer: string; value: string; salt: Buffer }>(
+      'SELECT seq, pointer, value, salt FROM personal_values WHERE environment_id = $1 AND seq = ANY($2::bigint[])',
+      [environment, committed],
+    );
+    for (const v of values) {
+      let ofEvent = stored.get(v.seq);
+      if (!ofEvent) stored.set(v.seq, (ofEvent = new Map()));
+      ofEvent.set(v.pointer, v);
+    }
+  }
+  return rows.map((row, i) => {
+    const body = bodies[i];
+    const event = body?.event ?? null;
+    if (!event || !isCommitments(body?.commitments)) return { row, event, erased: [], mismatched: [] };
+    return { row, ...restorePersonal(event, body.commitments, stored.get(row.seq) ?? new Map()) };
+  });
+}
+
+// A body's commitments as the format writes them; anything else in its place restores nothing
+// (verification reports the body).
+function isCommitments(value: unknown): value is Record<string, string> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((c) => typeof c === 'string');
+}

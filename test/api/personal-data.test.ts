@@ -1,0 +1,182 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { commitValue, DEFAULT_POLICY, subjectDigest } from '../../src/ledger/personal.js';
+import { createTenant, useTestApp } from '../helpers/app.js';
+
+type Tenant = Awaited<ReturnType<typeof createTenant>>;
+
+const ALICE = { action: 'user.login', crud: 'c', actor: { id: 'alice', name: 'Alice Liddell', href: 'https://example.com/alice' }, source_ip: '192.0.2.7' };
+
+describe('personal data (format v2 commitments)', () => {
+  const ctx = useTestApp();
+  let tenant: Tenant;
+  beforeAll(async () => {
+    tenant = await createTenant(ctx.t, 'personal');
+  });
+
+  const post = (body: unknown, who = tenant, headers?: Record<string, string>) => ctx.t.request('POST', '/v1/events', { token: who.token, body, headers });
+  const get = async (path: string, who = tenant) => {
+    const res = await ctx.t.request('GET', path, { token: who.token });
+    expect(res.status, path).toBe(200);
+    return res.json();
+  };
+  const admin = (method: string, path: string, body?: unknown) => ctx.t.request(method, path, { token: ctx.t.adminToken, body });
+  const values = async (environment: string, seq: number) =>
+    (
+      await ctx.db.pools.owner.query<{ pointer: string; subject_digest: Buffer | null; value: string; salt: Buffer }>(
+        'SELECT pointer, subject_digest, value, salt FROM personal_values WHERE environment_id = $1 AND seq = $2 ORDER BY pointer',
+        [environment, seq],
+      )
+    ).rows;
+
+  it('commits to the default policy\'s values in the hashed body, stores them apart, and reads them back', async () => {
+    const res = await post({ ...ALICE, target: { id: 'bob', name: 'Bob', type: 'user' } });
+    expect(res.status).toBe(201);
+    const [receipt] = (await res.json()).events;
+    const shown = await get(`/v1/events/${receipt.id}`);
+    expect(shown.event).toEqual({ ...ALICE, target: { id: 'bob', name: 'Bob', type: 'user' } });
+
+    const body = JSON.parse(shown.canonical);
+    expect(body.event).toEqual({ action: 'user.login', crud: 'c', actor: { id: 'alice' }, target: { id: 'bob', type: 'user' } });
+    expect(Object.keys(body.commitments)).toEqual(['/actor/href', '/actor/name', '/source_ip', '/target/name']);
+    for (const clear of ['Alice Liddell', 'example.com/alice', '192.0.2.7', 'Bob']) expect(shown.canonical).not.toContain(clear);
+
+    const stored = await values(tenant.environmentId, receipt.seq);
+    const digest = (id: string) => subjectDigest(ctx.t.keyring.subjectKey, tenant.projectId, id);
+    expect(stored.map((v) => [v.pointer, v.value, v.subject_digest])).toEqual([
+      ['/actor/href', '"https://example.com/alice"', digest('alice')],
+      ['/actor/name', '"Alice Liddell"', digest('alice')],
+      ['/source_ip', '"192.0.2.7"', digest('alice')],
+      ['/target/name', '"Bob"', digest('bob')],
+    ]);
+    for (const v of stored) expect(commitValue(v.value, v.salt)).toBe(body.commitments[v.pointer]);
+    // A fresh salt per value.
+    expect(new Set(stored.map((v) => v.salt.toString('hex'))).size).toBe(4);
+  });
+
+  it('keeps the body of an event without personal values as it was in v1, apart from v', async () => {
+    const [receipt] = (await (await post({ action: 'system.tick', actor: { id: 'cron' }, target: { id: 'db', name: 'db-1', type: 'server' } })).json()).events;
+    const shown = await get(`/v1/events/${receipt.id}`);
+    expect(shown.canonical).toMatch(/^\{"environment":"[^"]+","event":\{"action":"system.tick","actor":\{"id":"cron"\},"target":\{"id":"db","name":"db-1","type":"server"\}\},"id":/);
+    expect(shown.canonical).toMatch(/,"v":2\}$/);
+    expect(await values(tenant.environmentId, receipt.seq)).toEqual([]);
+  });
+
+  it('returns restored values from queries, exports (NDJSON and CSV) and the Retraced search', async () => {
+    const page = await get('/v1/events?action=user.login&verify=true');
+    expect(page.events[0].event.actor.name).toBe('Alice Liddell');
+    expect(page.verification).toMatchObject({ ok: true, failures: [] });
+
+    const ndjson = await (await ctx.t.request('GET', '/v1/events/export?action=user.login', { token: tenant.token })).text();
+    expect(JSON.parse(ndjson.split('\n')[0]!).event.source_ip).toBe('192.0.2.7');
+    const csv = await (await ctx.t.request('GET', '/v1/events/export?format=csv&action=user.login', { token: tenant.token })).text();
+    expect(csv.split('\r\n')[0]!.endsWith(',canonical,event')).toBe(true);
+    expect(csv).toContain('""name"":""Alice Liddell""');
+
+    const graphql = await ctx.t.request('POST', `/publisher/v1/project/${tenant.projectId}/graphql`, {
+      token: tenant.token,
+      body: { query: 'query { search(query: "action:user.login", last: 10) { edges { node { action source_ip actor { id name } } } } }' },
+    });
+    expect(graphql.status).toBe(200);
+    expect((await graphql.json()).data.search.edges[0].node).toEqual({ action: 'user.login', source_ip: '192.0.2.7', actor: { id: 'alice', name: 'Alice Liddell' } });
+  });
+
+  it('reads an erased value as a marker with its commitment, and a changed one as a mismatch that verify=true reports', async () => {
+    const [receipt] = (await (await post(ALICE)).json()).events;
+    const commitments = JSON.parse((await get(`/v1/events/${receipt.id}`)).canonical).commitments;
+    await ctx.db.pools.owner.query("DELETE FROM personal_values WHERE environment_id = $1 AND seq = $2 AND pointer = '/actor/name'", [tenant.environmentId, receipt.seq]);
+    await ctx.db.pools.owner.query(`UPDATE personal_values SET value = '"198.51.100.1"' WHERE environment_id = $1 AND seq = $2 AND pointer = '/source_ip'`, [
+      tenant.environmentId,
+      receipt.seq,
+    ]);
+    const shown = await get(`/v1/events/${receipt.id}?verify=true`);
+    expect(shown.event).toEqual({
+      ...ALICE,
+      actor: { ...ALICE.actor, name: { erased: true, commitment: commitments['/actor/name'] } },
+      source_ip: { erased: false, commitment: commitments['/source_ip'], mismatch: true },
+    });
+    // An erased value is no fault: the chain and its proofs are intact. A changed one is.
+    expect(shown.verification.failures).toEqual([{ seq: receipt.seq, reason: 'the personal value at /source_ip does not match its commitment' }]);
+  });
+
+  it('matches an idempotency key against the event as sent, whatever its salts', async () => {
+    const first = await post(ALICE, tenant, { 'idempotency-key': 'personal-1' });
+    const again = await post(ALICE, tenant, { 'idempotency-key': 'personal-1' });
+    expect(first.status).toBe(201);
+    expect(again.status).toBe(200);
+    expect((await again.json()).events).toEqual((await first.json()).events);
+    const other = await post({ ...ALICE, source_ip: '192.0.2.8' }, tenant, { 'idempotency-key': 'personal-1' });
+    expect(other.status).toBe(409);
+  });
+
+  it('refuses the action prefix of the ledger\'s own events from apps, naming action', async () => {
+    for (const action of ['auditledger.policy.changed', 'AuditLedger.anything']) {
+      const res = await post({ action });
+      expect(res.status).toBe(400);
+      expect((await res.json()).error.details).toEqual([{ field: 'action', message: expect.stringContaining('auditledger.') }]);
+      const retraced = await ctx.t.request('POST', `/publisher/v1/project/${tenant.projectId}/event`, { token: tenant.token, body: { action } });
+      expect(retraced.status).toBe(400);
+    }
+  });
+
+  describe('policy admin API', () => {
+    let other: Tenant;
+    beforeAll(async () => {
+      other = await createTenant(ctx.t, 'personal-policy');
+    });
+    const projectPolicy = () => `/v1/projects/${other.projectId}/personal-data-policy`;
+    const environmentPolicy = () => `/v1/projects/${other.projectId}/environments/${other.environmentId}/personal-data-policy`;
+    const custom = { subjects: [{ subject: '/actor/id', paths: ['/actor/name', '/fields/*', '/metadata/email'] }] };
+
+    it('answers the default policy until one is set', async () => {
+      const res = await admin('GET', projectPolicy());
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ project_id: other.projectId, environment_id: null, policy: DEFAULT_POLICY, source: 'default', changed_at: null });
+      expect((await ctx.t.request('GET', projectPolicy(), { token: other.token })).status).toBe(403);
+    });
+
+    it('refuses a policy that makes a subject id or an index column personal, naming the path', async () => {
+      const res = await admin('PUT', projectPolicy(), { subjects: [{ subject: '/actor/id', paths: ['/actor/name', '/actor/id'] }] });
+      expect(res.status).toBe(400);
+      expect((await res.json()).error.details).toEqual([{ field: 'subjects.0.paths.1', message: expect.stringContaining('/actor/id') }]);
+      const shape = await admin('PUT', projectPolicy(), { subjects: [{ subject: '/actor/id', paths: [] }], extra: 1 });
+      expect(shape.status).toBe(400);
+      expect((await admin('PUT', `/v1/projects/${crypto.randomUUID()}/personal-data-policy`, custom)).status).toBe(404);
+    });
+
+    it('sets a project policy, records it in each chain it changes, and applies it to the next appends', async () => {
+      const res = await admin('PUT', projectPolicy(), custom);
+      expect(res.status).toBe(200);
+      const answer = await res.json();
+      expect(answer).toMatchObject({ policy: custom, source: 'project', changed_at: expect.any(String) });
+      expect(answer.events).toEqual([{ environment_id: other.environmentId, id: expect.any(String), seq: 1, hash: expect.any(String), received_at: expect.any(String) }]);
+      const recorded = await get(`/v1/events/${answer.events[0].id}`, other);
+      expect(recorded.event).toEqual({
+        action: 'auditledger.policy.changed',
+        crud: 'u',
+        metadata: { policy: custom, policy_sha256: expect.stringMatching(/^[0-9a-f]{64}$/), source: 'project' },
+      });
+
+      const [receipt] = (await (await post({ ...ALICE, fields: { email: 'a@example.com' }, metadata: { email: 'a@example.com', plan: 'pro' } }, other)).json()).events;
+      const shown = await get(`/v1/events/${receipt.id}`, other);
+      expect(Object.keys(JSON.parse(shown.canonical).commitments)).toEqual(['/actor/name', '/fields/email', '/metadata/email']);
+      // source_ip is not personal under this policy: it stays in the body.
+      expect(JSON.parse(shown.canonical).event.source_ip).toBe('192.0.2.7');
+      expect(shown.event.metadata).toEqual({ email: 'a@example.com', plan: 'pro' });
+    });
+
+    it('lets an environment override its project, and removing the override records the project\'s policy again', async () => {
+      const override = { subjects: [{ subject: '/actor/id', paths: ['/source_ip'] }] };
+      const put = await (await admin('PUT', environmentPolicy(), override)).json();
+      expect(put).toMatchObject({ environment_id: other.environmentId, policy: override, source: 'environment' });
+      expect(put.events).toHaveLength(1);
+      // The project's change no longer reaches this environment.
+      expect((await (await admin('PUT', projectPolicy(), custom)).json()).events).toEqual([]);
+
+      const removed = await (await admin('DELETE', environmentPolicy())).json();
+      expect(removed).toMatchObject({ policy: custom, source: 'project', changed_at: null });
+      const recorded = await get(`/v1/events/${removed.events[0].id}`, other);
+      expect(recorded.event.metadata.source).toBe('project');
+      expect((await admin('DELETE', environmentPolicy())).status).toBe(404);
+    });
+  });
+});

@@ -1,0 +1,190 @@
+import { createHash, randomFillSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { encodeEvent, GENESIS_PREV, type AuditEvent } from '../../src/ledger/event.js';
+import { canonicalize } from '../../src/ledger/jcs.js';
+import {
+  commitValue,
+  DEFAULT_POLICY,
+  formatPointer,
+  parsePointer,
+  policyProblems,
+  restorePersonal,
+  splitPersonal,
+  subjectDigest,
+  type PersonalValue,
+} from '../../src/ledger/personal.js';
+
+/** Salts 0x00, 0x01, ... 0xff, 0x00, ...: the worked example's, so the commitments are fixed. */
+const counting = (buffer: Buffer) => {
+  for (let i = 0; i < buffer.length; i++) buffer[i] = i & 0xff;
+};
+
+const stored = (values: PersonalValue[]) => new Map(values.map((v) => [v.pointer, v]));
+
+describe('personal data commitments', () => {
+  it('commits to a value as SHA-256("auditledger-commitment-v1" || 0x00 || salt || canonical JSON)', () => {
+    const salt = Buffer.alloc(32, 7);
+    const expected = createHash('sha256').update('auditledger-commitment-v1\0').update(salt).update('"Alice"').digest('hex');
+    expect(commitValue('"Alice"', salt)).toBe(expected);
+    expect(() => commitValue('"Alice"', Buffer.alloc(16))).toThrow(RangeError);
+  });
+
+  it('splits the default policy\'s values out of an event (worked example, fixed salts)', () => {
+    const event: AuditEvent = { action: 'user.login', actor: { id: 'user-42', name: 'Alice Example' }, source_ip: '192.0.2.1' };
+    const split = splitPersonal(event, DEFAULT_POLICY, counting);
+    expect(canonicalize(split.event)).toBe('{"action":"user.login","actor":{"id":"user-42"}}');
+    expect(split.commitments).toEqual({
+      '/actor/name': '2ce97d556334ba750e20428259f7d03ea0300ab74487637a49d077e92e203772',
+      '/source_ip': 'af2c45c4aaf6b51cd2d8d2edd7101de0fab3a0c6b8251474afd1a35cc539e184',
+    });
+    expect(split.values.map((v) => [v.pointer, v.subject, v.value, v.salt.toString('hex')])).toEqual([
+      ['/actor/name', 'user-42', '"Alice Example"', '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f'],
+      ['/source_ip', 'user-42', '"192.0.2.1"', '202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f'],
+    ]);
+    // The event as sent is left as it was.
+    expect(event.actor?.name).toBe('Alice Example');
+  });
+
+  it('takes the target\'s name only when the target is a person type, and records a missing subject as null', () => {
+    const machine = splitPersonal({ action: 'a', target: { id: 't', name: 'db-1', type: 'server' } }, DEFAULT_POLICY, counting);
+    expect(machine.values).toEqual([]);
+    expect(machine.commitments).toEqual({});
+    const person = splitPersonal({ action: 'a', target: { id: 't', name: 'Bob', type: 'user' }, source_ip: '::1' }, DEFAULT_POLICY, counting);
+    expect(person.values.map((v) => [v.pointer, v.subject])).toEqual([
+      ['/source_ip', null],
+      ['/target/name', 't'],
+    ]);
+  });
+
+  it('takes every member of a wildcard path, whole values of any JSON type, with escaped pointers', () => {
+    const policy = { subjects: [{ subject: '/actor/id', paths: ['/actor/fields/*', '/metadata/contact', '/metadata/a~1b'] }] };
+    const event: AuditEvent = {
+      action: 'a',
+      actor: { id: 'u', fields: { email: 'a@example.com', 'x/y': 'z' } },
+      metadata: { contact: { phone: ['+1 555'], n: 1 }, 'a/b': null, kept: true },
+    };
+    const split = splitPersonal(event, policy, randomFillSync);
+    expect(Object.keys(split.commitments)).toEqual(['/actor/fields/email', '/actor/fields/x~1y', '/metadata/contact', '/metadata/a~1b']);
+    expect(split.event).toEqual({ action: 'a', actor: { id: 'u', fields: {} }, metadata: { kept: true } });
+    expect(split.values.find((v) => v.pointer === '/metadata/contact')?.value).toBe('{"n":1,"phone":["+1 555"]}');
+    expect(restorePersonal(split.event, split.commitments, stored(split.values)).event).toEqual(event);
+  });
+
+  it('never reads or writes a prototype through a member named __proto__', () => {
+    const metadata = JSON.parse('{"__proto__":{"polluted":1},"constructor":"x"}') as Record<string, unknown>;
+    const event: AuditEvent = { action: 'a', metadata };
+    const split = splitPersonal(event, { subjects: [{ subject: '/actor/id', paths: ['/metadata/*', '/metadata/toString'] }] }, randomFillSync);
+    expect(Object.keys(split.commitments)).toEqual(['/metadata/__proto__', '/metadata/constructor']);
+    const back = restorePersonal(split.event, split.commitments, stored(split.values)).event;
+    expect(canonicalize(back)).toBe(canonicalize(event));
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('restores values, marks an erased value and a mismatching one, and leaves the committed event as it was', () => {
+    const event: AuditEvent = { action: 'a', actor: { id: 'u', name: 'Ann', href: 'https://example.com/ann' }, source_ip: '10.0.0.1' };
+    const split = splitPersonal(event, DEFAULT_POLICY, randomFillSync);
+    const values = stored(split.values);
+    expect(restorePersonal(split.event, split.commitments, values)).toEqual({ event, erased: [], mismatched: [] });
+
+    values.delete('/actor/name');
+    values.set('/source_ip', { ...values.get('/source_ip')!, value: '"10.0.0.2"' });
+    const restored = restorePersonal(split.event, split.commitments, values);
+    expect(restored.erased).toEqual(['/actor/name']);
+    expect(restored.mismatched).toEqual(['/source_ip']);
+    expect(restored.event).toEqual({
+      action: 'a',
+      actor: { id: 'u', name: { erased: true, commitment: split.commitments['/actor/name'] }, href: 'https://example.com/ann' },
+      source_ip: { erased: false, commitment: split.commitments['/source_ip'], mismatch: true },
+    });
+    expect(split.event).toEqual({ action: 'a', actor: { id: 'u' } });
+  });
+
+  it('round-trips any event: split then restore gives the event as sent', () => {
+    const text = fc.string({ unit: 'grapheme', maxLength: 12 });
+    const party = fc.record({ id: text, name: text, href: text, fields: fc.dictionary(text, text, { maxKeys: 3 }) }, { requiredKeys: ['id'] });
+    const event = fc.record(
+      { action: text, actor: party, target: fc.record({ id: text, name: text, type: fc.constantFrom('user', 'server') }), source_ip: text, fields: fc.dictionary(text, text) },
+      { requiredKeys: ['action'] },
+    );
+    const policy = {
+      subjects: [
+        ...DEFAULT_POLICY.subjects,
+        { subject: '/actor/id', paths: ['/actor/fields/*', '/fields/*'] },
+      ],
+    };
+    fc.assert(
+      fc.property(event, (e) => {
+        const split = splitPersonal(e, policy, randomFillSync);
+        expect(canonicalize(restorePersonal(split.event, split.commitments, stored(split.values)).event)).toBe(canonicalize(e));
+        for (const pointer of Object.keys(split.commitments)) expect(formatPointer(parsePointer(pointer)!)).toBe(pointer);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('refuses a policy that makes a subject id, an index column or a malformed pointer personal', () => {
+    expect(policyProblems(DEFAULT_POLICY)).toEqual([]);
+    const problems = policyProblems({
+      subjects: [
+        { subject: '/actor/id', paths: ['/actor', '/actor/*', '/action', 'actor/name', '/a/*/b', '/group/id', '/x', '/x', ''] },
+        { subject: '/metadata/user', paths: ['/metadata/*'] },
+      ],
+    });
+    expect(problems.map((p) => p.field)).toEqual([
+      'subjects.0.paths.0',
+      'subjects.0.paths.1',
+      'subjects.0.paths.2',
+      'subjects.0.paths.3',
+      'subjects.0.paths.4',
+      'subjects.0.paths.5',
+      'subjects.0.paths.7',
+      'subjects.0.paths.8',
+      'subjects.1.paths.0',
+    ]);
+    expect(problems[0]!.message).toMatch(/must not name \/actor\/id/);
+  });
+
+  it('names a subject by a keyed digest per project', () => {
+    const key = Buffer.alloc(32, 1);
+    const digest = subjectDigest(key, 'p1', 'user-42');
+    expect(digest).toHaveLength(32);
+    expect(digest.equals(subjectDigest(key, 'p2', 'user-42'))).toBe(false);
+    expect(digest.equals(subjectDigest(Buffer.alloc(32, 2), 'p1', 'user-42'))).toBe(false);
+  });
+});
+
+describe('docs/format.md "Personal data commitments"', () => {
+  // Each `<!-- commitment-example: name -->` block of the document, recomputed here.
+  const doc = readFileSync(new URL('../../docs/format.md', import.meta.url), 'utf8');
+  const example = (name: string) => {
+    const match = new RegExp(`<!-- commitment-example: ${name} -->\\n\`\`\`\\n([^]*?)\\n\`\`\``).exec(doc);
+    if (!match) throw new Error(`docs/format.md has no commitment-example ${name}`);
+    return match[1]!;
+  };
+
+  it('holds the worked example as the code computes it', () => {
+    const sent = JSON.parse(example('sent')) as AuditEvent;
+    const split = splitPersonal(sent, DEFAULT_POLICY, counting);
+    const commitments = [...example('commitments').matchAll(/^(\/\S+)\s+=[^\n]*\n\s+= ([0-9a-f]{64})$/gm)].map((m) => [m[1], m[2]]);
+    expect(commitments).toEqual(Object.entries(split.commitments));
+
+    const [body, hashLine] = example('body').split('\n');
+    const encoded = encodeEvent(
+      split.event,
+      {
+        project: '01930000-0000-7000-8000-000000000001',
+        environment: '01930000-0000-7000-8000-000000000002',
+        seq: 1,
+        id: '01930000-0000-7000-8000-000000000003',
+        received_at: '2026-11-30T12:00:00.000Z',
+        prev: GENESIS_PREV,
+      },
+      split.commitments,
+    );
+    expect(body).toBe(encoded.canonical.toString('utf8'));
+    expect(hashLine).toBe(`SHA-256(0x00 || body) = ${encoded.hash.toString('hex')}`);
+    expect(example('erased')).toBe(canonicalize(restorePersonal(split.event, split.commitments, new Map()).event));
+  });
+});
