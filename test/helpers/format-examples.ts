@@ -22,13 +22,16 @@ const ENVIRONMENT = '7b6a5948-3726-4150-8e9d-c0b1a2938475';
 const ORIGIN = chainOrigin('ledger.example', PROJECT, ENVIRONMENT);
 const DAY = '2026-11-29';
 
-/** The first event exactly as an app sends it: member order, spacing, an escape and 1.0 are the sender's. */
+/**
+ * The first event exactly as an app sends it: member order, spacing, an escape and 1.0 are the sender's.
+ * It holds no value the default personal data policy commits to (a kiosk is not a person), so its
+ * body has no `commitments`; the section Personal data commitments has an example that does.
+ */
 const SENT = `{
   "action": "user.login",
   "crud": "c",
-  "actor": { "id": "u-42", "name": "Zo\\u00eb Example" },
-  "target": { "type": "session", "id": "s-9" },
-  "source_ip": "192.0.2.10",
+  "actor": { "id": "u-42" },
+  "target": { "type": "kiosk", "id": "k-9", "name": "Caf\\u00e9 kiosk" },
   "created": "2026-11-29T09:59:59.500Z",
   "metadata": { "mfa": true, "attempts": 1.0 }
 }`;
