@@ -201,7 +201,7 @@ describe('checkpoints and proofs', () => {
     expect((await get(tenant, `/v1/events/${events[299]!.id}/proof?tree_size=300`)).status).toBe(200);
     await asSuperuser(db, async (su) => {
       await su.query('ALTER TABLE tiles DISABLE TRIGGER USER');
-      await su.query(`UPDATE tiles SET root = overlay(root PLACING '\\x00' FROM 1 FOR 1) WHERE environment_id = $1 AND level = 0 AND tile_index = 0`, [tenant.environmentId]);
+      await su.query(`UPDATE tiles SET root = set_byte(root, 0, get_byte(root, 0) # 255) WHERE environment_id = $1 AND level = 0 AND tile_index = 0`, [tenant.environmentId]);
       await su.query('ALTER TABLE tiles ENABLE TRIGGER USER');
     });
     const res = await get(tenant, `/v1/events/${events[299]!.id}/proof?tree_size=300`);

@@ -170,7 +170,7 @@ describe('the chain as a C2SP tlog-tiles log', () => {
 
     await asSuperuser(db, async (su) => {
       await su.query('ALTER TABLE tiles DISABLE TRIGGER USER');
-      await su.query(`UPDATE tiles SET hashes = overlay(hashes PLACING '\\x00' FROM 40 FOR 1) WHERE environment_id = $1 AND level = 0 AND tile_index = 1`, [tenant.environmentId]);
+      await su.query(`UPDATE tiles SET hashes = set_byte(hashes, 39, get_byte(hashes, 39) # 255) WHERE environment_id = $1 AND level = 0 AND tile_index = 1`, [tenant.environmentId]);
       await su.query('ALTER TABLE tiles ENABLE TRIGGER USER');
     });
     const tampered = await run([300]);

@@ -92,9 +92,9 @@ describe('tiles written by the append path', () => {
     await appendBatches(ref, [1, 500]); // to 1101: tiles 0/2 and 0/3 complete after the verified point
     await asSuperuser(ctx.db, async (su) => {
       await su.query('ALTER TABLE tiles DISABLE TRIGGER USER');
-      await su.query(`UPDATE tiles SET hashes = overlay(hashes PLACING '\\x00' FROM 100 FOR 1) WHERE environment_id = $1 AND level = 0 AND tile_index IN (0, 2)`, [ref.environment]);
+      await su.query(`UPDATE tiles SET hashes = set_byte(hashes, 99, get_byte(hashes, 99) # 255) WHERE environment_id = $1 AND level = 0 AND tile_index IN (0, 2)`, [ref.environment]);
       await su.query('DELETE FROM tiles WHERE environment_id = $1 AND level = 0 AND tile_index = 3', [ref.environment]);
-      await su.query(`UPDATE tiles SET root = overlay(root PLACING '\\x00' FROM 1 FOR 1) WHERE environment_id = $1 AND level = 0 AND tile_index = 1`, [ref.environment]);
+      await su.query(`UPDATE tiles SET root = set_byte(root, 0, get_byte(root, 0) # 255) WHERE environment_id = $1 AND level = 0 AND tile_index = 1`, [ref.environment]);
       await su.query('ALTER TABLE tiles ENABLE TRIGGER USER');
     });
     // COPY windows of 300 seqs: tiles completed in one window are checked once it is read.
