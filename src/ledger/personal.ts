@@ -99,19 +99,72 @@ function overlaps(a: string, b: string): boolean {
   return a === b || b.startsWith(`${a}/`) || a.startsWith(`${b}/`);
 }
 
+// What an event can hold at each place, as event validation allows it (AuditEvent, Retraced's
+// field set): LEAF is always a string or a boolean, with nothing inside; STRINGS is an object of
+// strings under any names (`fields`); JSON is any JSON value (`metadata`); an object lists the
+// only members allowed there. A pointer that leaves this shape can never match an event.
+const LEAF = 'leaf';
+const STRINGS = 'strings';
+const JSON_VALUE = 'json';
+type Place = typeof LEAF | typeof STRINGS | typeof JSON_VALUE | { readonly [name: string]: Place };
+const PARTY = { id: LEAF, name: LEAF, href: LEAF, fields: STRINGS } as const;
+const EVENT_PLACES = {
+  action: LEAF,
+  crud: LEAF,
+  group: { id: LEAF, name: LEAF },
+  actor: PARTY,
+  target: { ...PARTY, type: LEAF },
+  source_ip: LEAF,
+  description: LEAF,
+  is_failure: LEAF,
+  is_anonymous: LEAF,
+  fields: STRINGS,
+  external_id: LEAF,
+  component: LEAF,
+  version: LEAF,
+  metadata: JSON_VALUE,
+  created: LEAF,
+} as const satisfies Record<keyof AuditEvent, Place>;
+
+/**
+ * Why no event can hold a value at `tokens` (with `wildcard`, the members of the object there),
+ * or undefined when one can.
+ */
+function unreachable(tokens: readonly string[], wildcard: boolean): string | undefined {
+  let place: Place = EVENT_PLACES;
+  for (let i = 0; i < tokens.length && place !== JSON_VALUE; i++) {
+    const token = tokens[i]!;
+    if (place === LEAF) return `can never match an event: ${formatPointer(tokens.slice(0, i))} is always a string or a boolean`;
+    if (place === STRINGS) place = LEAF;
+    else if (Object.hasOwn(place, token)) place = place[token]!;
+    else if (i === 0) return `can never match an event: it must begin with a member of the event (${Object.keys(EVENT_PLACES).join(', ')})`;
+    else return `can never match an event: ${formatPointer(tokens.slice(0, i))} has no member ${JSON.stringify(token)}`;
+  }
+  if (wildcard && place === LEAF) return `can never match an event: ${formatPointer(tokens)} is always a string or a boolean`;
+  return undefined;
+}
+
 /**
  * Why `policy` cannot be used, as {field, message} with the field named from the policy's root
  * (`subjects.0.paths.1`); empty when it can. Refused: a malformed pointer, a `*` anywhere but the
- * last token, a path that is or contains a subject id or an index column's source (action, crud,
- * created, actor/target/group id, target type), and a path named twice.
+ * last token, a pointer no event can match (its first token not a member of the event, or a
+ * token below a member that is always a string), a path that is or contains a subject id or an
+ * index column's source (action, crud, created, actor/target/group id, target type), and a path
+ * that overlaps another, in any rule (equal, one containing the other, or covered by a wildcard):
+ * its values would be stored and erased under two subjects, so erasing one would leave the other's
+ * copy readable.
  */
 export function policyProblems(policy: PersonalPolicy): { field: string; message: string }[] {
   const problems: { field: string; message: string }[] = [];
   const subjects = policy.subjects.map((rule) => rule.subject);
-  const seen = new Set<string>();
+  const accepted: { field: string; path: string; covered: string }[] = [];
   policy.subjects.forEach((rule, r) => {
-    if (!parsePointer(rule.subject) || rule.subject.includes('*')) {
+    const subjectTokens = parsePointer(rule.subject);
+    if (!subjectTokens || rule.subject.includes('*')) {
       problems.push({ field: `subjects.${r}.subject`, message: 'must be an RFC 6901 JSON Pointer without *' });
+    } else {
+      const never = unreachable(subjectTokens, false);
+      if (never !== undefined) problems.push({ field: `subjects.${r}.subject`, message: never });
     }
     rule.paths.forEach((path, p) => {
       const field = `subjects.${r}.paths.${p}`;
@@ -121,11 +174,16 @@ export function policyProblems(policy: PersonalPolicy): { field: string; message
         return;
       }
       // A wildcard covers every member of its parent: it overlaps what its parent does.
-      const covered = tokens.at(-1) === '*' ? formatPointer(tokens.slice(0, -1)) : path;
+      const wildcard = tokens.at(-1) === '*';
+      const covered = wildcard ? formatPointer(tokens.slice(0, -1)) : path;
+      const never = unreachable(wildcard ? tokens.slice(0, -1) : tokens, wildcard);
       const clash = [...PROTECTED, ...subjects].find((kept) => covered === '' || overlaps(covered, kept));
-      if (clash !== undefined) problems.push({ field, message: `must not name ${clash}: it stays clear in the body (an index column or a subject id)` });
-      else if (seen.has(path)) problems.push({ field, message: 'is named twice' });
-      seen.add(path);
+      const other = accepted.find((a) => overlaps(a.covered, covered));
+      if (never !== undefined) problems.push({ field, message: never });
+      else if (clash !== undefined) problems.push({ field, message: `must not name ${clash}: it stays clear in the body (an index column or a subject id)` });
+      else if (other !== undefined) {
+        problems.push({ field, message: `overlaps ${other.field} (${other.path}): a value must belong to one path of one subject, or erasing one subject would leave it readable under another` });
+      } else accepted.push({ field, path, covered });
     });
   });
   return problems;

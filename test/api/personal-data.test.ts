@@ -138,6 +138,11 @@ describe('personal data (format v2 commitments)', () => {
       const res = await admin('PUT', projectPolicy(), { subjects: [{ subject: '/actor/id', paths: ['/actor/name', '/actor/id'] }] });
       expect(res.status).toBe(400);
       expect((await res.json()).error.details).toEqual([{ field: 'subjects.0.paths.1', message: expect.stringContaining('/actor/id') }]);
+      // The trial's policy: erasing the second subject would have left {"victim": ...} in the first one's value.
+      const overlap = { subjects: [{ subject: '/actor/id', paths: ['/metadata'] }, { subject: '/target/id', paths: ['/metadata/victim'] }] };
+      const overlapping = await admin('PUT', projectPolicy(), overlap);
+      expect(overlapping.status).toBe(400);
+      expect((await overlapping.json()).error.details).toEqual([{ field: 'subjects.1.paths.0', message: expect.stringContaining('overlaps subjects.0.paths.0 (/metadata)') }]);
       const shape = await admin('PUT', projectPolicy(), { subjects: [{ subject: '/actor/id', paths: [] }], extra: 1 });
       expect(shape.status).toBe(400);
       expect((await admin('PUT', `/v1/projects/${crypto.randomUUID()}/personal-data-policy`, custom)).status).toBe(404);

@@ -128,7 +128,7 @@ describe('personal data commitments', () => {
     expect(policyProblems(DEFAULT_POLICY)).toEqual([]);
     const problems = policyProblems({
       subjects: [
-        { subject: '/actor/id', paths: ['/actor', '/actor/*', '/action', 'actor/name', '/a/*/b', '/group/id', '/x', '/x', ''] },
+        { subject: '/actor/id', paths: ['/actor', '/actor/*', '/action', 'actor/name', '/a/*/b', '/group/id', '/metadata/x', '/metadata/x', ''] },
         { subject: '/metadata/user', paths: ['/metadata/*'] },
       ],
     });
@@ -144,6 +144,49 @@ describe('personal data commitments', () => {
       'subjects.1.paths.0',
     ]);
     expect(problems[0]!.message).toMatch(/must not name \/actor\/id/);
+  });
+
+  it('refuses two paths that overlap, in one rule or across rules, naming the one overlapped', () => {
+    const overlapping: [string, string][] = [
+      ['/metadata', '/metadata/victim'],
+      ['/metadata/victim', '/metadata'],
+      ['/metadata/a', '/metadata/a'],
+      ['/metadata/*', '/metadata/a'],
+      ['/metadata/a/b', '/metadata/*'],
+      ['/metadata/*', '/metadata'],
+      ['/metadata/*', '/metadata/a/*'],
+      ['/actor/fields/*', '/actor/fields/email'],
+    ];
+    for (const [first, second] of overlapping) {
+      for (const policy of [
+        { subjects: [{ subject: '/actor/id', paths: [first, second] }] },
+        { subjects: [{ subject: '/actor/id', paths: [first] }, { subject: '/target/id', paths: [second] }] },
+      ]) {
+        const problems = policyProblems(policy);
+        expect(problems, `${first} then ${second}`).toHaveLength(1);
+        const firstField = 'subjects.0.paths.0';
+        expect(problems[0]!.field).toBe(policy.subjects.length === 1 ? 'subjects.0.paths.1' : 'subjects.1.paths.0');
+        expect(problems[0]!.message).toContain(`overlaps ${firstField} (${first})`);
+      }
+    }
+    // Neighbours that share a prefix of characters but not of tokens do not overlap.
+    const apart = { subjects: [{ subject: '/actor/id', paths: ['/metadata/a', '/metadata/ab', '/metadata/a~1b', '/metadata/c/*'] }, { subject: '/target/id', paths: ['/metadata/b/*'] }] };
+    expect(policyProblems(apart)).toEqual([]);
+  });
+
+  it('refuses a pointer that can never match an event', () => {
+    const never = ['/v', '/commitments', '/', '/nope', '/actor/name/x', '/source_ip/x', '/source_ip/*', '/is_failure/x', '/actor/nope', '/fields/a/b', '/fields/a/*', '/group/name/*'];
+    const problems = policyProblems({ subjects: [{ subject: '/actor/id', paths: never }] });
+    expect(problems.map((p) => p.field)).toEqual(never.map((_, p) => `subjects.0.paths.${p}`));
+    for (const problem of problems) expect(problem.message).toMatch(/^can never match an event: /);
+    expect(problems[0]!.message).toContain('it must begin with a member of the event (action, crud, group, actor,');
+    expect(problems[4]!.message).toBe('can never match an event: /actor/name is always a string or a boolean');
+    expect(policyProblems({ subjects: [{ subject: '/actor/name/id', paths: ['/source_ip'] }] })).toEqual([
+      { field: 'subjects.0.subject', message: 'can never match an event: /actor/name is always a string or a boolean' },
+    ]);
+    // Every place an event can hold a value: a party's members and fields, the free JSON of metadata.
+    const reachable = ['/actor/name', '/actor/href', '/actor/fields/*', '/target/name', '/target/fields/x', '/group/name', '/fields/*', '/metadata/a/b/c', '/description', '/external_id', '/component', '/version', '/is_anonymous'];
+    expect(policyProblems({ subjects: [{ subject: '/actor/id', paths: reachable }] })).toEqual([]);
   });
 
   it('names a subject by a keyed digest per project', () => {
