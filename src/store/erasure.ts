@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { erasureEvent, holdEvent, type HoldFacts } from '../ledger/system-events.js';
 import { uuidv7 } from '../ledger/uuid.js';
-import { appendItem, inChainTransaction, type ChainRef, type Receipt } from './append.js';
+import { appendItem, inChainsTransaction, inChainTransaction, type ChainRef, type LockedChainAppend, type Receipt } from './append.js';
 import { withSessionLock } from './database.js';
 
 /**
@@ -196,15 +196,20 @@ export async function eraseSubject(db: pg.Pool, request: ErasureRequest): Promis
   });
 }
 
-/** Appends the hold event to each chain, one transaction each, on `client`; the receipts. */
-async function appendToChains(client: pg.PoolClient, project: string, chains: readonly string[], now: () => number, event: HoldFacts): Promise<ChainReceipt[]> {
+/** Appends the hold event to each chain, within the caller's inChainsTransaction; the receipts. */
+async function appendToChains(append: LockedChainAppend, project: string, chains: readonly string[], event: HoldFacts): Promise<ChainReceipt[]> {
   const receipts: ChainReceipt[] = [];
   for (const id of chains) {
-    const outcome = await inChainTransaction(client, { project, environment: id }, now, (append) => append([appendItem(holdEvent(event))]));
+    const outcome = await append({ project, environment: id }, [appendItem(holdEvent(event))]);
     if (!outcome.ok) throw new Error('a hold event has no idempotency key, so it cannot conflict');
     receipts.push({ environment_id: id, ...outcome.receipts[0]! });
   }
   return receipts;
+}
+
+/** The chains of `chains` as inChainsTransaction takes them. */
+function refs(project: string, chains: readonly string[]): ChainRef[] {
+  return chains.map((environment) => ({ project, environment }));
 }
 
 export interface NewHold {
@@ -220,44 +225,44 @@ export interface NewHold {
 }
 
 /**
- * Places a legal hold, then appends an `auditledger.hold.placed` event to each chain it covers
- * (the environment's, or every chain of the project). Undefined when the environment is not one
- * of the project's.
+ * Places a legal hold and appends an `auditledger.hold.placed` event to each chain it covers (the
+ * environment's, or every chain of the project), all in one transaction: when an append fails (a
+ * day that takes no events), no hold is placed and no chain records one. Undefined when the
+ * environment is not one of the project's.
  */
 export async function placeHold(db: pg.Pool, hold: NewHold): Promise<{ hold: Hold; events: ChainReceipt[] } | undefined> {
   return withSessionLock(db, projectLock(hold.project), async (client) => {
     const chains = await projectChains(client, hold.project, hold.environment);
     if (hold.environment && chains.length === 0) return undefined;
-    const { rows } = await client.query<Hold>(
-      `INSERT INTO legal_holds (id, project_id, environment_id, subject_digest, reason) VALUES ($1, $2, $3, $4, $5) RETURNING ${HOLD_COLUMNS}`,
-      [uuidv7(), hold.project, hold.environment ?? null, hold.subjectDigest ?? null, hold.reason],
-    );
-    const placed = rows[0]!;
-    return { hold: placed, events: await appendToChains(client, hold.project, chains, hold.now, { action: 'placed', hold: placed, by: hold.placedBy }) };
+    return inChainsTransaction(client, refs(hold.project, chains), hold.now, async (append) => {
+      const { rows } = await client.query<Hold>(
+        `INSERT INTO legal_holds (id, project_id, environment_id, subject_digest, reason) VALUES ($1, $2, $3, $4, $5) RETURNING ${HOLD_COLUMNS}`,
+        [uuidv7(), hold.project, hold.environment ?? null, hold.subjectDigest ?? null, hold.reason],
+      );
+      const placed = rows[0]!;
+      return { hold: placed, events: await appendToChains(append, hold.project, chains, { action: 'placed', hold: placed, by: hold.placedBy }) };
+    });
   });
 }
 
 /**
  * Lifts a hold of the project and appends an `auditledger.hold.lifted` event to each chain it
- * covered. Lifting a lifted hold changes nothing and appends nothing (`events` is empty).
- * Undefined when the project has no such hold.
+ * covered, all in one transaction (as placeHold). Lifting a lifted hold changes nothing and
+ * appends nothing (`events` is empty). Undefined when the project has no such hold.
  */
 export async function liftHold(db: pg.Pool, project: string, id: string, liftedBy: string, now: () => number): Promise<{ hold: Hold; events: ChainReceipt[] } | undefined> {
   return withSessionLock(db, projectLock(project), async (client) => {
-    // One snapshot: the row read is from before the update, so its lifted_at comes from the update.
-    const { rows } = await client.query<Hold & { lifted: boolean }>(
-      `WITH lifted AS (UPDATE legal_holds SET lifted_at = now() WHERE project_id = $1 AND id = $2 AND lifted_at IS NULL RETURNING lifted_at)
-       SELECT id, project_id, environment_id, encode(subject_digest, 'hex') AS subject_digest, reason, placed_at,
-              coalesce((SELECT lifted_at FROM lifted), lifted_at) AS lifted_at, EXISTS (SELECT FROM lifted) AS lifted
-         FROM legal_holds WHERE project_id = $1 AND id = $2`,
-      [project, id],
-    );
-    const row = rows[0];
-    if (!row) return undefined;
-    const { lifted, ...hold } = row;
-    if (!lifted) return { hold, events: [] };
-    const chains = await projectChains(client, project, hold.environment_id ?? undefined);
-    return { hold, events: await appendToChains(client, project, chains, now, { action: 'lifted', hold, by: liftedBy }) };
+    // Holds change only under the project's lock, which this holds: the row read stays as read.
+    const { rows } = await client.query<Hold>(`SELECT ${HOLD_COLUMNS} FROM legal_holds WHERE project_id = $1 AND id = $2`, [project, id]);
+    const held = rows[0];
+    if (!held) return undefined;
+    if (held.lifted_at) return { hold: held, events: [] };
+    const chains = await projectChains(client, project, held.environment_id ?? undefined);
+    return inChainsTransaction(client, refs(project, chains), now, async (append) => {
+      const lifted = await client.query<Hold>(`UPDATE legal_holds SET lifted_at = now() WHERE project_id = $1 AND id = $2 RETURNING ${HOLD_COLUMNS}`, [project, id]);
+      const hold = lifted.rows[0]!;
+      return { hold, events: await appendToChains(append, project, chains, { action: 'lifted', hold, by: liftedBy }) };
+    });
   });
 }
 

@@ -2,6 +2,8 @@ import type pg from 'pg';
 import type { AuditEvent, EventBody } from '../ledger/event.js';
 import { DEFAULT_POLICY, restorePersonal, type PersonalPolicy } from '../ledger/personal.js';
 import type { StoredEvent } from '../ledger/verify-events.js';
+import { appendItem, inChainsTransaction } from './append.js';
+import type { ChainReceipt } from './erasure.js';
 
 /**
  * Personal data (docs/format.md "Personal data commitments"): the policies that say which event
@@ -69,6 +71,51 @@ export async function chainsFollowing(db: pg.Pool | pg.PoolClient, project: stri
     [project, environment],
   );
   return rows.map((r) => r.id);
+}
+
+/** A change of the policy of a project (`environment` null) or of one of its environments. */
+export interface PolicyChange {
+  project: string;
+  environment: string | null;
+  /** The policy to set; null removes the one set. */
+  policy: PersonalPolicy | null;
+  /** The server clock of the appends, ms since the epoch. */
+  now: () => number;
+  /** The event that records, in a chain, the policy now in force there and where it comes from. */
+  recordedAs: (inForce: { policy: PersonalPolicy; source: PolicySource }) => AuditEvent;
+}
+
+/**
+ * Stores a policy change and appends its record (`recordedAs`) to each chain whose policy it
+ * changes (chainsFollowing), in one transaction holding those chains' head locks: when an append
+ * fails (a day that takes no events), the policy is not changed and no chain records it, and
+ * appends after the commit follow the new policy. Undefined when removing a policy that is not set.
+ */
+export async function changePolicy(db: pg.Pool, change: PolicyChange): Promise<{ events: ChainReceipt[] } | undefined> {
+  const { project, environment, policy } = change;
+  const client = await db.connect();
+  try {
+    const chains = await chainsFollowing(client, project, environment);
+    return await inChainsTransaction(
+      client,
+      chains.map((id) => ({ project, environment: id })),
+      change.now,
+      async (append) => {
+        if (policy === null) {
+          if (!(await deletePolicy(client, project, environment))) return undefined;
+        } else await putPolicy(client, project, environment, policy);
+        const events: ChainReceipt[] = [];
+        for (const id of chains) {
+          const outcome = await append({ project, environment: id }, [appendItem(change.recordedAs(await chainPolicy(client, id)))]);
+          if (!outcome.ok) throw new Error('a policy change has no idempotency key, so it cannot conflict');
+          events.push({ environment_id: id, ...outcome.receipts[0]! });
+        }
+        return { events };
+      },
+    );
+  } finally {
+    client.release();
+  }
 }
 
 /** An event as readers show it: the stored row, and its event with the personal values put back. */
