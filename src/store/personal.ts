@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { AuditEvent, EventBody } from '../ledger/event.js';
+import { canonicalize } from '../ledger/jcs.js';
 import { DEFAULT_POLICY, restorePersonal, type PersonalPolicy } from '../ledger/personal.js';
 import type { StoredEvent } from '../ledger/verify-events.js';
 import { appendItem, inChainsTransaction } from './append.js';
@@ -89,7 +90,9 @@ export interface PolicyChange {
  * Stores a policy change and appends its record (`recordedAs`) to each chain whose policy it
  * changes (chainsFollowing), in one transaction holding those chains' head locks: when an append
  * fails (a day that takes no events), the policy is not changed and no chain records it, and
- * appends after the commit follow the new policy. Undefined when removing a policy that is not set.
+ * appends after the commit follow the new policy. Setting the policy already set, byte for byte
+ * in RFC 8785 form, changes nothing and answers no events. Undefined when removing a policy that
+ * is not set.
  */
 export async function changePolicy(db: pg.Pool, change: PolicyChange): Promise<{ events: ChainReceipt[] } | undefined> {
   const { project, environment, policy } = change;
@@ -101,8 +104,11 @@ export async function changePolicy(db: pg.Pool, change: PolicyChange): Promise<{
       chains.map((id) => ({ project, environment: id })),
       change.now,
       async (append) => {
+        const stored = await getPolicy(client, project, environment);
         if (policy === null) {
           if (!(await deletePolicy(client, project, environment))) return undefined;
+        } else if (stored && canonicalize(stored.policy) === canonicalize(policy)) {
+          return { events: [] };
         } else await putPolicy(client, project, environment, policy);
         const events: ChainReceipt[] = [];
         for (const id of chains) {

@@ -161,6 +161,12 @@ describe('personal data (format v2 commitments)', () => {
         metadata: { policy: custom, policy_sha256: expect.stringMatching(/^[0-9a-f]{64}$/), source: 'project' },
       });
 
+      // The same policy again (its members in another order) changes nothing and records nothing.
+      const again = await admin('PUT', projectPolicy(), { subjects: custom.subjects.map(({ paths, subject }) => ({ paths, subject })) });
+      expect(again.status).toBe(200);
+      expect(await again.json()).toMatchObject({ policy: custom, changed_at: answer.changed_at, events: [] });
+      expect((await (await ctx.t.request('GET', '/v1/chain', { token: other.token })).json()).seq).toBe(1);
+
       const [receipt] = (await (await post({ ...ALICE, fields: { email: 'a@example.com' }, metadata: { email: 'a@example.com', plan: 'pro' } }, other)).json()).events;
       const shown = await get(`/v1/events/${receipt.id}`, other);
       expect(Object.keys(JSON.parse(shown.canonical).commitments)).toEqual(['/actor/name', '/fields/email', '/metadata/email']);

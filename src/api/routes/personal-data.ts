@@ -54,7 +54,7 @@ interface PolicyAnswer {
  * `auditledger.policy.changed` event to each chain whose policy it sets, holding that chain's
  * policy and its SHA-256 (over RFC 8785 canonical JSON), so the chain records which values it
  * commits to from where on. The change and its events are one transaction (store/personal.ts
- * changePolicy): an error leaves neither. A repeated PUT is recorded again.
+ * changePolicy): an error leaves neither. A PUT of the policy already set is a no-op (`events: []`).
  */
 export function personalDataRoutes({ db, now, policies }: PersonalDataDeps) {
   /** The project and environment (null: the project's policy) a request names; 404 when either does not exist. */
