@@ -414,3 +414,22 @@ export function restorePersonal(
   restored.event = editor.root as unknown as AuditEvent;
   return restored;
 }
+
+/** What reads in place of an erased value where a schema allows only a string (Retraced's). */
+export const ERASED_TEXT = '[erased]';
+/** What reads in place of a mismatched value where a schema allows only a string (Retraced's). */
+export const MISMATCH_TEXT = '[mismatch]';
+
+/**
+ * A restored event (not changed) with each marker as text: ERASED_TEXT for an erased value,
+ * MISMATCH_TEXT for a mismatched one. For outputs whose schema types every such place a String
+ * (Retraced's Event: actor.name, source_ip, a field's value…), where a marker object would break
+ * clients; the same text in every field, so a reader can tell it from a value only by its form.
+ */
+export function markersAsText({ event, erased, mismatched }: RestoredEvent): AuditEvent {
+  if (erased.length === 0 && mismatched.length === 0) return event;
+  const editor = new EventEditor(event);
+  for (const pointer of erased) editor.set(parsePointer(pointer)!, ERASED_TEXT);
+  for (const pointer of mismatched) editor.set(parsePointer(pointer)!, MISMATCH_TEXT);
+  return editor.root as unknown as AuditEvent;
+}

@@ -40,6 +40,32 @@ describe('erasure and legal holds', () => {
       ])
     ).rows[0]!.n;
 
+  it('the Retraced routes read an erased value as the text [erased] in every String field; our own API keeps the marker', async () => {
+    const p = await project('erase-retraced', ['production']);
+    const { production } = p.chains as Record<'production', { id: string; token: string }>;
+    const policy = { subjects: [{ subject: '/actor/id', paths: ['/actor/name', '/actor/href', '/source_ip', '/actor/fields/*', '/fields/email', '/metadata/profile'] }] };
+    expect((await admin('PUT', `/v1/projects/${p.id}/personal-data-policy`, policy)).status).toBe(200);
+    const sent = { ...login('alice', 'Alice Liddell', '192.0.2.1'), actor: { ...login('alice', 'Alice Liddell', '').actor, fields: { dept: 'hr' } } };
+    await append(production.token, { ...sent, fields: { email: 'a@example.com', plan: 'pro' }, metadata: { profile: { age: 7 }, kept: 'x' } });
+    expect((await admin('POST', `/v1/projects/${p.id}/erasures`, { subject: 'alice' })).status).toBe(201);
+
+    const res = await ctx.t.request('POST', `/publisher/v1/project/${p.id}/graphql`, {
+      token: production.token,
+      body: { query: '{ search(query: "action:user.login", first: 5) { edges { node { actor { id name href fields { key value } } source_ip fields { key value } metadata { key value } } } } }' },
+    });
+    expect(res.status).toBe(200);
+    const node = (await res.json()).data.search.edges[0].node;
+    expect(node).toEqual({
+      actor: { id: 'alice', name: '[erased]', href: '[erased]', fields: [{ key: 'dept', value: '[erased]' }] },
+      source_ip: '[erased]',
+      // A restored member comes back after the members kept in the body.
+      fields: [{ key: 'plan', value: 'pro' }, { key: 'email', value: '[erased]' }],
+      metadata: [{ key: 'kept', value: 'x' }, { key: 'profile', value: '[erased]' }],
+    });
+    const [own] = (await events(production.token, '&action=user.login')).events;
+    expect(own.event.actor.name).toEqual({ erased: true, commitment: expect.stringMatching(/^[0-9a-f]{64}$/) });
+  });
+
   it('erases one subject in every chain of the project, leaves the others, records an event per chain; a repeat is a no-op', async () => {
     const p = await project('erase-all', ['production', 'staging']);
     const { production, staging } = p.chains as Record<'production' | 'staging', { id: string; token: string }>;

@@ -7,6 +7,9 @@ import { canonicalize } from '../../src/ledger/jcs.js';
 import {
   commitValue,
   DEFAULT_POLICY,
+  ERASED_TEXT,
+  markersAsText,
+  MISMATCH_TEXT,
   formatPointer,
   parsePointer,
   policyProblems,
@@ -187,6 +190,15 @@ describe('personal data commitments', () => {
     // Every place an event can hold a value: a party's members and fields, the free JSON of metadata.
     const reachable = ['/actor/name', '/actor/href', '/actor/fields/*', '/target/name', '/target/fields/x', '/group/name', '/fields/*', '/metadata/a/b/c', '/description', '/external_id', '/component', '/version', '/is_anonymous'];
     expect(policyProblems({ subjects: [{ subject: '/actor/id', paths: reachable }] })).toEqual([]);
+  });
+
+  it('shows every marker as one text where a schema allows only strings', () => {
+    const event = { action: 'a', actor: { id: 'u', name: { erased: true, commitment: 'c' } }, source_ip: { erased: false, commitment: 'd', mismatch: true } } as unknown as AuditEvent;
+    const restored = { event, erased: ['/actor/name'], mismatched: ['/source_ip'] };
+    expect(markersAsText(restored)).toEqual({ action: 'a', actor: { id: 'u', name: ERASED_TEXT }, source_ip: MISMATCH_TEXT });
+    expect([ERASED_TEXT, MISMATCH_TEXT]).toEqual(['[erased]', '[mismatch]']);
+    // The restored event is not changed.
+    expect((event.actor as { name: unknown }).name).toEqual({ erased: true, commitment: 'c' });
   });
 
   it('names a subject by a keyed digest per project', () => {
