@@ -193,7 +193,10 @@ export function policyProblems(policy: PersonalPolicy): { field: string; message
 export interface PersonalValue {
   /** RFC 6901 pointer into the event where the value was. */
   pointer: string;
-  /** The data subject's id; null when the event names none (the value then goes with the event's retention). */
+  /**
+   * The data subject's id; null when the event names none, or names it by anything but a non-empty
+   * string (the value then goes only with the event's retention).
+   */
   subject: string | null;
   /** RFC 8785 canonical JSON of the value. */
   value: string;
@@ -335,7 +338,8 @@ export function splitPersonal(event: AuditEvent, policy: PersonalPolicy, fill: R
   for (const rule of compile(policy)) {
     if (rule.when_target_type && !rule.when_target_type.includes(targetType as string)) continue;
     const subjectId = resolve(event, rule.subject);
-    const subject = typeof subjectId === 'string' ? subjectId : null;
+    // An id that is not a non-empty string names no subject: its values cannot be erased by subject.
+    const subject = typeof subjectId === 'string' && subjectId !== '' ? subjectId : null;
     for (const path of rule.paths) {
       if (!path.wildcard) {
         take(found, event, path.tokens, path.pointer, subject);

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeEvent, GENESIS_PREV, type AuditEvent } from '../../src/ledger/event.js';
 import { canonicalize } from '../../src/ledger/jcs.js';
+import { uuidv7Time } from '../../src/ledger/uuid.js';
 import {
   commitValue,
   DEFAULT_POLICY,
@@ -201,6 +202,15 @@ describe('personal data commitments', () => {
     expect((event.actor as { name: unknown }).name).toEqual({ erased: true, commitment: 'c' });
   });
 
+  it('stores a value with no subject when the subject id is not a non-empty string', () => {
+    const policy = { subjects: [{ subject: '/metadata/user', paths: ['/metadata/email'] }] };
+    for (const user of ['', 42, null, { id: 'u' }, ['u'], undefined]) {
+      const split = splitPersonal({ action: 'a', metadata: { user, email: 'a@example.com' } }, policy, counting);
+      expect(split.values.map((v) => v.subject), JSON.stringify(user)).toEqual([null]);
+    }
+    expect(splitPersonal({ action: 'a', metadata: { user: 'u', email: 'e' } }, policy, counting).values[0]!.subject).toBe('u');
+  });
+
   it('names a subject by a keyed digest per project', () => {
     const key = Buffer.alloc(32, 1);
     const digest = subjectDigest(key, 'p1', 'user-42');
@@ -226,18 +236,12 @@ describe('docs/format.md "Personal data commitments"', () => {
     expect(commitments).toEqual(Object.entries(split.commitments));
 
     const [body, hashLine] = example('body').split('\n');
-    const encoded = encodeEvent(
-      split.event,
-      {
-        project: '01930000-0000-7000-8000-000000000001',
-        environment: '01930000-0000-7000-8000-000000000002',
-        seq: 1,
-        id: '01930000-0000-7000-8000-000000000003',
-        received_at: '2026-11-30T12:00:00.000Z',
-        prev: GENESIS_PREV,
-      },
-      split.commitments,
-    );
+    // The ledger fields as the prose gives them; every id a UUIDv7 whose time is received_at, as the ledger writes them.
+    const fields = /project `([^`]+)`, environment\s+`([^`]+)`, seq 1, id `([^`]+)`,\s+received at `([^`]+)`/.exec(doc);
+    expect(fields).not.toBeNull();
+    const [, project, environment, id, received_at] = fields as unknown as [string, string, string, string, string];
+    for (const uuid of [project, environment, id]) expect(uuidv7Time(uuid), uuid).toBe(Date.parse(received_at));
+    const encoded = encodeEvent(split.event, { project, environment, seq: 1, id, received_at, prev: GENESIS_PREV }, split.commitments);
     expect(body).toBe(encoded.canonical.toString('utf8'));
     expect(hashLine).toBe(`SHA-256(0x00 || body) = ${encoded.hash.toString('hex')}`);
     expect(example('erased')).toBe(canonicalize(restorePersonal(split.event, split.commitments, new Map()).event));
