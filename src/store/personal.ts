@@ -2,9 +2,10 @@ import type pg from 'pg';
 import type { AuditEvent, EventBody } from '../ledger/event.js';
 import { canonicalize } from '../ledger/jcs.js';
 import { DEFAULT_POLICY, restorePersonal, type PersonalPolicy } from '../ledger/personal.js';
-import type { StoredEvent } from '../ledger/verify-events.js';
+import type { Failure, StoredEvent } from '../ledger/verify-events.js';
 import { appendItem, inChainsTransaction } from './append.js';
 import type { ChainReceipt } from './erasure.js';
+import { queryEvents } from './events.js';
 
 /**
  * Personal data (docs/format.md "Personal data commitments"): the policies that say which event
@@ -175,4 +176,27 @@ export async function showEvents(db: pg.Pool | pg.PoolClient, environment: strin
 // (verification reports the body).
 function isCommitments(value: unknown): value is Record<string, string> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((c) => typeof c === 'string');
+}
+
+/** The findings of shown events' personal values: each stored value that does not match its commitment. */
+export function personalFailures(shown: readonly ShownEvent[]): Failure[] {
+  return shown.flatMap(({ row, mismatched }) =>
+    mismatched.map((pointer) => ({ seq: row.seq, reason: `the personal value at ${pointer} does not match its commitment` })),
+  );
+}
+
+/**
+ * personalFailures of every event of a chain, read in pages of `pageSize` events in seq order
+ * (each page restored as readers restore it, showEvents). An erased value is no failure: erasing
+ * is what the store is for, and the chain's erasure events record the erasures requested.
+ */
+export async function chainPersonalFailures(db: pg.Pool, environment: string, pageSize = 1000): Promise<Failure[]> {
+  const failures: Failure[] = [];
+  let after: number | undefined;
+  for (;;) {
+    const rows = await queryEvents(db, environment, { order: 'asc', limit: pageSize, after_seq: after });
+    if (rows.length === 0) return failures;
+    failures.push(...personalFailures(await showEvents(db, environment, rows)));
+    after = rows.at(-1)!.seq;
+  }
 }
