@@ -108,7 +108,7 @@ export function createApp(deps: AppDeps) {
   const policies = new PersonalPolicies(pools.app, keyring.subjectKey, config.AUDITLEDGER_TOKEN_CACHE_SECONDS * 1000);
   for (const path of ['/v1/projects', '/v1/projects/*', '/v1/tokens/*']) app.use(path, requireAdmin);
   app.route('/v1', adminRoutes({ db: pools.app, credentials, maxNameLength: config.AUDITLEDGER_MAX_NAME_LENGTH }));
-  app.route('/v1', personalDataRoutes({ db: pools.app, groupCommit, policies }));
+  app.route('/v1', personalDataRoutes({ db: pools.app, now: () => groupCommit.now(), policies }));
   const erasure = { db: pools.app, subjectKey: keyring.subjectKey, now: () => groupCommit.now(), maxStringLength: config.AUDITLEDGER_MAX_STRING_LENGTH };
   app.route('/v1', erasureAdminRoutes(erasure));
 

@@ -3,6 +3,7 @@ import { createLogger } from '../log.js';
 import { openDatabase } from '../service.js';
 import { loadKeyring, verifiers } from '../signing-key.js';
 import { verifyChain } from '../store/chain-verify.js';
+import { chainPersonalFailures } from '../store/personal.js';
 import { allChains } from '../store/verification.js';
 import { progressBar } from './progress.js';
 import { CONFIG_HELP, parseOptions, UsageError, type Verb } from './verb.js';
@@ -13,7 +14,9 @@ export const verify: Verb = {
 
 Recomputes every chain (or one) from its first event: hashes from the stored bytes, links, filter
 columns, gaps, the Merkle root at every signed checkpoint and sealed bundle (signatures too) and at
-the head. Prints a summary per chain and each failure; exit code 1 on any failure.
+the head; then compares every stored personal value and salt with its event's commitment (an
+erased value is no failure). Prints a summary per chain and each failure; exit code 1 on any
+failure.
 
 ${CONFIG_HELP}`,
   async run(args) {
@@ -38,6 +41,10 @@ ${CONFIG_HELP}`,
           onProgress: bar && ((seq, head) => bar(name, seq, head)),
         });
         if (bar) process.stderr.write('\r\x1b[K');
+        // The chain's checks never read personal_values: no hash covers a clear value.
+        const personal = await chainPersonalFailures(pools.owner, chain.environment_id);
+        result.failures.push(...personal);
+        if (personal.length) result.ok = false;
         const seconds = (performance.now() - started) / 1000;
         process.stdout.write(`${result.ok ? 'ok    ' : 'FAILED'} ${name}: ${result.checked} events to seq ${result.head_seq} in ${seconds.toFixed(1)} s\n`);
         for (const failure of result.failures) process.stdout.write(`  seq ${failure.seq}: ${failure.reason}\n`);

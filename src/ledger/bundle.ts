@@ -26,7 +26,7 @@ import { NoteError } from './note.js';
 import { ProofError, verifyConsistency } from './proof.js';
 import { rangeConsistencyProof, rangeInclusionProof } from './range-proof.js';
 import { onesCount } from './tree.js';
-import { EVENT_VERSIONS, MANIFEST_VERSION, MANIFEST_VERSIONS, unknownVersion } from './version.js';
+import { eventVersionProblem, MANIFEST_VERSION, MANIFEST_VERSIONS, unknownVersion } from './version.js';
 import type { InclusionDocument } from './verify-proof.js';
 
 /** A bundle or bundle input that is malformed, or inconsistent with its chain; `seq` names the event at fault, if one is. */
@@ -577,8 +577,9 @@ function readLine(canonical: Buffer, positionSeq: number, manifest: BundleManife
 }
 
 // What a bundle checks of a body: its ledger fields.
-type LedgerFields = Pick<EventBody, 'v' | 'seq' | 'prev' | 'project' | 'environment' | 'received_at'>;
-export const LEDGER_FIELDS = { v: true, seq: true, prev: true, project: true, environment: true, received_at: true } as const;
+type LedgerFields = Pick<EventBody, 'v' | 'seq' | 'prev' | 'project' | 'environment' | 'received_at' | 'commitments'>;
+// `commitments` with no members wanted: only whether the body has it (a v1 body may not).
+export const LEDGER_FIELDS = { v: true, seq: true, prev: true, project: true, environment: true, received_at: true, commitments: {} } as const;
 
 // The ledger fields of the event body stored as `canonical`, or why it is not one: its bytes must
 // be exactly its RFC 8785 form.
@@ -595,7 +596,7 @@ function readBody(canonical: Buffer): LedgerFields | string {
 // What in a readable body contradicts the bundle it is in.
 function bodyProblems(body: LedgerFields, bundle: Pick<BundleManifest, 'project' | 'environment' | 'partition'>): string[] {
   const problems: string[] = [];
-  const version = unknownVersion('event', body.v, EVENT_VERSIONS);
+  const version = eventVersionProblem(body.v, body.commitments !== undefined);
   if (version !== undefined) problems.push(version);
   if (body.project !== bundle.project) problems.push(`project ${show(body.project)} is not the bundle's ${show(bundle.project)}`);
   if (body.environment !== bundle.environment) {

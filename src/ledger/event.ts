@@ -3,7 +3,7 @@
 import { leafHash } from './hash.js';
 import { canonicalize } from './jcs.js';
 
-/** The format of event bodies; verifiers refuse any other. */
+/** The format of the event bodies this code writes; verifiers also read v1 (version.ts EVENT_VERSIONS). */
 export const FORMAT_VERSION = 2;
 /** `prev` of the first event of a chain. */
 export const GENESIS_PREV = '0'.repeat(64);

@@ -99,19 +99,72 @@ function overlaps(a: string, b: string): boolean {
   return a === b || b.startsWith(`${a}/`) || a.startsWith(`${b}/`);
 }
 
+// What an event can hold at each place, as event validation allows it (AuditEvent, Retraced's
+// field set): LEAF is always a string or a boolean, with nothing inside; STRINGS is an object of
+// strings under any names (`fields`); JSON is any JSON value (`metadata`); an object lists the
+// only members allowed there. A pointer that leaves this shape can never match an event.
+const LEAF = 'leaf';
+const STRINGS = 'strings';
+const JSON_VALUE = 'json';
+type Place = typeof LEAF | typeof STRINGS | typeof JSON_VALUE | { readonly [name: string]: Place };
+const PARTY = { id: LEAF, name: LEAF, href: LEAF, fields: STRINGS } as const;
+const EVENT_PLACES = {
+  action: LEAF,
+  crud: LEAF,
+  group: { id: LEAF, name: LEAF },
+  actor: PARTY,
+  target: { ...PARTY, type: LEAF },
+  source_ip: LEAF,
+  description: LEAF,
+  is_failure: LEAF,
+  is_anonymous: LEAF,
+  fields: STRINGS,
+  external_id: LEAF,
+  component: LEAF,
+  version: LEAF,
+  metadata: JSON_VALUE,
+  created: LEAF,
+} as const satisfies Record<keyof AuditEvent, Place>;
+
+/**
+ * Why no event can hold a value at `tokens` (with `wildcard`, the members of the object there),
+ * or undefined when one can.
+ */
+function unreachable(tokens: readonly string[], wildcard: boolean): string | undefined {
+  let place: Place = EVENT_PLACES;
+  for (let i = 0; i < tokens.length && place !== JSON_VALUE; i++) {
+    const token = tokens[i]!;
+    if (place === LEAF) return `can never match an event: ${formatPointer(tokens.slice(0, i))} is always a string or a boolean`;
+    if (place === STRINGS) place = LEAF;
+    else if (Object.hasOwn(place, token)) place = place[token]!;
+    else if (i === 0) return `can never match an event: it must begin with a member of the event (${Object.keys(EVENT_PLACES).join(', ')})`;
+    else return `can never match an event: ${formatPointer(tokens.slice(0, i))} has no member ${JSON.stringify(token)}`;
+  }
+  if (wildcard && place === LEAF) return `can never match an event: ${formatPointer(tokens)} is always a string or a boolean`;
+  return undefined;
+}
+
 /**
  * Why `policy` cannot be used, as {field, message} with the field named from the policy's root
  * (`subjects.0.paths.1`); empty when it can. Refused: a malformed pointer, a `*` anywhere but the
- * last token, a path that is or contains a subject id or an index column's source (action, crud,
- * created, actor/target/group id, target type), and a path named twice.
+ * last token, a pointer no event can match (its first token not a member of the event, or a
+ * token below a member that is always a string), a path that is or contains a subject id or an
+ * index column's source (action, crud, created, actor/target/group id, target type), and a path
+ * that overlaps another, in any rule (equal, one containing the other, or covered by a wildcard):
+ * its values would be stored and erased under two subjects, so erasing one would leave the other's
+ * copy readable.
  */
 export function policyProblems(policy: PersonalPolicy): { field: string; message: string }[] {
   const problems: { field: string; message: string }[] = [];
   const subjects = policy.subjects.map((rule) => rule.subject);
-  const seen = new Set<string>();
+  const accepted: { field: string; path: string; covered: string }[] = [];
   policy.subjects.forEach((rule, r) => {
-    if (!parsePointer(rule.subject) || rule.subject.includes('*')) {
+    const subjectTokens = parsePointer(rule.subject);
+    if (!subjectTokens || rule.subject.includes('*')) {
       problems.push({ field: `subjects.${r}.subject`, message: 'must be an RFC 6901 JSON Pointer without *' });
+    } else {
+      const never = unreachable(subjectTokens, false);
+      if (never !== undefined) problems.push({ field: `subjects.${r}.subject`, message: never });
     }
     rule.paths.forEach((path, p) => {
       const field = `subjects.${r}.paths.${p}`;
@@ -121,11 +174,16 @@ export function policyProblems(policy: PersonalPolicy): { field: string; message
         return;
       }
       // A wildcard covers every member of its parent: it overlaps what its parent does.
-      const covered = tokens.at(-1) === '*' ? formatPointer(tokens.slice(0, -1)) : path;
+      const wildcard = tokens.at(-1) === '*';
+      const covered = wildcard ? formatPointer(tokens.slice(0, -1)) : path;
+      const never = unreachable(wildcard ? tokens.slice(0, -1) : tokens, wildcard);
       const clash = [...PROTECTED, ...subjects].find((kept) => covered === '' || overlaps(covered, kept));
-      if (clash !== undefined) problems.push({ field, message: `must not name ${clash}: it stays clear in the body (an index column or a subject id)` });
-      else if (seen.has(path)) problems.push({ field, message: 'is named twice' });
-      seen.add(path);
+      const other = accepted.find((a) => overlaps(a.covered, covered));
+      if (never !== undefined) problems.push({ field, message: never });
+      else if (clash !== undefined) problems.push({ field, message: `must not name ${clash}: it stays clear in the body (an index column or a subject id)` });
+      else if (other !== undefined) {
+        problems.push({ field, message: `overlaps ${other.field} (${other.path}): a value must belong to one path of one subject, or erasing one subject would leave it readable under another` });
+      } else accepted.push({ field, path, covered });
     });
   });
   return problems;
@@ -135,7 +193,10 @@ export function policyProblems(policy: PersonalPolicy): { field: string; message
 export interface PersonalValue {
   /** RFC 6901 pointer into the event where the value was. */
   pointer: string;
-  /** The data subject's id; null when the event names none (the value then goes with the event's retention). */
+  /**
+   * The data subject's id; null when the event names none, or names it by anything but a non-empty
+   * string (the value then goes only with the event's retention).
+   */
   subject: string | null;
   /** RFC 8785 canonical JSON of the value. */
   value: string;
@@ -277,7 +338,8 @@ export function splitPersonal(event: AuditEvent, policy: PersonalPolicy, fill: R
   for (const rule of compile(policy)) {
     if (rule.when_target_type && !rule.when_target_type.includes(targetType as string)) continue;
     const subjectId = resolve(event, rule.subject);
-    const subject = typeof subjectId === 'string' ? subjectId : null;
+    // An id that is not a non-empty string names no subject: its values cannot be erased by subject.
+    const subject = typeof subjectId === 'string' && subjectId !== '' ? subjectId : null;
     for (const path of rule.paths) {
       if (!path.wildcard) {
         take(found, event, path.tokens, path.pointer, subject);
@@ -355,4 +417,23 @@ export function restorePersonal(
   }
   restored.event = editor.root as unknown as AuditEvent;
   return restored;
+}
+
+/** What reads in place of an erased value where a schema allows only a string (Retraced's). */
+export const ERASED_TEXT = '[erased]';
+/** What reads in place of a mismatched value where a schema allows only a string (Retraced's). */
+export const MISMATCH_TEXT = '[mismatch]';
+
+/**
+ * A restored event (not changed) with each marker as text: ERASED_TEXT for an erased value,
+ * MISMATCH_TEXT for a mismatched one. For outputs whose schema types every such place a String
+ * (Retraced's Event: actor.name, source_ip, a field's value…), where a marker object would break
+ * clients; the same text in every field, so a reader can tell it from a value only by its form.
+ */
+export function markersAsText({ event, erased, mismatched }: RestoredEvent): AuditEvent {
+  if (erased.length === 0 && mismatched.length === 0) return event;
+  const editor = new EventEditor(event);
+  for (const pointer of erased) editor.set(parsePointer(pointer)!, ERASED_TEXT);
+  for (const pointer of mismatched) editor.set(parsePointer(pointer)!, MISMATCH_TEXT);
+  return editor.root as unknown as AuditEvent;
 }

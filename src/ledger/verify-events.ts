@@ -4,7 +4,7 @@
 import { chainEndFindings, eventFindings, type Finding } from './chain-check.js';
 import { indexColumns, type EventBody, type IndexColumns } from './event.js';
 import { scanCanonicalObject, type Shape } from './jcs-scan.js';
-import { EVENT_VERSIONS, unknownVersion } from './version.js';
+import { eventVersionProblem } from './version.js';
 
 /** An events row as stored. */
 export interface StoredEvent {
@@ -49,6 +49,8 @@ const CHECKED_FIELDS: Shape = {
   id: true,
   received_at: true,
   prev: true,
+  // No members wanted: only whether the body has it (a v1 body may not).
+  commitments: {},
   event: { action: true, crud: true, created: true, actor: { id: true }, target: { id: true }, group: { id: true } },
 };
 
@@ -103,7 +105,7 @@ export function checkStoredBody(row: StoredEvent, chain: Chain): Failure[] {
 // What in a decoded body contradicts its row and chain, added to `reasons`. No closures here:
 // this runs per event, and tsx names every closure it creates.
 function bodyReasons(row: StoredEvent, chain: Chain, body: EventBody, reasons: string[]): void {
-  const version = unknownVersion('event', body.v, EVENT_VERSIONS);
+  const version = eventVersionProblem(body.v, body.commitments !== undefined);
   if (version !== undefined) reasons.push(version);
   if (body.project !== chain.project) reasons.push(mismatch('project'));
   if (body.environment !== chain.environment) reasons.push(mismatch('environment'));

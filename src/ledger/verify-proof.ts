@@ -5,7 +5,7 @@ import { eventHash, type EventBody } from './event.js';
 import { bytesEqual, decodeBase64, type VerifierKey } from './keys.js';
 import { inclusionPath, ProofError, verifyConsistency, verifyInclusion } from './proof.js';
 import { hashesFromTiles, tilesRead, tileSubtreeHash, type TileHash, type TileId } from './tiles.js';
-import { EVENT_VERSIONS, unknownVersion } from './version.js';
+import { eventVersionProblem } from './version.js';
 
 export interface InclusionDocument {
   leaf_index: number;
@@ -56,7 +56,7 @@ export function verifyInclusionDocument(doc: InclusionDocument, keys: readonly V
     }
     body = JSON.parse(doc.canonical) as EventBody;
     // What the body's fields mean (seq, the chain) is the version's to say.
-    const version = unknownVersion('event', body.v, EVENT_VERSIONS);
+    const version = eventVersionProblem(body.v, body.commitments !== undefined);
     if (version !== undefined) throw new ProofError(version);
   }
   const checkpoint = signed('proof', doc.checkpoint, keys, doc.tree_size, body);

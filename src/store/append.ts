@@ -126,22 +126,32 @@ export interface Appended {
 }
 
 /**
- * Starts the transaction and locks the chain head in one round trip (a simple-protocol query may
- * hold several statements; the id is a UUID the caller checked, so it is inlined safely).
+ * Starts the transaction and locks the chain heads of `environments` in one round trip (a
+ * simple-protocol query may hold several statements; the ids are UUIDs the caller checked, so they
+ * are inlined safely). Heads are locked in id order, so that two transactions locking several
+ * chains cannot deadlock; they are returned in the order of `environments`.
  */
-async function beginAndLockHead(client: pg.PoolClient, environment: string): Promise<Head> {
-  if (!isUuid(environment)) throw new Error(`not a chain id: ${environment}`);
+async function beginAndLockHeads(client: pg.PoolClient, environments: readonly string[]): Promise<Head[]> {
+  if (environments.length === 0) {
+    await client.query('BEGIN');
+    return [];
+  }
+  for (const environment of environments) if (!isUuid(environment)) throw new Error(`not a chain id: ${environment}`);
   const results = (await client.query(
-    `BEGIN; SELECT seq, hash, compact_range, last_received_at FROM chain_heads WHERE environment_id = '${environment}' FOR UPDATE`,
-  )) as unknown as pg.QueryResult<{ seq: number; hash: Buffer; compact_range: Buffer[]; last_received_at: Date | null }>[];
-  const row = results[1]?.rows[0];
-  if (!row) throw new Error(`no chain head for environment ${environment}`);
-  return {
-    seq: row.seq,
-    hash: row.hash,
-    range: { size: row.seq, hashes: row.compact_range },
-    lastReceivedAt: row.last_received_at?.getTime() ?? 0,
-  };
+    `BEGIN; SELECT environment_id, seq, hash, compact_range, last_received_at FROM chain_heads
+      WHERE environment_id IN (${environments.map((e) => `'${e}'`).join(', ')}) ORDER BY environment_id FOR UPDATE`,
+  )) as unknown as pg.QueryResult<{ environment_id: string; seq: number; hash: Buffer; compact_range: Buffer[]; last_received_at: Date | null }>[];
+  const rows = new Map(results[1]!.rows.map((row) => [row.environment_id, row]));
+  return environments.map((environment) => {
+    const row = rows.get(environment.toLowerCase());
+    if (!row) throw new Error(`no chain head for environment ${environment}`);
+    return {
+      seq: row.seq,
+      hash: row.hash,
+      range: { size: row.seq, hashes: row.compact_range },
+      lastReceivedAt: row.last_received_at?.getTime() ?? 0,
+    };
+  });
 }
 
 interface KnownKey {
@@ -207,19 +217,20 @@ export async function appendToChain(
   }
   const client = await db.connect();
   try {
-    return await lockedTransaction(client, chain.environment, async (head) => appended(await appendLocked(client, chain, head, requests, now)));
+    return await lockedTransaction(client, [chain.environment], async ([head]) => appended(await appendLocked(client, chain, head!, requests, now)));
   } finally {
     client.release();
   }
 }
 
 /**
- * Runs `work` in a transaction on `client` that holds the chain head's row lock from its start,
- * given the head as read under the lock; COMMIT when `work` resolves, ROLLBACK when it throws.
+ * Runs `work` in a transaction on `client` that holds the row locks of the heads of `environments`
+ * from its start, given the heads as read under the locks (in that order); COMMIT when `work`
+ * resolves, ROLLBACK when it throws.
  */
-async function lockedTransaction<T>(client: pg.PoolClient, environment: string, work: (head: Head) => Promise<T>): Promise<T> {
+async function lockedTransaction<T>(client: pg.PoolClient, environments: readonly string[], work: (heads: Head[]) => Promise<T>): Promise<T> {
   try {
-    const result = await work(await beginAndLockHead(client, environment));
+    const result = await work(await beginAndLockHeads(client, environments));
     await client.query('COMMIT');
     return result;
   } catch (error) {
@@ -248,6 +259,9 @@ async function appendLocked(client: pg.PoolClient, chain: ChainRef, head: Head, 
 /** Appends one request within a transaction of inChainTransaction; its outcome. */
 export type LockedAppend = (items: AppendItem[]) => Promise<AppendOutcome>;
 
+/** Appends one request to one of the chains of an inChainsTransaction; its outcome. */
+export type LockedChainAppend = (chain: ChainRef, items: AppendItem[]) => Promise<AppendOutcome>;
+
 /**
  * Runs `work` in one transaction on `client` (the caller's connection, not in a transaction) that
  * holds the chain head's row lock from its start, for changes that must be ordered with the
@@ -258,15 +272,31 @@ export type LockedAppend = (items: AppendItem[]) => Promise<AppendOutcome>;
  * GroupCommit then finds its remembered head moved and locks the head for its next append.
  */
 export function inChainTransaction<T>(client: pg.PoolClient, chain: ChainRef, now: () => number, work: (append: LockedAppend) => Promise<T>): Promise<T> {
-  return lockedTransaction(client, chain.environment, (locked) => {
-    let head = locked;
-    return work(async (items) => {
-      const plan = await appendLocked(client, chain, head, [items], now());
-      const { outcomes, head: next } = appended(plan);
-      head = next;
-      return outcomes[0]!;
-    });
-  });
+  return inChainsTransaction(client, [chain], now, (append) => work((items) => append(chain, items)));
+}
+
+/**
+ * inChainTransaction over several chains (none: a plain transaction): one transaction holding
+ * every one of their head locks, for a change recorded in each chain it concerns (a legal hold, a
+ * policy) that must be all or nothing: when any append fails (a day that takes no events), no
+ * chain keeps its event and nothing `work` wrote stays. `append` takes one of `chains`.
+ */
+export function inChainsTransaction<T>(client: pg.PoolClient, chains: readonly ChainRef[], now: () => number, work: (append: LockedChainAppend) => Promise<T>): Promise<T> {
+  return lockedTransaction(
+    client,
+    chains.map((chain) => chain.environment),
+    (locked) => {
+      const heads = new Map(chains.map((chain, i) => [chain.environment, locked[i]!]));
+      return work(async (chain, items) => {
+        const head = heads.get(chain.environment);
+        if (!head) throw new Error(`chain ${chain.environment} is not locked by this transaction`);
+        const plan = await appendLocked(client, chain, head, [items], now());
+        const { outcomes, head: next } = appended(plan);
+        heads.set(chain.environment, next);
+        return outcomes[0]!;
+      });
+    },
+  );
 }
 
 /** The rows to write for a group of requests on top of `head`, and what each request gets. */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { erasureEvent, holdEvent, type HoldFacts } from '../ledger/system-events.js';
 import { uuidv7 } from '../ledger/uuid.js';
-import { appendItem, inChainTransaction, type ChainRef, type Receipt } from './append.js';
+import { appendItem, inChainsTransaction, inChainTransaction, type ChainRef, type LockedChainAppend, type Receipt } from './append.js';
 import { withSessionLock } from './database.js';
 
 /**
@@ -81,6 +81,8 @@ async function coveringHold(client: pg.PoolClient, project: string, subjectDiges
 }
 
 interface ErasureRow {
+  /** Whether this request made the record (the subject's first erasure in the project). */
+  made: boolean;
   project_id: string;
   subject_digest: string;
   requested_at: Date;
@@ -89,14 +91,17 @@ interface ErasureRow {
   receipts: Record<string, Receipt>;
 }
 
-/** The erasure record of a subject, made (empty) if there is none yet. */
-async function erasureRecord(client: pg.PoolClient, project: string, subjectDigest: Buffer): Promise<ErasureRow> {
+/**
+ * The erasure record of a subject, made (empty, requested at `now`: the server clock the erasure
+ * events get) if there is none yet.
+ */
+async function erasureRecord(client: pg.PoolClient, project: string, subjectDigest: Buffer, now: Date): Promise<ErasureRow> {
   const { rows } = await client.query<ErasureRow>(
-    `WITH made AS (INSERT INTO erasures (project_id, subject_digest) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING *)
-     SELECT project_id, encode(subject_digest, 'hex') AS subject_digest, requested_at, updated_at, counts, receipts FROM made
+    `WITH made AS (INSERT INTO erasures (project_id, subject_digest, requested_at, updated_at) VALUES ($1, $2, $3, $3) ON CONFLICT DO NOTHING RETURNING *)
+     SELECT true AS made, project_id, encode(subject_digest, 'hex') AS subject_digest, requested_at, updated_at, counts, receipts FROM made
      UNION ALL
-     SELECT project_id, encode(subject_digest, 'hex'), requested_at, updated_at, counts, receipts FROM erasures WHERE project_id = $1 AND subject_digest = $2`,
-    [project, subjectDigest],
+     SELECT false, project_id, encode(subject_digest, 'hex'), requested_at, updated_at, counts, receipts FROM erasures WHERE project_id = $1 AND subject_digest = $2`,
+    [project, subjectDigest, now],
   );
   return rows[0]!;
 }
@@ -116,14 +121,17 @@ async function deleteSubjectValues(client: pg.PoolClient, environment: string, s
   return Object.fromEntries(rows.map((r) => [r.pointer, r.n]));
 }
 
-/** Adds a chain's erased values to the subject's record and keeps the chain's newest erasure event. */
+/**
+ * Adds a chain's erased values to the subject's record and keeps the chain's newest erasure event,
+ * updated at the event's received_at (the server clock, as requested_at).
+ */
 async function recordChainErasure(client: pg.PoolClient, project: string, subjectDigest: Buffer, environment: string, erased: number, receipt: Receipt): Promise<void> {
   await client.query(
     `UPDATE erasures
         SET counts = counts || jsonb_build_object($3::text, coalesce((counts ->> $3::text)::bigint, 0) + $4),
-            receipts = receipts || jsonb_build_object($3::text, $5::jsonb), updated_at = now()
+            receipts = receipts || jsonb_build_object($3::text, $5::jsonb), updated_at = $6
       WHERE project_id = $1 AND subject_digest = $2`,
-    [project, subjectDigest, environment, erased, JSON.stringify(receipt)],
+    [project, subjectDigest, environment, erased, JSON.stringify(receipt), receipt.received_at],
   );
 }
 
@@ -154,8 +162,11 @@ export interface ErasureRequest {
 }
 
 export type ErasureOutcome =
-  /** `appended`: how many chains got an erasure event (0: a repeat that found nothing new). */
-  | { ok: true; appended: number; erasure: Erasure }
+  /**
+   * `appended`: how many chains got an erasure event (0: a repeat that found nothing new, or a
+   * project without chains); `created`: whether this request made the subject's erasure record.
+   */
+  | { ok: true; appended: number; created: boolean; erasure: Erasure }
   /** An active hold covers the erasure: nothing was erased. */
   | { ok: false; hold: Hold };
 
@@ -177,7 +188,7 @@ export async function eraseSubject(db: pg.Pool, request: ErasureRequest): Promis
     const hold = await coveringHold(client, project, subjectDigest, environment);
     if (hold) return { ok: false, hold };
     const chains = await projectChains(client, project, environment);
-    const earlier = await erasureRecord(client, project, subjectDigest);
+    const earlier = await erasureRecord(client, project, subjectDigest, new Date(request.now()));
     const digestHex = subjectDigest.toString('hex');
     let appended = 0;
     for (const id of chains) {
@@ -192,19 +203,25 @@ export async function eraseSubject(db: pg.Pool, request: ErasureRequest): Promis
         return 1;
       });
     }
-    return { ok: true, appended, erasure: presentErasure(await erasureRecord(client, project, subjectDigest), chains) };
+    const record = await erasureRecord(client, project, subjectDigest, new Date(request.now()));
+    return { ok: true, appended, created: earlier.made, erasure: presentErasure(record, chains) };
   });
 }
 
-/** Appends the hold event to each chain, one transaction each, on `client`; the receipts. */
-async function appendToChains(client: pg.PoolClient, project: string, chains: readonly string[], now: () => number, event: HoldFacts): Promise<ChainReceipt[]> {
+/** Appends the hold event to each chain, within the caller's inChainsTransaction; the receipts. */
+async function appendToChains(append: LockedChainAppend, project: string, chains: readonly string[], event: HoldFacts): Promise<ChainReceipt[]> {
   const receipts: ChainReceipt[] = [];
   for (const id of chains) {
-    const outcome = await inChainTransaction(client, { project, environment: id }, now, (append) => append([appendItem(holdEvent(event))]));
+    const outcome = await append({ project, environment: id }, [appendItem(holdEvent(event))]);
     if (!outcome.ok) throw new Error('a hold event has no idempotency key, so it cannot conflict');
     receipts.push({ environment_id: id, ...outcome.receipts[0]! });
   }
   return receipts;
+}
+
+/** The chains of `chains` as inChainsTransaction takes them. */
+function refs(project: string, chains: readonly string[]): ChainRef[] {
+  return chains.map((environment) => ({ project, environment }));
 }
 
 export interface NewHold {
@@ -220,44 +237,48 @@ export interface NewHold {
 }
 
 /**
- * Places a legal hold, then appends an `auditledger.hold.placed` event to each chain it covers
- * (the environment's, or every chain of the project). Undefined when the environment is not one
- * of the project's.
+ * Places a legal hold and appends an `auditledger.hold.placed` event to each chain it covers (the
+ * environment's, or every chain of the project), all in one transaction: when an append fails (a
+ * day that takes no events), no hold is placed and no chain records one. Undefined when the
+ * environment is not one of the project's.
  */
 export async function placeHold(db: pg.Pool, hold: NewHold): Promise<{ hold: Hold; events: ChainReceipt[] } | undefined> {
   return withSessionLock(db, projectLock(hold.project), async (client) => {
     const chains = await projectChains(client, hold.project, hold.environment);
     if (hold.environment && chains.length === 0) return undefined;
-    const { rows } = await client.query<Hold>(
-      `INSERT INTO legal_holds (id, project_id, environment_id, subject_digest, reason) VALUES ($1, $2, $3, $4, $5) RETURNING ${HOLD_COLUMNS}`,
-      [uuidv7(), hold.project, hold.environment ?? null, hold.subjectDigest ?? null, hold.reason],
-    );
-    const placed = rows[0]!;
-    return { hold: placed, events: await appendToChains(client, hold.project, chains, hold.now, { action: 'placed', hold: placed, by: hold.placedBy }) };
+    return inChainsTransaction(client, refs(hold.project, chains), hold.now, async (append) => {
+      const { rows } = await client.query<Hold>(
+        `INSERT INTO legal_holds (id, project_id, environment_id, subject_digest, reason, placed_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${HOLD_COLUMNS}`,
+        [uuidv7(), hold.project, hold.environment ?? null, hold.subjectDigest ?? null, hold.reason, new Date(hold.now())],
+      );
+      const placed = rows[0]!;
+      return { hold: placed, events: await appendToChains(append, hold.project, chains, { action: 'placed', hold: placed, by: hold.placedBy }) };
+    });
   });
 }
 
 /**
  * Lifts a hold of the project and appends an `auditledger.hold.lifted` event to each chain it
- * covered. Lifting a lifted hold changes nothing and appends nothing (`events` is empty).
- * Undefined when the project has no such hold.
+ * covered, all in one transaction (as placeHold). Lifting a lifted hold changes nothing and
+ * appends nothing (`events` is empty). Undefined when the project has no such hold.
  */
 export async function liftHold(db: pg.Pool, project: string, id: string, liftedBy: string, now: () => number): Promise<{ hold: Hold; events: ChainReceipt[] } | undefined> {
   return withSessionLock(db, projectLock(project), async (client) => {
-    // One snapshot: the row read is from before the update, so its lifted_at comes from the update.
-    const { rows } = await client.query<Hold & { lifted: boolean }>(
-      `WITH lifted AS (UPDATE legal_holds SET lifted_at = now() WHERE project_id = $1 AND id = $2 AND lifted_at IS NULL RETURNING lifted_at)
-       SELECT id, project_id, environment_id, encode(subject_digest, 'hex') AS subject_digest, reason, placed_at,
-              coalesce((SELECT lifted_at FROM lifted), lifted_at) AS lifted_at, EXISTS (SELECT FROM lifted) AS lifted
-         FROM legal_holds WHERE project_id = $1 AND id = $2`,
-      [project, id],
-    );
-    const row = rows[0];
-    if (!row) return undefined;
-    const { lifted, ...hold } = row;
-    if (!lifted) return { hold, events: [] };
-    const chains = await projectChains(client, project, hold.environment_id ?? undefined);
-    return { hold, events: await appendToChains(client, project, chains, now, { action: 'lifted', hold, by: liftedBy }) };
+    // Holds change only under the project's lock, which this holds: the row read stays as read.
+    const { rows } = await client.query<Hold>(`SELECT ${HOLD_COLUMNS} FROM legal_holds WHERE project_id = $1 AND id = $2`, [project, id]);
+    const held = rows[0];
+    if (!held) return undefined;
+    if (held.lifted_at) return { hold: held, events: [] };
+    const chains = await projectChains(client, project, held.environment_id ?? undefined);
+    return inChainsTransaction(client, refs(project, chains), now, async (append) => {
+      const lifted = await client.query<Hold>(`UPDATE legal_holds SET lifted_at = $3 WHERE project_id = $1 AND id = $2 RETURNING ${HOLD_COLUMNS}`, [
+        project,
+        id,
+        new Date(now()),
+      ]);
+      const hold = lifted.rows[0]!;
+      return { hold, events: await appendToChains(append, project, chains, { action: 'lifted', hold, by: liftedBy }) };
+    });
   });
 }
 

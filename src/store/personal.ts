@@ -1,7 +1,11 @@
 import type pg from 'pg';
 import type { AuditEvent, EventBody } from '../ledger/event.js';
+import { canonicalize } from '../ledger/jcs.js';
 import { DEFAULT_POLICY, restorePersonal, type PersonalPolicy } from '../ledger/personal.js';
-import type { StoredEvent } from '../ledger/verify-events.js';
+import type { Failure, StoredEvent } from '../ledger/verify-events.js';
+import { appendItem, inChainsTransaction } from './append.js';
+import type { ChainReceipt } from './erasure.js';
+import { queryEvents } from './events.js';
 
 /**
  * Personal data (docs/format.md "Personal data commitments"): the policies that say which event
@@ -71,6 +75,56 @@ export async function chainsFollowing(db: pg.Pool | pg.PoolClient, project: stri
   return rows.map((r) => r.id);
 }
 
+/** A change of the policy of a project (`environment` null) or of one of its environments. */
+export interface PolicyChange {
+  project: string;
+  environment: string | null;
+  /** The policy to set; null removes the one set. */
+  policy: PersonalPolicy | null;
+  /** The server clock of the appends, ms since the epoch. */
+  now: () => number;
+  /** The event that records, in a chain, the policy now in force there and where it comes from. */
+  recordedAs: (inForce: { policy: PersonalPolicy; source: PolicySource }) => AuditEvent;
+}
+
+/**
+ * Stores a policy change and appends its record (`recordedAs`) to each chain whose policy it
+ * changes (chainsFollowing), in one transaction holding those chains' head locks: when an append
+ * fails (a day that takes no events), the policy is not changed and no chain records it, and
+ * appends after the commit follow the new policy. Setting the policy already set, byte for byte
+ * in RFC 8785 form, changes nothing and answers no events. Undefined when removing a policy that
+ * is not set.
+ */
+export async function changePolicy(db: pg.Pool, change: PolicyChange): Promise<{ events: ChainReceipt[] } | undefined> {
+  const { project, environment, policy } = change;
+  const client = await db.connect();
+  try {
+    const chains = await chainsFollowing(client, project, environment);
+    return await inChainsTransaction(
+      client,
+      chains.map((id) => ({ project, environment: id })),
+      change.now,
+      async (append) => {
+        const stored = await getPolicy(client, project, environment);
+        if (policy === null) {
+          if (!(await deletePolicy(client, project, environment))) return undefined;
+        } else if (stored && canonicalize(stored.policy) === canonicalize(policy)) {
+          return { events: [] };
+        } else await putPolicy(client, project, environment, policy);
+        const events: ChainReceipt[] = [];
+        for (const id of chains) {
+          const outcome = await append({ project, environment: id }, [appendItem(change.recordedAs(await chainPolicy(client, id)))]);
+          if (!outcome.ok) throw new Error('a policy change has no idempotency key, so it cannot conflict');
+          events.push({ environment_id: id, ...outcome.receipts[0]! });
+        }
+        return { events };
+      },
+    );
+  } finally {
+    client.release();
+  }
+}
+
 /** An event as readers show it: the stored row, and its event with the personal values put back. */
 export interface ShownEvent {
   row: StoredEvent;
@@ -122,4 +176,27 @@ export async function showEvents(db: pg.Pool | pg.PoolClient, environment: strin
 // (verification reports the body).
 function isCommitments(value: unknown): value is Record<string, string> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((c) => typeof c === 'string');
+}
+
+/** The findings of shown events' personal values: each stored value that does not match its commitment. */
+export function personalFailures(shown: readonly ShownEvent[]): Failure[] {
+  return shown.flatMap(({ row, mismatched }) =>
+    mismatched.map((pointer) => ({ seq: row.seq, reason: `the personal value at ${pointer} does not match its commitment` })),
+  );
+}
+
+/**
+ * personalFailures of every event of a chain, read in pages of `pageSize` events in seq order
+ * (each page restored as readers restore it, showEvents). An erased value is no failure: erasing
+ * is what the store is for, and the chain's erasure events record the erasures requested.
+ */
+export async function chainPersonalFailures(db: pg.Pool, environment: string, pageSize = 1000): Promise<Failure[]> {
+  const failures: Failure[] = [];
+  let after: number | undefined;
+  for (;;) {
+    const rows = await queryEvents(db, environment, { order: 'asc', limit: pageSize, after_seq: after });
+    if (rows.length === 0) return failures;
+    failures.push(...personalFailures(await showEvents(db, environment, rows)));
+    after = rows.at(-1)!.seq;
+  }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { subjectDigest } from '../../src/ledger/personal.js';
-import { useTestApp, type TestResponse } from '../helpers/app.js';
+import { createTestApp, useTestApp, type TestResponse } from '../helpers/app.js';
 
 /** Three personal values under the default policy: the actor's name and href, and the source IP. */
 const login = (id: string, name: string, ip: string) => ({ action: 'user.login', actor: { id, name, href: `https://example.com/u/${id}` }, source_ip: ip });
@@ -39,6 +39,32 @@ describe('erasure and legal holds', () => {
         digest(projectId, subject),
       ])
     ).rows[0]!.n;
+
+  it('the Retraced routes read an erased value as the text [erased] in every String field; our own API keeps the marker', async () => {
+    const p = await project('erase-retraced', ['production']);
+    const { production } = p.chains as Record<'production', { id: string; token: string }>;
+    const policy = { subjects: [{ subject: '/actor/id', paths: ['/actor/name', '/actor/href', '/source_ip', '/actor/fields/*', '/fields/email', '/metadata/profile'] }] };
+    expect((await admin('PUT', `/v1/projects/${p.id}/personal-data-policy`, policy)).status).toBe(200);
+    const sent = { ...login('alice', 'Alice Liddell', '192.0.2.1'), actor: { ...login('alice', 'Alice Liddell', '').actor, fields: { dept: 'hr' } } };
+    await append(production.token, { ...sent, fields: { email: 'a@example.com', plan: 'pro' }, metadata: { profile: { age: 7 }, kept: 'x' } });
+    expect((await admin('POST', `/v1/projects/${p.id}/erasures`, { subject: 'alice' })).status).toBe(201);
+
+    const res = await ctx.t.request('POST', `/publisher/v1/project/${p.id}/graphql`, {
+      token: production.token,
+      body: { query: '{ search(query: "action:user.login", first: 5) { edges { node { actor { id name href fields { key value } } source_ip fields { key value } metadata { key value } } } } }' },
+    });
+    expect(res.status).toBe(200);
+    const node = (await res.json()).data.search.edges[0].node;
+    expect(node).toEqual({
+      actor: { id: 'alice', name: '[erased]', href: '[erased]', fields: [{ key: 'dept', value: '[erased]' }] },
+      source_ip: '[erased]',
+      // A restored member comes back after the members kept in the body.
+      fields: [{ key: 'plan', value: 'pro' }, { key: 'email', value: '[erased]' }],
+      metadata: [{ key: 'kept', value: 'x' }, { key: 'profile', value: '[erased]' }],
+    });
+    const [own] = (await events(production.token, '&action=user.login')).events;
+    expect(own.event.actor.name).toEqual({ erased: true, commitment: expect.stringMatching(/^[0-9a-f]{64}$/) });
+  });
 
   it('erases one subject in every chain of the project, leaves the others, records an event per chain; a repeat is a no-op', async () => {
     const p = await project('erase-all', ['production', 'staging']);
@@ -210,6 +236,36 @@ describe('erasure and legal holds', () => {
     expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: sent + 1 - erasedAt }, (_, i) => erasedAt + 1 + i));
   });
 
+  it('the first erasure of a subject answers 201 even in a project without chains; a repeat 200', async () => {
+    const p = await project('erase-no-chains', []);
+    const first = await admin('POST', `/v1/projects/${p.id}/erasures`, { subject: 'alice' });
+    expect(first.status).toBe(201);
+    expect(await first.json()).toMatchObject({ project_id: p.id, chains: [] });
+    expect((await admin('POST', `/v1/projects/${p.id}/erasures`, { subject: 'alice' })).status).toBe(200);
+  });
+
+  it('an erasure and a hold are dated by the clock their events get, shifted as AUDITLEDGER_CLOCK_OFFSET shifts it', async () => {
+    const DAY_MS = 86_400_000;
+    const shifted = await createTestApp(ctx.db, {}, () => Date.now() - DAY_MS);
+    try {
+      const p = await project('erase-shifted', ['production']);
+      const near = (a: string, b: string) => expect(Math.abs(Date.parse(a) - Date.parse(b)), `${a} and ${b}`).toBeLessThan(60_000);
+      const res = await shifted.request('POST', `/v1/projects/${p.id}/erasures`, { token: shifted.adminToken, body: { subject: 'alice' } });
+      expect(res.status).toBe(201);
+      const erasure = await res.json();
+      const received = erasure.chains[0].receipt.received_at;
+      expect(Date.now() - Date.parse(received)).toBeGreaterThan(DAY_MS - 60_000);
+      near(erasure.requested_at, received);
+      near(erasure.updated_at, received);
+      const placed = await (await shifted.request('POST', `/v1/projects/${p.id}/holds`, { token: shifted.adminToken, body: { reason: 'case' } })).json();
+      near(placed.placed_at, placed.events[0].received_at);
+      const lifted = await (await shifted.request('DELETE', `/v1/projects/${p.id}/holds/${placed.id}`, { token: shifted.adminToken })).json();
+      near(lifted.lifted_at, lifted.events[0].received_at);
+    } finally {
+      await shifted.close();
+    }
+  });
+
   it('bad input is a 4xx naming the field', async () => {
     const p = await project('bad-input', ['production']);
     const other = await project('bad-input-other', ['production']);
@@ -233,6 +289,9 @@ describe('erasure and legal holds', () => {
       const { error } = await res.json();
       expect(error.details.map((d: { field: string }) => d.field), JSON.stringify(body)).toContain(field);
     }
+    const messages = async (body: unknown) => (await (await admin('POST', `/v1/projects/${p.id}/erasures`, body)).json()).error.details;
+    expect(await messages({})).toEqual([{ field: 'subject', message: 'one of subject or subject_digest is required' }]);
+    expect(await messages({ subject: 'a', subject_digest: 'ab'.repeat(32) })).toEqual([{ field: 'subject', message: 'give subject or subject_digest, not both' }]);
     expect((await admin('POST', `/v1/projects/00000000-0000-7000-8000-000000000000/erasures`, { subject: 'a' })).status).toBe(404);
     expect((await admin('POST', '/v1/projects/not-a-uuid/holds', { reason: 'r' })).status).toBe(404);
     expect((await admin('DELETE', `/v1/projects/${p.id}/holds/00000000-0000-7000-8000-000000000000`)).status).toBe(404);

@@ -138,6 +138,11 @@ describe('personal data (format v2 commitments)', () => {
       const res = await admin('PUT', projectPolicy(), { subjects: [{ subject: '/actor/id', paths: ['/actor/name', '/actor/id'] }] });
       expect(res.status).toBe(400);
       expect((await res.json()).error.details).toEqual([{ field: 'subjects.0.paths.1', message: expect.stringContaining('/actor/id') }]);
+      // The trial's policy: erasing the second subject would have left {"victim": ...} in the first one's value.
+      const overlap = { subjects: [{ subject: '/actor/id', paths: ['/metadata'] }, { subject: '/target/id', paths: ['/metadata/victim'] }] };
+      const overlapping = await admin('PUT', projectPolicy(), overlap);
+      expect(overlapping.status).toBe(400);
+      expect((await overlapping.json()).error.details).toEqual([{ field: 'subjects.1.paths.0', message: expect.stringContaining('overlaps subjects.0.paths.0 (/metadata)') }]);
       const shape = await admin('PUT', projectPolicy(), { subjects: [{ subject: '/actor/id', paths: [] }], extra: 1 });
       expect(shape.status).toBe(400);
       expect((await admin('PUT', `/v1/projects/${crypto.randomUUID()}/personal-data-policy`, custom)).status).toBe(404);
@@ -155,6 +160,12 @@ describe('personal data (format v2 commitments)', () => {
         crud: 'u',
         metadata: { policy: custom, policy_sha256: expect.stringMatching(/^[0-9a-f]{64}$/), source: 'project' },
       });
+
+      // The same policy again (its members in another order) changes nothing and records nothing.
+      const again = await admin('PUT', projectPolicy(), { subjects: custom.subjects.map(({ paths, subject }) => ({ paths, subject })) });
+      expect(again.status).toBe(200);
+      expect(await again.json()).toMatchObject({ policy: custom, changed_at: answer.changed_at, events: [] });
+      expect((await (await ctx.t.request('GET', '/v1/chain', { token: other.token })).json()).seq).toBe(1);
 
       const [receipt] = (await (await post({ ...ALICE, fields: { email: 'a@example.com' }, metadata: { email: 'a@example.com', plan: 'pro' } }, other)).json()).events;
       const shown = await get(`/v1/events/${receipt.id}`, other);

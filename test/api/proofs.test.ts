@@ -125,6 +125,11 @@ describe('checkpoints and proofs', () => {
         expect(status, q).toBe(400);
         expect(body.error.message).toMatch(/^query\./);
       }
+      // Without tree_size, an event after the latest checkpoint waits for the next one: nothing was sent to blame.
+      const [late] = await append(tenant, 1, 'late');
+      const { status, body } = await get(tenant, `/v1/events/${late!.id}/proof`);
+      expect(status).toBe(404);
+      expect(body.error).toEqual({ code: 'no_checkpoint', message: `no signed checkpoint covers event seq ${late!.seq} yet (the latest is of size 15); wait for the next one, or pass tree_size` });
       expect((await get(tenant, '/v1/consistency?from=12&to=11')).status).toBe(400);
       expect((await get(tenant, '/v1/consistency')).status).toBe(400);
     });

@@ -107,10 +107,10 @@ describe('event hashing (ledger format v2)', () => {
 
   it('refuses a body of another format version, saying so', () => {
     const fields = { project: 'p', environment: 'e', seq: 1, id: 'i', received_at: '2026-01-01T00:00:00.000Z', prev: GENESIS_PREV };
-    const v1 = Buffer.from(encodeEvent({ action: 'a' }, fields).canonical.toString().replace('"v":2', '"v":1'));
-    const row: StoredEvent = { ...fields, received_at: new Date(fields.received_at), prev: Buffer.from(GENESIS_PREV, 'hex'), hash: eventHash(v1), canonical: v1, columns: indexColumns({ action: 'a' }) };
+    const v3 = Buffer.from(encodeEvent({ action: 'a' }, fields).canonical.toString().replace('"v":2', '"v":3'));
+    const row: StoredEvent = { ...fields, received_at: new Date(fields.received_at), prev: Buffer.from(GENESIS_PREV, 'hex'), hash: eventHash(v3), canonical: v3, columns: indexColumns({ action: 'a' }) };
     expect(checkStoredEvent(row, { project: 'p', environment: 'e' }, undefined).map((f) => f.reason)).toEqual([
-      'event version 1 is not one this verifier knows (it knows 2)',
+      'event version 3 is not one this verifier knows (it knows 1, 2)',
     ]);
   });
 

@@ -4,9 +4,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeEvent, GENESIS_PREV, type AuditEvent } from '../../src/ledger/event.js';
 import { canonicalize } from '../../src/ledger/jcs.js';
+import { uuidv7Time } from '../../src/ledger/uuid.js';
 import {
   commitValue,
   DEFAULT_POLICY,
+  ERASED_TEXT,
+  markersAsText,
+  MISMATCH_TEXT,
   formatPointer,
   parsePointer,
   policyProblems,
@@ -128,7 +132,7 @@ describe('personal data commitments', () => {
     expect(policyProblems(DEFAULT_POLICY)).toEqual([]);
     const problems = policyProblems({
       subjects: [
-        { subject: '/actor/id', paths: ['/actor', '/actor/*', '/action', 'actor/name', '/a/*/b', '/group/id', '/x', '/x', ''] },
+        { subject: '/actor/id', paths: ['/actor', '/actor/*', '/action', 'actor/name', '/a/*/b', '/group/id', '/metadata/x', '/metadata/x', ''] },
         { subject: '/metadata/user', paths: ['/metadata/*'] },
       ],
     });
@@ -144,6 +148,67 @@ describe('personal data commitments', () => {
       'subjects.1.paths.0',
     ]);
     expect(problems[0]!.message).toMatch(/must not name \/actor\/id/);
+  });
+
+  it('refuses two paths that overlap, in one rule or across rules, naming the one overlapped', () => {
+    const overlapping: [string, string][] = [
+      ['/metadata', '/metadata/victim'],
+      ['/metadata/victim', '/metadata'],
+      ['/metadata/a', '/metadata/a'],
+      ['/metadata/*', '/metadata/a'],
+      ['/metadata/a/b', '/metadata/*'],
+      ['/metadata/*', '/metadata'],
+      ['/metadata/*', '/metadata/a/*'],
+      ['/actor/fields/*', '/actor/fields/email'],
+    ];
+    for (const [first, second] of overlapping) {
+      for (const policy of [
+        { subjects: [{ subject: '/actor/id', paths: [first, second] }] },
+        { subjects: [{ subject: '/actor/id', paths: [first] }, { subject: '/target/id', paths: [second] }] },
+      ]) {
+        const problems = policyProblems(policy);
+        expect(problems, `${first} then ${second}`).toHaveLength(1);
+        const firstField = 'subjects.0.paths.0';
+        expect(problems[0]!.field).toBe(policy.subjects.length === 1 ? 'subjects.0.paths.1' : 'subjects.1.paths.0');
+        expect(problems[0]!.message).toContain(`overlaps ${firstField} (${first})`);
+      }
+    }
+    // Neighbours that share a prefix of characters but not of tokens do not overlap.
+    const apart = { subjects: [{ subject: '/actor/id', paths: ['/metadata/a', '/metadata/ab', '/metadata/a~1b', '/metadata/c/*'] }, { subject: '/target/id', paths: ['/metadata/b/*'] }] };
+    expect(policyProblems(apart)).toEqual([]);
+  });
+
+  it('refuses a pointer that can never match an event', () => {
+    const never = ['/v', '/commitments', '/', '/nope', '/actor/name/x', '/source_ip/x', '/source_ip/*', '/is_failure/x', '/actor/nope', '/fields/a/b', '/fields/a/*', '/group/name/*'];
+    const problems = policyProblems({ subjects: [{ subject: '/actor/id', paths: never }] });
+    expect(problems.map((p) => p.field)).toEqual(never.map((_, p) => `subjects.0.paths.${p}`));
+    for (const problem of problems) expect(problem.message).toMatch(/^can never match an event: /);
+    expect(problems[0]!.message).toContain('it must begin with a member of the event (action, crud, group, actor,');
+    expect(problems[4]!.message).toBe('can never match an event: /actor/name is always a string or a boolean');
+    expect(policyProblems({ subjects: [{ subject: '/actor/name/id', paths: ['/source_ip'] }] })).toEqual([
+      { field: 'subjects.0.subject', message: 'can never match an event: /actor/name is always a string or a boolean' },
+    ]);
+    // Every place an event can hold a value: a party's members and fields, the free JSON of metadata.
+    const reachable = ['/actor/name', '/actor/href', '/actor/fields/*', '/target/name', '/target/fields/x', '/group/name', '/fields/*', '/metadata/a/b/c', '/description', '/external_id', '/component', '/version', '/is_anonymous'];
+    expect(policyProblems({ subjects: [{ subject: '/actor/id', paths: reachable }] })).toEqual([]);
+  });
+
+  it('shows every marker as one text where a schema allows only strings', () => {
+    const event = { action: 'a', actor: { id: 'u', name: { erased: true, commitment: 'c' } }, source_ip: { erased: false, commitment: 'd', mismatch: true } } as unknown as AuditEvent;
+    const restored = { event, erased: ['/actor/name'], mismatched: ['/source_ip'] };
+    expect(markersAsText(restored)).toEqual({ action: 'a', actor: { id: 'u', name: ERASED_TEXT }, source_ip: MISMATCH_TEXT });
+    expect([ERASED_TEXT, MISMATCH_TEXT]).toEqual(['[erased]', '[mismatch]']);
+    // The restored event is not changed.
+    expect((event.actor as { name: unknown }).name).toEqual({ erased: true, commitment: 'c' });
+  });
+
+  it('stores a value with no subject when the subject id is not a non-empty string', () => {
+    const policy = { subjects: [{ subject: '/metadata/user', paths: ['/metadata/email'] }] };
+    for (const user of ['', 42, null, { id: 'u' }, ['u'], undefined]) {
+      const split = splitPersonal({ action: 'a', metadata: { user, email: 'a@example.com' } }, policy, counting);
+      expect(split.values.map((v) => v.subject), JSON.stringify(user)).toEqual([null]);
+    }
+    expect(splitPersonal({ action: 'a', metadata: { user: 'u', email: 'e' } }, policy, counting).values[0]!.subject).toBe('u');
   });
 
   it('names a subject by a keyed digest per project', () => {
@@ -171,18 +236,12 @@ describe('docs/format.md "Personal data commitments"', () => {
     expect(commitments).toEqual(Object.entries(split.commitments));
 
     const [body, hashLine] = example('body').split('\n');
-    const encoded = encodeEvent(
-      split.event,
-      {
-        project: '01930000-0000-7000-8000-000000000001',
-        environment: '01930000-0000-7000-8000-000000000002',
-        seq: 1,
-        id: '01930000-0000-7000-8000-000000000003',
-        received_at: '2026-11-30T12:00:00.000Z',
-        prev: GENESIS_PREV,
-      },
-      split.commitments,
-    );
+    // The ledger fields as the prose gives them; every id a UUIDv7 whose time is received_at, as the ledger writes them.
+    const fields = /project `([^`]+)`, environment\s+`([^`]+)`, seq 1, id `([^`]+)`,\s+received at `([^`]+)`/.exec(doc);
+    expect(fields).not.toBeNull();
+    const [, project, environment, id, received_at] = fields as unknown as [string, string, string, string, string];
+    for (const uuid of [project, environment, id]) expect(uuidv7Time(uuid), uuid).toBe(Date.parse(received_at));
+    const encoded = encodeEvent(split.event, { project, environment, seq: 1, id, received_at, prev: GENESIS_PREV }, split.commitments);
     expect(body).toBe(encoded.canonical.toString('utf8'));
     expect(hashLine).toBe(`SHA-256(0x00 || body) = ${encoded.hash.toString('hex')}`);
     expect(example('erased')).toBe(canonicalize(restorePersonal(split.event, split.commitments, new Map()).event));

@@ -19,17 +19,20 @@ const refused = (what: 'event' | 'manifest') =>
 const EVENT: AuditEvent = { action: 'user.login', actor: { id: 'u-1' } };
 const RECEIVED = '2026-11-29T10:00:00.000Z';
 
-/** The one event of a chain, its body at `v` (the encoder writes only the current version). */
-function eventAt(v: number) {
+/**
+ * The one event of a chain, its body at `v` (the encoder writes only the current version), with a
+ * `commitments` member when `committed`.
+ */
+function eventAt(v: number, committed = false) {
   const fields = { project: PROJECT, environment: ENVIRONMENT, seq: 1, id: '01a226bf-4900-7a1b-8c2d-3e4f5a6b7c8d', received_at: RECEIVED, prev: GENESIS_PREV };
-  const current = encodeEvent(EVENT, fields).canonical.toString('utf8');
+  const current = encodeEvent(EVENT, fields, committed ? { '/actor/name': 'ab'.repeat(32) } : undefined).canonical.toString('utf8');
   const canonical = Buffer.from(current.replace(/"v":[0-9]+}$/, `"v":${v}}`), 'utf8');
   return { canonical, hash: eventHash(canonical), fields };
 }
 
 /** A one-event bundle of that event, its manifest at `manifestV` with `extra` fields, validly signed. */
-function bundleOf(eventV: number, manifestV: number, extra: Record<string, unknown> = {}) {
-  const { canonical, hash } = eventAt(eventV);
+function bundleOf(eventV: number, manifestV: number, extra: Record<string, unknown> = {}, committed = false) {
+  const { canonical, hash } = eventAt(eventV, committed);
   const checkpoint = signCheckpoint({ origin: ORIGIN, size: 1, root: hash }, KEY);
   const line = Buffer.concat([canonical, Buffer.from('\n')]);
   const fields = {
@@ -114,5 +117,39 @@ describe('format versions a verifier does not know', () => {
     const failures = checkStoredEvent(row, { project: PROJECT, environment: ENVIRONMENT }, undefined);
     expect(failures).toHaveLength(1);
     expect(failures[0]!.reason).toMatch(refused('event'));
+  });
+});
+
+// A chain appended before format v2 holds v1 bodies: v2 without `commitments` (docs/format.md, "Versions").
+describe('format version 1', () => {
+  const V1_COMMITTED = 'event version 1 has no member commitments (version 2 added it)';
+
+  function storedRow(v: number, committed: boolean) {
+    const { canonical, hash, fields } = eventAt(v, committed);
+    return { seq: 1, id: fields.id, received_at: new Date(RECEIVED), prev: Buffer.from(GENESIS_PREV, 'hex'), hash, canonical, columns: indexColumns(EVENT) };
+  }
+
+  function proofOf(v: number, committed: boolean) {
+    const { canonical, hash } = eventAt(v, committed);
+    const note = signCheckpoint({ origin: ORIGIN, size: 1, root: hash }, KEY);
+    return { leaf_index: 0, tree_size: 1, leaf_hash: hash.toString('base64'), proof: [], checkpoint: note, canonical: canonical.toString('utf8') };
+  }
+
+  it('every verifier reads a v1 body', () => {
+    expect(verifyBundle(bundleOf(1, MANIFEST_VERSION).bytes, [KEY]).failures).toEqual([]);
+    expect(verifyProofDocument(proofOf(1, false), [KEY])).toMatch(/is included/);
+    expect(checkStoredEvent(storedRow(1, false), { project: PROJECT, environment: ENVIRONMENT }, undefined)).toEqual([]);
+  });
+
+  it('every verifier refuses a v1 body that carries commitments, and reads it at v2', () => {
+    const bundleFailures = verifyBundle(bundleOf(1, MANIFEST_VERSION, {}, true).bytes, [KEY]).failures;
+    expect(bundleFailures.map((f) => f.reason)).toEqual([V1_COMMITTED]);
+    expect(() => verifyProofDocument(proofOf(1, true), [KEY])).toThrow(V1_COMMITTED);
+    const stored = checkStoredEvent(storedRow(1, true), { project: PROJECT, environment: ENVIRONMENT }, undefined);
+    expect(stored.map((f) => f.reason)).toEqual([V1_COMMITTED]);
+
+    expect(verifyBundle(bundleOf(2, MANIFEST_VERSION, {}, true).bytes, [KEY]).failures).toEqual([]);
+    expect(verifyProofDocument(proofOf(2, true), [KEY])).toMatch(/is included/);
+    expect(checkStoredEvent(storedRow(2, true), { project: PROJECT, environment: ENVIRONMENT }, undefined)).toEqual([]);
   });
 });

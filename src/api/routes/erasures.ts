@@ -38,7 +38,8 @@ export function erasureSchemas(maxStringLength: number) {
           .optional()
           .describe("the subject's keyed digest, as an earlier erasure answered it: instead of subject"),
       })
-      .refine((b) => (b.subject === undefined) !== (b.subject_digest === undefined), { message: 'give subject or subject_digest, not both', path: ['subject'] }),
+      .refine((b) => b.subject !== undefined || b.subject_digest !== undefined, { message: 'one of subject or subject_digest is required', path: ['subject'] })
+      .refine((b) => b.subject === undefined || b.subject_digest === undefined, { message: 'give subject or subject_digest, not both', path: ['subject'] }),
     hold: z.strictObject({
       environment: z.uuid('must be the id of an environment of the project').optional().describe('hold only this environment; all of the project when absent'),
       subject: subject.optional().describe('hold only this subject; every subject when absent'),
@@ -58,7 +59,10 @@ function requester(c: Context<AppEnv>): string {
   return principal.kind === 'admin' ? 'auditledger:admin' : `auditledger:token:${principal.tokenId}`;
 }
 
-/** An erasure's answer: 201 when it appended erasure events, 200 for a repeat that found nothing new; 409 under a hold. */
+/**
+ * An erasure's answer: 201 when it made the erasure record or appended erasure events, 200 for a
+ * repeat that found nothing new; 409 under a hold.
+ */
 function answer(c: Context<AppEnv>, outcome: ErasureOutcome) {
   if (!outcome.ok) {
     const { hold } = outcome;
@@ -67,7 +71,7 @@ function answer(c: Context<AppEnv>, outcome: ErasureOutcome) {
       reason: hold.reason,
     });
   }
-  return c.json(outcome.erasure, outcome.appended > 0 ? 201 : 200);
+  return c.json(outcome.erasure, outcome.created || outcome.appended > 0 ? 201 : 200);
 }
 
 /**

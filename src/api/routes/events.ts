@@ -1,11 +1,11 @@
 import { Hono, type Context } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
-import { checkChainEnd, verifyStoredEvents, type Failure } from '../../ledger/verify-events.js';
+import { checkChainEnd, verifyStoredEvents } from '../../ledger/verify-events.js';
 import { appendItem, type AppendItem } from '../../store/append.js';
 import { eventHashes, getChainEnd, getChainHead, getEvent, queryEvents } from '../../store/events.js';
 import type { GroupCommit } from '../../store/group-commit.js';
-import { showEvents, type ShownEvent } from '../../store/personal.js';
+import { personalFailures, showEvents, type ShownEvent } from '../../store/personal.js';
 import { chainNames } from '../../store/tenants.js';
 import { listFindings } from '../../store/verification.js';
 import type { AppendMetrics } from '../metrics.js';
@@ -98,13 +98,6 @@ function present({ row, event }: ShownEvent) {
     canonical: row.canonical.toString('utf8'),
     event,
   };
-}
-
-/** verify=true's findings of personal values: a stored value that does not match its commitment. */
-function personalFailures(shown: readonly ShownEvent[]): Failure[] {
-  return shown.flatMap(({ row, mismatched }) =>
-    mismatched.map((pointer) => ({ seq: row.seq, reason: `the personal value at ${pointer} does not match its commitment` })),
-  );
 }
 
 /** Cursors are opaque to clients: the order and the last seq of the page. */

@@ -4,9 +4,7 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { canonicalize } from '../../ledger/jcs.js';
 import { DEFAULT_POLICY, policyProblems, type PersonalPolicy } from '../../ledger/personal.js';
-import { appendItem, type Receipt } from '../../store/append.js';
-import type { GroupCommit } from '../../store/group-commit.js';
-import { chainPolicy, chainsFollowing, deletePolicy, getPolicy, putPolicy, type PolicySource } from '../../store/personal.js';
+import { changePolicy, chainPolicy, getPolicy, type PolicySource } from '../../store/personal.js';
 import { getEnvironment, getProject } from '../../store/tenants.js';
 import type { AppEnv } from '../context.js';
 import { invalidFields, notFound } from '../errors.js';
@@ -17,7 +15,8 @@ import { storableString } from '../schemas.js';
 
 export interface PersonalDataDeps {
   db: pg.Pool;
-  groupCommit: GroupCommit;
+  /** The server clock appends use (GroupCommit.now). */
+  now: () => number;
   policies: PersonalPolicies;
 }
 
@@ -54,10 +53,10 @@ interface PolicyAnswer {
  * one (its chains then follow the project's, or the default). Every PUT and DELETE appends an
  * `auditledger.policy.changed` event to each chain whose policy it sets, holding that chain's
  * policy and its SHA-256 (over RFC 8785 canonical JSON), so the chain records which values it
- * commits to from where on. A repeated PUT is recorded again: a retry after a failed append must
- * still leave its record.
+ * commits to from where on. The change and its events are one transaction (store/personal.ts
+ * changePolicy): an error leaves neither. A PUT of the policy already set is a no-op (`events: []`).
  */
-export function personalDataRoutes({ db, groupCommit, policies }: PersonalDataDeps) {
+export function personalDataRoutes({ db, now, policies }: PersonalDataDeps) {
   /** The project and environment (null: the project's policy) a request names; 404 when either does not exist. */
   async function scope(c: Context<AppEnv>): Promise<{ project: string; environment: string | null }> {
     const project = pathId(c, 'projectId', 'project');
@@ -79,23 +78,22 @@ export function personalDataRoutes({ db, groupCommit, policies }: PersonalDataDe
     return { project_id: project, environment_id: environment, ...inForce, changed_at: row?.changed_at.toISOString() ?? null };
   }
 
-  /** Records each changed chain's policy in that chain; the receipts, by chain. */
-  async function record(project: string, environment: string | null): Promise<(Receipt & { environment_id: string })[]> {
-    policies.forget();
-    const chains = await chainsFollowing(db, project, environment);
-    return Promise.all(
-      chains.map(async (chain) => {
-        const { policy, source } = await chainPolicy(db, chain);
-        const event = {
-          action: POLICY_CHANGED,
-          crud: 'u' as const,
-          metadata: { policy, policy_sha256: createHash('sha256').update(canonicalize(policy)).digest('hex'), source },
-        };
-        const outcome = await groupCommit.append({ project, environment: chain }, [appendItem(event)]);
-        if (!outcome.ok) throw new Error('a policy change conflicted without an idempotency key');
-        return { environment_id: chain, ...outcome.receipts[0]! };
+  /** Stores a change (null: remove) with its record in each chain it changes; undefined when removing none. */
+  async function change(project: string, environment: string | null, policy: PersonalPolicy | null) {
+    const changed = await changePolicy(db, {
+      project,
+      environment,
+      policy,
+      now,
+      recordedAs: ({ policy: inForce, source }) => ({
+        action: POLICY_CHANGED,
+        crud: 'u',
+        metadata: { policy: inForce, policy_sha256: createHash('sha256').update(canonicalize(inForce)).digest('hex'), source },
       }),
-    );
+    });
+    // After the commit: a cached policy read before it would outlive the change.
+    policies.forget();
+    return changed;
   }
 
   const get = async (c: Context<AppEnv>) => {
@@ -107,14 +105,14 @@ export function personalDataRoutes({ db, groupCommit, policies }: PersonalDataDe
     const policy = await jsonBody(c, policySchema);
     const problems = policyProblems(policy);
     if (problems.length) throw invalidFields(problems);
-    await putPolicy(db, project, environment, policy);
-    const events = await record(project, environment);
+    const { events } = (await change(project, environment, policy))!;
     return c.json({ ...(await answer(project, environment)), events });
   };
   const remove = async (c: Context<AppEnv>) => {
     const { project, environment } = await scope(c);
-    if (!(await deletePolicy(db, project, environment))) throw notFound('personal data policy');
-    const events = await record(project, environment);
+    const changed = await change(project, environment, null);
+    if (!changed) throw notFound('personal data policy');
+    const { events } = changed;
     return c.json({ ...(await answer(project, environment)), events });
   };
 

@@ -130,6 +130,9 @@ export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
       }
       const head = await chainHead(environment);
       const n = await treeSize(environment, head, q.tree_size, 'query.tree_size');
+      if (n < event.seq && q.tree_size === undefined) {
+        throw new ApiError(404, 'no_checkpoint', `no signed checkpoint covers event seq ${event.seq} yet (the latest is of size ${n}); wait for the next one, or pass tree_size`);
+      }
       if (n < event.seq) throw invalidFields([{ field: 'query.tree_size', message: `must be at least the event's seq ${event.seq}` }]);
       const index = event.seq - 1;
       const { mth, root } = await provenTree(environment, head, n, (m) => inclusionPath(index, n, m));

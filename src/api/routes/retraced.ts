@@ -3,6 +3,7 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
 import type { AuditEvent } from '../../ledger/event.js';
+import { markersAsText } from '../../ledger/personal.js';
 import { appendItem } from '../../store/append.js';
 import type { GroupCommit } from '../../store/group-commit.js';
 import { countEvents, queryEvents, type EventFilters } from '../../store/events.js';
@@ -188,17 +189,24 @@ const searchArguments = z
 /** Elasticsearch's default page size, which Retraced's search gets when given neither first nor last. */
 const DEFAULT_PAGE_SIZE = 10;
 
-/** GraphQL has no maps: Retraced's fields are lists of {key, value}. Non-string metadata is shown as JSON. */
-const keyValues = (map: Record<string, unknown> | undefined) =>
-  map && Object.entries(map).map(([key, value]) => ({ key, value: typeof value === 'string' ? value : JSON.stringify(value) }));
+/**
+ * GraphQL has no maps: Retraced's fields are lists of {key, value}. Non-string metadata is shown as
+ * JSON. A whole map erased (a policy path such as `/metadata`) is its marker text under an empty key.
+ */
+const keyValues = (map: Record<string, unknown> | string | undefined) => {
+  if (typeof map === 'string') return [{ key: '', value: map }];
+  return map && Object.entries(map).map(([key, value]) => ({ key, value: typeof value === 'string' ? value : JSON.stringify(value) }));
+};
 
 /**
  * A stored event as Retraced's Event. canonical_time is Retraced's: created, else received. There
  * are no display templates or GeoIP data here, so display, country and loc_subdiv1/2 are null.
+ * Retraced types every value a policy can make personal a String: an erased or mismatched value
+ * reads as ERASED_TEXT or MISMATCH_TEXT (personal.ts markersAsText), not as our marker object.
  */
-function eventNode({ row, event: shown }: ShownEvent) {
+function eventNode({ row, event: shown, erased, mismatched }: ShownEvent) {
   // {} when the stored bytes do not parse (GET /v1/events?verify=true says why).
-  const event: Partial<AuditEvent> = shown ?? {};
+  const event: Partial<AuditEvent> = shown ? markersAsText({ event: shown, erased, mismatched }) : {};
   const received = row.received_at.toISOString();
   return {
     ...event,
