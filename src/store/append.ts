@@ -7,17 +7,8 @@ import { SALT_SIZE, splitPersonal, type PersonalPolicy } from '../ledger/persona
 import { extendTails, levelsCompleted, tileBytes, tileHashes, type FullTile, type TileTails } from '../ledger/tiles.js';
 import { isUuid, uuidv7 } from '../ledger/uuid.js';
 import { dayClosed } from './errors.js';
+import { personalRows, type PersonalRow } from './personal.js';
 import { readTails } from './tiles.js';
-
-/** A personal value to store with its event (personal.ts PersonalValue, its subject as a keyed digest). */
-export interface StoredValue {
-  pointer: string;
-  /** personal.ts subjectDigest of the subject id; null when the event names no subject. */
-  subjectDigest: Buffer | null;
-  /** RFC 8785 canonical JSON. */
-  value: string;
-  salt: Buffer;
-}
 
 /**
  * One event to append: the event without its personal values, its canonical JSON, its
@@ -29,7 +20,8 @@ export interface AppendItem {
   canonical: string;
   /** The body's `commitments` member; undefined when the event holds no personal value. */
   commitments?: Commitments | undefined;
-  values?: StoredValue[] | undefined;
+  /** Its personal_values rows, one per data subject. */
+  personal?: PersonalRow[] | undefined;
   key?: string | undefined;
   /** SHA-256 of the event as sent: what "the same event" means for an idempotency key. */
   digest?: Buffer | undefined;
@@ -53,17 +45,11 @@ export function appendItem(event: AuditEvent, key?: string, personal?: PersonalS
   if (!split || split.values.length === 0) {
     return { event, canonical, key, digest: key === undefined ? undefined : createHash('sha256').update(canonical).digest() };
   }
-  const values = split.values.map(({ pointer, subject, value, salt }) => ({
-    pointer,
-    subjectDigest: subject === null ? null : personal.subjectDigest(subject),
-    value,
-    salt,
-  }));
   return {
     event: split.event,
     canonical,
     commitments: { map: split.commitments, canonical: canonicalize(split.commitments) },
-    values,
+    personal: personalRows(split.values, personal.subjectDigest),
     key,
     digest: key === undefined ? undefined : createHash('sha256').update(canonicalize(event)).digest(),
   };
@@ -178,8 +164,8 @@ class EventRows {
   groupId: (string | null)[] = [];
   created: (Date | null)[] = [];
   keys: { key: string; digest: Buffer; receipt: Receipt }[] = [];
-  /** personal_values rows: each value with the seq of its event. */
-  values: { seq: number; value: StoredValue }[] = [];
+  /** personal_values rows, each with the seq of its event. */
+  personal: { seq: number; row: PersonalRow }[] = [];
 }
 
 /**
@@ -293,7 +279,7 @@ function planAppend(chain: ChainRef, head: Head, requests: readonly AppendItem[]
         received_at: receivedAtIso,
         prev,
       }, item.commitments);
-      for (const value of item.values ?? []) rows.values.push({ seq, value });
+      for (const row of item.personal ?? []) rows.personal.push({ seq, row });
       const columns = indexColumns(item.event);
       rows.seq.push(seq);
       rows.id.push(id);
@@ -333,12 +319,24 @@ function appended({ outcomes, accepted, next }: AppendPlan): Appended {
 
 const NO_SUBJECT = Buffer.alloc(32);
 
-// personal_values rows as one JSON array of {seq, pointer, value} (the value's canonical JSON as a
-// string: embedded as JSON, PostgreSQL would refuse a \u0000 in it).
-function personalJson(values: EventRows['values']): string {
+// personal_values rows as one JSON array of {seq, part, pointer_values, salts_at, salts_length}
+// (the offsets into the salts parameter, in bytes); their subject digests and salts end to end.
+function personalParameters(personal: EventRows['personal']): [string, Buffer, Buffer] {
   let json = '';
-  for (const { seq, value } of values) json += `${json ? ',' : '['}{"seq":${seq},"pointer":${JSON.stringify(value.pointer)},"value":${JSON.stringify(value.value)}}`;
-  return json ? `${json}]` : '[]';
+  let at = 0;
+  let part = 0;
+  for (let i = 0; i < personal.length; i++) {
+    const { seq, row } = personal[i]!;
+    part = i > 0 && personal[i - 1]!.seq === seq ? part + 1 : 1;
+    json += `${json ? ',' : '['}{"seq":${seq},"part":${part},"pointer_values":${JSON.stringify(row.values)},"salts_at":${at},"salts_length":${row.salts.length}}`;
+    at += row.salts.length;
+  }
+  return [
+    json ? `${json}]` : '[]',
+    // Zeros where a row has no subject: SQL reads them as NULL (no HMAC-SHA-256 is all zeros but with odds of 2^-256).
+    Buffer.concat(personal.map(({ row }) => row.subjectDigest ?? NO_SUBJECT)),
+    Buffer.concat(personal.map(({ row }) => row.salts), at),
+  ];
 }
 
 /**
@@ -383,10 +381,11 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, hea
        SELECT $1, $2, * FROM unnest($15::text[], $16::bytea[], $17::bigint[], $18::uuid[], $19::bytea[])
         WHERE EXISTS (SELECT FROM head)),
      new_values AS (
-       INSERT INTO personal_values (environment_id, seq, pointer, subject_digest, salt, value)
-       SELECT $1, v.seq, v.pointer, NULLIF(substring($29::bytea FROM v.n::int * 32 - 31 FOR 32), decode(repeat('00', 32), 'hex')),
-              substring($30::bytea FROM v.n::int * 32 - 31 FOR 32), v.value
-         FROM ROWS FROM (json_to_recordset($28::json) AS (seq bigint, pointer text, value text)) WITH ORDINALITY AS v(seq, pointer, value, n)
+       INSERT INTO personal_values (environment_id, seq, part, subject_digest, pointer_values, salts)
+       SELECT $1, v.seq, v.part, NULLIF(substring($29::bytea FROM v.n::int * 32 - 31 FOR 32), decode(repeat('00', 32), 'hex')),
+              v.pointer_values, substring($30::bytea FROM v.salts_at + 1 FOR v.salts_length)
+         FROM ROWS FROM (json_to_recordset($28::json) AS (seq bigint, part smallint, pointer_values text, salts_at int, salts_length int))
+              WITH ORDINALITY AS v(seq, part, pointer_values, salts_at, salts_length, n)
         WHERE EXISTS (SELECT FROM head)),
      new_tiles AS (
        INSERT INTO tiles (environment_id, level, tile_index, hashes, root)
@@ -423,10 +422,7 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, hea
       tiles.map((t) => t.index),
       Buffer.concat(tiles.map((t) => tileBytes(t.hashes))),
       Buffer.concat(tiles.map((t) => t.root)),
-      personalJson(rows.values),
-      // Subject digests and salts end to end, 32 bytes each (zeros where a value has no subject).
-      Buffer.concat(rows.values.map((v) => v.value.subjectDigest ?? NO_SUBJECT)),
-      Buffer.concat(rows.values.map((v) => v.value.salt)),
+      ...personalParameters(rows.personal),
     ],
   }).catch((error: unknown) => {
     // A sealed or missing day partition: a clear refusal rather than a database error.
