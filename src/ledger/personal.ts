@@ -313,7 +313,7 @@ export function splitPersonal(event: AuditEvent, policy: PersonalPolicy, fill: R
     }
   }
   if (found.length === 0) return { event, commitments: {}, values: [] };
-  const salts = Buffer.alloc(found.length * SALT_SIZE);
+  const salts = Buffer.allocUnsafe(found.length * SALT_SIZE); // filled whole by `fill`
   fill(salts);
   const editor = new EventEditor(event);
   const commitments: Record<string, string> = {};
