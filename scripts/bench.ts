@@ -14,9 +14,13 @@
 //   events carry no commitments. Targets are printed beside the figures, never asserted.
 //
 //   npm run bench -- [--events N] [--seconds S] [--workers W] [--seal-events N] [--chain-events N] [--proofs N]
+//                    [--rounds R] [--personal-only]
 //
 // A quick check that every phase runs (figures meaningless):
 //   npm run bench -- --events 20000 --seconds 1 --seal-events 200000 --chain-events 300000 --proofs 50
+//
+// (p0) and (p) take turns, R runs each (4 unless given) of S / R seconds, so that both see the
+// same machine. --personal-only runs them alone (no (a), no other phase): their ratio, in a minute.
 //
 // PostgreSQL: a fresh database at DATABASE_URL (a superuser URL) when set, otherwise an embedded
 // server in a temporary folder. The service runs as a child process (`auditledger serve`) so it
@@ -104,6 +108,10 @@ interface Options {
   chainEvents: number;
   /** Measured proofs of each kind on each chain in (g). */
   proofs: number;
+  /** The turns (p0) and (p) take, each measuring seconds / rounds. */
+  rounds: number;
+  /** Only (p0) and (p). */
+  personalOnly: boolean;
 }
 
 function parseOptions(): Options {
@@ -116,6 +124,8 @@ function parseOptions(): Options {
       'seal-events': { type: 'string', default: '1000000' },
       'chain-events': { type: 'string', default: '3000000' },
       proofs: { type: 'string', default: '500' },
+      rounds: { type: 'string', default: '4' },
+      'personal-only': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -131,6 +141,8 @@ function parseOptions(): Options {
     sealEvents: positive('seal-events'),
     chainEvents: positive('chain-events'),
     proofs: positive('proofs'),
+    rounds: positive('rounds'),
+    personalOnly: values['personal-only'],
   };
 }
 
@@ -634,6 +646,21 @@ interface IngestFigures {
 
 /** Splits a phase's connections over the worker threads, runs it, and sums it up. */
 async function measureIngest(base: URL, phase: IngestPhase, chains: Map<string, Chain>, options: Options): Promise<IngestFigures> {
+  return ingestFigures([await runIngest(base, phase, chains, options, options.seconds)], options.seconds);
+}
+
+/** The figures of a phase from what its runs, `seconds` measured in all, acknowledged. */
+function ingestFigures(results: LoadResult[], seconds: number): IngestFigures {
+  const latencies = results.flatMap((r) => r.latencies);
+  return {
+    eventsPerSecond: results.reduce((sum, r) => sum + r.acknowledged, 0) / seconds,
+    latency: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) },
+    errors: results.reduce((sum, r) => sum + r.errors, 0),
+  };
+}
+
+/** One run of a phase: a warm-up, then `seconds` measured. */
+async function runIngest(base: URL, phase: IngestPhase, chains: Map<string, Chain>, options: Options, seconds: number): Promise<LoadResult> {
   const tokens = Array.from({ length: phase.connections }, (_, i) => chains.get(phase.chains[i % phase.chains.length]!)!.token);
   const body = requestBody(phase.eventsPerRequest, phase.event);
   const threads = Math.min(options.workers, phase.connections);
@@ -644,14 +671,34 @@ async function measureIngest(base: URL, phase: IngestPhase, chains: Map<string, 
     tokens: tokens.filter((_, i) => i % threads === w),
     randomTokens: phase.random ? phase.chains.map((name) => chains.get(name)!.token) : undefined,
     warmupMs: WARMUP_MS,
-    measureMs: options.seconds * 1000,
+    measureMs: seconds * 1000,
   }));
-  const result = await runLoad(specs);
-  return {
-    eventsPerSecond: result.acknowledged / options.seconds,
-    latency: { p50: percentile(result.latencies, 0.5), p99: percentile(result.latencies, 0.99) },
-    errors: result.errors,
-  };
+  return runLoad(specs);
+}
+
+/**
+ * Runs phases in turn, `rounds` times, each run measuring `options.seconds / rounds`, and sums
+ * each phase up: two phases compared this way see the same machine, even while the load of
+ * processes outside the run comes and goes. Each phase's CPU shares are the mean of its runs'.
+ */
+async function measureAlternately(
+  base: URL,
+  phases: IngestPhase[],
+  chains: Map<string, Chain>,
+  options: Options,
+  meter: CpuMeter | undefined,
+): Promise<(IngestFigures & { cpu?: CpuShare | undefined })[]> {
+  const seconds = options.seconds / options.rounds;
+  const runs = phases.map(() => [] as { result: LoadResult; cpu?: CpuShare | undefined }[]);
+  for (let round = 0; round < options.rounds; round++) {
+    for (const [i, phase] of phases.entries()) runs[i]!.push(await metered(meter, async () => ({ result: await runIngest(base, phase, chains, options, seconds) })));
+  }
+  return runs.map((phaseRuns) => {
+    const shares = phaseRuns.flatMap((r) => (r.cpu ? [r.cpu] : []));
+    const mean = (key: keyof CpuShare) => shares.reduce((sum, share) => sum + share[key], 0) / shares.length;
+    const cpu = shares.length === phaseRuns.length ? { service: mean('service'), postgres: mean('postgres'), bench: mean('bench'), other: mean('other') } : undefined;
+    return { ...ingestFigures(phaseRuns.map((r) => r.result), options.seconds), cpu };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1153,7 +1200,7 @@ const INGEST_PHASES: IngestPhase[] = [
     eventsPerRequest: 1,
     random: true,
   },
-  // Back to back, the same bodies: only the policy differs.
+  // The same bodies, measured in turns (measureAlternately): only the policy differs.
   {
     key: '(p0)',
     label: '(p0) HTTP batches of 100, 8 connections, events with 3 personal-path values kept clear (no policy)',
@@ -1217,28 +1264,42 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   const { rows } = await db.query<{ server_version: string }>('SHOW server_version');
   const meter = await CpuMeter.open(db, service.pid);
 
-  progress(`(a) building and COPYing ${count(options.events)} rows`);
-  const chunks = chainAsCopyText(options.events);
-  await createCopyTable(db);
-  const measures: Measure[] = [{
-    key: '(a)',
-    label: `(a) COPY ${count(options.events)} rows into a plain events table`,
-    ...(await metered(meter, () => copyRows(db, chunks, options.events))),
-  }];
+  const measures: Measure[] = [];
+  if (!options.personalOnly) {
+    progress(`(a) building and COPYing ${count(options.events)} rows`);
+    const chunks = chainAsCopyText(options.events);
+    await createCopyTable(db);
+    measures.push({
+      key: '(a)',
+      label: `(a) COPY ${count(options.events)} rows into a plain events table`,
+      ...(await metered(meter, () => copyRows(db, chunks, options.events))),
+    });
+  }
 
-  const chains = await createChains(service.url, adminToken, [...new Set(INGEST_PHASES.flatMap((p) => p.chains))]);
-  for (const phase of INGEST_PHASES) {
+  const personal = INGEST_PHASES.filter((p) => p.key === '(p0)' || p.key === '(p)');
+  const phases = options.personalOnly ? personal : INGEST_PHASES;
+  const chains = await createChains(service.url, adminToken, [...new Set(phases.flatMap((p) => p.chains))]);
+  for (const phase of phases) {
     for (const name of phase.policy ? phase.chains : []) {
       const chain = chains.get(name)!;
       await putPolicy(service.url, adminToken, `/v1/projects/${chain.project}/environments/${chain.environment}`, phase.policy);
     }
-    progress(`${phase.label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
-    const figures = await metered(meter, () => measureIngest(service.url, phase, chains, options));
-    // The service's cores over the phase (warm-up included) per event acknowledged in its window.
+  }
+  const record = (phase: IngestPhase, figures: IngestFigures & { cpu?: CpuShare | undefined }) => {
+    // The service's cores over the phase (warm-ups included) per event acknowledged in its window.
     const cpuUsPerEvent = figures.cpu && (figures.cpu.service * 1e6) / figures.eventsPerSecond;
     measures.push({ key: phase.key, label: phase.label, target: phase.target, ...figures, cpuUsPerEvent });
-    if (phase.key === '(p0)') personalBaseline = figures.eventsPerSecond;
+  };
+  for (const phase of phases.filter((p) => !personal.includes(p))) {
+    progress(`${phase.label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
+    record(phase, await metered(meter, () => measureIngest(service.url, phase, chains, options)));
   }
+  progress(`(p0) and (p) in turn, ${options.rounds} times each: ${WARMUP_MS / 1000} s warm-up + ${options.seconds / options.rounds} s`);
+  const alternated = await measureAlternately(service.url, personal, chains, options, meter);
+  personal.forEach((phase, i) => record(phase, alternated[i]!));
+  personalBaseline = eventsPerSecond(measures, '(p0)');
+  const personalRatio = `Ratio (issue 17 target): (p) / (p0) = ${(eventsPerSecond(measures, '(p)') / eventsPerSecond(measures, '(p0)')).toFixed(2)} (>= 0.8).`;
+  if (options.personalOnly) return { postgres: rows[0]!.server_version, measures, notes: [personalRatio] };
   const bareServers = [
     ['node:http', '(c) ceiling: the load of (c1) against a bare node:http server'],
     ['hono', '(c) ceiling with the stack: the same against a bare Hono server'],
@@ -1418,7 +1479,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     `Ratios (issue 16 targets): (g) latency on ${count(proven[1]!.size)} / on ${count(proven[0]!.size)} events: ${proofRatios.join('; ')}` +
       ` (<= ${PROOF_TARGET}); (f) peak RSS on a day of ${count(days[1].events)} / of ${count(days[0].events)} events = ${rssRatio.toFixed(2)}` +
       ` (<= ${RSS_TARGET}, independent of day size); (h) peak RSS ${chainSeal.rssMb.toFixed(0)} MB (< ${SEAL_TARGET.rssMb}).`,
-    `Ratio (issue 17 target): (p) / (p0) = ${(eventsPerSecond(measures, '(p)') / eventsPerSecond(measures, '(p0)')).toFixed(2)} (>= 0.8).`,
+    personalRatio,
   ];
   return { postgres: rows[0]!.server_version, measures, notes };
 }
@@ -1448,14 +1509,14 @@ function ratios(measures: Measure[]): string {
 }
 
 function figuresTable(measures: Measure[]): string[] {
-  const ceiling = measures[0]!.eventsPerSecond!;
+  const ceiling = eventsPerSecond(measures, '(a)');
   const ms = (n: number | undefined) => (n === undefined ? '' : n.toFixed(1));
   return [
     '| measure | events/s | p50 ms | p99 ms | x (a) | target |',
     '|---|---:|---:|---:|---:|---|',
     ...measures.map(({ label, eventsPerSecond: eps, latency, target }) => {
       const met = target ? `${target.text}: ${target.met(eps ?? Number.NaN, ceiling) ? 'met' : 'missed'}` : '';
-      const rate = eps === undefined ? ['', ''] : [count(eps), (eps / ceiling).toFixed(2)];
+      const rate = eps === undefined ? ['', ''] : [count(eps), Number.isNaN(ceiling) ? '' : (eps / ceiling).toFixed(2)];
       return `| ${label} | ${rate[0]} | ${ms(latency?.p50)} | ${ms(latency?.p99)} | ${rate[1]} | ${met} |`;
     }),
   ];

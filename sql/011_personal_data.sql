@@ -2,17 +2,24 @@
 -- a salted commitment for each personal value; the value and its salt live here. This is the
 -- erasable store: the app role may delete from it, unlike every table of the chain itself.
 CREATE TABLE personal_values (
-  environment_id uuid NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
+  -- No foreign key, as events has none: a row is written only in the statement that writes its
+  -- event (after locking the chain head), and a chain with events is never deleted. Its check
+  -- would cost a lookup per row, more than a third of the rows' insert cost.
+  environment_id uuid NOT NULL,
   seq bigint NOT NULL CHECK (seq >= 1),
-  -- RFC 6901 JSON Pointer into the event: the key of the body's "commitments" member.
-  pointer text NOT NULL,
-  -- HMAC-SHA-256 under the subject key of project || 0x00 || subject id; NULL when the event
-  -- names no subject for the value (it then goes only with its event).
+  -- The row's number among its event's rows (one per subject): the key, since a subject may be NULL.
+  part smallint NOT NULL CHECK (part >= 1),
+  -- HMAC-SHA-256 under the subject key of project || 0x00 || subject id; NULL for the values
+  -- whose subject the event does not name (they then go only with their event).
   subject_digest bytea CHECK (length(subject_digest) = 32),
-  salt bytea NOT NULL CHECK (length(salt) = 32),
-  -- RFC 8785 canonical JSON of the value.
-  value text NOT NULL,
-  PRIMARY KEY (environment_id, seq, pointer)
+  -- One row per event and data subject, not per value: a row and its index entries cost about as
+  -- much as the event's own. The subject's values in the event, as the RFC 8785 canonical JSON of
+  -- an object mapping each RFC 6901 JSON Pointer into the event (a key of the body's
+  -- "commitments") to the value that was there.
+  pointer_values text NOT NULL,
+  -- Each value's 32-byte salt, end to end, in the member order of pointer_values.
+  salts bytea NOT NULL CHECK (length(salts) > 0 AND length(salts) % 32 = 0),
+  PRIMARY KEY (environment_id, seq, part)
 );
 -- Erasure finds a subject's values chain by chain.
 CREATE INDEX personal_values_subject ON personal_values (environment_id, subject_digest) WHERE subject_digest IS NOT NULL;

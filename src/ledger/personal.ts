@@ -236,41 +236,66 @@ function setMember(container: Json, token: string, value: unknown): void {
 }
 
 /**
- * Copy-on-write edits of an event: each object on an edited path is copied once, everything
- * else is shared with the original, which is never changed.
+ * Copy-on-write edits of an event: each object on an edited path is copied, everything else is
+ * shared with the original, which is never changed.
  */
 class EventEditor {
-  private readonly copies = new Set<object>();
+  // The copies made so far (few: the objects on the edited paths), which may be changed in place.
+  private readonly copies: object[] = [];
   root: Json;
 
   constructor(event: AuditEvent) {
     this.root = event as unknown as Json;
   }
 
-  private own(object: Json): Json {
-    if (this.copies.has(object)) return object;
-    const copy = { ...object };
-    this.copies.add(copy);
+  private copy(object: Json, without?: string): Json {
+    const copy: Json = {};
+    for (const name of Object.keys(object)) if (name !== without) setMember(copy, name, object[name]);
+    this.copies.push(copy);
     return copy;
+  }
+
+  private own(object: Json): Json {
+    return this.copies.includes(object) ? object : this.copy(object);
   }
 
   /** The (copied) parent object of `tokens`, made when `create` and missing; undefined otherwise. */
   private parent(tokens: readonly string[], create: boolean): Json | undefined {
     this.root = this.own(this.root);
     let at = this.root;
-    for (const token of tokens.slice(0, -1)) {
-      const child = member(at, token);
+    for (let i = 0; i < tokens.length - 1; i++) {
+      const child = member(at, tokens[i]!);
       if (!isObject(child) && !create) return undefined;
-      const copy = isObject(child) ? this.own(child) : (this.own({}) as Json);
-      setMember(at, token, copy);
+      const copy = isObject(child) ? this.own(child) : this.copy({});
+      setMember(at, tokens[i]!, copy);
       at = copy;
     }
     return at;
   }
 
+  /**
+   * Takes out the member at `tokens`: its parent is copied without it (a delete would turn the
+   * object into a slow dictionary for every later read, canonicalization included), then each
+   * container above it that is not a copy yet.
+   */
   remove(tokens: readonly string[]): void {
-    const parent = this.parent(tokens, false);
-    if (parent) delete parent[tokens.at(-1)!];
+    const path: Json[] = [this.root];
+    for (let i = 0; i < tokens.length - 1; i++) {
+      const child = member(path[i], tokens[i]!);
+      if (!isObject(child)) return;
+      path.push(child);
+    }
+    const last = tokens.at(-1)!;
+    if (!Object.hasOwn(path.at(-1)!, last)) return;
+    let replacement = this.copy(path.at(-1)!, last);
+    for (let i = path.length - 2; i >= 0; i--) {
+      const owned = this.copies.includes(path[i]!);
+      const container = owned ? path[i]! : this.copy(path[i]!);
+      setMember(container, tokens[i]!, replacement);
+      if (owned) return;
+      replacement = container;
+    }
+    this.root = replacement;
   }
 
   set(tokens: readonly string[], value: unknown): void {
@@ -350,7 +375,7 @@ export function splitPersonal(event: AuditEvent, policy: PersonalPolicy, fill: R
     }
   }
   if (found.length === 0) return { event, commitments: {}, values: [] };
-  const salts = Buffer.alloc(found.length * SALT_SIZE);
+  const salts = Buffer.allocUnsafe(found.length * SALT_SIZE); // filled whole by `fill`
   fill(salts);
   const editor = new EventEditor(event);
   const commitments: Record<string, string> = {};

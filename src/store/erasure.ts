@@ -4,6 +4,7 @@ import { erasureEvent, holdEvent, type HoldFacts } from '../ledger/system-events
 import { uuidv7 } from '../ledger/uuid.js';
 import { appendItem, inChainsTransaction, inChainTransaction, type ChainRef, type LockedChainAppend, type Receipt } from './append.js';
 import { withSessionLock } from './database.js';
+import { readPersonalRow } from './personal.js';
 
 /**
  * Erasure of a data subject's personal values (GDPR Art. 17) and legal holds (README "Personal
@@ -112,13 +113,18 @@ async function erasureRecord(client: pg.PoolClient, project: string, subjectDige
  * were deleted, by RFC 6901 pointer.
  */
 async function deleteSubjectValues(client: pg.PoolClient, environment: string, subjectDigest: Buffer): Promise<Record<string, number>> {
-  const { rows } = await client.query<{ pointer: string; n: number }>(
-    `WITH gone AS (DELETE FROM personal_values WHERE environment_id = $1 AND subject_digest = $2 RETURNING seq, pointer),
+  const { rows } = await client.query<{ pointer_values: string; salts: Buffer }>(
+    `WITH gone AS (DELETE FROM personal_values WHERE environment_id = $1 AND subject_digest = $2 RETURNING seq, pointer_values, salts),
      keys AS (DELETE FROM idempotency_keys WHERE environment_id = $1 AND seq IN (SELECT seq FROM gone))
-     SELECT pointer, count(*)::int AS n FROM gone GROUP BY pointer ORDER BY pointer`,
+     SELECT pointer_values, salts FROM gone`,
     [environment, subjectDigest],
   );
-  return Object.fromEntries(rows.map((r) => [r.pointer, r.n]));
+  // A Map, not an object: a pointer may be /metadata/__proto__.
+  const counts = new Map<string, number>();
+  for (const row of rows) {
+    for (const [pointer] of readPersonalRow(row.pointer_values, row.salts)) counts.set(pointer, (counts.get(pointer) ?? 0) + 1);
+  }
+  return Object.fromEntries([...counts].sort(([a], [b]) => (a < b ? -1 : 1)));
 }
 
 /**

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { AuditEvent, EventBody } from '../ledger/event.js';
 import { canonicalize } from '../ledger/jcs.js';
-import { DEFAULT_POLICY, restorePersonal, type PersonalPolicy } from '../ledger/personal.js';
+import { DEFAULT_POLICY, restorePersonal, SALT_SIZE, type PersonalPolicy, type PersonalValue } from '../ledger/personal.js';
 import type { Failure, StoredEvent } from '../ledger/verify-events.js';
 import { appendItem, inChainsTransaction } from './append.js';
 import type { ChainReceipt } from './erasure.js';
@@ -125,6 +125,78 @@ export async function changePolicy(db: pg.Pool, change: PolicyChange): Promise<{
   }
 }
 
+/**
+ * One personal_values row: the values of one data subject in one event. One row per subject
+ * rather than per value: a row and its two index entries cost PostgreSQL about as much per
+ * value as the event's own row, whatever the value's size.
+ */
+export interface PersonalRow {
+  /** The keyed subject digest (personal.ts subjectDigest); null for values whose subject the event does not name. */
+  subjectDigest: Buffer | null;
+  /** RFC 8785 canonical JSON of an object mapping each value's RFC 6901 pointer to the value. */
+  values: string;
+  /** Each value's SALT_SIZE salt, end to end, in the member order of `values` (RFC 8785: by UTF-16 code units of the pointers). */
+  salts: Buffer;
+}
+
+/**
+ * An event's personal values (personal.ts splitPersonal) as personal_values rows, one per
+ * subject, `digest` naming each subject. The values' canonical JSON is used as it is, so the
+ * row holds exactly the bytes each commitment covers. Throws JcsError for a pointer that is not
+ * well-formed Unicode.
+ */
+export function personalRows(values: readonly PersonalValue[], digest: (subject: string) => Buffer): PersonalRow[] {
+  const bySubject = new Map<string | null, PersonalValue[]>();
+  for (const value of values) {
+    const group = bySubject.get(value.subject);
+    if (group) group.push(value);
+    else bySubject.set(value.subject, [value]);
+  }
+  const rows: PersonalRow[] = [];
+  for (const [subject, group] of bySubject) {
+    // RFC 8785 section 3.2.3: members sorted by UTF-16 code units, Array.prototype.sort's default order.
+    group.sort((a, b) => (a.pointer < b.pointer ? -1 : 1));
+    const salts = Buffer.allocUnsafe(group.length * SALT_SIZE);
+    let text = '{';
+    for (let i = 0; i < group.length; i++) {
+      const { pointer, value, salt } = group[i]!;
+      text += `${i > 0 ? ',' : ''}${canonicalize(pointer)}:${value}`;
+      salts.set(salt, i * SALT_SIZE);
+    }
+    rows.push({ subjectDigest: subject === null ? null : digest(subject), values: `${text}}`, salts });
+  }
+  return rows;
+}
+
+/**
+ * The values of a personal_values row by pointer, each as canonical JSON with its salt. A row
+ * whose `values` does not parse as an object gives none (its values read as erased); a salt
+ * missing from `salts` is given short (it reads as a mismatch).
+ */
+export function readPersonalRow(values: string, salts: Buffer): [string, { value: string; salt: Buffer }][] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(values);
+  } catch {
+    return [];
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return [];
+  const object = parsed as Record<string, unknown>;
+  return Object.keys(object)
+    .sort()
+    .map((pointer, i) => [pointer, { value: canonicalOrJson(object[pointer]), salt: salts.subarray(i * SALT_SIZE, (i + 1) * SALT_SIZE) }]);
+}
+
+// A value written by personalRows is its own canonical form. One with no canonical form (a lone
+// surrogate written into the row by hand) cannot match its commitment: it reads as a mismatch.
+function canonicalOrJson(value: unknown): string {
+  try {
+    return canonicalize(value);
+  } catch {
+    return JSON.stringify(value);
+  }
+}
+
 /** An event as readers show it: the stored row, and its event with the personal values put back. */
 export interface ShownEvent {
   row: StoredEvent;
@@ -154,14 +226,14 @@ export async function showEvents(db: pg.Pool | pg.PoolClient, environment: strin
   const committed = rows.filter((_, i) => isCommitments(bodies[i]?.commitments)).map((row) => row.seq);
   const stored = new Map<number, Map<string, { value: string; salt: Buffer }>>();
   if (committed.length > 0) {
-    const { rows: values } = await db.query<{ seq: number; pointer: string; value: string; salt: Buffer }>(
-      'SELECT seq, pointer, value, salt FROM personal_values WHERE environment_id = $1 AND seq = ANY($2::bigint[])',
+    const { rows: personal } = await db.query<{ seq: number; pointer_values: string; salts: Buffer }>(
+      'SELECT seq, pointer_values, salts FROM personal_values WHERE environment_id = $1 AND seq = ANY($2::bigint[])',
       [environment, committed],
     );
-    for (const v of values) {
-      let ofEvent = stored.get(v.seq);
-      if (!ofEvent) stored.set(v.seq, (ofEvent = new Map()));
-      ofEvent.set(v.pointer, v);
+    for (const row of personal) {
+      let ofEvent = stored.get(row.seq);
+      if (!ofEvent) stored.set(row.seq, (ofEvent = new Map()));
+      for (const [pointer, value] of readPersonalRow(row.pointer_values, row.salts)) ofEvent.set(pointer, value);
     }
   }
   return rows.map((row, i) => {

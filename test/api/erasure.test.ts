@@ -34,7 +34,7 @@ describe('erasure and legal holds', () => {
   const digest = (projectId: string, subject: string) => subjectDigest(ctx.t.keyring.subjectKey, projectId, subject);
   const storedValues = async (environment: string, projectId: string, subject: string) =>
     (
-      await ctx.db.pools.owner.query<{ n: number }>('SELECT count(*)::int AS n FROM personal_values WHERE environment_id = $1 AND subject_digest = $2', [
+      await ctx.db.pools.owner.query<{ n: number }>('SELECT coalesce(sum(length(salts) / 32), 0)::int AS n FROM personal_values WHERE environment_id = $1 AND subject_digest = $2', [
         environment,
         digest(projectId, subject),
       ])

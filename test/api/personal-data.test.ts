@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { commitValue, DEFAULT_POLICY, subjectDigest } from '../../src/ledger/personal.js';
+import { personalRows, readPersonalRow } from '../../src/store/personal.js';
 import { createTenant, useTestApp } from '../helpers/app.js';
 
 type Tenant = Awaited<ReturnType<typeof createTenant>>;
@@ -20,13 +21,18 @@ describe('personal data (format v2 commitments)', () => {
     return res.json();
   };
   const admin = (method: string, path: string, body?: unknown) => ctx.t.request(method, path, { token: ctx.t.adminToken, body });
-  const values = async (environment: string, seq: number) =>
+  const rows = async (environment: string, seq: number) =>
     (
-      await ctx.db.pools.owner.query<{ pointer: string; subject_digest: Buffer | null; value: string; salt: Buffer }>(
-        'SELECT pointer, subject_digest, value, salt FROM personal_values WHERE environment_id = $1 AND seq = $2 ORDER BY pointer',
+      await ctx.db.pools.owner.query<{ part: number; subject_digest: Buffer | null; pointer_values: string; salts: Buffer }>(
+        'SELECT part, subject_digest, pointer_values, salts FROM personal_values WHERE environment_id = $1 AND seq = $2 ORDER BY part',
         [environment, seq],
       )
     ).rows;
+  // Each stored value with its row's subject, by pointer.
+  const values = async (environment: string, seq: number) =>
+    (await rows(environment, seq))
+      .flatMap((row) => readPersonalRow(row.pointer_values, row.salts).map(([pointer, { value, salt }]) => ({ pointer, subject_digest: row.subject_digest, value, salt })))
+      .sort((a, b) => (a.pointer < b.pointer ? -1 : 1));
 
   it('commits to the default policy\'s values in the hashed body, stores them apart, and reads them back', async () => {
     const res = await post({ ...ALICE, target: { id: 'bob', name: 'Bob', type: 'user' } });
@@ -49,8 +55,43 @@ describe('personal data (format v2 commitments)', () => {
       ['/target/name', '"Bob"', digest('bob')],
     ]);
     for (const v of stored) expect(commitValue(v.value, v.salt)).toBe(body.commitments[v.pointer]);
+    // One row per subject: Alice's three values together, then Bob's.
+    expect((await rows(tenant.environmentId, receipt.seq)).map((r) => [r.part, r.subject_digest, r.pointer_values])).toEqual([
+      [1, digest('alice'), '{"/actor/href":"https://example.com/alice","/actor/name":"Alice Liddell","/source_ip":"192.0.2.7"}'],
+      [2, digest('bob'), '{"/target/name":"Bob"}'],
+    ]);
     // A fresh salt per value.
     expect(new Set(stored.map((v) => v.salt.toString('hex'))).size).toBe(4);
+  });
+
+  it('stores an event\'s values one row per subject, a subject the event does not name as NULL, and reads back values that need escaping', async () => {
+    const rowsTenant = await createTenant(ctx.t, 'personal-rows');
+    const policy = { subjects: [{ subject: '/actor/id', paths: ['/actor/name', '/fields/*'] }, { subject: '/group/id', paths: ['/metadata/*'] }] };
+    const put = await admin('PUT', `/v1/projects/${rowsTenant.projectId}/environments/${rowsTenant.environmentId}/personal-data-policy`, policy);
+    expect(put.status).toBe(200);
+    const event = {
+      action: 'row.test',
+      actor: { id: 'carol', name: 'Carol "C" \\ Zoë 😀' },
+      fields: { 'a"b': '1', é: '2', '~/': '3', Z: '4' },
+      metadata: { nested: { list: [1, 2.5, 1e21, 'q"\\\n'] }, flag: true },
+    };
+    const [receipt] = (await (await post(event, rowsTenant)).json()).events;
+    const shown = await get(`/v1/events/${receipt.id}?verify=true`, rowsTenant);
+    expect(shown.event).toEqual(event);
+    expect(shown.verification).toMatchObject({ ok: true, failures: [] });
+    const stored = await rows(rowsTenant.environmentId, receipt.seq);
+    expect(stored.map((r) => [r.part, r.subject_digest, r.salts.length])).toEqual([
+      [1, subjectDigest(ctx.t.keyring.subjectKey, rowsTenant.projectId, 'carol'), 5 * 32],
+      [2, null, 2 * 32],
+    ]);
+    // RFC 8785 member order (UTF-16 code units), which the salts follow.
+    expect(readPersonalRow(stored[0]!.pointer_values, stored[0]!.salts).map(([pointer]) => pointer)).toEqual([
+      '/actor/name',
+      '/fields/Z',
+      '/fields/a"b',
+      '/fields/~0~1',
+      '/fields/é',
+    ]);
   });
 
   it('keeps the body of an event without personal values as it was in v1, apart from v', async () => {
@@ -83,10 +124,16 @@ describe('personal data (format v2 commitments)', () => {
   it('reads an erased value as a marker with its commitment, and a changed one as a mismatch that verify=true reports', async () => {
     const [receipt] = (await (await post(ALICE)).json()).events;
     const commitments = JSON.parse((await get(`/v1/events/${receipt.id}`)).canonical).commitments;
-    await ctx.db.pools.owner.query("DELETE FROM personal_values WHERE environment_id = $1 AND seq = $2 AND pointer = '/actor/name'", [tenant.environmentId, receipt.seq]);
-    await ctx.db.pools.owner.query(`UPDATE personal_values SET value = '"198.51.100.1"' WHERE environment_id = $1 AND seq = $2 AND pointer = '/source_ip'`, [
+    // The row without /actor/name, and with another /source_ip under its salt.
+    const kept = (await values(tenant.environmentId, receipt.seq))
+      .filter((v) => v.pointer !== '/actor/name')
+      .map((v) => ({ ...v, subject: 'alice', value: v.pointer === '/source_ip' ? '"198.51.100.1"' : v.value }));
+    const [row] = personalRows(kept, () => kept[0]!.subject_digest!);
+    await ctx.db.pools.owner.query('UPDATE personal_values SET pointer_values = $3, salts = $4 WHERE environment_id = $1 AND seq = $2', [
       tenant.environmentId,
       receipt.seq,
+      row!.values,
+      row!.salts,
     ]);
     const shown = await get(`/v1/events/${receipt.id}?verify=true`);
     expect(shown.event).toEqual({

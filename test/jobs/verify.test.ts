@@ -243,7 +243,7 @@ describe('verification', () => {
     const env = { DATABASE_URL: db.ownerUrl, AUDITLEDGER_DATA_DIR: path.join(dir, 'data') };
     const args = ['verify', '--project', tenant.projectId, '--environment', tenant.environmentId];
     await asSuperuser(db, async (su) => {
-      await su.query(`UPDATE personal_values SET value = '"Mallory"' WHERE environment_id = $1 AND seq = 2`, [tenant.environmentId]);
+      await su.query(`UPDATE personal_values SET pointer_values = '{"/actor/name":"Mallory"}' WHERE environment_id = $1 AND seq = 2`, [tenant.environmentId]);
       // Deleted without an erasure: reads as erased, which no check can tell from an erasure (README "Personal data and erasure").
       await su.query('DELETE FROM personal_values WHERE environment_id = $1 AND seq = 3', [tenant.environmentId]);
     });
