@@ -110,35 +110,45 @@ async function readKey(file: string, variable: string): Promise<SigningKey> {
 }
 
 /**
- * The signing key: AUDITLEDGER_SIGNING_KEY_FILE, or DATA_DIR/signing-key, generated (mode 0600) on
- * first start with a warning that production keys belong in a secret store. Throws ConfigError
- * when the key file cannot be read or holds no valid signing key.
+ * The keyring: the signing key (AUDITLEDGER_SIGNING_KEY_FILE, or DATA_DIR/signing-key) and the
+ * subject key of keyed subject digests (AUDITLEDGER_SUBJECT_KEY_FILE, or DATA_DIR/subject-key),
+ * each generated (mode 0600) on first start when its variable is unset, with a warning. Throws
+ * ConfigError when a key file cannot be read or holds no valid key.
  */
 export async function loadKeyring(config: Config, log: Logger): Promise<Keyring> {
-  const retired = config.AUDITLEDGER_RETIRED_KEYS;
-  let current: SigningKey;
-  if (config.AUDITLEDGER_SIGNING_KEY_FILE) {
-    current = await readKey(config.AUDITLEDGER_SIGNING_KEY_FILE, 'AUDITLEDGER_SIGNING_KEY_FILE');
-  } else {
-    const file = path.join(config.AUDITLEDGER_DATA_DIR, 'signing-key');
-    await makeDirectory(config.AUDITLEDGER_DATA_DIR);
-    if (await writeOnce(file, `${encodeSigningKey(generateSigningKey(defaultKeyName()))}\n`)) {
-      log.warn({ file }, 'generated a signing key in the data dir; production keys belong in a secret store (AUDITLEDGER_SIGNING_KEY_FILE)');
-    }
-    current = await readKey(file, 'AUDITLEDGER_DATA_DIR');
-  }
-  let subjectKey: Buffer;
-  if (config.AUDITLEDGER_SUBJECT_KEY_FILE) {
-    subjectKey = await readSubjectKey(config.AUDITLEDGER_SUBJECT_KEY_FILE, 'AUDITLEDGER_SUBJECT_KEY_FILE');
-  } else {
-    const file = path.join(config.AUDITLEDGER_DATA_DIR, 'subject-key');
-    await makeDirectory(config.AUDITLEDGER_DATA_DIR);
-    if (await writeOnce(file, newSubjectKey())) {
-      log.warn({ file }, 'generated a subject key in the data dir; keep it with the signing key (AUDITLEDGER_SUBJECT_KEY_FILE): erasure needs the same key forever');
-    }
-    subjectKey = await readSubjectKey(file, 'AUDITLEDGER_DATA_DIR');
-  }
-  return { current, retired, origin: config.AUDITLEDGER_ORIGIN ?? current.name, subjectKey };
+  const current = await keyFile(config, {
+    variable: 'AUDITLEDGER_SIGNING_KEY_FILE',
+    name: 'signing-key',
+    generate: () => `${encodeSigningKey(generateSigningKey(defaultKeyName()))}\n`,
+    read: readKey,
+    warning: 'generated a signing key in the data dir; production keys belong in a secret store (AUDITLEDGER_SIGNING_KEY_FILE)',
+  }, log);
+  const subjectKey = await keyFile(config, {
+    variable: 'AUDITLEDGER_SUBJECT_KEY_FILE',
+    name: 'subject-key',
+    generate: newSubjectKey,
+    read: readSubjectKey,
+    warning: 'generated a subject key in the data dir; keep it with the signing key (AUDITLEDGER_SUBJECT_KEY_FILE): erasure needs the same key forever',
+  }, log);
+  return { current, retired: config.AUDITLEDGER_RETIRED_KEYS, origin: config.AUDITLEDGER_ORIGIN ?? current.name, subjectKey };
+}
+
+/**
+ * A key read from the file its variable names, or else from DATA_DIR/`name`, generated there
+ * (mode 0600, written once even when processes start together) with a warning on first start.
+ * `read` throws ConfigError naming the variable (or AUDITLEDGER_DATA_DIR) when the file is unusable.
+ */
+async function keyFile<K>(
+  config: Config,
+  key: { variable: 'AUDITLEDGER_SIGNING_KEY_FILE' | 'AUDITLEDGER_SUBJECT_KEY_FILE'; name: string; generate: () => string; read: (file: string, variable: string) => Promise<K>; warning: string },
+  log: Logger,
+): Promise<K> {
+  const given = config[key.variable];
+  if (given) return key.read(given, key.variable);
+  const file = path.join(config.AUDITLEDGER_DATA_DIR, key.name);
+  await makeDirectory(config.AUDITLEDGER_DATA_DIR);
+  if (await writeOnce(file, key.generate())) log.warn({ file }, key.warning);
+  return key.read(file, 'AUDITLEDGER_DATA_DIR');
 }
 
 /** Every key whose signatures verify: the current one first, then the retired ones. */
