@@ -55,10 +55,9 @@ function serializeArray(array: readonly unknown[], ancestors: object[]): string 
   return out + ']';
 }
 
-// RFC 8785 section 3.2.3: members sorted by the UTF-16 code units of their names, which is what
-// the default Array.prototype.sort comparison does.
+// RFC 8785 section 3.2.3: members sorted by the UTF-16 code units of their names.
 function serializeObject(object: Record<string, unknown>, ancestors: object[]): string {
-  const keys = Object.keys(object).sort();
+  const keys = sortCodeUnits(Object.keys(object));
   let out = '{';
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as string;
@@ -66,6 +65,26 @@ function serializeObject(object: Record<string, unknown>, ancestors: object[]): 
     out += quote(key) + ':' + serialize(object[key], ancestors);
   }
   return out + '}';
+}
+
+// Above this many members, the built-in sort: insertion sort's n^2 comparisons would cost more.
+const INSERTION_SORT_MAX = 16;
+
+/**
+ * Sorts `strings` in place by their UTF-16 code units (RFC 8785 section 3.2.3), the order of
+ * Array.prototype.sort's default comparison, and returns it. Short arrays (an event's objects have
+ * a few members) are insertion-sorted: V8's sort allocates work arrays on every call, most of the
+ * garbage canonicalization made and so much of the append path's scavenging.
+ */
+export function sortCodeUnits(strings: string[]): string[] {
+  if (strings.length > INSERTION_SORT_MAX) return strings.sort();
+  for (let i = 1; i < strings.length; i++) {
+    const string = strings[i]!;
+    let j = i - 1;
+    for (; j >= 0 && strings[j]! > string; j--) strings[j + 1] = strings[j]!;
+    strings[j + 1] = string;
+  }
+  return strings;
 }
 
 // RFC 8785 section 3.2.2.2: JSON.stringify escapes exactly as required (\b \t \n \f \r, other

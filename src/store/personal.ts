@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { AuditEvent, EventBody } from '../ledger/event.js';
-import { canonicalize } from '../ledger/jcs.js';
+import { canonicalize, sortCodeUnits } from '../ledger/jcs.js';
 import { DEFAULT_POLICY, restorePersonal, SALT_SIZE, type PersonalPolicy, type PersonalValue } from '../ledger/personal.js';
 import type { Failure, StoredEvent } from '../ledger/verify-events.js';
 import { appendItem, inChainsTransaction } from './append.js';
@@ -139,6 +139,20 @@ export interface PersonalRow {
   salts: Buffer;
 }
 
+// `values` grouped by subject. Most events name one subject: no Map then.
+function bySubject(values: readonly PersonalValue[]): (readonly PersonalValue[])[] {
+  if (values.length === 0) return [];
+  const first = values[0]!.subject;
+  if (values.every((value) => value.subject === first)) return [values];
+  const groups = new Map<string | null, PersonalValue[]>();
+  for (const value of values) {
+    const group = groups.get(value.subject);
+    if (group) group.push(value);
+    else groups.set(value.subject, [value]);
+  }
+  return [...groups.values()];
+}
+
 /**
  * An event's personal values (personal.ts splitPersonal) as personal_values rows, one per
  * subject, `digest` naming each subject. The values' canonical JSON is used as it is, so the
@@ -146,20 +160,17 @@ export interface PersonalRow {
  * well-formed Unicode.
  */
 export function personalRows(values: readonly PersonalValue[], digest: (subject: string) => Buffer): PersonalRow[] {
-  const bySubject = new Map<string | null, PersonalValue[]>();
-  for (const value of values) {
-    const group = bySubject.get(value.subject);
-    if (group) group.push(value);
-    else bySubject.set(value.subject, [value]);
-  }
   const rows: PersonalRow[] = [];
-  for (const [subject, group] of bySubject) {
-    // RFC 8785 section 3.2.3: members sorted by UTF-16 code units, Array.prototype.sort's default order.
-    group.sort((a, b) => (a.pointer < b.pointer ? -1 : 1));
+  for (const group of bySubject(values)) {
+    const { subject } = group[0]!;
+    // RFC 8785 section 3.2.3: members sorted by the UTF-16 code units of their pointers (sorting
+    // the few pointers, not the values with a comparison: V8's sort allocates work arrays).
+    const pointers = sortCodeUnits(group.map((value) => value.pointer));
     const salts = Buffer.allocUnsafe(group.length * SALT_SIZE);
     let text = '{';
-    for (let i = 0; i < group.length; i++) {
-      const { pointer, value, salt } = group[i]!;
+    for (let i = 0; i < pointers.length; i++) {
+      const pointer = pointers[i]!;
+      const { value, salt } = group.find((v) => v.pointer === pointer)!;
       text += `${i > 0 ? ',' : ''}${canonicalize(pointer)}:${value}`;
       salts.set(salt, i * SALT_SIZE);
     }

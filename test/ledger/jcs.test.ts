@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { JcsError, canonicalBytes, canonicalize } from '../../src/ledger/jcs.js';
+import { JcsError, canonicalBytes, canonicalize, sortCodeUnits } from '../../src/ledger/jcs.js';
 
 // RFC 8785 vectors from cyberphone/json-canonicalization, kept outside the project (see its README).
 const vectors = new URL('../../../shared/testdata/jcs/', import.meta.url);
@@ -90,5 +90,19 @@ describe('canonicalize', () => {
     expect(() => canonicalize(cyclic)).toThrow(/cyclic/);
     const shared = { x: 1 };
     expect(canonicalize([shared, shared])).toBe('[{"x":1},{"x":1}]');
+  });
+});
+
+describe('sortCodeUnits', () => {
+  // Names that order differently by code point and by UTF-16 code unit (RFC 8785 section 3.2.3 takes the latter).
+  const names = ['\u20ac', '\r', '\ufb33', '1', '\u{1f600}', '\u0080', '\u00f6', 'a', 'A', '', 'aa', 'ab', '\ud83d\ude00a', '_', 'Z'];
+
+  it('orders as the default Array.prototype.sort at every length, insertion-sorted or not', () => {
+    for (let length = 0; length <= names.length * 2; length++) {
+      const strings = Array.from({ length }, (_, i) => names[(i * 7) % names.length]! + (i >= names.length ? String(i) : ''));
+      const expected = [...strings].sort();
+      expect(sortCodeUnits(strings)).toBe(strings);
+      expect(strings).toEqual(expected);
+    }
   });
 });
