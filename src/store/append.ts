@@ -242,30 +242,19 @@ async function appendLocked(client: pg.PoolClient, chain: ChainRef, head: Head, 
   return plan;
 }
 
-/** Appends one request within a transaction of inChainTransaction; its outcome. */
-export type LockedAppend = (items: AppendItem[]) => Promise<AppendOutcome>;
-
 /** Appends one request to one of the chains of an inChainsTransaction; its outcome. */
 export type LockedChainAppend = (chain: ChainRef, items: AppendItem[]) => Promise<AppendOutcome>;
 
 /**
  * Runs `work` in one transaction on `client` (the caller's connection, not in a transaction) that
- * holds the chain head's row lock from its start, for changes that must be ordered with the
- * chain's appends and recorded by an event in the same commit (an erasure): `work` gets `append`,
- * the append path of appendToChain within that transaction, and runs its own statements on
- * `client`. Appends of other transactions (and processes) wait for the commit, so they come after
- * everything `work` did. COMMIT when `work` resolves, ROLLBACK when it throws. A process's
- * GroupCommit then finds its remembered head moved and locks the head for its next append.
- */
-export function inChainTransaction<T>(client: pg.PoolClient, chain: ChainRef, now: () => number, work: (append: LockedAppend) => Promise<T>): Promise<T> {
-  return inChainsTransaction(client, [chain], now, (append) => work((items) => append(chain, items)));
-}
-
-/**
- * inChainTransaction over several chains (none: a plain transaction): one transaction holding
- * every one of their head locks, for a change recorded in each chain it concerns (a legal hold, a
- * policy) that must be all or nothing: when any append fails (a day that takes no events), no
- * chain keeps its event and nothing `work` wrote stays. `append` takes one of `chains`.
+ * holds the head locks of `chains` (none: a plain transaction) from its start, for a change that
+ * must be ordered with the chains' appends and recorded by an event in each chain it concerns (an
+ * erasure, a legal hold, a policy) in the same commit: `work` gets `append`, the append path of
+ * appendToChain within that transaction for one of `chains`, and runs its own statements on
+ * `client`. All or nothing: when any append fails (a day that takes no events), no chain keeps
+ * its event and nothing `work` wrote stays. Appends of other transactions (and processes) wait
+ * for the commit, so they come after everything `work` did; a process's GroupCommit then finds
+ * its remembered head moved and locks the head for its next append.
  */
 export function inChainsTransaction<T>(client: pg.PoolClient, chains: readonly ChainRef[], now: () => number, work: (append: LockedChainAppend) => Promise<T>): Promise<T> {
   return lockedTransaction(
@@ -283,6 +272,30 @@ export function inChainsTransaction<T>(client: pg.PoolClient, chains: readonly C
       });
     },
   );
+}
+
+/** The receipt of an event appended for a change, with its chain (as the erasure, hold and policy routes answer). */
+export type ChainReceipt = Receipt & { environment_id: string };
+
+/**
+ * Appends one of the ledger's own events (src/ledger/system-events.ts, a policy change), stored
+ * whole, to each of `chains` in order within the caller's inChainsTransaction; their receipts.
+ * Such an event has no idempotency key, so it cannot conflict.
+ */
+export async function appendToEach(
+  append: LockedChainAppend,
+  project: string,
+  chains: readonly string[],
+  eventOf: (environment: string) => AuditEvent | Promise<AuditEvent>,
+): Promise<ChainReceipt[]> {
+  const receipts: ChainReceipt[] = [];
+  for (const environment of chains) {
+    const event = await eventOf(environment);
+    const outcome = await append({ project, environment }, [appendItem(event)]);
+    if (!outcome.ok) throw new Error(`${event.action} has no idempotency key, so it cannot conflict`);
+    receipts.push({ environment_id: environment, ...outcome.receipts[0]! });
+  }
+  return receipts;
 }
 
 /** The rows to write for a group of requests on top of `head`, and what each request gets. */

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { erasureEvent, holdEvent, type HoldFacts } from '../ledger/system-events.js';
+import { erasureEvent, holdEvent } from '../ledger/system-events.js';
 import { uuidv7 } from '../ledger/uuid.js';
-import { appendItem, inChainsTransaction, inChainTransaction, type ChainRef, type LockedChainAppend, type Receipt } from './append.js';
+import { appendToEach, inChainsTransaction, type ChainReceipt, type ChainRef, type Receipt } from './append.js';
 import { withSessionLock } from './database.js';
 import { readPersonalRow } from './personal.js';
 
@@ -41,8 +41,6 @@ export interface Erasure {
   chains: ChainErasure[];
 }
 
-/** The receipt of an event appended for a change, with its chain (as the policy routes answer too). */
-export type ChainReceipt = Receipt & { environment_id: string };
 
 const HOLD_COLUMNS = "id, project_id, environment_id, encode(subject_digest, 'hex') AS subject_digest, reason, placed_at, lifted_at";
 
@@ -198,31 +196,18 @@ export async function eraseSubject(db: pg.Pool, request: ErasureRequest): Promis
     const digestHex = subjectDigest.toString('hex');
     let appended = 0;
     for (const id of chains) {
-      const chain: ChainRef = { project, environment: id };
-      appended += await inChainTransaction(client, chain, request.now, async (append) => {
+      appended += await inChainsTransaction(client, refs(project, [id]), request.now, async (append) => {
         const byPointer = await deleteSubjectValues(client, id, subjectDigest);
         const erased = Object.values(byPointer).reduce((sum, n) => sum + n, 0);
         if (erased === 0 && earlier.receipts[id]) return 0;
-        const outcome = await append([appendItem(erasureEvent({ subjectDigest: digestHex, requestedBy: request.requestedBy, byPointer }))]);
-        if (!outcome.ok) throw new Error('an erasure event has no idempotency key, so it cannot conflict');
-        await recordChainErasure(client, project, subjectDigest, id, erased, outcome.receipts[0]!);
+        const [receipt] = await appendToEach(append, project, [id], () => erasureEvent({ subjectDigest: digestHex, requestedBy: request.requestedBy, byPointer }));
+        await recordChainErasure(client, project, subjectDigest, id, erased, receipt!);
         return 1;
       });
     }
     const record = await erasureRecord(client, project, subjectDigest, new Date(request.now()));
     return { ok: true, appended, created: earlier.made, erasure: presentErasure(record, chains) };
   });
-}
-
-/** Appends the hold event to each chain, within the caller's inChainsTransaction; the receipts. */
-async function appendToChains(append: LockedChainAppend, project: string, chains: readonly string[], event: HoldFacts): Promise<ChainReceipt[]> {
-  const receipts: ChainReceipt[] = [];
-  for (const id of chains) {
-    const outcome = await append({ project, environment: id }, [appendItem(holdEvent(event))]);
-    if (!outcome.ok) throw new Error('a hold event has no idempotency key, so it cannot conflict');
-    receipts.push({ environment_id: id, ...outcome.receipts[0]! });
-  }
-  return receipts;
 }
 
 /** The chains of `chains` as inChainsTransaction takes them. */
@@ -258,7 +243,7 @@ export async function placeHold(db: pg.Pool, hold: NewHold): Promise<{ hold: Hol
         [uuidv7(), hold.project, hold.environment ?? null, hold.subjectDigest ?? null, hold.reason, new Date(hold.now())],
       );
       const placed = rows[0]!;
-      return { hold: placed, events: await appendToChains(append, hold.project, chains, { action: 'placed', hold: placed, by: hold.placedBy }) };
+      return { hold: placed, events: await appendToEach(append, hold.project, chains, () => holdEvent({ action: 'placed', hold: placed, by: hold.placedBy })) };
     });
   });
 }
@@ -283,7 +268,7 @@ export async function liftHold(db: pg.Pool, project: string, id: string, liftedB
         new Date(now()),
       ]);
       const hold = lifted.rows[0]!;
-      return { hold, events: await appendToChains(append, project, chains, { action: 'lifted', hold, by: liftedBy }) };
+      return { hold, events: await appendToEach(append, project, chains, () => holdEvent({ action: 'lifted', hold, by: liftedBy })) };
     });
   });
 }

@@ -3,8 +3,7 @@ import type { AuditEvent, EventBody } from '../ledger/event.js';
 import { canonicalize, sortCodeUnits } from '../ledger/jcs.js';
 import { DEFAULT_POLICY, restorePersonal, SALT_SIZE, type PersonalPolicy, type PersonalValue } from '../ledger/personal.js';
 import type { Failure, StoredEvent } from '../ledger/verify-events.js';
-import { appendItem, inChainsTransaction } from './append.js';
-import type { ChainReceipt } from './erasure.js';
+import { appendToEach, inChainsTransaction, type ChainReceipt } from './append.js';
 import { queryEvents } from './events.js';
 
 /**
@@ -111,13 +110,7 @@ export async function changePolicy(db: pg.Pool, change: PolicyChange): Promise<{
         } else if (stored && canonicalize(stored.policy) === canonicalize(policy)) {
           return { events: [] };
         } else await putPolicy(client, project, environment, policy);
-        const events: ChainReceipt[] = [];
-        for (const id of chains) {
-          const outcome = await append({ project, environment: id }, [appendItem(change.recordedAs(await chainPolicy(client, id)))]);
-          if (!outcome.ok) throw new Error('a policy change has no idempotency key, so it cannot conflict');
-          events.push({ environment_id: id, ...outcome.receipts[0]! });
-        }
-        return { events };
+        return { events: await appendToEach(append, project, chains, async (id) => change.recordedAs(await chainPolicy(client, id))) };
       },
     );
   } finally {
