@@ -186,9 +186,8 @@ export function readPersonalRow(values: string, salts: Buffer): [string, { value
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return [];
   const object = parsed as Record<string, unknown>;
-  return Object.keys(object)
-    .sort()
-    .map((pointer, i) => [pointer, { value: canonicalOrJson(object[pointer]), salt: salts.subarray(i * SALT_SIZE, (i + 1) * SALT_SIZE) }]);
+  // The order personalRows wrote the salts in.
+  return sortCodeUnits(Object.keys(object)).map((pointer, i) => [pointer, { value: canonicalOrJson(object[pointer]), salt: salts.subarray(i * SALT_SIZE, (i + 1) * SALT_SIZE) }]);
 }
 
 // A value written by personalRows is its own canonical form. One with no canonical form (a lone
