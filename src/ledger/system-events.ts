@@ -1,8 +1,11 @@
 // The ledger's own events about personal data (README "Personal data and erasure"): erasures and
-// legal holds are recorded in the chains they concern, as events any verifier checks like the rest.
+// legal holds (and personal data policy changes) are recorded in the chains they concern, as events any verifier checks like the rest.
 // They name a data subject only by its keyed digest (personal.ts subjectDigest), never by its id,
 // and hold no personal value: they are appended whole, outside any personal data policy.
+import { createHash } from 'node:crypto';
 import type { AuditEvent } from './event.js';
+import { canonicalize } from './jcs.js';
+import type { PersonalPolicy } from './personal.js';
 
 /** Target type of an erasure event: its target id is the subject's keyed digest (hex). */
 export const DATA_SUBJECT = 'data_subject';
@@ -54,5 +57,27 @@ export function holdEvent({ action, hold, by }: HoldFacts): AuditEvent {
     actor: { id: by },
     target: { id: hold.id, type: LEGAL_HOLD },
     metadata: { hold_id: hold.id, environment_id: hold.environment_id, subject_digest: hold.subject_digest, reason: hold.reason },
+  };
+}
+
+/** Where a chain's policy comes from: its environment's, its project's, or DEFAULT_POLICY. */
+export type PolicySource = 'environment' | 'project' | 'default';
+
+/** A chain's personal data policy after a change, and where it comes from. */
+export interface PolicyFacts {
+  policy: PersonalPolicy;
+  source: PolicySource;
+}
+
+/**
+ * The event `auditledger.policy.changed` (crud u) recording the personal data policy a chain
+ * follows from here on: in metadata the policy, its SHA-256 (lowercase hex, over its RFC 8785
+ * canonical JSON) and its source.
+ */
+export function policyChangedEvent({ policy, source }: PolicyFacts): AuditEvent {
+  return {
+    action: 'auditledger.policy.changed',
+    crud: 'u',
+    metadata: { policy, policy_sha256: createHash('sha256').update(canonicalize(policy)).digest('hex'), source },
   };
 }

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { AuditEvent, EventBody } from '../ledger/event.js';
 import { canonicalize, sortCodeUnits } from '../ledger/jcs.js';
 import { DEFAULT_POLICY, restorePersonal, SALT_SIZE, type PersonalPolicy, type PersonalValue } from '../ledger/personal.js';
+import { policyChangedEvent, type PolicyFacts } from '../ledger/system-events.js';
 import type { Failure, StoredEvent } from '../ledger/verify-events.js';
 import { appendToEach, inChainsTransaction, type ChainReceipt } from './append.js';
 import { queryEvents } from './events.js';
@@ -17,11 +18,8 @@ export interface PolicyRow {
   changed_at: Date;
 }
 
-/** Where a chain's policy comes from: its environment's row, its project's, or DEFAULT_POLICY. */
-export type PolicySource = 'environment' | 'project' | 'default';
-
 /** The policy a chain's appends follow: its environment's, else its project's, else DEFAULT_POLICY. */
-export async function chainPolicy(db: pg.Pool | pg.PoolClient, environment: string): Promise<{ policy: PersonalPolicy; source: PolicySource }> {
+export async function chainPolicy(db: pg.Pool | pg.PoolClient, environment: string): Promise<PolicyFacts> {
   const { rows } = await db.query<{ policy: PersonalPolicy; environment_id: string | null }>(
     `SELECT p.policy, p.environment_id FROM environments e
        JOIN personal_data_policies p ON p.project_id = e.project_id AND (p.environment_id = e.id OR p.environment_id IS NULL)
@@ -82,12 +80,11 @@ export interface PolicyChange {
   policy: PersonalPolicy | null;
   /** The server clock of the appends, ms since the epoch. */
   now: () => number;
-  /** The event that records, in a chain, the policy now in force there and where it comes from. */
-  recordedAs: (inForce: { policy: PersonalPolicy; source: PolicySource }) => AuditEvent;
 }
 
 /**
- * Stores a policy change and appends its record (`recordedAs`) to each chain whose policy it
+ * Stores a policy change and appends its record (system-events.ts policyChangedEvent: the policy
+ * now in force there and where it comes from) to each chain whose policy it
  * changes (chainsFollowing), in one transaction holding those chains' head locks: when an append
  * fails (a day that takes no events), the policy is not changed and no chain records it, and
  * appends after the commit follow the new policy. Setting the policy already set, byte for byte
@@ -110,7 +107,7 @@ export async function changePolicy(db: pg.Pool, change: PolicyChange): Promise<{
         } else if (stored && canonicalize(stored.policy) === canonicalize(policy)) {
           return { events: [] };
         } else await putPolicy(client, project, environment, policy);
-        return { events: await appendToEach(append, project, chains, async (id) => change.recordedAs(await chainPolicy(client, id))) };
+        return { events: await appendToEach(append, project, chains, async (id) => policyChangedEvent(await chainPolicy(client, id))) };
       },
     );
   } finally {

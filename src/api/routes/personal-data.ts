@@ -1,14 +1,12 @@
-import { createHash } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
-import { canonicalize } from '../../ledger/jcs.js';
 import { DEFAULT_POLICY, policyProblems, type PersonalPolicy } from '../../ledger/personal.js';
-import { changePolicy, chainPolicy, getPolicy, type PolicySource } from '../../store/personal.js';
+import type { PolicySource } from '../../ledger/system-events.js';
+import { changePolicy, chainPolicy, getPolicy } from '../../store/personal.js';
 import { getEnvironment, getProject } from '../../store/tenants.js';
 import type { AppEnv } from '../context.js';
 import { invalidFields, notFound } from '../errors.js';
-import { RESERVED_ACTION_PREFIX } from '../event-schema.js';
 import { jsonBody, pathId } from '../input.js';
 import type { PersonalPolicies } from '../personal.js';
 import { storableString } from '../schemas.js';
@@ -19,9 +17,6 @@ export interface PersonalDataDeps {
   now: () => number;
   policies: PersonalPolicies;
 }
-
-/** The action of the event that records a policy change in each chain it changes. */
-export const POLICY_CHANGED = `${RESERVED_ACTION_PREFIX}policy.changed`;
 
 const pointer = storableString(1024);
 
@@ -85,11 +80,6 @@ export function personalDataRoutes({ db, now, policies }: PersonalDataDeps) {
       environment,
       policy,
       now,
-      recordedAs: ({ policy: inForce, source }) => ({
-        action: POLICY_CHANGED,
-        crud: 'u',
-        metadata: { policy: inForce, policy_sha256: createHash('sha256').update(canonicalize(inForce)).digest('hex'), source },
-      }),
     });
     // After the commit: a cached policy read before it would outlive the change.
     policies.forget();
