@@ -2,7 +2,7 @@
 // one per set bit of size. The chain head stores it so that each append and each tree root cost
 // O(log n) instead of a rescan (RFC 9162 section 2.1.1 MTH, built incrementally).
 import { EMPTY_ROOT, HASH_SIZE, nodeHash } from './hash.js';
-import { onesCount } from './tree.js';
+import { onesCount, splitPoint } from './tree.js';
 
 export interface CompactRange {
   size: number;
@@ -51,6 +51,35 @@ export function rangeRoot(range: CompactRange): Buffer {
   if (root === undefined) return EMPTY_ROOT;
   for (let i = hashes.length - 2; i >= 0; i--) root = nodeHash(hashes[i] as Buffer, root);
   return root;
+}
+
+/**
+ * MTH(D[start:end]) (RFC 9162 section 2.1.1) of the leaves between two boundaries of the range's
+ * nodes (0, the range's size, or where one node ends and the next begins), from the range alone:
+ * consecutive nodes are the compact range of the leaves they cover, and RFC 9162 splits those
+ * leaves at the same boundaries that rangeRoot folds. undefined when start >= end or either end
+ * cuts through a node (its inner hashes are not in the range). Throws RangeError for an invalid range.
+ */
+export function rangeSubtree(range: CompactRange, start: number, end: number): Buffer | undefined {
+  if (start >= end) return undefined;
+  const first = nodeAt(range.size, start);
+  const last = nodeAt(range.size, end);
+  if (first === undefined || last === undefined) return undefined;
+  return rangeRoot({ size: end - start, hashes: range.hashes.slice(first, last) });
+}
+
+// The index of the node of a range of `size` leaves that begins at leaf `offset` (the number of
+// nodes for offset = size), or undefined when offset is no node's boundary. Nodes run largest
+// first, one per set bit of size.
+function nodeAt(size: number, offset: number): number | undefined {
+  let index = 0;
+  let at = 0;
+  for (let rest = size; at < offset && rest > 0; index++) {
+    const node = splitPoint(rest + 1); // the largest power of two <= rest
+    at += node;
+    rest -= node;
+  }
+  return at === offset ? index : undefined;
 }
 
 // A range read back from storage must still have one hash per set bit of its size.

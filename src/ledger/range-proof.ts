@@ -3,7 +3,7 @@
 // Bundle). Every node an inclusion or consistency proof needs that lies wholly inside [0, start) is a
 // compact range node or a fold of consecutive ones, so a bundle proves its events without the
 // leaves before it. The proofs are exactly those of ./proof.ts over the full leaf array.
-import { rangeRoot, type CompactRange } from './compact-range.js';
+import { rangeSubtree, type CompactRange } from './compact-range.js';
 import { HASH_SIZE, nodeHash } from './hash.js';
 import { consistencyPath, inclusionPath, type SubtreeHash } from './proof.js';
 import { onesCount, splitPoint } from './tree.js';
@@ -17,28 +17,16 @@ import { onesCount, splitPoint } from './tree.js';
 export function rangeSubtreeHash(startRange: CompactRange, leaves: Uint8Array): SubtreeHash {
   const size = startRange.size;
   const known = knownSize(startRange, leaves);
-  // Where each compact range node begins (largest first), and where the range ends.
-  const boundaries = new Map<number, number>();
-  let offset = 0;
-  nodeSizes(size).forEach((nodeSize, i) => {
-    boundaries.set(offset, i);
-    offset += nodeSize;
-  });
-  boundaries.set(size, startRange.hashes.length);
-
   const mth: SubtreeHash = (start, end) => {
     if (end > known) throw new RangeError(`leaves [${start}, ${end}) go beyond the ${known} known leaves`);
     if (end <= size) {
-      const first = boundaries.get(start);
-      const last = boundaries.get(end);
-      if (first === undefined || last === undefined) {
+      const hash = rangeSubtree(startRange, start, end);
+      if (!hash) {
         throw new RangeError(
           `MTH of leaves [${start}, ${end}) is not derivable: it cuts through a node of the compact range of size ${size}`,
         );
       }
-      // Consecutive compact range nodes are the compact range of the end - start leaves they
-      // cover, and RFC 9162 splits those leaves at the same node boundaries that rangeRoot folds.
-      return Buffer.from(rangeRoot({ size: end - start, hashes: startRange.hashes.slice(first, last) }));
+      return Buffer.from(hash);
     }
     if (start >= size && end - start === 1) {
       return Buffer.from(leaves.subarray((start - size) * HASH_SIZE, (end - size) * HASH_SIZE));
@@ -70,15 +58,6 @@ export function rangeConsistencyProof(startRange: CompactRange, leaves: Uint8Arr
   const mth = rangeSubtreeHash(startRange, leaves);
   checkTreeSize(size2, knownSize(startRange, leaves));
   return consistencyPath(size1, size2, mth);
-}
-
-// The sizes of the compact range nodes of a range of `size` leaves, largest first: one per set bit.
-function nodeSizes(size: number): number[] {
-  const sizes: number[] = [];
-  for (let bit = 1, rest = size; rest > 0; bit *= 2, rest = Math.floor(rest / 2)) {
-    if (rest % 2 === 1) sizes.unshift(bit);
-  }
-  return sizes;
 }
 
 // The number of leaves covered: the range's size plus the leaf hashes after it.

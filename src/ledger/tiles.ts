@@ -7,6 +7,7 @@
 // is arithmetic: bitwise operators stop at 32 bits.
 import { HASH_SIZE, nodeHash } from './hash.js';
 import { splitPoint, subtreeRoot } from './tree.js';
+import { rangeSubtree, type CompactRange } from './compact-range.js';
 
 /** Tree levels per tile (C2SP tlog-tiles: "tiles of height 8"). */
 export const TILE_HEIGHT = 8;
@@ -132,15 +133,19 @@ export type TileHash = (level: number, position: number) => Buffer;
 /**
  * MTH(D[start:end]) of a tree (RFC 9162 section 2.1.1) from tile hashes: a perfect subtree of
  * height h is hashed up from at most 128 hashes of level floor(h / 8) (its own tile row), any
- * other range is split as MTH splits it. `hashAt` gives hashes at (level, position).
+ * other range is split as MTH splits it. `hashAt` gives hashes at (level, position). With `edge`,
+ * the tree's compact range, a range between its nodes' boundaries is folded from it instead: the
+ * right edge of a tree, which a proof to its head always needs, then reads no partial tile.
  */
-export function tileSubtreeHash(start: number, end: number, hashAt: TileHash): Buffer {
+export function tileSubtreeHash(start: number, end: number, hashAt: TileHash, edge?: CompactRange): Buffer {
   const n = end - start;
   if (n <= 0) throw new RangeError(`empty range [${start}, ${end})`);
+  const known = edge && rangeSubtree(edge, start, end);
+  if (known) return known;
   const height = perfectHeight(start, n);
   if (height === undefined) {
     const k = splitPoint(n);
-    return nodeHash(tileSubtreeHash(start, start + k, hashAt), tileSubtreeHash(start + k, end, hashAt));
+    return nodeHash(tileSubtreeHash(start, start + k, hashAt, edge), tileSubtreeHash(start + k, end, hashAt, edge));
   }
   const level = Math.floor(height / TILE_HEIGHT);
   const per = leavesPerHash(level);

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { rangeRoot } from '../ledger/compact-range.js';
+import { rangeRoot, type CompactRange } from '../ledger/compact-range.js';
 import type { Crud, IndexColumns } from '../ledger/event.js';
 import type { ChainEnd, StoredEvent } from '../ledger/verify-events.js';
 
@@ -129,11 +129,14 @@ export async function canonicalBySeq(db: pg.Pool, environment: string, from: num
   return rows;
 }
 
+/** A chain's head as stored: its last seq and hash (hex), and its tree (size, root in hex, compact range). */
 export interface ChainHead {
   seq: number;
   hash: string;
   tree_size: number;
   root: string;
+  /** The compact range of the tree of tree_size leaves (RFC 9162 section 2.1.1): its right edge. */
+  range: CompactRange;
 }
 
 export async function getChainHead(db: pg.Pool, environment: string): Promise<ChainHead | undefined> {
@@ -143,8 +146,8 @@ export async function getChainHead(db: pg.Pool, environment: string): Promise<Ch
   );
   const row = rows[0];
   if (!row) return undefined;
-  const root = rangeRoot({ size: row.seq, hashes: row.compact_range });
-  return { seq: row.seq, hash: row.hash.toString('hex'), tree_size: row.seq, root: root.toString('hex') };
+  const range = { size: row.seq, hashes: row.compact_range };
+  return { seq: row.seq, hash: row.hash.toString('hex'), tree_size: row.seq, root: rangeRoot(range).toString('hex'), range };
 }
 
 /**

@@ -13,9 +13,11 @@ import {
   tileSubtreeHash,
   tileFirstSeq,
   TILE_WIDTH,
+  type TileHash,
   type TileId,
   type TileTails,
 } from '../ledger/tiles.js';
+import type { CompactRange } from '../ledger/compact-range.js';
 
 /**
  * A chain's hash tiles (C2SP tlog-tiles, sql/007_tiles.sql): full tiles are rows of `tiles`, each
@@ -97,15 +99,17 @@ export async function readTails(db: Db, environment: string, size: number, level
 }
 
 /**
- * Subtree hashes of a chain's tree of `treeSize` leaves, read from tiles: `plan` is run once
- * against placeholders to learn which tiles it reads (O(log n) of them for a proof), they are
+ * Subtree hashes of a chain's tree whose compact range is `edge` (RFC 9162 section 2.1.1), read
+ * from tiles: `plan` is run once against placeholders to learn which tiles it reads, they are
  * read, and the returned SubtreeHash answers the same calls from them (RangeError for others).
+ * The right edge comes from `edge` (the chain head's, stored with it), so a proof reads O(log n)
+ * full tiles and derives a partial one only for a node inside the last ones.
  * Throws TilesMissingError when a tile can be neither read nor derived.
  */
-export async function tileTree(db: Db, environment: string, treeSize: number, plan: (mth: SubtreeHash) => void): Promise<SubtreeHash> {
-  const ids = tilesRead(treeSize, (hashAt) => plan((start, end) => tileSubtreeHash(start, end, hashAt)));
-  const hashAt = hashesFromTiles(await readTiles(db, environment, ids));
-  return (start, end) => tileSubtreeHash(start, end, hashAt);
+export async function tileTree(db: Db, environment: string, edge: CompactRange, plan: (mth: SubtreeHash) => void): Promise<SubtreeHash> {
+  const over = (hashAt: TileHash): SubtreeHash => (start, end) => tileSubtreeHash(start, end, hashAt, edge);
+  const ids = tilesRead(edge.size, (hashAt) => plan(over(hashAt)));
+  return over(hashesFromTiles(await readTiles(db, environment, ids)));
 }
 
 /** A tile as verification expects it: its place and the SHA-256 of its hashes then its root (32 bytes held, not 8 KB). */

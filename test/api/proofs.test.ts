@@ -202,14 +202,16 @@ describe('checkpoints and proofs', () => {
 
   it('a tampered tile root (what partial tiles above are made of) fails the proofs that read it', async () => {
     const tenant = await createTenant(t, 'tile-root');
-    const events = await append(tenant, 300);
-    expect((await get(tenant, `/v1/events/${events[299]!.id}/proof?tree_size=300`)).status).toBe(200);
+    // 600 leaves: [0, 512) is one node of the head's compact range, but leaf 300's path needs its
+    // half [0, 256), a hash of the partial level-1 tile, derived from tile 0/0's root.
+    const events = await append(tenant, 600);
+    expect((await get(tenant, `/v1/events/${events[299]!.id}/proof?tree_size=600`)).status).toBe(200);
     await asSuperuser(db, async (su) => {
       await su.query('ALTER TABLE tiles DISABLE TRIGGER USER');
       await su.query(`UPDATE tiles SET root = set_byte(root, 0, get_byte(root, 0) # 255) WHERE environment_id = $1 AND level = 0 AND tile_index = 0`, [tenant.environmentId]);
       await su.query('ALTER TABLE tiles ENABLE TRIGGER USER');
     });
-    const res = await get(tenant, `/v1/events/${events[299]!.id}/proof?tree_size=300`);
+    const res = await get(tenant, `/v1/events/${events[299]!.id}/proof?tree_size=600`);
     expect(res.status).toBe(409);
     expect(res.body.error.code).toBe('chain_damaged');
   });

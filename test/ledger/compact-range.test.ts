@@ -2,7 +2,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { appendLeaf, appendLeaves, emptyRange, rangeRoot, type CompactRange } from '../../src/ledger/compact-range.js';
+import { appendLeaf, appendLeaves, emptyRange, rangeRoot, rangeSubtree, type CompactRange } from '../../src/ledger/compact-range.js';
 import { EMPTY_ROOT, HASH_SIZE, leafHash, nodeHash } from '../../src/ledger/hash.js';
 import { merkleRoot } from '../../src/ledger/tree.js';
 
@@ -95,6 +95,22 @@ describe('compact range', () => {
     const range = appendLeaf(emptyRange(), leaf);
     leaf.fill(0);
     expect(range.hashes[0]?.equals(leafHash(Buffer.from('y')))).toBe(true);
+  });
+
+  it('gives MTH of the leaves between any two node boundaries, and nothing for a range that cuts a node', () => {
+    const all = leaves(13); // nodes [0, 8), [8, 12), [12, 13)
+    const range = appendLeaves(emptyRange(), all);
+    const boundaries = [0, 8, 12, 13];
+    for (let start = 0; start <= 13; start++) {
+      for (let end = start; end <= 13; end++) {
+        const expected = start < end && boundaries.includes(start) && boundaries.includes(end) ? merkleRoot(all.slice(start, end)) : undefined;
+        expect(rangeSubtree(range, start, end), `[${start}, ${end})`).toEqual(expected);
+      }
+    }
+    // Beyond 32 bits: the last node of a range of size 2^40 + 1 is one leaf after 2^40.
+    const big = { size: 2 ** 40 + 1, hashes: leaves(2) };
+    expect(rangeSubtree(big, 2 ** 40, 2 ** 40 + 1)).toEqual(big.hashes[1]);
+    expect(rangeSubtree(big, 2 ** 39, 2 ** 40 + 1)).toBeUndefined();
   });
 
   it('works beyond 32-bit sizes', () => {

@@ -14,8 +14,10 @@ import {
   tilesRead,
   tileSubtreeHash,
   TILE_WIDTH,
+  type TileHash,
   type TileTails,
 } from '../../src/ledger/tiles.js';
+import { appendLeaves, emptyRange } from '../../src/ledger/compact-range.js';
 import { merkleRoot } from '../../src/ledger/tree.js';
 
 const leaves = (n: number): Buffer[] => Array.from({ length: n }, (_, i) => leafHash(Buffer.from(`leaf ${i}`)));
@@ -121,6 +123,24 @@ describe('proofs from tiles', () => {
       expect(consistencyPath(300, n, mth)).toEqual(consistencyProof(300, n, hashes));
       expect(mth(0, n)).toEqual(merkleRoot(hashes));
     }
+  });
+
+  it("take the right edge from the tree's compact range: a proof to the head reads no partial tile of a level the range covers", () => {
+    const n = 65536 + 300;
+    const hashes = leaves(n);
+    const own = tilesOf(hashes);
+    const edge = appendLeaves(emptyRange(), hashes);
+    const over = (hashAt: TileHash) => (s: number, e: number) => tileSubtreeHash(s, e, hashAt, edge);
+    for (const i of [0, 40000, 65600]) {
+      const read = tilesRead(n, (hashAt) => inclusionPath(i, n, over(hashAt)));
+      // Only the full tiles holding the leaf's own subtrees: the spine comes from the range.
+      expect(read.filter((t) => t.width < TILE_WIDTH)).toEqual([]);
+      expect(inclusionPath(i, n, over(hashesFromTiles(own)))).toEqual(inclusionProof(i, n, hashes));
+    }
+    const m = 40000;
+    expect(tilesRead(n, (hashAt) => consistencyPath(m, n, over(hashAt))).filter((t) => t.width < TILE_WIDTH)).toEqual([]);
+    expect(consistencyPath(m, n, over(hashesFromTiles(own)))).toEqual(consistencyProof(m, n, hashes));
+    expect(over(hashesFromTiles(own))(0, n)).toEqual(merkleRoot(hashes));
   });
 
   it('name the tiles a tree of a size has, with their widths', () => {

@@ -253,7 +253,7 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics, policies
     .get('/chain', requireScope('events:read'), async (c) => {
       const head = await getChainHead(db, chainOf(c).environment);
       if (!head) throw notFound('chain');
-      return c.json(head);
+      return c.json({ seq: head.seq, hash: head.hash, tree_size: head.tree_size, root: head.root });
     })
     // Which chain the token writes to, for any environment token (a write-only one too): how the
     // client's setContext checks it was given the token of the chain it names.

@@ -84,7 +84,7 @@ export function proofRoutes(db: pg.Pool, sealed: SealedBundles) {
   async function provenTree(environment: string, head: ChainHead, size: number, plan: (mth: SubtreeHash) => void) {
     const toHead = (mth: SubtreeHash) => consistencyPath(size, head.tree_size, mth);
     try {
-      const mth = await tileTree(db, environment, head.tree_size, (m) => {
+      const mth = await tileTree(db, environment, head.range, (m) => {
         plan(m);
         m(0, size);
         toHead(m);
