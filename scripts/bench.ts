@@ -14,13 +14,14 @@
 //   events carry no commitments. Targets are printed beside the figures, never asserted.
 //
 //   npm run bench -- [--events N] [--seconds S] [--workers W] [--seal-events N] [--chain-events N] [--proofs N]
-//                    [--rounds R] [--personal-only]
+//                    [--rounds R] [--only personal|proofs]
 //
 // A quick check that every phase runs (figures meaningless):
 //   npm run bench -- --events 20000 --seconds 1 --seal-events 200000 --chain-events 300000 --proofs 50
 //
 // (p0) and (p) take turns, R runs each (4 unless given) of S / R seconds, so that both see the
-// same machine. --personal-only runs them alone (no (a), no other phase): their ratio, in a minute.
+// same machine. --only personal runs them alone (no (a), no other phase): their ratio, in a minute.
+// --only proofs builds the large chain and runs (g) alone: its ratios, in a few minutes.
 //
 // PostgreSQL: a fresh database at DATABASE_URL (a superuser URL) when set, otherwise an embedded
 // server in a temporary folder. The service runs as a child process (`auditledger serve`) so it
@@ -111,7 +112,13 @@ interface Options {
   /** The turns (p0) and (p) take, each measuring seconds / rounds. */
   rounds: number;
   /** Only (p0) and (p). */
-  personalOnly: boolean;
+  /** One part of the run alone: (p0) and (p), or (g) (with the chain it needs); undefined for all. */
+  only: 'personal' | 'proofs' | undefined;
+}
+
+function onlyOption(value: string | undefined): Options['only'] {
+  if (value === undefined || value === 'personal' || value === 'proofs') return value;
+  throw new Error(`--only must be personal or proofs, got ${value}`);
 }
 
 function parseOptions(): Options {
@@ -125,7 +132,7 @@ function parseOptions(): Options {
       'chain-events': { type: 'string', default: '3000000' },
       proofs: { type: 'string', default: '500' },
       rounds: { type: 'string', default: '4' },
-      'personal-only': { type: 'boolean', default: false },
+      only: { type: 'string' },
     },
     strict: true,
   });
@@ -142,7 +149,7 @@ function parseOptions(): Options {
     chainEvents: positive('chain-events'),
     proofs: positive('proofs'),
     rounds: positive('rounds'),
-    personalOnly: values['personal-only'],
+    only: onlyOption(values.only),
   };
 }
 
@@ -1249,6 +1256,83 @@ interface Report {
   notes: string[];
 }
 
+/**
+ * (g): proofs on a chain of SMALL_CHAIN_EVENTS appended over HTTP and on `dayChain`, against a
+ * service of its own, started now: had another run meanwhile, its jobs would have signed the chain
+ * with its own key, and its scheduled verification would read the whole chain. Returns the
+ * measures and the ratios line.
+ */
+async function proofPhase(
+  db: pg.Pool,
+  databaseUrl: string,
+  dir: string,
+  adminToken: string,
+  dayChain: SeededChain,
+  options: Options,
+  meter: CpuMeter | undefined,
+  teardown: Teardown,
+): Promise<{ measures: Measure[]; ratios: string }> {
+  const measures: Measure[] = [];
+  const proofService = await startService(databaseUrl, path.join(dir, 'service-proofs'), adminToken, teardown, {
+    env: { AUDITLEDGER_VERIFY_CRON: NEVER, AUDITLEDGER_FULL_VERIFY_CRON: NEVER },
+  });
+  let proven: ProvenChain[];
+  let proofFigures: { latency: ProofLatency[]; cpu?: CpuShare | undefined };
+  try {
+    progress(`(g) appending a chain of ${count(SMALL_CHAIN_EVENTS)} events over HTTP`);
+    const small = (await createEnvironment(db, dayChain.project, 'small'))!;
+    const smallToken = await chainToken(proofService.url, adminToken, dayChain.project, small.id);
+    await appendEvents(proofService.url, { project: dayChain.project, environment: small.id, token: smallToken }, SMALL_CHAIN_EVENTS);
+    proven = [
+      await provenChain(db, small.id, smallToken),
+      await provenChain(db, dayChain.environment, await chainToken(proofService.url, adminToken, dayChain.project, dayChain.environment)),
+    ];
+    progress(`(g) ${count(options.proofs)} inclusion and ${count(options.proofs)} consistency proofs on each chain, one request at a time`);
+    proofFigures = await metered(meter?.withService(proofService.pid), async () => ({ latency: await measureProofs(proofService.url, db, proven, options.proofs) }));
+  } finally {
+    await proofService.stop();
+  }
+  const proofRatios: string[] = [];
+  for (const kind of ['inclusion', 'consistency'] as const) {
+    const [smaller, larger] = proofFigures.latency.map((latency) => latency[kind]) as [Latency, Latency];
+    const ratio = { p50: larger.p50 / smaller.p50, p99: larger.p99 / smaller.p99 };
+    proofRatios.push(`${kind} p50 ${ratio.p50.toFixed(2)}, p99 ${ratio.p99.toFixed(2)}`);
+    const label = (size: number) => `(g) ${kind} proofs, chain of ${count(size)} events, ${count(options.proofs)} GETs one at a time`;
+    measures.push(
+      // The cores in use over all of (g), shown once.
+      { key: kind === 'inclusion' ? '(g)' : `(g) ${kind} small`, label: label(proven[0]!.size), latency: smaller, cpu: kind === 'inclusion' ? proofFigures.cpu : undefined },
+      {
+        key: `(g) ${kind} large`,
+        label: label(proven[1]!.size),
+        latency: larger,
+        target: {
+          text: `p50 and p99 <= ${PROOF_TARGET} x the ${count(proven[0]!.size)}-event chain's (${ratio.p50.toFixed(2)}, ${ratio.p99.toFixed(2)})`,
+          met: () => ratio.p50 <= PROOF_TARGET && ratio.p99 <= PROOF_TARGET,
+        },
+      },
+    );
+  }
+
+  return {
+    measures,
+    ratios: `(g) latency on ${count(proven[1]!.size)} / on ${count(proven[0]!.size)} events: ${proofRatios.join('; ')}`,
+  };
+}
+
+/** The chain of (g) and (h): one day of options.chainEvents events, COPYed with its tiles and signed as it grew. */
+async function seedChainDay(db: pg.Pool, dir: string, signer: Signer, options: Options) {
+  const day = pastDay(CHAIN_DAYS_AGO);
+  progress(`(g), (h) building and COPYing one chain's day of ${count(options.chainEvents)} events received on ${day}, with its tiles, signing it ${CHAIN_CHECKPOINTS} times`);
+  const chainArchive = new LocalArchive(path.join(dir, 'chain-archive'));
+  const dayChain = await loadChainDay({ db, archive: chainArchive, ...signer, log: pino({ level: 'silent' }) }, options.chainEvents, day);
+  return { day, chainArchive, dayChain };
+}
+
+/** The key the bench's seals and checkpoints are signed with, new each run. */
+function benchSigner(): Signer {
+  return { key: generateSigningKey('auditledger-bench'), origin: 'bench.auditledger.example' };
+}
+
 async function bench(options: Options, teardown: Teardown): Promise<Report> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-bench-'));
   teardown.add(() => rm(dir, { recursive: true, force: true }));
@@ -1265,7 +1349,13 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   const meter = await CpuMeter.open(db, service.pid);
 
   const measures: Measure[] = [];
-  if (!options.personalOnly) {
+  if (options.only === 'proofs') {
+    await service.stop(); // its jobs would sign the chain with a key of their own
+    const { dayChain } = await seedChainDay(db, dir, benchSigner(), options);
+    const proofs = await proofPhase(db, databaseUrl, dir, adminToken, dayChain, options, meter, teardown);
+    return { postgres: rows[0]!.server_version, measures: proofs.measures, notes: [`Ratios (issue 16 target): ${proofs.ratios} (<= ${PROOF_TARGET}).`] };
+  }
+  if (options.only === undefined) {
     progress(`(a) building and COPYing ${count(options.events)} rows`);
     const chunks = chainAsCopyText(options.events);
     await createCopyTable(db);
@@ -1277,7 +1367,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   }
 
   const personal = INGEST_PHASES.filter((p) => p.key === '(p0)' || p.key === '(p)');
-  const phases = options.personalOnly ? personal : INGEST_PHASES;
+  const phases = options.only === 'personal' ? personal : INGEST_PHASES;
   const chains = await createChains(service.url, adminToken, [...new Set(phases.flatMap((p) => p.chains))]);
   for (const phase of phases) {
     for (const name of phase.policy ? phase.chains : []) {
@@ -1299,7 +1389,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   personal.forEach((phase, i) => record(phase, alternated[i]!));
   personalBaseline = eventsPerSecond(measures, '(p0)');
   const personalRatio = `Ratio (issue 17 target): (p) / (p0) = ${(eventsPerSecond(measures, '(p)') / eventsPerSecond(measures, '(p0)')).toFixed(2)} (>= 0.8).`;
-  if (options.personalOnly) return { postgres: rows[0]!.server_version, measures, notes: [personalRatio] };
+  if (options.only === 'personal') return { postgres: rows[0]!.server_version, measures, notes: [personalRatio] };
   const bareServers = [
     ['node:http', '(c) ceiling: the load of (c1) against a bare node:http server'],
     ['hono', '(c) ceiling with the stack: the same against a bare Hono server'],
@@ -1353,7 +1443,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     ...(await readAndHashChain(db, chain.environment, checked)),
   });
 
-  const signer: Signer = { key: generateSigningKey('auditledger-bench'), origin: 'bench.auditledger.example' };
+  const signer = benchSigner();
   const sealArchive = new LocalArchive(path.join(dir, 'seal-archive'));
   const seal = await measureSeal(db, databaseUrl, sealArchive, signer, options.sealEvents, meter, teardown);
   const sealTarget = `< ${SEAL_TARGET.seconds} s and < ${SEAL_TARGET.rssMb} MB peak RSS`;
@@ -1383,52 +1473,9 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     eventsPerSecond: hashed.eventsPerSecond,
   });
 
-  const day = pastDay(CHAIN_DAYS_AGO);
-  progress(`(g), (h) building and COPYing one chain's day of ${count(options.chainEvents)} events received on ${day}, with its tiles, signing it ${CHAIN_CHECKPOINTS} times`);
-  const chainArchive = new LocalArchive(path.join(dir, 'chain-archive'));
-  const dayChain = await loadChainDay({ db, archive: chainArchive, ...signer, log: pino({ level: 'silent' }) }, options.chainEvents, day);
-
-  // A service of its own, started now: had the first one run meanwhile, its jobs would have signed
-  // the chain with its own key, and its scheduled verification would read the whole chain.
-  const proofService = await startService(databaseUrl, path.join(dir, 'service-proofs'), adminToken, teardown, {
-    env: { AUDITLEDGER_VERIFY_CRON: NEVER, AUDITLEDGER_FULL_VERIFY_CRON: NEVER },
-  });
-  let proven: ProvenChain[];
-  let proofFigures: { latency: ProofLatency[]; cpu?: CpuShare | undefined };
-  try {
-    progress(`(g) appending a chain of ${count(SMALL_CHAIN_EVENTS)} events over HTTP`);
-    const small = (await createEnvironment(db, dayChain.project, 'small'))!;
-    const smallToken = await chainToken(proofService.url, adminToken, dayChain.project, small.id);
-    await appendEvents(proofService.url, { project: dayChain.project, environment: small.id, token: smallToken }, SMALL_CHAIN_EVENTS);
-    proven = [
-      await provenChain(db, small.id, smallToken),
-      await provenChain(db, dayChain.environment, await chainToken(proofService.url, adminToken, dayChain.project, dayChain.environment)),
-    ];
-    progress(`(g) ${count(options.proofs)} inclusion and ${count(options.proofs)} consistency proofs on each chain, one request at a time`);
-    proofFigures = await metered(meter?.withService(proofService.pid), async () => ({ latency: await measureProofs(proofService.url, db, proven, options.proofs) }));
-  } finally {
-    await proofService.stop();
-  }
-  const proofRatios: string[] = [];
-  for (const kind of ['inclusion', 'consistency'] as const) {
-    const [smaller, larger] = proofFigures.latency.map((latency) => latency[kind]) as [Latency, Latency];
-    const ratio = { p50: larger.p50 / smaller.p50, p99: larger.p99 / smaller.p99 };
-    proofRatios.push(`${kind} p50 ${ratio.p50.toFixed(2)}, p99 ${ratio.p99.toFixed(2)}`);
-    const label = (size: number) => `(g) ${kind} proofs, chain of ${count(size)} events, ${count(options.proofs)} GETs one at a time`;
-    measures.push(
-      // The cores in use over all of (g), shown once.
-      { key: kind === 'inclusion' ? '(g)' : `(g) ${kind} small`, label: label(proven[0]!.size), latency: smaller, cpu: kind === 'inclusion' ? proofFigures.cpu : undefined },
-      {
-        key: `(g) ${kind} large`,
-        label: label(proven[1]!.size),
-        latency: larger,
-        target: {
-          text: `p50 and p99 <= ${PROOF_TARGET} x the ${count(proven[0]!.size)}-event chain's (${ratio.p50.toFixed(2)}, ${ratio.p99.toFixed(2)})`,
-          met: () => ratio.p50 <= PROOF_TARGET && ratio.p99 <= PROOF_TARGET,
-        },
-      },
-    );
-  }
+  const { day, chainArchive, dayChain } = await seedChainDay(db, dir, signer, options);
+  const proofs = await proofPhase(db, databaseUrl, dir, adminToken, dayChain, options, meter, teardown);
+  measures.push(...proofs.measures);
 
   progress(`(h) runSeal of one chain's day of ${count(options.chainEvents)} events, in a child process`);
   const chainSeal = await sealInChild(databaseUrl, chainArchive, signer, CHAIN_DAYS_AGO - 1, day, [dayChain], meter, teardown);
@@ -1476,7 +1523,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
       ` the ${count(SMALL_CHAIN_EVENTS)}-event chain was appended over HTTP. (g) ran against a service started then, its scheduled` +
       ` verification off; proofs at each chain's head, the chains taking turns, after ${PROOF_WARMUP} unmeasured of each kind.`,
     `Ratios (issue 18 targets): ${ratios(measures)}.`,
-    `Ratios (issue 16 targets): (g) latency on ${count(proven[1]!.size)} / on ${count(proven[0]!.size)} events: ${proofRatios.join('; ')}` +
+    `Ratios (issue 16 targets): ${proofs.ratios}` +
       ` (<= ${PROOF_TARGET}); (f) peak RSS on a day of ${count(days[1].events)} / of ${count(days[0].events)} events = ${rssRatio.toFixed(2)}` +
       ` (<= ${RSS_TARGET}, independent of day size); (h) peak RSS ${chainSeal.rssMb.toFixed(0)} MB (< ${SEAL_TARGET.rssMb}).`,
     personalRatio,
