@@ -190,6 +190,13 @@ describe('personal data (format v2 commitments)', () => {
       const overlapping = await admin('PUT', projectPolicy(), overlap);
       expect(overlapping.status).toBe(400);
       expect((await overlapping.json()).error.details).toEqual([{ field: 'subjects.1.paths.0', message: expect.stringContaining('overlaps subjects.0.paths.0 (/metadata)') }]);
+      // Always true or false: an erased value there would read "[erased]" where Retraced has a Boolean.
+      const typed = await admin('PUT', projectPolicy(), { subjects: [{ subject: '/actor/id', paths: ['/actor/name', '/is_failure', '/is_anonymous'] }] });
+      expect(typed.status).toBe(400);
+      expect((await typed.json()).error.details).toEqual([
+        { field: 'subjects.0.paths.1', message: expect.stringContaining('/is_failure: it is always true or false, never free text') },
+        { field: 'subjects.0.paths.2', message: expect.stringContaining('/is_anonymous: it is always true or false, never free text') },
+      ]);
       const shape = await admin('PUT', projectPolicy(), { subjects: [{ subject: '/actor/id', paths: [] }], extra: 1 });
       expect(shape.status).toBe(400);
       expect((await admin('PUT', `/v1/projects/${crypto.randomUUID()}/personal-data-policy`, custom)).status).toBe(404);
