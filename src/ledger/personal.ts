@@ -415,6 +415,18 @@ export interface MismatchMarker {
   mismatch: true;
 }
 
+/**
+ * Whether `value` has the shape of an ErasedMarker or a MismatchMarker: an object whose members are
+ * exactly `erased` (a boolean) and `commitment`, or these and `mismatch`. Sent by a client, such a
+ * value would read exactly as a real marker does, so appends refuse it (README "Personal data and
+ * erasure").
+ */
+export function isMarkerShape(value: unknown): boolean {
+  if (!isObject(value) || !Object.hasOwn(value, 'erased') || typeof value.erased !== 'boolean' || !Object.hasOwn(value, 'commitment')) return false;
+  const members = Object.keys(value).length;
+  return members === 2 || (members === 3 && Object.hasOwn(value, 'mismatch'));
+}
+
 /** An event with its personal values put back, and the pointers that could not be. */
 export interface RestoredEvent {
   event: AuditEvent;
