@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { AuditEvent, Crud } from '../ledger/event.js';
+import { formatPointer, isMarkerShape } from '../ledger/personal.js';
 import { isoDateTime, storableString } from './schemas.js';
 
 /** Limits on appended events; each is a setting (see config.ts). */
@@ -13,9 +14,28 @@ export interface EventLimits {
 
 /**
  * The action prefix of the ledger's own events (a policy change, an erasure, a legal hold), which
- * apps may not send, in any letter case: a reader can trust that such an event came from the ledger.
+ * apps may not send, nor anything that reads as it (reservedLookAlike): a reader can trust that
+ * such an event came from the ledger.
  */
 export const RESERVED_ACTION_PREFIX = 'auditledger.';
+
+// White space and characters drawn as nothing: format characters (general category Cf: zero-width
+// space and joiners, bidi controls, the soft hyphen) and the other default ignorables (variation
+// selectors, the combining grapheme joiner, Hangul fillers).
+const INVISIBLE = /[\p{White_Space}\p{Cf}\p{Default_Ignorable_Code_Point}]/gu;
+
+/**
+ * Whether `action` reads as one beginning with RESERVED_ACTION_PREFIX: compared after removing
+ * INVISIBLE characters anywhere, NFKC normalization (Unicode UAX #15: fullwidth letters, the
+ * fullwidth full stop, the Kelvin sign, ligatures) and case folding (upper then lower case, which
+ * also folds ß, ı and ſ). Not caught: letters of other scripts that merely look alike (Cyrillic а,
+ * Unicode UTS #39 confusables), which NFKC keeps apart.
+ */
+function reservedLookAlike(action: string): boolean {
+  const folded = action.replace(INVISIBLE, '').normalize('NFKC').toUpperCase().toLowerCase();
+  // Folding and NFKC can each undo the other's form, and NFKC can make white space (U+00A0): again.
+  return folded.normalize('NFKC').replace(INVISIBLE, '').startsWith(RESERVED_ACTION_PREFIX);
+}
 
 /** c, r, u or d, or the word each stands for, kept as the letter. */
 export const crudSchema = z
@@ -25,10 +45,12 @@ export const crudSchema = z
   .transform((s) => s[0] as Crud);
 
 /**
- * Checks a JSON value without recursion (a hostile body may nest deeply): depth, and strings
- * and keys that PostgreSQL or UTF-8 cannot hold. Returns the path and problem of the first fault.
+ * Checks a JSON value without recursion (a hostile body may nest deeply): depth, strings and keys
+ * that PostgreSQL or UTF-8 cannot hold, and objects shaped like an erased value's marker
+ * (isMarkerShape), which would read as one. `at` is the value's place in the event, as RFC 6901
+ * reference tokens. Returns the path (below `at`) and problem of the first fault.
  */
-function jsonProblem(value: unknown, maxDepth: number, stringOk: (s: string) => string | undefined) {
+function jsonProblem(value: unknown, at: string[], maxDepth: number, stringOk: (s: string) => string | undefined) {
   const stack: { value: unknown; path: (string | number)[]; depth: number }[] = [{ value, path: [], depth: 1 }];
   while (stack.length) {
     const { value: v, path, depth } = stack.pop()!;
@@ -37,6 +59,10 @@ function jsonProblem(value: unknown, maxDepth: number, stringOk: (s: string) => 
       if (problem) return { path, message: problem };
     } else if (typeof v === 'object' && v !== null) {
       if (depth > maxDepth) return { path, message: `must not nest deeper than ${maxDepth} levels` };
+      if (isMarkerShape(v)) {
+        const pointer = formatPointer([...at, ...path.map(String)]);
+        return { path, message: `${pointer}: must not have exactly the members of the marker an erased value reads as (erased, commitment[, mismatch]), or it would read as one` };
+      }
       for (const [key, child] of Object.entries(v)) {
         const problem = stringOk(key);
         if (problem) return { path: [...path, key], message: `key ${problem}` };
@@ -78,9 +104,11 @@ export function eventSchemas(limits: EventLimits) {
     .refine((m) => Object.keys(m).length <= limits.maxFields, `must have at most ${limits.maxFields} entries`);
   const party = { id, name: text.optional(), href: text.optional(), fields: fieldMap.optional() };
 
+  // Only metadata can hold an object the client shapes (so one shaped like a marker): the schema
+  // fixes the members of every other object of an event (a party, group, fields).
   const metadata = jsonRecord(z.string(), z.unknown())
     .superRefine((value, ctx) => {
-      const problem = jsonProblem(value, limits.maxMetadataDepth, stringProblem);
+      const problem = jsonProblem(value, ['metadata'], limits.maxMetadataDepth, stringProblem);
       if (problem) {
         ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
         return;
@@ -94,7 +122,10 @@ export function eventSchemas(limits: EventLimits) {
   const event = z.strictObject({
     action: text
       .min(1, 'must not be empty')
-      .refine((action) => !action.toLowerCase().startsWith(RESERVED_ACTION_PREFIX), `must not begin with "${RESERVED_ACTION_PREFIX}": that prefix is for the ledger's own events`),
+      .refine(
+        (action) => !reservedLookAlike(action),
+        `must not begin with "${RESERVED_ACTION_PREFIX}", in any letter case or width or with invisible characters: that prefix is for the ledger's own events`,
+      ),
     crud: crudSchema.optional(),
     group: z.strictObject({ id, name: text.optional() }).optional(),
     actor: z.strictObject(party).optional(),

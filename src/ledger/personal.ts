@@ -100,48 +100,55 @@ function overlaps(a: string, b: string): boolean {
 }
 
 // What an event can hold at each place, as event validation allows it (AuditEvent, Retraced's
-// field set): LEAF is always a string or a boolean, with nothing inside; STRINGS is an object of
-// strings under any names (`fields`); JSON is any JSON value (`metadata`); an object lists the
-// only members allowed there. A pointer that leaves this shape can never match an event.
-const LEAF = 'leaf';
+// field set): TEXT is any string, and a Typed leaf only the values it names (a boolean, a crud
+// letter, a date-time), each with nothing inside; STRINGS is an object of TEXT under any names
+// (`fields`); JSON is any JSON value (`metadata`); an object lists the only members allowed there.
+// A pointer that leaves this shape can never match an event.
+const TEXT = 'text';
 const STRINGS = 'strings';
 const JSON_VALUE = 'json';
-type Place = typeof LEAF | typeof STRINGS | typeof JSON_VALUE | { readonly [name: string]: Place };
-const PARTY = { id: LEAF, name: LEAF, href: LEAF, fields: STRINGS } as const;
+class Typed {
+  /** `values`: what the leaf holds, in words ("true or false"). */
+  constructor(readonly values: string) {}
+}
+const BOOLEAN = new Typed('true or false');
+type Place = typeof TEXT | Typed | typeof STRINGS | typeof JSON_VALUE | { readonly [name: string]: Place };
+const isLeaf = (place: Place): place is typeof TEXT | Typed => place === TEXT || place instanceof Typed;
+const PARTY = { id: TEXT, name: TEXT, href: TEXT, fields: STRINGS } as const;
 const EVENT_PLACES = {
-  action: LEAF,
-  crud: LEAF,
-  group: { id: LEAF, name: LEAF },
+  action: TEXT,
+  crud: new Typed('one of c, r, u, d'),
+  group: { id: TEXT, name: TEXT },
   actor: PARTY,
-  target: { ...PARTY, type: LEAF },
-  source_ip: LEAF,
-  description: LEAF,
-  is_failure: LEAF,
-  is_anonymous: LEAF,
+  target: { ...PARTY, type: TEXT },
+  source_ip: TEXT,
+  description: TEXT,
+  is_failure: BOOLEAN,
+  is_anonymous: BOOLEAN,
   fields: STRINGS,
-  external_id: LEAF,
-  component: LEAF,
-  version: LEAF,
+  external_id: TEXT,
+  component: TEXT,
+  version: TEXT,
   metadata: JSON_VALUE,
-  created: LEAF,
+  created: new Typed('an RFC 3339 date-time'),
 } as const satisfies Record<keyof AuditEvent, Place>;
 
 /**
- * Why no event can hold a value at `tokens` (with `wildcard`, the members of the object there),
- * or undefined when one can.
+ * The place every event has at `tokens`, or `never`: why no event can hold a value there (with
+ * `wildcard`, the members of the object there).
  */
-function unreachable(tokens: readonly string[], wildcard: boolean): string | undefined {
+function placeAt(tokens: readonly string[], wildcard: boolean): { place: Place } | { never: string } {
   let place: Place = EVENT_PLACES;
   for (let i = 0; i < tokens.length && place !== JSON_VALUE; i++) {
     const token = tokens[i]!;
-    if (place === LEAF) return `can never match an event: ${formatPointer(tokens.slice(0, i))} is always a string or a boolean`;
-    if (place === STRINGS) place = LEAF;
+    if (isLeaf(place)) return { never: `can never match an event: ${formatPointer(tokens.slice(0, i))} is always a string or a boolean` };
+    if (place === STRINGS) place = TEXT;
     else if (Object.hasOwn(place, token)) place = place[token]!;
-    else if (i === 0) return `can never match an event: it must begin with a member of the event (${Object.keys(EVENT_PLACES).join(', ')})`;
-    else return `can never match an event: ${formatPointer(tokens.slice(0, i))} has no member ${JSON.stringify(token)}`;
+    else if (i === 0) return { never: `can never match an event: it must begin with a member of the event (${Object.keys(EVENT_PLACES).join(', ')})` };
+    else return { never: `can never match an event: ${formatPointer(tokens.slice(0, i))} has no member ${JSON.stringify(token)}` };
   }
-  if (wildcard && place === LEAF) return `can never match an event: ${formatPointer(tokens)} is always a string or a boolean`;
-  return undefined;
+  if (wildcard && isLeaf(place)) return { never: `can never match an event: ${formatPointer(tokens)} is always a string or a boolean` };
+  return { place };
 }
 
 /**
@@ -149,7 +156,9 @@ function unreachable(tokens: readonly string[], wildcard: boolean): string | und
  * (`subjects.0.paths.1`); empty when it can. Refused: a malformed pointer, a `*` anywhere but the
  * last token, a pointer no event can match (its first token not a member of the event, or a
  * token below a member that is always a string), a path that is or contains a subject id or an
- * index column's source (action, crud, created, actor/target/group id, target type), and a path
+ * index column's source (action, crud, created, actor/target/group id, target type), a path to a
+ * member that is never free text (is_failure, is_anonymous: where a schema types it, as Retraced's
+ * does, an erased value could read neither as a marker nor as ERASED_TEXT), and a path
  * that overlaps another, in any rule (equal, one containing the other, or covered by a wildcard):
  * its values would be stored and erased under two subjects, so erasing one would leave the other's
  * copy readable.
@@ -163,8 +172,8 @@ export function policyProblems(policy: PersonalPolicy): { field: string; message
     if (!subjectTokens || rule.subject.includes('*')) {
       problems.push({ field: `subjects.${r}.subject`, message: 'must be an RFC 6901 JSON Pointer without *' });
     } else {
-      const never = unreachable(subjectTokens, false);
-      if (never !== undefined) problems.push({ field: `subjects.${r}.subject`, message: never });
+      const at = placeAt(subjectTokens, false);
+      if ('never' in at) problems.push({ field: `subjects.${r}.subject`, message: at.never });
     }
     rule.paths.forEach((path, p) => {
       const field = `subjects.${r}.paths.${p}`;
@@ -176,12 +185,15 @@ export function policyProblems(policy: PersonalPolicy): { field: string; message
       // A wildcard covers every member of its parent: it overlaps what its parent does.
       const wildcard = tokens.at(-1) === '*';
       const covered = wildcard ? formatPointer(tokens.slice(0, -1)) : path;
-      const never = unreachable(wildcard ? tokens.slice(0, -1) : tokens, wildcard);
+      const at = placeAt(wildcard ? tokens.slice(0, -1) : tokens, wildcard);
       const clash = [...PROTECTED, ...subjects].find((kept) => covered === '' || overlaps(covered, kept));
       const other = accepted.find((a) => overlaps(a.covered, covered));
-      if (never !== undefined) problems.push({ field, message: never });
+      if ('never' in at) problems.push({ field, message: at.never });
       else if (clash !== undefined) problems.push({ field, message: `must not name ${clash}: it stays clear in the body (an index column or a subject id)` });
-      else if (other !== undefined) {
+      else if (at.place instanceof Typed) {
+        // A wildcard's place is an object; the only one holding a Typed leaf, the event, is a clash above.
+        problems.push({ field, message: `must not name ${path}: it is always ${at.place.values}, never free text, so an erased value there would break the schema of its readers (Retraced's routes would show the text "${ERASED_TEXT}" in it)` });
+      } else if (other !== undefined) {
         problems.push({ field, message: `overlaps ${other.field} (${other.path}): a value must belong to one path of one subject, or erasing one subject would leave it readable under another` });
       } else accepted.push({ field, path, covered });
     });
@@ -401,6 +413,18 @@ export interface MismatchMarker {
   erased: false;
   commitment: string;
   mismatch: true;
+}
+
+/**
+ * Whether `value` has the shape of an ErasedMarker or a MismatchMarker: an object whose members are
+ * exactly `erased` (a boolean) and `commitment`, or these and `mismatch`. Sent by a client, such a
+ * value would read exactly as a real marker does, so appends refuse it (README "Personal data and
+ * erasure").
+ */
+export function isMarkerShape(value: unknown): boolean {
+  if (!isObject(value) || !Object.hasOwn(value, 'erased') || typeof value.erased !== 'boolean' || !Object.hasOwn(value, 'commitment')) return false;
+  const members = Object.keys(value).length;
+  return members === 2 || (members === 3 && Object.hasOwn(value, 'mismatch'));
 }
 
 /** An event with its personal values put back, and the pointers that could not be. */

@@ -155,13 +155,69 @@ describe('personal data (format v2 commitments)', () => {
     expect(other.status).toBe(409);
   });
 
-  it('refuses the action prefix of the ledger\'s own events from apps, naming action', async () => {
-    for (const action of ['auditledger.policy.changed', 'AuditLedger.anything']) {
-      const res = await post({ action });
-      expect(res.status).toBe(400);
-      expect((await res.json()).error.details).toEqual([{ field: 'action', message: expect.stringContaining('auditledger.') }]);
-      const retraced = await ctx.t.request('POST', `/publisher/v1/project/${tenant.projectId}/event`, { token: tenant.token, body: { action } });
-      expect(retraced.status).toBe(400);
+  // Every route that appends an app's events: single and bulk, ours and Retraced's publisher's.
+  const appendRoutes = (event: unknown) => {
+    const retraced = `/publisher/v1/project/${tenant.projectId}`;
+    return [
+      { route: 'POST /v1/events', body: event, field: '' },
+      { route: 'POST /v1/events (bulk)', body: { events: [{ action: 'fine' }, event] }, field: 'events.1.' },
+      { route: `POST ${retraced}/event`, body: event, field: '' },
+      { route: `POST ${retraced}/event/bulk`, body: { events: [{ action: 'fine' }, event] }, field: 'events.1.' },
+    ].map(({ route, body, field }) => {
+      const path = route.split(' ')[1]!;
+      return { route, field, send: () => ctx.t.request('POST', path, { token: tenant.token, body }) };
+    });
+  };
+
+  it('refuses the action prefix of the ledger\'s own events from apps, and its look-alikes, naming action', async () => {
+    const lookAlikes = [
+      'auditledger.policy.changed',
+      'AuditLedger.anything',
+      ' auditledger.subject.erased',
+      'auditledger.subject.erased\t',
+      '\u200bauditledger.subject.erased', // zero-width space (Cf)
+      '\u202eauditledger.hold.placed', // right-to-left override (Cf)
+      'audit\u00adledger.hold.lifted', // soft hyphen (Cf)
+      '\ufeffAUDITLEDGER.x', // byte order mark (Cf)
+      'auditledger\u2060.x', // word joiner (Cf)
+      '\uff41\uff55\uff44\uff49\uff54\uff4c\uff45\uff44\uff47\uff45\uff52\uff0esubject.erased', // fullwidth, NFKC
+      'auditledger\ufe52x', // small full stop, NFKC
+      'audit\u2112edger.x', // script capital L, NFKC then case
+      'AUDITLEDGER\u00a0.x', // no-break space, white space after NFKC
+      'aud\u0131tledger.x', // dotless i, case
+    ];
+    for (const action of lookAlikes) {
+      for (const { route, field, send } of appendRoutes({ action })) {
+        const res = await send();
+        expect(res.status, `${route} ${JSON.stringify(action)}`).toBe(400);
+        expect((await res.json()).error.details, route).toEqual([{ field: `${field}action`, message: expect.stringContaining('auditledger.') }]);
+      }
+    }
+    // Near misses are actions like any other.
+    for (const action of ['auditledger', 'auditledgerx.y', 'my.auditledger.x', 'audit-ledger.x']) expect((await post({ action })).status, action).toBe(201);
+  });
+
+  it('refuses a value shaped like an erased value\'s marker anywhere, naming its field and RFC 6901 pointer', async () => {
+    const markers = [
+      { erased: true, commitment: 'a'.repeat(64) },
+      { erased: false, commitment: 'a'.repeat(64), mismatch: true },
+      { commitment: 1, erased: false },
+    ];
+    for (const marker of markers) {
+      const ours = appendRoutes({ action: 'a', metadata: { a: [{ 'b/c': marker }] } }).slice(0, 2);
+      for (const { route, field, send } of ours) {
+        const res = await send();
+        expect(res.status, route).toBe(400);
+        expect((await res.json()).error.details, route).toEqual([{ field: `${field}metadata.a.0.b/c`, message: expect.stringMatching(/^\/metadata\/a\/0\/b~1c: .*marker/) }]);
+      }
+      const whole = await post({ action: 'a', metadata: marker });
+      expect((await whole.json()).error.details).toEqual([{ field: 'metadata', message: expect.stringMatching(/^\/metadata: /) }]);
+      // Retraced's metadata is text: no object gets in there.
+      for (const { route, send } of appendRoutes({ action: 'a', metadata: { a: marker } }).slice(2)) expect((await send()).status, route).toBe(400);
+    }
+    // Not the shape: another member, a member missing, erased not a boolean.
+    for (const other of [{ erased: true, commitment: 'c', note: 1 }, { erased: true }, { erased: 'true', commitment: 'c' }, { erased: true, mismatch: true }]) {
+      expect((await post({ action: 'a', metadata: { a: other } })).status, JSON.stringify(other)).toBe(201);
     }
   });
 
@@ -190,6 +246,13 @@ describe('personal data (format v2 commitments)', () => {
       const overlapping = await admin('PUT', projectPolicy(), overlap);
       expect(overlapping.status).toBe(400);
       expect((await overlapping.json()).error.details).toEqual([{ field: 'subjects.1.paths.0', message: expect.stringContaining('overlaps subjects.0.paths.0 (/metadata)') }]);
+      // Always true or false: an erased value there would read "[erased]" where Retraced has a Boolean.
+      const typed = await admin('PUT', projectPolicy(), { subjects: [{ subject: '/actor/id', paths: ['/actor/name', '/is_failure', '/is_anonymous'] }] });
+      expect(typed.status).toBe(400);
+      expect((await typed.json()).error.details).toEqual([
+        { field: 'subjects.0.paths.1', message: expect.stringContaining('/is_failure: it is always true or false, never free text') },
+        { field: 'subjects.0.paths.2', message: expect.stringContaining('/is_anonymous: it is always true or false, never free text') },
+      ]);
       const shape = await admin('PUT', projectPolicy(), { subjects: [{ subject: '/actor/id', paths: [] }], extra: 1 });
       expect(shape.status).toBe(400);
       expect((await admin('PUT', `/v1/projects/${crypto.randomUUID()}/personal-data-policy`, custom)).status).toBe(404);

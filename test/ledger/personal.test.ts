@@ -189,8 +189,21 @@ describe('personal data commitments', () => {
       { field: 'subjects.0.subject', message: 'can never match an event: /actor/name is always a string or a boolean' },
     ]);
     // Every place an event can hold a value: a party's members and fields, the free JSON of metadata.
-    const reachable = ['/actor/name', '/actor/href', '/actor/fields/*', '/target/name', '/target/fields/x', '/group/name', '/fields/*', '/metadata/a/b/c', '/description', '/external_id', '/component', '/version', '/is_anonymous'];
+    const reachable = ['/actor/name', '/actor/href', '/actor/fields/*', '/target/name', '/target/fields/x', '/group/name', '/fields/*', '/metadata/a/b/c', '/description', '/external_id', '/component', '/version'];
     expect(policyProblems({ subjects: [{ subject: '/actor/id', paths: reachable }] })).toEqual([]);
+  });
+
+  it('refuses a path to a member that is never free text, and keeps whole maps and strings', () => {
+    const problems = policyProblems({ subjects: [{ subject: '/actor/id', paths: ['/is_failure', '/source_ip', '/is_anonymous', '/crud', '/created'] }] });
+    expect(problems).toEqual([
+      { field: 'subjects.0.paths.0', message: 'must not name /is_failure: it is always true or false, never free text, so an erased value there would break the schema of its readers (Retraced\'s routes would show the text "[erased]" in it)' },
+      { field: 'subjects.0.paths.2', message: expect.stringContaining('must not name /is_anonymous: it is always true or false') },
+      // Index columns' sources are refused for that first.
+      { field: 'subjects.0.paths.3', message: expect.stringContaining('must not name /crud: it stays clear') },
+      { field: 'subjects.0.paths.4', message: expect.stringContaining('must not name /created: it stays clear') },
+    ]);
+    const maps = ['/fields', '/actor/fields', '/target/fields/*', '/metadata', '/description'];
+    expect(policyProblems({ subjects: [{ subject: '/actor/id', paths: maps }] })).toEqual([]);
   });
 
   it('shows every marker as one text where a schema allows only strings', () => {

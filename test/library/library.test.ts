@@ -123,6 +123,16 @@ describe("library mode: the seed's usage, from initializeDatabase to close()", (
     await expect(client.createEvents({ events: 'no' } as never)).rejects.toThrow(/^events: /);
   });
 
+  it('refuses what the HTTP routes refuse: a look-alike of the ledger\'s own actions, a value shaped like a marker', async () => {
+    const client = open().setContext('imitations', 'production');
+    await expect(client.createEvent({ action: '\u200bAuditLedger.subject.erased' })).rejects.toMatchObject({ status: 400, details: [{ field: 'action', message: expect.stringContaining('auditledger.') }] });
+    await expect(client.createEvent({ action: 'a', metadata: { email: { erased: true, commitment: 'c' } } })).rejects.toMatchObject({
+      status: 400,
+      details: [{ field: 'metadata.email', message: expect.stringMatching(/^\/metadata\/email: /) }],
+    });
+    await expect(client.createEvent({ action: 'fine' })).resolves.toMatchObject({ seq: 1 });
+  });
+
   it('two processes creating one name at once get one project and one environment', async () => {
     const [x, y] = [open(), open()];
     const receipts = await Promise.all([x.setContext('raced', 'prod').createEvent({ action: 'x' }), y.setContext('raced', 'prod').createEvent({ action: 'y' })]);
