@@ -260,9 +260,9 @@ class EventEditor {
     this.root = event as unknown as Json;
   }
 
-  private copy(object: Json, without?: string): Json {
+  private copy(object: Json): Json {
     const copy: Json = {};
-    for (const name of Object.keys(object)) if (name !== without) setMember(copy, name, object[name]);
+    for (const name of Object.keys(object)) setMember(copy, name, object[name]);
     this.copies.push(copy);
     return copy;
   }
@@ -271,48 +271,42 @@ class EventEditor {
     return this.copies.includes(object) ? object : this.copy(object);
   }
 
-  /** The (copied) parent object of `tokens`, made when `create` and missing; undefined otherwise. */
-  private parent(tokens: readonly string[], create: boolean): Json | undefined {
+  /** Sets the member at `tokens`, making the objects above it where they are missing. */
+  set(tokens: readonly string[], value: unknown): void {
     this.root = this.own(this.root);
     let at = this.root;
     for (let i = 0; i < tokens.length - 1; i++) {
       const child = member(at, tokens[i]!);
-      if (!isObject(child) && !create) return undefined;
       const copy = isObject(child) ? this.own(child) : this.copy({});
       setMember(at, tokens[i]!, copy);
       at = copy;
     }
-    return at;
+    setMember(at, tokens.at(-1)!, value);
   }
+}
 
-  /**
-   * Takes out the member at `tokens`: its parent is copied without it (a delete would turn the
-   * object into a slow dictionary for every later read, canonicalization included), then each
-   * container above it that is not a copy yet.
-   */
-  remove(tokens: readonly string[]): void {
-    const path: Json[] = [this.root];
-    for (let i = 0; i < tokens.length - 1; i++) {
-      const child = member(path[i], tokens[i]!);
-      if (!isObject(child)) return;
-      path.push(child);
+/**
+ * A copy of `object` without the members at `removals` (paths of reference tokens, compared from
+ * `depth` on): only the objects on their paths are copied, each once, however many members it
+ * loses; the rest is shared and the original is never changed. A member is left out rather than
+ * deleted: a delete would turn the object into a slow dictionary for every later read,
+ * canonicalization included. A path through a non-object removes nothing.
+ */
+function without(object: Json, removals: readonly (readonly string[])[], depth = 0): Json {
+  const copy: Json = {};
+  for (const name of Object.keys(object)) {
+    let removed = false;
+    let below: (readonly string[])[] | undefined;
+    for (const tokens of removals) {
+      if (tokens[depth] !== name) continue;
+      if (tokens.length === depth + 1) removed = true;
+      else (below ??= []).push(tokens);
     }
-    const last = tokens.at(-1)!;
-    if (!Object.hasOwn(path.at(-1)!, last)) return;
-    let replacement = this.copy(path.at(-1)!, last);
-    for (let i = path.length - 2; i >= 0; i--) {
-      const owned = this.copies.includes(path[i]!);
-      const container = owned ? path[i]! : this.copy(path[i]!);
-      setMember(container, tokens[i]!, replacement);
-      if (owned) return;
-      replacement = container;
-    }
-    this.root = replacement;
+    if (removed) continue;
+    const value = object[name];
+    setMember(copy, name, below && isObject(value) ? without(value, below, depth + 1) : value);
   }
-
-  set(tokens: readonly string[], value: unknown): void {
-    setMember(this.parent(tokens, true)!, tokens.at(-1)!, value);
-  }
+  return copy;
 }
 
 /** Fills a buffer with cryptographically strong random bytes (crypto.randomFillSync). */
@@ -389,17 +383,16 @@ export function splitPersonal(event: AuditEvent, policy: PersonalPolicy, fill: R
   if (found.length === 0) return { event, commitments: {}, values: [] };
   const salts = Buffer.allocUnsafe(found.length * SALT_SIZE); // filled whole by `fill`
   fill(salts);
-  const editor = new EventEditor(event);
   const commitments: Record<string, string> = {};
   const values: PersonalValue[] = [];
   for (let i = 0; i < found.length; i++) {
-    const { tokens, pointer, subject, value } = found[i]!;
+    const { pointer, subject, value } = found[i]!;
     const salt = salts.subarray(i * SALT_SIZE, (i + 1) * SALT_SIZE);
-    editor.remove(tokens);
     setMember(commitments, pointer, commitValue(value, salt));
     values.push({ pointer, subject, value, salt });
   }
-  return { event: editor.root as unknown as AuditEvent, commitments, values };
+  const removed = without(event as unknown as Json, found.map((f) => f.tokens));
+  return { event: removed as unknown as AuditEvent, commitments, values };
 }
 
 /** What reads in place of a value that is not in the store: erased (or never stored). */
