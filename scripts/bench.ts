@@ -14,14 +14,15 @@
 //   events carry no commitments. Targets are printed beside the figures, never asserted.
 //
 //   npm run bench -- [--events N] [--seconds S] [--workers W] [--seal-events N] [--chain-events N] [--proofs N]
-//                    [--rounds R] [--only personal|proofs]
+//                    [--rounds R] [--only personal|proofs|single]
 //
 // A quick check that every phase runs (figures meaningless):
 //   npm run bench -- --events 20000 --seconds 1 --seal-events 200000 --chain-events 300000 --proofs 50
 //
 // (p0) and (p) take turns, R runs each (4 unless given) of S / R seconds, so that both see the
 // same machine. --only personal runs them alone (no (a), no other phase): their ratio, in a minute.
-// --only proofs builds the large chain and runs (g) alone: its ratios, in a few minutes.
+// --only proofs builds the large chain and runs (g) alone: its ratios, in a few minutes. --only single
+// runs (c1), (c2), (c3) and the bare servers: the single-event ratios and CPU per event, in two minutes.
 //
 // PostgreSQL: a fresh database at DATABASE_URL (a superuser URL) when set, otherwise an embedded
 // server in a temporary folder. The service runs as a child process (`auditledger serve`) so it
@@ -112,13 +113,13 @@ interface Options {
   /** The turns (p0) and (p) take, each measuring seconds / rounds. */
   rounds: number;
   /** Only (p0) and (p). */
-  /** One part of the run alone: (p0) and (p), or (g) (with the chain it needs); undefined for all. */
-  only: 'personal' | 'proofs' | undefined;
+  /** One part of the run alone: (p0) and (p), (g) (with the chain it needs), or (c1)-(c3) with the bare servers; undefined for all. */
+  only: 'personal' | 'proofs' | 'single' | undefined;
 }
 
 function onlyOption(value: string | undefined): Options['only'] {
-  if (value === undefined || value === 'personal' || value === 'proofs') return value;
-  throw new Error(`--only must be personal or proofs, got ${value}`);
+  if (value === undefined || value === 'personal' || value === 'proofs' || value === 'single') return value;
+  throw new Error(`--only must be personal, proofs or single, got ${value}`);
 }
 
 function parseOptions(): Options {
@@ -1368,7 +1369,8 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   }
 
   const personal = INGEST_PHASES.filter((p) => p.key === '(p0)' || p.key === '(p)');
-  const phases = options.only === 'personal' ? personal : INGEST_PHASES;
+  const single = INGEST_PHASES.filter((p) => p.key === '(c1)' || p.key === '(c2)' || p.key === '(c3)');
+  const phases = options.only === 'personal' ? personal : options.only === 'single' ? single : INGEST_PHASES;
   const chains = await createChains(service.url, adminToken, [...new Set(phases.flatMap((p) => p.chains))]);
   for (const phase of phases) {
     for (const name of phase.policy ? phase.chains : []) {
@@ -1385,10 +1387,12 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     progress(`${phase.label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
     record(phase, await metered(meter, () => measureIngest(service.url, phase, chains, options)));
   }
-  progress(`(p0) and (p) in turn, ${options.rounds} times each: ${WARMUP_MS / 1000} s warm-up + ${options.seconds / options.rounds} s`);
-  const alternated = await measureAlternately(service.url, personal, chains, options, meter);
-  personal.forEach((phase, i) => record(phase, alternated[i]!));
-  personalBaseline = eventsPerSecond(measures, '(p0)');
+  if (phases.includes(personal[0]!)) {
+    progress(`(p0) and (p) in turn, ${options.rounds} times each: ${WARMUP_MS / 1000} s warm-up + ${options.seconds / options.rounds} s`);
+    const alternated = await measureAlternately(service.url, personal, chains, options, meter);
+    personal.forEach((phase, i) => record(phase, alternated[i]!));
+    personalBaseline = eventsPerSecond(measures, '(p0)');
+  }
   const personalRatio = `Ratio (issue 17 target): (p) / (p0) = ${(eventsPerSecond(measures, '(p)') / eventsPerSecond(measures, '(p0)')).toFixed(2)} (>= 0.8).`;
   if (options.only === 'personal') return { postgres: rows[0]!.server_version, measures, notes: [personalRatio] };
   const bareServers = [
@@ -1407,6 +1411,8 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
       await bare.stop();
     }
   }
+
+  if (options.only === 'single') return { postgres: rows[0]!.server_version, measures, notes: [`Ratios (issue 18 targets): ${ratios(measures)}.`] };
 
   // The 1-worker service idles meanwhile; the CPU meter follows one process, so this is not metered.
   const oneWorker = measures.find((m) => m.key === WORKERS_PHASE.key)!;
@@ -1551,6 +1557,7 @@ function ratios(measures: Measure[]): string {
       ['(i)', WORKERS_PHASE.key, 1.3],
     ] as const
   )
+    .filter(([a, b]) => !Number.isNaN(eps(a) / eps(b))) // phases this run left out
     .map(([a, b, target]) => `${a} / ${b} = ${(eps(a) / eps(b)).toFixed(2)} (>= ${target})`)
     .concat(`CPU per event (c1) / (c) hono = ${(cpuUs('(c1)') / cpuUs('(c) hono')).toFixed(2)} (<= 1.5)`)
     .join('; ');
