@@ -40,8 +40,21 @@ export const dateTimeParam = isoDateTime.transform((s) => new Date(s));
 /** A calendar date `YYYY-MM-DD` that exists (no 2026-02-30), in range. */
 export const dateParam = z.iso.date({ error: 'must be a date YYYY-MM-DD, e.g. 2026-01-31', abort: true }).refine(inRange, IN_RANGE);
 
+/**
+ * A whole number given as a query parameter, min..max: decimal digits only. z.coerce.number would
+ * also read "0x10" as 16, "1e3", " 7" or "7.0", and an empty value as 0: a parameter is read as
+ * written or refused (400 naming it), never silently altered.
+ */
+export function queryInt(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return z
+    .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a whole number in decimal digits') })
+    .regex(/^[0-9]+$/, 'must be a whole number in decimal digits')
+    .transform(Number)
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+}
+
 export const pageQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  limit: queryInt(1, 1000).default(100),
   cursor: z.uuid('must be a cursor returned by an earlier page').optional(),
 });
 

@@ -132,6 +132,17 @@ describe('checkpoints and proofs', () => {
       expect(body.error).toEqual({ code: 'no_checkpoint', message: `no signed checkpoint covers event seq ${late!.seq} yet (the latest is of size 15); wait for the next one, or pass tree_size` });
       expect((await get(tenant, '/v1/consistency?from=12&to=11')).status).toBe(400);
       expect((await get(tenant, '/v1/consistency')).status).toBe(400);
+      // A number is read as written, or refused: never 0x10 as 16, 1e1 as 10, ' 5' as 5, '' as 0.
+      for (const q of ['tree_size=0x10', 'tree_size=1e1', 'tree_size=%205', 'tree_size=5.0', 'tree_size=', 'tree_size=-5']) {
+        const { status, body } = await get(tenant, `/v1/events/${events[3]!.id}/proof?${q}`);
+        expect(status, q).toBe(400);
+        expect(body.error.message, q).toMatch(/^query\.tree_size: must be (a whole number in decimal digits|at least 1)/);
+      }
+      for (const path of ['/v1/events?limit=0x10', '/v1/events?seq_from=0b11', '/v1/checkpoints?before=1e2']) {
+        expect((await get(tenant, path)).status, path).toBe(400);
+      }
+      const missing = await get(tenant, '/v1/consistency?to=5');
+      expect(missing.body.error.message).toMatch(/^query\.from: is required/);
     });
   });
 

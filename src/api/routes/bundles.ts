@@ -6,10 +6,10 @@ import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { notFound } from '../errors.js';
 import { pathId, query } from '../input.js';
-import { dateParam } from '../schemas.js';
+import { dateParam, queryInt } from '../schemas.js';
 import { chainOf } from './chain.js';
 
-export const bundlesQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100), before: dateParam.optional() });
+export const bundlesQuery = z.strictObject({ limit: queryInt(1, 1000).default(100), before: dateParam.optional() });
 
 function present(seal: SealRow) {
   return {

@@ -16,7 +16,7 @@ import type { AppEnv } from '../context.js';
 import { ApiError, invalidFields, notFound } from '../errors.js';
 import { crudSchema, eventSchemas, splitInput, type EventLimits } from '../event-schema.js';
 import { pathId, query, readJson, validate } from '../input.js';
-import { dateTimeParam, storableString } from '../schemas.js';
+import { dateTimeParam, queryInt, storableString } from '../schemas.js';
 import { chainOf, inView, viewerFilter } from './chain.js';
 
 export interface EventDeps {
@@ -36,14 +36,14 @@ const filters = {
   group_id: storableString(4096).optional(),
   from: dateTimeParam.optional(),
   to: dateTimeParam.optional(),
-  seq_from: z.coerce.number().int().min(1).optional(),
-  seq_to: z.coerce.number().int().min(1).optional(),
+  seq_from: queryInt(1).optional(),
+  seq_to: queryInt(1).optional(),
   order: z.enum(['asc', 'desc']).default('asc'),
 };
 
 export const listQuery = z.strictObject({
   ...filters,
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  limit: queryInt(1, 1000).default(100),
   cursor: z
     .string()
     .transform((s, ctx) => decodeCursor(s) ?? (ctx.addIssue({ code: 'custom', message: 'must be a cursor returned by an earlier page' }), z.NEVER))

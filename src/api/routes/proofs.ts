@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
+import { queryInt } from '../schemas.js';
 import { treeInclusionProof } from '../../ledger/bundle.js';
 import { base64 } from '../../ledger/keys.js';
 import { consistencyPath, inclusionPath, ProofError, verifyConsistency, verifyInclusion, type SubtreeHash } from '../../ledger/proof.js';
@@ -14,8 +15,8 @@ import { pathId, query } from '../input.js';
 import { sealedEventFailure, type SealedBundles } from '../sealed.js';
 import { chainOf, inView } from './chain.js';
 
-const size = z.coerce.number().int().min(1);
-export const checkpointsQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(20), before: size.optional() });
+const size = queryInt(1);
+export const checkpointsQuery = z.strictObject({ limit: queryInt(1, 1000).default(20), before: size.optional() });
 export const proofQuery = z.strictObject({ tree_size: size.optional() });
 export const consistencyQuery = z.strictObject({ from: size, to: size.optional() });
 

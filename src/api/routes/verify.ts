@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
+import { queryInt } from '../schemas.js';
 import { listFindings, listRuns, type ChainRow, type RunLimit, type RunRequest } from '../../store/verification.js';
 import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
@@ -9,7 +10,7 @@ import { ApiError, errorResponse } from '../errors.js';
 import { query } from '../input.js';
 import { chainOf } from './chain.js';
 
-export const runsQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(20) });
+export const runsQuery = z.strictObject({ limit: queryInt(1, 1000).default(20) });
 
 /**
  * Asks for a verification run of a chain for an API token, within `limit` (see queueRun: one
