@@ -132,7 +132,13 @@ const erasure = z.object({
   subject_digest: hex.describe("the subject's keyed digest (HMAC-SHA-256 under the subject key)"),
   requested_at: time,
   updated_at: time,
-  chains: z.array(z.object({ environment_id: id, values_erased: z.number().int(), receipt })),
+  chains: z.array(
+    z.object({
+      environment_id: id,
+      values_erased: z.number().int().describe("every erasure of the subject in this chain, in total (the receipt's event counts only its own)"),
+      receipt: receipt.describe("the chain's newest auditledger.subject.erased event"),
+    }),
+  ),
 });
 const hold = z.object({ id, project_id: id, environment_id: id.nullable(), subject_digest: hex.nullable(), reason: z.string(), placed_at: time, lifted_at: time.nullable() });
 const retracedReceipt = z.object({ id, hash: z.string().describe("Retraced's receipt hash (hex SHA-256)") });
