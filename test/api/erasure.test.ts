@@ -158,6 +158,13 @@ describe('erasure and legal holds', () => {
     // A hold on another subject refuses nothing of this one's.
     const other = await created(await admin('POST', `/v1/projects/${p.id}/holds`, { subject: 'dave', reason: 'another case' }));
     expect(other.subject_digest).toBe(digest(p.id, 'dave').toString('hex'));
+    // By the digest alone too, as an erasure may name its subject; not by both.
+    const byDigest = await created(await admin('POST', `/v1/projects/${p.id}/holds`, { subject_digest: hold.subject_digest, reason: 'same case, by digest' }));
+    expect(byDigest.subject_digest).toBe(hold.subject_digest);
+    await admin('DELETE', `/v1/projects/${p.id}/holds/${byDigest.id}`);
+    const both = await admin('POST', `/v1/projects/${p.id}/holds`, { subject: 'carol', subject_digest: hold.subject_digest, reason: 'x' });
+    expect(both.status).toBe(400);
+    expect((await both.json()).error.message).toMatch(/subject.*not both/);
 
     const lift = await admin('DELETE', `/v1/projects/${p.id}/holds/${hold.id}`);
     expect(lift.status).toBe(200);
@@ -171,6 +178,7 @@ describe('erasure and legal holds', () => {
     expect(list.holds.map((h: { id: string; lifted_at: string | null }) => [h.id, h.lifted_at === null])).toEqual([
       [hold.id, false],
       [other.id, true],
+      [byDigest.id, false],
     ]);
 
     // An environment's hold refuses the project's erasure (it reaches that chain) too.

@@ -27,30 +27,33 @@ const MAX_REASON_LENGTH = 1000;
 /** The request bodies of the erasure and hold routes. */
 export function erasureSchemas(maxStringLength: number) {
   const subject = storableString(maxStringLength).min(1, 'must not be empty').describe("the data subject's id, as events name it (e.g. actor.id)");
+  // By the digest too: what an earlier answer gave, to repeat an erasure (or hold the subject) after a restore without the id.
+  const digest = z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits, as an erasure answer gives it')
+    .describe("the subject's keyed digest, as an erasure answered it: instead of subject");
+  const notBoth = (b: { subject?: string | undefined; subject_digest?: string | undefined }) => b.subject === undefined || b.subject_digest === undefined;
+  const notBothIssue = { message: 'give subject or subject_digest, not both', path: ['subject'] };
   return {
-    // By the digest too: what an earlier answer gave, to repeat an erasure after a restore without the id.
     erasure: z
-      .strictObject({
-        subject: subject.optional(),
-        subject_digest: z
-          .string()
-          .regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits, as an erasure answer gives it')
-          .optional()
-          .describe("the subject's keyed digest, as an earlier erasure answered it: instead of subject"),
-      })
+      .strictObject({ subject: subject.optional(), subject_digest: digest.optional() })
       .refine((b) => b.subject !== undefined || b.subject_digest !== undefined, { message: 'one of subject or subject_digest is required', path: ['subject'] })
-      .refine((b) => b.subject === undefined || b.subject_digest === undefined, { message: 'give subject or subject_digest, not both', path: ['subject'] }),
-    hold: z.strictObject({
-      environment: z.uuid('must be the id of an environment of the project').optional().describe('hold only this environment; all of the project when absent'),
-      subject: subject.optional().describe('hold only this subject; every subject when absent'),
-      reason: nameSchema(MAX_REASON_LENGTH).describe('why, as recorded in the chain: never personal data'),
-    }),
+      .refine(notBoth, notBothIssue),
+    hold: z
+      .strictObject({
+        environment: z.uuid('must be the id of an environment of the project').optional().describe('hold only this environment; all of the project when absent'),
+        subject: subject.optional().describe('hold only this subject; every subject when absent'),
+        subject_digest: digest.optional(),
+        reason: nameSchema(MAX_REASON_LENGTH).describe('why, as recorded in the chain: never personal data'),
+      })
+      .refine(notBoth, notBothIssue),
   };
 }
 
-/** The keyed digest an erasure request names its subject by. */
-function digestOf(subjectKey: Buffer, project: string, input: { subject?: string | undefined; subject_digest?: string | undefined }): Buffer {
-  return input.subject_digest === undefined ? subjectDigest(subjectKey, project, input.subject!) : Buffer.from(input.subject_digest, 'hex');
+/** The keyed digest a request names its subject by; undefined when it names none (a hold of every subject). */
+function digestOf(subjectKey: Buffer, project: string, input: { subject?: string | undefined; subject_digest?: string | undefined }): Buffer | undefined {
+  if (input.subject_digest !== undefined) return Buffer.from(input.subject_digest, 'hex');
+  return input.subject === undefined ? undefined : subjectDigest(subjectKey, project, input.subject);
 }
 
 /** Who asked, as the actor id of the events recorded for it. */
@@ -89,7 +92,7 @@ export function erasureAdminRoutes({ db, subjectKey, now, maxStringLength }: Era
     .post('/projects/:projectId/erasures', async (c) => {
       const project = await projectOf(c);
       const input = await jsonBody(c, schemas.erasure);
-      return answer(c, await eraseSubject(db, { project, subjectDigest: digestOf(subjectKey, project, input), requestedBy: requester(c), now }));
+      return answer(c, await eraseSubject(db, { project, subjectDigest: digestOf(subjectKey, project, input)!, requestedBy: requester(c), now }));
     })
     .post('/projects/:projectId/holds', async (c) => {
       const project = await projectOf(c);
@@ -97,7 +100,7 @@ export function erasureAdminRoutes({ db, subjectKey, now, maxStringLength }: Era
       const placed = await placeHold(db, {
         project,
         environment: input.environment?.toLowerCase(),
-        subjectDigest: input.subject === undefined ? undefined : subjectDigest(subjectKey, project, input.subject),
+        subjectDigest: digestOf(subjectKey, project, input),
         reason: input.reason,
         placedBy: requester(c),
         now,
@@ -124,6 +127,6 @@ export function erasureRoutes({ db, subjectKey, now, maxStringLength }: ErasureD
   return new Hono<AppEnv>().post('/erasures', requireScope('erase'), async (c) => {
     const { project, environment } = chainOf(c);
     const input = await jsonBody(c, schemas.erasure);
-    return answer(c, await eraseSubject(db, { project, environment, subjectDigest: digestOf(subjectKey, project, input), requestedBy: requester(c), now }));
+    return answer(c, await eraseSubject(db, { project, environment, subjectDigest: digestOf(subjectKey, project, input)!, requestedBy: requester(c), now }));
   });
 }
