@@ -21,20 +21,24 @@ export const RESERVED_ACTION_PREFIX = 'auditledger.';
 
 // White space and characters drawn as nothing: format characters (general category Cf: zero-width
 // space and joiners, bidi controls, the soft hyphen) and the other default ignorables (variation
-// selectors, the combining grapheme joiner, Hangul fillers).
-const INVISIBLE = /[\p{White_Space}\p{Cf}\p{Default_Ignorable_Code_Point}]/gu;
+// selectors, the combining grapheme joiner, Hangul fillers); and combining marks (M), which only
+// decorate the letter before them (an overlay, a dot: "İ" is I and a dot above).
+const INVISIBLE = /[\p{White_Space}\p{Cf}\p{Default_Ignorable_Code_Point}\p{M}]/gu;
+// What reads as the separator after "auditledger": any punctuation or symbol ("。", "·", "_", "/").
+const RESERVED = /^auditledger[\p{P}\p{S}]/u;
 
 /**
- * Whether `action` reads as one beginning with RESERVED_ACTION_PREFIX: compared after removing
- * INVISIBLE characters anywhere, NFKC normalization (Unicode UAX #15: fullwidth letters, the
- * fullwidth full stop, the Kelvin sign, ligatures) and case folding (upper then lower case, which
- * also folds ß, ı and ſ). Not caught: letters of other scripts that merely look alike (Cyrillic а,
- * Unicode UTS #39 confusables), which NFKC keeps apart.
+ * Whether `action` reads as one in the ledger's namespace: "auditledger" then a punctuation mark or
+ * symbol, compared after compatibility decomposition (Unicode UAX #15 NFKD: fullwidth letters, the
+ * small full stop, the Kelvin sign, ligatures), removing INVISIBLE characters anywhere, and case
+ * folding (upper then lower case, which also folds ß, ı and ſ). Not caught: letters of other
+ * scripts that merely look alike (Cyrillic а, Unicode UTS #39 confusables), which no normalization
+ * maps to Latin.
  */
 function reservedLookAlike(action: string): boolean {
-  const folded = action.replace(INVISIBLE, '').normalize('NFKC').toUpperCase().toLowerCase();
-  // Folding and NFKC can each undo the other's form, and NFKC can make white space (U+00A0): again.
-  return folded.normalize('NFKC').replace(INVISIBLE, '').startsWith(RESERVED_ACTION_PREFIX);
+  const folded = action.normalize('NFKD').replace(INVISIBLE, '').toUpperCase().toLowerCase();
+  // Case folding can make new decomposable letters (and marks): once more.
+  return RESERVED.test(folded.normalize('NFKD').replace(INVISIBLE, ''));
 }
 
 /** c, r, u or d, or the word each stands for, kept as the letter. */
@@ -124,7 +128,7 @@ export function eventSchemas(limits: EventLimits) {
       .min(1, 'must not be empty')
       .refine(
         (action) => !reservedLookAlike(action),
-        `must not begin with "${RESERVED_ACTION_PREFIX}", in any letter case or width or with invisible characters: that prefix is for the ledger's own events`,
+        `must not begin with "${RESERVED_ACTION_PREFIX}" (nor "auditledger" and any other punctuation, in any letter case or width, with invisible characters or marks): that prefix is for the ledger's own events`,
       ),
     crud: crudSchema.optional(),
     group: z.strictObject({ id, name: text.optional() }).optional(),

@@ -165,7 +165,8 @@ function placeAt(tokens: readonly string[], wildcard: boolean): { place: Place }
  */
 export function policyProblems(policy: PersonalPolicy): { field: string; message: string }[] {
   const problems: { field: string; message: string }[] = [];
-  const subjects = policy.subjects.map((rule) => rule.subject);
+  // Subjects that are pointers: one that is not is refused below, and must not clash with every path.
+  const subjects = policy.subjects.map((rule) => rule.subject).filter((subject) => parsePointer(subject) && !subject.includes('*'));
   const accepted: { field: string; path: string; covered: string }[] = [];
   policy.subjects.forEach((rule, r) => {
     const subjectTokens = parsePointer(rule.subject);

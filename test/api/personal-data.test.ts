@@ -185,6 +185,11 @@ describe('personal data (format v2 commitments)', () => {
       'audit\u2112edger.x', // script capital L, NFKC then case
       'AUDITLEDGER\u00a0.x', // no-break space, white space after NFKC
       'aud\u0131tledger.x', // dotless i, case
+      'auditledger\u3002x', // ideographic full stop: punctuation
+      'auditledger\u00b7x', // middle dot: punctuation
+      'auditledger_x', // any punctuation reads as the separator
+      'auditledger\u0338.x', // combining long solidus overlay (a mark)
+      'aud\u0130tledger.x', // capital I with dot above: I and a mark
     ];
     for (const action of lookAlikes) {
       for (const { route, field, send } of appendRoutes({ action })) {

@@ -148,6 +148,10 @@ describe('personal data commitments', () => {
       'subjects.1.paths.0',
     ]);
     expect(problems[0]!.message).toMatch(/must not name \/actor\/id/);
+    // A subject that is no pointer is refused once, not blamed again on every path as a clash.
+    expect(policyProblems({ subjects: [{ subject: '', paths: ['/actor/name'] }] })).toEqual([
+      { field: 'subjects.0.subject', message: 'must be an RFC 6901 JSON Pointer without *' },
+    ]);
   });
 
   it('refuses two paths that overlap, in one rule or across rules, naming the one overlapped', () => {
