@@ -74,7 +74,8 @@ describe('the chain as a C2SP tlog-tiles log', () => {
       const res = await get(`/v1/tlog/${tile}`);
       expect(res.status, tile).toBe(404);
     }
-    for (const bad of ['tile/0/2', 'tile/0/x000/002', 'tile/0/002.p/256', 'tile/0/002.p/0', 'tile/x/000', 'tile/0/000/']) {
+    // Only the C2SP spelling names a tile: percent-encoded digits, slashes or dots are other paths.
+    for (const bad of ['tile/0/2', 'tile/0/x000/002', 'tile/0/002.p/256', 'tile/0/002.p/0', 'tile/x/000', 'tile/0/000/', 'tile/0/%30%30%30', 'tile/0/000%2Ep%2F3', 'tile/%30/000']) {
       const res = await get(`/v1/tlog/${bad}`);
       expect(res.status, bad).toBe(400);
       expect((await res.json()).error.details[0].field).toBe('path');

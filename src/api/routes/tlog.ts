@@ -33,7 +33,9 @@ export function tlogRoutes(db: pg.Pool) {
     })
     .get('/tlog/tile/:path{.+}', read, async (c) => {
       const { environment } = chainOf(c);
-      const tile = parseTilePath(`tile/${c.req.param('path')}`);
+      // The path as sent, not percent-decoded: only the C2SP spelling names a tile (not tile/0/%30%30%30).
+      const sent = new URL(c.req.url).pathname;
+      const tile = parseTilePath(sent.slice(sent.indexOf('/tlog/tile/') + '/tlog/'.length));
       if (!tile) {
         throw invalidFields([{ field: 'path', message: 'must be a C2SP tile path: tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>]' }]);
       }
