@@ -88,9 +88,11 @@ export function createApp(deps: AppDeps) {
 
   // What the embedded viewer (on the host page's origin) reads, with a bearer token and no cookie:
   // any origin may, since nothing ambient is sent. Preflights are answered here, before
-  // authentication; GET only, so pages cannot write through this.
+  // authentication; GET only, so pages cannot write through this. Appends (POST) skip it: hono's
+  // cors sets its headers on c.res before the route answers, which makes @hono/node-server build
+  // a full web Response (a ReadableStream) for every event appended.
   const viewerCors = cors({ origin: '*', allowMethods: ['GET'], allowHeaders: ['Authorization'], exposeHeaders: ['Content-Disposition'], maxAge: 600 });
-  for (const path of ['/v1/events', '/v1/events/*', '/v1/keys']) app.use(path, viewerCors);
+  for (const path of ['/v1/events', '/v1/events/*', '/v1/keys']) app.on(['GET', 'HEAD', 'OPTIONS'], path, viewerCors);
   // Retraced's logs viewer posts JSON (its search and session).
   app.use('/viewer/v1/*', cors({ origin: '*', allowMethods: ['POST'], allowHeaders: ['Authorization', 'Content-Type'], maxAge: 600 }));
 

@@ -83,6 +83,10 @@ describe('the viewers on the server', () => {
     expect((await preflight('/v1/projects', 'GET')).status).toBe(401);
     const listed = await ctx.t.request('GET', '/v1/events', { token: viewer, headers: { origin: 'https://app.example' } });
     expect(listed.headers.get('access-control-allow-origin')).toBe('*');
+    // Appending is not for pages: no CORS headers on it.
+    const appended = await ctx.t.request('POST', '/v1/events', { token: tenant.token, headers: { origin: 'https://app.example' }, body: { action: 'cors.checked' } });
+    expect(appended.status).toBe(201);
+    expect(appended.headers.get('access-control-allow-origin')).toBeNull();
   });
 
   it('proves events of the viewer token group, and no other', async () => {
