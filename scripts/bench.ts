@@ -427,6 +427,13 @@ class CpuMeter {
 }
 
 /** Runs one measure and notes the cores each party used meanwhile. */
+/** The service's append transactions and the events they took so far (GET /metrics, Prometheus text). */
+async function commits(base: URL): Promise<{ transactions: number; events: number }> {
+  const text = await (await fetch(new URL('/metrics', base))).text();
+  const value = (name: string) => Number(text.split('\n').find((line) => line.startsWith(`${name} `))?.slice(name.length + 1) ?? Number.NaN);
+  return { transactions: value('auditledger_group_commit_events_count'), events: value('auditledger_group_commit_events_sum') };
+}
+
 async function metered<T>(meter: CpuMeter | undefined, run: () => Promise<T>): Promise<T & { cpu?: CpuShare | undefined }> {
   const start = meter?.sample();
   const result = await run();
@@ -1250,6 +1257,8 @@ interface Measure {
   cpu?: CpuShare | undefined;
   /** CPU µs of the serving process per acknowledged event (for a bare server: per request answered). */
   cpuUsPerEvent?: number | undefined;
+  /** Events per append transaction over the phase (warm-up included), from the service's /metrics. */
+  eventsPerCommit?: number | undefined;
 }
 
 interface Report {
@@ -1385,7 +1394,10 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   };
   for (const phase of phases.filter((p) => !personal.includes(p))) {
     progress(`${phase.label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
+    const before = await commits(service.url);
     record(phase, await metered(meter, () => measureIngest(service.url, phase, chains, options)));
+    const after = await commits(service.url);
+    measures.at(-1)!.eventsPerCommit = (after.events - before.events) / (after.transactions - before.transactions);
   }
   if (phases.includes(personal[0]!)) {
     progress(`(p0) and (p) in turn, ${options.rounds} times each: ${WARMUP_MS / 1000} s warm-up + ${options.seconds / options.rounds} s`);
@@ -1583,12 +1595,13 @@ function cpuTable(measures: Measure[]): string[] {
     `CPU in use during each measure, in cores of ${os.cpus().length} (service: in (e), (f) and (h) the measuring child, in (g) the` +
       ' proof service, over all its proofs; bench: this process; other: processes outside this run):',
     '',
-    '| measure | service | PostgreSQL | bench | other | service CPU µs per event (bare servers: per request) |',
-    '|---|---:|---:|---:|---:|---:|',
-    ...measures.flatMap(({ key, cpu, cpuUsPerEvent }) => {
+    '| measure | service | PostgreSQL | bench | other | service CPU µs per event (bare servers: per request) | events per commit |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...measures.flatMap(({ key, cpu, cpuUsPerEvent, eventsPerCommit }) => {
       if (!cpu && cpuUsPerEvent === undefined) return [];
       const shares = cpu ? [cpu.service, cpu.postgres, cpu.bench, cpu.other].map(cores) : ['', '', '', ''];
-      return [`| ${key} | ${shares.join(' | ')} | ${cpuUsPerEvent === undefined ? '' : cpuUsPerEvent.toFixed(0)} |`];
+      const perCommit = eventsPerCommit === undefined ? '' : eventsPerCommit.toFixed(1);
+      return [`| ${key} | ${shares.join(' | ')} | ${cpuUsPerEvent === undefined ? '' : cpuUsPerEvent.toFixed(0)} | ${perCommit} |`];
     }),
   ];
 }
