@@ -5,7 +5,7 @@ import { LocalArchive } from '../archive/local.js';
 import { createS3Client, parseArchiveUrl, S3Archive, S3ArchiveError } from '../archive/s3.js';
 import { verifyArchive, type ArchiveVerification } from '../archive/verify.js';
 import type { ArchiveFailure, Tally } from '../ledger/verify-archive.js';
-import { parseOptions, UsageError, utcDay, verifierKeys, type Verb } from './verb.js';
+import { chainOption, parseOptions, UsageError, utcDay, verifierKeys, type Verb } from './verb.js';
 
 export const verifyArchiveVerb: Verb = {
   summary: 'check a sealed archive offline: signatures, hashes, Merkle roots, continuity, gaps, Object Lock',
@@ -78,12 +78,6 @@ export function archiveArgument(target: string): Promise<Archive> {
 
 /** The archive named is not a folder. */
 export class NoArchiveError extends Error {}
-
-/** PROJECT/ENVIRONMENT of --chain; UsageError otherwise. */
-export function chainOption(value: string | undefined): string | undefined {
-  if (value !== undefined && !/^[^/]+\/[^/]+$/.test(value)) throw new UsageError('--chain takes PROJECT/ENVIRONMENT (their ids)');
-  return value;
-}
 
 function threads(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
