@@ -29,8 +29,11 @@ On S3 every bundle, checkpoint and tile checked must also be under Object Lock r
              about threads + 1 bundles are in memory at once: lower it for very large bundles
 
 S3 settings come from S3_ENDPOINT, AWS_REGION, S3_FORCE_PATH_STYLE and the standard AWS credential
-variables. Exit code 0 when everything checked is valid, 1 on any failure (or no bundles), 2 for
-usage errors.`,
+variables. An archive whose chains have signed checkpoints but no bundle yet (no day sealed: a day
+is sealed after it ends) is checked as far as it goes: each note's signature, and its root against
+the hash tiles. Exit code 0 when everything checked is valid, 1 on any failure (or when the place
+holds no checkpoint or bundle at all, or no bundle in --from/--to while it has some), 2 for usage
+errors.`,
   async run(args) {
     const { values, positionals } = parseOptions(
       args,
@@ -129,6 +132,9 @@ function formatReport(report: ArchiveVerification): string {
   ];
   const gaps = report.failures.filter((failure) => failure.kind === 'missing').length;
   if (gaps) lines.push(`${gaps} gap(s): events in no bundle`);
+  if (!report.sealed && report.checkpoints.total) {
+    lines.push('', 'No day is sealed yet (0 bundles): only the checkpoint notes were checked, their signatures and their roots against the hash tiles.');
+  }
   if (report.failures.length) lines.push('', ...report.failures.map(failureLine));
   return `${lines.join('\n')}\n`;
 }
