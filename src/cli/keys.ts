@@ -96,9 +96,10 @@ export const verifyProof: Verb = {
 auditledger verify-proof --archive <folder | s3://bucket/prefix> --chain PROJECT/ENVIRONMENT (--seq N | --id UUID)
     [--event FILE] [--size N] --key VKEY [--key VKEY...]
 
-FILE is a saved answer of GET /v1/events/:id/proof or GET /v1/consistency. Checks the signed
-checkpoint(s) with the given verifier keys, the event bytes against the leaf hash, and the RFC 9162
-proof, with no database and no server.
+FILE is a saved answer of GET /v1/events/:id/proof or GET /v1/consistency. Checks its shape (naming
+a member missing or of the wrong type), the signed checkpoint(s) with the given verifier keys, the
+event bytes against the leaf hash, the RFC 9162 proof, and that the root (roots) it states is the
+one proven, with no database and no server. --chain: the project's and environment's ids (UUIDs).
 With --archive, proves event N of the chain from the archive alone: its checkpoint note of tree size
 --size (default: the chain's latest) and the O(log n) hash tiles the proof needs (C2SP tlog-tiles,
 under tlog/PROJECT/ENVIRONMENT/). --event: a file of the event's canonical bytes (its "canonical"),

@@ -23,7 +23,7 @@ On S3 every bundle, checkpoint and tile checked must also be under Object Lock r
 
 --key        verifier key(s) of the ledger: GET /v1/keys, or what auditledger keygen printed
 --from/--to  only the bundles of these UTC days (inclusive); the bundle before is read to continue from
---chain      only this chain
+--chain      only this chain: the project's and the environment's ids (UUIDs)
 --json       one JSON document instead of the report
 --threads    threads that check bundles (default: one per core); each bundle is read whole, so
              about threads + 1 bundles are in memory at once: lower it for very large bundles
