@@ -6,6 +6,7 @@ import { checkpointKey, parseBundleKey, parseCheckpointKey, parseTileKey, tileKe
 import type { TileId } from '../ledger/tiles.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import {
+  archiveScope,
   checkHere,
   mapLimited,
   verifyArchivedChain,
@@ -41,7 +42,9 @@ export interface ArchiveVerification {
   /** The notes archived and checked, and those the bundles imply that are missing (in total, not valid). */
   checkpoints: Tally & { missing: number };
   failures: ArchiveFailure[];
-  /** No failure at all, and at least one bundle checked. */
+  /** Whether the chains checked hold a bundle: false while no day is sealed yet (archiveScope). */
+  sealed: boolean;
+  /** No failure at all: bundles checked, or, with no day sealed yet, the chains' checkpoints. */
   ok: boolean;
 }
 
@@ -71,7 +74,8 @@ export async function verifyArchive(archive: Archive, options: VerifyArchiveOpti
     ...(options.retentionDays === undefined ? [] : await retentionFailures(archive, results, options.retentionDays)),
   ];
   const days = results.flatMap((result) => result.bundles.map((bundle) => bundle.day)).sort();
-  if (days.length === 0) failures.push(noBundles(archive.location, options));
+  const scope = archiveScope(archive.location, options, selected, days.length);
+  if (scope.failure) failures.push(scope.failure);
   const faulty = new Set(failures.map((failure) => failure.key));
   const missingNotes = failures.filter((failure) => failure.kind === 'missing-checkpoint').map((failure) => failure.key!);
   const tally = (keys: string[]): Tally => ({ valid: keys.filter((key) => !faulty.has(key)).length, total: keys.length });
@@ -86,6 +90,7 @@ export async function verifyArchive(archive: Archive, options: VerifyArchiveOpti
     },
     checkpoints: { ...tally([...results.flatMap((result) => result.checkpoints.map((checkpoint) => checkpoint.key)), ...missingNotes]), missing: missingNotes.length },
     failures,
+    sealed: scope.sealed,
     ok: failures.length === 0,
   };
 }
@@ -138,12 +143,6 @@ function chainName(chain: ChainObjects): string {
 function strayFailure(key: string): ArchiveFailure {
   const reason = 'not a bundle, checkpoint or tile the ledger writes (unexpected key)';
   return { kind: 'archive', chain: null, day: null, seq: null, key, reason };
-}
-
-function noBundles(location: string, { from, to, chain }: VerifyArchiveOptions): ArchiveFailure {
-  const scope = [chain && `of chain ${chain}`, from && `from ${from}`, to && `to ${to}`].filter(Boolean).join(' ');
-  const reason = `no bundles ${scope ? `${scope} ` : ''}in ${location}`;
-  return { kind: 'archive', chain: chain ?? null, day: null, seq: null, key: null, reason };
 }
 
 /**

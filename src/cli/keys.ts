@@ -5,9 +5,9 @@ import type { Archive } from '../archive/archive.js';
 import { findArchivedEvent, proveFromArchive } from '../archive/proof.js';
 import type { VerifierKey } from '../ledger/keys.js';
 import { uuidv7Time } from '../ledger/uuid.js';
-import { verifyProofDocument } from '../ledger/verify-proof.js';
-import { archiveArgument, chainOption, NoArchiveError } from './verify-archive.js';
-import { parseOptions, readArgumentFile, UsageError, verifierKeys, type Verb } from './verb.js';
+import { verifyProofDocument } from '../ledger/proof-document.js';
+import { archiveArgument, NoArchiveError } from './verify-archive.js';
+import { chainOption, parseOptions, readArgumentFile, UsageError, verifierKeys, type Verb } from './verb.js';
 
 // NAME.key must fit the 255 bytes most file systems allow a file name; the default file name is
 // ASCII, so this many characters.
@@ -96,9 +96,10 @@ export const verifyProof: Verb = {
 auditledger verify-proof --archive <folder | s3://bucket/prefix> --chain PROJECT/ENVIRONMENT (--seq N | --id UUID)
     [--event FILE] [--size N] --key VKEY [--key VKEY...]
 
-FILE is a saved answer of GET /v1/events/:id/proof or GET /v1/consistency. Checks the signed
-checkpoint(s) with the given verifier keys, the event bytes against the leaf hash, and the RFC 9162
-proof, with no database and no server.
+FILE is a saved answer of GET /v1/events/:id/proof or GET /v1/consistency. Checks its shape (naming
+a member missing or of the wrong type), the signed checkpoint(s) with the given verifier keys, the
+event bytes against the leaf hash, the RFC 9162 proof, and that the root (roots) it states is the
+one proven, with no database and no server. --chain: the project's and environment's ids (UUIDs).
 With --archive, proves event N of the chain from the archive alone: its checkpoint note of tree size
 --size (default: the chain's latest) and the O(log n) hash tiles the proof needs (C2SP tlog-tiles,
 under tlog/PROJECT/ENVIRONMENT/). --event: a file of the event's canonical bytes (its "canonical"),
@@ -137,7 +138,8 @@ async function proveFromArchiveArgs(
   if (positionals.length) throw new UsageError('--archive takes no proof FILE');
   const chain = chainOption(values.chain);
   if (!chain) throw new UsageError('--archive needs --chain PROJECT/ENVIRONMENT');
-  if ((values.seq === undefined) === (values.id === undefined)) throw new UsageError('--archive needs one of --seq N or --id UUID');
+  if (values.seq !== undefined && values.id !== undefined) throw new UsageError('--archive takes one of --seq N or --id UUID, not both');
+  if (values.seq === undefined && values.id === undefined) throw new UsageError('--archive needs one of --seq N or --id UUID');
   if (values.id !== undefined && uuidv7Time(values.id) === undefined) {
     throw new UsageError(`--id takes an event id, a UUIDv7 (RFC 9562) such as 01890a5d-ac96-774b-bcce-b302099a8057; got ${JSON.stringify(values.id)}`);
   }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isUtcDay } from '../utc-day.js';
 import { parseVerifierKey, type VerifierKey } from '../ledger/keys.js';
+import { isUuid } from '../ledger/uuid.js';
 
 /** A command of the `auditledger` CLI: a summary, its usage, and what it does. */
 export interface Verb {
@@ -51,6 +52,18 @@ export function parseOptions<O extends Options>(args: string[], options: O, allo
 export function utcDay(option: string, value: string): string {
   if (!isUtcDay(value)) throw new UsageError(`${option} takes a UTC day YYYY-MM-DD from 0001-01-01 to 9999-12-31, got ${JSON.stringify(value)}`);
   return value;
+}
+
+/**
+ * --chain PROJECT/ENVIRONMENT of verify-archive and verify-proof: the two ids, UUIDs as the API
+ * gives them, lowercased as archive keys spell them; UsageError otherwise (so `../..` names no
+ * folder of the archive).
+ */
+export function chainOption(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const ids = value.split('/');
+  if (ids.length !== 2 || !ids.every(isUuid)) throw new UsageError(`--chain takes PROJECT/ENVIRONMENT, their ids (UUIDs), got ${JSON.stringify(value)}`);
+  return value.toLowerCase();
 }
 
 /** The text of a file named on the command line; UsageError (exit 2) when it cannot be read. */

@@ -5,7 +5,7 @@ import { LocalArchive } from '../archive/local.js';
 import { createS3Client, parseArchiveUrl, S3Archive, S3ArchiveError } from '../archive/s3.js';
 import { verifyArchive, type ArchiveVerification } from '../archive/verify.js';
 import type { ArchiveFailure, Tally } from '../ledger/verify-archive.js';
-import { parseOptions, UsageError, utcDay, verifierKeys, type Verb } from './verb.js';
+import { chainOption, parseOptions, UsageError, utcDay, verifierKeys, type Verb } from './verb.js';
 
 export const verifyArchiveVerb: Verb = {
   summary: 'check a sealed archive offline: signatures, hashes, Merkle roots, continuity, gaps, Object Lock',
@@ -23,14 +23,17 @@ On S3 every bundle, checkpoint and tile checked must also be under Object Lock r
 
 --key        verifier key(s) of the ledger: GET /v1/keys, or what auditledger keygen printed
 --from/--to  only the bundles of these UTC days (inclusive); the bundle before is read to continue from
---chain      only this chain
+--chain      only this chain: the project's and the environment's ids (UUIDs)
 --json       one JSON document instead of the report
 --threads    threads that check bundles (default: one per core); each bundle is read whole, so
              about threads + 1 bundles are in memory at once: lower it for very large bundles
 
 S3 settings come from S3_ENDPOINT, AWS_REGION, S3_FORCE_PATH_STYLE and the standard AWS credential
-variables. Exit code 0 when everything checked is valid, 1 on any failure (or no bundles), 2 for
-usage errors.`,
+variables. An archive whose chains have signed checkpoints but no bundle yet (no day sealed: a day
+is sealed after it ends) is checked as far as it goes: each note's signature, and its root against
+the hash tiles. Exit code 0 when everything checked is valid, 1 on any failure (or when the place
+holds no checkpoint or bundle at all, or no bundle in --from/--to while it has some), 2 for usage
+errors.`,
   async run(args) {
     const { values, positionals } = parseOptions(
       args,
@@ -78,12 +81,6 @@ export function archiveArgument(target: string): Promise<Archive> {
 
 /** The archive named is not a folder. */
 export class NoArchiveError extends Error {}
-
-/** PROJECT/ENVIRONMENT of --chain; UsageError otherwise. */
-export function chainOption(value: string | undefined): string | undefined {
-  if (value !== undefined && !/^[^/]+\/[^/]+$/.test(value)) throw new UsageError('--chain takes PROJECT/ENVIRONMENT (their ids)');
-  return value;
-}
 
 function threads(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -135,6 +132,9 @@ function formatReport(report: ArchiveVerification): string {
   ];
   const gaps = report.failures.filter((failure) => failure.kind === 'missing').length;
   if (gaps) lines.push(`${gaps} gap(s): events in no bundle`);
+  if (!report.sealed && report.checkpoints.total) {
+    lines.push('', 'No day is sealed yet (0 bundles): only the checkpoint notes were checked, their signatures and their roots against the hash tiles.');
+  }
   if (report.failures.length) lines.push('', ...report.failures.map(failureLine));
   return `${lines.join('\n')}\n`;
 }

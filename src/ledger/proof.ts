@@ -220,7 +220,11 @@ function checkProof(proof: readonly Uint8Array[], want: number): void {
   proof.forEach((hash, i) => checkHash(`proof[${i}]`, hash));
 }
 
-function matchRoot(name: string, calculated: Uint8Array, expected: Uint8Array): void {
+/**
+ * Throws ProofError `<name> mismatch: calculated <hex>, expected <hex>` (as transparency-dev/merkle's
+ * RootMismatchError) when the two roots differ.
+ */
+export function matchRoot(name: string, calculated: Uint8Array, expected: Uint8Array): void {
   if (Buffer.compare(calculated, expected) !== 0) {
     throw new ProofError(
       `${name} mismatch: calculated ${Buffer.from(calculated).toString('hex')}, ` +

@@ -18,7 +18,20 @@ import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint }
 import type { VerifierKey } from './keys.js';
 import { NoteError } from './note.js';
 import { HASH_SIZE } from './hash.js';
-import { extendTails, TILE_BYTES, TILE_WIDTH, tileBytes, tileFirstSeq, tilesAtLevel, type TileId, type TileTails } from './tiles.js';
+import {
+  extendTails,
+  hashesFromTiles,
+  TILE_BYTES,
+  TILE_WIDTH,
+  tileBytes,
+  tileFirstSeq,
+  tileHashes,
+  tilesAtLevel,
+  tilesRead,
+  tileSubtreeHash,
+  type TileId,
+  type TileTails,
+} from './tiles.js';
 
 /** The object's bytes; or, when they cannot be read (gone since listed, too large), why not. */
 export type ReadObject = (key: string) => Promise<Buffer | string>;
@@ -219,6 +232,35 @@ export async function verifyArchivedChain(
   return { chain: walk.name, bundles: checked, checkpoints, tiles: walk.tiles(), events: walk.events(), failures: walk.sortedFailures() };
 }
 
+/** What the archive (or the chain asked for) holds as a whole: scopeFailure's answer. */
+export interface ArchiveScope {
+  /** Why the archive as a whole fails: it holds nothing of the ledger, or no bundle in the day range. */
+  failure: ArchiveFailure | undefined;
+  /** Whether a chain checked has a bundle: false while nothing is sealed (a day is sealed after it ends). */
+  sealed: boolean;
+}
+
+/**
+ * Judges the archive as a whole from the chains selected (`chains`, all the archive holds, or the
+ * one asked for) and the bundles checked within the range: no chain at all is a failure (the place
+ * holds no auditledger archive); chains with bundles but none in the range is one; chains with
+ * signed checkpoints (and tiles) but no bundle yet are not, since sealing follows a day's end.
+ */
+export function archiveScope(location: string, scope: DayRange & { chain?: string | undefined }, chains: readonly ChainObjects[], bundlesChecked: number): ArchiveScope {
+  const { from, to, chain } = scope;
+  const sealed = chains.some((objects) => objects.bundles.length > 0);
+  const failure = (reason: string): ArchiveFailure => ({ kind: 'archive', chain: chain ?? null, day: null, seq: null, key: null, reason });
+  if (chains.length === 0) {
+    const what = chain ? `no checkpoint or bundle of chain ${chain}` : 'no auditledger archive (no checkpoint or bundle)';
+    return { failure: failure(`${location} holds ${what}`), sealed };
+  }
+  if (sealed && bundlesChecked === 0) {
+    const where = [chain && `of chain ${chain}`, from && `from ${from}`, to && `to ${to}`].filter(Boolean).join(' ');
+    return { failure: failure(`no bundles ${where ? `${where} ` : ''}in ${location}`), sealed };
+  }
+  return { failure: undefined, sealed };
+}
+
 /**
  * Runs `task` on every item, at most `size` at once, so that many small requests neither crawl nor
  * flood. Results come in item order.
@@ -254,6 +296,10 @@ class ChainWalk {
   /** The chain's archived tiles by `level/index`, each width there is. */
   private readonly tileObjects = new Map<string, TileObject[]>();
   private readonly tileKey: (tile: TileId) => string;
+  /** Nothing of the chain is sealed yet: its checkpoints' roots are checked against its tiles instead. */
+  private readonly unsealed: boolean;
+  /** Tiles found missing or unreadable while rebuilding roots (unsealed), each reported once. */
+  private readonly badTiles = new Set<string>();
   /** The tree rebuilt from the bundles' leaves while they verify and continue each other from seq 1; undefined when not checking tiles. */
   private tree: { size: number; tails: TileTails; day: string | null } | undefined;
   /** Whether the tiles were checked, and the day each full tile was completed on, by key. */
@@ -271,6 +317,7 @@ class ChainWalk {
     this.checkpointSizes = chain.checkpoints.map(({ size }) => size).sort((a, b) => a - b);
     this.checkpointKey = chain.checkpointKey;
     this.tileKey = chain.tileKey;
+    this.unsealed = chain.bundles.length === 0;
     for (const object of chain.tiles) {
       const at = `${object.tile.level}/${object.tile.index}`;
       this.tileObjects.set(at, [...(this.tileObjects.get(at) ?? []), object]);
@@ -516,9 +563,38 @@ class ChainWalk {
     }
     // The root of the bundles' tree at its size, when a verified bundle reaches it (treeMismatch).
     const mismatch = treeMismatch(checkpoint, object.size, this.roots.get(object.size));
-    if (mismatch === undefined) return [];
-    if (mismatch.field === 'size') return [`the note is of tree size ${checkpoint.size}, its key names ${object.size}`];
-    return [`its root is not the root of the bundle's tree at size ${object.size}: the ledger signed two different histories`];
+    if (mismatch?.field === 'size') return [`the note is of tree size ${checkpoint.size}, its key names ${object.size}`];
+    if (mismatch) return [`its root is not the root of the bundle's tree at size ${object.size}: the ledger signed two different histories`];
+    const tiles = this.unsealed && this.tileObjects.size && object.size > 0 ? await this.rootFromTiles(object.size) : undefined;
+    const fromTiles = tiles && treeMismatch(checkpoint, object.size, tiles.root);
+    if (fromTiles) return [`its root is not that of the archived tiles at size ${object.size} (expected ${fromTiles.expected}, calculated ${fromTiles.found})`];
+    return [];
+  }
+
+  /**
+   * RFC 9162 root of the tree of `size` leaves from the chain's archived tiles (C2SP tlog-tiles: the
+   * O(log n) tiles, each of the width that tree has, that tileSubtreeHash reads). Undefined, with a
+   * tile failure, when one of them is not archived, cannot be read or is not of its width.
+   */
+  private async rootFromTiles(size: number): Promise<{ root: Buffer } | undefined> {
+    const tiles = new Map<string, Buffer[]>();
+    let complete = true;
+    for (const tile of tilesRead(size, (hashAt) => void tileSubtreeHash(0, size, hashAt))) {
+      const key = this.tileKey(tile);
+      const seq = tileFirstSeq(tile);
+      const archived = this.tileObjects.get(`${tile.level}/${tile.index}`)?.some((object) => object.tile.width === tile.width);
+      const bytes = archived ? await this.read(key) : `not in the archive, though the checkpoint note at tree size ${size} needs it`;
+      const problem = typeof bytes === 'string' ? bytes : bytes.length !== HASH_SIZE * tile.width ? `${bytes.length} bytes, not ${HASH_SIZE * tile.width}` : undefined;
+      if (problem === undefined) {
+        tiles.set(`${tile.level}/${tile.index}`, tileHashes(bytes as Buffer));
+        continue;
+      }
+      // A full tile is read for many notes: reported once.
+      if (!this.badTiles.has(key)) this.fail('tile', null, seq, key, problem);
+      this.badTiles.add(key);
+      complete = false;
+    }
+    return complete ? { root: tileSubtreeHash(0, size, hashesFromTiles(tiles)) } : undefined;
   }
 
   /** The checkpoints by size, each with the day of the bundle holding its size or last before it (else `startDay`). */

@@ -3,23 +3,29 @@
 import { openChainCheckpoint, openCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
 import { eventHash, type EventBody } from './event.js';
 import { bytesEqual, decodeBase64, type VerifierKey } from './keys.js';
-import { inclusionPath, ProofError, verifyConsistency, verifyInclusion } from './proof.js';
+import { inclusionPath, matchRoot, ProofError, verifyConsistency, verifyInclusion } from './proof.js';
 import { hashesFromTiles, tilesRead, tileSubtreeHash, type TileHash, type TileId } from './tiles.js';
 import { eventVersionProblem } from './version.js';
 
+/** An inclusion proof document, as GET /v1/events/:id/proof answers (hashes base64). */
 export interface InclusionDocument {
   leaf_index: number;
   tree_size: number;
   leaf_hash: string;
   proof: string[];
+  /** The root the document states; when given, it must be the one the proof gives. */
+  root?: string | undefined;
   checkpoint: string | null;
-  canonical?: string;
+  canonical?: string | undefined;
 }
 
+/** A consistency proof document, as GET /v1/consistency answers (hashes base64). */
 export interface ConsistencyDocument {
   from: number;
   to: number;
   proof: string[];
+  /** The roots the document states; when given, each must be the one its checkpoint signs. */
+  roots?: { from: string; to: string } | undefined;
   checkpoints: { from: string | null; to: string | null };
 }
 
@@ -67,6 +73,8 @@ export function verifyInclusionDocument(doc: InclusionDocument, keys: readonly V
     described = `event ${body.id} (seq ${body.seq})`;
   }
   verifyInclusion(doc.leaf_index, doc.tree_size, leaf, proofHashes(doc.proof), checkpoint.root);
+  // The proof gives the signed root, so nothing is forged; still, a document stating another is wrong.
+  if (doc.root !== undefined) matchRoot('root', checkpoint.root, bytes('root', doc.root));
   return `${described} is included in the signed checkpoint of ${checkpoint.origin} at size ${checkpoint.size}`;
 }
 
@@ -76,15 +84,11 @@ export function verifyConsistencyDocument(doc: ConsistencyDocument, keys: readon
   const to = signed('to', doc.checkpoints?.to ?? null, keys, doc.to);
   if (from.origin !== to.origin) throw new ProofError(`the checkpoints are of different logs (${from.origin}, ${to.origin})`);
   verifyConsistency(doc.from, doc.to, proofHashes(doc.proof), from.root, to.root);
+  if (doc.roots !== undefined) {
+    matchRoot('roots.from', from.root, bytes('roots.from', doc.roots.from));
+    matchRoot('roots.to', to.root, bytes('roots.to', doc.roots.to));
+  }
   return `the checkpoint of ${to.origin} at size ${doc.to} extends the one at size ${doc.from}`;
-}
-
-/** Verifies either kind of saved proof document. Throws ProofError, NoteError or CheckpointError. */
-export function verifyProofDocument(doc: unknown, keys: readonly VerifierKey[]): string {
-  if (typeof doc !== 'object' || doc === null) throw new ProofError('not a proof document');
-  if ('leaf_index' in doc) return verifyInclusionDocument(doc as InclusionDocument, keys);
-  if ('from' in doc && 'to' in doc) return verifyConsistencyDocument(doc as ConsistencyDocument, keys);
-  throw new ProofError('neither an inclusion proof (leaf_index) nor a consistency proof (from, to)');
 }
 
 // ---- Inclusion from a static tlog-tiles log (C2SP tlog-tiles): a signed note and O(log n) tiles.

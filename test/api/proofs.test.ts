@@ -99,6 +99,14 @@ describe('checkpoints and proofs', () => {
       expect((await bad.exited).code).toBe(1);
       expect(bad.output()).toMatch(/^FAILED: /m);
 
+      // The signed note gives the root verified, but a document stating another root is refused.
+      const garbage = Buffer.alloc(32, 7).toString('base64');
+      await writeFile(file, JSON.stringify({ ...body, root: garbage }));
+      const badRoot = runCli(['verify-proof', file, '--key', vkey()], {});
+      expect((await badRoot.exited).code).toBe(1);
+      const signedRoot = Buffer.from(body.root, 'base64').toString('hex');
+      expect(badRoot.output()).toBe(`FAILED: root mismatch: calculated ${signedRoot}, expected ${'07'.repeat(32)}\n`);
+
       const otherKey = verifierKey(generateSigningKey('someone-else'));
       await writeFile(file, JSON.stringify(body));
       const wrongKey = runCli(['verify-proof', file, '--key', otherKey], {});
@@ -115,6 +123,13 @@ describe('checkpoints and proofs', () => {
       await writeFile(file, JSON.stringify(body));
       const cli = runCli(['verify-proof', file, '--key', vkey()], {});
       expect((await cli.exited).code).toBe(0);
+      for (const end of ['from', 'to'] as const) {
+        await writeFile(file, JSON.stringify({ ...body, roots: { ...body.roots, [end]: Buffer.alloc(32, 7).toString('base64') } }));
+        const badRoot = runCli(['verify-proof', file, '--key', vkey()], {});
+        expect((await badRoot.exited).code).toBe(1);
+        const signedRoot = Buffer.from(body.roots[end], 'base64').toString('hex');
+        expect(badRoot.output()).toBe(`FAILED: roots.${end} mismatch: calculated ${signedRoot}, expected ${'07'.repeat(32)}\n`);
+      }
       const list = await get(tenant, '/v1/checkpoints?limit=5');
       expect(list.body.checkpoints.map((c: { tree_size: number }) => c.tree_size)).toEqual([15, 10]);
     });

@@ -295,7 +295,7 @@ describe('verify-archive on a local folder', () => {
       expect(refused.code).toBe(2);
       expect(refused.output).toContain(`--id takes an event id, a UUIDv7 (RFC 9562) such as 01890a5d-ac96-774b-bcce-b302099a8057; got "${malformed}"`);
     }
-    expect((await prove(sealed, '--id', id, '--seq', '42')).output).toContain('--archive needs one of --seq N or --id UUID');
+    expect((await prove(sealed, '--id', id, '--seq', '42')).output).toContain('--archive takes one of --seq N or --id UUID, not both');
     const unknown = uuidv7(Date.parse(`${s.days[1]}T12:00:00Z`));
     expect(await prove(sealed, '--id', unknown)).toEqual({
       code: 1,
@@ -361,6 +361,33 @@ describe('verify-archive on a local folder', () => {
     expect(report.failures).toEqual([expect.objectContaining({ kind: 'missing', day: s.days[2], seq: 31 })]);
   });
 
+  it('before the first day is sealed, the checkpoints verify (signatures, roots against the tiles) and the archive is valid', async () => {
+    // The archive as the checkpoint job leaves it before any seal: notes and tiles, no bundle.
+    const fresh = await copy();
+    await rm(path.join(fresh, 'bundles'), { recursive: true });
+    const report = await verify(fresh);
+    expect(report).toMatchObject({ ok: true, sealed: false, found: null, failures: [], bundles: { total: 0 }, checkpoints: { valid: 7, total: 7, missing: 0 } });
+    const cli = runCli(['verify-archive', fresh, '--key', vkey], {});
+    expect((await cli.exited).code, cli.output()).toBe(0);
+    expect(cli.output()).toContain('0/0 bundles valid\n0/0 events valid\n7/7 checkpoints valid\n\nNo day is sealed yet (0 bundles)');
+
+    // A tile the latest note of A (size 80) reads, altered: the note's root is not the tiles'.
+    const edge = path.join(fresh, tileKey(s.a.projectId, s.a.environmentId, { level: 0, index: 0, width: 80 }));
+    const bytes = await readFile(edge);
+    bytes[0]! ^= 1;
+    await chmod(edge, 0o644);
+    await writeFile(edge, bytes);
+    // A tile B's note at size 20 reads, gone.
+    const gone = tileKey(s.b.projectId, s.b.environmentId, { level: 0, index: 0, width: 20 });
+    await rm(path.join(fresh, gone));
+    const tampered = await verify(fresh);
+    expect(tampered).toMatchObject({ ok: false, sealed: false, checkpoints: { valid: 6, total: 7 } });
+    expect(tampered.failures).toEqual([
+      { kind: 'checkpoint', chain: chainOf(s.a), day: null, seq: 80, key: checkpointKey(s.a.projectId, s.a.environmentId, 80), reason: expect.stringMatching(/^its root is not that of the archived tiles at size 80 \(expected [0-9a-f]{64}, calculated [0-9a-f]{64}\)$/) },
+      { kind: 'tile', chain: chainOf(s.b), day: null, seq: 1, key: gone, reason: 'not in the archive, though the checkpoint note at tree size 20 needs it' },
+    ]);
+  });
+
   it('--json prints one document; no bundles, a missing folder and bad usage are reported, not valid', async () => {
     const json = runCli(['verify-archive', sealed, '--key', vkey, '--json', '--chain', chainOf(s.b)], {});
     expect((await json.exited).code).toBe(0);
@@ -372,8 +399,12 @@ describe('verify-archive on a local folder', () => {
     const none = runCli(['verify-archive', empty, '--key', vkey], {});
     expect((await none.exited).code).toBe(1);
     expect(none.output()).toContain(
-      `(found none)\n\n0/0 bundles valid\n0/0 events valid\n0/0 checkpoints valid\n\nArchive INVALID: no bundles in ${empty}\n`,
+      `(found none)\n\n0/0 bundles valid\n0/0 events valid\n0/0 checkpoints valid\n\nArchive INVALID: ${empty} holds no auditledger archive (no checkpoint or bundle)\n`,
     );
+    const otherChain = `${uuidv7()}/${uuidv7()}`;
+    const notThere = runCli(['verify-archive', sealed, '--key', vkey, '--chain', otherChain], {});
+    expect((await notThere.exited).code).toBe(1);
+    expect(notThere.output()).toContain(`Archive INVALID chain ${otherChain}: ${sealed} holds no checkpoint or bundle of chain ${otherChain}\n`);
 
     const missing = runCli(['verify-archive', path.join(empty, 'nowhere'), '--key', vkey], {});
     expect((await missing.exited).code).toBe(1);

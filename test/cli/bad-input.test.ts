@@ -12,6 +12,8 @@ const ADMIN = `bad-input-admin-token-${'x'.repeat(20)}`;
 const SIGNER = generateSigningKey('bad-input.example/log');
 const VKEY = verifierKey(SIGNER);
 const SIGNING_KEY = encodeSigningKey(SIGNER);
+const CHAIN = '01890a5d-ac96-774b-bcce-b302099a8057/01890a5d-ac96-774b-bcce-b302099a8058';
+const ID = '01890a5d-ac96-774b-bcce-b302099a8059';
 
 /** A port nothing listens on: one the system just gave out and took back. */
 async function closedPort(): Promise<number> {
@@ -44,6 +46,9 @@ describe('the CLI answers every mistake with one line and a documented exit code
     dir = await mkdtemp(path.join(os.tmpdir(), 'auditledger-bad-input-'));
     await writeFile(path.join(dir, 'not-json.json'), 'hello\nworld\n');
     await writeFile(path.join(dir, 'proof.json'), '{}');
+    await writeFile(path.join(dir, 'leaf-only.json'), '{"leaf_index":0}');
+    await writeFile(path.join(dir, 'note-number.json'), '{"leaf_index":0,"checkpoint":5}');
+    await writeFile(path.join(dir, 'bad-consistency.json'), '{"from":1,"to":"9","proof":["AA==",3]}');
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' });
     await writeFile(path.join(dir, 'rsa.pem'), rsa);
     db = await createTestDatabase();
@@ -76,6 +81,34 @@ describe('the CLI answers every mistake with one line and a documented exit code
     { args: ['verify-proof', 'proof.json', '--key', VKEY, '--key', SIGNING_KEY], code: 2, message: /^auditledger verify-proof: --key \(the 2nd\): verifier key: this is a private signing key; give its vkey/, absent: SIGNING_KEY.split('+').slice(4).join('+') },
     { args: ['verify-proof', 'proof.json'], code: 2, message: /give at least one --key VKEY/ },
     { args: ['verify-proof', 'not-json.json', '--key', VKEY], code: 1, message: /^FAILED: not-json\.json is not JSON$/, stdout: true },
+    {
+      args: ['verify-proof', 'leaf-only.json', '--key', VKEY],
+      code: 1,
+      message: /^FAILED: not a valid inclusion proof document: tree_size is missing; leaf_hash is missing; proof is missing; checkpoint is missing$/,
+      stdout: true,
+    },
+    {
+      args: ['verify-proof', 'note-number.json', '--key', VKEY],
+      code: 1,
+      message: /^FAILED: not a valid inclusion proof document: .*checkpoint must be a signed checkpoint note \(a string\) or null, got 5$/,
+      stdout: true,
+    },
+    {
+      args: ['verify-proof', 'bad-consistency.json', '--key', VKEY],
+      code: 1,
+      message: /^FAILED: not a valid consistency proof document: to must be a whole number from 0, got "9"; proof\[1\] must be a base64 string, got 3; checkpoints is missing$/,
+      stdout: true,
+    },
+    { args: ['verify-proof', '--seq', '1', '--id', ID, '--archive', '.', '--chain', CHAIN, '--key', VKEY], code: 2, message: /--archive takes one of --seq N or --id UUID, not both/ },
+    { args: ['verify-proof', '--archive', '.', '--key', VKEY, '--chain', CHAIN], code: 2, message: /--archive needs one of --seq N or --id UUID\n/ },
+    // One check of --chain for both commands: two ids, never a path.
+    ...(['verify-proof', 'verify-archive'] as const).map(
+      (verb): Case => ({
+        args: verb === 'verify-proof' ? [verb, '--archive', '.', '--chain', '../..', '--seq', '1', '--key', VKEY] : [verb, '.', '--chain', '../..', '--key', VKEY],
+        code: 2,
+        message: /--chain takes PROJECT\/ENVIRONMENT, their ids \(UUIDs\), got "\.\.\/\.\."/,
+      }),
+    ),
     { args: ['verify-archive', '.', '--key', VKEY, '--threads', '-1'], code: 2, message: /--threads takes a whole number from 1 to 9999, got "-1"/ },
     { args: ['verify-archive', 's3://bucket/prefix', '--key', VKEY, '--retention-days', '-5'], code: 2, message: /--retention-days takes a whole number of days, got "-5"/ },
     { args: ['verify-archive', '.', '--key', VKEY, '--from', '0000-01-01'], code: 2, message: /--from takes a UTC day YYYY-MM-DD from 0001-01-01 to 9999-12-31, got "0000-01-01"/ },

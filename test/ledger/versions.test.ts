@@ -8,7 +8,7 @@ import { signCheckpoint } from '../../src/ledger/checkpoint.js';
 import { encodeEvent, eventHash, FORMAT_VERSION, GENESIS_PREV, indexColumns, type AuditEvent } from '../../src/ledger/event.js';
 import { checkHere, verifyArchivedChain, type ChainObjects } from '../../src/ledger/verify-archive.js';
 import { checkStoredEvent } from '../../src/ledger/verify-events.js';
-import { verifyProofDocument } from '../../src/ledger/verify-proof.js';
+import { verifyProofDocument } from '../../src/ledger/proof-document.js';
 import { MANIFEST_VERSION } from '../../src/ledger/version.js';
 import { ENVIRONMENT, KEY, ORIGIN, PROJECT } from '../helpers/bundles.js';
 
