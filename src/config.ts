@@ -1,6 +1,7 @@
 import path from 'node:path';
 import cronParser from 'cron-parser';
 import { z } from 'zod';
+import { parseArchiveLocation } from './archive/location.js';
 import { parseVerifierKey, type VerifierKey } from './ledger/keys.js';
 
 /**
@@ -32,6 +33,15 @@ const optionalString = z
   .string()
   .optional()
   .transform((v) => (v === '' ? undefined : v));
+/** An archive location: s3://bucket[/prefix] or a folder; any other URL scheme is a mistake, never a folder. */
+function archiveLocationProblem(value: string | undefined, ctx: z.RefinementCtx): void {
+  if (value === undefined) return;
+  try {
+    parseArchiveLocation(value);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: (error as Error).message });
+  }
+}
 /** A PostgreSQL connection URL (postgres:// or postgresql://); its text is never repeated, it may hold a password. */
 const postgresUrl = optionalString.refine((v) => v === undefined || (URL.canParse(v) && /^postgres(ql)?:$/.test(new URL(v).protocol)), {
   error: 'must be a URL postgres://user:password@host:port/database',
@@ -126,7 +136,7 @@ export const configSchema = z.object({
     'checkpoint origin prefix; each chain signs as <origin>/<project>/<environment>. Unset: the signing key name',
   ),
   AUDITLEDGER_CHECKPOINT_INTERVAL: timerSeconds.default(60).describe('seconds between checkpoints of chains that moved'),
-  AUDITLEDGER_ARCHIVE: optionalString.describe(
+  AUDITLEDGER_ARCHIVE: optionalString.superRefine(archiveLocationProblem).describe(
     'where checkpoints and sealed bundles go: s3://bucket/prefix, or a folder. Unset: DATA_DIR/archive',
   ),
   AUDITLEDGER_RETENTION_DAYS: positiveInt

@@ -11,6 +11,11 @@ describe('configuration', () => {
     expect(config.AUDITLEDGER_DATA_DIR).toBe(`${process.cwd()}/.auditledger`);
   });
 
+  it('takes an archive folder or s3://bucket[/prefix]', () => {
+    expect(loadConfig({ AUDITLEDGER_ARCHIVE: 'archive/here' }).AUDITLEDGER_ARCHIVE).toBe('archive/here');
+    expect(loadConfig({ AUDITLEDGER_ARCHIVE: 's3://audit-archive/ledger' }).AUDITLEDGER_ARCHIVE).toBe('s3://audit-archive/ledger');
+  });
+
   it('treats an empty variable as unset', () => {
     expect(loadConfig({ DATABASE_URL: '' }).DATABASE_URL).toBeUndefined();
   });
@@ -28,6 +33,11 @@ describe('configuration', () => {
     ['AUDITLEDGER_DB_UNREACHABLE_SECONDS', '2147484', /AUDITLEDGER_DB_UNREACHABLE_SECONDS: must be at most/],
     ['AUDITLEDGER_CHECKPOINT_INTERVAL', '99999999', /AUDITLEDGER_CHECKPOINT_INTERVAL: must be at most/],
     ['AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS', '3000000', /AUDITLEDGER_TOKEN_USAGE_FLUSH_SECONDS: must be at most/],
+    // A URL that is not s3:// is a mistake, never a folder named "ftp:".
+    ['AUDITLEDGER_ARCHIVE', 'ftp://x', /AUDITLEDGER_ARCHIVE: invalid archive URL "ftp:\/\/x": expected s3:\/\/bucket/],
+    ['AUDITLEDGER_ARCHIVE', 'S3://audit-archive/x', /AUDITLEDGER_ARCHIVE: invalid archive URL/],
+    ['AUDITLEDGER_ARCHIVE', 's3:/audit-archive/x', /AUDITLEDGER_ARCHIVE: invalid archive URL/],
+    ['AUDITLEDGER_ARCHIVE', 's3://', /AUDITLEDGER_ARCHIVE: invalid archive URL/],
   ])('names %s when its value %j is invalid', (variable, value, message) => {
     expect(() => loadConfig({ [variable]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [variable]: value })).toThrow(message);

@@ -2,13 +2,15 @@ import path from 'node:path';
 import type { Config } from '../config.js';
 import type { Archive } from './archive.js';
 import { LocalArchive } from './local.js';
-import { S3Archive, createS3Client, parseArchiveUrl } from './s3.js';
+import { parseArchiveLocation } from './location.js';
+import { S3Archive, createS3Client } from './s3.js';
 
 /** The archive the configuration names: an S3 bucket with Object Lock, or a local folder. */
 export function openArchive(config: Config): Archive {
   const target = config.AUDITLEDGER_ARCHIVE ?? path.join(config.AUDITLEDGER_DATA_DIR, 'archive');
-  if (!target.startsWith('s3://')) return new LocalArchive(path.resolve(target));
-  const { bucket, prefix } = parseArchiveUrl(target);
+  const location = parseArchiveLocation(target);
+  if (location.kind === 'folder') return new LocalArchive(path.resolve(location.path));
+  const { bucket, prefix } = location;
   return new S3Archive({
     bucket,
     prefix,

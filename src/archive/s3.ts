@@ -26,6 +26,7 @@ import {
   type PutResult,
   type Retention,
 } from './archive.js';
+import { bucketNameProblem, prefixProblem } from './location.js';
 
 export interface S3ArchiveOptions {
   bucket: string;
@@ -253,17 +254,6 @@ export class S3Archive implements Archive {
   }
 }
 
-/** Splits `s3://bucket/some/prefix` (a trailing slash is allowed) into the bucket and the prefix. */
-export function parseArchiveUrl(url: string): { bucket: string; prefix: string } {
-  const match = ARCHIVE_URL.exec(url);
-  if (!match) throw new Error(`invalid archive URL ${JSON.stringify(url)}: expected s3://bucket or s3://bucket/prefix`);
-  const bucket = match[1]!;
-  const prefix = (match[2] ?? '').replace(/\/$/, '');
-  const problem = bucketNameProblem(bucket) ?? prefixProblem(prefix);
-  if (problem) throw new Error(`invalid archive URL ${JSON.stringify(url)}: ${problem}`);
-  return { bucket, prefix };
-}
-
 /**
  * An S3 client for the archive. Credentials come from the SDK's default chain (AWS_ACCESS_KEY_ID and
  * AWS_SECRET_ACCESS_KEY, a profile, an instance role). Checksums only WHEN_REQUIRED: the SDK's
@@ -282,7 +272,6 @@ export function createS3Client(env: { endpoint?: string; region: string; forcePa
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const SHA256_METADATA = 'sha256';
-const ARCHIVE_URL = /^s3:\/\/([^/]+)(?:\/(.*))?$/;
 /** A HEAD has no body to tell NoSuchKey from NoSuchBucket: it is a bare 404, NotFound. */
 const MISSING_OBJECT = new Set(['NoSuchKey', 'NotFound']);
 /** AWS says NoSuchObjectLockConfiguration for an object without retention; Ceph says the other. */
@@ -334,35 +323,6 @@ function archiveUrl(bucket: string, prefix: string): string {
 
 function sha256Hex(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** The general-purpose bucket naming rules of AWS S3, so a typo fails here rather than at the first PUT. */
-function bucketNameProblem(bucket: string): string | undefined {
-  const rules: [boolean, string][] = [
-    [bucket.length >= 3 && bucket.length <= 63, 'is 3 to 63 characters long'],
-    [/^[a-z0-9.-]*$/.test(bucket), 'has only lowercase letters, digits, dots and hyphens'],
-    [/^[a-z0-9]/.test(bucket) && /[a-z0-9]$/.test(bucket), 'starts and ends with a letter or digit'],
-    [!bucket.includes('..'), 'has no two adjacent dots'],
-    [!/^\d+\.\d+\.\d+\.\d+$/.test(bucket), 'is not an IP address'],
-    [!/^(xn--|sthree-|amzn-s3-demo-)/.test(bucket), 'does not start with xn--, sthree- or amzn-s3-demo-'],
-    [!/(-s3alias|--ol-s3|\.mrap|--x-s3|--table-s3)$/.test(bucket), 'does not end with a reserved suffix (-s3alias, --ol-s3, …)'],
-  ];
-  const broken = rules.find(([holds]) => !holds);
-  return broken && `bucket name ${JSON.stringify(bucket)} is not valid: a bucket name ${broken[1]}`;
-}
-
-/** The prefix follows the archive key rules, so that `prefix/key` is itself a safe key. */
-function prefixProblem(prefix: string): string | undefined {
-  if (prefix === '') return undefined;
-  try {
-    checkKey(prefix);
-    return undefined;
-  } catch {
-    return (
-      `prefix ${JSON.stringify(prefix)} is not valid: it is names of letters, digits, '.', '_' and '-' ` +
-      "separated by single slashes, with no leading or trailing slash and no '.' or '..' names"
-    );
-  }
 }
 
 function retentionProblem(days: number): string | undefined {

@@ -1,7 +1,8 @@
 import { makeDirectory } from '../make-directory.js';
 import { openArchive, s3Client } from '../archive/open.js';
 import { LocalArchive } from '../archive/local.js';
-import { S3Archive, parseArchiveUrl } from '../archive/s3.js';
+import { parseArchiveUrl } from '../archive/location.js';
+import { S3Archive } from '../archive/s3.js';
 import { loadConfig } from '../config.js';
 import { CONFIG_HELP, parseOptions, UsageError, type Verb } from './verb.js';
 

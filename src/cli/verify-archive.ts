@@ -2,7 +2,8 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Archive } from '../archive/archive.js';
 import { LocalArchive } from '../archive/local.js';
-import { createS3Client, parseArchiveUrl, S3Archive, S3ArchiveError } from '../archive/s3.js';
+import { parseArchiveLocation, type ArchiveLocation } from '../archive/location.js';
+import { createS3Client, S3Archive, S3ArchiveError } from '../archive/s3.js';
 import { verifyArchive, type ArchiveVerification } from '../archive/verify.js';
 import type { ArchiveFailure, Tally } from '../ledger/verify-archive.js';
 import { chainOption, parseOptions, UsageError, utcDay, verifierKeys, type Verb } from './verb.js';
@@ -50,7 +51,7 @@ errors.`,
     );
     if (positionals.length !== 1) throw new UsageError('give exactly one archive: a folder or s3://bucket/prefix');
     const target = positionals[0]!;
-    const onS3 = target.startsWith('s3://');
+    const onS3 = archiveLocation(target).kind === 's3';
     if (values['retention-days'] !== undefined && !onS3) throw new UsageError('--retention-days applies to s3:// archives only');
     const options = {
       verifiers: verifierKeys(values.key),
@@ -76,7 +77,17 @@ errors.`,
 
 /** The archive a command names: a folder (NoArchiveError when there is none) or s3://bucket/prefix, with S3 settings from the environment. */
 export function archiveArgument(target: string): Promise<Archive> {
-  return target.startsWith('s3://') ? Promise.resolve(s3Archive(target)) : localArchive(target);
+  const location = archiveLocation(target);
+  return location.kind === 's3' ? Promise.resolve(s3Archive(location)) : localArchive(location.path);
+}
+
+/** parseArchiveLocation, its problem a usage error (exit 2). */
+function archiveLocation(target: string): ArchiveLocation {
+  try {
+    return parseArchiveLocation(target);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }
 
 /** The archive named is not a folder. */
@@ -94,14 +105,7 @@ function retentionDays(value: string | undefined): number {
   return Number(value);
 }
 
-function s3Archive(url: string): Archive {
-  let bucket: string;
-  let prefix: string;
-  try {
-    ({ bucket, prefix } = parseArchiveUrl(url));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+function s3Archive({ bucket, prefix }: { bucket: string; prefix: string }): Archive {
   const client = createS3Client({
     endpoint: process.env.S3_ENDPOINT || undefined,
     region: process.env.AWS_REGION || 'us-east-1',

@@ -10,7 +10,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArchiveConflictError } from '../../src/archive/archive.js';
-import { createS3Client, parseArchiveUrl, S3Archive, S3ArchiveError, type S3ArchiveOptions } from '../../src/archive/s3.js';
+import { parseArchiveUrl } from '../../src/archive/location.js';
+import { createS3Client, S3Archive, S3ArchiveError, type S3ArchiveOptions } from '../../src/archive/s3.js';
 
 const endpoint = process.env.S3_ENDPOINT;
 if (!endpoint) {
