@@ -171,7 +171,7 @@ export function policyProblems(policy: PersonalPolicy): { field: string; message
   policy.subjects.forEach((rule, r) => {
     const subjectTokens = parsePointer(rule.subject);
     if (!subjectTokens || rule.subject.includes('*')) {
-      problems.push({ field: `subjects.${r}.subject`, message: 'must be an RFC 6901 JSON Pointer without *' });
+      problems.push({ field: `subjects.${r}.subject`, message: 'must be an RFC 6901 JSON Pointer to a member of the event (beginning with /), without *' });
     } else {
       const at = placeAt(subjectTokens, false);
       if ('never' in at) problems.push({ field: `subjects.${r}.subject`, message: at.never });

@@ -65,7 +65,7 @@ function shaped<T>(schema: z.ZodType<T>, doc: unknown, kind: string): T {
  * bad shape), NoteError or CheckpointError.
  */
 export function verifyProofDocument(doc: unknown, keys: readonly VerifierKey[]): string {
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ProofError('not a proof document: a JSON object');
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ProofError('not a proof document: expected a JSON object');
   if ('leaf_index' in doc) return verifyInclusionDocument(shaped(inclusionSchema, doc, 'inclusion proof'), keys);
   if ('from' in doc && 'to' in doc) return verifyConsistencyDocument(shaped(consistencySchema, doc, 'consistency proof'), keys);
   throw new ProofError('neither an inclusion proof (leaf_index) nor a consistency proof (from, to)');

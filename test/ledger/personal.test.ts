@@ -150,7 +150,7 @@ describe('personal data commitments', () => {
     expect(problems[0]!.message).toMatch(/must not name \/actor\/id/);
     // A subject that is no pointer is refused once, not blamed again on every path as a clash.
     expect(policyProblems({ subjects: [{ subject: '', paths: ['/actor/name'] }] })).toEqual([
-      { field: 'subjects.0.subject', message: 'must be an RFC 6901 JSON Pointer without *' },
+      { field: 'subjects.0.subject', message: 'must be an RFC 6901 JSON Pointer to a member of the event (beginning with /), without *' },
     ]);
   });
 
