@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { encodeSigningKey, generateSigningKey, isValidKeyName, keyIdHex, verifierKey } from '../ledger/keys.js';
 import { PEM_KEY_NAME, readSigningKey } from '../signing-key.js';
@@ -59,7 +60,7 @@ NAME     the key's name (C2SP signed-note): printable, no spaces, no '+', at mos
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new UsageError(`${out} exists; keys are never overwritten`);
       throw new UsageError(`cannot write ${out}: ${(error as Error).message}`);
     }
-    process.stderr.write(`signing key written to ${out} (mode 0600)\n`);
+    process.stderr.write(`signing key written to ${path.resolve(out)} (mode 0600)\n`);
     process.stdout.write(`${verifierKey(key)}\n`);
     return 0;
   },

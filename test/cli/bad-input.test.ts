@@ -215,7 +215,7 @@ describe('auditledger keygen', () => {
         Object.entries(names).map(async ([name, file]) => {
           const cli = runCli(['keygen', '--name', name], {}, { cwd });
           expect((await cli.exited).code, cli.output()).toBe(0);
-          expect(cli.stderr()).toBe(`signing key written to ${file} (mode 0600)\n`);
+          expect(cli.stderr()).toBe(`signing key written to ${path.join(cwd, file)} (mode 0600)\n`);
           expect(cli.output()).toContain(`${name}+`);
         }),
       );
