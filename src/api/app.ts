@@ -92,7 +92,8 @@ export function createApp(deps: AppDeps) {
   // cors sets its headers on c.res before the route answers, which makes @hono/node-server build
   // a full web Response (a ReadableStream) for every event appended.
   const viewerCors = cors({ origin: '*', allowMethods: ['GET'], allowHeaders: ['Authorization'], exposeHeaders: ['Content-Disposition'], maxAge: 600 });
-  for (const path of ['/v1/events', '/v1/events/*', '/v1/keys']) app.on(['GET', 'HEAD', 'OPTIONS'], path, viewerCors);
+  const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
+  for (const path of ['/v1/events', '/v1/events/*', '/v1/keys']) app.use(path, (c, next) => (READS.has(c.req.method) ? viewerCors(c, next) : next()));
   // Retraced's logs viewer posts JSON (its search and session).
   app.use('/viewer/v1/*', cors({ origin: '*', allowMethods: ['POST'], allowHeaders: ['Authorization', 'Content-Type'], maxAge: 600 }));
 
