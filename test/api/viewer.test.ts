@@ -127,5 +127,13 @@ describe('the viewers on the server', () => {
       expect((await graphql(tenant.token, '')).status).toBe(403);
       expect((await graphql('', '')).status).toBe(401);
     });
+
+    it('refuses a search term with an empty value, as the publisher API does', async () => {
+      for (const query of ['actor.id:', 'crud:c,u,d action:""', 'received:,']) {
+        const res = await graphql(viewer, query);
+        expect(res.status, query).toBe(400);
+        expect((await res.json()).error.details, query).toEqual([{ field: 'search.query', message: expect.stringContaining(': needs ') }]);
+      }
+    });
   });
 });
