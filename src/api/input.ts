@@ -53,11 +53,21 @@ async function readBody(c: Context, maxBytes: number): Promise<Buffer> {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * Reads a JSON body (see parseJson): 415 for another media type or a charset other than UTF-8
- * (RFC 8259 section 8.1), 413 when too large, 400 for bytes that are not UTF-8 or text that is not
- * I-JSON.
+ * The service stores the bytes it was sent and decodes no content coding (RFC 9110 section 8.4):
+ * a gzip body would be refused as "not UTF-8", and a plain body labelled `br` stored as if it were
+ * one. So any Content-Encoding but `identity` (compared ignoring case, as RFC 9110 has it) is a
+ * 415 naming the header, with `Accept-Encoding: identity` (RFC 9110 section 15.5.16).
  */
-export async function readJson(c: Context<AppEnv>): Promise<unknown> {
+function requireIdentityEncoding(c: Context<AppEnv>): void {
+  const encoding = c.req.header('content-encoding')?.trim();
+  if (!encoding || encoding.toLowerCase() === 'identity') return;
+  c.header('Accept-Encoding', 'identity');
+  const message = `is ${JSON.stringify(encoding)}: send the body without a content coding (identity)`;
+  throw new ApiError(415, 'unsupported_media_type', `Content-Encoding: ${message}`, [{ field: 'Content-Encoding', message }]);
+}
+
+/** 415 for another media type than JSON, or a charset other than UTF-8 (RFC 8259 section 8.1). */
+function requireJsonType(c: Context<AppEnv>): void {
   const type = c.req.header('content-type') ?? '';
   if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
     throw new ApiError(415, 'unsupported_media_type', 'the body must be JSON (Content-Type: application/json)');
@@ -66,7 +76,10 @@ export async function readJson(c: Context<AppEnv>): Promise<unknown> {
   if (charset !== undefined && charset.toLowerCase() !== 'utf-8') {
     throw new ApiError(415, 'unsupported_media_type', `the body must be UTF-8 JSON (charset ${charset} is not taken)`);
   }
-  const body = await readBody(c, c.get('maxBodyBytes'));
+}
+
+/** The body's JSON value (parseJson): 400 for bytes that are not UTF-8 or text that is not I-JSON. */
+function parseBody(body: Buffer): unknown {
   let text: string;
   try {
     text = utf8.decode(body);
@@ -74,6 +87,29 @@ export async function readJson(c: Context<AppEnv>): Promise<unknown> {
     throw new ApiError(400, 'invalid_json', 'the body is not valid UTF-8');
   }
   return parseJson(text);
+}
+
+/**
+ * Reads a JSON body (see parseJson): 415 for a Content-Encoding other than identity, another
+ * media type or a charset other than UTF-8, 413 when too large, 400 for bytes that are not UTF-8
+ * or text that is not I-JSON.
+ */
+export async function readJson(c: Context<AppEnv>): Promise<unknown> {
+  requireIdentityEncoding(c);
+  requireJsonType(c);
+  return parseBody(await readBody(c, c.get('maxBodyBytes')));
+}
+
+/**
+ * For a route whose body may be left out: undefined when the request has none (zero bytes, with
+ * or without a Content-Type), else the body as readJson reads it, with the same errors.
+ */
+export async function readOptionalJson(c: Context<AppEnv>): Promise<unknown> {
+  requireIdentityEncoding(c);
+  const body = await readBody(c, c.get('maxBodyBytes'));
+  if (body.length === 0) return undefined;
+  requireJsonType(c);
+  return parseBody(body);
 }
 
 /** Reads a JSON body and validates it: 400 naming each bad field. */

@@ -10,7 +10,7 @@ import { exportQuery, listQuery, verifyQuery } from './routes/events.js';
 import { graphqlRequest, retracedSchemas, viewerSessionRequest, viewerTokenQuery } from './routes/retraced.js';
 import { VIEWER_PATH } from './routes/viewer.js';
 import { checkpointsQuery, consistencyQuery, proofQuery } from './routes/proofs.js';
-import { runsQuery } from './routes/verify.js';
+import { runsQuery, verifyRequest } from './routes/verify.js';
 import { pageQuery } from './schemas.js';
 import { erasureSchemas } from './routes/erasures.js';
 import { SCOPES } from '../store/tokens.js';
@@ -31,6 +31,8 @@ interface Route {
   auth: Auth;
   query?: z.ZodObject;
   body?: z.ZodType;
+  /** The body may be left out (POST /v1/verify). */
+  bodyOptional?: true;
   status: number;
   /** Error statuses beyond the ones every route of its kind has, with what they mean. */
   errors?: Record<number, string>;
@@ -230,7 +232,7 @@ function routes(config: Config, limits: EventLimits): Route[] {
     },
     { method: 'get', path: '/v1/bundles', summary: 'Sealed bundles, newest day first', tag: 'archive', auth: 'events:read', query: bundlesQuery, status: 200, response: z.object({ bundles: z.array(bundle), next_before: z.iso.date().nullable() }) },
     { method: 'get', path: '/v1/bundles/{id}', summary: 'One bundle with its signed manifest', tag: 'archive', auth: 'events:read', status: 200, response: bundle.extend({ manifest: z.record(z.string(), z.unknown()) }) },
-    { method: 'post', path: '/v1/verify', summary: 'Start a verification run of the chain', tag: 'verification', auth: 'verify', status: 202, response: z.object({ run_id: id, status: z.literal('queued'), deduplicated: z.boolean() }), example: { run_id: EXAMPLE_ID, status: 'queued', deduplicated: false } },
+    { method: 'post', path: '/v1/verify', summary: 'Start a verification run of the chain (no body, or {})', tag: 'verification', auth: 'verify', body: verifyRequest, bodyOptional: true, status: 202, response: z.object({ run_id: id, status: z.literal('queued'), deduplicated: z.boolean() }), example: { run_id: EXAMPLE_ID, status: 'queued', deduplicated: false } },
     {
       method: 'post', path: `${R}/event`, summary: 'Retraced: report one event', tag: 'retraced', auth: 'events:write', body: retraced.event, status: 201,
       response: retracedReceipt, example: { id: EXAMPLE_ID, hash: EXAMPLE_HASH },
@@ -269,10 +271,11 @@ function operation(route: Route) {
     tags: [route.tag],
     ...(route.auth === 'none' ? { security: [] } : { security: [{ bearer: [] }], description: `Needs ${route.auth === 'admin' ? 'the admin token' : route.auth === 'environment' ? 'an environment token (any scope)' : route.auth === 'viewer' ? 'a viewer token (alv_…)' : route.auth === 'events:read or viewer' ? 'an environment token with scope events:read, or a viewer token (alv_…, the events of its group)' : `an environment token with scope ${route.auth}`}.` }),
     parameters: [...params, ...queryParams],
-    ...(route.body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(route.body) } } } } : {}),
+    ...(route.body ? { requestBody: { required: !route.bodyOptional, content: { 'application/json': { schema: jsonSchema(route.body) } } } } : {}),
     responses: {
       [route.status]: ok,
       ...(route.body || route.query ? { 400: errorResponse('A bad field, named in details') } : {}),
+      ...(route.body ? { 415: errorResponse('A body that is not UTF-8 JSON, or a Content-Encoding other than identity') } : {}),
       ...(route.auth !== 'none' ? { 401: errorResponse('Missing, unknown, expired or revoked token'), 403: errorResponse('Wrong kind of token or missing scope') } : {}),
       ...(route.path.includes('{') ? { 404: errorResponse('No such resource for this caller') } : {}),
       ...Object.fromEntries(Object.entries(route.errors ?? {}).map(([status, description]) => [status, errorResponse(description)])),

@@ -244,6 +244,30 @@ describe('Retraced publisher API, driven by the official client', () => {
       }
     });
 
+    it('refuses a term with an empty value (400 naming search.query), never searching every event', async () => {
+      const search = (query: string) => post(pager, '/graphql', { query: 'query S($q: String) { search(query: $q, last: 20) { totalCount } }', variables: { q: query } });
+      // An app that fills in an empty user id must not get everyone's events.
+      for (const [query, key] of [
+        ['actor.id:', 'actor.id'],
+        ['actor.id:""', 'actor.id'],
+        ["action:''", 'action'],
+        ['action:', 'action'],
+        ['crud: action:page.*', 'crud'],
+        ['received:', 'received'],
+        ['received:,', 'received'],
+        ['received:"," crud:c', 'received'],
+      ]) {
+        const res = await search(query!);
+        expect(res.status, query).toBe(400);
+        const { error } = await res.json();
+        expect(error.code, query).toBe('invalid_request');
+        expect(error.details, query).toEqual([{ field: 'search.query', message: expect.stringContaining(`${key}: needs `) }]);
+      }
+      // One open end of a range is still a range.
+      const open = await search(`received:,${new Date(Date.now() + 60_000).toISOString()}`);
+      expect((await open.json()).data.search.totalCount).toBe(8);
+    });
+
     it('answers only the fields selected, and refuses fields, fragments and aliases it does not have', async () => {
       const ok = await post(pager, '/graphql', {
         query: '{ search(query: "action:other.thing", first: 1) { totalCount edges { node { action group { id } } } } }',
@@ -291,7 +315,8 @@ describe('Retraced publisher API, driven by the official client', () => {
       const stored = await (await t.request('POST', '/v1/events', { token: issuer.token, body: { events } })).json();
       const viewer = await client(issuer).getViewerToken('acme', 'a1');
 
-      const page = await (await t.request('GET', '/v1/events?group_id=globex', { token: viewer })).json();
+      const page = await (await t.request('GET', '/v1/events', { token: viewer })).json();
+      expect((await t.request('GET', '/v1/events?group_id=globex', { token: viewer })).status).toBe(403);
       expect(page.events.map((e: { event: { actor: { id: string } } }) => e.event.actor.id)).toEqual(['a1', 'a2']);
       expect((await t.request('GET', `/v1/events/${stored.events[0].id}`, { token: viewer })).status).toBe(200);
       expect((await t.request('GET', `/v1/events/${stored.events[1].id}`, { token: viewer })).status).toBe(404);

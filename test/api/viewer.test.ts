@@ -89,6 +89,38 @@ describe('the viewers on the server', () => {
     expect(appended.headers.get('access-control-allow-origin')).toBeNull();
   });
 
+  it("holds a viewer token to its group and target: a query naming another is a 403 naming it, never answered with the token's own", async () => {
+    const actions = async (path: string, token = viewer) => {
+      const res = await ctx.t.request('GET', path, { token });
+      expect(res.status, path).toBe(200);
+      return (await res.json()).events.map((e: { event: { action: string } }) => e.event.action);
+    };
+    const refused = async (path: string, token: string, field: string) => {
+      const res = await ctx.t.request('GET', path, { token });
+      expect(res.status, path).toBe(403);
+      const { error } = await res.json();
+      expect(error.code, path).toBe('forbidden');
+      expect(error.details, path).toEqual([{ field, message: expect.stringContaining('not this viewer token') }]);
+    };
+    for (const route of ['/v1/events', '/v1/events/export']) await refused(`${route}?group_id=globex`, viewer, 'query.group_id');
+    // Its own group is no change; an environment token's group_id filters as before.
+    expect(await actions('/v1/events?group_id=acme')).toEqual(['doc.read', 'doc.make']);
+    expect(await actions('/v1/events?group_id=globex', tenant.token)).toEqual(['doc.edit']);
+
+    // Events of a group of their own: the tests below read all of acme's.
+    const mint = async (query: string) => {
+      const issued = await ctx.t.request('GET', `/publisher/v1/project/${tenant.projectId}/viewertoken?group_id=initech&actor_id=u-1${query}`, { token: tenant.token });
+      return (await issued.json()).token as string;
+    };
+    const body = { events: [{ action: 'doc.share', group: { id: 'initech' }, target: { id: 'doc-1' } }, { action: 'doc.drop', group: { id: 'initech' }, target: { id: 'doc-2' } }] };
+    expect((await ctx.t.request('POST', '/v1/events', { token: tenant.token, body })).status).toBe(201);
+    const one = await mint('&target_id=doc-1');
+    for (const route of ['/v1/events', '/v1/events/export']) await refused(`${route}?target_id=doc-2`, one, 'query.target_id');
+    expect(await actions('/v1/events?target_id=doc-1', one)).toEqual(['doc.share']);
+    // A token without a target lets the query pick one within its group.
+    expect(await actions('/v1/events?target_id=doc-2', await mint(''))).toEqual(['doc.drop']);
+  });
+
   it('proves events of the viewer token group, and no other', async () => {
     const proof = await ctx.t.request('GET', `/v1/events/${ids[2]}/proof`, { token: viewer });
     expect(proof.status).toBe(200);
@@ -126,6 +158,14 @@ describe('the viewers on the server', () => {
       expect(all.data.search.edges.map((e: { node: { action: string } }) => e.node.action)).toEqual(['doc.make', 'doc.read']);
       expect((await graphql(tenant.token, '')).status).toBe(403);
       expect((await graphql('', '')).status).toBe(401);
+    });
+
+    it('refuses a search term with an empty value, as the publisher API does', async () => {
+      for (const query of ['actor.id:', 'crud:c,u,d action:""', 'received:,']) {
+        const res = await graphql(viewer, query);
+        expect(res.status, query).toBe(400);
+        expect((await res.json()).error.details, query).toEqual([{ field: 'search.query', message: expect.stringContaining(': needs ') }]);
+      }
     });
   });
 });

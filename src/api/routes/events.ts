@@ -17,7 +17,7 @@ import { ApiError, invalidFields, notFound } from '../errors.js';
 import { crudSchema, eventSchemas, splitInput, type EventLimits } from '../event-schema.js';
 import { pathId, query, readJson, validate } from '../input.js';
 import { dateTimeParam, queryInt, storableString } from '../schemas.js';
-import { chainOf, inView, viewerFilter } from './chain.js';
+import { chainOf, inView, withinView } from './chain.js';
 
 export interface EventDeps {
   db: pg.Pool;
@@ -210,7 +210,7 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics, policies
     .get('/events/export', requireEventsRead, (c) => {
       const { environment } = chainOf(c);
       const { format, ...asked } = query(c, exportQuery);
-      const q = { ...asked, ...viewerFilter(c) };
+      const q = withinView(c, asked);
       const encoder = new TextEncoder();
       let afterSeq: number | undefined;
       let header = format === 'csv' ? `${CSV_COLUMNS.join(',')}\r\n` : '';
@@ -230,7 +230,7 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics, policies
     })
     .get('/events', requireEventsRead, async (c) => {
       const chain = chainOf(c);
-      const q = { ...query(c, listQuery), ...viewerFilter(c) };
+      const q = withinView(c, query(c, listQuery));
       const order = q.cursor?.order ?? q.order;
       const rows = await queryEvents(db, chain.environment, { ...q, order, after_seq: q.cursor?.seq });
       const last = rows.at(-1);

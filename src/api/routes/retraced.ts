@@ -120,8 +120,10 @@ function searchTerms(search: string): Map<string, string[]> {
       .slice(colon + 1)
       .replace(/^"|"$|^'|'$/g, '')
       .replace(/\\(.?)/g, '$1');
-    if (value === '') continue; // search-query-parser skips empty values too
     const key = term.slice(0, colon);
+    // search-query-parser skips a term with an empty value, so `actor.id:` (an app's unset user
+    // id) would search every event: refused instead, as any term it cannot answer.
+    if (value === '') throw searchProblem(`${key}: needs a value (an empty one would match every event)`);
     terms.set(key, [...(terms.get(key) ?? []), ...value.split(',')]);
   }
   return terms;
@@ -134,9 +136,10 @@ function oneValue(key: string, values: string[]): string {
   return values[0]!;
 }
 
-/** `received:START,END` is [START, END); unlike Retraced, either end may be left open. */
+/** `received:START,END` is [START, END); unlike Retraced, either end may be left open, not both. */
 function receivedRange(values: string[]): SearchFilters {
   if (values.length !== 2) throw searchProblem('received: takes START,END');
+  if (values.every((value) => value === '')) throw searchProblem('received: needs START, END or both (an empty range would match every event)');
   const [from, to] = values.map((value, i) => (value === '' ? undefined : validate(dateTimeParam, value, `search.query.received.${i}`)));
   return { from, to };
 }

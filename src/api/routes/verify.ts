@@ -7,10 +7,13 @@ import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import type { Principal } from '../credentials.js';
 import { ApiError, errorResponse } from '../errors.js';
-import { query } from '../input.js';
+import { query, readOptionalJson, validate } from '../input.js';
 import { chainOf } from './chain.js';
 
 export const runsQuery = z.strictObject({ limit: queryInt(1, 1000).default(20) });
+
+/** POST /v1/verify takes no options: no body, or `{}`; any member is refused (400 naming it), not ignored. */
+export const verifyRequest = z.strictObject({});
 
 /**
  * Asks for a verification run of a chain for an API token, within `limit` (see queueRun: one
@@ -28,6 +31,8 @@ export function verifyRoutes(db: pg.Pool, requestVerification: RequestVerificati
   return new Hono<AppEnv>()
     .post('/verify', verify, async (c) => {
       const { project, environment } = chainOf(c);
+      const body = await readOptionalJson(c);
+      if (body !== undefined) validate(verifyRequest, body);
       const principal = c.get('principal') as Extract<Principal, { kind: 'token' }>; // requireScope checked it
       const request = await requestVerification({ project_id: project, environment_id: environment }, principal.tokenId, limit);
       if ('retry_after_seconds' in request) {
