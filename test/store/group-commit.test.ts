@@ -89,6 +89,27 @@ describe('group commit across chains', () => {
     }
   });
 
+  it('writes the tiles each chain completes when chains share a commit', async () => {
+    const refs = await chains(4, 'tiles');
+    const [busy, ...others] = refs;
+    const { groupCommit, commits } = recorded();
+    await warm(groupCommit, others as ChainRef[]);
+    const batch = (round: number) => Array.from({ length: 100 }, (_, i) => appendItem({ action: 'tile', fields: { round: String(round), i: String(i) } }));
+    for (let round = 1; round <= 6; round++) {
+      commits.length = 0;
+      const outcomes = await together(groupCommit, busy!, others.map((ref): [ChainRef, AppendItem[]] => [ref!, batch(round)]));
+      expect(outcomes.map((o) => (seqs(o) as number[]).at(-1))).toEqual(others.map(() => 1 + 100 * round));
+      // Round 3 completes each chain's first tile, whose earlier leaves this process does not
+      // carry: each chain is appended alone, reading them. Round 6 completes the second in the shared commit.
+      if (round === 6) expect(commits.slice(1)).toEqual([{ events: 300, requests: 3 }]);
+    }
+    for (const ref of others) {
+      const { rows } = await ctx.db.pools.app.query('SELECT level, tile_index FROM tiles WHERE environment_id = $1 ORDER BY tile_index', [ref!.environment]);
+      expect(rows).toEqual([{ level: 0, tile_index: 0 }, { level: 0, tile_index: 1 }]);
+      expect(await verifyChain(ctx.db.pools.app, ref!)).toMatchObject({ ok: true, checked: 601, failures: [] });
+    }
+  });
+
   it('an idempotency conflict in a commit shared with other chains is answered alone; the others commit together', async () => {
     const [busy, a, b, c] = await chains(4, 'conflict');
     const { groupCommit, commits } = recorded();
