@@ -177,6 +177,26 @@ describe('group commit across chains', () => {
     for (const ref of others) expect((await verifyChain(ctx.db.pools.app, ref!)).ok).toBe(true);
   });
 
+  it('a chain whose day is sealed fails alone with day_sealed; the chains it shared the statement with commit', async () => {
+    const [busy, a, late, c] = await chains(4, 'sealed');
+    let offset = 0;
+    const groupCommit = new GroupCommit(ctx.db.pools.app, { maxEvents: 1000, maxWaitMs: 0, now: () => Date.now() + offset });
+    await warm(groupCommit, [a!, c!]);
+    // `late`'s last event is two days ahead (a clock that stepped back since): its next events go
+    // to that day, which is then sealed; the others' go to today.
+    const ahead = new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 10);
+    await ctx.db.pools.owner.query('SELECT auditledger_ensure_partition($1::date)', [ahead]);
+    offset = 2 * 86_400_000;
+    await warm(groupCommit, [late!]);
+    offset = 0;
+    await ctx.db.pools.owner.query('SELECT auditledger_seal_partition($1::date, 1)', [ahead]);
+    const outcomes = await together(groupCommit, busy!, [a!, late!, c!].map((r): [ChainRef, AppendItem[]] => [r, [appendItem({ action: 'after' })]]));
+    expect(seqs(outcomes[0])).toEqual([2]);
+    expect(outcomes[1]).toMatchObject({ name: 'DayClosedError', reason: 'sealed', message: expect.stringContaining(ahead) });
+    expect(seqs(outcomes[2])).toEqual([2]);
+    for (const ref of [a!, late!, c!]) expect(await verifyChain(ctx.db.pools.app, ref)).toMatchObject({ ok: true, checked: ref === late ? 1 : 2 });
+  });
+
   it('two processes appending to 50 chains in random order: every chain gapless and verifying, no deadlock, commits shared', async () => {
     const refs = await chains(50, 'many');
     const processes = Array.from({ length: 2 }, () => {
