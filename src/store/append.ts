@@ -482,7 +482,16 @@ function personalParameters(writes: readonly ChainWrite[]): [string, string, str
       offset += row.salts.length + values.length;
     }
   }
-  return [intArray(chain), intArray(seq), intArray(part), intArray(at), intArray(saltsLength), intArray(valuesLength), Buffer.concat(subjects), Buffer.concat(bytes, offset)];
+  return [
+    intArray(chain),
+    intArray(seq),
+    intArray(part),
+    intArray(at),
+    intArray(saltsLength),
+    intArray(valuesLength),
+    Buffer.concat(subjects),
+    Buffer.concat(bytes, offset),
+  ];
 }
 
 /**
@@ -532,7 +541,7 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
   const written = await db.query<{ n: string }>({
     name: 'append-events',
     text: `WITH head AS (
-       SELECT c.n FROM chain_heads h JOIN unnest((SELECT $1::uuid[]), (SELECT $3::bigint[])) WITH ORDINALITY AS c(environment_id, seq, n)
+       SELECT c.n, h.environment_id FROM chain_heads h JOIN unnest((SELECT $1::uuid[]), (SELECT $3::bigint[])) WITH ORDINALITY AS c(environment_id, seq, n)
                                            ON c.environment_id = h.environment_id
         WHERE h.seq = c.seq AND h.hash = substring($7::bytea FROM c.n::int * 32 - 31 FOR 32)
           AND NOT EXISTS (SELECT FROM unnest((SELECT $23::text[]), (SELECT $24::int[])) AS k(key, chain) JOIN idempotency_keys i ON i.key = k.key
@@ -570,7 +579,7 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
         SET seq = ($4::bigint[])[c.n], hash = substring($8::bytea FROM c.n::int * 32 - 31 FOR 32),
             compact_range = ($9::bytea[])[($5::int[])[c.n] + 1 : ($5::int[])[c.n] + ($6::int[])[c.n]], last_received_at = ($2::timestamptz[])[c.n],
             updated_at = now()
-       FROM head c WHERE h.environment_id = ($1::uuid[])[c.n]
+       FROM head c WHERE h.environment_id = c.environment_id
      RETURNING c.n`,
     values: [
       // The chains.
