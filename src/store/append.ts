@@ -126,18 +126,26 @@ async function beginAndLockHeads(client: pg.PoolClient, environments: readonly s
   const results = (await client.query(
     `BEGIN; SELECT environment_id, seq, hash, compact_range, last_received_at FROM chain_heads
       WHERE environment_id IN (${environments.map((e) => `'${e}'`).join(', ')}) ORDER BY environment_id FOR UPDATE`,
-  )) as unknown as pg.QueryResult<{ environment_id: string; seq: number; hash: Buffer; compact_range: Buffer[]; last_received_at: Date | null }>[];
+  )) as unknown as pg.QueryResult<HeadRow & { environment_id: string }>[];
   const rows = new Map(results[1]!.rows.map((row) => [row.environment_id, row]));
   return environments.map((environment) => {
     const row = rows.get(environment.toLowerCase());
     if (!row) throw new Error(`no chain head for environment ${environment}`);
-    return {
-      seq: row.seq,
-      hash: row.hash,
-      range: { size: row.seq, hashes: row.compact_range },
-      lastReceivedAt: row.last_received_at?.getTime() ?? 0,
-    };
+    return headOf(row);
   });
+}
+
+/** A chain_heads row as the append path reads it. */
+interface HeadRow {
+  seq: number;
+  hash: Buffer;
+  compact_range: Buffer[];
+  last_received_at: Date | null;
+}
+
+/** The Head of a chain_heads row; its tail is unknown. */
+function headOf(row: HeadRow): Head {
+  return { seq: row.seq, hash: row.hash, range: { size: row.seq, hashes: row.compact_range }, lastReceivedAt: row.last_received_at?.getTime() ?? 0 };
 }
 
 interface KnownKey {
@@ -199,7 +207,7 @@ export async function appendToChain(
 ): Promise<Appended> {
   if (expected) {
     const plan = planAppend(chain, expected, requests, new Map(), now);
-    if (writable(plan) && (await writeEvents(db, [{ environment: chain.environment, head: expected, plan }]))[0]) return appended(plan);
+    if (writable(plan) && (await writeEvents(db, [{ environment: chain.environment, head: expected, plan }]))[0]!.written) return appended(plan);
   }
   const client = await db.connect();
   try {
@@ -217,24 +225,35 @@ export interface ChainAppend {
 }
 
 /**
+ * What appendToChains did with a part: appended it; or not, with the head it found on the chain
+ * (the chain's stored head, locked when read: `head.seq` differs from the expected one when the
+ * head moved, and not when a key of the part is stored), or none when the part was left out of
+ * the statement (it stores nothing, or completes tiles whose tails `expected` lacks).
+ */
+export type ChainAppended = { appended: Appended } | { appended?: undefined; head?: Head };
+
+/**
  * Appends to several chains (each at most once) in one statement: one round trip and one commit
  * for them all, each part's requests on top of its `expected` head as appendToChain's first try
  * does. A part is written only if its chain's head is still `expected` and none of its
- * idempotency keys is stored yet; the others are not, whatever becomes of them. Returns each
- * part's Appended, in order, or undefined for a part not written (its head moved, a key repeats,
- * it stores nothing, or it completes tiles whose tails `expected` lacks): the caller appends
- * those with appendToChain without `expected`, which locks the head. Throws the database's error
- * when the statement fails (a sealed day partition in one of the chains), having written none.
+ * idempotency keys is stored yet; the others are not, whatever becomes of them. Returns what
+ * became of each part, in order: the caller appends the parts not written again (on the head
+ * found, or with appendToChain without `expected`, which locks the head). Throws the database's
+ * error when the statement fails (a sealed day partition in one of the chains), having written none.
  */
-export async function appendToChains(db: pg.Pool, parts: readonly ChainAppend[], now: number): Promise<(Appended | undefined)[]> {
+export async function appendToChains(db: pg.Pool, parts: readonly ChainAppend[], now: number): Promise<ChainAppended[]> {
   const plans = parts.map(({ chain, requests, expected }) => {
     const plan = planAppend(chain, expected, requests, new Map(), now);
     return writable(plan) ? { environment: chain.environment, head: expected, plan } : undefined;
   });
   const writes = plans.filter((write) => write !== undefined);
-  const written = writes.length > 0 ? await writeEvents(db, writes) : [];
+  const results = writes.length > 0 ? await writeEvents(db, writes) : [];
   let w = 0;
-  return plans.map((write) => (write && written[w++] ? appended(write.plan) : undefined));
+  return plans.map((write) => {
+    if (!write) return {};
+    const result = results[w++]!;
+    return result.written ? { appended: appended(write.plan) } : { head: result.head };
+  });
 }
 
 /** Whether a plan made without looking up keys or tails can be written as it is: it stores events and has its tiles. */
@@ -269,7 +288,7 @@ async function appendLocked(client: pg.PoolClient, chain: ChainRef, head: Head, 
     const tails = await readTails(client, chain.environment, head.seq, levelsCompleted(head.seq, plan.next.seq));
     plan = { ...plan, ...planTiles(head, plan.leaves, plan.next, tails) };
   }
-  if (plan.rows.seq.length > 0 && !(await writeEvents(client, [{ environment: chain.environment, head, plan }]))[0]) {
+  if (plan.rows.seq.length > 0 && !(await writeEvents(client, [{ environment: chain.environment, head, plan }]))[0]!.written) {
     throw new Error(`chain head ${chain.environment} moved while locked`);
   }
   return plan;
@@ -440,6 +459,9 @@ function intArray(numbers: readonly number[]): string {
   return `{${numbers.join(',')}}`;
 }
 
+/** What writeEvents did with a write: wrote it, or found (and locked) the chain's head at `head`. */
+type WriteResult = { written: true } | { written: false; head?: Head };
+
 /** One chain's part of writeEvents: the head it expects and the plan built on it. */
 interface ChainWrite {
   environment: string;
@@ -501,7 +523,8 @@ function personalParameters(writes: readonly ChainWrite[]): [string, string, str
  * id order, as every transaction locking several heads does (beginAndLockHeads), so that
  * concurrent processes cannot deadlock; it writes a chain's rows only if that chain's head is
  * still its write's `head` and none of its keys is stored yet. Returns, in order, whether it
- * wrote each write. Throws when the statement fails, having written nothing: with one write a
+ * wrote each write, and for one it did not write the head it found, as locked (the newest, which
+ * the caller may append on). Throws when the statement fails, having written nothing: with one write a
  * sealed or missing day partition as a DayClosedError; with several the database's error as it
  * is (the caller retries each chain alone, which then names its day).
  *
@@ -522,7 +545,7 @@ function personalParameters(writes: readonly ChainWrite[]): [string, string, str
  * their length and cost its index probes lower than the generic plan does, so PostgreSQL would
  * plan every run again (pg_prepared_statements: 0 generic plans in 13 runs with stored keys).
  */
-async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWrite[]): Promise<boolean[]> {
+async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWrite[]): Promise<WriteResult[]> {
   const canonicalAt: number[] = [];
   let at = 0;
   for (const { plan } of writes) {
@@ -538,15 +561,17 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
   // Where each chain's compact range starts among them all (from 0).
   const rangeAt: number[] = [];
   ranges.reduce((n, range) => (rangeAt.push(n), n + range.length), 0);
-  const written = await db.query<{ n: string }>({
+  const locked = await db.query<{ n: string; expected: boolean } & HeadRow>({
     name: 'append-events',
-    text: `WITH head AS (
-       SELECT c.n, h.environment_id FROM chain_heads h JOIN unnest((SELECT $1::uuid[]), (SELECT $3::bigint[])) WITH ORDINALITY AS c(environment_id, seq, n)
-                                           ON c.environment_id = h.environment_id
-        WHERE h.seq = c.seq AND h.hash = substring($7::bytea FROM c.n::int * 32 - 31 FOR 32)
-          AND NOT EXISTS (SELECT FROM unnest((SELECT $23::text[]), (SELECT $24::int[])) AS k(key, chain) JOIN idempotency_keys i ON i.key = k.key
-                           WHERE k.chain = c.n AND i.environment_id = c.environment_id)
+    text: `WITH locked AS (
+       SELECT c.n, h.environment_id, h.seq, h.hash, h.compact_range, h.last_received_at,
+              h.seq = c.seq AND h.hash = substring($7::bytea FROM c.n::int * 32 - 31 FOR 32)
+                AND NOT EXISTS (SELECT FROM unnest((SELECT $23::text[]), (SELECT $24::int[])) AS k(key, chain) JOIN idempotency_keys i ON i.key = k.key
+                                 WHERE k.chain = c.n AND i.environment_id = c.environment_id) AS expected
+         FROM chain_heads h JOIN unnest((SELECT $1::uuid[]), (SELECT $3::bigint[])) WITH ORDINALITY AS c(environment_id, seq, n)
+                                 ON c.environment_id = h.environment_id
         ORDER BY h.environment_id FOR UPDATE OF h),
+     head AS (SELECT n, environment_id FROM locked WHERE expected),
      written AS (SELECT array_agg(n::int) AS chains FROM head),
      new_events AS (
        INSERT INTO events (environment_id, received_at, seq, id, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created)
@@ -574,13 +599,16 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
               substring($41::bytea FROM v.at + 1 FOR v.salts_length)
          FROM unnest($34::int[], $35::bigint[], $36::smallint[], $37::int[], $38::int[], $39::int[]) WITH ORDINALITY
               AS v(chain, seq, part, at, salts_length, values_length, n)
-        WHERE v.chain = ANY((SELECT chains FROM written)::int[]))
-     UPDATE chain_heads h
-        SET seq = ($4::bigint[])[c.n], hash = substring($8::bytea FROM c.n::int * 32 - 31 FOR 32),
-            compact_range = ($9::bytea[])[($5::int[])[c.n] + 1 : ($5::int[])[c.n] + ($6::int[])[c.n]], last_received_at = ($2::timestamptz[])[c.n],
-            updated_at = now()
-       FROM head c WHERE h.environment_id = c.environment_id
-     RETURNING c.n`,
+        WHERE v.chain = ANY((SELECT chains FROM written)::int[])),
+     moved AS (
+       UPDATE chain_heads h
+          SET seq = ($4::bigint[])[c.n], hash = substring($8::bytea FROM c.n::int * 32 - 31 FOR 32),
+              compact_range = ($9::bytea[])[($5::int[])[c.n] + 1 : ($5::int[])[c.n] + ($6::int[])[c.n]], last_received_at = ($2::timestamptz[])[c.n],
+              updated_at = now()
+         FROM head c WHERE h.environment_id = c.environment_id)
+     SELECT n, expected, CASE WHEN NOT expected THEN seq END AS seq, CASE WHEN NOT expected THEN hash END AS hash,
+            CASE WHEN NOT expected THEN compact_range END AS compact_range, CASE WHEN NOT expected THEN last_received_at END AS last_received_at
+       FROM locked`,
     values: [
       // The chains.
       writes.map(({ environment }) => environment),
@@ -626,7 +654,8 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
     // A sealed or missing day partition: a clear refusal rather than a database error.
     throw writes.length === 1 ? dayClosed(error, new Date(writes[0]!.plan.next.lastReceivedAt)) : error;
   });
-  const done = new Array<boolean>(writes.length).fill(false);
-  for (const { n } of written.rows) done[Number(n) - 1] = true;
-  return done;
+  // A chain without a head row (none is deleted while its environment lives) is not written either.
+  const results = new Array<WriteResult>(writes.length).fill({ written: false });
+  for (const row of locked.rows) results[Number(row.n) - 1] = row.expected ? { written: true } : { written: false, head: headOf(row) };
+  return results;
 }

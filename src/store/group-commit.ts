@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { setRecent } from '../recent-map.js';
-import { appendToChain, appendToChains, type Appended, type AppendItem, type AppendOutcome, type ChainRef, type Head } from './append.js';
+import { appendToChain, appendToChains, type Appended, type AppendItem, type ChainAppended, type AppendOutcome, type ChainRef, type Head } from './append.js';
 
 export interface GroupCommitOptions {
   /** Most events one commit takes, over all its chains; a request is never split across commits. */
@@ -18,6 +18,8 @@ const REMEMBERED_HEADS = 10_000;
 interface Pending {
   chain: ChainRef;
   items: AppendItem[];
+  /** Sent back to the queue once already, its chain's head having moved under a shared statement. */
+  retried?: boolean;
   resolve: (outcome: AppendOutcome) => void;
   reject: (error: unknown) => void;
 }
@@ -27,8 +29,9 @@ interface Pending {
  * that arrive while the previous commit runs (or within maxWaitMs) share the next one, whatever
  * their chains: one chain's go through appendToChain; several chains' in one statement
  * (appendToChains), which locks their heads in chain id order, so that processes sharing the
- * database cannot deadlock, and stay correct through the head row locks. A chain that statement
- * does not write (its head moved, a key repeats) is appended alone as before; when the statement
+ * database cannot deadlock. The head row locks keep every chain correct across processes. A chain
+ * whose head another process moved joins the next statement, on the head this one found; one the
+ * statement does not write otherwise is appended alone, locking its head. When the statement
  * fails, each chain is retried alone and, if that fails too, each of its requests, so that one
  * failing request fails alone.
  */
@@ -126,16 +129,18 @@ export class GroupCommit {
   }
 
   /**
-   * Commits the requests of several chains, each group a chain's, in one statement; the groups it
-   * does not write (no remembered head, the head moved, a key repeats) then each in a transaction
-   * of its own that locks the head, all at once. When the statement fails, having written
-   * nothing, each group is retried alone as commit does.
+   * Commits the requests of several chains, each group a chain's, in one statement. A group whose
+   * head another process moved goes back to the front of the queue, once, to be appended on the
+   * head the statement found, in the next one; the other groups it does not write (no remembered
+   * head, a key repeats, or moved again) then each in a transaction of its own that locks the
+   * head, all at once. When the statement fails, having written nothing, each group is retried
+   * alone as commit does.
    */
   private async commitChains(groups: Pending[][]): Promise<void> {
     const known = groups.filter((group) => this.heads.has(group[0]!.chain.environment));
-    let written: (Appended | undefined)[];
+    let results: ChainAppended[];
     try {
-      written = await appendToChains(
+      results = await appendToChains(
         this.db,
         known.map((group) => ({ chain: group[0]!.chain, requests: group.map((p) => p.items), expected: this.heads.get(group[0]!.chain.environment)! })),
         this.options.now(),
@@ -144,17 +149,28 @@ export class GroupCommit {
       await Promise.all(groups.map((group) => this.commit(group)));
       return;
     }
-    const shared = new Set<Pending[]>();
+    const shared: Pending[][] = [];
+    const again: Pending[][] = [];
+    const alone = groups.filter((group) => !known.includes(group));
     known.forEach((group, i) => {
-      const result = written[i];
-      if (result) {
-        this.settle(group, result);
-        shared.add(group);
-      } else this.heads.delete(group[0]!.chain.environment);
+      const result = results[i]!;
+      const { environment } = group[0]!.chain;
+      if (result.appended) {
+        this.settle(group, result.appended);
+        shared.push(group);
+      } else if (result.head && result.head.seq !== this.heads.get(environment)!.seq && !group.some((p) => p.retried)) {
+        setRecent(this.heads, environment, result.head, REMEMBERED_HEADS);
+        for (const pending of group) pending.retried = true;
+        again.push(group);
+      } else {
+        this.heads.delete(environment);
+        alone.push(group);
+      }
     });
-    if (shared.size > 0) this.options.onCommit?.([...shared].reduce((n, group) => n + events(group), 0), [...shared].reduce((n, group) => n + group.length, 0));
-    const rest = groups.filter((group) => !shared.has(group));
-    await Promise.all(rest.map((group) => this.commit(group)));
+    if (shared.length > 0) this.options.onCommit?.(shared.reduce((n, group) => n + events(group), 0), shared.reduce((n, group) => n + group.length, 0));
+    // They are older than any request waiting.
+    this.waiting.unshift(...again.flat());
+    await Promise.all(alone.map((group) => this.commit(group)));
   }
 }
 

@@ -128,22 +128,27 @@ describe('group commit across chains', () => {
     for (const ref of [a!, b!, c!]) expect((await verifyChain(ctx.db.pools.app, ref)).ok).toBe(true);
   });
 
-  it('a chain whose head another process moved still gets its events, after that process\'s', async () => {
-    const [busy, a, b, c] = await chains(4, 'moved');
+  it('chains whose heads another process moved still get their events, after that process\'s, in the next shared commit', async () => {
+    const [busy, a, b, c, d] = await chains(5, 'moved');
     const { groupCommit, commits } = recorded();
-    await warm(groupCommit, [a!, b!, c!]);
+    await warm(groupCommit, [a!, b!, c!, d!]);
     const pools = createPools(ctx.db.ownerUrl, undefined, 2);
     try {
       const other = new GroupCommit(pools.app, { maxEvents: 1000, maxWaitMs: 0, now: Date.now });
-      expect(seqs(await other.append(b!, [appendItem({ action: 'elsewhere' })]))).toEqual([2]);
+      for (const ref of [b!, d!]) expect(seqs(await other.append(ref, [appendItem({ action: 'elsewhere' })]))).toEqual([2]);
     } finally {
       await pools.end();
     }
     commits.length = 0;
-    const outcomes = await together(groupCommit, busy!, [a!, b!, c!].map((r): [ChainRef, AppendItem[]] => [r, [appendItem({ action: 'here' })]]));
-    expect(outcomes.map(seqs)).toEqual([[2], [3], [2]]);
-    expect(commits).toEqual([{ events: 1, requests: 1 }, { events: 2, requests: 2 }, { events: 1, requests: 1 }]);
-    for (const ref of [a!, b!, c!]) expect((await verifyChain(ctx.db.pools.app, ref)).ok).toBe(true);
+    const outcomes = await together(groupCommit, busy!, [a!, b!, c!, d!].map((r): [ChainRef, AppendItem[]] => [r, [appendItem({ action: 'here' })]]));
+    expect(outcomes.map(seqs)).toEqual([[2], [3], [2], [3]]);
+    // busy alone; a and c; then b and d together on the heads the first statement found.
+    expect(commits).toEqual([{ events: 1, requests: 1 }, { events: 2, requests: 2 }, { events: 2, requests: 2 }]);
+    for (const ref of [a!, b!, c!, d!]) expect((await verifyChain(ctx.db.pools.app, ref)).ok).toBe(true);
+    // The heads it took from the statement are right: the next shared commit appends after them.
+    const again = await together(groupCommit, busy!, [b!, d!].map((r): [ChainRef, AppendItem[]] => [r, [appendItem({ action: 'again' })]]));
+    expect(again.map(seqs)).toEqual([[4], [4]]);
+    expect(commits.at(-1)).toEqual({ events: 2, requests: 2 });
   });
 
   it('a database error in one chain fails only that chain\'s requests; the chains before and after it in lock order commit', async () => {
