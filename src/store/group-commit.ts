@@ -15,11 +15,18 @@ export interface GroupCommitOptions {
 
 const REMEMBERED_HEADS = 10_000;
 
+/**
+ * How many times a request goes back to the queue when another process moved its chain's head
+ * under a shared statement, before it is appended alone under the head lock: processes sending to
+ * the same chains often meet again in the next round, yet a chain must not be retried forever.
+ */
+const MOVED_RETRIES = 3;
+
 interface Pending {
   chain: ChainRef;
   items: AppendItem[];
-  /** Sent back to the queue once already, its chain's head having moved under a shared statement. */
-  retried?: boolean;
+  /** How many times it went back to the queue, its chain's head having moved under a shared statement. */
+  moved?: number;
   resolve: (outcome: AppendOutcome) => void;
   reject: (error: unknown) => void;
 }
@@ -130,14 +137,16 @@ export class GroupCommit {
 
   /**
    * Commits the requests of several chains, each group a chain's, in one statement. A group whose
-   * head another process moved goes back to the front of the queue, once, to be appended on the
-   * head the statement found, in the next one; the other groups it does not write (no remembered
-   * head, a key repeats, or moved again) then each in a transaction of its own that locks the
-   * head, all at once. When the statement fails, having written nothing, each group is retried
-   * alone as commit does.
+   * head another process moved goes back to the front of the queue (up to MOVED_RETRIES times), to
+   * be appended on the head the statement found, in the next one; the other groups it does not
+   * write (no remembered head, a key repeats, moved too often) then each in a transaction of its
+   * own that locks the head, all at once. When the statement fails, having written nothing, each
+   * group is retried alone as commit does.
    */
   private async commitChains(groups: Pending[][]): Promise<void> {
-    const known = groups.filter((group) => this.heads.has(group[0]!.chain.environment));
+    const known: Pending[][] = [];
+    const alone: Pending[][] = [];
+    for (const group of groups) (this.heads.has(group[0]!.chain.environment) ? known : alone).push(group);
     let results: ChainAppended[];
     try {
       results = await appendToChains(
@@ -151,16 +160,15 @@ export class GroupCommit {
     }
     const shared: Pending[][] = [];
     const again: Pending[][] = [];
-    const alone = groups.filter((group) => !known.includes(group));
     known.forEach((group, i) => {
       const result = results[i]!;
       const { environment } = group[0]!.chain;
       if (result.appended) {
         this.settle(group, result.appended);
         shared.push(group);
-      } else if (result.head && result.head.seq !== this.heads.get(environment)!.seq && !group.some((p) => p.retried)) {
+      } else if (result.head && result.head.seq !== this.heads.get(environment)!.seq && group.every((p) => (p.moved ?? 0) < MOVED_RETRIES)) {
         setRecent(this.heads, environment, result.head, REMEMBERED_HEADS);
-        for (const pending of group) pending.retried = true;
+        for (const pending of group) pending.moved = (pending.moved ?? 0) + 1;
         again.push(group);
       } else {
         this.heads.delete(environment);
