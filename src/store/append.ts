@@ -217,11 +217,11 @@ export async function appendToChain(
   }
 }
 
-/** One chain's requests for appendToChains, and the head this process last left on it. */
+/** One chain's requests for appendToChains, and the head this process last left on it, if it knows one. */
 export interface ChainAppend {
   chain: ChainRef;
   requests: readonly AppendItem[][];
-  expected: Head;
+  expected?: Head | undefined;
 }
 
 /**
@@ -232,17 +232,26 @@ export interface ChainAppend {
  */
 export type ChainAppended = { appended: Appended } | { appended?: undefined; head?: Head };
 
+// What a part without an expected head expects: no head has seq -1, so the statement writes
+// nothing of it and returns its head.
+const UNKNOWN_HEAD: Head = { seq: -1, hash: Buffer.alloc(32), range: { size: 0, hashes: [] }, lastReceivedAt: 0 };
+
 /**
  * Appends to several chains (each at most once) in one statement: one round trip and one commit
  * for them all, each part's requests on top of its `expected` head as appendToChain's first try
  * does. A part is written only if its chain's head is still `expected` and none of its
- * idempotency keys is stored yet; the others are not, whatever becomes of them. Returns what
- * became of each part, in order: the caller appends the parts not written again (on the head
- * found, or with appendToChain without `expected`, which locks the head). Throws the database's
- * error when the statement fails (a sealed day partition in one of the chains), having written none.
+ * idempotency keys is stored yet; the others are not, whatever becomes of them, and a part
+ * without `expected` never is: the statement only finds its head. Returns what became of each
+ * part, in order: the caller appends the parts not written again (on the head found, or with
+ * appendToChain without `expected`, which locks the head). Throws the database's error when the
+ * statement fails (a sealed day partition in one of the chains), having written none.
  */
 export async function appendToChains(db: pg.Pool, parts: readonly ChainAppend[], now: number): Promise<ChainAppended[]> {
   const plans = parts.map(({ chain, requests, expected }) => {
+    if (!expected) {
+      const plan: AppendPlan = { rows: new EventRows(), outcomes: [], accepted: [], leaves: [], next: UNKNOWN_HEAD, tiles: [] };
+      return { environment: chain.environment, head: UNKNOWN_HEAD, plan };
+    }
     const plan = planAppend(chain, expected, requests, new Map(), now);
     return writable(plan) ? { environment: chain.environment, head: expected, plan } : undefined;
   });

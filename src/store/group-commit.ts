@@ -16,16 +16,17 @@ export interface GroupCommitOptions {
 const REMEMBERED_HEADS = 10_000;
 
 /**
- * How many times a request goes back to the queue when another process moved its chain's head
- * under a shared statement, before it is appended alone under the head lock: processes sending to
- * the same chains often meet again in the next round, yet a chain must not be retried forever.
+ * How many times a request goes back to the queue when a shared statement found its chain's head
+ * other than this process expected (moved by another process, or not known), before it is
+ * appended alone under the head lock: processes sending to the same chains often meet again in
+ * the next round, yet a chain must not be retried forever.
  */
 const MOVED_RETRIES = 3;
 
 interface Pending {
   chain: ChainRef;
   items: AppendItem[];
-  /** How many times it went back to the queue, its chain's head having moved under a shared statement. */
+  /** How many times it went back to the queue, a shared statement having found its chain's head other than expected. */
   moved?: number;
   resolve: (outcome: AppendOutcome) => void;
   reject: (error: unknown) => void;
@@ -37,8 +38,9 @@ interface Pending {
  * their chains: one chain's go through appendToChain; several chains' in one statement
  * (appendToChains), which locks their heads in chain id order, so that processes sharing the
  * database cannot deadlock. The head row locks keep every chain correct across processes. A chain
- * whose head another process moved joins the next statement, on the head this one found; one the
- * statement does not write otherwise is appended alone, locking its head. When the statement
+ * whose head another process moved (or whose head this process does not know yet) joins the next
+ * statement, on the head this one found; one the statement does not write otherwise is appended
+ * alone, locking its head. When the statement
  * fails, each chain is retried alone and, if that fails too, each of its requests, so that one
  * failing request fails alone.
  */
@@ -137,21 +139,20 @@ export class GroupCommit {
 
   /**
    * Commits the requests of several chains, each group a chain's, in one statement. A group whose
-   * head another process moved goes back to the front of the queue (up to MOVED_RETRIES times), to
-   * be appended on the head the statement found, in the next one; the other groups it does not
-   * write (no remembered head, a key repeats, moved too often) then each in a transaction of its
-   * own that locks the head, all at once. When the statement fails, having written nothing, each
+   * head another process moved, or whose head this process does not remember, goes back to the
+   * front of the queue (up to MOVED_RETRIES times), to be appended on the head the statement
+   * found, in the next one; the other groups it does not write (a key repeats, moved too often,
+   * tiles to complete whose tails the head lacks) then each in a transaction of its own that
+   * locks the head, all at once. When the statement fails, having written nothing, each
    * group is retried alone as commit does.
    */
   private async commitChains(groups: Pending[][]): Promise<void> {
-    const known: Pending[][] = [];
-    const alone: Pending[][] = [];
-    for (const group of groups) (this.heads.has(group[0]!.chain.environment) ? known : alone).push(group);
+    const expected = groups.map((group) => this.heads.get(group[0]!.chain.environment));
     let results: ChainAppended[];
     try {
       results = await appendToChains(
         this.db,
-        known.map((group) => ({ chain: group[0]!.chain, requests: group.map((p) => p.items), expected: this.heads.get(group[0]!.chain.environment)! })),
+        groups.map((group, i) => ({ chain: group[0]!.chain, requests: group.map((p) => p.items), expected: expected[i] })),
         this.options.now(),
       );
     } catch {
@@ -160,13 +161,14 @@ export class GroupCommit {
     }
     const shared: Pending[][] = [];
     const again: Pending[][] = [];
-    known.forEach((group, i) => {
+    const alone: Pending[][] = [];
+    groups.forEach((group, i) => {
       const result = results[i]!;
       const { environment } = group[0]!.chain;
       if (result.appended) {
         this.settle(group, result.appended);
         shared.push(group);
-      } else if (result.head && result.head.seq !== this.heads.get(environment)!.seq && group.every((p) => (p.moved ?? 0) < MOVED_RETRIES)) {
+      } else if (result.head && result.head.seq !== expected[i]?.seq && group.every((p) => (p.moved ?? 0) < MOVED_RETRIES)) {
         setRecent(this.heads, environment, result.head, REMEMBERED_HEADS);
         for (const pending of group) pending.moved = (pending.moved ?? 0) + 1;
         again.push(group);

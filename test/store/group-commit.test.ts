@@ -151,6 +151,18 @@ describe('group commit across chains', () => {
     expect(commits.at(-1)).toEqual({ events: 2, requests: 2 });
   });
 
+  it('chains whose heads this process does not know yet share a commit once one statement found their heads', async () => {
+    const [busy, a, b, c] = await chains(4, 'cold');
+    // Their heads are not at 0: another GroupCommit (a process before a restart) appended first.
+    const before = new GroupCommit(ctx.db.pools.app, { maxEvents: 1000, maxWaitMs: 0, now: Date.now });
+    await warm(before, [a!, b!, c!]);
+    const { groupCommit, commits } = recorded();
+    const outcomes = await together(groupCommit, busy!, [a!, b!, c!].map((r): [ChainRef, AppendItem[]] => [r, [appendItem({ action: 'cold' })]]));
+    expect(outcomes.map(seqs)).toEqual([[2], [2], [2]]);
+    expect(commits).toEqual([{ events: 1, requests: 1 }, { events: 3, requests: 3 }]);
+    for (const ref of [a!, b!, c!]) expect(await verifyChain(ctx.db.pools.app, ref)).toMatchObject({ ok: true, checked: 2 });
+  });
+
   it('a database error in one chain fails only that chain\'s requests; the chains before and after it in lock order commit', async () => {
     const refs = await chains(6, 'failing');
     const [busy, ...others] = refs;
