@@ -114,7 +114,7 @@ export class GroupCommit {
 
   /** Resolves the requests of `group` with what appendToChain or appendToChains gave them, and remembers the head it left. */
   private settle(group: Pending[], { outcomes, head }: Appended): void {
-    // Only the most recently appended chains: an older one's next append locks the head first.
+    // Only the most recently appended chains: an older one's next append finds its head first.
     setRecent(this.heads, group[0]!.chain.environment, head, REMEMBERED_HEADS);
     group.forEach((p, i) => p.resolve(outcomes[i]!));
   }
