@@ -40,13 +40,12 @@ interface Pending {
  * database cannot deadlock. The head row locks keep every chain correct across processes. A chain
  * whose head another process moved (or whose head this process does not know yet) joins the next
  * statement, on the head this one found; one the statement does not write otherwise is appended
- * alone, locking its head. When the statement
- * fails, each chain is retried alone and, if that fails too, each of its requests, so that one
- * failing request fails alone.
+ * alone, locking its head. When the statement fails, each chain is retried alone and, if that
+ * fails too, each of its requests, so that one failing request fails alone.
  */
 export class GroupCommit {
   /** The requests waiting for a commit, oldest first. */
-  private waiting: Pending[] = [];
+  private readonly waiting: Pending[] = [];
   private running = false;
   /** Each chain's head as this process's last append left it: the next append expects it (appendToChain). */
   private readonly heads = new Map<string, Head>();
