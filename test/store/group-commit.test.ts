@@ -68,6 +68,24 @@ describe('group commit across chains', () => {
     expect(commits.at(-1)).toEqual({ events: 3, requests: 3 });
   });
 
+  it('takes the oldest requests first, up to maxEvents over all chains, each chain\'s in order', async () => {
+    const [busy, a, b, c] = await chains(4, 'oldest');
+    const commits: { events: number; requests: number }[] = [];
+    const groupCommit = new GroupCommit(ctx.db.pools.app, { maxEvents: 4, maxWaitMs: 0, now: Date.now, onCommit: (events, requests) => commits.push({ events, requests }) });
+    await warm(groupCommit, [a!, b!, c!]);
+    commits.length = 0;
+    const two = (action: string) => [appendItem({ action }), appendItem({ action })];
+    const outcomes = await together(groupCommit, busy!, [
+      [a!, two('a.1')],
+      [b!, two('b.1')],
+      [c!, [appendItem({ action: 'c.1' })]],
+      [a!, [appendItem({ action: 'a.2' })]],
+      [b!, [appendItem({ action: 'b.2' })]],
+    ]);
+    expect(outcomes.map(seqs)).toEqual([[2, 3], [2, 3], [2], [4], [4]]);
+    expect(commits).toEqual([{ events: 1, requests: 1 }, { events: 4, requests: 2 }, { events: 3, requests: 3 }]);
+  });
+
   it('stores each chain\'s personal values with its own events when chains share a commit', async () => {
     const refs = await chains(3, 'personal');
     const [busy, ...others] = refs;
