@@ -541,17 +541,18 @@ function personalParameters(writes: readonly ChainWrite[]): [string, string, str
  * concurrent processes cannot deadlock; it writes a chain's rows only if that chain's head is
  * still its write's `head` and none of its keys is stored yet. Returns, in order, whether it
  * wrote each write, and for one it did not write the head it found, as locked (the newest, which
- * the caller may append on). Throws when the statement fails, having written nothing: with one write a
- * sealed or missing day partition as a DayClosedError; with several the database's error as it
- * is (the caller retries each chain alone, which then names its day).
+ * the caller may append on). Throws when the statement fails, having written nothing: with one
+ * write a sealed or missing day partition as a DayClosedError; with several the database's error
+ * as it is (the caller retries each chain alone, which then names its day).
  *
  * Each row names its chain by its write's ordinal (from 1), which indexes the chains' arrays
- * (their ids, received_at, new seqs...). The bytes travel as binary
- * parameters that SQL slices: each chain's old head hash then its events' hashes, chain after
- * chain (so the event of ordinal n in chain k has its hash at 32-byte slot n + k and its prev at
- * n + k - 1), the canonical bodies end to end, and the personal values' salts and text. A bytea[]
- * parameter would be hex text, twice the size and most of the append path's garbage. Integers
- * and the chains' timestamps go as array literals: node-postgres escapes each element of an
+ * (their ids, received_at, new seqs...). The bytes travel as binary parameters that SQL slices:
+ * each chain's old head hash then its events' hashes, chain after chain (so the event of ordinal
+ * n in chain k has its hash at 32-byte slot n + k and its prev at n + k - 1), the canonical
+ * bodies end to end, the chains' compact ranges end to end, and the personal values' salts and
+ * text. A bytea[] parameter would be hex text, twice the size and most of the append path's
+ * garbage. Integers, the new events' ids and the chains' timestamps go as array literals:
+ * node-postgres escapes each element of an
  * array parameter with two regular expressions, which with text[] and int[] parameters for three
  * values per event cost 7 µs of Node CPU per event; one JSON parameter instead cost PostgreSQL 2
  * to 4 µs more per row (json_to_recordset) than unnest of int[] literals and bytea slices. The
@@ -575,7 +576,8 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
   const keys = rows((r) => r.keys);
   const tiles = column(writes, (plan) => plan.tiles ?? []);
   const ranges = column(writes, (plan) => plan.next.range.hashes);
-  // Where each chain's compact range starts among them all (from 0); each chain's old head hash then its events' hashes.
+  // Where each chain's compact range starts among them all (in hashes, from 0); each chain's old
+  // head hash then its events' hashes.
   const rangeAt: number[] = [];
   let rangeLength = 0;
   const hashes: Buffer[] = [];
@@ -587,16 +589,19 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
   }
   const locked = await db.query<{ n: string; expected: boolean } & HeadRow>({
     name: 'append-events',
-    text: `WITH locked AS (
+    text: `WITH known AS (
+       SELECT k.chain FROM unnest((SELECT $23::text[]), (SELECT $24::int[])) AS k(key, chain)
+        WHERE EXISTS (SELECT FROM idempotency_keys i WHERE i.environment_id = ($1::uuid[])[k.chain] AND i.key = k.key)),
+     locked AS (
        SELECT c.n, h.environment_id, h.seq, h.hash, h.compact_range, h.last_received_at,
-              h.seq = c.seq AND h.hash = substring($7::bytea FROM c.n::int * 32 - 31 FOR 32)
-                AND NOT EXISTS (SELECT FROM unnest((SELECT $23::text[]), (SELECT $24::int[])) AS k(key, chain) JOIN idempotency_keys i ON i.key = k.key
-                                 WHERE k.chain = c.n AND i.environment_id = c.environment_id) AS expected
+              h.seq = c.seq AND h.hash = substring($7::bytea FROM c.n::int * 32 - 31 FOR 32) AND c.n NOT IN (SELECT chain FROM known) AS expected
          FROM chain_heads h JOIN unnest((SELECT $1::uuid[]), (SELECT $3::bigint[])) WITH ORDINALITY AS c(environment_id, seq, n)
                                  ON c.environment_id = h.environment_id
         ORDER BY h.environment_id FOR UPDATE OF h),
      head AS (SELECT n, environment_id FROM locked WHERE expected),
-     written AS (SELECT array_agg(n::int) AS chains FROM head),
+     written AS (
+       SELECT array_agg(l.expected IS TRUE ORDER BY g.n) AS chains
+         FROM generate_series(1, cardinality((SELECT $1::uuid[]))) AS g(n) LEFT JOIN locked l ON l.n = g.n),
      new_events AS (
        INSERT INTO events (environment_id, received_at, seq, id, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created)
        SELECT ($1::uuid[])[r.chain], ($2::timestamptz[])[r.chain], r.seq, r.id, substring($21::bytea FROM (r.n::int + r.chain) * 32 - 63 FOR 32),
@@ -605,17 +610,17 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
          FROM unnest($10::int[], $11::bigint[], $12::uuid[], $13::int[], $14::int[], $15::text[], $16::"char"[], $17::text[], $18::text[], $19::text[],
                      $20::timestamptz[]) WITH ORDINALITY
               AS r(chain, seq, id, canonical_at, canonical_length, action, crud, actor_id, target_id, group_id, created, n)
-        WHERE r.chain = ANY((SELECT chains FROM written)::int[])),
+        WHERE ((SELECT chains FROM written)::bool[])[r.chain]),
      new_keys AS (
        INSERT INTO idempotency_keys (environment_id, received_at, key, digest, seq, id, hash)
        SELECT ($1::uuid[])[k.chain], ($2::timestamptz[])[k.chain], k.key, k.digest, k.seq, k.id, k.hash
          FROM unnest($23::text[], $24::int[], $25::bytea[], $26::bigint[], $27::uuid[], $28::bytea[]) AS k(key, chain, digest, seq, id, hash)
-        WHERE k.chain = ANY((SELECT chains FROM written)::int[])),
+        WHERE ((SELECT chains FROM written)::bool[])[k.chain]),
      new_tiles AS (
        INSERT INTO tiles (environment_id, level, tile_index, hashes, root)
        SELECT ($1::uuid[])[t.chain], t.level, t.tile_index, substring($32::bytea FROM t.n::int * 8192 - 8191 FOR 8192), substring($33::bytea FROM t.n::int * 32 - 31 FOR 32)
          FROM unnest($29::int[], $30::smallint[], $31::bigint[]) WITH ORDINALITY AS t(chain, level, tile_index, n)
-        WHERE t.chain = ANY((SELECT chains FROM written)::int[])),
+        WHERE ((SELECT chains FROM written)::bool[])[t.chain]),
      new_values AS (
        INSERT INTO personal_values (environment_id, seq, part, subject_digest, pointer_values, salts)
        SELECT ($1::uuid[])[v.chain], v.seq, v.part, NULLIF(substring($40::bytea FROM v.n::int * 32 - 31 FOR 32), decode(repeat('00', 32), 'hex')),
@@ -623,11 +628,12 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
               substring($41::bytea FROM v.at + 1 FOR v.salts_length)
          FROM unnest($34::int[], $35::bigint[], $36::smallint[], $37::int[], $38::int[], $39::int[]) WITH ORDINALITY
               AS v(chain, seq, part, at, salts_length, values_length, n)
-        WHERE v.chain = ANY((SELECT chains FROM written)::int[])),
+        WHERE ((SELECT chains FROM written)::bool[])[v.chain]),
      moved AS (
        UPDATE chain_heads h
           SET seq = ($4::bigint[])[c.n], hash = substring($8::bytea FROM c.n::int * 32 - 31 FOR 32),
-              compact_range = ($9::bytea[])[($5::int[])[c.n] + 1 : ($5::int[])[c.n] + ($6::int[])[c.n]], last_received_at = ($2::timestamptz[])[c.n],
+              compact_range = ARRAY(SELECT substring($9::bytea FROM (($5::int[])[c.n] + i) * 32 + 1 FOR 32) FROM generate_series(0, ($6::int[])[c.n] - 1) AS i ORDER BY i),
+              last_received_at = ($2::timestamptz[])[c.n],
               updated_at = now()
          FROM head c WHERE h.environment_id = c.environment_id)
      SELECT n, expected, CASE WHEN NOT expected THEN seq END AS seq, CASE WHEN NOT expected THEN hash END AS hash,
@@ -643,11 +649,12 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
       intArray(writes.map(({ plan }) => plan.next.range.hashes.length)),
       Buffer.concat(writes.map(({ head }) => head.hash)),
       Buffer.concat(writes.map(({ plan }) => plan.next.hash)),
-      ranges,
+      Buffer.concat(ranges),
       // Their events.
       ordinals(writes, (plan) => plan.rows.seq),
       intArray(rows((r) => r.seq)),
-      rows((r) => r.id),
+      // Ids this process made (uuidv7): nothing to escape.
+      `{${rows((r) => r.id).join(',')}}`,
       intArray(canonicalAt),
       intArray(rows((r) => r.canonical.map((canonical) => canonical.length))),
       rows((r) => r.action),
