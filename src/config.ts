@@ -100,13 +100,13 @@ export const configSchema = z.object({
   AUDITLEDGER_IDEMPOTENCY_HOURS: positiveInt.default(24).describe('how long idempotency keys are kept at least'),
   AUDITLEDGER_GROUP_COMMIT_MAX_EVENTS: positiveInt
     .default(10_000)
-    .describe('most events one append transaction takes (group commit)'),
+    .describe('most events one append commit takes, over all its chains (group commit)'),
   AUDITLEDGER_GROUP_COMMIT_WAIT_MS: z.coerce
     .number()
     .min(0)
     .max(100)
     .default(0)
-    .describe('how long a group commit waits for more requests before its transaction (ms)'),
+    .describe('how long a group commit waits for more requests before it runs (ms)'),
   AUDITLEDGER_PARTITION_DAYS_AHEAD: positiveInt.default(7).describe('days of events partitions created ahead'),
   AUDITLEDGER_SIGNING_KEY_FILE: optionalString.describe(
     'file holding the ed25519 signing key (from auditledger keygen). Unset: DATA_DIR/signing-key, generated on first start',

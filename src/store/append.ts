@@ -126,18 +126,26 @@ async function beginAndLockHeads(client: pg.PoolClient, environments: readonly s
   const results = (await client.query(
     `BEGIN; SELECT environment_id, seq, hash, compact_range, last_received_at FROM chain_heads
       WHERE environment_id IN (${environments.map((e) => `'${e}'`).join(', ')}) ORDER BY environment_id FOR UPDATE`,
-  )) as unknown as pg.QueryResult<{ environment_id: string; seq: number; hash: Buffer; compact_range: Buffer[]; last_received_at: Date | null }>[];
+  )) as unknown as pg.QueryResult<HeadRow & { environment_id: string }>[];
   const rows = new Map(results[1]!.rows.map((row) => [row.environment_id, row]));
   return environments.map((environment) => {
     const row = rows.get(environment.toLowerCase());
     if (!row) throw new Error(`no chain head for environment ${environment}`);
-    return {
-      seq: row.seq,
-      hash: row.hash,
-      range: { size: row.seq, hashes: row.compact_range },
-      lastReceivedAt: row.last_received_at?.getTime() ?? 0,
-    };
+    return headOf(row);
   });
+}
+
+/** A chain_heads row as the append path reads it. */
+interface HeadRow {
+  seq: number;
+  hash: Buffer;
+  compact_range: Buffer[];
+  last_received_at: Date | null;
+}
+
+/** The Head of a chain_heads row; its tail is unknown. */
+function headOf(row: HeadRow): Head {
+  return { seq: row.seq, hash: row.hash, range: { size: row.seq, hashes: row.compact_range }, lastReceivedAt: row.last_received_at?.getTime() ?? 0 };
 }
 
 interface KnownKey {
@@ -199,7 +207,7 @@ export async function appendToChain(
 ): Promise<Appended> {
   if (expected) {
     const plan = planAppend(chain, expected, requests, new Map(), now);
-    if (plan.rows.seq.length > 0 && plan.tiles && (await writeEvents(db, chain.environment, expected, plan))) return appended(plan);
+    if (writable(plan) && (await writeEvents(db, [{ environment: chain.environment, head: expected, plan }]))[0]!.written) return appended(plan);
   }
   const client = await db.connect();
   try {
@@ -207,6 +215,59 @@ export async function appendToChain(
   } finally {
     client.release();
   }
+}
+
+/** One chain's requests for appendToChains, and the head this process last left on it, if it knows one. */
+export interface ChainAppend {
+  chain: ChainRef;
+  requests: readonly AppendItem[][];
+  expected?: Head | undefined;
+}
+
+/**
+ * What appendToChains did with a part: appended it; or not, with the head it found on the chain
+ * (the chain's stored head, locked when read: `head.seq` differs from the expected one when the
+ * head moved, and not when a key of the part is stored), or none when the part was left out of
+ * the statement (it stores nothing, or completes tiles whose tails `expected` lacks).
+ */
+export type ChainAppended = { appended: Appended } | { appended?: undefined; head?: Head };
+
+// What a part without an expected head expects: no head has seq -1, so the statement writes
+// nothing of it and returns its head.
+const UNKNOWN_HEAD: Head = { seq: -1, hash: Buffer.alloc(32), range: { size: 0, hashes: [] }, lastReceivedAt: 0 };
+
+/**
+ * Appends to several chains (each at most once) in one statement: one round trip and one commit
+ * for them all, each part's requests on top of its `expected` head as appendToChain's first try
+ * does. A part is written only if its chain's head is still `expected` and none of its
+ * idempotency keys is stored yet; the others are not, whatever becomes of them, and a part
+ * without `expected` never is: the statement only finds its head. Returns what became of each
+ * part, in order: the caller appends the parts not written again (on the head found, or with
+ * appendToChain without `expected`, which locks the head). Throws the database's error when the
+ * statement fails (a sealed day partition in one of the chains), having written none.
+ */
+export async function appendToChains(db: pg.Pool, parts: readonly ChainAppend[], now: number): Promise<ChainAppended[]> {
+  const plans = parts.map(({ chain, requests, expected }) => {
+    if (!expected) {
+      const plan: AppendPlan = { rows: new EventRows(), outcomes: [], accepted: [], leaves: [], next: UNKNOWN_HEAD, tiles: [] };
+      return { environment: chain.environment, head: UNKNOWN_HEAD, plan };
+    }
+    const plan = planAppend(chain, expected, requests, new Map(), now);
+    return writable(plan) ? { environment: chain.environment, head: expected, plan } : undefined;
+  });
+  const writes = plans.filter((write) => write !== undefined);
+  const results = writes.length > 0 ? await writeEvents(db, writes) : [];
+  let w = 0;
+  return plans.map((write) => {
+    if (!write) return {};
+    const result = results[w++]!;
+    return result.written ? { appended: appended(write.plan) } : { head: result.head };
+  });
+}
+
+/** Whether a plan made without looking up keys or tails can be written as it is: it stores events and has its tiles. */
+function writable(plan: AppendPlan): boolean {
+  return plan.rows.seq.length > 0 && plan.tiles !== undefined;
 }
 
 /**
@@ -236,7 +297,7 @@ async function appendLocked(client: pg.PoolClient, chain: ChainRef, head: Head, 
     const tails = await readTails(client, chain.environment, head.seq, levelsCompleted(head.seq, plan.next.seq));
     plan = { ...plan, ...planTiles(head, plan.leaves, plan.next, tails) };
   }
-  if (plan.rows.seq.length > 0 && !(await writeEvents(client, chain.environment, head, plan))) {
+  if (plan.rows.seq.length > 0 && !(await writeEvents(client, [{ environment: chain.environment, head, plan }]))[0]!.written) {
     throw new Error(`chain head ${chain.environment} moved while locked`);
   }
   return plan;
@@ -407,128 +468,225 @@ function intArray(numbers: readonly number[]): string {
   return `{${numbers.join(',')}}`;
 }
 
-// personal_values rows as parameters: each row's seq, part, and where its bytes are in one binary
-// parameter (its salts, then its pointer_values in UTF-8, end to end); the subject digests end to end.
-function personalParameters(personal: EventRows['personal']): [string, string, string, string, string, Buffer, Buffer] {
+/** What writeEvents did with a write: wrote it, or found (and locked) the chain's head at `head`. */
+type WriteResult = { written: true } | { written: false; head?: Head };
+
+/** One chain's part of writeEvents: the head it expects and the plan built on it. */
+interface ChainWrite {
+  environment: string;
+  head: Head;
+  plan: AppendPlan;
+}
+
+// The writes' values of one of their columns end to end: concat, since flatMap costs several
+// times more per element. One write's are its own.
+function column<T>(writes: readonly ChainWrite[], of: (plan: AppendPlan) => readonly T[]): T[] {
+  return writes.length === 1 ? (of(writes[0]!.plan) as T[]) : ([] as T[]).concat(...writes.map(({ plan }) => of(plan)));
+}
+
+/** The ordinal (from 1) of its write for each of the elements that `of` gives for each write, end to end. */
+function ordinals(writes: readonly ChainWrite[], of: (plan: AppendPlan) => readonly unknown[]): string {
+  const ordinal: number[] = [];
+  for (let k = 0; k < writes.length; k++) for (let i = of(writes[k]!.plan).length; i > 0; i--) ordinal.push(k + 1);
+  return intArray(ordinal);
+}
+
+// personal_values rows as parameters: each row's chain (its write's ordinal), seq, part, and
+// where its bytes are in one binary parameter (its salts, then its pointer_values in UTF-8, end
+// to end); the subject digests end to end.
+function personalParameters(writes: readonly ChainWrite[]): [string, string, string, string, string, string, Buffer, Buffer] {
+  const chain: number[] = [];
   const seq: number[] = [];
   const part: number[] = [];
   const at: number[] = [];
   const saltsLength: number[] = [];
   const valuesLength: number[] = [];
   const bytes: Buffer[] = [];
+  const subjects: Buffer[] = [];
   let offset = 0;
-  for (let i = 0; i < personal.length; i++) {
-    const { seq: rowSeq, row } = personal[i]!;
-    const values = Buffer.from(row.values, 'utf8');
-    seq.push(rowSeq);
-    part.push(i > 0 && personal[i - 1]!.seq === rowSeq ? part[i - 1]! + 1 : 1);
-    at.push(offset);
-    saltsLength.push(row.salts.length);
-    valuesLength.push(values.length);
-    bytes.push(row.salts, values);
-    offset += row.salts.length + values.length;
+  for (const [k, { plan }] of writes.entries()) {
+    const personal = plan.rows.personal;
+    for (let i = 0; i < personal.length; i++) {
+      const { seq: rowSeq, row } = personal[i]!;
+      const values = Buffer.from(row.values, 'utf8');
+      chain.push(k + 1);
+      seq.push(rowSeq);
+      part.push(i > 0 && personal[i - 1]!.seq === rowSeq ? part[part.length - 1]! + 1 : 1);
+      at.push(offset);
+      saltsLength.push(row.salts.length);
+      valuesLength.push(values.length);
+      bytes.push(row.salts, values);
+      // Zeros where a row has no subject: SQL reads them as NULL (no HMAC-SHA-256 is all zeros but with odds of 2^-256).
+      subjects.push(row.subjectDigest ?? NO_SUBJECT);
+      offset += row.salts.length + values.length;
+    }
   }
   return [
+    intArray(chain),
     intArray(seq),
     intArray(part),
     intArray(at),
     intArray(saltsLength),
     intArray(valuesLength),
-    // Zeros where a row has no subject: SQL reads them as NULL (no HMAC-SHA-256 is all zeros but with odds of 2^-256).
-    Buffer.concat(personal.map(({ row }) => row.subjectDigest ?? NO_SUBJECT)),
+    Buffer.concat(subjects),
     Buffer.concat(bytes, offset),
   ];
 }
 
 /**
- * Inserts the events, their personal values (the erasable store), their idempotency keys and the
- * tiles they complete, and moves the head, in one statement, if the head is still `head` and none
- * of the keys is stored yet; returns whether it wrote. The bytes travel as binary parameters that
- * SQL slices: the hashes end to end after the old head's hash (so row n's prev is hash n - 1), the
- * canonical bodies end to end, and the personal values' salts and text. A bytea[] parameter would
- * be hex text, twice the size and most of the append path's garbage. The personal rows' offsets
- * go as array literals: node-postgres escapes each element of an array parameter with two regular
- * expressions, which with text[] and int[] parameters for three values per event cost 7 µs of
- * Node CPU per event; one JSON parameter instead cost PostgreSQL 2 to 4 µs more per row
- * (json_to_recordset) than unnest of int[] literals and bytea slices. The statement is named: each
- * connection parses it once, and after a few runs PostgreSQL keeps one generic plan for it.
- * Planning it was 0.19 ms of PostgreSQL's 0.42 ms per append (pg_stat_statements, single events
- * on 16 chains).
+ * Inserts the events of `writes` (each a different chain's), their personal values (the erasable
+ * store), their idempotency keys and the tiles they complete, and moves the heads, in one
+ * statement: chains share its round trip and its commit. It locks the heads in ascending chain
+ * id order, as every transaction locking several heads does (beginAndLockHeads), so that
+ * concurrent processes cannot deadlock; it writes a chain's rows only if that chain's head is
+ * still its write's `head` and none of its keys is stored yet. Returns, in order, whether it
+ * wrote each write, and for one it did not write the head it found, as locked (the newest, which
+ * the caller may append on). Throws when the statement fails, having written nothing: with one
+ * write a sealed or missing day partition as a DayClosedError; with several the database's error
+ * as it is (the caller retries each chain alone, which then names its day).
+ *
+ * Each row names its chain by its write's ordinal (from 1), which indexes the chains' arrays
+ * (their ids, received_at, new seqs...). The bytes travel as binary parameters that SQL slices:
+ * each chain's old head hash then its events' hashes, chain after chain (so the event of ordinal
+ * n in chain k has its hash at 32-byte slot n + k and its prev at n + k - 1), the canonical
+ * bodies end to end, the chains' compact ranges end to end, and the personal values' salts and
+ * text. A bytea[] parameter would be hex text, twice the size and most of the append path's
+ * garbage. Integers, the new events' ids and the chains' timestamps go as array literals:
+ * node-postgres escapes each element of an
+ * array parameter with two regular expressions, which with text[] and int[] parameters for three
+ * values per event cost 7 µs of Node CPU per event; one JSON parameter instead cost PostgreSQL 2
+ * to 4 µs more per row (json_to_recordset) than unnest of int[] literals and bytea slices. The
+ * statement is named: each connection parses it once, and after a few runs PostgreSQL keeps one
+ * generic plan for it. Planning it was 0.19 ms of PostgreSQL's 0.42 ms per append
+ * (pg_stat_statements, single events on 16 chains, when it wrote one chain). The chains and keys
+ * the head check reads come through scalar subqueries, (SELECT $n): a custom plan would know
+ * their length and cost its index probes lower than the generic plan does, so PostgreSQL would
+ * plan every run again (pg_prepared_statements: 0 generic plans in 13 runs with stored keys).
  */
-async function writeEvents(db: pg.Pool | pg.PoolClient, environment: string, head: Head, { rows, next, tiles = [] }: AppendPlan): Promise<boolean> {
+async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWrite[]): Promise<WriteResult[]> {
   const canonicalAt: number[] = [];
   let at = 0;
-  for (const canonical of rows.canonical) {
-    canonicalAt.push(at);
-    at += canonical.length;
+  for (const { plan } of writes) {
+    for (const canonical of plan.rows.canonical) {
+      canonicalAt.push(at);
+      at += canonical.length;
+    }
   }
-  const receivedAt = new Date(next.lastReceivedAt);
-  const written = await db.query({
+  const rows = <T>(of: (rows: EventRows) => readonly T[]): T[] => column(writes, (plan) => of(plan.rows));
+  const keys = rows((r) => r.keys);
+  const tiles = column(writes, (plan) => plan.tiles ?? []);
+  const ranges = column(writes, (plan) => plan.next.range.hashes);
+  // Where each chain's compact range starts among them all (in hashes, from 0); each chain's old
+  // head hash then its events' hashes.
+  const rangeAt: number[] = [];
+  let rangeLength = 0;
+  const hashes: Buffer[] = [];
+  for (const { head, plan } of writes) {
+    rangeAt.push(rangeLength);
+    rangeLength += plan.next.range.hashes.length;
+    hashes.push(head.hash);
+    for (const hash of plan.rows.hash) hashes.push(hash);
+  }
+  const locked = await db.query<{ n: string; expected: boolean } & HeadRow>({
     name: 'append-events',
-    text: `WITH head AS (
-       SELECT environment_id FROM chain_heads
-        WHERE environment_id = $1 AND seq = $23 AND hash = substring($13::bytea FROM 1 FOR 32)
-          AND NOT EXISTS (SELECT FROM idempotency_keys WHERE environment_id = $1 AND key = ANY($15::text[]))
-          FOR UPDATE),
+    text: `WITH known AS (
+       SELECT k.chain FROM unnest((SELECT $23::text[]), (SELECT $24::int[])) AS k(key, chain)
+        WHERE EXISTS (SELECT FROM idempotency_keys i WHERE i.environment_id = ($1::uuid[])[k.chain] AND i.key = k.key)),
+     locked AS (
+       SELECT c.n, h.environment_id, h.seq, h.hash, h.compact_range, h.last_received_at,
+              h.seq = c.seq AND h.hash = substring($7::bytea FROM c.n::int * 32 - 31 FOR 32) AND c.n NOT IN (SELECT chain FROM known) AS expected
+         FROM chain_heads h JOIN unnest((SELECT $1::uuid[]), (SELECT $3::bigint[])) WITH ORDINALITY AS c(environment_id, seq, n)
+                                 ON c.environment_id = h.environment_id
+        ORDER BY h.environment_id FOR UPDATE OF h),
+     head AS (SELECT n, environment_id FROM locked WHERE expected),
+     written AS (
+       SELECT array_agg(l.expected IS TRUE ORDER BY g.n) AS chains
+         FROM generate_series(1, cardinality((SELECT $1::uuid[]))) AS g(n) LEFT JOIN locked l ON l.n = g.n),
      new_events AS (
        INSERT INTO events (environment_id, received_at, seq, id, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created)
-       SELECT $1, $2, r.seq, r.id, substring($13::bytea FROM r.n::int * 32 - 31 FOR 32), substring($13::bytea FROM r.n::int * 32 + 1 FOR 32),
-              substring($14::bytea FROM r.canonical_at + 1 FOR r.canonical_length), r.action, r.crud, r.actor_id, r.target_id, r.group_id, r.created
-         FROM unnest($3::bigint[], $4::uuid[], $5::int[], $6::int[], $7::text[], $8::"char"[], $9::text[], $10::text[], $11::text[],
-                     $12::timestamptz[]) WITH ORDINALITY
-              AS r(seq, id, canonical_at, canonical_length, action, crud, actor_id, target_id, group_id, created, n)
-        WHERE EXISTS (SELECT FROM head)),
+       SELECT ($1::uuid[])[r.chain], ($2::timestamptz[])[r.chain], r.seq, r.id, substring($21::bytea FROM (r.n::int + r.chain) * 32 - 63 FOR 32),
+              substring($21::bytea FROM (r.n::int + r.chain) * 32 - 31 FOR 32), substring($22::bytea FROM r.canonical_at + 1 FOR r.canonical_length),
+              r.action, r.crud, r.actor_id, r.target_id, r.group_id, r.created
+         FROM unnest($10::int[], $11::bigint[], $12::uuid[], $13::int[], $14::int[], $15::text[], $16::"char"[], $17::text[], $18::text[], $19::text[],
+                     $20::timestamptz[]) WITH ORDINALITY
+              AS r(chain, seq, id, canonical_at, canonical_length, action, crud, actor_id, target_id, group_id, created, n)
+        WHERE ((SELECT chains FROM written)::bool[])[r.chain]),
      new_keys AS (
        INSERT INTO idempotency_keys (environment_id, received_at, key, digest, seq, id, hash)
-       SELECT $1, $2, * FROM unnest($15::text[], $16::bytea[], $17::bigint[], $18::uuid[], $19::bytea[])
-        WHERE EXISTS (SELECT FROM head)),
-     new_values AS (
-       INSERT INTO personal_values (environment_id, seq, part, subject_digest, pointer_values, salts)
-       SELECT $1, v.seq, v.part, NULLIF(substring($33::bytea FROM v.n::int * 32 - 31 FOR 32), decode(repeat('00', 32), 'hex')),
-              convert_from(substring($34::bytea FROM v.at + v.salts_length + 1 FOR v.values_length), 'UTF8'),
-              substring($34::bytea FROM v.at + 1 FOR v.salts_length)
-         FROM unnest($28::bigint[], $29::smallint[], $30::int[], $31::int[], $32::int[]) WITH ORDINALITY AS v(seq, part, at, salts_length, values_length, n)
-        WHERE EXISTS (SELECT FROM head)),
+       SELECT ($1::uuid[])[k.chain], ($2::timestamptz[])[k.chain], k.key, k.digest, k.seq, k.id, k.hash
+         FROM unnest($23::text[], $24::int[], $25::bytea[], $26::bigint[], $27::uuid[], $28::bytea[]) AS k(key, chain, digest, seq, id, hash)
+        WHERE ((SELECT chains FROM written)::bool[])[k.chain]),
      new_tiles AS (
        INSERT INTO tiles (environment_id, level, tile_index, hashes, root)
-       SELECT $1, t.level, t.tile_index, substring($26::bytea FROM t.n::int * 8192 - 8191 FOR 8192), substring($27::bytea FROM t.n::int * 32 - 31 FOR 32)
-         FROM unnest($24::smallint[], $25::bigint[]) WITH ORDINALITY AS t(level, tile_index, n)
-        WHERE EXISTS (SELECT FROM head))
-     UPDATE chain_heads SET seq = $20, hash = $21, compact_range = $22, last_received_at = $2, updated_at = now()
-      WHERE environment_id = (SELECT environment_id FROM head)`,
+       SELECT ($1::uuid[])[t.chain], t.level, t.tile_index, substring($32::bytea FROM t.n::int * 8192 - 8191 FOR 8192), substring($33::bytea FROM t.n::int * 32 - 31 FOR 32)
+         FROM unnest($29::int[], $30::smallint[], $31::bigint[]) WITH ORDINALITY AS t(chain, level, tile_index, n)
+        WHERE ((SELECT chains FROM written)::bool[])[t.chain]),
+     new_values AS (
+       INSERT INTO personal_values (environment_id, seq, part, subject_digest, pointer_values, salts)
+       SELECT ($1::uuid[])[v.chain], v.seq, v.part, NULLIF(substring($40::bytea FROM v.n::int * 32 - 31 FOR 32), decode(repeat('00', 32), 'hex')),
+              convert_from(substring($41::bytea FROM v.at + v.salts_length + 1 FOR v.values_length), 'UTF8'),
+              substring($41::bytea FROM v.at + 1 FOR v.salts_length)
+         FROM unnest($34::int[], $35::bigint[], $36::smallint[], $37::int[], $38::int[], $39::int[]) WITH ORDINALITY
+              AS v(chain, seq, part, at, salts_length, values_length, n)
+        WHERE ((SELECT chains FROM written)::bool[])[v.chain]),
+     moved AS (
+       UPDATE chain_heads h
+          SET seq = ($4::bigint[])[c.n], hash = substring($8::bytea FROM c.n::int * 32 - 31 FOR 32),
+              compact_range = ARRAY(SELECT substring($9::bytea FROM (($5::int[])[c.n] + i) * 32 + 1 FOR 32) FROM generate_series(0, ($6::int[])[c.n] - 1) AS i ORDER BY i),
+              last_received_at = ($2::timestamptz[])[c.n],
+              updated_at = now()
+         FROM head c WHERE h.environment_id = c.environment_id)
+     SELECT n, expected, CASE WHEN NOT expected THEN seq END AS seq, CASE WHEN NOT expected THEN hash END AS hash,
+            CASE WHEN NOT expected THEN compact_range END AS compact_range, CASE WHEN NOT expected THEN last_received_at END AS last_received_at
+       FROM locked`,
     values: [
-      environment,
-      receivedAt,
-      rows.seq,
-      rows.id,
-      canonicalAt,
-      rows.canonical.map((canonical) => canonical.length),
-      rows.action,
-      rows.crud,
-      rows.actorId,
-      rows.targetId,
-      rows.groupId,
-      rows.created,
-      Buffer.concat([head.hash, ...rows.hash]),
-      Buffer.concat(rows.canonical, at),
-      rows.keys.map((k) => k.key),
-      rows.keys.map((k) => k.digest),
-      rows.keys.map((k) => k.receipt.seq),
-      rows.keys.map((k) => k.receipt.id),
-      rows.keys.map((k) => Buffer.from(k.receipt.hash, 'hex')),
-      next.seq,
-      next.hash,
-      next.range.hashes,
-      head.seq,
-      tiles.map((t) => t.level),
-      tiles.map((t) => t.index),
+      // The chains.
+      writes.map(({ environment }) => environment),
+      `{${writes.map(({ plan }) => new Date(plan.next.lastReceivedAt).toISOString()).join(',')}}`,
+      intArray(writes.map(({ head }) => head.seq)),
+      intArray(writes.map(({ plan }) => plan.next.seq)),
+      intArray(rangeAt),
+      intArray(writes.map(({ plan }) => plan.next.range.hashes.length)),
+      Buffer.concat(writes.map(({ head }) => head.hash)),
+      Buffer.concat(writes.map(({ plan }) => plan.next.hash)),
+      Buffer.concat(ranges),
+      // Their events.
+      ordinals(writes, (plan) => plan.rows.seq),
+      intArray(rows((r) => r.seq)),
+      // Ids this process made (uuidv7): nothing to escape.
+      `{${rows((r) => r.id).join(',')}}`,
+      intArray(canonicalAt),
+      intArray(rows((r) => r.canonical.map((canonical) => canonical.length))),
+      rows((r) => r.action),
+      rows((r) => r.crud),
+      rows((r) => r.actorId),
+      rows((r) => r.targetId),
+      rows((r) => r.groupId),
+      rows((r) => r.created),
+      Buffer.concat(hashes),
+      Buffer.concat(rows((r) => r.canonical), at),
+      // Their idempotency keys.
+      keys.map((k) => k.key),
+      ordinals(writes, (plan) => plan.rows.keys),
+      keys.map((k) => k.digest),
+      keys.map((k) => k.receipt.seq),
+      keys.map((k) => k.receipt.id),
+      keys.map((k) => Buffer.from(k.receipt.hash, 'hex')),
+      // The tiles they complete.
+      ordinals(writes, (plan) => plan.tiles ?? []),
+      intArray(tiles.map((t) => t.level)),
+      intArray(tiles.map((t) => t.index)),
       Buffer.concat(tiles.map((t) => tileBytes(t.hashes))),
       Buffer.concat(tiles.map((t) => t.root)),
-      ...personalParameters(rows.personal),
+      // Their personal values.
+      ...personalParameters(writes),
     ],
   }).catch((error: unknown) => {
     // A sealed or missing day partition: a clear refusal rather than a database error.
-    throw dayClosed(error, receivedAt);
+    throw writes.length === 1 ? dayClosed(error, new Date(writes[0]!.plan.next.lastReceivedAt)) : error;
   });
-  return written.rowCount === 1;
+  // A chain without a head row (none is deleted while its environment lives) is not written either.
+  const results = new Array<WriteResult>(writes.length).fill({ written: false });
+  for (const row of locked.rows) results[Number(row.n) - 1] = row.expected ? { written: true } : { written: false, head: headOf(row) };
+  return results;
 }
