@@ -107,6 +107,11 @@ export const configSchema = z.object({
     .max(100)
     .default(0)
     .describe('how long a group commit waits for more requests before it runs (ms)'),
+  AUDITLEDGER_GROUP_COMMIT_ACROSS_CHAINS: z
+    .enum(['true', 'false'])
+    .default('true')
+    .transform((v) => v === 'true')
+    .describe('true: requests for several chains share one append statement and commit; false on Citus (a statement may lock one shard only)'),
   AUDITLEDGER_PARTITION_DAYS_AHEAD: positiveInt.default(7).describe('days of events partitions created ahead'),
   AUDITLEDGER_SIGNING_KEY_FILE: optionalString.describe(
     'file holding the ed25519 signing key (from auditledger keygen). Unset: DATA_DIR/signing-key, generated on first start',

@@ -227,6 +227,7 @@ export async function startRuntime(config: Config, log: Logger, options: Runtime
     const groupCommit = new GroupCommit(pools.app, {
       maxEvents: config.AUDITLEDGER_GROUP_COMMIT_MAX_EVENTS,
       maxWaitMs: config.AUDITLEDGER_GROUP_COMMIT_WAIT_MS,
+      acrossChains: config.AUDITLEDGER_GROUP_COMMIT_ACROSS_CHAINS,
       now,
       onCommit: metrics.recordCommit,
     });

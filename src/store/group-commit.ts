@@ -7,6 +7,12 @@ export interface GroupCommitOptions {
   maxEvents: number;
   /** How long a commit waits for more requests to join it once one is queued. */
   maxWaitMs: number;
+  /**
+   * Whether several chains' requests share one statement (the default). False on a distributed
+   * PostgreSQL (Citus), where a statement locking rows of several shards is refused: each chain
+   * then commits in a statement of its own, all at once, as each shard takes them.
+   */
+  acrossChains?: boolean;
   /** The server clock, in ms since the epoch. */
   now: () => number;
   /** Told the size of each commit (for metrics): its events and requests, over all its chains. */
@@ -81,6 +87,7 @@ export class GroupCommit {
         if (this.options.maxWaitMs > 0) await new Promise((r) => setTimeout(r, this.options.maxWaitMs));
         const groups = this.takeGroups();
         if (groups.length === 1) await this.commit(groups[0]!);
+        else if (this.options.acrossChains === false) await Promise.all(groups.map((group) => this.commit(group)));
         else await this.commitChains(groups);
       }
     } finally {

@@ -19,9 +19,9 @@ describe('group commit across chains', () => {
   }
 
   /** A GroupCommit on `pool` (the test's app pool by default) that records the size of each commit. */
-  function recorded(pool = ctx.db.pools.app) {
+  function recorded(pool = ctx.db.pools.app, acrossChains = true) {
     const commits: { events: number; requests: number }[] = [];
-    const groupCommit = new GroupCommit(pool, { maxEvents: 1000, maxWaitMs: 0, now: Date.now, onCommit: (events, requests) => commits.push({ events, requests }) });
+    const groupCommit = new GroupCommit(pool, { maxEvents: 1000, maxWaitMs: 0, acrossChains, now: Date.now, onCommit: (events, requests) => commits.push({ events, requests }) });
     return { groupCommit, commits };
   }
 
@@ -43,6 +43,22 @@ describe('group commit across chains', () => {
   }
 
   const seqs = (outcome: Outcome | undefined) => (outcome && 'ok' in outcome && outcome.ok ? outcome.receipts.map((r) => r.seq) : outcome);
+
+  it('with acrossChains false (Citus), commits each chain in a statement of its own, all at once', async () => {
+    const [busy, a, b] = await chains(3, 'separate');
+    const { groupCommit, commits } = recorded(ctx.db.pools.app, false);
+    await warm(groupCommit, [a!, b!]);
+    commits.length = 0;
+    const outcomes = await together(groupCommit, busy!, [
+      [a!, [appendItem({ action: 'a.1' })]],
+      [b!, [appendItem({ action: 'b.1' }), appendItem({ action: 'b.2' })]],
+      [a!, [appendItem({ action: 'a.2' })]],
+    ]);
+    expect(outcomes.map(seqs)).toEqual([[2], [2, 3], [3]]);
+    // busy alone, then a's two requests and b's one in two statements at once (either may finish first).
+    expect(commits[0]).toEqual({ events: 1, requests: 1 });
+    expect(commits.slice(1).sort((x, y) => y.requests - x.requests)).toEqual([{ events: 2, requests: 2 }, { events: 2, requests: 1 }]);
+  });
 
   it('commits the requests of several chains that arrive together in one commit, each on its own head', async () => {
     const [busy, a, b, c] = await chains(4, 'shared');
