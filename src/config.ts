@@ -10,6 +10,8 @@ import { parseVerifierKey, type VerifierKey } from './ledger/keys.js';
  */
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
+/** true or false, exactly; `fallback` when unset. */
+const flag = (fallback: boolean) => z.enum(['true', 'false']).default(String(fallback) as 'true' | 'false').transform((v) => v === 'true');
 const bytes = positiveInt.describe('a positive number of bytes');
 // Node's timers take at most 2^31 - 1 ms (about 24.8 days); a longer one fires at once.
 const timerSeconds = positiveInt.max(Math.floor((2 ** 31 - 1) / 1000), 'must be at most 2147483 seconds (Node timers)');
@@ -107,10 +109,7 @@ export const configSchema = z.object({
     .max(100)
     .default(0)
     .describe('how long a group commit waits for more requests before it runs (ms)'),
-  AUDITLEDGER_GROUP_COMMIT_ACROSS_CHAINS: z
-    .enum(['true', 'false'])
-    .default('true')
-    .transform((v) => v === 'true')
+  AUDITLEDGER_GROUP_COMMIT_ACROSS_CHAINS: flag(true)
     .describe('true: requests for several chains share one append statement and commit; false on Citus (a statement may lock one shard only)'),
   AUDITLEDGER_PARTITION_DAYS_AHEAD: positiveInt.default(7).describe('days of events partitions created ahead'),
   AUDITLEDGER_SIGNING_KEY_FILE: optionalString.describe(
@@ -152,10 +151,7 @@ export const configSchema = z.object({
     .default('COMPLIANCE')
     .describe('S3 Object Lock mode of archived objects: COMPLIANCE (nobody can shorten it) or GOVERNANCE'),
   S3_ENDPOINT: optionalString.describe('S3 endpoint URL for a non-AWS server (MinIO, Ceph). Unset: AWS'),
-  S3_FORCE_PATH_STYLE: z
-    .enum(['true', 'false'])
-    .default('false')
-    .transform((v) => v === 'true')
+  S3_FORCE_PATH_STYLE: flag(false)
     .describe('true for path-style S3 URLs (most non-AWS servers)'),
   AWS_REGION: z.string().min(1).default('us-east-1').describe('S3 region; credentials come from the standard AWS variables'),
   AUDITLEDGER_SEAL_AFTER_DAYS: z.coerce
@@ -188,10 +184,7 @@ export const configSchema = z.object({
     .transform(durationMs)
     .default(0)
     .describe('shift of the server clock, for tests and demos (needs AUDITLEDGER_ALLOW_CLOCK_OFFSET=true)'),
-  AUDITLEDGER_ALLOW_CLOCK_OFFSET: z
-    .enum(['true', 'false'])
-    .default('false')
-    .transform((v) => v === 'true')
+  AUDITLEDGER_ALLOW_CLOCK_OFFSET: flag(false)
     .describe('true to allow AUDITLEDGER_CLOCK_OFFSET'),
 });
 
