@@ -39,7 +39,7 @@ export { initializeDatabase, LibraryOptionsError, type DatabaseOptions, type Lib
 export { DatabaseUnavailableError } from './store/errors.js';
 export type { AuditEvent } from './ledger/event.js';
 
-/** The client of either mode: the methods setContext, createEvent, createEvents, flush, close, query, verify and checkConsistency, and the property lastReceipt. */
+/** The client of either mode: the methods setContext, createEvent, createEvents, flush, close, query, verify, erase, checkConsistency and checkInclusion, and the property lastReceipt. */
 export type AuditLog = AuditLogClient;
 
 /**
