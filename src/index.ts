@@ -12,14 +12,24 @@ export {
   CreateEventsError,
   DeliveryError,
   LedgerHttpError,
+  LegalHoldError,
   VerificationError,
+  isErased,
+  isMismatch,
   type AuditLogClient,
   type AuditLogClientOptions,
   type ChainContext,
   type ConsistencyResult,
+  type Erasable,
+  type ErasedMarker,
+  type Erasure,
+  type ErasureRequest,
   type EventFilters,
   type NewEvent,
+  type MismatchMarker,
   type NewEvents,
+  type ReadEvent,
+  type ReadParty,
   type Receipt,
   type RetryPolicy,
   type StoredEvent,
@@ -29,7 +39,7 @@ export { initializeDatabase, LibraryOptionsError, type DatabaseOptions, type Lib
 export { DatabaseUnavailableError } from './store/errors.js';
 export type { AuditEvent } from './ledger/event.js';
 
-/** The client of either mode: the methods setContext, createEvent, createEvents, flush, close, query, verify and checkConsistency, and the property lastReceipt. */
+/** The client of either mode: the methods setContext, createEvent, createEvents, flush, close, query, verify, erase, checkConsistency and checkInclusion, and the property lastReceipt. */
 export type AuditLog = AuditLogClient;
 
 /**

@@ -7,6 +7,7 @@ import { CheckpointError, openCheckpoint, type Checkpoint } from '../ledger/chec
 import type { AuditEvent, Crud } from '../ledger/event.js';
 import { decodeBase64, parseVerifierKey, type VerifierKey } from '../ledger/keys.js';
 import { NoteError } from '../ledger/note.js';
+import type { ErasedMarker, MismatchMarker } from '../ledger/personal.js';
 import { HASH_SIZE } from '../ledger/hash.js';
 import { ProofError, verifyConsistency } from '../ledger/proof.js';
 import { tileHashes, tilePath } from '../ledger/tiles.js';
@@ -17,9 +18,10 @@ import { isPlainObject, strictJson } from './json.js';
 import { checkHttpOptions, integer, MAX_TIMER_MS, optional, retryPolicy } from './options.js';
 import { checkSpoolDir, Spool, type ChainContext, type SpooledEntry, type SpoolFile } from './spool.js';
 
-export { BacklogFullError, ClientClosedError, ContextError, CreateEventsError, DeliveryError, LedgerHttpError, VerificationError } from './errors.js';
+export { BacklogFullError, ClientClosedError, ContextError, CreateEventsError, DeliveryError, LedgerHttpError, LegalHoldError, VerificationError } from './errors.js';
 export type { ChainContext } from './spool.js';
 export type { RetryPolicy } from './http.js';
+export { isErased, isMismatch, type ErasedMarker, type MismatchMarker } from '../ledger/personal.js';
 
 /**
  * An event to append. Without an `idempotency_key` one is generated, and a missing `created` is
@@ -45,6 +47,43 @@ export interface Receipt {
   root: string;
 }
 
+/**
+ * A value a personal data policy can name, as reads return it (README "Personal data and
+ * erasure"): the value, or in its place an ErasedMarker (its subject was erased; GDPR Art. 17) or
+ * a MismatchMarker (the stored value does not match the commitment in the hashed event). Tell
+ * them apart with isErased and isMismatch.
+ */
+export type Erasable<T> = T | ErasedMarker | MismatchMarker;
+
+/** An actor or target as reads return it: its id stays clear, the rest a policy may name. */
+export interface ReadParty {
+  id: string;
+  name?: Erasable<string>;
+  href?: Erasable<string>;
+  /** The whole map, or any of its values, may be a marker. */
+  fields?: Erasable<Record<string, Erasable<string>>>;
+}
+
+/**
+ * An event as reads return it: what was sent, except that each member a personal data policy can
+ * name may be a marker instead. Clear, as policies may not name them: action, crud, created,
+ * is_failure, is_anonymous, the ids of actor, target and group, and target.type.
+ */
+export interface ReadEvent extends Omit<AuditEvent, 'group' | 'actor' | 'target' | 'source_ip' | 'description' | 'fields' | 'external_id' | 'component' | 'version' | 'metadata'> {
+  group?: { id: string; name?: Erasable<string> };
+  actor?: ReadParty;
+  target?: ReadParty & { type?: string };
+  source_ip?: Erasable<string>;
+  description?: Erasable<string>;
+  /** The whole map, or any of its values, may be a marker. */
+  fields?: Erasable<Record<string, Erasable<string>>>;
+  external_id?: Erasable<string>;
+  component?: Erasable<string>;
+  version?: Erasable<string>;
+  /** The whole object may be a marker; so may any value in it (`unknown` already asks for a check). */
+  metadata?: Erasable<Record<string, unknown>>;
+}
+
 /** An event as GET /v1/events returns it. */
 export interface StoredEvent {
   seq: number;
@@ -54,7 +93,8 @@ export interface StoredEvent {
   prev: string;
   /** The exact stored bytes: RFC 8785 JSON of the ledger body. */
   canonical: string;
-  event: AuditEvent | null;
+  /** The event with its personal values put back, or markers where they were erased. */
+  event: ReadEvent | null;
 }
 
 /** GET /v1/events filters; `pageSize` is the server's `limit` (1-1000, default 100). */
@@ -75,6 +115,30 @@ export interface EventFilters {
    * iteration with a VerificationError listing what failed. Default: the validateOnQuery option.
    */
   verify?: boolean;
+}
+
+/**
+ * Whom erase() erases: the data subject's id as events name it (`actor.id`, `target.id`), or its
+ * keyed digest as an earlier Erasure gave it (`subject_digest`, 64 lowercase hex digits).
+ */
+export type ErasureRequest = { subject: string; subject_digest?: never } | { subject_digest: string; subject?: never };
+
+/** POST /v1/erasures' answer: what was erased of one subject, chain by chain (here the token's chain). */
+export interface Erasure {
+  project_id: string;
+  /** Hex HMAC-SHA-256 keyed digest of the subject: how the ledger names it, never by its id. */
+  subject_digest: string;
+  /** ISO 8601: the first erasure of the subject in the project. */
+  requested_at: string;
+  /** ISO 8601: the latest one. */
+  updated_at: string;
+  chains: {
+    environment_id: string;
+    /** Values erased by every erasure of the subject in this chain, in total. */
+    values_erased: number;
+    /** The chain's newest `auditledger.subject.erased` event. */
+    receipt: Omit<Receipt, 'tree_size' | 'root'>;
+  }[];
 }
 
 export interface AuditLogClientOptions {
@@ -186,6 +250,14 @@ export interface AuditLogClient {
    * with a LedgerHttpError `rate_limited` (429) beyond the token's AUDITLEDGER_VERIFY_RATE.
    */
   verify(): Promise<VerifyRun>;
+  /**
+   * Erases a data subject's personal values in the chain (GDPR Art. 17; POST /v1/erasures, a token
+   * with the `erase` scope): from then on they read as ErasedMarker. Idempotent. Rejects with a
+   * LegalHoldError (409 `legal_hold`, nothing erased) when a legal hold covers the subject, a
+   * LedgerHttpError otherwise (403 without the scope, 400 naming the field), and a TypeError when
+   * `request` is not an object.
+   */
+  erase(request: ErasureRequest): Promise<Erasure>;
   /**
    * Sends everything queued so far and waits for the ledger. Rejects with DeliveryError if the
    * ledger refused some of it, or as soon as the ledger is unreachable: then the events stay
@@ -407,6 +479,11 @@ export class Client implements AuditLogClient {
 
   async verify(): Promise<VerifyRun> {
     return this.http.json('POST', '/v1/verify', await this.requestBearer());
+  }
+
+  async erase(request: ErasureRequest): Promise<Erasure> {
+    if (!isPlainObject(request)) throw new TypeError('erase: takes {subject} or {subject_digest}');
+    return this.http.json('POST', '/v1/erasures', await this.requestBearer(), strictJson(request, 'erase'));
   }
 
   async flush(): Promise<void> {

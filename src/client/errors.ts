@@ -21,6 +21,21 @@ export class LedgerHttpError extends Error {
   }
 }
 
+/**
+ * An erasure refused because an active legal hold covers it (409 `legal_hold`): nothing was
+ * erased. `hold` is the hold's id and recorded reason; lift it first (admin route
+ * DELETE /v1/projects/:projectId/holds/:holdId).
+ */
+export class LegalHoldError extends LedgerHttpError {
+  override name = 'LegalHoldError';
+  constructor(
+    message: string,
+    readonly hold: { id: string; reason: string },
+  ) {
+    super(409, 'legal_hold', message);
+  }
+}
+
 /** Events that did not reach the ledger. `spooled`: they are safe in the spool and a later client sends them. */
 export class DeliveryError extends Error {
   override name = 'DeliveryError';

@@ -1,5 +1,5 @@
 // Requests to the ledger, with retries of network errors and 5xx answers.
-import { LedgerHttpError } from './errors.js';
+import { LedgerHttpError, LegalHoldError } from './errors.js';
 
 export interface RetryPolicy {
   /** Tries per request, the first included. */
@@ -46,15 +46,15 @@ export class Http {
     }
   }
 
-  /** The answer to a request without a body, once it is a 2xx; a 4xx or 5xx is thrown as a LedgerHttpError. */
-  async ok(method: 'GET' | 'POST', route: string, bearer?: Bearer): Promise<Response> {
-    const res = await this.request(method, route, undefined, bearer);
+  /** The answer to a request (with the JSON text `json` as its body, if given), once it is a 2xx; a 4xx or 5xx is thrown as a LedgerHttpError. */
+  async ok(method: 'GET' | 'POST', route: string, bearer?: Bearer, json?: string): Promise<Response> {
+    const res = await this.request(method, route, json, bearer);
     if (!res.ok) throw await httpError(res);
     return res;
   }
 
-  async json<T>(method: 'GET' | 'POST', route: string, bearer?: Bearer): Promise<T> {
-    return (await (await this.ok(method, route, bearer)).json()) as T;
+  async json<T>(method: 'GET' | 'POST', route: string, bearer?: Bearer, json?: string): Promise<T> {
+    return (await (await this.ok(method, route, bearer, json)).json()) as T;
   }
 }
 
@@ -66,13 +66,21 @@ export function isNonRetryable(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { retryable?: unknown }).retryable === false;
 }
 
+/**
+ * The ledger's error answer as an error: a LegalHoldError for a 409 `legal_hold` naming its hold,
+ * else a LedgerHttpError with the answer's code, message and field details.
+ */
 export async function httpError(res: Response): Promise<LedgerHttpError> {
   const text = await res.text().catch(() => '');
-  let error: { code?: string; message?: string; details?: { field: string; message: string }[] } = {};
+  let error: { code?: string; message?: string; details?: { field: string; message: string }[] | { hold?: unknown; reason?: unknown } } = {};
   try {
     error = (JSON.parse(text) as { error?: typeof error }).error ?? {};
   } catch {
     // Not the ledger's JSON (a proxy's page, say): the text itself is the best message.
+  }
+  const hold = error.details && !Array.isArray(error.details) ? error.details : undefined;
+  if (res.status === 409 && error.code === 'legal_hold' && typeof hold?.hold === 'string' && typeof hold.reason === 'string') {
+    return new LegalHoldError(error.message ?? 'a legal hold covers this erasure', { id: hold.hold, reason: hold.reason });
   }
   const details = Array.isArray(error.details) ? error.details : [];
   return new LedgerHttpError(res.status, error.code ?? 'http_error', error.message ?? (text.slice(0, 200) || res.statusText), details);

@@ -421,6 +421,16 @@ export function isMarkerShape(value: unknown): boolean {
   return members === 2 || (members === 3 && Object.hasOwn(value, 'mismatch'));
 }
 
+/** Whether `value` is what reads in place of an erased personal value (an ErasedMarker). */
+export function isErased(value: unknown): value is ErasedMarker {
+  return isMarkerShape(value) && (value as ErasedMarker).erased === true;
+}
+
+/** Whether `value` is what reads in place of a stored value that does not match its commitment (a MismatchMarker). */
+export function isMismatch(value: unknown): value is MismatchMarker {
+  return isMarkerShape(value) && (value as MismatchMarker).mismatch === true;
+}
+
 /** An event with its personal values put back, and the pointers that could not be. */
 export interface RestoredEvent {
   event: AuditEvent;

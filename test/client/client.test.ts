@@ -7,7 +7,10 @@ import {
   createAuditLogClient,
   CreateEventsError,
   DeliveryError,
+  isErased,
+  isMismatch,
   LedgerHttpError,
+  LegalHoldError,
   type AuditLogClientOptions,
   type NewEvent,
 } from '../../src/client/client.js';
@@ -65,7 +68,7 @@ describe('audit log client against a real server', () => {
   async function externalIds(token: string, action: string): Promise<string[]> {
     const reader = client(token);
     const ids: string[] = [];
-    for await (const stored of reader.query({ action, pageSize: 1000 })) ids.push(stored.event!.external_id!);
+    for await (const stored of reader.query({ action, pageSize: 1000 })) ids.push(stored.event!.external_id as string);
     await reader.close();
     return ids;
   }
@@ -349,6 +352,69 @@ describe('audit log client against a real server', () => {
     expect(ids.sort()).toEqual(['s-0', 's-1', 's-2', 's-3', 's-4', 's-5', 's-6', 's-7']); // each stored once
     await expect(audit.flush()).resolves.toBeUndefined();
     await audit.close();
+  });
+
+  /** An admin POST; resolves with the answer's JSON, or throws its status and text. */
+  async function adminPost(route: string, body: unknown): Promise<Record<string, any>> {
+    const res = await fetch(`${url}${route}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    if (res.status !== 201) throw new Error(`POST ${route}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as Record<string, any>;
+  }
+
+  /** A fresh chain and a token of it with the `erase` scope as well. */
+  async function erasingChain() {
+    const { projectId, environmentId } = await tokenOverHttp(url, ADMIN);
+    const { token } = await adminPost(`/v1/projects/${projectId}/environments/${environmentId}/tokens`, { name: 'eraser', scopes: ['events:write', 'events:read', 'erase'] });
+    return { projectId, token: token as string };
+  }
+
+  it('erase() erases a subject in the chain; its values then read back as typed ErasedMarkers', async () => {
+    const { token } = await erasingChain();
+    const audit = client(token);
+    await audit.createEvents([
+      { action: 'erase.test', actor: { id: 'u-gone', name: 'Ana' }, source_ip: '10.0.0.1' },
+      { action: 'erase.test', actor: { id: 'u-kept', name: 'Bo' } },
+    ]);
+    const erasure = await audit.erase({ subject: 'u-gone' });
+    expect(erasure).toMatchObject({ subject_digest: expect.stringMatching(/^[0-9a-f]{64}$/), chains: [{ values_erased: 2, receipt: { seq: 3 } }] });
+    // Again, by its digest: nothing new to erase, the same answer.
+    expect(await audit.erase({ subject_digest: erasure.subject_digest })).toEqual(erasure);
+
+    const read = [];
+    for await (const stored of audit.query({ action: 'erase.test', order: 'asc' })) read.push(stored.event!);
+    const [gone, kept] = read;
+    const name = gone!.actor!.name;
+    // @ts-expect-error a personal value may be a marker: a reader must check before using it as a string
+    const asText: string = name;
+    expect(isErased(name)).toBe(true);
+    expect(isMismatch(name)).toBe(false);
+    if (!isErased(name)) throw new Error('not erased');
+    expect(name.commitment).toMatch(/^[0-9a-f]{64}$/);
+    expect(asText).toEqual({ erased: true, commitment: name.commitment });
+    expect(isErased(gone!.source_ip)).toBe(true);
+    expect(kept!.actor!.name).toBe('Bo');
+    expect(isErased(kept!.actor!.name)).toBe(false);
+    await audit.close();
+  });
+
+  it('erase() under a legal hold rejects with a LegalHoldError naming the hold and erases nothing; bad input and a missing scope are LedgerHttpErrors', async () => {
+    const { projectId, token } = await erasingChain();
+    const audit = client(token);
+    await audit.createEvent({ action: 'hold.test', actor: { id: 'u-held', name: 'Cy' } });
+    const hold = await adminPost(`/v1/projects/${projectId}/holds`, { reason: 'litigation 42', subject: 'u-held' });
+
+    const refused = await audit.erase({ subject: 'u-held' }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(LegalHoldError);
+    expect(refused).toBeInstanceOf(LedgerHttpError);
+    expect(refused).toMatchObject({ status: 409, code: 'legal_hold', hold: { id: hold.id, reason: 'litigation 42' } });
+    for await (const stored of audit.query({ action: 'hold.test' })) expect(stored.event!.actor!.name).toBe('Cy');
+
+    await expect(audit.erase({ subject_digest: 'not-hex' })).rejects.toMatchObject({ status: 400, details: [{ field: 'subject_digest' }] });
+    // @ts-expect-error a subject or its digest, not both
+    await expect(audit.erase({ subject: 'u-held', subject_digest: 'a'.repeat(64) })).rejects.toMatchObject({ status: 400 });
+    const plain = client(await newToken());
+    await expect(plain.erase({ subject: 'u-held' })).rejects.toMatchObject({ status: 403 });
+    await Promise.all([audit.close(), plain.close()]);
   });
 });
 

@@ -12,6 +12,8 @@ import {
   markersAsText,
   MISMATCH_TEXT,
   formatPointer,
+  isErased,
+  isMismatch,
   parsePointer,
   policyProblems,
   restorePersonal,
@@ -103,6 +105,10 @@ describe('personal data commitments', () => {
       source_ip: { erased: false, commitment: split.commitments['/source_ip'], mismatch: true },
     });
     expect(split.event).toEqual({ action: 'a', actor: { id: 'u' } });
+    // The guards readers (the client SDK) use: each tells its own marker, and no value is one.
+    const { actor, source_ip, actor: { href } = {} } = restored.event;
+    expect([isErased(actor!.name), isMismatch(actor!.name), isErased(source_ip), isMismatch(source_ip), isErased(href), isMismatch(href)]).toEqual([true, false, false, true, false, false]);
+    expect([isErased({ erased: true, commitment: 'c', extra: 1 }), isErased(null), isMismatch('[mismatch]')]).toEqual([false, false, false]);
   });
 
   it('round-trips any event: split then restore gives the event as sent', () => {

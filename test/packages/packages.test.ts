@@ -248,7 +248,7 @@ const { expressAuditMiddleware } = require('@auditledger/client/express');
   it('a TypeScript consumer (module nodenext) type-checks against the installed declarations, from ESM and CommonJS', async () => {
     await writeFile(
       path.join(app, 'consumer.mts'),
-      `import { createAuditLogClient, type NewEvent, type Receipt } from '@auditledger/client';
+      `import { createAuditLogClient, isErased, isMismatch, LegalHoldError, type Erasure, type NewEvent, type Receipt } from '@auditledger/client';
 import { expressAuditMiddleware } from '@auditledger/client/express';
 import { createAuditLogClient as fromMain } from 'auditledger';
 import express from 'express';
@@ -258,6 +258,20 @@ const event: NewEvent = { action: 'typed', crud: 'c', actor: { id: 'u-1' } };
 export const receipt: Promise<Receipt> = audit.createEvent(event);
 // @ts-expect-error crud is one of c, r, u, d: the declarations are read, not any
 audit.createEvent({ action: 'typed', crud: 'x' });
+export async function names(): Promise<string[]> {
+  const names: string[] = [];
+  for await (const stored of audit.query()) {
+    const name = stored.event?.actor?.name;
+    // @ts-expect-error a personal value may read as an ErasedMarker or MismatchMarker: the reader must handle it
+    names.push(name ?? '');
+    if (isErased(name)) names.push(\`erased, committed as \${name.commitment}\`);
+    else if (isMismatch(name)) names.push(\`does not match \${name.commitment}\`);
+    else if (name !== undefined) names.push(name);
+  }
+  return names;
+}
+export const erased: Promise<Erasure> = audit.erase({ subject: 'u-1' });
+export const held = (error: unknown): string | undefined => (error instanceof LegalHoldError ? error.hold.reason : undefined);
 express().use(expressAuditMiddleware({ client: fromMain({ url: 'http://127.0.0.1:8080', token: 'alt_x' }) }));
 `,
     );
