@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type pg from 'pg';
 import { findCredential, recordTokenUse, type Scope, type TokenCredential } from '../store/tokens.js';
 import { verifyViewerToken } from './viewer-token.js';
@@ -12,7 +12,7 @@ const MAX_CACHED_TOKENS = 10_000;
 const API_TOKEN = /^alt_([0-9a-f]{32})_[A-Za-z0-9_-]{43}$/;
 
 export function digest(token: string): Buffer {
-  return createHash('sha256').update(token).digest();
+  return hash('sha256', token, 'buffer');
 }
 
 export function newApiToken(id: string): string {

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { appendLeaves, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
-import { createHash, randomFillSync } from 'node:crypto';
+import { hash, randomFillSync } from 'node:crypto';
 import { encodeCanonicalEvent, indexColumns, type AuditEvent, type Commitments } from '../ledger/event.js';
 import { canonicalize } from '../ledger/jcs.js';
 import { SALT_SIZE, splitPersonal, type PersonalPolicy } from '../ledger/personal.js';
@@ -43,7 +43,7 @@ export function appendItem(event: AuditEvent, key?: string, personal?: PersonalS
   const split = personal && splitPersonal(event, personal.policy, fillSalts);
   const canonical = canonicalize(split?.event ?? event);
   if (!split || split.values.length === 0) {
-    return { event, canonical, key, digest: key === undefined ? undefined : createHash('sha256').update(canonical).digest() };
+    return { event, canonical, key, digest: key === undefined ? undefined : hash('sha256', canonical, 'buffer') };
   }
   return {
     event: split.event,
@@ -51,7 +51,7 @@ export function appendItem(event: AuditEvent, key?: string, personal?: PersonalS
     commitments: { map: split.commitments, canonical: canonicalize(split.commitments) },
     personal: personalRows(split.values, personal.subjectDigest),
     key,
-    digest: key === undefined ? undefined : createHash('sha256').update(canonicalize(event)).digest(),
+    digest: key === undefined ? undefined : hash('sha256', canonicalize(event), 'buffer'),
   };
 }
 
