@@ -110,7 +110,7 @@ export const configSchema = z.object({
     .default(0)
     .describe('how long a group commit waits for more requests before it runs (ms)'),
   AUDITLEDGER_GROUP_COMMIT_ACROSS_CHAINS: flag(true)
-    .describe('true: requests for several chains share one append statement and commit; false on Citus (a statement may lock one shard only)'),
+    .describe('true or false: whether requests for several chains share one append statement and commit; false on Citus (a statement may lock one shard only)'),
   AUDITLEDGER_PARTITION_DAYS_AHEAD: positiveInt.default(7).describe('days of events partitions created ahead'),
   AUDITLEDGER_SIGNING_KEY_FILE: optionalString.describe(
     'file holding the ed25519 signing key (from auditledger keygen). Unset: DATA_DIR/signing-key, generated on first start',
@@ -206,7 +206,8 @@ export class ConfigError extends Error {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const input = Object.fromEntries(Object.keys(configSchema.shape).map((key) => [key, env[key]]));
+  // An empty variable is unset, whatever its type (VAR= in a compose file or a shell).
+  const input = Object.fromEntries(Object.keys(configSchema.shape).map((key) => [key, env[key] === '' ? undefined : env[key]]));
   const parsed = configSchema.safeParse(input);
   if (!parsed.success) {
     throw new ConfigError(

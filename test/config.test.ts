@@ -16,8 +16,13 @@ describe('configuration', () => {
     expect(loadConfig({ AUDITLEDGER_ARCHIVE: 's3://audit-archive/ledger' }).AUDITLEDGER_ARCHIVE).toBe('s3://audit-archive/ledger');
   });
 
-  it('treats an empty variable as unset', () => {
+  it('treats an empty variable as unset, whatever its type', () => {
     expect(loadConfig({ DATABASE_URL: '' }).DATABASE_URL).toBeUndefined();
+    const config = loadConfig({ AUDITLEDGER_GROUP_COMMIT_WAIT_MS: '', AUDITLEDGER_GROUP_COMMIT_ACROSS_CHAINS: '', AUDITLEDGER_LOG_LEVEL: '', AUDITLEDGER_DB_POOL_SIZE: '' });
+    const defaults = loadConfig({});
+    for (const key of ['AUDITLEDGER_GROUP_COMMIT_WAIT_MS', 'AUDITLEDGER_GROUP_COMMIT_ACROSS_CHAINS', 'AUDITLEDGER_LOG_LEVEL', 'AUDITLEDGER_DB_POOL_SIZE'] as const) {
+      expect(config[key], key).toEqual(defaults[key]);
+    }
   });
 
   it.each([

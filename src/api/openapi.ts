@@ -34,6 +34,8 @@ interface Route {
   /** The body may be left out (POST /v1/verify). */
   bodyOptional?: true;
   status: number;
+  /** Other success statuses, answered with the same body, with what each means. */
+  alsoOk?: Record<number, string>;
   /** Error statuses beyond the ones every route of its kind has, with what they mean. */
   errors?: Record<number, string>;
   response?: z.ZodType;
@@ -198,18 +200,18 @@ function routes(config: Config, limits: EventLimits): Route[] {
     }),
     {
       method: 'post', path: `${P}/erasures`, summary: "Erase a data subject's personal values in every chain of the project (201; 200 for a repeat that found nothing new)", tag: 'admin', auth: 'admin',
-      body: erasing.erasure, status: 201, response: erasure, errors: underHold,
+      body: erasing.erasure, status: 201, alsoOk: { 200: 'A repeat that found nothing new: the same answer, nothing appended' }, response: erasure, errors: underHold,
     },
     { method: 'post', path: `${P}/holds`, summary: 'Place a legal hold (refuses the erasures it covers)', tag: 'admin', auth: 'admin', body: erasing.hold, status: 201, response: hold.extend({ events: z.array(chainReceipt) }) },
     { method: 'get', path: `${P}/holds`, summary: 'List legal holds', tag: 'admin', auth: 'admin', query: pageQuery, status: 200, response: list('holds', hold) },
     { method: 'delete', path: `${P}/holds/{holdId}`, summary: 'Lift a legal hold (again: a no-op)', tag: 'admin', auth: 'admin', status: 200, response: hold.extend({ events: z.array(chainReceipt) }) },
     {
       method: 'post', path: '/v1/erasures', summary: "Erase a data subject's personal values in the token's chain (201; 200 for a repeat that found nothing new)", tag: 'events', auth: 'erase',
-      body: erasing.erasure, status: 201, response: erasure, errors: underHold,
+      body: erasing.erasure, status: 201, alsoOk: { 200: 'A repeat that found nothing new: the same answer, nothing appended' }, response: erasure, errors: underHold,
     },
     {
       method: 'post', path: '/v1/events', summary: 'Append one event, or {"events": [...]} all or nothing', tag: 'events', auth: 'events:write',
-      body: z.union([events.event, events.batch]), status: 201, response: appended,
+      body: z.union([events.event, events.batch]), status: 201, alsoOk: { 200: 'Every event was already stored under its idempotency key (a retry): their receipts, nothing appended' }, response: appended,
       example: { events: [exampleReceipt], tree_size: 1, root: EXAMPLE_HASH },
     },
     { method: 'get', path: '/v1/events', summary: 'Query events (verify=true recomputes them)', tag: 'events', auth: 'events:read or viewer', query: listQuery, status: 200, response: z.object({ events: z.array(event), next_cursor: z.string().nullable(), verification: verification.optional() }) },
@@ -274,6 +276,7 @@ function operation(route: Route) {
     ...(route.body ? { requestBody: { required: !route.bodyOptional, content: { 'application/json': { schema: jsonSchema(route.body) } } } } : {}),
     responses: {
       [route.status]: ok,
+      ...Object.fromEntries(Object.entries(route.alsoOk ?? {}).map(([status, description]) => [status, { ...ok, description }])),
       ...(route.body || route.query ? { 400: errorResponse('A bad field, named in details') } : {}),
       ...(route.body ? { 415: errorResponse('A body that is not UTF-8 JSON, or a Content-Encoding other than identity') } : {}),
       ...(route.auth !== 'none' ? { 401: errorResponse('Missing, unknown, expired or revoked token'), 403: errorResponse('Wrong kind of token or missing scope') } : {}),

@@ -28,6 +28,9 @@ describe('OpenAPI', () => {
     expect(single.required).toEqual(['action']);
     expect(single.additionalProperties).toBe(false);
     expect(append.responses['201'].content['application/json'].example.tree_size).toBe(1);
+    // A retry (every key already stored) and a repeated erasure answer 200 with the same body.
+    expect(append.responses['200'].content).toEqual(append.responses['201'].content);
+    expect(Object.keys(doc.paths['/v1/erasures'].post.responses)).toEqual(expect.arrayContaining(['200', '201', '409']));
     const list = doc.paths['/v1/events'].get.parameters.map((p: { name: string }) => p.name);
     expect(list).toEqual(expect.arrayContaining(['action', 'crud', 'actor_id', 'cursor', 'limit', 'verify']));
   });
