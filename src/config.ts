@@ -31,10 +31,8 @@ const cron = z
     },
     { error: (issue) => `${JSON.stringify(issue.input)} is not a cron expression (5 fields: minute hour day month weekday)` },
   );
-const optionalString = z
-  .string()
-  .optional()
-  .transform((v) => (v === '' ? undefined : v));
+// Empty is unset already (loadConfig).
+const optionalString = z.string().optional();
 /** An archive location: s3://bucket[/prefix] or a folder; any other URL scheme is a mistake, never a folder. */
 function archiveLocationProblem(value: string | undefined, ctx: z.RefinementCtx): void {
   if (value === undefined) return;

@@ -66,6 +66,7 @@ const token = z.object({
   created_at: time,
 });
 const receipt = z.object({ id, seq: z.number().int(), hash: hex, received_at: time });
+const chainReceipt = receipt.extend({ environment_id: id });
 const appended = z.object({ events: z.array(receipt), tree_size: z.number().int(), root: hex });
 const verification = z.object({
   ok: z.boolean(),
@@ -95,7 +96,7 @@ const policyAnswer = z.object({
   source: z.enum(['environment', 'project', 'default']),
   changed_at: time.nullable(),
 });
-const policyChange = policyAnswer.extend({ events: z.array(z.object({ environment_id: id, id, seq: z.number().int(), hash: hex, received_at: time })) });
+const policyChange = policyAnswer.extend({ events: z.array(chainReceipt) });
 const b64 = z.string().describe('base64');
 const proof = z.object({
   leaf_index: z.number().int(),
@@ -130,7 +131,6 @@ const run = z.object({
   created_at: time,
   finished_at: time.nullable(),
 });
-const chainReceipt = receipt.extend({ environment_id: id });
 const erasure = z.object({
   project_id: id,
   subject_digest: hex.describe("the subject's keyed digest (HMAC-SHA-256 under the subject key)"),

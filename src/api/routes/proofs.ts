@@ -1,7 +1,6 @@
 import { Hono } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
-import { queryInt } from '../schemas.js';
 import { treeInclusionProof } from '../../ledger/bundle.js';
 import { base64 } from '../../ledger/keys.js';
 import { consistencyPath, inclusionPath, ProofError, verifyConsistency, verifyInclusion, type SubtreeHash } from '../../ledger/proof.js';
@@ -12,6 +11,7 @@ import { requireEventsRead, requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import { ApiError, invalidFields, notFound } from '../errors.js';
 import { pathId, query } from '../input.js';
+import { queryInt } from '../schemas.js';
 import { sealedEventFailure, type SealedBundles } from '../sealed.js';
 import { chainOf, inView } from './chain.js';
 

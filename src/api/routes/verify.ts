@@ -1,13 +1,13 @@
 import { Hono } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
-import { queryInt } from '../schemas.js';
 import { listFindings, listRuns, type ChainRow, type RunLimit, type RunRequest } from '../../store/verification.js';
 import { requireScope } from '../auth.js';
 import type { AppEnv } from '../context.js';
 import type { Principal } from '../credentials.js';
 import { ApiError, errorResponse } from '../errors.js';
 import { query, readOptionalJson, validate } from '../input.js';
+import { queryInt } from '../schemas.js';
 import { chainOf } from './chain.js';
 
 export const runsQuery = z.strictObject({ limit: queryInt(1, 1000).default(20) });
