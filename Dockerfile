@@ -21,4 +21,4 @@ USER node
 ENV HOST=0.0.0.0 PORT=8080 AUDITLEDGER_DATA_DIR=/data
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:8080/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-CMD ["node", "--max-semi-space-size=64", "dist/cli/bin.js", "serve"]
+CMD ["node", "--max-semi-space-size=64", "--no-allocation-site-pretenuring", "dist/cli/bin.js", "serve"]

@@ -263,7 +263,7 @@ async function startService(
   { workers = 1, env = {} }: { workers?: number; env?: Record<string, string> } = {},
 ): Promise<RunningService> {
   // As bin.js's shebang, npm start and the Dockerfile run it.
-  const child = spawn(process.execPath, ['--max-semi-space-size=64', BIN, 'serve', ...(workers > 1 ? ['--workers', String(workers)] : [])], {
+  const child = spawn(process.execPath, ['--max-semi-space-size=64', '--no-allocation-site-pretenuring', BIN, 'serve', ...(workers > 1 ? ['--workers', String(workers)] : [])], {
     cwd: ROOT,
     detached: true,
     stdio: ['ignore', 'pipe', 'inherit'],
