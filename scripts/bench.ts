@@ -14,7 +14,7 @@
 //   events carry no commitments. Targets are printed beside the figures, never asserted.
 //
 //   npm run bench -- [--events N] [--seconds S] [--workers W] [--seal-events N] [--chain-events N] [--proofs N]
-//                    [--rounds R] [--only personal|proofs|single]
+//                    [--rounds R] [--only personal|proofs|single|verify]
 //
 // A quick check that every phase runs (figures meaningless):
 //   npm run bench -- --events 20000 --seconds 1 --seal-events 200000 --chain-events 300000 --proofs 50
@@ -23,6 +23,7 @@
 // same machine. --only personal runs them alone (no (a), no other phase): their ratio, in a minute.
 // --only proofs builds the large chain and runs (g) alone: its ratios, in a few minutes. --only single
 // runs (c1), (c2), (c3) and the bare servers: the single-event ratios and CPU per event, in two minutes.
+// --only verify grows one chain to --events and runs (d), (e) and (f) with their ceilings.
 //
 // PostgreSQL: a fresh database at DATABASE_URL (a superuser URL) when set, otherwise an embedded
 // server in a temporary folder. The service runs as a child process (`auditledger serve`) so it
@@ -112,14 +113,16 @@ interface Options {
   proofs: number;
   /** The turns (p0) and (p) take, each measuring seconds / rounds. */
   rounds: number;
-  /** Only (p0) and (p). */
-  /** One part of the run alone: (p0) and (p), (g) (with the chain it needs), or (c1)-(c3) with the bare servers; undefined for all. */
-  only: 'personal' | 'proofs' | 'single' | undefined;
+  /**
+   * One part of the run alone: (p0) and (p), (g) (with the chain it needs), (c1)-(c3) with the
+   * bare servers, or (d), (e) and (f) with their ceilings; undefined for all.
+   */
+  only: 'personal' | 'proofs' | 'single' | 'verify' | undefined;
 }
 
 function onlyOption(value: string | undefined): Options['only'] {
-  if (value === undefined || value === 'personal' || value === 'proofs' || value === 'single') return value;
-  throw new Error(`--only must be personal, proofs or single, got ${value}`);
+  if (value === undefined || value === 'personal' || value === 'proofs' || value === 'single' || value === 'verify') return value;
+  throw new Error(`--only must be personal, proofs, single or verify, got ${value}`);
 }
 
 function parseOptions(): Options {
@@ -1379,7 +1382,8 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
 
   const personal = INGEST_PHASES.filter((p) => p.key === '(p0)' || p.key === '(p)');
   const single = INGEST_PHASES.filter((p) => p.key === '(c1)' || p.key === '(c2)' || p.key === '(c3)');
-  const phases = options.only === 'personal' ? personal : options.only === 'single' ? single : INGEST_PHASES;
+  // (d) needs only a chain to grow: (b)'s.
+  const phases = options.only === 'personal' ? personal : options.only === 'single' ? single : options.only === 'verify' ? [WORKERS_PHASE] : INGEST_PHASES;
   const chains = await createChains(service.url, adminToken, [...new Set(phases.flatMap((p) => p.chains))]);
   for (const phase of phases) {
     for (const name of phase.policy ? phase.chains : []) {
@@ -1392,7 +1396,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     const cpuUsPerEvent = figures.cpu && (figures.cpu.service * 1e6) / figures.eventsPerSecond;
     measures.push({ key: phase.key, label: phase.label, target: phase.target, ...figures, cpuUsPerEvent });
   };
-  for (const phase of phases.filter((p) => !personal.includes(p))) {
+  for (const phase of phases.filter((p) => !personal.includes(p) && options.only !== 'verify')) {
     progress(`${phase.label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
     const before = await commits(service.url);
     record(phase, await metered(meter, () => measureIngest(service.url, phase, chains, options)));
@@ -1411,7 +1415,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     ['node:http', '(c) ceiling: the load of (c1) against a bare node:http server'],
     ['hono', '(c) ceiling with the stack: the same against a bare Hono server'],
   ] as const;
-  for (const [kind, label] of bareServers) {
+  for (const [kind, label] of options.only === 'verify' ? [] : bareServers) {
     progress(`${label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
     const bare = await startBareServer(kind);
     try {
@@ -1425,21 +1429,22 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   }
 
   if (options.only === 'single') return { postgres: rows[0]!.server_version, measures, notes: [`Ratios (issue 18 targets): ${ratios(measures)}.`] };
-
-  // The 1-worker service idles meanwhile; the CPU meter follows one process, so this is not metered.
-  const oneWorker = measures.find((m) => m.key === WORKERS_PHASE.key)!;
-  const label = `(i)${WORKERS_PHASE.label.slice('(b)'.length)}, serve --workers 2`;
-  progress(`${label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
-  const twoWorkers = await startService(databaseUrl, path.join(dir, 'service-2'), adminToken, teardown, { workers: 2 });
-  try {
-    measures.push({
-      key: '(i)',
-      label,
-      target: { text: `>= 1.3 x ${WORKERS_PHASE.key} (1 worker)`, met: (eps) => eps >= 1.3 * oneWorker.eventsPerSecond! },
-      ...(await measureIngest(twoWorkers.url, WORKERS_PHASE, chains, options)),
-    });
-  } finally {
-    await twoWorkers.stop();
+  if (options.only !== 'verify') {
+    // The 1-worker service idles meanwhile; the CPU meter follows one process, so this is not metered.
+    const oneWorker = measures.find((m) => m.key === WORKERS_PHASE.key)!;
+    const label = `(i)${WORKERS_PHASE.label.slice('(b)'.length)}, serve --workers 2`;
+    progress(`${label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
+    const twoWorkers = await startService(databaseUrl, path.join(dir, 'service-2'), adminToken, teardown, { workers: 2 });
+    try {
+      measures.push({
+        key: '(i)',
+        label,
+        target: { text: `>= 1.3 x ${WORKERS_PHASE.key} (1 worker)`, met: (eps) => eps >= 1.3 * oneWorker.eventsPerSecond! },
+        ...(await measureIngest(twoWorkers.url, WORKERS_PHASE, chains, options)),
+      });
+    } finally {
+      await twoWorkers.stop();
+    }
   }
 
   const chain = await longestChain(db, service.url, chains, options.events);
@@ -1491,6 +1496,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     label: `(f) ceiling: the same bundles, both hashes and the ledger-field scan per event, nothing checked, ${threads} threads`,
     eventsPerSecond: hashed.eventsPerSecond,
   });
+  if (options.only === 'verify') return { postgres: rows[0]!.server_version, measures, notes: [`Ratios (issue 18 targets): ${ratios(measures)}.`] };
 
   const { day, chainArchive, dayChain } = await seedChainDay(db, dir, signer, options);
   const proofs = await proofPhase(db, databaseUrl, dir, adminToken, dayChain, options, meter, teardown);
@@ -1571,7 +1577,7 @@ function ratios(measures: Measure[]): string {
   )
     .filter(([a, b]) => !Number.isNaN(eps(a) / eps(b))) // phases this run left out
     .map(([a, b, target]) => `${a} / ${b} = ${(eps(a) / eps(b)).toFixed(2)} (>= ${target})`)
-    .concat(`CPU per event (c1) / (c) hono = ${(cpuUs('(c1)') / cpuUs('(c) hono')).toFixed(2)} (<= 1.5)`)
+    .concat(Number.isNaN(cpuUs('(c1)') / cpuUs('(c) hono')) ? [] : [`CPU per event (c1) / (c) hono = ${(cpuUs('(c1)') / cpuUs('(c) hono')).toFixed(2)} (<= 1.5)`])
     .join('; ');
 }
 
