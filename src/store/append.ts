@@ -6,7 +6,7 @@ import { canonicalize } from '../ledger/jcs.js';
 import { SALT_SIZE, splitPersonal, type PersonalPolicy } from '../ledger/personal.js';
 import { extendTails, levelsCompleted, tileBytes, tileHashes, type FullTile, type TileTails } from '../ledger/tiles.js';
 import { isUuid, uuidv7 } from '../ledger/uuid.js';
-import { dayClosed } from './errors.js';
+import { dayClosed, PolicyChangedError } from './errors.js';
 import { personalRows, type PersonalRow } from './personal.js';
 import { readTails } from './tiles.js';
 
@@ -25,11 +25,15 @@ export interface AppendItem {
   key?: string | undefined;
   /** SHA-256 of the event as sent: what "the same event" means for an idempotency key. */
   digest?: Buffer | undefined;
+  /** The chain's policy_seq when its personal data policy was read to split the event (fenced); undefined for the ledger's own events. */
+  policySeq?: number | undefined;
 }
 
 /** How appends split personal data out of events: the chain's policy, and its subjects' keyed digest. */
 export interface PersonalSplit {
   policy: PersonalPolicy;
+  /** The chain's policy_seq read with `policy`: appends are fenced by it. */
+  policySeq: number;
   subjectDigest(subject: string): Buffer;
 }
 
@@ -43,7 +47,7 @@ export function appendItem(event: AuditEvent, key?: string, personal?: PersonalS
   const split = personal && splitPersonal(event, personal.policy, fillSalts);
   const canonical = canonicalize(split?.event ?? event);
   if (!split || split.values.length === 0) {
-    return { event, canonical, key, digest: key === undefined ? undefined : hash('sha256', canonical, 'buffer') };
+    return { event, canonical, key, digest: key === undefined ? undefined : hash('sha256', canonical, 'buffer'), policySeq: personal?.policySeq };
   }
   return {
     event: split.event,
@@ -52,6 +56,7 @@ export function appendItem(event: AuditEvent, key?: string, personal?: PersonalS
     personal: personalRows(split.values, personal.subjectDigest),
     key,
     digest: key === undefined ? undefined : hash('sha256', canonicalize(event), 'buffer'),
+    policySeq: personal.policySeq,
   };
 }
 
@@ -97,6 +102,8 @@ export interface Head {
   hash: Buffer;
   range: CompactRange;
   lastReceivedAt: number;
+  /** The seq of the chain's latest policy change (chain_heads.policy_seq). */
+  policySeq: number;
   /**
    * The leaf hashes of the partial level-0 tile (C2SP tlog-tiles) end to end, when this process
    * knows them: an append that completes that tile then writes it without reading a row. At most
@@ -124,7 +131,7 @@ async function beginAndLockHeads(client: pg.PoolClient, environments: readonly s
   }
   for (const environment of environments) if (!isUuid(environment)) throw new Error(`not a chain id: ${environment}`);
   const results = (await client.query(
-    `BEGIN; SELECT environment_id, seq, hash, compact_range, last_received_at FROM chain_heads
+    `BEGIN; SELECT environment_id, seq, hash, compact_range, last_received_at, policy_seq FROM chain_heads
       WHERE environment_id IN (${environments.map((e) => `'${e}'`).join(', ')}) ORDER BY environment_id FOR UPDATE`,
   )) as unknown as pg.QueryResult<HeadRow & { environment_id: string }>[];
   const rows = new Map(results[1]!.rows.map((row) => [row.environment_id, row]));
@@ -141,11 +148,18 @@ interface HeadRow {
   hash: Buffer;
   compact_range: Buffer[];
   last_received_at: Date | null;
+  policy_seq: number;
 }
 
 /** The Head of a chain_heads row; its tail is unknown. */
 function headOf(row: HeadRow): Head {
-  return { seq: row.seq, hash: row.hash, range: { size: row.seq, hashes: row.compact_range }, lastReceivedAt: row.last_received_at?.getTime() ?? 0 };
+  return {
+    seq: row.seq,
+    hash: row.hash,
+    range: { size: row.seq, hashes: row.compact_range },
+    lastReceivedAt: row.last_received_at?.getTime() ?? 0,
+    policySeq: Number(row.policy_seq),
+  };
 }
 
 interface KnownKey {
@@ -205,7 +219,8 @@ export async function appendToChain(
   now: number,
   expected?: Head,
 ): Promise<Appended> {
-  if (expected) {
+  // A head whose policy is not the requests' one cannot be trusted to be the chain's: locked, it is.
+  if (expected && fenced(requests, expected)) {
     const plan = planAppend(chain, expected, requests, new Map(), now);
     if (writable(plan) && (await writeEvents(db, [{ environment: chain.environment, head: expected, plan }]))[0]!.written) return appended(plan);
   }
@@ -228,13 +243,14 @@ export interface ChainAppend {
  * What appendToChains did with a part: appended it; or not, with the head it found on the chain
  * (the chain's stored head, locked when read: `head.seq` differs from the expected one when the
  * head moved, and not when a key of the part is stored), or none when the part was left out of
- * the statement (it stores nothing, or completes tiles whose tails `expected` lacks).
+ * the statement (it stores nothing, completes tiles whose tails `expected` lacks, or its events
+ * were split under a policy other than `expected`'s: fenced).
  */
 export type ChainAppended = { appended: Appended } | { appended?: undefined; head?: Head };
 
 // What a part without an expected head expects: no head has seq -1, so the statement writes
 // nothing of it and returns its head.
-const UNKNOWN_HEAD: Head = { seq: -1, hash: Buffer.alloc(32), range: { size: 0, hashes: [] }, lastReceivedAt: 0 };
+const UNKNOWN_HEAD: Head = { seq: -1, hash: Buffer.alloc(32), range: { size: 0, hashes: [] }, lastReceivedAt: 0, policySeq: 0 };
 
 /**
  * Appends to several chains (each at most once) in one statement: one round trip and one commit
@@ -252,6 +268,7 @@ export async function appendToChains(db: pg.Pool, parts: readonly ChainAppend[],
       const plan: AppendPlan = { rows: new EventRows(), outcomes: [], accepted: [], leaves: [], next: UNKNOWN_HEAD, tiles: [] };
       return { environment: chain.environment, head: UNKNOWN_HEAD, plan };
     }
+    if (!fenced(requests, expected)) return undefined;
     const plan = planAppend(chain, expected, requests, new Map(), now);
     return writable(plan) ? { environment: chain.environment, head: expected, plan } : undefined;
   });
@@ -263,6 +280,15 @@ export async function appendToChains(db: pg.Pool, parts: readonly ChainAppend[],
     const result = results[w++]!;
     return result.written ? { appended: appended(write.plan) } : { head: result.head };
   });
+}
+
+/**
+ * Whether every event of `requests` was split under the policy `head` follows: the ledger's own
+ * events (no policySeq) always are. A policy change moves the head, so a head this process
+ * expects is as old as its policy; a locked head is the chain's.
+ */
+function fenced(requests: readonly AppendItem[][], head: Head): boolean {
+  return requests.every((items) => items.every((item) => item.policySeq === undefined || item.policySeq === head.policySeq));
 }
 
 /** Whether a plan made without looking up keys or tails can be written as it is: it stores events and has its tiles. */
@@ -288,6 +314,7 @@ async function lockedTransaction<T>(client: pg.PoolClient, environments: readonl
 
 /** Appends `requests` on top of `head`, locked by the caller's transaction on `client`; the plan written. */
 async function appendLocked(client: pg.PoolClient, chain: ChainRef, head: Head, requests: readonly AppendItem[][], now: number): Promise<AppendPlan> {
+  if (!fenced(requests, head)) throw new PolicyChangedError(chain.environment);
   const known = await findKeys(client, chain.environment, [
     ...new Set(requests.flatMap((items) => items.flatMap((i) => (i.key ? [i.key] : [])))),
   ]);
@@ -447,7 +474,7 @@ function planAppend(chain: ChainRef, head: Head, requests: readonly AppendItem[]
     return undefined;
   });
 
-  const next = { seq, hash: Buffer.from(prev, 'hex'), range: appendLeaves(head.range, leaves), lastReceivedAt: receivedAtMs };
+  const next = { seq, hash: Buffer.from(prev, 'hex'), range: appendLeaves(head.range, leaves), lastReceivedAt: receivedAtMs, policySeq: head.policySeq };
   return { rows, outcomes, accepted, leaves, ...planTiles(head, leaves, next) };
 }
 
@@ -593,7 +620,7 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
        SELECT k.chain FROM unnest((SELECT $23::text[]), (SELECT $24::int[])) AS k(key, chain)
         WHERE EXISTS (SELECT FROM idempotency_keys i WHERE i.environment_id = ($1::uuid[])[k.chain] AND i.key = k.key)),
      locked AS (
-       SELECT c.n, h.environment_id, h.seq, h.hash, h.compact_range, h.last_received_at,
+       SELECT c.n, h.environment_id, h.seq, h.hash, h.compact_range, h.last_received_at, h.policy_seq,
               h.seq = c.seq AND h.hash = substring($7::bytea FROM c.n::int * 32 - 31 FOR 32) AND c.n NOT IN (SELECT chain FROM known) AS expected
          FROM chain_heads h JOIN unnest((SELECT $1::uuid[]), (SELECT $3::bigint[])) WITH ORDINALITY AS c(environment_id, seq, n)
                                  ON c.environment_id = h.environment_id
@@ -637,7 +664,8 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
               updated_at = now()
          FROM head c WHERE h.environment_id = c.environment_id)
      SELECT n, expected, CASE WHEN NOT expected THEN seq END AS seq, CASE WHEN NOT expected THEN hash END AS hash,
-            CASE WHEN NOT expected THEN compact_range END AS compact_range, CASE WHEN NOT expected THEN last_received_at END AS last_received_at
+            CASE WHEN NOT expected THEN compact_range END AS compact_range, CASE WHEN NOT expected THEN last_received_at END AS last_received_at,
+            CASE WHEN NOT expected THEN policy_seq END AS policy_seq
        FROM locked`,
     values: [
       // The chains.

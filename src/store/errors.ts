@@ -29,6 +29,18 @@ export class DayClosedError extends Error {
   }
 }
 
+/**
+ * An append refused because its events were split under a personal data policy other than the
+ * chain's (README "Personal data and erasure"): another process changed it since this one cached
+ * it. Nothing was written; the caller splits the events again under the chain's policy.
+ */
+export class PolicyChangedError extends Error {
+  constructor(readonly environment: string) {
+    super(`the personal data policy of chain ${environment} changed since its events were split`);
+    this.name = 'PolicyChangedError';
+  }
+}
+
 const UNIQUE_VIOLATION = '23505';
 const CHECK_VIOLATION = '23514';
 const INSUFFICIENT_PRIVILEGE = '42501';

@@ -148,9 +148,9 @@ export class GroupCommit {
    * head another process moved, or whose head this process does not remember, goes back to the
    * front of the queue (up to MOVED_RETRIES times), to be appended on the head the statement
    * found, in the next one; the other groups it does not write (a key repeats, moved too often,
-   * tiles to complete whose tails the head lacks) then each in a transaction of its own that
-   * locks the head, all at once. When the statement fails, having written nothing, each
-   * group is retried alone as commit does.
+   * tiles to complete whose tails the head lacks, events split under another policy) then each in a
+   * transaction of its own that locks the head, all at once. When the statement fails, having
+   * written nothing, each group is retried alone as commit does.
    */
   private async commitChains(groups: Pending[][]): Promise<void> {
     const expected = groups.map((group) => this.heads.get(group[0]!.chain.environment));

@@ -18,17 +18,24 @@ export interface PolicyRow {
   changed_at: Date;
 }
 
+/** A chain's policy, and the seq of its latest change (chain_heads.policy_seq), read together. */
+export interface ChainPolicy extends PolicyFacts {
+  policySeq: number;
+}
+
 /** The policy a chain's appends follow: its environment's, else its project's, else DEFAULT_POLICY. */
-export async function chainPolicy(db: pg.Pool | pg.PoolClient, environment: string): Promise<PolicyFacts> {
-  const { rows } = await db.query<{ policy: PersonalPolicy; environment_id: string | null }>(
-    `SELECT p.policy, p.environment_id FROM environments e
-       JOIN personal_data_policies p ON p.project_id = e.project_id AND (p.environment_id = e.id OR p.environment_id IS NULL)
+export async function chainPolicy(db: pg.Pool | pg.PoolClient, environment: string): Promise<ChainPolicy> {
+  const { rows } = await db.query<{ policy: PersonalPolicy | null; environment_id: string | null; policy_seq: string | null }>(
+    `SELECT p.policy, p.environment_id, h.policy_seq FROM environments e
+       LEFT JOIN chain_heads h ON h.environment_id = e.id
+       LEFT JOIN personal_data_policies p ON p.project_id = e.project_id AND (p.environment_id = e.id OR p.environment_id IS NULL)
       WHERE e.id = $1 ORDER BY p.environment_id NULLS LAST LIMIT 1`,
     [environment],
   );
   const row = rows[0];
-  if (!row) return { policy: DEFAULT_POLICY, source: 'default' };
-  return { policy: row.policy, source: row.environment_id ? 'environment' : 'project' };
+  const policySeq = Number(row?.policy_seq ?? 0);
+  if (!row?.policy) return { policy: DEFAULT_POLICY, source: 'default', policySeq };
+  return { policy: row.policy, source: row.environment_id ? 'environment' : 'project', policySeq };
 }
 
 /** The stored policy row of a project (`environment` null) or an environment; undefined when none. */
@@ -107,7 +114,10 @@ export async function changePolicy(db: pg.Pool, change: PolicyChange): Promise<{
         } else if (stored && canonicalize(stored.policy) === canonicalize(policy)) {
           return { events: [] };
         } else await putPolicy(client, project, environment, policy);
-        return { events: await appendToEach(append, project, chains, async (id) => policyChangedEvent(await chainPolicy(client, id))) };
+        const events = await appendToEach(append, project, chains, async (id) => policyChangedEvent(await chainPolicy(client, id)));
+        // Each chain's head is locked and is its change event: appends split before it are fenced off.
+        await client.query('UPDATE chain_heads SET policy_seq = seq WHERE environment_id = ANY($1)', [chains]);
+        return { events };
       },
     );
   } finally {

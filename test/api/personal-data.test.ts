@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { commitValue, DEFAULT_POLICY, subjectDigest } from '../../src/ledger/personal.js';
 import { personalRows, readPersonalRow } from '../../src/store/personal.js';
-import { createTenant, useTestApp } from '../helpers/app.js';
+import { createTenant, createTestApp, useTestApp } from '../helpers/app.js';
 
 type Tenant = Awaited<ReturnType<typeof createTenant>>;
 
@@ -223,6 +223,47 @@ describe('personal data (format v2 commitments)', () => {
     // Not the shape: another member, a member missing, erased not a boolean.
     for (const other of [{ erased: true, commitment: 'c', note: 1 }, { erased: true }, { erased: 'true', commitment: 'c' }, { erased: true, mismatch: true }]) {
       expect((await post({ action: 'a', metadata: { a: other } })).status, JSON.stringify(other)).toBe(201);
+    }
+  });
+
+  it('never appends after a policy change with the old policy, even from a process that cached it', async () => {
+    // A second app on the same database: another process, which trusts its cached policy a minute.
+    const other = await createTestApp(ctx.db, { AUDITLEDGER_TOKEN_CACHE_SECONDS: '60' });
+    try {
+      const fenced = await createTenant(ctx.t, 'personal-fenced');
+      const postThere = async (event: unknown) => {
+        const res = await other.request('POST', '/v1/events', { token: fenced.token, body: event });
+        expect(res.status).toBe(201);
+        return (await res.json()).events[0];
+      };
+      const committed = async (receipt: { id: string }) => Object.keys(JSON.parse((await get(`/v1/events/${receipt.id}`, fenced)).canonical).commitments ?? {});
+      const event = { ...ALICE, metadata: { email: 'alice@example.com' } };
+      expect(await committed(await postThere(event))).toEqual(['/actor/href', '/actor/name', '/source_ip']);
+
+      const scope = `/v1/projects/${fenced.projectId}/environments/${fenced.environmentId}/personal-data-policy`;
+      const withEmail = { subjects: [{ subject: '/actor/id', paths: ['/actor/name', '/metadata/email'] }] };
+      const changed = await (await admin('PUT', scope, withEmail)).json();
+      const after = await postThere(event);
+      expect(after.seq).toBeGreaterThan(changed.events[0].seq);
+      expect(await committed(after)).toEqual(['/actor/name', '/metadata/email']);
+      expect((await get(`/v1/events/${after.id}`, fenced)).canonical).not.toContain('alice@example.com');
+
+      // And back: a path the policy no longer names is not committed to after its removal.
+      await admin('DELETE', scope);
+      expect(await committed(await postThere(event))).toEqual(['/actor/href', '/actor/name', '/source_ip']);
+      // Through Retraced's publisher too.
+      await admin('PUT', scope, withEmail);
+      const retraced = await other.request('POST', `/publisher/v1/project/${fenced.projectId}/event`, {
+        token: fenced.token,
+        body: { action: 'user.login', crud: 'c', actor: { id: 'alice', name: 'Alice Liddell' }, fields: { email: 'x' }, created: new Date().toISOString() },
+      });
+      expect(retraced.status).toBe(201);
+      const page = await get('/v1/events?verify=true', fenced);
+      expect(page.verification).toMatchObject({ ok: true, failures: [] });
+      const latest = page.events.reduce((a: { seq: number }, b: { seq: number }) => (a.seq > b.seq ? a : b));
+      expect(Object.keys(JSON.parse(latest.canonical).commitments)).toEqual(['/actor/name']);
+    } finally {
+      await other.close();
     }
   });
 

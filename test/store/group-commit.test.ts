@@ -109,7 +109,7 @@ describe('group commit across chains', () => {
     await warm(groupCommit, others as ChainRef[]);
     commits.length = 0;
     const key = Buffer.alloc(32, 3);
-    const personal = (ref: ChainRef) => ({ policy: DEFAULT_POLICY, subjectDigest: (subject: string) => subjectDigest(key, ref.project, subject) });
+    const personal = (ref: ChainRef) => ({ policy: DEFAULT_POLICY, policySeq: 0, subjectDigest: (subject: string) => subjectDigest(key, ref.project, subject) });
     // The same seqs in both chains, with two subjects (two parts) in an event of each.
     const event = (n: number) => ({ action: 'personal', actor: { id: `u${n}`, name: `User ${n}` }, target: { id: `t${n}`, type: 'user', name: `Target ${n}` } });
     const outcomes = await together(groupCommit, busy!, others.map((ref, i): [ChainRef, AppendItem[]] => [ref!, [appendItem(event(i), undefined, personal(ref!)), appendItem(event(i + 10), undefined, personal(ref!))]]));

@@ -1,8 +1,8 @@
 import { Hono, type Context } from 'hono';
 import type pg from 'pg';
 import { z } from 'zod';
+import type { AuditEvent } from '../../ledger/event.js';
 import { checkChainEnd, verifyStoredEvents } from '../../ledger/verify-events.js';
-import { appendItem, type AppendItem } from '../../store/append.js';
 import { eventHashes, getChainEnd, getChainHead, getEvent, queryEvents } from '../../store/events.js';
 import type { GroupCommit } from '../../store/group-commit.js';
 import { personalFailures, showEvents, type ShownEvent } from '../../store/personal.js';
@@ -137,13 +137,12 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics, policies
   const headerKey = storableString(255).min(1, 'must not be empty');
 
   /** The request's events, each with its idempotency key, validated whole before anything is stored. */
-  async function readEvents(c: Context<AppEnv>): Promise<{ items: AppendItem[]; fieldOf: (index: number) => string }> {
+  async function readEvents(c: Context<AppEnv>): Promise<{ events: { event: AuditEvent; key: string | undefined }[]; fieldOf: (index: number) => string }> {
     const body = await readJson(c);
     const header = c.req.header('idempotency-key');
     const isBatch = typeof body === 'object' && body !== null && !Array.isArray(body) && 'events' in body;
     const inputs = isBatch ? validate(schemas.batch, body).events : [validate(schemas.event, body)];
     const fieldOf = (index: number) => (isBatch ? `events.${index}.idempotency_key` : 'idempotency_key');
-    const personal = await policies.split(chainOf(c));
     if (header !== undefined) {
       if (isBatch) throw invalidFields([{ field: 'Idempotency-Key', message: 'is for single events; give each event an idempotency_key' }]);
       validate(headerKey, header, 'Idempotency-Key');
@@ -152,11 +151,7 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics, policies
       }
       inputs[0]!.idempotency_key = header;
     }
-    const items = inputs.map((input) => {
-      const { event, key } = splitInput(input);
-      return appendItem(event, key, personal);
-    });
-    return { items, fieldOf };
+    return { events: inputs.map(splitInput), fieldOf };
   }
 
   /**
@@ -191,9 +186,9 @@ export function eventRoutes({ db, groupCommit, limits, sealed, metrics, policies
   return new Hono<AppEnv>()
     .post('/events', requireScope('events:write'), async (c) => {
       const chain = chainOf(c);
-      const { items, fieldOf } = await readEvents(c);
+      const { events, fieldOf } = await readEvents(c);
       const started = performance.now();
-      const outcome = await groupCommit.append(chain, items);
+      const outcome = await policies.append(groupCommit, chain, events);
       metrics.latency.observe((performance.now() - started) / 1000);
       if (!outcome.ok) {
         const field = fieldOf(outcome.conflict.index);

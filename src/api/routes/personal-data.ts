@@ -67,10 +67,10 @@ export function personalDataRoutes({ db, now, policies }: PersonalDataDeps) {
   /** The policy in force for a project (its own, or the default) or an environment (its own, its project's, or the default). */
   async function answer(project: string, environment: string | null): Promise<PolicyAnswer> {
     const row = await getPolicy(db, project, environment);
-    const inForce = environment
+    const { policy, source } = environment
       ? await chainPolicy(db, environment)
       : { policy: row?.policy ?? DEFAULT_POLICY, source: row ? ('project' as const) : ('default' as const) };
-    return { project_id: project, environment_id: environment, ...inForce, changed_at: row?.changed_at.toISOString() ?? null };
+    return { project_id: project, environment_id: environment, policy, source, changed_at: row?.changed_at.toISOString() ?? null };
   }
 
   /** Stores a change (null: remove) with its record in each chain it changes; undefined when removing none. */

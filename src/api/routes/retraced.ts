@@ -4,7 +4,6 @@ import type pg from 'pg';
 import { z } from 'zod';
 import type { AuditEvent } from '../../ledger/event.js';
 import { markersAsText } from '../../ledger/personal.js';
-import { appendItem } from '../../store/append.js';
 import type { GroupCommit } from '../../store/group-commit.js';
 import { countEvents, queryEvents, type EventFilters } from '../../store/events.js';
 import { showEvents, type ShownEvent } from '../../store/personal.js';
@@ -283,8 +282,7 @@ export function retracedRoutes({ db, groupCommit, limits, viewerTokenKey: viewer
   /** Appends the events as one all-or-nothing request through the group commit; Retraced receipts. */
   async function append(c: Context<AppEnv>, events: RetracedEvent[]) {
     const chain = chainOf(c);
-    const personal = await policies.split(chain);
-    const outcome = await groupCommit.append(chain, events.map((event) => appendItem(event, undefined, personal)));
+    const outcome = await policies.append(groupCommit, chain, events.map((event) => ({ event })));
     // Only idempotency keys conflict, and Retraced events carry none.
     if (!outcome.ok) throw new Error('a Retraced append conflicted without an idempotency key');
     return outcome.receipts.map(({ id }, i) => ({ id, hash: retracedReceiptHash(events[i]!, id) }));
