@@ -11,8 +11,14 @@ export function storableString(maxLength: number) {
     .refine((s) => s.isWellFormed(), 'must not contain a lone UTF-16 surrogate');
 }
 
+/**
+ * A name or reason as given, kept exactly (a hold's reason is recorded in the chain): not empty,
+ * and without white space around it, which is refused rather than trimmed away.
+ */
 export function nameSchema(maxLength: number) {
-  return storableString(maxLength).trim().min(1, 'must not be empty');
+  return storableString(maxLength)
+    .refine((s) => s.trim() !== '', { error: 'must not be empty', abort: true })
+    .refine((s) => s === s.trim(), 'must not begin or end with white space');
 }
 
 /**

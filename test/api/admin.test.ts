@@ -137,6 +137,7 @@ describe('admin API', () => {
     const bodies: [string, unknown, RegExp][] = [
       ['missing name', {}, /^name: /],
       ['empty name', { name: '   ' }, /name: must not be empty/],
+      ['white space around the name', { name: ' shop ' }, /name: must not begin or end with white space/],
       ['name too long', { name: 'x'.repeat(41) }, /name: must be at most 40 characters/],
       ['name of the wrong type', { name: 42 }, /^name: /],
       ['NUL in name', { name: 'a\u0000b' }, /name: must not contain NUL/],

@@ -287,6 +287,8 @@ describe('erasure and legal holds', () => {
       ['POST', `/v1/projects/${p.id}/erasures`, { subject_digest: 'AB'.repeat(32) }, 400, 'subject_digest'],
       ['POST', `/v1/projects/${p.id}/holds`, { subject: 'a' }, 400, 'reason'],
       ['POST', `/v1/projects/${p.id}/holds`, { reason: '  ' }, 400, 'reason'],
+      // Recorded in the chain as given: never trimmed.
+      ['POST', `/v1/projects/${p.id}/holds`, { reason: '  padded  ' }, 400, 'reason'],
       ['POST', `/v1/projects/${p.id}/holds`, { reason: 'r', environment: 'staging' }, 400, 'environment'],
       ['POST', `/v1/projects/${p.id}/holds`, { reason: 'r', environment: other.chains.production!.id }, 400, 'environment'],
       ['POST', `/v1/projects/${p.id}/holds`, { reason: 'r'.repeat(1001) }, 400, 'reason'],
