@@ -1622,7 +1622,7 @@ function printReport(report: Report, options: Options, seconds: number): void {
     '',
     ...figuresTable(report.measures),
     '',
-    `non-2xx answers: ${errors.join(', ')}`,
+    ...(errors.length > 0 ? [`non-2xx answers: ${errors.join(', ')}`] : []),
     ...report.notes,
     '',
     ...(report.measures.some((m) => m.cpu) ? [...cpuTable(report.measures), ''] : []),

@@ -70,11 +70,15 @@ function requireIdentityEncoding(c: Context<AppEnv>): void {
 function requireJsonType(c: Context<AppEnv>): void {
   const type = c.req.header('content-type') ?? '';
   if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
-    throw new ApiError(415, 'unsupported_media_type', 'the body must be JSON (Content-Type: application/json)');
+    throw new ApiError(415, 'unsupported_media_type', 'the body must be JSON (Content-Type: application/json)', [
+      { field: 'Content-Type', message: 'must be application/json' },
+    ]);
   }
   const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(type)?.[1];
   if (charset !== undefined && charset.toLowerCase() !== 'utf-8') {
-    throw new ApiError(415, 'unsupported_media_type', `the body must be UTF-8 JSON (charset ${charset} is not taken)`);
+    throw new ApiError(415, 'unsupported_media_type', `the body must be UTF-8 JSON (charset ${charset} is not taken)`, [
+      { field: 'Content-Type', message: `charset ${charset} is not taken: UTF-8 only` },
+    ]);
   }
 }
 

@@ -46,7 +46,7 @@ ${CONFIG_HELP}`,
         result.failures.push(...personal);
         if (personal.length) result.ok = false;
         const seconds = (performance.now() - started) / 1000;
-        process.stdout.write(`${result.ok ? 'ok    ' : 'FAILED'} ${name}: ${result.checked} events to seq ${result.head_seq} in ${seconds.toFixed(1)} s\n`);
+        process.stdout.write(`${result.ok ? 'ok    ' : 'FAILED'} ${name}: ${result.checked} event${result.checked === 1 ? '' : 's'} to seq ${result.head_seq} in ${seconds.toFixed(1)} s\n`);
         for (const failure of result.failures) process.stdout.write(`  seq ${failure.seq}: ${failure.reason}\n`);
         if (!result.ok) failed++;
       }

@@ -76,6 +76,7 @@ describe('bad input to POST /v1/events', () => {
     const { error } = await res.json();
     expect(error.message).toMatch(message);
     if (status === 400 && error.code === 'invalid_request') expect(error.details.length).toBeGreaterThan(0);
+    if (status === 415) expect(error.details).toEqual([{ field: 'Content-Type', message: expect.any(String) }]);
     expect(await (await ctx.t.request('GET', '/v1/chain', { token: tenant.token })).json()).toEqual(before);
   });
 
