@@ -5,7 +5,8 @@ import { verifyChain } from '../../src/store/chain-verify.js';
 import { createPools } from '../../src/store/database.js';
 import { getChainHead, queryEvents } from '../../src/store/events.js';
 import { GroupCommit } from '../../src/store/group-commit.js';
-import { chainPersonalFailures, showEvents } from '../../src/store/personal.js';
+import { PolicyChangedError } from '../../src/store/errors.js';
+import { chainPersonalFailures, changePolicy, showEvents } from '../../src/store/personal.js';
 import { createTenant, useTestApp } from '../helpers/app.js';
 
 type Outcome = AppendOutcome | Error;
@@ -291,5 +292,27 @@ describe('group commit across chains', () => {
     } finally {
       await Promise.all(processes.map((p) => p.pools.end()));
     }
+  });
+  it('refuses, before writing, a chain whose events were split under a policy older than its head, and writes the others', async () => {
+    const [busy, changed, unchanged] = await chains(3, 'fenced');
+    const { groupCommit } = recorded();
+    await warm(groupCommit, [changed!, unchanged!]);
+    const key = Buffer.alloc(32, 5);
+    // Split under the policy this process read before the change: policy_seq 0.
+    const stale = (ref: ChainRef) => appendItem({ action: 'split', actor: { id: 'u', name: 'U' } }, undefined, { policy: DEFAULT_POLICY, policySeq: 0, subjectDigest: (s) => subjectDigest(key, ref.project, s) });
+    // Another process changes the policy of one chain: its head moves to the change's event.
+    const change = await changePolicy(ctx.db.pools.app, { project: changed!.project, environment: changed!.environment, policy: { subjects: [] }, now: Date.now });
+    const changeSeq = change!.events[0]!.seq;
+    const outcomes = await together(groupCommit, busy!, [
+      [changed!, [stale(changed!)]],
+      [unchanged!, [stale(unchanged!)]],
+    ]);
+    expect(outcomes[0]).toBeInstanceOf(PolicyChangedError);
+    expect(seqs(outcomes[1])).toEqual([2]);
+    expect((await getChainHead(ctx.db.pools.app, changed!.environment))!.seq).toBe(changeSeq);
+    // Split again under the chain's policy, it goes in.
+    const fresh = appendItem({ action: 'split', actor: { id: 'u', name: 'U' } }, undefined, { policy: { subjects: [] }, policySeq: changeSeq, subjectDigest: (s) => subjectDigest(key, changed!.project, s) });
+    expect(seqs(await groupCommit.append(changed!, [fresh]))).toEqual([changeSeq + 1]);
+    expect(await verifyChain(ctx.db.pools.app, changed!)).toMatchObject({ ok: true, failures: [] });
   });
 });
