@@ -25,7 +25,7 @@ export interface AppendItem {
   key?: string | undefined;
   /** SHA-256 of the event as sent: what "the same event" means for an idempotency key. */
   digest?: Buffer | undefined;
-  /** The chain's policy_seq when its personal data policy was read to split the event (fenced); undefined for the ledger's own events. */
+  /** The chain's policy_seq when its personal data policy was read to split the event (samePolicy); undefined for the ledger's own events. */
   policySeq?: number | undefined;
 }
 
@@ -220,7 +220,7 @@ export async function appendToChain(
   expected?: Head,
 ): Promise<Appended> {
   // A head whose policy is not the requests' one cannot be trusted to be the chain's: locked, it is.
-  if (expected && fenced(requests, expected)) {
+  if (expected && samePolicy(requests, expected)) {
     const plan = planAppend(chain, expected, requests, new Map(), now);
     if (writable(plan) && (await writeEvents(db, [{ environment: chain.environment, head: expected, plan }]))[0]!.written) return appended(plan);
   }
@@ -244,7 +244,7 @@ export interface ChainAppend {
  * (the chain's stored head, locked when read: `head.seq` differs from the expected one when the
  * head moved, and not when a key of the part is stored), or none when the part was left out of
  * the statement (it stores nothing, completes tiles whose tails `expected` lacks, or its events
- * were split under a policy other than `expected`'s: fenced).
+ * were split under a policy other than `expected`'s: samePolicy).
  */
 export type ChainAppended = { appended: Appended } | { appended?: undefined; head?: Head };
 
@@ -268,7 +268,7 @@ export async function appendToChains(db: pg.Pool, parts: readonly ChainAppend[],
       const plan: AppendPlan = { rows: new EventRows(), outcomes: [], accepted: [], leaves: [], next: UNKNOWN_HEAD, tiles: [] };
       return { environment: chain.environment, head: UNKNOWN_HEAD, plan };
     }
-    if (!fenced(requests, expected)) return undefined;
+    if (!samePolicy(requests, expected)) return undefined;
     const plan = planAppend(chain, expected, requests, new Map(), now);
     return writable(plan) ? { environment: chain.environment, head: expected, plan } : undefined;
   });
@@ -287,7 +287,7 @@ export async function appendToChains(db: pg.Pool, parts: readonly ChainAppend[],
  * events (no policySeq) always are. A policy change moves the head, so a head this process
  * expects is as old as its policy; a locked head is the chain's.
  */
-function fenced(requests: readonly AppendItem[][], head: Head): boolean {
+function samePolicy(requests: readonly AppendItem[][], head: Head): boolean {
   return requests.every((items) => items.every((item) => item.policySeq === undefined || item.policySeq === head.policySeq));
 }
 
@@ -314,7 +314,7 @@ async function lockedTransaction<T>(client: pg.PoolClient, environments: readonl
 
 /** Appends `requests` on top of `head`, locked by the caller's transaction on `client`; the plan written. */
 async function appendLocked(client: pg.PoolClient, chain: ChainRef, head: Head, requests: readonly AppendItem[][], now: number): Promise<AppendPlan> {
-  if (!fenced(requests, head)) throw new PolicyChangedError(chain.environment);
+  if (!samePolicy(requests, head)) throw new PolicyChangedError(chain.environment);
   const known = await findKeys(client, chain.environment, [
     ...new Set(requests.flatMap((items) => items.flatMap((i) => (i.key ? [i.key] : [])))),
   ]);
