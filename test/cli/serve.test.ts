@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,6 +55,7 @@ describe('auditledger CLI', () => {
         AUDITLEDGER_ADMIN_TOKEN: ADMIN,
         AUDITLEDGER_CHECKPOINT_INTERVAL: '1',
         AUDITLEDGER_MAX_BODY_BYTES: '2000',
+        AUDITLEDGER_LOG_LEVEL: 'info',
       });
       try {
         const [, url] = await cli.waitFor(LISTENING);
@@ -78,6 +80,21 @@ describe('auditledger CLI', () => {
           } as RequestInit);
           expect(tooBig.status).toBe(413);
         }
+        // A client gone before the end of its body is logged as its failure (400), not as the
+        // database's (503 database_unavailable, from the socket's ECONNRESET).
+        await new Promise<void>((resolve) => {
+          const { hostname, port } = new URL(url!);
+          const socket = net.connect(Number(port), hostname, () => {
+            socket.end(`POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"action":"cut"`);
+          });
+          socket.on('close', () => resolve()).on('error', () => resolve()).resume();
+        });
+        let logged: string | undefined;
+        for (let i = 0; i < 50 && !logged; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          logged = cli.output().split('\n').filter((line) => line.includes('"method":"POST"') && line.includes('"path":"/v1/events"')).at(-1);
+        }
+        expect(logged).toContain('"status":400');
         // The checkpoint job signs the moved chain within its interval, with the generated key.
         let latest: Response | undefined;
         for (let i = 0; i < 50 && latest?.status !== 200; i++) {
