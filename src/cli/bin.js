@@ -5,12 +5,11 @@
 // outlive V8's default 16 MB semi-space and be copied into the old generation. Measured with wrk
 // against `serve` on 2 cores: batches of 100 +18-22%, single events +25-37%, about 100 MB more RSS.
 // No allocation-site pretenuring: requests arrive together (a commit answers them together), so
-// V8 can see every object of a literal alive at one scavenge and allocate that literal's objects
-// in the old generation from then on. Each dead one then keeps the young values it points to
-// alive until a full GC, so a scavenge promotes each batch (about 6.5 MB instead of 0.4) and
-// takes twice as long: a mode that some runs fall into and stay in (--trace-gc-nvp). In
-// `npm run bench -- --only personal`, (p) / (p0) was 0.72-0.85 with it and 0.85-0.89 without;
-// single events did not change.
+// V8 can find every object of a literal alive at one scavenge and allocate that literal in the
+// old generation from then on (--trace-pretenuring-statistics). Some runs then fell into a mode
+// where each scavenge promoted every batch (about 6.5 MB instead of 0.4, --trace-gc-nvp) and took
+// twice as long, and stayed in it. In `npm run bench -- --only personal`, (p) / (p0) was
+// 0.72-0.85 with it and 0.85-0.89 without; single events did not change.
 // Flags work only at start-up, so `npm start`, the Dockerfile and the bench pass them too.
 import { existsSync } from 'node:fs';
 
