@@ -10,7 +10,8 @@
 // where each scavenge promoted every batch (about 6.5 MB instead of 0.4, --trace-gc-nvp) and took
 // twice as long, and stayed in it. In `npm run bench -- --only personal`, (p) / (p0) was
 // 0.72-0.85 with it and 0.85-0.89 without; single events did not change.
-// Flags work only at start-up, so `npm start`, the Dockerfile and the bench pass them too.
+// Flags work only at start-up, so `npm start`, `npm run auditledger`, the Dockerfile and the bench
+// pass them too (test/cli/node-flags.test.ts holds them to these).
 import { existsSync } from 'node:fs';
 
 const compiled = new URL('./main.js', import.meta.url);
