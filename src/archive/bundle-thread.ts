@@ -14,10 +14,12 @@ export interface BundleResult {
   roots: [number, Uint8Array][];
   /** The bundle's leaf hashes end to end, for the tile check. */
   leaves: Uint8Array;
+  /** TileNodes.entries() of the bundle's tree, for the tile check. */
+  nodes: [string, Uint8Array][];
 }
 
 serveTasks<readonly VerifierKey[], BundleTask, BundleResult>(({ bytes, previous, rootSizes }, verifiers) => {
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const { failures, roots, leaves } = verifyParsedBundle(parseBundle(buffer), buffer, verifiers, previous, rootSizes);
-  return { failures, roots: [...roots], leaves: Buffer.concat(leaves) };
+  const { failures, roots, leaves, nodes } = verifyParsedBundle(parseBundle(buffer), buffer, verifiers, previous, rootSizes);
+  return { failures, roots: [...roots], leaves: Buffer.concat(leaves), nodes: nodes.entries() };
 });

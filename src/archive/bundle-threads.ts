@@ -4,6 +4,7 @@
 import os from 'node:os';
 import type { PreviousBundle } from '../ledger/bundle.js';
 import type { VerifierKey } from '../ledger/keys.js';
+import { TileNodes } from '../ledger/tiles.js';
 import type { BundleCheck, BundleChecker } from '../ledger/verify-archive.js';
 import { movable, siblingModule, ThreadPool } from '../thread-pool.js';
 import type { BundleResult, BundleTask } from './bundle-thread.js';
@@ -21,8 +22,13 @@ export class BundleThreads implements BundleChecker {
 
   async check(bytes: Buffer, previous: PreviousBundle | undefined, rootSizes: readonly number[]): Promise<BundleCheck> {
     const task = { bytes: movable(bytes), previous, rootSizes };
-    const { failures, roots, leaves } = await this.pool.run(task, [task.bytes.buffer as ArrayBuffer]);
-    return { failures, roots: new Map(roots.map(([size, root]) => [size, Buffer.from(root)])), leaves: Buffer.from(leaves.buffer, leaves.byteOffset, leaves.byteLength) };
+    const { failures, roots, leaves, nodes } = await this.pool.run(task, [task.bytes.buffer as ArrayBuffer]);
+    return {
+      failures,
+      roots: new Map(roots.map(([size, root]) => [size, Buffer.from(root)])),
+      leaves: Buffer.from(leaves.buffer, leaves.byteOffset, leaves.byteLength),
+      nodes: TileNodes.fromEntries(nodes),
+    };
   }
 
   close(): Promise<void> {

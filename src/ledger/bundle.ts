@@ -26,6 +26,7 @@ import { NoteError } from './note.js';
 import { ProofError, verifyConsistency } from './proof.js';
 import { rangeConsistencyProof, rangeInclusionProof } from './range-proof.js';
 import { onesCount } from './tree.js';
+import { TileNodes } from './tiles.js';
 import { eventVersionProblem, MANIFEST_VERSION, MANIFEST_VERSIONS, unknownVersion } from './version.js';
 import type { InclusionDocument } from './verify-proof.js';
 
@@ -105,6 +106,8 @@ export interface BundleVerification {
   leaves: readonly Buffer[];
   /** The tree root at each of the sizes asked for that the bundle's lines reach. */
   roots: Map<number, Buffer>;
+  /** The tile-level nodes the tree computed over the lines (on top of start_range): the roots of the tiles they complete. */
+  nodes: TileNodes;
 }
 
 /** The bundle before, as the next one is checked against it. */
@@ -309,7 +312,7 @@ export function verifyBundle(bytes: Buffer, verifiers: readonly VerifierKey[], p
   try {
     bundle = parseBundle(bytes);
   } catch (error) {
-    if (error instanceof BundleError) return { manifest: null, failures: [{ seq: null, reason: error.message }], leaves: [], roots: new Map() };
+    if (error instanceof BundleError) return { manifest: null, failures: [{ seq: null, reason: error.message }], leaves: [], roots: new Map(), nodes: new TileNodes() };
     throw error;
   }
   return verifyParsedBundle(bundle, bytes, verifiers, previous);
@@ -332,7 +335,8 @@ export function verifyParsedBundle(
   const lines = events.map((canonical, i) => readLine(canonical, manifest.first_seq + i, manifest));
   const leaves = lines.map((line) => line.hash);
   // The leaves are the lines as they stand: any line changed, moved or missing changes the root.
-  const tree = growRange(compactRange(manifest.start_range), leaves, [...rootSizes, manifest.last_seq]);
+  const nodes = new TileNodes();
+  const tree = growRange(compactRange(manifest.start_range), leaves, [...rootSizes, manifest.last_seq], nodes);
   const failures = [
     ...manifestProblems(bundle, eventsSha256, verifiers).map(whole),
     ...eventFailures(manifest, lines),
@@ -341,7 +345,7 @@ export function verifyParsedBundle(
   ];
   const asked = new Set(rootSizes);
   const roots = new Map([...tree.roots].filter(([size]) => asked.has(size)));
-  return { manifest, failures, leaves, roots };
+  return { manifest, failures, leaves, roots, nodes };
 }
 
 // node:crypto takes at most 2 GiB in one update; a bundle may be larger.
@@ -354,14 +358,15 @@ export function sha256InPieces(bytes: Uint8Array, piece = HASH_PIECE): Buffer {
   return hash.digest();
 }
 
-// The compact range after `leaves`, and the root at each of `sizes` on the way and at the end.
-function growRange(start: CompactRange, leaves: readonly Buffer[], sizes: readonly number[]): { end: CompactRange; roots: Map<number, Buffer> } {
+// The compact range after `leaves`, and the root at each of `sizes` on the way and at the end;
+// `nodes` keeps the tile-level nodes computed on the way.
+function growRange(start: CompactRange, leaves: readonly Buffer[], sizes: readonly number[], nodes: TileNodes): { end: CompactRange; roots: Map<number, Buffer> } {
   const endSize = start.size + leaves.length;
   const stops = [...new Set(sizes)].filter((size) => size > start.size && size <= endSize).sort((a, b) => a - b);
   const roots = new Map<number, Buffer>();
   let range = start;
   for (const size of [...stops, endSize]) {
-    range = appendLeaves(range, leaves.slice(range.size - start.size, size - start.size));
+    range = appendLeaves(range, leaves.slice(range.size - start.size, size - start.size), nodes.onNode);
     roots.set(size, rangeRoot(range));
   }
   return { end: range, roots };

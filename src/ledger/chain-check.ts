@@ -3,7 +3,7 @@
 // build extending every signed checkpoint (c2sp.org/tlog-checkpoint) of the chain. Whatever reads
 // the events (database rows, archive objects) feeds them here in seq order and reports the findings.
 import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
-import { appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
+import { appendLeaves, rangeRoot, type CompactRange, type NodeSink } from './compact-range.js';
 import { eventHash, GENESIS_PREV } from './event.js';
 import type { VerifierKey } from './keys.js';
 
@@ -179,12 +179,14 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
   private readonly verifiers: readonly VerifierKey[];
   private readonly checkEvent: ((event: E) => readonly Finding[]) | undefined;
   private readonly hashes: HashSource;
+  private readonly onNode: NodeSink | undefined;
 
   /**
    * `signed`: the chain's signed trees after `start` (any order), opened with `verifiers` as they
    * are reached. `checkEvent`: what else the feeder checks of each event (its body, say), reported
    * after the event's own findings and before those of a signed tree at its seq. `hashes`: where
-   * the events' hashes come from ('stored' by default).
+   * the events' hashes come from ('stored' by default). `onNode`: sees every inner node of the
+   * tree as it is built (appendLeaves), for a feeder that builds tiles of it (TileNodes).
    */
   constructor(
     private readonly chain: ChainName,
@@ -194,10 +196,12 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
       verifiers?: readonly VerifierKey[];
       checkEvent?: (event: E) => readonly Finding[];
       hashes?: HashSource;
+      onNode?: NodeSink;
     } = {},
   ) {
     this.checkEvent = options.checkEvent;
     this.hashes = options.hashes ?? 'stored';
+    this.onNode = options.onNode;
     this.built = start.range;
     this.startSeq = start.seq;
     this.previous = start.seq === 0 ? undefined : start.hash;
@@ -268,8 +272,9 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
     return [{ seq: before, reason: `the bytes do not hash to the prev of event ${event.seq}`, expected: hex(event.prev), found: hex(expectedPrev) }];
   }
 
-  private flush(): void {
-    if (this.pending.length) this.built = appendLeaves(this.built, this.pending);
+  /** Joins the leaves fed so far to the tree now (appendLeaves: `onNode` sees their nodes). */
+  flush(): void {
+    if (this.pending.length) this.built = appendLeaves(this.built, this.pending, this.onNode);
     this.pending = [];
   }
 

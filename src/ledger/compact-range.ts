@@ -18,8 +18,18 @@ export function appendLeaf(range: CompactRange, leafHash: Uint8Array): CompactRa
   return appendLeaves(range, [leafHash]);
 }
 
-/** The range after appending the leaf hashes in order; the input is not modified. */
-export function appendLeaves(range: CompactRange, leafHashes: readonly Uint8Array[]): CompactRange {
+/**
+ * Receives each inner node appendLeaves computes: MTH of the leaves [index * 2^height,
+ * (index + 1) * 2^height), a perfect subtree of the tree (RFC 9162 section 2.1.1).
+ */
+export type NodeSink = (height: number, index: number, hash: Buffer) => void;
+
+/**
+ * The range after appending the leaf hashes in order; the input is not modified. `onNode`, when
+ * given, sees every inner node computed on the way, so that a caller building tiles of the same
+ * tree (tiles.ts TileNodes) need not hash them again.
+ */
+export function appendLeaves(range: CompactRange, leafHashes: readonly Uint8Array[], onNode?: NodeSink): CompactRange {
   checkRange(range);
   if (range.size + leafHashes.length > Number.MAX_SAFE_INTEGER) {
     throw new RangeError('compact range size would exceed 2^53 - 1');
@@ -30,11 +40,15 @@ export function appendLeaves(range: CompactRange, leafHashes: readonly Uint8Arra
     if (leaf.length !== HASH_SIZE) throw new RangeError(`leaf hash has ${leaf.length} bytes, want ${HASH_SIZE}`);
     // Adding 1 carries through the trailing one bits of size: each carry merges the two
     // rightmost perfect subtrees of equal height into one of the next height.
-    let hash: Buffer = Buffer.from(leaf);
+    let hash: Uint8Array = leaf;
+    let height = 0;
     for (let s = size; s % 2 === 1; s = (s - 1) / 2) {
       hash = nodeHash(hashes.pop() as Buffer, hash);
+      height++;
+      onNode?.(height, (size + 1) / 2 ** height - 1, hash as Buffer);
     }
-    hashes.push(hash);
+    // A leaf kept as it is is copied: the range must not share the caller's memory.
+    hashes.push(height === 0 ? Buffer.from(leaf) : (hash as Buffer));
     size++;
   }
   return { size, hashes };

@@ -207,13 +207,52 @@ export function levelsCompleted(from: number, to: number): number {
 }
 
 /**
+ * The hashes at tile levels 1 and up (C2SP tlog-tiles: the node of tree height 8L is hash `index`
+ * of level L, the root of tile L - 1 / `index`) that a compact range computed while growing by the
+ * same leaves: pass `onNode` to appendLeaves, then the collection to extendTails, which then takes
+ * each full tile's root from here instead of hashing the tile's 255 inner nodes a second time.
+ */
+export class TileNodes {
+  private readonly nodes = new Map<string, Buffer>();
+
+  /** appendLeaves's NodeSink: keeps the nodes at tile levels. */
+  readonly onNode = (height: number, index: number, hash: Buffer): void => {
+    if (height % TILE_HEIGHT === 0) this.nodes.set(`${height / TILE_HEIGHT}/${index}`, hash);
+  };
+
+  /** The root of full tile level/index. Throws RangeError when the range did not compute it (not grown by the same leaves). */
+  tileRoot(level: number, index: number): Buffer {
+    const root = this.nodes.get(`${level + 1}/${index}`);
+    if (!root) throw new RangeError(`no root was computed for tile ${level}/${index}: the range grew by other leaves`);
+    return root;
+  }
+
+  /** Forgets the nodes kept, once their tiles are built. */
+  clear(): void {
+    this.nodes.clear();
+  }
+
+  /** The nodes kept, as [`level/index`, hash] pairs: to send to another thread, where fromEntries rebuilds them. */
+  entries(): [string, Buffer][] {
+    return [...this.nodes];
+  }
+
+  static fromEntries(entries: Iterable<readonly [string, Uint8Array]>): TileNodes {
+    const nodes = new TileNodes();
+    for (const [at, hash] of entries) nodes.nodes.set(at, Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength));
+    return nodes;
+  }
+}
+
+/**
  * Appends leaf hashes to the tails of a tree of `size` leaves: returns the tiles completed (level
  * by level, in index order) and the tails after. A completed tile's root joins the tail one level
  * up when that level is carried; tiles of levels not carried are not produced (levelsCompleted
- * says how many levels a caller must carry for all of them). Throws RangeError when a tail's
- * length does not fit `size`.
+ * says how many levels a caller must carry for all of them). Each full tile's root is hashed from
+ * its hashes, or taken from `roots` when the caller's compact range computed them (TileNodes).
+ * Throws RangeError when a tail's length does not fit `size`, or `roots` lacks a root.
  */
-export function extendTails(size: number, tails: TileTails, leaves: readonly Buffer[]): { tiles: FullTile[]; tails: TileTails } {
+export function extendTails(size: number, tails: TileTails, leaves: readonly Buffer[], roots?: TileNodes): { tiles: FullTile[]; tails: TileTails } {
   tails.forEach((tail, level) => {
     if (tail.length !== levelSize(size, level) % TILE_WIDTH) {
       throw new RangeError(`tail of level ${level} has ${tail.length} hashes, a tree of ${size} has ${levelSize(size, level) % TILE_WIDTH}`);
@@ -228,8 +267,9 @@ export function extendTails(size: number, tails: TileTails, leaves: readonly Buf
     for (let level = 0; next[level]?.length === TILE_WIDTH; level++) {
       const hashes = next[level]!;
       next[level] = [];
-      const root = tileRoot(hashes);
-      tiles.push({ level, index: levelSize(size, level + 1) - 1, hashes, root });
+      const index = levelSize(size, level + 1) - 1;
+      const root = roots ? roots.tileRoot(level, index) : tileRoot(hashes);
+      tiles.push({ level, index, hashes, root });
       next[level + 1]?.push(root);
     }
   }

@@ -29,6 +29,7 @@ import {
   tilesAtLevel,
   tilesRead,
   tileSubtreeHash,
+  TileNodes,
   type TileId,
   type TileTails,
 } from './tiles.js';
@@ -159,12 +160,14 @@ interface BundleRecord {
   failures: BundleFailure[];
 }
 
-/** What checking one bundle's bytes gives: verifyParsedBundle's failures, roots and leaf hashes. */
+/** What checking one bundle's bytes gives: verifyParsedBundle's failures, roots, leaf hashes and tile-level nodes. */
 export interface BundleCheck {
   failures: BundleFailure[];
   roots: Map<number, Buffer>;
   /** The leaf hashes end to end, 32 bytes an event: one Buffer, not one object a leaf. */
   leaves: Buffer;
+  /** The roots of the tiles the bundle's events complete, as its tree computed them. */
+  nodes: TileNodes;
 }
 
 /**
@@ -182,8 +185,8 @@ export function checkHere(verifiers: readonly VerifierKey[]): BundleChecker {
   return {
     admit: async () => () => undefined,
     check: async (bytes, previous, rootSizes) => {
-      const { failures, roots, leaves } = verifyParsedBundle(parseBundle(bytes), bytes, verifiers, previous, rootSizes);
-      return { failures, roots, leaves: Buffer.concat(leaves) };
+      const { failures, roots, leaves, nodes } = verifyParsedBundle(parseBundle(bytes), bytes, verifiers, previous, rootSizes);
+      return { failures, roots, leaves: Buffer.concat(leaves), nodes };
     },
   };
 }
@@ -359,7 +362,8 @@ class ChainWalk {
       return;
     }
     const leaves = Array.from({ length: check.leaves.length / HASH_SIZE }, (_, i) => check.leaves.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE));
-    const { tiles, tails } = extendTails(this.tree.size, this.tree.tails, leaves);
+    // A bundle that verified continues the tree: its nodes are this tree's, hashed once on its thread.
+    const { tiles, tails } = extendTails(this.tree.size, this.tree.tails, leaves, check.nodes);
     this.tree = { size: manifest.last_seq, tails, day };
     await mapLimited(tiles, TILE_BATCH, (tile) => this.checkTile(day, tile.level, tile.index, tileBytes(tile.hashes)));
   }

@@ -4,7 +4,7 @@ import { hash, randomFillSync } from 'node:crypto';
 import { encodeCanonicalEvent, indexColumns, type AuditEvent, type Commitments } from '../ledger/event.js';
 import { canonicalize } from '../ledger/jcs.js';
 import { SALT_SIZE, splitPersonal, type PersonalPolicy } from '../ledger/personal.js';
-import { extendTails, levelsCompleted, tileBytes, tileHashes, type FullTile, type TileTails } from '../ledger/tiles.js';
+import { extendTails, levelsCompleted, tileBytes, tileHashes, TileNodes, type FullTile, type TileTails } from '../ledger/tiles.js';
 import { isUuid, uuidv7 } from '../ledger/uuid.js';
 import { dayClosed, PolicyChangedError } from './errors.js';
 import { personalRows, type PersonalRow } from './personal.js';
@@ -265,7 +265,7 @@ const UNKNOWN_HEAD: Head = { seq: -1, hash: Buffer.alloc(32), range: { size: 0, 
 export async function appendToChains(db: pg.Pool, parts: readonly ChainAppend[], now: number): Promise<ChainAppended[]> {
   const plans = parts.map(({ chain, requests, expected }) => {
     if (!expected) {
-      const plan: AppendPlan = { rows: new EventRows(), outcomes: [], accepted: [], leaves: [], next: UNKNOWN_HEAD, tiles: [] };
+      const plan: AppendPlan = { rows: new EventRows(), outcomes: [], accepted: [], leaves: [], nodes: new TileNodes(), next: UNKNOWN_HEAD, tiles: [] };
       return { environment: chain.environment, head: UNKNOWN_HEAD, plan };
     }
     if (!samePolicy(requests, expected)) return undefined;
@@ -322,7 +322,7 @@ async function appendLocked(client: pg.PoolClient, chain: ChainRef, head: Head, 
   if (!plan.tiles) {
     // Tiles complete here and this process does not carry the tails they extend.
     const tails = await readTails(client, chain.environment, head.seq, levelsCompleted(head.seq, plan.next.seq));
-    plan = { ...plan, ...planTiles(head, plan.leaves, plan.next, tails) };
+    plan = { ...plan, ...planTiles(head, plan.leaves, plan.next, plan.nodes, tails) };
   }
   if (plan.rows.seq.length > 0 && !(await writeEvents(client, [{ environment: chain.environment, head, plan }]))[0]!.written) {
     throw new Error(`chain head ${chain.environment} moved while locked`);
@@ -394,6 +394,8 @@ interface AppendPlan {
   accepted: { receipts: Receipt[]; stored: number }[];
   /** The new events' leaf hashes, in seq order. */
   leaves: Buffer[];
+  /** The tile-level nodes `next.range` computed on top of `head.range`: the roots of the tiles completed. */
+  nodes: TileNodes;
   next: Head;
   /** The tiles the append completes; undefined when the head does not carry the tails they need. */
   tiles: FullTile[] | undefined;
@@ -404,12 +406,12 @@ interface AppendPlan {
  * are undefined when they need tails the head does not carry (its tail is unknown, or a level
  * above 0 completes), unless the tails were `read` from the database: those are all there is.
  */
-function planTiles(head: Head, leaves: Buffer[], next: Head, read?: TileTails): { tiles: FullTile[] | undefined; next: Head } {
+function planTiles(head: Head, leaves: Buffer[], next: Head, nodes: TileNodes, read?: TileTails): { tiles: FullTile[] | undefined; next: Head } {
   const levels = levelsCompleted(head.seq, next.seq);
   if (levels === 0) return { tiles: [], next: { ...next, tail: head.tail && Buffer.concat([head.tail, ...leaves]) } };
   const tails = read ?? (levels === 1 && head.tail ? [tileHashes(head.tail)] : undefined);
   if (!tails) return { tiles: undefined, next };
-  const extended = extendTails(head.seq, tails, leaves);
+  const extended = extendTails(head.seq, tails, leaves, nodes);
   return { tiles: extended.tiles, next: { ...next, tail: extended.tails[0] && tileBytes(extended.tails[0]) } };
 }
 
@@ -474,8 +476,9 @@ function planAppend(chain: ChainRef, head: Head, requests: readonly AppendItem[]
     return undefined;
   });
 
-  const next = { seq, hash: Buffer.from(prev, 'hex'), range: appendLeaves(head.range, leaves), lastReceivedAt: receivedAtMs, policySeq: head.policySeq };
-  return { rows, outcomes, accepted, leaves, ...planTiles(head, leaves, next) };
+  const nodes = new TileNodes();
+  const next = { seq, hash: Buffer.from(prev, 'hex'), range: appendLeaves(head.range, leaves, nodes.onNode), lastReceivedAt: receivedAtMs, policySeq: head.policySeq };
+  return { rows, outcomes, accepted, leaves, nodes, ...planTiles(head, leaves, next, nodes) };
 }
 
 function appended({ outcomes, accepted, next }: AppendPlan): Appended {

@@ -3,7 +3,7 @@ import type { BundleManifest } from '../ledger/bundle.js';
 import { ChainChecker, type SignedTree } from '../ledger/chain-check.js';
 import { emptyRange, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
 import type { VerifierKey } from '../ledger/keys.js';
-import { extendTails, levelsCompleted, type TileTails } from '../ledger/tiles.js';
+import { extendTails, levelsCompleted, TileNodes, type TileTails } from '../ledger/tiles.js';
 import { checkStoredBody, failureOf, type Chain, type Failure, type StoredEvent } from '../ledger/verify-events.js';
 import { copyEventsBySeq } from './event-copy.js';
 import { getChainHead } from './events.js';
@@ -81,7 +81,14 @@ export async function verifyChain(
   const head = await getChainHead(db, chain.environment);
   if (!head) throw new Error(`no chain for environment ${chain.environment}`);
   const failures: Failure[] = [];
-  const checker = new ChainChecker(chain, from, { signed, verifiers, checkEvent: (row: StoredEvent) => checkStoredBody(row, chain) });
+  // The tiles' roots come from the checker's tree, which hashes every inner node anyway.
+  const nodes = new TileNodes();
+  const checker = new ChainChecker(chain, from, {
+    signed,
+    verifiers,
+    checkEvent: (row: StoredEvent) => checkStoredBody(row, chain),
+    onNode: nodes.onNode,
+  });
   // The tiles' right edge at `from`: empty from the genesis, else derived from the rows below it
   // (verified by earlier runs). Levels it cannot derive are not checked.
   const levels = levelsCompleted(from.seq, head.seq);
@@ -103,11 +110,15 @@ export async function verifyChain(
           tileLeaves.push(row.hash);
           for (const finding of checker.add(row)) failures.push(failureOf(finding));
         }
+        // The batch's leaves join the tree now: its inner nodes are at hand for the tiles, and the
+        // rows' buffers are not held until the end.
+        checker.flush();
         if (tails) {
-          const completed = extendTails(tileSize, tails, tileLeaves);
+          const completed = extendTails(tileSize, tails, tileLeaves, nodes);
           tails = completed.tails;
           completedTiles.push(...completed.tiles.map(expectedTile));
         }
+        nodes.clear();
         options.onProgress?.(checker.next - 1, head.seq);
       }
       failures.push(...(await tileFailures(client, chain.environment, completedTiles)));

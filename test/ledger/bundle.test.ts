@@ -18,6 +18,7 @@ import { chainOrigin, openCheckpoint, signCheckpoint } from '../../src/ledger/ch
 import { appendLeaves, emptyRange } from '../../src/ledger/compact-range.js';
 import { encodeEvent, GENESIS_PREV, type EncodedEvent, type LedgerFields } from '../../src/ledger/event.js';
 import { canonicalBytes } from '../../src/ledger/jcs.js';
+import { TileNodes } from '../../src/ledger/tiles.js';
 import { inclusionProof, verifyConsistency, verifyInclusion } from '../../src/ledger/proof.js';
 import { merkleRoot } from '../../src/ledger/tree.js';
 import { uuidv7 } from '../../src/ledger/uuid.js';
@@ -381,6 +382,7 @@ describe('verifyBundle', () => {
         failures: [{ seq: null, reason: expect.stringMatching(message) }],
         leaves: [],
         roots: new Map(),
+        nodes: expect.any(TileNodes),
       });
     }
   });

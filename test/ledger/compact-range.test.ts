@@ -97,6 +97,31 @@ describe('compact range', () => {
     expect(range.hashes[0]?.equals(leafHash(Buffer.from('y')))).toBe(true);
   });
 
+  it('shows each inner node it computes, once, as MTH of the leaves under it', () => {
+    const all = leaves(1000);
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 400 }), { maxLength: 8 }), (cuts) => {
+        const seen = new Map<string, Buffer>();
+        let range = emptyRange();
+        for (const cut of [...cuts, all.length]) {
+          const to = Math.min(all.length, range.size + cut);
+          range = appendLeaves(range, all.slice(range.size, to), (height, index, hash) => {
+            expect(seen.has(`${height}/${index}`)).toBe(false);
+            seen.set(`${height}/${index}`, hash);
+          });
+        }
+        // Every perfect subtree of the 1000 leaves, and nothing else: 1000 - 1 - (set bits of 1000 - 1).
+        expect(seen.size).toBe(1000 - 6);
+        for (const [at, hash] of seen) {
+          const [height, index] = at.split('/').map(Number) as [number, number];
+          const width = 2 ** height;
+          expect(hash.equals(merkleRoot(all.slice(index * width, (index + 1) * width))), at).toBe(true);
+        }
+      }),
+      { numRuns: 10 },
+    );
+  });
+
   it('gives MTH of the leaves between any two node boundaries, and nothing for a range that cuts a node', () => {
     const all = leaves(13); // nodes [0, 8), [8, 12), [12, 13)
     const range = appendLeaves(emptyRange(), all);

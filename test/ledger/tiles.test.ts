@@ -9,11 +9,13 @@ import {
   levelsCompleted,
   parseTilePath,
   tilePath,
+  tileBytes,
   tileRoot,
   tilesAtLevel,
   tilesRead,
   tileSubtreeHash,
   TILE_WIDTH,
+  TileNodes,
   type TileHash,
   type TileTails,
 } from '../../src/ledger/tiles.js';
@@ -78,6 +80,24 @@ describe('tiles of a growing tree', () => {
       }),
       { numRuns: 25 },
     );
+  });
+
+  it("take full tiles' roots from the compact range grown by the same leaves, and refuse other leaves", () => {
+    const all = leaves(256 * 256 + 300);
+    const nodes = new TileNodes();
+    appendLeaves(emptyRange(), all, nodes.onNode);
+    // Compared as text: deep equality of 66,000 Buffers takes seconds.
+    const text = ({ tiles, tails }: ReturnType<typeof extendTails>) => [
+      ...tiles.map((t) => `${t.level}/${t.index} ${tileBytes(t.hashes).toString('hex')} ${t.root.toString('hex')}`),
+      ...tails.map((tail) => tileBytes(tail).toString('hex')),
+    ];
+    const hashed = text(extendTails(0, [[], [], []], all));
+    expect(hashed.filter((t) => t.startsWith('1/0 '))).toHaveLength(1);
+    expect(text(extendTails(0, [[], [], []], all, nodes))).toEqual(hashed);
+    // Sent to another thread and back.
+    expect(text(extendTails(0, [[], [], []], all, TileNodes.fromEntries(structuredClone(nodes.entries()))))).toEqual(hashed);
+    // Leaves the range did not grow by: their tiles' roots are not there.
+    expect(() => extendTails(0, [[]], leaves(256), new TileNodes())).toThrow(/no root was computed for tile 0\/0/);
   });
 
   it('says how many levels complete a tile, and refuses tails that do not fit', () => {
