@@ -116,6 +116,8 @@ export interface Head {
 export interface Appended {
   outcomes: AppendOutcome[];
   head: Head;
+  /** Whether the chain's head was not the one expected: another process appended since (appendToChain). */
+  moved?: boolean;
 }
 
 /**
@@ -211,6 +213,9 @@ class EventRows {
  * idempotency key of the requests is known yet. Otherwise (another process appended, a key
  * repeats, or there is no `expected`) a transaction locks the head first, looks the keys up and
  * then writes. Either way the head row lock serializes the chain's appends across processes.
+ * `lockFirst` skips the first try: a caller whose last append found the head moved expects
+ * another process to have moved it again, and would plan on `expected` for nothing. The result
+ * says whether the head was `expected` (`moved`).
  */
 export async function appendToChain(
   db: pg.Pool,
@@ -218,15 +223,19 @@ export async function appendToChain(
   requests: readonly AppendItem[][],
   now: number,
   expected?: Head,
+  lockFirst = false,
 ): Promise<Appended> {
   // A head whose policy is not the requests' one cannot be trusted to be the chain's: locked, it is.
-  if (expected && samePolicy(requests, expected)) {
+  if (expected && !lockFirst && samePolicy(requests, expected)) {
     const plan = planAppend(chain, expected, requests, new Map(), now);
     if (writable(plan) && (await writeEvents(db, [{ environment: chain.environment, head: expected, plan }]))[0]!.written) return appended(plan);
   }
   const client = await db.connect();
   try {
-    return await lockedTransaction(client, [chain.environment], async ([head]) => appended(await appendLocked(client, chain, head!, requests, now)));
+    return await lockedTransaction(client, [chain.environment], async ([head]) => ({
+      ...appended(await appendLocked(client, chain, head!, requests, now)),
+      moved: expected !== undefined && head!.seq !== expected.seq,
+    }));
   } finally {
     client.release();
   }

@@ -53,8 +53,12 @@ export class GroupCommit {
   /** The requests waiting for a commit, oldest first. */
   private readonly waiting: Pending[] = [];
   private running = false;
-  /** Each chain's head as this process's last append left it: the next append expects it (appendToChain). */
-  private readonly heads = new Map<string, Head>();
+  /**
+   * Each chain's head as this process's last append left it: the next append expects it
+   * (appendToChain), unless `contended`: that append found the head moved by another process, so
+   * the next one locks the head before planning rather than plan on a head likely moved again.
+   */
+  private readonly heads = new Map<string, { head: Head; contended: boolean }>();
   private readonly idle = new Set<() => void>();
 
   constructor(
@@ -119,9 +123,9 @@ export class GroupCommit {
   }
 
   /** Resolves the requests of `group` with what appendToChain or appendToChains gave them, and remembers the head it left. */
-  private settle(group: Pending[], { outcomes, head }: Appended): void {
+  private settle(group: Pending[], { outcomes, head, moved }: Appended): void {
     // Only the most recently appended chains: an older one's next append finds its head first.
-    setRecent(this.heads, group[0]!.chain.environment, head, REMEMBERED_HEADS);
+    setRecent(this.heads, group[0]!.chain.environment, { head, contended: moved === true }, REMEMBERED_HEADS);
     group.forEach((p, i) => p.resolve(outcomes[i]!));
   }
 
@@ -129,7 +133,8 @@ export class GroupCommit {
   private async commit(group: Pending[]): Promise<void> {
     const { chain } = group[0]!;
     try {
-      const result = await appendToChain(this.db, chain, group.map((p) => p.items), this.options.now(), this.heads.get(chain.environment));
+      const remembered = this.heads.get(chain.environment);
+      const result = await appendToChain(this.db, chain, group.map((p) => p.items), this.options.now(), remembered?.head, remembered?.contended);
       this.settle(group, result);
       this.options.onCommit?.(events(group), group.length);
     } catch (error) {
@@ -153,7 +158,7 @@ export class GroupCommit {
    * written nothing, each group is retried alone as commit does.
    */
   private async commitChains(groups: Pending[][]): Promise<void> {
-    const expected = groups.map((group) => this.heads.get(group[0]!.chain.environment));
+    const expected = groups.map((group) => this.heads.get(group[0]!.chain.environment)?.head);
     let results: ChainAppended[];
     try {
       results = await appendToChains(
@@ -175,7 +180,7 @@ export class GroupCommit {
         this.settle(group, result.appended);
         shared.push(group);
       } else if (result.head && result.head.seq !== expected[i]?.seq && group.every((p) => (p.moved ?? 0) < MOVED_RETRIES)) {
-        setRecent(this.heads, environment, result.head, REMEMBERED_HEADS);
+        setRecent(this.heads, environment, { head: result.head, contended: false }, REMEMBERED_HEADS);
         for (const pending of group) pending.moved = (pending.moved ?? 0) + 1;
         again.push(group);
       } else {

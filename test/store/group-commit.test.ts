@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { DEFAULT_POLICY, subjectDigest } from '../../src/ledger/personal.js';
 import { appendItem, type AppendItem, type AppendOutcome, type ChainRef } from '../../src/store/append.js';
 import { verifyChain } from '../../src/store/chain-verify.js';
@@ -184,6 +184,35 @@ describe('group commit across chains', () => {
     const again = await together(groupCommit, busy!, [b!, d!].map((r): [ChainRef, AppendItem[]] => [r, [appendItem({ action: 'again' })]]));
     expect(again.map(seqs)).toEqual([[4], [4]]);
     expect(commits.at(-1)).toEqual({ events: 2, requests: 2 });
+  });
+
+  it('a process that found its chain\'s head moved by another locks the head before planning its next append, until the head stays its own', async () => {
+    const [chain] = await chains(1, 'contended');
+    const pools = createPools(ctx.db.ownerUrl, undefined, 2);
+    const here = new GroupCommit(ctx.db.pools.app, { maxEvents: 1000, maxWaitMs: 0, now: Date.now });
+    const other = new GroupCommit(pools.app, { maxEvents: 1000, maxWaitMs: 0, now: Date.now });
+    // Appends planned on the head this process remembers go out as one statement on the pool.
+    const query = vi.spyOn(ctx.db.pools.app, 'query');
+    const tries = () => query.mock.calls.filter(([config]) => (config as { name?: string }).name === 'append-events').length;
+    try {
+      const append = async (groupCommit: GroupCommit, action: string) => seqs(await groupCommit.append(chain!, [appendItem({ action })]));
+      expect(await append(here, 'first')).toEqual([1]);
+      expect(await append(other, 'moved')).toEqual([2]);
+      const before = tries();
+      expect(await append(here, 'finds it moved')).toEqual([3]);
+      expect(tries() - before).toBe(1); // planned on seq 1, not written
+      expect(await append(other, 'moves it again')).toEqual([4]);
+      expect(await append(here, 'locks first')).toEqual([5]);
+      expect(tries() - before).toBe(1); // no plan on the stale head
+      // The head was where it was left: the next append plans on it again.
+      expect(await append(here, 'locks first, finds its own head')).toEqual([6]);
+      expect(await append(here, 'plans on its own head')).toEqual([7]);
+      expect(tries() - before).toBe(2);
+      expect(await verifyChain(ctx.db.pools.app, chain!)).toMatchObject({ ok: true, checked: 7 });
+    } finally {
+      query.mockRestore();
+      await pools.end();
+    }
   });
 
   it('chains whose heads this process does not know yet share a commit once one statement found their heads', async () => {
