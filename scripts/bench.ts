@@ -24,7 +24,7 @@
 // --only proofs builds the large chain and runs (g) alone: its ratios, in a few minutes. --only single
 // runs (c1), (c2), (c3) and the bare servers: the single-event ratios and CPU per event, in two minutes.
 // --only verify grows one chain to --events and runs (d), (e) and (f) with their ceilings.
-// --only workers runs (b)'s batches of 100 and (i): one worker against two, in a minute.
+// --only workers runs (b)'s batches of 100 on one chain and on 8, and (i): one worker against two.
 //
 // PostgreSQL: a fresh database at DATABASE_URL (a superuser URL) when set, otherwise an embedded
 // server in a temporary folder. The service runs as a child process (`auditledger serve`) so it
@@ -1205,6 +1205,14 @@ const INGEST_PHASES: IngestPhase[] = [
     eventsPerRequest: 1000,
     target: BATCH_TARGET,
   },
+  {
+    key: '(b) 8 chains',
+    label: '(b) HTTP batches of 100, 8 connections, each to its own one of 8 chains',
+    chains: Array.from({ length: 8 }, (_, i) => `batch-own-${i + 1}`),
+    connections: 8,
+    eventsPerRequest: 100,
+    target: BATCH_TARGET,
+  },
   SINGLE_EVENTS,
   {
     key: '(c2)',
@@ -1245,8 +1253,15 @@ const INGEST_PHASES: IngestPhase[] = [
 // (p0)'s rate, for (p)'s target, which compares the two.
 let personalBaseline = Number.NaN;
 
-/** Batched ingest again, against `serve --workers 2` on the same database: what a second core gives. */
-const WORKERS_PHASE = INGEST_PHASES[0]!;
+/**
+ * Batched ingest again, against `serve --workers 2` on the same database: what a second core
+ * gives, on one chain (whose appends its head lock serializes) and on 8 (each connection's own).
+ */
+const WORKERS_PHASES = INGEST_PHASES.filter((p) => p.key === '(b) 100' || p.key === '(b) 8 chains').map((phase) => ({
+  phase,
+  key: phase.key === '(b) 100' ? '(i)' : '(i) 8 chains',
+  label: `(i)${phase.label.slice('(b)'.length)}, serve --workers 2`,
+}));
 
 interface Measure {
   /** Short name, for the error counts and the CPU table. */
@@ -1384,9 +1399,9 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   const personal = INGEST_PHASES.filter((p) => p.key === '(p0)' || p.key === '(p)');
   const single = INGEST_PHASES.filter((p) => p.key === '(c1)' || p.key === '(c2)' || p.key === '(c3)');
   const phases =
-    options.only === 'personal' ? personal : options.only === 'single' ? single : options.only === 'workers' ? [WORKERS_PHASE] : options.only === 'verify' ? [] : INGEST_PHASES;
+    options.only === 'personal' ? personal : options.only === 'single' ? single : options.only === 'workers' ? WORKERS_PHASES.map((w) => w.phase) : options.only === 'verify' ? [] : INGEST_PHASES;
   // Alone, (d) grows (b)'s chain.
-  const chains = await createChains(service.url, adminToken, [...new Set((phases.length > 0 ? phases : [WORKERS_PHASE]).flatMap((p) => p.chains))]);
+  const chains = await createChains(service.url, adminToken, [...new Set((phases.length > 0 ? phases : [WORKERS_PHASES[0]!.phase]).flatMap((p) => p.chains))]);
   for (const phase of phases) {
     for (const name of phase.policy ? phase.chains : []) {
       const chain = chains.get(name)!;
@@ -1433,17 +1448,18 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   if (options.only === 'single') return { postgres: rows[0]!.server_version, measures, notes: [`Ratios (issue 18 targets): ${ratios(measures)}.`] };
   if (options.only !== 'verify') {
     // The 1-worker service idles meanwhile; the CPU meter follows one process, so this is not metered.
-    const oneWorker = measures.find((m) => m.key === WORKERS_PHASE.key)!;
-    const label = `(i)${WORKERS_PHASE.label.slice('(b)'.length)}, serve --workers 2`;
-    progress(`${label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
     const twoWorkers = await startService(databaseUrl, path.join(dir, 'service-2'), adminToken, teardown, { workers: 2 });
     try {
-      measures.push({
-        key: '(i)',
-        label,
-        target: { text: `>= 1.3 x ${WORKERS_PHASE.key} (1 worker)`, met: (eps) => eps >= 1.3 * oneWorker.eventsPerSecond! },
-        ...(await measureIngest(twoWorkers.url, WORKERS_PHASE, chains, options)),
-      });
+      for (const { phase, key, label } of WORKERS_PHASES) {
+        const oneWorker = measures.find((m) => m.key === phase.key)!;
+        progress(`${label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
+        measures.push({
+          key,
+          label,
+          target: { text: `>= 1.3 x ${phase.key} (1 worker)`, met: (eps) => eps >= 1.3 * oneWorker.eventsPerSecond! },
+          ...(await measureIngest(twoWorkers.url, phase, chains, options)),
+        });
+      }
     } finally {
       await twoWorkers.stop();
     }
@@ -1581,7 +1597,7 @@ function ratios(measures: Measure[]): string {
       ['(c3)', '(c1)', 0.9],
       ['(d)', '(d) ceiling', 0.75],
       ['(f)', '(f) ceiling', 0.75],
-      ['(i)', WORKERS_PHASE.key, 1.3],
+      ...WORKERS_PHASES.map(({ phase, key }) => [key, phase.key, 1.3] as const),
     ] as const
   )
     .filter(([a, b]) => !Number.isNaN(eps(a) / eps(b))) // phases this run left out
