@@ -56,7 +56,7 @@ export async function readAndHashChain(db: pg.Pool, environment: string, lastSeq
       if (floor) range = appendLeaves(range, rows.map((row) => row.hash));
       events += rows.length;
     }
-    if (events !== lastSeq) throw new Error(`(d) ceiling: read ${events} events, not ${lastSeq}`);
+    if (events !== lastSeq) throw new Error(`(d) ${floor ? 'floor' : 'ceiling'}: read ${events} events, not ${lastSeq}`);
     return { eventsPerSecond: events / ((performance.now() - started) / 1000) };
   } finally {
     client.release();

@@ -237,6 +237,7 @@ export class TileNodes {
     return [...this.nodes];
   }
 
+  /** The nodes of another TileNodes's entries(), as they arrive from another thread (hashes as Uint8Arrays, viewed, not copied). */
   static fromEntries(entries: Iterable<readonly [string, Uint8Array]>): TileNodes {
     const nodes = new TileNodes();
     for (const [at, hash] of entries) nodes.nodes.set(at, Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength));
