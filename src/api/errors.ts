@@ -1,6 +1,6 @@
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { ConflictError, DayClosedError, isDatabaseUnavailable } from '../store/errors.js';
+import { ChainHeadDamagedError, ConflictError, DayClosedError, isDatabaseUnavailable } from '../store/errors.js';
 import type { AppEnv } from './context.js';
 
 /** One problem with one field of the request, e.g. `{field: "events.3.actor.id", message: "required"}`. */
@@ -45,6 +45,14 @@ export const onError: ErrorHandler<AppEnv> = (error, c) => {
     // (our SDK among them) keep and retry events on a 5xx, and drop them on a 4xx.
     c.get('log').error({ received_at: error.receivedAt, reason: error.reason }, 'append refused: its day takes no new events');
     return errorResponse(c, new ApiError(503, error.reason === 'sealed' ? 'day_sealed' : 'no_partition', error.message));
+  }
+  if (error instanceof ChainHeadDamagedError) {
+    // Damage, not a fault of ours to trace: the reason is the evidence, and verification records it.
+    c.get('log').error({ environment: error.environment, seq: error.seq, reason: error.problem }, 'chain head damaged');
+    // A read gets 409 as for other damage; an append 503, so that a client keeps its events and
+    // retries (our SDK does on a 5xx, and drops them on a 4xx) once the chain is repaired.
+    const status = c.req.method === 'GET' || c.req.method === 'HEAD' ? 409 : 503;
+    return errorResponse(c, new ApiError(status, 'chain_damaged', `the chain head is damaged (${error.problem}); run a verification`));
   }
   if (isDatabaseUnavailable(error)) {
     // The request may be fine: a client retries it (our SDK keeps and retries events on a 5xx).

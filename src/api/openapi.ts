@@ -217,7 +217,11 @@ function routes(config: Config, limits: EventLimits): Route[] {
     { method: 'get', path: '/v1/events', summary: 'Query events (verify=true recomputes them)', tag: 'events', auth: 'events:read or viewer', query: listQuery, status: 200, response: z.object({ events: z.array(event), next_cursor: z.string().nullable(), verification: verification.optional() }) },
     { method: 'get', path: '/v1/events/export', summary: 'Export events as NDJSON or CSV (streamed)', tag: 'events', auth: 'events:read or viewer', query: exportQuery, status: 200, example: '{"seq":1,"id":"…","received_at":"…","hash":"…","prev":"…","canonical":"{…}","event":{…}}\n' },
     { method: 'get', path: '/v1/events/{id}', summary: 'One event', tag: 'events', auth: 'events:read or viewer', query: verifyQuery, status: 200, response: event },
-    { method: 'get', path: '/v1/chain', summary: 'The chain head', tag: 'events', auth: 'events:read', status: 200, response: z.object({ seq: z.number().int(), hash: hex, tree_size: z.number().int(), root: hex }), example: { seq: 1, hash: EXAMPLE_HASH, tree_size: 1, root: EXAMPLE_HASH } },
+    {
+      method: 'get', path: '/v1/chain', summary: 'The chain head', tag: 'events', auth: 'events:read', status: 200,
+      response: z.object({ seq: z.number().int(), hash: hex, tree_size: z.number().int(), root: hex }), example: { seq: 1, hash: EXAMPLE_HASH, tree_size: 1, root: EXAMPLE_HASH },
+      errors: { 409: 'chain_damaged: the stored chain head is damaged; run a verification' },
+    },
     {
       method: 'get', path: '/v1/token', summary: 'The calling token: its scopes and the chain it writes to', tag: 'events', auth: 'environment', status: 200,
       response: z.object({ token_id: id, scopes: z.array(z.string()), project: z.object({ id, name: z.string() }), environment: z.object({ id, name: z.string() }) }),

@@ -5,7 +5,7 @@ import { ArchiveConflictError, type Archive } from '../archive/archive.js';
 import { checkpointKey, parseTileKey, tileKey } from '../archive/layout.js';
 import { chainOrigin, signCheckpoint } from '../ledger/checkpoint.js';
 import { ChainChecker } from '../ledger/chain-check.js';
-import { rangeRoot } from '../ledger/compact-range.js';
+import { rangeProblem, rangeRoot } from '../ledger/compact-range.js';
 import type { SigningKey } from '../ledger/keys.js';
 import { tileBytes, tileFirstSeq, tilesGrown, type TileId } from '../ledger/tiles.js';
 import { mapLimited } from '../ledger/verify-archive.js';
@@ -34,8 +34,11 @@ export interface CheckpointDeps {
  * ChainChecker): from the last checkpoint's compact range, they must be contiguous, each linked to
  * the one before, and give exactly the head's root and hash. So a new checkpoint always extends
  * the previous one: none is ever signed that is inconsistent with an earlier checkpoint of its chain.
+ * A stored compact range that does not fit its size (damage) is a refusal too.
  */
 async function refusal(db: pg.Pool, chain: MovedChain): Promise<string | undefined> {
+  const damaged = rangeProblem({ size: chain.seq, hashes: chain.compact_range }) ?? rangeProblem({ size: chain.last_size, hashes: chain.last_range });
+  if (damaged !== undefined) return `a stored compact range is damaged: ${damaged}`;
   const rows = await leaves(db, chain.environment_id, Math.max(1, chain.last_size), chain.seq);
   // The event at the checkpoint's size is read for its hash only, which the next event links to.
   const anchor = chain.last_size > 0 && rows[0]?.seq === chain.last_size ? rows.shift() : undefined;

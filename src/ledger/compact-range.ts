@@ -96,15 +96,23 @@ function nodeAt(size: number, offset: number): number | undefined {
   return at === offset ? index : undefined;
 }
 
-// A range read back from storage must still have one hash per set bit of its size.
-function checkRange(range: CompactRange): void {
+/**
+ * Why `range` is not a compact range, or undefined when it is: a size that is not a non-negative
+ * safe integer, other than one hash per set bit of the size, or a hash not HASH_SIZE bytes. For a
+ * range read back from storage, which a verifier reports rather than throws on.
+ */
+export function rangeProblem(range: CompactRange): string | undefined {
   const { size, hashes } = range;
-  if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid compact range size ${size}`);
+  if (!Number.isSafeInteger(size) || size < 0) return `invalid compact range size ${size}`;
   const bits = onesCount(size);
-  if (hashes.length !== bits) {
-    throw new RangeError(`compact range of size ${size} needs ${bits} hashes, has ${hashes.length}`);
-  }
+  if (hashes.length !== bits) return `compact range of size ${size} needs ${bits} hashes, has ${hashes.length}`;
   for (const h of hashes) {
-    if (h.length !== HASH_SIZE) throw new RangeError(`compact range hash has ${h.length} bytes, want ${HASH_SIZE}`);
+    if (h.length !== HASH_SIZE) return `compact range hash has ${h.length} bytes, want ${HASH_SIZE}`;
   }
+  return undefined;
+}
+
+function checkRange(range: CompactRange): void {
+  const problem = rangeProblem(range);
+  if (problem !== undefined) throw new RangeError(problem);
 }

@@ -1,12 +1,12 @@
 import type pg from 'pg';
-import { appendLeaves, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
+import { appendLeaves, rangeProblem, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
 import { hash, randomFillSync } from 'node:crypto';
 import { encodeCanonicalEvent, indexColumns, type AuditEvent, type Commitments } from '../ledger/event.js';
 import { canonicalize } from '../ledger/jcs.js';
 import { SALT_SIZE, splitPersonal, type PersonalPolicy } from '../ledger/personal.js';
 import { extendTails, levelsCompleted, tileBytes, tileHashes, TileNodes, type FullTile, type TileTails } from '../ledger/tiles.js';
 import { isUuid, uuidv7 } from '../ledger/uuid.js';
-import { dayClosed, PolicyChangedError } from './errors.js';
+import { ChainHeadDamagedError, dayClosed, PolicyChangedError } from './errors.js';
 import { personalRows, type PersonalRow } from './personal.js';
 import { readTails } from './tiles.js';
 
@@ -140,7 +140,7 @@ async function beginAndLockHeads(client: pg.PoolClient, environments: readonly s
   return environments.map((environment) => {
     const row = rows.get(environment.toLowerCase());
     if (!row) throw new Error(`no chain head for environment ${environment}`);
-    return headOf(row);
+    return headOf(environment, row);
   });
 }
 
@@ -154,7 +154,11 @@ interface HeadRow {
 }
 
 /** The Head of a chain_heads row; its tail is unknown. */
-function headOf(row: HeadRow): Head {
+// Throws ChainHeadDamagedError when the row's compact range does not fit its seq: no event is
+// appended to a tree that cannot be extended.
+function headOf(environment: string, row: HeadRow): Head {
+  const problem = rangeProblem({ size: row.seq, hashes: row.compact_range });
+  if (problem !== undefined) throw new ChainHeadDamagedError(environment, row.seq, problem);
   return {
     seq: row.seq,
     hash: row.hash,
@@ -727,6 +731,6 @@ async function writeEvents(db: pg.Pool | pg.PoolClient, writes: readonly ChainWr
   });
   // A chain without a head row (none is deleted while its environment lives) is not written either.
   const results = new Array<WriteResult>(writes.length).fill({ written: false });
-  for (const row of locked.rows) results[Number(row.n) - 1] = row.expected ? { written: true } : { written: false, head: headOf(row) };
+  for (const row of locked.rows) results[Number(row.n) - 1] = row.expected ? { written: true } : { written: false, head: headOf(writes[Number(row.n) - 1]!.environment, row) };
   return results;
 }

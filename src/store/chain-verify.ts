@@ -5,6 +5,7 @@ import { emptyRange, rangeRoot, type CompactRange } from '../ledger/compact-rang
 import type { VerifierKey } from '../ledger/keys.js';
 import { extendTails, levelsCompleted, TileNodes, type TileTails } from '../ledger/tiles.js';
 import { checkStoredBody, failureOf, type Chain, type Failure, type StoredEvent } from '../ledger/verify-events.js';
+import { ChainHeadDamagedError } from './errors.js';
 import { copyEventsBySeq } from './event-copy.js';
 import { getChainHead } from './events.js';
 import { expectedTile, readTails, tileFailures, type ExpectedTile } from './tiles.js';
@@ -53,6 +54,20 @@ async function signedTrees(db: pg.Pool, environment: string, after: number): Pro
   ];
 }
 
+// The chain's head: a damaged one (its compact range does not fit its seq) is a failure at its
+// seq, and the events are still checked up to it, against no root.
+async function storedHead(db: pg.Pool, environment: string, failures: Failure[]): Promise<{ seq: number; root?: string }> {
+  try {
+    const head = await getChainHead(db, environment);
+    if (!head) throw new Error(`no chain for environment ${environment}`);
+    return head;
+  } catch (error) {
+    if (!(error instanceof ChainHeadDamagedError)) throw error;
+    failures.push({ seq: error.seq, reason: `the chain head's compact range is damaged: ${error.problem}` });
+    return { seq: error.seq };
+  }
+}
+
 /**
  * Recomputes a chain from the database, from `from` (a verified point; the genesis by default)
  * to the head: every event's hash from its stored bytes, every link, the extracted columns, gaps,
@@ -78,9 +93,8 @@ export async function verifyChain(
   // Signed roots first, then the head: a checkpoint signed in between is then never mistaken
   // for one beyond the head.
   const signed = verifiers.length ? await signedTrees(db, chain.environment, from.seq) : [];
-  const head = await getChainHead(db, chain.environment);
-  if (!head) throw new Error(`no chain for environment ${chain.environment}`);
   const failures: Failure[] = [];
+  const head = await storedHead(db, chain.environment, failures);
   // The tiles' roots come from the checker's tree, which hashes every inner node anyway.
   const nodes = new TileNodes();
   const checker = new ChainChecker(chain, from, {
@@ -131,7 +145,7 @@ export async function verifyChain(
     // A COPY left half read leaves the connection unusable: it is closed, not pooled.
     client.release(failed);
   }
-  for (const finding of checker.finish({ seq: head.seq, root: Buffer.from(head.root, 'hex') })) failures.push(failureOf(finding));
+  for (const finding of checker.finish({ seq: head.seq, root: head.root === undefined ? undefined : Buffer.from(head.root, 'hex') })) failures.push(failureOf(finding));
   const range = checker.range;
   failures.sort((a, b) => a.seq - b.seq);
   return {

@@ -41,6 +41,22 @@ export class PolicyChangedError extends Error {
   }
 }
 
+/**
+ * A chain head row that is not a chain head: its compact range does not fit its seq (rangeProblem).
+ * Only a change outside auditledger makes one; verification reports it as a finding of the chain.
+ */
+export class ChainHeadDamagedError extends Error {
+  constructor(
+    readonly environment: string,
+    /** The head's seq, where verification reports the damage. */
+    readonly seq: number,
+    readonly problem: string,
+  ) {
+    super(`the chain head of ${environment} is damaged: ${problem}`);
+    this.name = 'ChainHeadDamagedError';
+  }
+}
+
 const UNIQUE_VIOLATION = '23505';
 const CHECK_VIOLATION = '23514';
 const INSUFFICIENT_PRIVILEGE = '42501';

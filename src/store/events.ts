@@ -1,7 +1,8 @@
 import type pg from 'pg';
-import { rangeRoot, type CompactRange } from '../ledger/compact-range.js';
+import { rangeProblem, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
 import type { Crud, IndexColumns } from '../ledger/event.js';
 import type { ChainEnd, StoredEvent } from '../ledger/verify-events.js';
+import { ChainHeadDamagedError } from './errors.js';
 
 /** Reading events and chain heads. Every query is scoped to one environment (one chain). */
 
@@ -139,6 +140,7 @@ export interface ChainHead {
   range: CompactRange;
 }
 
+/** The chain's head as stored, undefined when the chain has none. Throws ChainHeadDamagedError when its compact range does not fit its seq. */
 export async function getChainHead(db: pg.Pool, environment: string): Promise<ChainHead | undefined> {
   const { rows } = await db.query<{ seq: number; hash: Buffer; compact_range: Buffer[] }>(
     'SELECT seq, hash, compact_range FROM chain_heads WHERE environment_id = $1',
@@ -147,6 +149,8 @@ export async function getChainHead(db: pg.Pool, environment: string): Promise<Ch
   const row = rows[0];
   if (!row) return undefined;
   const range = { size: row.seq, hashes: row.compact_range };
+  const problem = rangeProblem(range);
+  if (problem !== undefined) throw new ChainHeadDamagedError(environment, row.seq, problem);
   return { seq: row.seq, hash: row.hash.toString('hex'), tree_size: row.seq, root: rangeRoot(range).toString('hex'), range };
 }
 

@@ -342,6 +342,43 @@ describe('events API', () => {
       expect((await proof.json()).error.code).toBe('chain_damaged');
     });
 
+    it('a compact range cut short in the head row: each reader says chain_damaged, an append is a 503, and verification records it without stopping', async () => {
+      const tenant = await createTenant(ctx.t, 'range-cut');
+      const other = await createTenant(ctx.t, 'range-cut-other');
+      await post(tenant, { events: Array.from({ length: 7 }, (_, i) => ({ action: `e.${i}` })) });
+      await post(other, { events: [{ action: 'fine' }] });
+      // 7 leaves need 3 subtree roots.
+      await asSuperuser(ctx.db, (su) => su.query('UPDATE chain_heads SET compact_range = compact_range[1:2] WHERE environment_id = $1', [tenant.environmentId]));
+      const chain = await ctx.t.request('GET', '/v1/chain', { token: tenant.token });
+      expect(chain.status).toBe(409);
+      expect((await chain.json()).error).toMatchObject({ code: 'chain_damaged', message: expect.stringMatching(/compact range of size 7 needs 3 hashes, has 2/) });
+      // A process that remembers the head writes its own range over the damaged one; one that
+      // does not (another server, or after a restart) reads the head and refuses to extend it.
+      const fresh = await createTestApp(ctx.db);
+      try {
+        const appended = await fresh.request('POST', '/v1/events', { token: tenant.token, body: { action: 'kept by the client' } });
+        expect(appended.status).toBe(503);
+        expect((await appended.json()).error.code).toBe('chain_damaged');
+        expect((await fresh.request('POST', '/v1/events', { token: other.token, body: { action: 'still fine' } })).status).toBe(201);
+      } finally {
+        await fresh.close();
+      }
+      // The checkpoint job refuses this chain and signs the other.
+      const archive = new LocalArchive(await mkdtemp(path.join(os.tmpdir(), 'auditledger-events-')));
+      try {
+        await runCheckpoints({ db: ctx.db.pools.owner, archive, key: ctx.t.keyring.current, origin: ctx.t.keyring.origin, log: pino({ level: 'silent' }) });
+        const { rows } = await ctx.db.pools.owner.query('SELECT environment_id, tree_size FROM checkpoints WHERE environment_id = ANY($1)', [[tenant.environmentId, other.environmentId]]);
+        expect(rows).toEqual([{ environment_id: other.environmentId, tree_size: 2 }]);
+      } finally {
+        await rm(archive.location, { recursive: true, force: true });
+      }
+      expect((await ctx.t.request('POST', '/v1/verify', { token: tenant.token })).status).toBe(202);
+      expect(await failuresOf(tenant, 'verify=true')).toMatchObject({
+        ok: false,
+        failures: [{ seq: 7, reason: "the chain head's compact range is damaged: compact range of size 7 needs 3 hashes, has 2" }],
+      });
+    });
+
     it("every event deleted: the empty page reports the whole chain missing", async () => {
       const tenant = await createTenant(ctx.t, 'all-deleted');
       await post(tenant, { events: [{ action: 'a' }, { action: 'b' }] });
