@@ -327,7 +327,7 @@ describe('verify-archive on a local folder', () => {
     expect(report.failures).toEqual([{ kind: 'tile', chain: chainOf(s.a), day: s.days[2], seq: 1, key, reason: "the tile's hashes are not those of the bundles' events" }]);
     const cli = runCli(['verify-archive', folder, '--key', vkey], {});
     expect((await cli.exited).code).toBe(1);
-    expect(cli.output()).toContain(`Tile INVALID chain ${chainOf(s.a)}, bundle ${s.days[2]}, seq 1: the tile's hashes`);
+    expect(cli.output()).toContain(`Tile INVALID chain ${chainOf(s.a)}, bundle ${s.days[2]}, seq 1: the tile's hashes are not those of the bundles' events (${key})`);
   });
 
   it('the wrong --key: nothing verifies, exit 1', async () => {
