@@ -3,11 +3,12 @@ import type { Logger } from 'pino';
 import type pg from 'pg';
 import { ArchiveConflictError, type Archive } from '../archive/archive.js';
 import { checkpointKey, parseTileKey, tileKey } from '../archive/layout.js';
-import { chainOrigin, signCheckpoint } from '../ledger/checkpoint.js';
+import { chainOrigin, CheckpointError, parseCheckpoint, signCheckpoint } from '../ledger/checkpoint.js';
+import { noteText } from '../ledger/note.js';
 import { ChainChecker } from '../ledger/chain-check.js';
 import { rangeProblem, rangeRoot } from '../ledger/compact-range.js';
 import type { SigningKey } from '../ledger/keys.js';
-import { tileBytes, tileFirstSeq, tilesGrown, type TileId } from '../ledger/tiles.js';
+import { SignedTreeTiles, tileBytes, tileFirstSeq, tilesGrown, type TileId, type TileMismatch } from '../ledger/tiles.js';
 import { mapLimited } from '../ledger/verify-archive.js';
 import { insertCheckpoint, leaves, movedChains, type MovedChain } from '../store/checkpoints.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
@@ -73,12 +74,13 @@ export async function runCheckpoints(deps: CheckpointDeps, due?: CheckpointsDue)
       continue;
     }
     const root = rangeRoot({ size: chain.seq, hashes: chain.compact_range });
-    // The tiles first: a client that finds the note finds the tiles of its tree.
-    if (archive) await archiveTiles({ ...deps, archive }, chain, await archivedTilesSize(db, chain.environment_id), chain.seq);
     const note = signCheckpoint({ origin: chainOrigin(origin, chain.project_id, chain.environment_id), size: chain.seq, root }, key);
-    // Archive before recording: a crash in between re-signs the same text next time, which
-    // (ed25519 being deterministic) archives the same bytes again, a no-op.
-    await archive?.put(checkpointKey(chain.project_id, chain.environment_id, chain.seq), Buffer.from(note));
+    // The tiles, then the note (archiveTiles): a client that finds the note finds the tiles of its
+    // tree. Archived before recording: a crash in between re-signs the same text next time, which
+    // (ed25519 being deterministic) archives the same bytes again, a no-op. When the tiles could
+    // not be archived, neither is the note: the checkpoint is recorded all the same, and the
+    // backfill below archives both once the tiles can be.
+    if (archive) await archiveTiles({ ...deps, archive }, chain, await archivedTilesSize(db, chain.environment_id), chain.seq, note);
     await insertCheckpoint(db, {
       environment_id: chain.environment_id,
       tree_size: chain.seq,
@@ -109,26 +111,37 @@ const TILE_PUTS = 8;
 /**
  * Writes to the archive the hash tiles a chain's tree gains from `from` to `to` leaves (tilesGrown:
  * the full tiles completed, and the partial tiles of `to`, each width its own write-once object),
- * then `note` (the signed checkpoint at `to`) when given, then records `to` as archived. True when
- * done. A tile that cannot be read (its rows are gone) is logged and the chain left behind. So is an
- * archived object with other bytes, which is never replaced: that is damage (the stored tiles or
- * the archive were altered), also recorded as a finding of the chain at the first seq the object
- * covers and alerted, once (raiseDamage); a later run that meets it again only logs it.
+ * then `note` (the signed checkpoint at `to`), then records `to` as archived. True when done. Each
+ * batch of tiles read from PostgreSQL is first found to be the tree the note signs
+ * (SignedTreeTiles: the partial tiles give its root, each full tile's root is its parent's hash),
+ * so that the write-once archive never holds a tile, nor a note, that a later read could not prove
+ * honest events from. A tile that cannot be read (its rows are gone) is logged and the chain left
+ * behind. So is a tile that is not the signed tree's, and an archived object with other bytes,
+ * which is never replaced: both are damage (the stored tiles or the archive were altered), also
+ * recorded as a finding of the chain at the first seq the tile or object covers and alerted, once
+ * (raiseDamage); a later run that meets it again only logs it. Throws CheckpointError or NoteError
+ * when `note` is not a signed checkpoint of size `to`.
  */
 export async function archiveTiles(
   deps: Pick<CheckpointDeps, 'db' | 'log' | 'alert'> & { archive: Archive },
   chain: ChainRow,
   from: number,
   to: number,
-  note?: string,
+  note: string,
 ): Promise<boolean> {
   const { db, archive, log } = deps;
   const { project_id: project, environment_id: environment } = chain;
   const started = performance.now();
+  const signed = parseCheckpoint(noteText(note));
+  if (signed.size !== to) throw new CheckpointError(`the note to archive with the tiles of tree size ${to} is of tree size ${signed.size}`);
+  const check = new SignedTreeTiles(to, signed.root);
   try {
     let batch: TileId[] = [];
     const flush = async () => {
-      const tiles = await readTiles(db, environment, batch);
+      const read = check.needs(batch);
+      const tiles = await readTiles(db, environment, read);
+      const mismatch = check.check(read, tiles);
+      if (mismatch) throw new TileMismatchError(mismatch);
       await mapLimited(batch, TILE_PUTS, (id) => archive.put(tileKey(project, environment, id), tileBytes(tiles.get(`${id.level}/${id.index}`)!)));
       batch = [];
     };
@@ -137,13 +150,15 @@ export async function archiveTiles(
       if (batch.length === TILE_BATCH) await flush();
     }
     if (batch.length) await flush();
-    if (note !== undefined) await archive.put(checkpointKey(project, environment, to), Buffer.from(note));
+    await archive.put(checkpointKey(project, environment, to), Buffer.from(note));
   } catch (error) {
-    if (!(error instanceof TilesMissingError || error instanceof ArchiveConflictError)) throw error;
-    log.error({ project, environment, from, to, reason: error.message }, 'tiles not archived');
-    if (error instanceof ArchiveConflictError) {
-      // The reason names the object, not the tree size: the same damage met by later runs is the same finding.
-      const failure = { seq: conflictSeq(error.key, to), reason: `cannot archive the chain's tiles: ${error.message}` };
+    if (!(error instanceof TilesMissingError || error instanceof ArchiveConflictError || error instanceof TileMismatchError)) throw error;
+    const evidence = error instanceof TileMismatchError ? { expected: error.mismatch.expected.toString('hex'), found: error.mismatch.found.toString('hex') } : {};
+    log.error({ project, environment, from, to, reason: error.message, ...evidence }, 'tiles not archived');
+    if (!(error instanceof TilesMissingError)) {
+      // The reason names the tile or object, not the tree size: the same damage met by later runs is the same finding.
+      const seq = error instanceof TileMismatchError ? tileFirstSeq(error.mismatch.tiles[0]!) : conflictSeq(error.key, to);
+      const failure = { seq, reason: `cannot archive the chain's tiles: ${error.message}` };
       const run = { from_seq: from + 1, to_seq: to, duration_ms: Math.round(performance.now() - started) };
       if (!(await isFindingRecorded(db, environment, failure))) await raiseDamage(deps, chain, 'checkpoints', run, failure);
     }
@@ -151,6 +166,19 @@ export async function archiveTiles(
   }
   await recordTilesArchived(db, environment, to);
   return true;
+}
+
+/** Tiles read from PostgreSQL are not the tree the checkpoint signs: the stored tiles were altered. */
+class TileMismatchError extends Error {
+  override name = 'TileMismatchError';
+  constructor(readonly mismatch: TileMismatch) {
+    const names = mismatch.tiles.map(({ level, index }) => `${level}/${index}`);
+    super(
+      names.length === 1
+        ? `tile ${names[0]} in the database is not the signed tree's: its root is not the hash at its place in the tile one level up`
+        : `tiles ${names.join(', ')} in the database are not the signed tree's: the partial tiles do not give the signed root`,
+    );
+  }
 }
 
 // The first seq an archived object covers: a tile's first, a note's tree size (`size`, the note archived here).

@@ -50,6 +50,18 @@ export function isNoteText(text: string): boolean {
 }
 
 /**
+ * The signed text of a note, its signatures not checked (openNote checks them): up to and with
+ * the newline before the last blank line (c2sp.org/signed-note, "Format": the text may have blank
+ * lines of its own, but signature lines never contain a newline). Throws NoteError when there is
+ * no blank line.
+ */
+export function noteText(note: string): string {
+  const split = note.lastIndexOf('\n\n');
+  if (split < 0) throw new NoteError('malformed note: no blank line between the text and the signatures');
+  return note.slice(0, split + 1);
+}
+
+/**
  * Signs `text` with each key: the text, a blank line, then one signature line
  * `— <name> <base64(key id || Ed25519 signature of the text)>` per key (c2sp.org/signed-note, "Format").
  */
@@ -90,12 +102,8 @@ export function openNote(note: string | Uint8Array, verifiers: readonly Verifier
   if (LONE_SURROGATE.test(message)) throw new NoteError('malformed note: not valid Unicode (lone surrogate)');
   if (CONTROL.test(message)) throw new NoteError('malformed note: contains a control character other than newline');
 
-  // The text ends at the last blank line (c2sp.org/signed-note, "Format"): the text may have blank
-  // lines of its own, but signature lines never contain a newline.
-  const split = message.lastIndexOf('\n\n');
-  if (split < 0) throw new NoteError('malformed note: no blank line between the text and the signatures');
-  const text = message.slice(0, split + 1);
-  const block = message.slice(split + 2);
+  const text = noteText(message);
+  const block = message.slice(text.length + 1);
   if (block === '') throw new NoteError('malformed note: no signature lines after the blank line');
   if (!block.endsWith('\n')) throw new NoteError('malformed note: the last signature line does not end in a newline');
   const lines = block.slice(0, -1).split('\n');

@@ -293,3 +293,128 @@ export function* tilesGrown(from: number, to: number): Generator<TileId> {
     if (partialWidth > 0) yield { level, index: full, width: partialWidth };
   }
 }
+
+// ---- Tiles against a signed tree.
+
+/**
+ * The tiles MTH(0, size) is read from (RFC 9162 section 2.1.1, via tileSubtreeHash): the partial
+ * tile of each level that has one (C2SP tlog-tiles), each of the width the tree has of it. Their
+ * hashes, every one of them, are the nodes of the tree's compact range (or a perfect subtree's
+ * hashes one tile row down), so they give its root (treeRootFromTiles); none for an empty tree.
+ */
+export function edgeTiles(size: number): TileId[] {
+  return size > 0 ? tilesRead(size, (hashAt) => void tileSubtreeHash(0, size, hashAt)) : [];
+}
+
+/**
+ * MTH(0, size) (RFC 9162 section 2.1.1) from the hashes of the tiles edgeTiles(size) names, keyed
+ * `level/index` (C2SP tlog-tiles). Throws RangeError when a hash is missing.
+ */
+export function treeRootFromTiles(size: number, tiles: ReadonlyMap<string, readonly Buffer[]>): Buffer {
+  return tileSubtreeHash(0, size, hashesFromTiles(tiles as ReadonlyMap<string, Buffer[]>));
+}
+
+/** Tiles found not to be a signed tree's: the tiles named, and the hash the tree has where they gave another. */
+export interface TileMismatch {
+  /** The partial tiles together (a root mismatch), or the one full tile whose root is not its parent's hash. */
+  tiles: TileId[];
+  /** The tree's hash: the signed root, or the hash at the full tile's place in the tile one level up. */
+  expected: Buffer;
+  /** What the tiles give instead. */
+  found: Buffer;
+}
+
+/**
+ * Decides whether hash tiles read from storage are those of a signed tree of `size` leaves and
+ * root `root` (C2SP tlog-tiles over RFC 9162 section 2.1.1), before they are published. The
+ * partial tiles must give the root together (treeRootFromTiles); a full tile's root (tileRoot) must
+ * be the hash at its place in its parent, the tile one level up, itself found the tree's first: so
+ * trust runs from the signed root down, and a tile is known good before it is written anywhere.
+ * Tiles come in batches (needs, then check), each level in index order as tilesGrown yields them:
+ * the partial tiles are kept, and the last full tile found good at each level, which the next
+ * batch needs; a parent forgotten is read again.
+ */
+export class SignedTreeTiles {
+  private readonly edge: TileId[];
+  /** The partial tiles' hashes by `level/index`, once they gave the root. */
+  private readonly partial = new Map<string, readonly Buffer[]>();
+  /** Full tiles found the tree's, by level then index: between batches, the last of each level. */
+  private readonly full = new Map<number, Map<number, readonly Buffer[]>>();
+
+  private readonly root: Buffer;
+
+  constructor(
+    readonly size: number,
+    root: Uint8Array,
+  ) {
+    this.edge = edgeTiles(size);
+    this.root = Buffer.from(root);
+  }
+
+  /**
+   * The tiles to read to check `ids` (tiles of the tree, as wide as the tree has them): the
+   * partial tiles until they gave the root, `ids`, and the full tiles above `ids` (parent, its
+   * parent...) not known good.
+   */
+  needs(ids: readonly TileId[]): TileId[] {
+    const need = new Map<string, TileId>();
+    const add = (tile: TileId) => need.set(`${tile.level}/${tile.index}`, tile);
+    if (!this.partial.size) this.edge.forEach(add);
+    for (const id of ids) {
+      add(id);
+      for (let tile = this.parent(id); tile && !this.known(tile); tile = this.parent(tile)) add(tile);
+    }
+    return [...need.values()];
+  }
+
+  /**
+   * Checks the tiles `needs` named (`ids`), given their hashes keyed `level/index`: the partial
+   * tiles together first, then the full ones from the top level down. The first found not the
+   * tree's, or undefined when all are. Throws RangeError when a tile of `ids` is not in `tiles`,
+   * or the parent of one was neither in `ids` nor known good.
+   */
+  check(ids: readonly TileId[], tiles: ReadonlyMap<string, readonly Buffer[]>): TileMismatch | undefined {
+    const hashesOf = (tile: TileId) => {
+      const hashes = tiles.get(`${tile.level}/${tile.index}`);
+      if (!hashes) throw new RangeError(`tile ${tile.level}/${tile.index} was not given`);
+      return hashes;
+    };
+    if (!this.partial.size && this.edge.length) {
+      const found = treeRootFromTiles(this.size, tiles);
+      if (!found.equals(this.root)) return { tiles: this.edge, expected: this.root, found };
+      for (const tile of this.edge) this.partial.set(`${tile.level}/${tile.index}`, hashesOf(tile));
+    }
+    for (const tile of [...ids].sort((a, b) => b.level - a.level || a.index - b.index)) {
+      const hashes = hashesOf(tile);
+      if (tile.width < TILE_WIDTH) {
+        // Read again with a later batch: it must still be the tiles that gave the root.
+        const good = this.partial.get(`${tile.level}/${tile.index}`)!;
+        const [expected, found] = [good, hashes].map((row) => subtreeRoot(row, 0, row.length)) as [Buffer, Buffer];
+        if (!found.equals(expected)) return { tiles: [tile], expected, found };
+        continue;
+      }
+      const parent = this.parent(tile)!;
+      const expected = this.known(parent)?.[tile.index % TILE_WIDTH];
+      if (!expected) throw new RangeError(`tile ${parent.level}/${parent.index} was not checked before tile ${tile.level}/${tile.index}`);
+      const found = tileRoot(hashes);
+      if (!found.equals(expected)) return { tiles: [tile], expected, found };
+      this.full.set(tile.level, (this.full.get(tile.level) ?? new Map()).set(tile.index, hashes));
+    }
+    for (const [level, row] of this.full) {
+      const last = Math.max(...row.keys());
+      this.full.set(level, new Map([[last, row.get(last)!]]));
+    }
+    return undefined;
+  }
+
+  /** The tile one level up holding `tile`'s root, as the tree has it; undefined above the top. */
+  private parent(tile: TileId): TileId | undefined {
+    return tileInTree(this.size, tile.level + 1, Math.floor(tile.index / TILE_WIDTH));
+  }
+
+  /** The hashes of `tile` when it was found the tree's (and is still kept). */
+  private known(tile: TileId): readonly Buffer[] | undefined {
+    if (tile.width < TILE_WIDTH) return this.partial.get(`${tile.level}/${tile.index}`);
+    return this.full.get(tile.level)?.get(tile.index);
+  }
+}

@@ -20,15 +20,14 @@ import { NoteError } from './note.js';
 import { HASH_SIZE } from './hash.js';
 import {
   extendTails,
-  hashesFromTiles,
+  edgeTiles,
   TILE_BYTES,
   TILE_WIDTH,
   tileBytes,
   tileFirstSeq,
   tileHashes,
   tilesAtLevel,
-  tilesRead,
-  tileSubtreeHash,
+  treeRootFromTiles,
   TileNodes,
   type TileId,
   type TileTails,
@@ -577,13 +576,13 @@ class ChainWalk {
 
   /**
    * RFC 9162 root of the tree of `size` leaves from the chain's archived tiles (C2SP tlog-tiles: the
-   * O(log n) tiles, each of the width that tree has, that tileSubtreeHash reads). Undefined, with a
+   * partial tiles, each of the width that tree has: edgeTiles). Undefined, with a
    * tile failure, when one of them is not archived, cannot be read or is not of its width.
    */
   private async rootFromTiles(size: number): Promise<{ root: Buffer } | undefined> {
     const tiles = new Map<string, Buffer[]>();
     let complete = true;
-    for (const tile of tilesRead(size, (hashAt) => void tileSubtreeHash(0, size, hashAt))) {
+    for (const tile of edgeTiles(size)) {
       const key = this.tileKey(tile);
       const seq = tileFirstSeq(tile);
       const archived = this.tileObjects.get(`${tile.level}/${tile.index}`)?.some((object) => object.tile.width === tile.width);
@@ -598,7 +597,7 @@ class ChainWalk {
       this.badTiles.add(key);
       complete = false;
     }
-    return complete ? { root: tileSubtreeHash(0, size, hashesFromTiles(tiles)) } : undefined;
+    return complete ? { root: treeRootFromTiles(size, tiles) } : undefined;
   }
 
   /** The checkpoints by size, each with the day of the bundle holding its size or last before it (else `startDay`). */

@@ -3,20 +3,26 @@ import { describe, expect, it } from 'vitest';
 import { leafHash } from '../../src/ledger/hash.js';
 import { consistencyPath, consistencyProof, inclusionPath, inclusionProof } from '../../src/ledger/proof.js';
 import {
+  edgeTiles,
   encodeTileIndex,
   extendTails,
   hashesFromTiles,
   levelsCompleted,
   parseTilePath,
+  SignedTreeTiles,
   tilePath,
   tileBytes,
   tileRoot,
   tilesAtLevel,
+  tilesGrown,
   tilesRead,
   tileSubtreeHash,
+  treeRootFromTiles,
   TILE_WIDTH,
   TileNodes,
   type TileHash,
+  type TileId,
+  type TileMismatch,
   type TileTails,
 } from '../../src/ledger/tiles.js';
 import { appendLeaves, emptyRange } from '../../src/ledger/compact-range.js';
@@ -169,5 +175,81 @@ describe('proofs from tiles', () => {
     expect(tilesAtLevel(65536, 1)).toEqual({ full: 1, partialWidth: 0 });
     expect(() => tilesRead(600, (hashAt) => hashAt(0, 600))).toThrow(RangeError);
     expect(TILE_WIDTH).toBe(256);
+  });
+});
+
+describe('tiles against a signed tree', () => {
+  // Sizes around the level-1 (256) and level-2 (65536) boundaries, and the tree's tiles at each.
+  const sizes = [1, 255, 256, 257, 511, 512, 600, 65535, 65536, 65537, 65536 + 256 + 3];
+  const many = leaves(sizes.at(-1)!);
+  const trees = new Map(sizes.map((n) => [n, { root: merkleRoot(many.slice(0, n)), tiles: tilesOf(many.slice(0, n)) }]));
+
+  /** Checks the tiles a tree grows from `from` to `n` in batches as the checkpoint job does: the batch a mismatch is found in, or -1. */
+  function run(n: number, tiles: Map<string, Buffer[]>, from: number, batchSize: number): { ids: TileId[]; batch: number; mismatch?: TileMismatch } {
+    const check = new SignedTreeTiles(n, trees.get(n)!.root);
+    const ids = [...tilesGrown(from, n)];
+    for (let batch = 0; batch * batchSize < ids.length; batch++) {
+      const read = check.needs(ids.slice(batch * batchSize, (batch + 1) * batchSize));
+      const mismatch = check.check(read, new Map(read.map((t) => [`${t.level}/${t.index}`, tiles.get(`${t.level}/${t.index}`)!])));
+      if (mismatch) return { ids, batch, mismatch };
+    }
+    return { ids, batch: -1 };
+  }
+
+  it("the partial tiles give the tree's root", () => {
+    for (const n of sizes) {
+      const { root, tiles } = trees.get(n)!;
+      const edge = edgeTiles(n);
+      expect(edge.every((t) => t.width < TILE_WIDTH && tiles.get(`${t.level}/${t.index}`)!.length === t.width)).toBe(true);
+      expect(edge.map((t) => t.level)).toEqual([0, 1, 2].filter((level) => tilesAtLevel(n, level).partialWidth > 0).reverse());
+      expect(treeRootFromTiles(n, tiles)).toEqual(root);
+    }
+    expect(edgeTiles(0)).toEqual([]);
+  });
+
+  it("finds an honest tree's tiles good, grown from any size, in any batches", () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...sizes), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 70 }), (n, at, batchSize) => {
+        expect(run(n, trees.get(n)!.tiles, Math.floor(at * n), batchSize).batch).toBe(-1);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('names a tile with one byte altered, before the batch that holds it is written', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...sizes),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 1, max: 70 }),
+        fc.nat(),
+        fc.nat(),
+        (n, at, batchSize, pick, byte) => {
+          const from = Math.floor(at * n);
+          const grown = [...tilesGrown(from, n)];
+          const bad = grown[pick % grown.length]!;
+          const tiles = new Map(trees.get(n)!.tiles);
+          const hashes = tiles.get(`${bad.level}/${bad.index}`)!.map((hash) => Buffer.from(hash));
+          hashes[byte % bad.width]![byte % 32]! ^= 1;
+          tiles.set(`${bad.level}/${bad.index}`, hashes);
+          const { ids, batch, mismatch } = run(n, tiles, from, batchSize);
+          expect(batch).toBeGreaterThanOrEqual(0);
+          expect(batch).toBeLessThanOrEqual(Math.floor(ids.findIndex((t) => t.level === bad.level && t.index === bad.index) / batchSize));
+          // A full tile is named alone; a partial one with the others, which together miss the root.
+          expect(mismatch!.tiles).toEqual(bad.width === TILE_WIDTH ? [bad] : edgeTiles(n));
+          expect(mismatch!.found).not.toEqual(mismatch!.expected);
+        },
+      ),
+      { numRuns: 80 },
+    );
+  });
+
+  it('refuses to check a tile whose parent was neither read nor found good', () => {
+    // Tile 0/0's parent is full at this size, and not among the tiles read.
+    const n = 65536 + 256 + 3;
+    const check = new SignedTreeTiles(n, trees.get(n)!.root);
+    const { tiles } = trees.get(n)!;
+    const read = [{ level: 0, index: 0, width: TILE_WIDTH }];
+    expect(() => check.check(read, tiles)).toThrow(RangeError);
   });
 });
