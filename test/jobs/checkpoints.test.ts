@@ -6,10 +6,13 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArchive } from '../../src/archive/local.js';
-import { tileKey } from '../../src/archive/layout.js';
+import { checkpointKey, tileKey, tlogPrefix } from '../../src/archive/layout.js';
 import { runCheckpoints, type CheckpointDeps } from '../../src/jobs/checkpoints.js';
+import { tilesGrown } from '../../src/ledger/tiles.js';
+import { appendItem, appendToChain } from '../../src/store/append.js';
 import { createTenant, createTestApp, type TestApp } from '../helpers/app.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import pg from 'pg';
 import { serveProcess, tokenOverHttp } from '../helpers/server.js';
 
 const INTERVAL_MS = 60_000;
@@ -67,7 +70,8 @@ describe('checkpoint schedule', () => {
     expect(await runCheckpoints(job)).toBe(1);
   });
 
-  it('an archived tile with other bytes than the stored tiles give is a finding of the chain, alerted once', async () => {
+  /** A webhook that keeps the alerts it receives, for `work` to run against. */
+  async function withAlertHook(work: (alert: NonNullable<CheckpointDeps['alert']>, alerts: unknown[]) => Promise<void>): Promise<void> {
     const alerts: unknown[] = [];
     const hook: Server = createServer((req, res) => {
       let body = '';
@@ -79,8 +83,15 @@ describe('checkpoint schedule', () => {
     });
     await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
     try {
+      await work({ url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/alerts`, secret: 'webhook-secret', baseDelayMs: 10 }, alerts);
+    } finally {
+      await new Promise((resolve) => hook.close(resolve));
+    }
+  }
+
+  it('an archived tile with other bytes than the stored tiles give is a finding of the chain, alerted once', async () => {
+    await withAlertHook(async (alert, alerts) => {
       const archive = new LocalArchive(await tempFolder('auditledger-checkpoints-conflict-'));
-      const alert = { url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/alerts`, secret: 'webhook-secret', baseDelayMs: 10 };
       const alerted = { ...job, archive, alert };
       const tenant = await createTenant(t, 'tile-conflict');
       await append(tenant.token);
@@ -99,8 +110,84 @@ describe('checkpoint schedule', () => {
       expect(alerts).toEqual([
         expect.objectContaining({ type: 'auditledger.verification.failed', project: tenant.projectId, environment: tenant.environmentId, findings: [{ seq: 1, reason }] }),
       ]);
-    } finally {
-      await new Promise((resolve) => hook.close(resolve));
+    });
+  });
+
+  describe('tiles read from the database are archived only when they are the signed tree', () => {
+    const SIZE = 1000; // full level-0 tiles 0 to 2, partial tiles 0/3 (width 232) and 1/0 (width 3)
+
+    /** A chain of SIZE events, `tamper` run on its rows as a superuser (triggers off), then checkpoint runs into a new archive. */
+    async function signTampered(name: string, tamper: (su: pg.Client, environment: string) => Promise<unknown>) {
+      const tenant = await createTenant(t, name);
+      const ref = { project: tenant.projectId, environment: tenant.environmentId };
+      for (let at = 0; at < SIZE; at += 500) {
+        await appendToChain(db.pools.app, ref, [Array.from({ length: 500 }, (_, k) => appendItem({ action: `tile.check.${at + k}` }))], Date.now());
+      }
+      const su = new pg.Client({ connectionString: db.superuserUrl });
+      await su.connect();
+      try {
+        await su.query('SET session_replication_role = replica');
+        await tamper(su, tenant.environmentId);
+      } finally {
+        await su.end();
+      }
+      return { tenant, archive: new LocalArchive(await tempFolder(`auditledger-checkpoints-${name}-`)) };
+    }
+
+    /** The chain's objects in the archive (the run archives other chains' too), sorted. */
+    async function chainObjects(archive: LocalArchive, { projectId, environmentId }: { projectId: string; environmentId: string }): Promise<string[]> {
+      const notes = await archive.list(checkpointKey(projectId, environmentId, 0).replace(/[^/]*$/, ''));
+      return [...notes, ...(await archive.list(`${tlogPrefix(projectId, environmentId)}/`))].sort();
+    }
+
+    it('an honest chain: every tile of the tree, then the note', async () => {
+      const { tenant, archive } = await signTampered('honest-tiles', async () => {});
+      expect(await runCheckpoints({ ...job, archive })).toBe(1);
+      const tiles = [...tilesGrown(0, SIZE)].map((tile) => tileKey(tenant.projectId, tenant.environmentId, tile));
+      expect(await chainObjects(archive, tenant)).toEqual([checkpointKey(tenant.projectId, tenant.environmentId, SIZE), ...tiles].sort());
+    });
+
+    const cases = [
+      {
+        name: 'a full level-0 tile with a byte flipped',
+        tamper: (su: pg.Client, environment: string) =>
+          su.query('UPDATE tiles SET hashes = set_byte(hashes, 100, get_byte(hashes, 100) # 1) WHERE environment_id = $1 AND level = 0 AND tile_index = 1', [environment]),
+        seq: 257,
+        reason: "tile 0/1 in the database is not the signed tree's: its root is not the hash at its place in the tile one level up",
+      },
+      {
+        // A stored row serves a partial tile before the events do (a full tile serves a narrower request).
+        name: 'a row for the partial level-0 tile',
+        tamper: (su: pg.Client, environment: string) =>
+          su.query('INSERT INTO tiles (environment_id, level, tile_index, hashes, root) VALUES ($1, 0, 3, $2, $3)', [environment, Buffer.alloc(8192, 1), Buffer.alloc(32, 1)]),
+        seq: 1,
+        reason: "tiles 1/0, 0/3 in the database are not the signed tree's: the partial tiles do not give the signed root",
+      },
+      {
+        name: 'a row for the level-1 tile',
+        tamper: (su: pg.Client, environment: string) =>
+          su.query('INSERT INTO tiles (environment_id, level, tile_index, hashes, root) VALUES ($1, 1, 0, $2, $3)', [environment, Buffer.alloc(8192, 2), Buffer.alloc(32, 2)]),
+        seq: 1,
+        reason: "tiles 1/0, 0/3 in the database are not the signed tree's: the partial tiles do not give the signed root",
+      },
+    ];
+    for (const { name, tamper, seq, reason } of cases) {
+      it(`${name}: no tile nor note archived, one finding alerted once`, async () => {
+        await withAlertHook(async (alert, alerts) => {
+          const { tenant, archive } = await signTampered(name.replaceAll(' ', '-'), tamper);
+          const alerted = { ...job, archive, alert };
+          expect(await runCheckpoints(alerted)).toBe(1);
+          // Signed and recorded, not archived: the batch holding the bad tile was the only one.
+          expect(await chainObjects(archive, tenant)).toEqual([]);
+          // The backfill meets it again in the same run, and every run after: still one finding, one alert.
+          expect(await runCheckpoints(alerted)).toBe(0);
+          expect(await chainObjects(archive, tenant)).toEqual([]);
+          const full = `cannot archive the chain's tiles: ${reason}`;
+          const { findings } = await (await t.request('GET', '/v1/verify/runs', { token: tenant.token })).json();
+          expect(findings).toEqual([expect.objectContaining({ seq, reason: full })]);
+          expect(alerts).toEqual([expect.objectContaining({ environment: tenant.environmentId, findings: [{ seq, reason: full }] })]);
+        });
+      });
     }
   });
 
