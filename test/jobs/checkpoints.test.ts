@@ -117,11 +117,12 @@ describe('checkpoint schedule', () => {
     const SIZE = 1000; // full level-0 tiles 0 to 2, partial tiles 0/3 (width 232) and 1/0 (width 3)
 
     /** A chain of SIZE events, `tamper` run on its rows as a superuser (triggers off), then checkpoint runs into a new archive. */
-    async function signTampered(name: string, tamper: (su: pg.Client, environment: string) => Promise<unknown>) {
+    async function signTampered(name: string, tamper: (su: pg.Client, environment: string) => Promise<unknown>, size = SIZE) {
       const tenant = await createTenant(t, name);
       const ref = { project: tenant.projectId, environment: tenant.environmentId };
-      for (let at = 0; at < SIZE; at += 500) {
-        await appendToChain(db.pools.app, ref, [Array.from({ length: 500 }, (_, k) => appendItem({ action: `tile.check.${at + k}` }))], Date.now());
+      for (let at = 0; at < size; at += 5000) {
+        const items = Array.from({ length: Math.min(5000, size - at) }, (_, k) => appendItem({ action: `tile.check.${at + k}` }));
+        await appendToChain(db.pools.app, ref, [items], Date.now());
       }
       const su = new pg.Client({ connectionString: db.superuserUrl });
       await su.connect();
@@ -171,6 +172,37 @@ describe('checkpoint schedule', () => {
         reason: "tiles 1/0, 0/3 in the database are not the signed tree's: the partial tiles do not give the signed root",
       },
     ];
+    it('a tree with a full level-1 tile, in batches: the tiles of the batches before the bad one, nothing after', async () => {
+      // 65836 leaves: 257 full level-0 tiles, full tile 1/0 above the first 256, partial tiles 0/257, 1/1 and 2/0.
+      const size = 65536 + 300;
+      const flip = (level: number, index: number) => (su: pg.Client, environment: string) =>
+        su.query('UPDATE tiles SET hashes = set_byte(hashes, 100, get_byte(hashes, 100) # 1) WHERE environment_id = $1 AND level = $2 AND tile_index = $3', [environment, level, index]);
+      const { tenant, archive } = await signTampered('level-1-tile', flip(0, 200), size);
+      expect(await runCheckpoints({ ...job, archive })).toBe(1);
+      // Tile 0/200 is in the fourth batch of 64: the three before are written, checked against tile 1/0.
+      const before = [...tilesGrown(0, size)].slice(0, 192).map((tile) => tileKey(tenant.projectId, tenant.environmentId, tile));
+      expect(await chainObjects(archive, tenant)).toEqual(before.sort());
+
+      // Tile 0/200 mended, tile 1/0 altered: found against the partial tile 2/0 before any tile of level 0 is written.
+      const again = new LocalArchive(await tempFolder('auditledger-checkpoints-level-1-again-'));
+      const su = new pg.Client({ connectionString: db.superuserUrl });
+      await su.connect();
+      try {
+        await su.query('SET session_replication_role = replica');
+        await flip(0, 200)(su, tenant.environmentId);
+        await flip(1, 0)(su, tenant.environmentId);
+      } finally {
+        await su.end();
+      }
+      expect(await runCheckpoints({ ...job, archive: again })).toBe(0);
+      expect(await chainObjects(again, tenant)).toEqual([]);
+      const { findings } = await (await t.request('GET', '/v1/verify/runs', { token: tenant.token })).json();
+      expect(findings.map((f: { seq: number; reason: string }) => [f.seq, f.reason])).toEqual([
+        [1, "cannot archive the chain's tiles: tile 1/0 in the database is not the signed tree's: its root is not the hash at its place in the tile one level up"],
+        [51201, "cannot archive the chain's tiles: tile 0/200 in the database is not the signed tree's: its root is not the hash at its place in the tile one level up"],
+      ]);
+    }, 120_000);
+
     for (const { name, tamper, seq, reason } of cases) {
       it(`${name}: no tile nor note archived, one finding alerted once`, async () => {
         await withAlertHook(async (alert, alerts) => {
