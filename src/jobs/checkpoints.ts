@@ -8,7 +8,7 @@ import { noteText } from '../ledger/note.js';
 import { ChainChecker } from '../ledger/chain-check.js';
 import { rangeProblem, rangeRoot } from '../ledger/compact-range.js';
 import type { SigningKey } from '../ledger/keys.js';
-import { SignedTreeTiles, tileBytes, tileFirstSeq, tilesGrown, type TileId, type TileMismatch } from '../ledger/tiles.js';
+import { SignedTreeTiles, TILE_WIDTH, tileBytes, tileFirstSeq, tilesGrown, type TileId, type TileMismatch } from '../ledger/tiles.js';
 import { mapLimited } from '../ledger/verify-archive.js';
 import { insertCheckpoint, leaves, movedChains, type MovedChain } from '../store/checkpoints.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
@@ -172,11 +172,11 @@ export async function archiveTiles(
 class TileMismatchError extends Error {
   override name = 'TileMismatchError';
   constructor(readonly mismatch: TileMismatch) {
-    const names = mismatch.tiles.map(({ level, index }) => `${level}/${index}`);
+    const names = mismatch.tiles.map(({ level, index }) => `${level}/${index}`).join(', ');
     super(
-      names.length === 1
-        ? `tile ${names[0]} in the database is not the signed tree's: its root is not the hash at its place in the tile one level up`
-        : `tiles ${names.join(', ')} in the database are not the signed tree's: the partial tiles do not give the signed root`,
+      mismatch.tiles[0]!.width === TILE_WIDTH
+        ? `tile ${names} in the database is not the signed tree's: its root is not the hash at its place in the tile one level up`
+        : `${mismatch.tiles.length > 1 ? 'tiles' : 'tile'} ${names} in the database ${mismatch.tiles.length > 1 ? 'are' : 'is'} not the signed tree's: the partial tiles do not give the signed root`,
     );
   }
 }
