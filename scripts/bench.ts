@@ -1038,6 +1038,10 @@ async function measureSeal(
   teardown: Teardown,
 ): Promise<ChildFigures<SealResult> & { chains: SeededChain[] }> {
   const day = pastDay(SEAL_DAYS_AGO);
+  // The run's other chains (the ingest phases') are signed and their tiles archived elsewhere
+  // first: the sealed folder then holds only the sealed chains, whose bundles the (f) ceiling reads.
+  progress("(e) signing the run's other chains into a folder of their own");
+  await runCheckpoints({ db, archive: new LocalArchive(`${archive.location}-other-chains`), ...signer, log: pino({ level: 'silent' }) });
   progress(`(e) building and COPYing ${count(total)} events received on ${day}, with their tiles`);
   const chains = await loadPastDay(db, total, day);
 
