@@ -25,13 +25,15 @@ export interface ChainPolicy extends PolicyFacts {
 
 /** The policy a chain's appends follow: its environment's, else its project's, else DEFAULT_POLICY. */
 export async function chainPolicy(db: pg.Pool | pg.PoolClient, environment: string): Promise<ChainPolicy> {
-  const { rows } = await db.query<{ policy: PersonalPolicy | null; environment_id: string | null; policy_seq: string | null }>(
-    `SELECT p.policy, p.environment_id, h.policy_seq FROM environments e
+  // Named: appends read it for each chain whose cached policy expired, so on many chains often.
+  const { rows } = await db.query<{ policy: PersonalPolicy | null; environment_id: string | null; policy_seq: string | null }>({
+    name: 'chain-policy',
+    text: `SELECT p.policy, p.environment_id, h.policy_seq FROM environments e
        LEFT JOIN chain_heads h ON h.environment_id = e.id
        LEFT JOIN personal_data_policies p ON p.project_id = e.project_id AND (p.environment_id = e.id OR p.environment_id IS NULL)
       WHERE e.id = $1 ORDER BY p.environment_id NULLS LAST LIMIT 1`,
-    [environment],
-  );
+    values: [environment],
+  });
   const row = rows[0];
   const policySeq = Number(row?.policy_seq ?? 0);
   if (!row?.policy) return { policy: DEFAULT_POLICY, source: 'default', policySeq };
