@@ -111,7 +111,7 @@ function bodyReasons(row: StoredEvent, chain: Chain, body: EventBody, reasons: s
   if (body.environment !== chain.environment) reasons.push(mismatch('environment'));
   if (body.seq !== row.seq) reasons.push(mismatch('seq'));
   if (body.id !== row.id) reasons.push(mismatch('id'));
-  if (body.received_at !== row.received_at.toISOString()) reasons.push(mismatch('received_at'));
+  if (body.received_at !== isoString(row.received_at)) reasons.push(mismatch('received_at'));
   if (body.prev !== row.prev.toString('hex')) reasons.push(mismatch('prev'));
   if (typeof body.event !== 'object' || body.event === null) {
     reasons.push('stored bytes hold no event');
@@ -119,6 +119,19 @@ function bodyReasons(row: StoredEvent, chain: Chain, body: EventBody, reasons: s
   }
   const columns = differingColumns(row.columns, indexColumns(body.event));
   if (columns.length) reasons.push(`column ${columns.join(', ')} does not match the stored bytes`);
+}
+
+// The events of one commit share their received_at, and verifiers read a chain in seq order: one
+// toISOString (0.8 µs) per time rather than per event.
+let lastTime = Number.NaN;
+let lastIso = '';
+function isoString(date: Date): string {
+  const time = date.getTime();
+  if (time !== lastTime) {
+    lastIso = date.toISOString();
+    lastTime = time;
+  }
+  return lastIso;
 }
 
 function mismatch(name: string): string {
