@@ -1,12 +1,13 @@
 import type pg from 'pg';
-import { appendLeaves, rangeProblem, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
+import { appendLeaves, rangeRoot, type CompactRange } from '../ledger/compact-range.js';
 import { hash, randomFillSync } from 'node:crypto';
 import { encodeCanonicalEvent, indexColumns, type AuditEvent, type Commitments } from '../ledger/event.js';
 import { canonicalize } from '../ledger/jcs.js';
 import { SALT_SIZE, splitPersonal, type PersonalPolicy } from '../ledger/personal.js';
 import { extendTails, levelsCompleted, tileBytes, tileHashes, TileNodes, type FullTile, type TileTails } from '../ledger/tiles.js';
 import { isUuid, uuidv7 } from '../ledger/uuid.js';
-import { ChainHeadDamagedError, dayClosed, PolicyChangedError } from './errors.js';
+import { dayClosed, PolicyChangedError } from './errors.js';
+import { headRange } from './events.js';
 import { personalRows, type PersonalRow } from './personal.js';
 import { readTails } from './tiles.js';
 
@@ -157,12 +158,10 @@ interface HeadRow {
 // Throws ChainHeadDamagedError when the row's compact range does not fit its seq: no event is
 // appended to a tree that cannot be extended.
 function headOf(environment: string, row: HeadRow): Head {
-  const problem = rangeProblem({ size: row.seq, hashes: row.compact_range });
-  if (problem !== undefined) throw new ChainHeadDamagedError(environment, row.seq, problem);
   return {
     seq: row.seq,
     hash: row.hash,
-    range: { size: row.seq, hashes: row.compact_range },
+    range: headRange(environment, row.seq, row.compact_range),
     lastReceivedAt: row.last_received_at?.getTime() ?? 0,
     policySeq: Number(row.policy_seq),
   };

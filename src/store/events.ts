@@ -140,6 +140,17 @@ export interface ChainHead {
   range: CompactRange;
 }
 
+/**
+ * The compact range of a chain_heads row (`seq`, `compact_range`). Throws ChainHeadDamagedError
+ * when it does not fit the seq (rangeProblem): a tree that cannot be extended or rooted is damage.
+ */
+export function headRange(environment: string, seq: number, hashes: Buffer[]): CompactRange {
+  const range = { size: seq, hashes };
+  const problem = rangeProblem(range);
+  if (problem !== undefined) throw new ChainHeadDamagedError(environment, seq, problem);
+  return range;
+}
+
 /** The chain's head as stored, undefined when the chain has none. Throws ChainHeadDamagedError when its compact range does not fit its seq. */
 export async function getChainHead(db: pg.Pool, environment: string): Promise<ChainHead | undefined> {
   const { rows } = await db.query<{ seq: number; hash: Buffer; compact_range: Buffer[] }>(
@@ -148,9 +159,7 @@ export async function getChainHead(db: pg.Pool, environment: string): Promise<Ch
   );
   const row = rows[0];
   if (!row) return undefined;
-  const range = { size: row.seq, hashes: row.compact_range };
-  const problem = rangeProblem(range);
-  if (problem !== undefined) throw new ChainHeadDamagedError(environment, row.seq, problem);
+  const range = headRange(environment, row.seq, row.compact_range);
   return { seq: row.seq, hash: row.hash.toString('hex'), tree_size: row.seq, root: rangeRoot(range).toString('hex'), range };
 }
 
