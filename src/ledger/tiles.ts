@@ -311,7 +311,7 @@ export function edgeTiles(size: number): TileId[] {
  * `level/index` (C2SP tlog-tiles). Throws RangeError when a hash is missing.
  */
 export function treeRootFromTiles(size: number, tiles: ReadonlyMap<string, readonly Buffer[]>): Buffer {
-  return tileSubtreeHash(0, size, hashesFromTiles(tiles as ReadonlyMap<string, Buffer[]>));
+  return tileSubtreeHash(0, size, hashesFromTiles(tiles));
 }
 
 /** Tiles found not to be a signed tree's: the tiles named, and the hash the tree has where they gave another. */
