@@ -1,53 +1,145 @@
-// The HTTP ceilings of `npm run bench`: a server on a worker thread that does for a POST only what
-// no server can skip (read the body, parse its JSON, answer 201 with a receipt-sized JSON body),
-// so the same load against it shows what this machine's HTTP alone allows. workerData picks it
-// written on node:http, or on Hono and @hono/node-server as the service is.
-// Posts {port} to its parent once it listens; answers 'usage' with {cpuMs, requests}.
+// The HTTP ceilings and floor of `npm run bench`, each a process of its own run with the service's
+// Node flags, so that its CPU is counted as the service's is (every thread of the process, the
+// garbage collector's included). `node:http` and `hono` do for a POST only what no server can
+// skip: read the body, parse its JSON, answer 201 with a receipt-sized JSON body; the same load
+// against them shows what this machine's HTTP alone allows, written on node:http or on Hono and
+// @hono/node-server as the service is. `append` is the floor of (c1): the Hono server and what
+// every durable append of an event must add to it, on these parts, and nothing else (see
+// appendFloor). Prints "bare server listening on <url>" once it listens.
+//
+//   node <the service's flags> --import tsx scripts/bench-bare-server.ts node:http|hono|append
+//   (append: DATABASE_URL, where the table bench_floor is shaped like `events`)
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
-import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parentPort, workerData } from 'node:worker_threads';
+import pg from 'pg';
+import { eventLimits, eventSchemas, splitInput } from '../src/api/event-schema.js';
+import { loadConfig } from '../src/config.js';
+import { encodeCanonicalEvent, GENESIS_PREV, indexColumns, type AuditEvent } from '../src/ledger/event.js';
+import { canonicalize } from '../src/ledger/jcs.js';
+import { uuidv7 } from '../src/ledger/uuid.js';
 
-export type BareServerKind = 'node:http' | 'hono';
+export type BareServerKind = 'node:http' | 'hono' | 'append';
 
-let answered = 0;
-
-/** This thread's CPU ms (utime + stime, in 10 ms ticks), from Linux's /proc/thread-self. */
-function threadCpuMs(): number {
-  const stat = readFileSync('/proc/thread-self/stat', 'utf8');
-  const [utime, stime] = stat.slice(stat.lastIndexOf(')') + 2).split(' ').slice(11, 13).map(Number) as [number, number];
-  return (utime + stime) * 10;
+interface Receipt {
+  id: string;
+  seq: number;
+  hash: string;
+  received_at: string;
 }
 
-// Asked 'usage': the CPU this server's thread has used and the requests it has answered, so that
-// the bench can set its CPU per request beside the service's CPU per event.
-parentPort!.on('message', (message) => {
-  if (message === 'usage') parentPort!.postMessage({ cpuMs: threadCpuMs(), requests: answered });
-});
+const JSON_TYPE = { 'content-type': 'application/json' };
 
+function answer(receipt: Receipt): string {
+  return JSON.stringify({ events: [receipt], tree_size: receipt.seq, root: receipt.hash });
+}
+
+function bareReceipt(event: { action?: unknown }): Receipt {
+  return { id: String(event.action), seq: 0, hash: '0'.repeat(64), received_at: new Date().toISOString() };
+}
+
+/**
+ * The floor of a single-event append on one chain: the service's event schema (zod), the event's
+ * RFC 8785 body with its ledger fields and its leaf hash (src/ledger/event.ts), and a group commit
+ * of every event waiting into a table shaped like `events`, one statement and commit at a time,
+ * each event answered once its commit is durable. It leaves out all the service adds beyond that:
+ * authentication, idempotency keys, the personal data policy, the chain head row and its lock,
+ * tiles, the tree root in the receipt, logging and metrics. Resolves with the event's receipt;
+ * rejects with the zod error of an invalid event.
+ */
+function appendFloor(db: pg.Pool): (input: unknown) => Promise<Receipt> {
+  const schema = eventSchemas(eventLimits(loadConfig({}))).event;
+  const chain = { project: randomUUID(), environment: randomUUID(), seq: 0, prev: GENESIS_PREV };
+  let waiting: { event: AuditEvent; canonical: string; settle: (receipt: Receipt | Error) => void }[] = [];
+  let committing = false;
+
+  async function commit(): Promise<void> {
+    committing = true;
+    while (waiting.length > 0) {
+      const batch = waiting;
+      waiting = [];
+      const received_at = new Date().toISOString();
+      const firstPrev = chain.prev;
+      const encoded = batch.map(({ event, canonical }) => {
+        const fields = { project: chain.project, environment: chain.environment, seq: ++chain.seq, id: uuidv7(), received_at, prev: chain.prev };
+        const row = encodeCanonicalEvent(event, canonical, fields);
+        chain.prev = row.hash.toString('hex');
+        return { row, columns: indexColumns(event) };
+      });
+      // Event bytes as two binary parameters, as the service sends them.
+      let at = 0;
+      const lengths = encoded.map(({ row }) => row.canonical.length);
+      try {
+        await db.query({
+          name: 'floor-append',
+          text: `INSERT INTO bench_floor (environment_id, received_at, seq, id, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created)
+                 SELECT $1::uuid, $2::timestamptz, r.seq, r.id, substring($3::bytea FROM r.n::int * 32 - 31 FOR 32), substring($3::bytea FROM r.n::int * 32 + 1 FOR 32),
+                        substring($4::bytea FROM r.at + 1 FOR r.length), r.action, r.crud, r.actor_id, r.target_id, r.group_id, r.created
+                   FROM unnest($5::bigint[], $6::uuid[], $7::int[], $8::int[], $9::text[], $10::"char"[], $11::text[], $12::text[], $13::text[], $14::timestamptz[])
+                        WITH ORDINALITY AS r(seq, id, at, length, action, crud, actor_id, target_id, group_id, created, n)`,
+          values: [
+            chain.environment,
+            received_at,
+            Buffer.concat([Buffer.from(firstPrev, 'hex'), ...encoded.map(({ row }) => row.hash)]),
+            Buffer.concat(encoded.map(({ row }) => row.canonical)),
+            encoded.map(({ row }) => row.body.seq),
+            encoded.map(({ row }) => row.body.id),
+            lengths.map((length) => (at += length) - length),
+            lengths,
+            encoded.map(({ columns }) => columns.action),
+            encoded.map(({ columns }) => columns.crud),
+            encoded.map(({ columns }) => columns.actor_id),
+            encoded.map(({ columns }) => columns.target_id),
+            encoded.map(({ columns }) => columns.group_id),
+            encoded.map(({ columns }) => (columns.created === null ? null : new Date(columns.created).toISOString())),
+          ],
+        });
+        batch.forEach(({ settle }, i) => {
+          const { body, hash } = encoded[i]!.row;
+          settle({ id: body.id, seq: body.seq, hash: hash.toString('hex'), received_at });
+        });
+      } catch (error) {
+        batch.forEach(({ settle }) => settle(error as Error));
+      }
+    }
+    committing = false;
+  }
+
+  return (input) => {
+    const { event } = splitInput(schema.parse(input));
+    const receipt = new Promise<Receipt>((resolve, reject) => {
+      waiting.push({ event, canonical: canonicalize(event), settle: (r) => (r instanceof Error ? reject(r) : resolve(r)) });
+    });
+    if (!committing) void commit();
+    return receipt;
+  };
+}
+
+const kind = process.argv[2] as BareServerKind;
 const listening = (server: { address(): AddressInfo | string | null }) => () =>
-  parentPort!.postMessage({ port: (server.address() as AddressInfo).port });
+  console.log(`bare server listening on http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
 
-function answer(event: { action?: unknown }): string {
-  answered += 1;
-  const receipt = { id: String(event.action), seq: 0, hash: '0'.repeat(64), received_at: new Date().toISOString() };
-  return JSON.stringify({ events: [receipt], tree_size: 0, root: receipt.hash });
-}
-
-if ((workerData as BareServerKind) === 'hono') {
-  const app = new Hono().post('/v1/events', async (c) => c.body(answer(await c.req.json()), 201, { 'content-type': 'application/json' }));
+if (kind === 'hono' || kind === 'append') {
+  const append = kind === 'append' ? appendFloor(new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 1 })) : undefined;
+  const app = new Hono().post('/v1/events', async (c) => {
+    const input = await c.req.json();
+    const receipt = append ? await append(input) : bareReceipt(input as { action?: unknown });
+    return c.body(answer(receipt), 201, JSON_TYPE);
+  });
   const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => listening(server)());
-} else {
+} else if (kind === 'node:http') {
   const server = http.createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
-      const body = answer(JSON.parse(Buffer.concat(chunks).toString('utf8')) as { action?: unknown });
-      response.writeHead(201, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      const body = answer(bareReceipt(JSON.parse(Buffer.concat(chunks).toString('utf8')) as { action?: unknown }));
+      response.writeHead(201, { ...JSON_TYPE, 'content-length': Buffer.byteLength(body) });
       response.end(body);
     });
   });
   server.listen(0, '127.0.0.1', listening(server));
+} else {
+  throw new Error(`unknown bare server ${kind}: node:http, hono or append`);
 }

@@ -1,7 +1,6 @@
-// Ceilings of `npm run bench`: for (c), (d) and (f), the same load or data put through only the
-// work that no implementation can skip, on this machine, in the same run. A target above its
-// ceiling cannot be met here by any change to the service or the verifiers.
-import { once } from 'node:events';
+// Ceilings of `npm run bench` for (d) and (f) (bench-bare-server.ts has (c)'s): the same data put
+// through only the work that no implementation can skip, on this machine, in the same run. A
+// target above its ceiling cannot be met here by any change to the verifiers.
 import path from 'node:path';
 import type pg from 'pg';
 import type { LocalArchive } from '../src/archive/local.js';
@@ -10,29 +9,7 @@ import { appendLeaves, emptyRange } from '../src/ledger/compact-range.js';
 import { eventHash } from '../src/ledger/event.js';
 import { scanCanonicalObject } from '../src/ledger/jcs-scan.js';
 import { copyEventsBySeq } from '../src/store/event-copy.js';
-import { startWorker, ThreadPool } from '../src/thread-pool.js';
-import type { BareServerKind } from './bench-bare-server.js';
-
-export interface BareServer {
-  url: URL;
-  /** CPU ms the server's thread has used so far, and the requests it has answered (Linux only). */
-  usage(): Promise<{ cpuMs: number; requests: number }>;
-  stop(): Promise<void>;
-}
-
-/** A bare server of bench-bare-server.ts, on a worker thread. */
-export async function startBareServer(kind: BareServerKind): Promise<BareServer> {
-  const worker = startWorker(new URL('./bench-bare-server.ts', import.meta.url), { workerData: kind });
-  const [{ port }] = (await once(worker, 'message')) as [{ port: number }];
-  return {
-    url: new URL(`http://127.0.0.1:${port}/`),
-    async usage() {
-      worker.postMessage('usage');
-      return (await once(worker, 'message'))[0] as { cpuMs: number; requests: number };
-    },
-    stop: async () => void (await worker.terminate()),
-  };
-}
+import { ThreadPool } from '../src/thread-pool.js';
 
 /**
  * (d)'s ceiling: the chain's rows read as verifyChain reads them (binary COPY, decoded) and one

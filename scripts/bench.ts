@@ -64,11 +64,13 @@ import { getChainHead } from '../src/store/events.js';
 import { startEmbeddedPostgres } from '../src/store/embedded.js';
 import { startWorker } from '../src/thread-pool.js';
 import { createEnvironment, createProject } from '../src/store/tenants.js';
-import { hashArchive, readAndHashChain, startBareServer } from './bench-ceilings.js';
+import type { BareServerKind } from './bench-bare-server.js';
+import { hashArchive, readAndHashChain } from './bench-ceilings.js';
 import type { ArchiveJob, ArchiveResult, ChildJob, SealJob, SealResult } from './bench-child.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = path.join(ROOT, 'src/cli/bin.js');
+const BARE_SERVER = path.join(ROOT, 'scripts/bench-bare-server.ts');
 const WARMUP_MS = 1000;
 
 /**
@@ -228,23 +230,24 @@ async function stopProcess(child: ChildProcess): Promise<void> {
 }
 
 /**
- * The URL the service prints once it listens; fails if its output ends (it stopped) before.
- * Every other line (its warnings, on stdout) is passed on, which also keeps the pipe from filling.
+ * The URL a child prints once it listens ("auditledger listening on <url>", or a bare server's
+ * line); fails if its output ends (it stopped) before. Every other line (its warnings, on stdout)
+ * is passed on, which also keeps the pipe from filling.
  */
-function listeningUrl(child: ChildProcess): Promise<URL> {
+function listeningUrl(child: ChildProcess, name: string): Promise<URL> {
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     let listening = false;
     lines.on('line', (line) => {
-      const match = listening ? null : /^auditledger listening on (http:\/\/\S+)$/.exec(line);
+      const match = listening ? null : /^(?:auditledger|bare server) listening on (http:\/\/\S+)$/.exec(line);
       if (match) {
         listening = true;
         resolve(new URL(match[1]!));
       } else {
-        process.stderr.write(`service: ${line}\n`);
+        process.stderr.write(`${name}: ${line}\n`);
       }
     });
-    lines.once('close', () => reject(new Error('the service stopped before listening (its output is above)')));
+    lines.once('close', () => reject(new Error(`the ${name} stopped before listening (its output is above)`)));
   });
 }
 
@@ -255,34 +258,41 @@ interface RunningService {
   stop(): Promise<void>;
 }
 
+/** The V8 flags the service runs with, as bin.js's shebang, npm start and the Dockerfile give them. */
+const SERVICE_FLAGS = ['--max-semi-space-size=64', '--no-allocation-site-pretenuring'];
+
 /**
- * Starts `auditledger serve` on the bench database, in a process group of its own so that
- * Ctrl-C reaches only us and the service is stopped in order at teardown; `env` adds settings.
+ * Starts a server of ours with the service's V8 flags (`args` after them), in a process group of
+ * its own so that Ctrl-C reaches only us and it is stopped in order at teardown.
  */
-async function startService(
+async function startListening(name: string, args: string[], env: Record<string, string>, teardown: Teardown): Promise<RunningService> {
+  const child = spawn(process.execPath, [...SERVICE_FLAGS, ...args], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  teardown.add(() => stopProcess(child));
+  return { url: await listeningUrl(child, name), pid: child.pid!, stop: () => stopProcess(child) };
+}
+
+/** Starts `auditledger serve` on the bench database; `env` adds settings. */
+function startService(
   databaseUrl: string,
   dataDir: string,
   adminToken: string,
   teardown: Teardown,
   { workers = 1, env = {} }: { workers?: number; env?: Record<string, string> } = {},
 ): Promise<RunningService> {
-  // As bin.js's shebang, npm start and the Dockerfile run it.
-  const child = spawn(process.execPath, ['--max-semi-space-size=64', '--no-allocation-site-pretenuring', BIN, 'serve', ...(workers > 1 ? ['--workers', String(workers)] : [])], {
-    cwd: ROOT,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: {
-      ...process.env,
-      DATABASE_URL: databaseUrl,
-      PORT: '0',
-      AUDITLEDGER_DATA_DIR: dataDir,
-      AUDITLEDGER_ADMIN_TOKEN: adminToken,
-      AUDITLEDGER_LOG_LEVEL: 'warn',
-      ...env,
-    },
-  });
-  teardown.add(() => stopProcess(child));
-  return { url: await listeningUrl(child), pid: child.pid!, stop: () => stopProcess(child) };
+  const args = [BIN, 'serve', ...(workers > 1 ? ['--workers', String(workers)] : [])];
+  return startListening('service', args, {
+    DATABASE_URL: databaseUrl,
+    PORT: '0',
+    AUDITLEDGER_DATA_DIR: dataDir,
+    AUDITLEDGER_ADMIN_TOKEN: adminToken,
+    AUDITLEDGER_LOG_LEVEL: 'warn',
+    ...env,
+  }, teardown);
+}
+
+/** A server of bench-bare-server.ts (`append` writes to bench_floor at `databaseUrl`). */
+function startBareServer(kind: BareServerKind, databaseUrl: string, teardown: Teardown): Promise<RunningService> {
+  return startListening(`bare server ${kind}`, ['--import', 'tsx', BARE_SERVER, kind], { DATABASE_URL: databaseUrl }, teardown);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -503,13 +513,13 @@ async function indexShapes(db: pg.Pool, table: string): Promise<string[]> {
 
 /**
  * A plain table with the columns, checks, primary key and indexes of the partitioned `events`;
- * fails if the indexes differ, since (a) would then be no fair ceiling.
+ * fails if the indexes differ, since (a) and the (c) floor would then be no fair measure.
  */
-async function createCopyTable(db: pg.Pool): Promise<void> {
-  await db.query('CREATE TABLE bench_copy (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)');
-  const [events, copy] = await Promise.all([indexShapes(db, 'events'), indexShapes(db, 'bench_copy')]);
+async function createPlainEventsTable(db: pg.Pool, table: string): Promise<void> {
+  await db.query(`CREATE TABLE ${table} (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)`);
+  const [events, copy] = await Promise.all([indexShapes(db, 'events'), indexShapes(db, table)]);
   if (events.join('\n') !== copy.join('\n')) {
-    throw new Error(`bench_copy's indexes differ from events':\n${copy.join('\n')}\nvs\n${events.join('\n')}`);
+    throw new Error(`${table}'s indexes differ from events':\n${copy.join('\n')}\nvs\n${events.join('\n')}`);
   }
 }
 
@@ -1392,7 +1402,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   if (options.only === undefined) {
     progress(`(a) building and COPYing ${count(options.events)} rows`);
     const chunks = chainAsCopyText(options.events);
-    await createCopyTable(db);
+    await createPlainEventsTable(db, 'bench_copy');
     measures.push({
       key: '(a)',
       label: `(a) COPY ${count(options.events)} rows into a plain events table`,
@@ -1412,10 +1422,10 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
       await putPolicy(service.url, adminToken, `/v1/projects/${chain.project}/environments/${chain.environment}`, phase.policy);
     }
   }
+  // The serving process's cores over the phase (warm-ups included) per event acknowledged in its window.
+  const cpuUsPerEvent = (figures: IngestFigures & { cpu?: CpuShare | undefined }) => figures.cpu && (figures.cpu.service * 1e6) / figures.eventsPerSecond;
   const record = (phase: IngestPhase, figures: IngestFigures & { cpu?: CpuShare | undefined }) => {
-    // The service's cores over the phase (warm-ups included) per event acknowledged in its window.
-    const cpuUsPerEvent = figures.cpu && (figures.cpu.service * 1e6) / figures.eventsPerSecond;
-    measures.push({ key: phase.key, label: phase.label, target: phase.target, ...figures, cpuUsPerEvent });
+    measures.push({ key: phase.key, label: phase.label, target: phase.target, ...figures, cpuUsPerEvent: cpuUsPerEvent(figures) });
   };
   for (const phase of phases.filter((p) => !personal.includes(p))) {
     progress(`${phase.label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
@@ -1435,15 +1445,15 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   const bareServers = [
     ['node:http', '(c) ceiling: the load of (c1) against a bare node:http server'],
     ['hono', '(c) ceiling with the stack: the same against a bare Hono server'],
+    ['append', '(c) floor: the bare Hono server and what every durable append must add (validate, encode, hash, group-commit the row)'],
   ] as const;
+  if (options.only !== 'verify' && options.only !== 'workers') await createPlainEventsTable(db, 'bench_floor');
   for (const [kind, label] of options.only === 'verify' || options.only === 'workers' ? [] : bareServers) {
     progress(`${label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
-    const bare = await startBareServer(kind);
+    const bare = await startBareServer(kind, databaseUrl, teardown);
     try {
-      const before = await bare.usage();
-      const figures = await measureIngest(bare.url, SINGLE_EVENTS, chains, options);
-      const after = await bare.usage();
-      measures.push({ key: `(c) ${kind}`, label, ...figures, cpuUsPerEvent: ((after.cpuMs - before.cpuMs) * 1000) / (after.requests - before.requests) });
+      const figures = await metered(meter?.withService(bare.pid), () => measureIngest(bare.url, SINGLE_EVENTS, chains, options));
+      measures.push({ key: `(c) ${kind}`, label, ...figures, cpuUsPerEvent: cpuUsPerEvent(figures) });
     } finally {
       await bare.stop();
     }
@@ -1607,6 +1617,13 @@ function ratios(measures: Measure[]): string {
     .filter(([a, b]) => !Number.isNaN(eps(a) / eps(b))) // phases this run left out
     .map(([a, b, target]) => `${a} / ${b} = ${(eps(a) / eps(b)).toFixed(2)} (>= ${target})`)
     .concat(Number.isNaN(cpuUs('(c1)') / cpuUs('(c) hono')) ? [] : [`CPU per event (c1) / (c) hono = ${(cpuUs('(c1)') / cpuUs('(c) hono')).toFixed(2)} (<= 1.5)`])
+    .concat(
+      Number.isNaN(eps('(c) append') / eps('(c) hono') + cpuUs('(c) append') / cpuUs('(c) hono'))
+        ? []
+        : [
+            `(c) floor / (c) hono = ${(eps('(c) append') / eps('(c) hono')).toFixed(2)} in events/s and ${(cpuUs('(c) append') / cpuUs('(c) hono')).toFixed(2)} in CPU per event (the most, and the least, an append built on these parts can reach)`,
+          ],
+    )
     .concat(
       Number.isNaN(eps('(d) floor')) ? [] : [`(d) floor / (d) ceiling = ${(eps('(d) floor') / eps('(d) ceiling')).toFixed(2)} (the most a verifier built on these parts can reach)`],
     )

@@ -11,7 +11,7 @@ import { authenticate, requireAdmin } from './auth.js';
 import type { AppEnv } from './context.js';
 import type { Authenticator } from './credentials.js';
 import { onError, onNotFound } from './errors.js';
-import type { EventLimits } from './event-schema.js';
+import { eventLimits } from './event-schema.js';
 import { requestLog } from './request-log.js';
 import { PersonalPolicies } from './personal.js';
 import { SealedBundles } from './sealed.js';
@@ -51,16 +51,6 @@ export interface AppDeps {
   viewerBundle?: string | undefined;
   /** How long the database has gone unanswered, and for how long /healthz tolerates it. Absent: not watched. */
   unreachable?: { unansweredMs(): number; limitMs: number };
-}
-
-function eventLimits(config: Config): EventLimits {
-  return {
-    maxBatchEvents: config.AUDITLEDGER_MAX_BATCH_EVENTS,
-    maxStringLength: config.AUDITLEDGER_MAX_STRING_LENGTH,
-    maxFields: config.AUDITLEDGER_MAX_FIELDS,
-    maxMetadataDepth: config.AUDITLEDGER_MAX_METADATA_DEPTH,
-    maxMetadataBytes: config.AUDITLEDGER_MAX_METADATA_BYTES,
-  };
 }
 
 /**

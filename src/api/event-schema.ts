@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { Config } from '../config.js';
 import type { AuditEvent, Crud } from '../ledger/event.js';
 import { formatPointer, isMarkerShape } from '../ledger/personal.js';
 import { isoDateTime, storableString } from './schemas.js';
@@ -10,6 +11,17 @@ export interface EventLimits {
   maxFields: number;
   maxMetadataDepth: number;
   maxMetadataBytes: number;
+}
+
+/** The limits on appended events that `config` sets (AUDITLEDGER_MAX_BATCH_EVENTS and the four after it). */
+export function eventLimits(config: Config): EventLimits {
+  return {
+    maxBatchEvents: config.AUDITLEDGER_MAX_BATCH_EVENTS,
+    maxStringLength: config.AUDITLEDGER_MAX_STRING_LENGTH,
+    maxFields: config.AUDITLEDGER_MAX_FIELDS,
+    maxMetadataDepth: config.AUDITLEDGER_MAX_METADATA_DEPTH,
+    maxMetadataBytes: config.AUDITLEDGER_MAX_METADATA_BYTES,
+  };
 }
 
 /**
