@@ -41,18 +41,20 @@ function bareReceipt(event: { action?: unknown }): Receipt {
 }
 
 /**
- * The floor of a single-event append on one chain: the service's event schema (zod), the event's
- * RFC 8785 body with its ledger fields and its leaf hash (src/ledger/event.ts), and a group commit
- * of every event waiting into a table shaped like `events`, one statement and commit at a time,
- * each event answered once its commit is durable. It leaves out all the service adds beyond that:
- * authentication, idempotency keys, the personal data policy, the chain head row and its lock,
- * tiles, the tree root in the receipt, logging and metrics. Resolves with the event's receipt;
- * rejects with the zod error of an invalid event.
+ * The floor of a single-event append: the service's event schema (zod), the event's RFC 8785 body
+ * with its ledger fields and its leaf hash (src/ledger/event.ts), and a group commit of every
+ * event waiting, whatever its chain, into a table shaped like `events`, one statement and commit
+ * at a time, each event answered once its commit is durable. A chain per `chain` key (the bearer
+ * token, unchecked), kept in memory. It leaves out all the service adds beyond that:
+ * authentication, idempotency keys, the personal data policy, the chain head rows and their
+ * locks, tiles, the tree root in the receipt, logging and metrics. Resolves with the event's
+ * receipt; rejects with the zod error of an invalid event.
  */
-function appendFloor(db: pg.Pool): (input: unknown) => Promise<Receipt> {
+function appendFloor(db: pg.Pool): (chain: string, input: unknown) => Promise<Receipt> {
   const schema = eventSchemas(eventLimits(loadConfig({}))).event;
-  const chain = { project: randomUUID(), environment: randomUUID(), seq: 0, prev: GENESIS_PREV };
-  let waiting: { event: AuditEvent; canonical: string; settle: (receipt: Receipt | Error) => void }[] = [];
+  const project = randomUUID();
+  const chains = new Map<string, { environment: string; seq: number; prev: string }>();
+  let waiting: { chain: string; event: AuditEvent; canonical: string; settle: (receipt: Receipt | Error) => void }[] = [];
   let committing = false;
 
   async function commit(): Promise<void> {
@@ -61,29 +63,30 @@ function appendFloor(db: pg.Pool): (input: unknown) => Promise<Receipt> {
       const batch = waiting;
       waiting = [];
       const received_at = new Date().toISOString();
-      const firstPrev = chain.prev;
-      const encoded = batch.map(({ event, canonical }) => {
-        const fields = { project: chain.project, environment: chain.environment, seq: ++chain.seq, id: uuidv7(), received_at, prev: chain.prev };
+      const encoded = batch.map(({ chain: key, event, canonical }) => {
+        let chain = chains.get(key);
+        if (chain === undefined) chains.set(key, (chain = { environment: randomUUID(), seq: 0, prev: GENESIS_PREV }));
+        const fields = { project, environment: chain.environment, seq: ++chain.seq, id: uuidv7(), received_at, prev: chain.prev };
         const row = encodeCanonicalEvent(event, canonical, fields);
         chain.prev = row.hash.toString('hex');
         return { row, columns: indexColumns(event) };
       });
-      // Event bytes as two binary parameters, as the service sends them.
+      // Event bytes as two binary parameters, as the service sends them: each row's prev and hash, then the bodies.
       let at = 0;
       const lengths = encoded.map(({ row }) => row.canonical.length);
       try {
         await db.query({
           name: 'floor-append',
           text: `INSERT INTO bench_floor (environment_id, received_at, seq, id, prev, hash, canonical, action, crud, actor_id, target_id, group_id, created)
-                 SELECT $1::uuid, $2::timestamptz, r.seq, r.id, substring($3::bytea FROM r.n::int * 32 - 31 FOR 32), substring($3::bytea FROM r.n::int * 32 + 1 FOR 32),
-                        substring($4::bytea FROM r.at + 1 FOR r.length), r.action, r.crud, r.actor_id, r.target_id, r.group_id, r.created
-                   FROM unnest($5::bigint[], $6::uuid[], $7::int[], $8::int[], $9::text[], $10::"char"[], $11::text[], $12::text[], $13::text[], $14::timestamptz[])
-                        WITH ORDINALITY AS r(seq, id, at, length, action, crud, actor_id, target_id, group_id, created, n)`,
+                 SELECT r.environment_id, $1::timestamptz, r.seq, r.id, substring($2::bytea FROM r.n::int * 64 - 63 FOR 32), substring($2::bytea FROM r.n::int * 64 - 31 FOR 32),
+                        substring($3::bytea FROM r.at + 1 FOR r.length), r.action, r.crud, r.actor_id, r.target_id, r.group_id, r.created
+                   FROM unnest($4::uuid[], $5::bigint[], $6::uuid[], $7::int[], $8::int[], $9::text[], $10::"char"[], $11::text[], $12::text[], $13::text[], $14::timestamptz[])
+                        WITH ORDINALITY AS r(environment_id, seq, id, at, length, action, crud, actor_id, target_id, group_id, created, n)`,
           values: [
-            chain.environment,
             received_at,
-            Buffer.concat([Buffer.from(firstPrev, 'hex'), ...encoded.map(({ row }) => row.hash)]),
+            Buffer.concat(encoded.flatMap(({ row }) => [Buffer.from(row.body.prev, 'hex'), row.hash])),
             Buffer.concat(encoded.map(({ row }) => row.canonical)),
+            encoded.map(({ row }) => row.body.environment),
             encoded.map(({ row }) => row.body.seq),
             encoded.map(({ row }) => row.body.id),
             lengths.map((length) => (at += length) - length),
@@ -107,10 +110,10 @@ function appendFloor(db: pg.Pool): (input: unknown) => Promise<Receipt> {
     committing = false;
   }
 
-  return (input) => {
+  return (chain, input) => {
     const { event } = splitInput(schema.parse(input));
     const receipt = new Promise<Receipt>((resolve, reject) => {
-      waiting.push({ event, canonical: canonicalize(event), settle: (r) => (r instanceof Error ? reject(r) : resolve(r)) });
+      waiting.push({ chain, event, canonical: canonicalize(event), settle: (r) => (r instanceof Error ? reject(r) : resolve(r)) });
     });
     if (!committing) void commit();
     return receipt;
@@ -125,7 +128,7 @@ if (kind === 'hono' || kind === 'append') {
   const append = kind === 'append' ? appendFloor(new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 1 })) : undefined;
   const app = new Hono().post('/v1/events', async (c) => {
     const input = await c.req.json();
-    const receipt = append ? await append(input) : bareReceipt(input as { action?: unknown });
+    const receipt = append ? await append(c.req.header('authorization') ?? '', input) : bareReceipt(input as { action?: unknown });
     return c.body(answer(receipt), 201, JSON_TYPE);
   });
   const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => listening(server)());
