@@ -38,6 +38,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
@@ -374,6 +375,21 @@ function statFields(pid: number | string): string[] {
 function processCpuMs(pid: number | string, reaped = false): number {
   const [utime, stime, cutime, cstime] = statFields(pid).slice(11, 15).map(Number) as [number, number, number, number];
   return (utime + stime + (reaped ? cutime + cstime : 0)) * TICK_MS;
+}
+
+/**
+ * Waits until process `pid` has used under 5% of a core over a second, or `limitMs` passed: after
+ * many chains took events, the service's jobs sign their checkpoints for a while (after (c3),
+ * 1,000 of them), which would take CPU from the next phase.
+ */
+async function untilIdle(pid: number, limitMs = 60_000): Promise<void> {
+  const started = performance.now();
+  for (let waited = false; performance.now() < started + limitMs; waited = true) {
+    const before = processCpuMs(pid);
+    await sleep(1000);
+    if (processCpuMs(pid) - before < 50) return;
+    if (!waited) progress('waiting for the service to idle (its jobs)');
+  }
 }
 
 /** CPU ms of a PostgreSQL server: its postmaster and every backend, running or exited. */
@@ -1429,6 +1445,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     measures.push({ key: phase.key, label: phase.label, target: phase.target, ...figures, cpuUsPerEvent: cpuUsPerEvent(figures) });
   };
   for (const phase of phases.filter((p) => !personal.includes(p))) {
+    await untilIdle(service.pid);
     progress(`${phase.label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
     const before = await commits(service.url);
     record(phase, await metered(meter, () => measureIngest(service.url, phase, chains, options)));
@@ -1436,6 +1453,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     measures.at(-1)!.eventsPerCommit = (after.events - before.events) / (after.transactions - before.transactions);
   }
   if (phases.includes(personal[0]!)) {
+    await untilIdle(service.pid);
     progress(`(p0) and (p) in turn, ${options.rounds} times each: ${WARMUP_MS / 1000} s warm-up + ${options.seconds / options.rounds} s`);
     const alternated = await measureAlternately(service.url, personal, chains, options, meter);
     personal.forEach((phase, i) => record(phase, alternated[i]!));
@@ -1448,6 +1466,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   if (options.only === 'single') return { postgres: rows[0]!.server_version, measures, notes: [`Ratios (issue 18 targets): ${ratios(measures)}.`] };
   if (options.only !== 'verify') {
     // The 1-worker service idles meanwhile; the CPU meter follows one process, so this is not metered.
+    await untilIdle(service.pid);
     const twoWorkers = await startService(databaseUrl, path.join(dir, 'service-2'), adminToken, teardown, { workers: 2 });
     try {
       for (const { phase, key, label } of WORKERS_PHASES) {
