@@ -3,8 +3,8 @@
 // garbage collector's included). `node:http` and `hono` do for a POST only what no server can
 // skip: read the body, parse its JSON, answer 201 with a receipt-sized JSON body; the same load
 // against them shows what this machine's HTTP alone allows, written on node:http or on Hono and
-// @hono/node-server as the service is. `append` is the floor of (c1): the Hono server and what
-// every durable append of an event must add to it, on these parts, and nothing else (see
+// @hono/node-server as the service is. `append` is the floor of (c1) and (c3): the Hono server
+// and what every durable append of an event must add to it, on these parts, and nothing else (see
 // appendFloor). Prints "bare server listening on <url>" once it listens.
 //
 //   node <the service's flags> --import tsx scripts/bench-bare-server.ts node:http|hono|append
@@ -46,9 +46,10 @@ function bareReceipt(event: { action?: unknown }): Receipt {
  * event waiting, whatever its chain, into a table shaped like `events`, one statement and commit
  * at a time, each event answered once its commit is durable. A chain per `chain` key (the bearer
  * token, unchecked), kept in memory. It leaves out all the service adds beyond that:
- * authentication, idempotency keys, the personal data policy, the chain head rows and their
- * locks, tiles, the tree root in the receipt, logging and metrics. Resolves with the event's
- * receipt; rejects with the zod error of an invalid event.
+ * authentication, the I-JSON checks of the body, idempotency keys, the personal data policy, the
+ * chain head rows and their locks, the Merkle tree (compact ranges, tiles, the root in the
+ * receipt), the request id, logging and metrics. Resolves with the event's receipt; rejects with
+ * the zod error of an invalid event.
  */
 function appendFloor(db: pg.Pool): (chain: string, input: unknown) => Promise<Receipt> {
   const schema = eventSchemas(eventLimits(loadConfig({}))).event;

@@ -8,10 +8,12 @@
 //   (g) inclusion and consistency proof latency over HTTP on a chain of 10,000 events and on one
 //   of 3 million; (h) sealing that chain's day of 3 million events (time, peak RSS, bundles).
 //   (c), (d) and (f) each get a ceiling beside them: the same load or data through only the work
-//   no implementation can skip (bench-ceilings.ts); (p) batched ingest of events with three
-//   personal values each under the default policy (issue 17), beside (p0), the same events on a
-//   chain whose policy keeps them clear. Every other phase runs under that empty policy, so their
-//   events carry no commitments. Targets are printed beside the figures, never asserted.
+//   no implementation can skip (bench-bare-server.ts, bench-ceilings.ts); (c1), (c3) and (d) a
+//   floor too, that work and what every append or verifier must add to it; (p) batched ingest of
+//   events with three personal values each under the default policy (issue 17), beside (p0), the
+//   same events on a chain whose policy keeps them clear. Every other phase runs under that empty
+//   policy, so their events carry no commitments. Targets are printed beside the figures, never
+//   asserted.
 //
 //   npm run bench -- [--events N] [--seconds S] [--workers W] [--seal-events N] [--chain-events N] [--proofs N]
 //                    [--rounds R] [--only personal|proofs|single|verify|workers]
