@@ -8,13 +8,16 @@
 // appendFloor). Prints "bare server listening on <url>" once it listens.
 //
 //   node <the service's flags> --import tsx scripts/bench-bare-server.ts node:http|hono|append
-//   (append: DATABASE_URL, where the table bench_floor is shaped like `events`)
+//   (append: DATABASE_URL, a database of the service's where the bench made the plain table
+//   bench_floor: CREATE TABLE bench_floor (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+//   INCLUDING INDEXES))
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
+import { ZodError } from 'zod';
 import { eventLimits, eventSchemas, splitInput } from '../src/api/event-schema.js';
 import { loadConfig } from '../src/config.js';
 import { encodeCanonicalEvent, GENESIS_PREV, indexColumns, type AuditEvent } from '../src/ledger/event.js';
@@ -125,21 +128,35 @@ const kind = process.argv[2] as BareServerKind;
 const listening = (server: { address(): AddressInfo | string | null }) => () =>
   console.log(`bare server listening on http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
 
+// A body that is not JSON, or an event the schema refuses: 400 with the reason, as the bench never
+// sends one; anything else (the database) 500.
+const refused = (error: unknown) => (error instanceof SyntaxError || error instanceof ZodError ? 400 : 500);
+const problem = (error: unknown) => JSON.stringify({ error: error instanceof Error ? error.message : String(error) });
+
 if (kind === 'hono' || kind === 'append') {
+  if (kind === 'append' && !process.env.DATABASE_URL) throw new Error('the append floor needs DATABASE_URL, where bench_floor is');
   const append = kind === 'append' ? appendFloor(new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 1 })) : undefined;
-  const app = new Hono().post('/v1/events', async (c) => {
-    const input = await c.req.json();
-    const receipt = append ? await append(c.req.header('authorization') ?? '', input) : bareReceipt(input as { action?: unknown });
-    return c.body(answer(receipt), 201, JSON_TYPE);
-  });
+  const app = new Hono()
+    .post('/v1/events', async (c) => {
+      const input = await c.req.json();
+      const receipt = append ? await append(c.req.header('authorization') ?? '', input) : bareReceipt(input as { action?: unknown });
+      return c.body(answer(receipt), 201, JSON_TYPE);
+    })
+    .onError((error, c) => c.body(problem(error), refused(error), JSON_TYPE));
   const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => listening(server)());
 } else if (kind === 'node:http') {
   const server = http.createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
-      const body = answer(bareReceipt(JSON.parse(Buffer.concat(chunks).toString('utf8')) as { action?: unknown }));
-      response.writeHead(201, { ...JSON_TYPE, 'content-length': Buffer.byteLength(body) });
+      let status = 201;
+      let body: string;
+      try {
+        body = answer(bareReceipt(JSON.parse(Buffer.concat(chunks).toString('utf8')) as { action?: unknown }));
+      } catch (error) {
+        [status, body] = [refused(error), problem(error)];
+      }
+      response.writeHead(status, { ...JSON_TYPE, 'content-length': Buffer.byteLength(body) });
       response.end(body);
     });
   });

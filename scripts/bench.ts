@@ -1664,7 +1664,7 @@ function ratios(measures: Measure[]): string {
       Number.isNaN(eps('(c1) floor') / eps('(c) hono') + cpuUs('(c1) floor') / cpuUs('(c) hono'))
         ? []
         : [
-            `(c1) floor / (c) hono = ${(eps('(c1) floor') / eps('(c) hono')).toFixed(2)} in events/s and ${(cpuUs('(c1) floor') / cpuUs('(c) hono')).toFixed(2)} in CPU per event, (c3) floor / (c1) floor = ${(eps('(c3) floor') / eps('(c1) floor')).toFixed(2)} (the most, and the least, an append built on these parts can reach)`,
+            `(c1) floor / (c) hono = ${(eps('(c1) floor') / eps('(c) hono')).toFixed(2)} in events/s and ${(cpuUs('(c1) floor') / cpuUs('(c) hono')).toFixed(2)} in CPU per event, (c3) floor / (c1) floor = ${(eps('(c3) floor') / eps('(c1) floor')).toFixed(2)} (the floor: the most events/s and the least CPU an append built on these parts can reach)`,
           ],
     )
     .concat(
