@@ -1607,13 +1607,12 @@ function eventsPerSecond(measures: Measure[], key: string): number {
   return measures.find((m) => m.key === key)?.eventsPerSecond ?? Number.NaN;
 }
 
-/** The ratios issue 18 sets targets on, each `a / b = x (target)`. */
-// The serving process's cores over the phase (warm-ups included) per event acknowledged in its window.
+/** CPU µs per event: the serving process's cores over the phase (warm-ups included) per event acknowledged in its window. */
 function cpuUsPerEvent(figures: IngestFigures & { cpu?: CpuShare | undefined }): number | undefined {
   return figures.cpu && (figures.cpu.service * 1e6) / figures.eventsPerSecond;
 }
 
-/** (c)'s ceilings and floor: (c1)'s load against each server of bench-bare-server.ts in turn. */
+/** (c)'s ceilings and floors: (c1)'s load against each server of bench-bare-server.ts in turn, then (c3)'s against the floor. */
 async function measureBareServers(
   db: pg.Pool,
   databaseUrl: string,
@@ -1644,6 +1643,7 @@ async function measureBareServers(
   return measures;
 }
 
+/** The ratios issue 18 sets targets on, each `a / b = x (target)`. */
 function ratios(measures: Measure[]): string {
   const eps = (key: string) => eventsPerSecond(measures, key);
   const cpuUs = (key: string) => measures.find((m) => m.key === key)?.cpuUsPerEvent ?? Number.NaN;
