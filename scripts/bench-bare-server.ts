@@ -73,7 +73,7 @@ function appendFloor(db: pg.Pool): (chain: string, input: unknown) => Promise<Re
         const fields = { project, environment: chain.environment, seq: ++chain.seq, id: uuidv7(), received_at, prev: chain.prev };
         const row = encodeCanonicalEvent(event, canonical, fields);
         chain.prev = row.hash.toString('hex');
-        return { row, columns: indexColumns(event) };
+        return { row, hashHex: chain.prev, columns: indexColumns(event) };
       });
       // Event bytes as two binary parameters, as the service sends them: each row's prev and hash, then the bodies.
       let at = 0;
@@ -104,8 +104,8 @@ function appendFloor(db: pg.Pool): (chain: string, input: unknown) => Promise<Re
           ],
         });
         batch.forEach(({ settle }, i) => {
-          const { body, hash } = encoded[i]!.row;
-          settle({ id: body.id, seq: body.seq, hash: hash.toString('hex'), received_at });
+          const { row, hashHex } = encoded[i]!;
+          settle({ id: row.body.id, seq: row.body.seq, hash: hashHex, received_at });
         });
       } catch (error) {
         batch.forEach(({ settle }) => settle(error as Error));
