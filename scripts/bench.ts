@@ -1542,6 +1542,14 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     label: `(f) ceiling: the same bundles, both hashes and the ledger-field scan per event, nothing checked, ${threads} threads`,
     eventsPerSecond: hashed.eventsPerSecond,
   });
+  progress("(f) floor: the ceiling's work and the tree's inner nodes");
+  const floored = await hashArchive(sealArchive, threads, true);
+  if (floored.events !== options.sealEvents) throw new Error(`(f) floor: hashed ${floored.events} events, not ${options.sealEvents}`);
+  measures.push({
+    key: '(f) floor',
+    label: `(f) floor: the ceiling's work and what no verifier can skip beyond it (the tree's inner nodes), nothing checked, ${threads} threads`,
+    eventsPerSecond: floored.eventsPerSecond,
+  });
   if (options.only === 'verify') return { postgres: rows[0]!.server_version, measures, notes: [`Ratios (issue 18 targets): ${ratios(measures)}.`] };
 
   const { day, chainArchive, dayChain } = await seedChainDay(db, dir, signer, options);
@@ -1668,7 +1676,9 @@ function ratios(measures: Measure[]): string {
           ],
     )
     .concat(
-      Number.isNaN(eps('(d) floor')) ? [] : [`(d) floor / (d) ceiling = ${(eps('(d) floor') / eps('(d) ceiling')).toFixed(2)} (the most a verifier built on these parts can reach)`],
+      (['(d)', '(f)'] as const)
+        .filter((v) => !Number.isNaN(eps(`${v} floor`)))
+        .map((v) => `${v} floor / ${v} ceiling = ${(eps(`${v} floor`) / eps(`${v} ceiling`)).toFixed(2)} (the most a verifier built on these parts can reach)`),
     )
     .join('; ');
 }
