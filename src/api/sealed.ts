@@ -128,7 +128,7 @@ export class SealedBundles {
       return unchecked(seal, error.message);
     }
     const { failures, leaves } = verifyParsedBundle(parsed, bytes, this.verifiers);
-    return { seal, tree: { manifest: parsed.manifest, leaves: Buffer.concat(leaves) }, failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };
+    return { seal, tree: { manifest: parsed.manifest, leaves }, failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };
   }
 }
 

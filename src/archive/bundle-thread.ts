@@ -21,5 +21,5 @@ export interface BundleResult {
 serveTasks<readonly VerifierKey[], BundleTask, BundleResult>(({ bytes, previous, rootSizes }, verifiers) => {
   const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const { failures, roots, leaves, nodes } = verifyParsedBundle(parseBundle(buffer), buffer, verifiers, previous, rootSizes);
-  return { failures, roots: [...roots], leaves: Buffer.concat(leaves), nodes: nodes.entries() };
+  return { failures, roots: [...roots], leaves, nodes: nodes.entries() };
 });

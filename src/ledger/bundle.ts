@@ -102,8 +102,8 @@ export interface BundleVerification {
   /** Null when the bundle could not be parsed. */
   manifest: BundleManifest | null;
   failures: BundleFailure[];
-  /** The lines' leaf hashes, in line order (for proofs without hashing again); none when unparsed. */
-  leaves: readonly Buffer[];
+  /** The lines' leaf hashes end to end, 32 bytes a line in line order (for proofs without hashing again); empty when unparsed. */
+  leaves: Buffer;
   /** The tree root at each of the sizes asked for that the bundle's lines reach. */
   roots: Map<number, Buffer>;
   /** The tile-level nodes the tree computed over the lines (on top of start_range): the roots of the tiles they complete. */
@@ -312,7 +312,7 @@ export function verifyBundle(bytes: Buffer, verifiers: readonly VerifierKey[], p
   try {
     bundle = parseBundle(bytes);
   } catch (error) {
-    if (error instanceof BundleError) return { manifest: null, failures: [{ seq: null, reason: error.message }], leaves: [], roots: new Map(), nodes: new TileNodes() };
+    if (error instanceof BundleError) return { manifest: null, failures: [{ seq: null, reason: error.message }], leaves: Buffer.alloc(0), roots: new Map(), nodes: new TileNodes() };
     throw error;
   }
   return verifyParsedBundle(bundle, bytes, verifiers, previous);
@@ -332,20 +332,20 @@ export function verifyParsedBundle(
   const { manifest, manifestLine, events } = bundle;
   const whole = (reason: string): BundleFailure => ({ seq: null, reason });
   const eventsSha256 = sha256InPieces(bytes.subarray(manifestLine.length)).toString('hex');
-  const lines = events.map((canonical, i) => readLine(canonical, manifest.first_seq + i, manifest));
-  const leaves = lines.map((line) => line.hash);
+  const lines = readLines(events, manifest);
   // The leaves are the lines as they stand: any line changed, moved or missing changes the root.
+  const leaves = Array.from(events, (_, i) => hashAt(lines.hashes, i));
   const nodes = new TileNodes();
   const tree = growRange(compactRange(manifest.start_range), leaves, [...rootSizes, manifest.last_seq], nodes);
   const failures = [
     ...manifestProblems(bundle, eventsSha256, verifiers).map(whole),
-    ...eventFailures(manifest, lines),
+    ...eventFailures(manifest, lines, leaves),
     ...treeProblems(manifest, tree.roots.get(tree.end.size)!, verifiers).map(whole),
     ...(previous ? continuityProblems(manifest, previous, verifiers).map(whole) : []),
   ];
   const asked = new Set(rootSizes);
   const roots = new Map([...tree.roots].filter(([size]) => asked.has(size)));
-  return { manifest, failures, leaves, roots, nodes };
+  return { manifest, failures, leaves: lines.hashes, roots, nodes };
 }
 
 // node:crypto takes at most 2 GiB in one update; a bundle may be larger.
@@ -559,26 +559,62 @@ function firstBundleProblems(startSize: number, firstPrev: string, previousManif
 
 // --- the events
 
-interface Line extends ChainEvent {
-  /** The seq the body claims; for an unreadable body, the one its position implies. */
-  seq: number;
-  hash: Buffer;
-  /** The body's prev, when the body is readable. */
+// A bundle's lines, a column per field rather than an object and two buffers per line: the lines
+// live until the bundle is checked, and per-line objects that long-lived were most of the garbage
+// collector's work (its helper threads' included).
+interface Lines {
+  /** The seq each body claims; for an unreadable body, the one its line's position implies. */
+  seqs: number[];
+  /** The lines' leaf hashes, end to end. */
+  hashes: Buffer;
+  /** The bodies' prevs decoded, end to end; a line in `odd` has its own instead. */
+  prevs: Buffer;
+  /** The lines, by index, whose body is unreadable or contradicts the bundle, or whose prev is not 64 hex digits: usually none. */
+  odd: Map<number, OddLine>;
+}
+
+interface OddLine {
+  /** Undefined when the body is unreadable; otherwise whatever Buffer.from(prev, 'hex') makes of it. */
   prev: Buffer | undefined;
-  /** Why the body is unreadable, or what in it contradicts the bundle: usually nothing. */
   problems: readonly string[];
 }
 
 const NO_PROBLEMS: readonly string[] = [];
 
-// The body is checked here and not kept: a bundle's lines live until the bundle is checked, and
-// a decoded body per line was most of the garbage collector's work.
-function readLine(canonical: Buffer, positionSeq: number, manifest: BundleManifest): Line {
-  const hash = eventHash(canonical);
-  const body = readBody(canonical);
-  if (typeof body === 'string') return { seq: positionSeq, hash, prev: undefined, problems: [body] };
-  const problems = bodyProblems(body, manifest);
-  return { seq: body.seq, hash, prev: Buffer.from(body.prev, 'hex'), problems: problems.length ? problems : NO_PROBLEMS };
+/** The 32 bytes of line `i` in hashes end to end. */
+function hashAt(bytes: Buffer, i: number): Buffer {
+  return bytes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE);
+}
+
+// Each line's leaf hash and ledger fields. The body is checked here and not kept (a decoded body
+// per line was once most of the garbage collector's work).
+function readLines(events: readonly Buffer[], manifest: BundleManifest): Lines {
+  const lines: Lines = {
+    seqs: new Array<number>(events.length),
+    hashes: Buffer.allocUnsafeSlow(events.length * HASH_SIZE),
+    prevs: Buffer.allocUnsafeSlow(events.length * HASH_SIZE),
+    odd: new Map(),
+  };
+  events.forEach((canonical, i) => {
+    eventHash(canonical).copy(lines.hashes, i * HASH_SIZE);
+    const body = readBody(canonical);
+    if (typeof body === 'string') {
+      lines.seqs[i] = manifest.first_seq + i;
+      lines.odd.set(i, { prev: undefined, problems: [body] });
+      return;
+    }
+    lines.seqs[i] = body.seq;
+    const problems = bodyProblems(body, manifest);
+    const decoded = body.prev.length === 2 * HASH_SIZE && lines.prevs.write(body.prev, i * HASH_SIZE, 'hex') === HASH_SIZE;
+    if (problems.length || !decoded) lines.odd.set(i, { prev: decoded ? hashAt(lines.prevs, i) : Buffer.from(body.prev, 'hex'), problems });
+  });
+  return lines;
+}
+
+/** Line `i` as the chain checker takes it; `hash` is its leaf hash. */
+function chainEvent(lines: Lines, i: number, hash: Buffer): ChainEvent {
+  const odd = lines.odd.get(i);
+  return { seq: lines.seqs[i]!, hash, prev: odd ? odd.prev : hashAt(lines.prevs, i) };
 }
 
 // What a bundle checks of a body: its ledger fields.
@@ -639,40 +675,40 @@ function isIsoTime(value: string): boolean {
  * ChainChecker, fed the first line of each seq in range, with hashes computed from the lines: a
  * changed line is reported at its own seq, as the next event's prev (or last_hash) records its hash.
  */
-function eventFailures(manifest: BundleManifest, lines: readonly Line[]): BundleFailure[] {
+function eventFailures(manifest: BundleManifest, lines: Lines, leaves: readonly Buffer[]): BundleFailure[] {
   const { first_seq: first, last_seq: last } = manifest;
+  const { seqs } = lines;
   const failures: BundleFailure[] = [];
   const fail = (seq: number, reason: string) => failures.push({ seq, reason });
-  lines.forEach((line, i) => {
-    const { seq } = line;
-    for (const problem of line.problems) fail(seq, problem);
+  seqs.forEach((seq, i) => {
+    for (const problem of lines.odd.get(i)?.problems ?? NO_PROBLEMS) fail(seq, problem);
     if (seq < first || seq > last) fail(seq, `seq is outside the bundle's range ${first}..${last}`);
-    const before = lines[i - 1];
-    if (before !== undefined && seq < before.seq) fail(seq, `out of order: the line follows event ${before.seq}`);
+    if (i > 0 && seq < seqs[i - 1]!) fail(seq, `out of order: the line follows event ${seqs[i - 1]}`);
   });
-  const { sorted, starts } = groupBySeq(lines);
+  const { sorted, starts } = groupBySeq(seqs);
   const start = { seq: first - 1, hash: Buffer.from(manifest.first_prev, 'hex'), range: compactRange(manifest.start_range) };
   const checker = new ChainChecker(manifest, start, { hashes: 'computed' });
   const report = (findings: readonly Finding[]) => findings.forEach(({ seq, reason }) => fail(seq, reason));
   starts.forEach((start, group) => {
-    const line = sorted[start]!;
+    const i = sorted[start]!;
+    const seq = seqs[i]!;
     const lineCount = (starts[group + 1] ?? sorted.length) - start;
-    if (lineCount > 1) fail(line.seq, `${lineCount} lines hold this seq`);
-    if (line.seq >= first && line.seq <= last) report(checker.add(line));
+    if (lineCount > 1) fail(seq, `${lineCount} lines hold this seq`);
+    if (seq >= first && seq <= last) report(checker.add(chainEvent(lines, i, leaves[i]!)));
   });
   // No root asked of the checker: the bundle's is that of its lines as they stand, in treeProblems.
   report(checker.finish({ seq: last, hash: Buffer.from(manifest.last_hash, 'hex') }));
   return failures.sort((a, b) => (a.seq as number) - (b.seq as number));
 }
 
-// The lines in seq order (their own order among equal seqs), and where each seq's group starts.
-// Lines are nearly always in order already, so no sort and no list per seq.
-function groupBySeq(lines: readonly Line[]): { sorted: readonly Line[]; starts: number[] } {
-  const inOrder = lines.every((line, i) => i === 0 || lines[i - 1]!.seq <= line.seq);
-  const sorted = inOrder ? lines : [...lines].sort((a, b) => a.seq - b.seq);
+// The lines' indices in seq order (their own order among equal seqs), and where each seq's group
+// starts. Lines are nearly always in order already, so no sort and no list per seq.
+function groupBySeq(seqs: readonly number[]): { sorted: readonly number[]; starts: number[] } {
+  const sorted = Array.from(seqs, (_, i) => i);
+  if (!seqs.every((seq, i) => i === 0 || seqs[i - 1]! <= seq)) sorted.sort((a, b) => seqs[a]! - seqs[b]! || a - b);
   const starts: number[] = [];
   sorted.forEach((line, i) => {
-    if (i === 0 || sorted[i - 1]!.seq !== line.seq) starts.push(i);
+    if (i === 0 || seqs[sorted[i - 1]!] !== seqs[line]) starts.push(i);
   });
   return { sorted, starts };
 }

@@ -185,7 +185,7 @@ export function checkHere(verifiers: readonly VerifierKey[]): BundleChecker {
     admit: async () => () => undefined,
     check: async (bytes, previous, rootSizes) => {
       const { failures, roots, leaves, nodes } = verifyParsedBundle(parseBundle(bytes), bytes, verifiers, previous, rootSizes);
-      return { failures, roots, leaves: Buffer.concat(leaves), nodes };
+      return { failures, roots, leaves, nodes };
     },
   };
 }

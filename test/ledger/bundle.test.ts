@@ -159,7 +159,7 @@ describe('verifyBundle', () => {
     BUNDLES.forEach((bundle, i) => {
       const verification = verifyBundle(bundle.bytes, [KEY]);
       expect(verification).toMatchObject({ manifest: bundle.manifest, failures: [] });
-      expect(Buffer.concat(verification.leaves)).toEqual(Buffer.concat(EVENTS.slice(bundle.manifest.first_seq - 1, bundle.manifest.last_seq).map((e) => e.hash)));
+      expect(verification.leaves).toEqual(Buffer.concat(EVENTS.slice(bundle.manifest.first_seq - 1, bundle.manifest.last_seq).map((e) => e.hash)));
       const before = BUNDLES[i - 1];
       if (before) expect(verifyBundle(bundle.bytes, [KEY], before.previous).failures).toEqual([]);
     });
@@ -257,6 +257,24 @@ describe('verifyBundle', () => {
     const bytes = tamper(MIDDLE, (lines) => [...lines, forge(35, EVENTS[33]!).canonical]);
     const { failures } = verifyBundle(bytes, [KEY]);
     expect(failures.filter((f) => f.seq !== null)).toEqual([{ seq: 35, reason: "seq is outside the bundle's range 14..34" }]);
+  });
+
+  it('checks the link of a line whose body contradicts the bundle', () => {
+    const linked = tamper(MIDDLE, (lines) => [...lines.slice(0, -1), forge(34, EVENTS[32]!, { project: 'other' }).canonical]);
+    const failures = verifyBundle(linked, [KEY]).failures;
+    expect(failures).toContainEqual({ seq: 34, reason: `project "other" is not the bundle's "${PROJECT}"` });
+    expect(eventSeqs(failures)).toEqual([34]);
+    // Linked to event 32 instead: the link 33 -> 34 breaks, whatever else is wrong with the line.
+    const unlinked = tamper(MIDDLE, (lines) => [...lines.slice(0, -1), forge(34, EVENTS[31]!, { project: 'other' }).canonical]);
+    expect(verifyBundle(unlinked, [KEY]).failures).toContainEqual({ seq: 33, reason: 'the bytes do not hash to the prev of event 34' });
+  });
+
+  it('reports a prev that is not 64 hex digits as a broken link', () => {
+    const hash = EVENTS[32]!.hash.toString('hex');
+    for (const prev of ['zz'.repeat(32), hash.slice(0, 62) + 'zz', hash.slice(0, 2), hash + '00']) {
+      const bytes = tamper(MIDDLE, (lines) => [...lines.slice(0, -1), forge(34, EVENTS[32]!, { prev }).canonical]);
+      expect(verifyBundle(bytes, [KEY]).failures, prev).toContainEqual({ seq: 33, reason: 'the bytes do not hash to the prev of event 34' });
+    }
   });
 
   it('reports an event of another chain or day at its seq', () => {
@@ -380,7 +398,7 @@ describe('verifyBundle', () => {
       expect(verifyBundle(bytes, [KEY])).toEqual({
         manifest: null,
         failures: [{ seq: null, reason: expect.stringMatching(message) }],
-        leaves: [],
+        leaves: Buffer.alloc(0),
         roots: new Map(),
         nodes: expect.any(TileNodes),
       });
