@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   BundleBuilder,
@@ -267,6 +268,27 @@ describe('verifyBundle', () => {
     // Linked to event 32 instead: the link 33 -> 34 breaks, whatever else is wrong with the line.
     const unlinked = tamper(MIDDLE, (lines) => [...lines.slice(0, -1), forge(34, EVENTS[31]!, { project: 'other' }).canonical]);
     expect(verifyBundle(unlinked, [KEY]).failures).toContainEqual({ seq: 33, reason: 'the bytes do not hash to the prev of event 34' });
+  });
+
+  it('names the event of any bit flipped in an event line, or one beside it', () => {
+    const events = splitLines(MIDDLE.bytes).slice(1);
+    const first = MIDDLE.manifest.first_seq;
+    const flip = fc.record({ line: fc.nat(events.length - 1), at: fc.nat(), bit: fc.nat(7) });
+    fc.assert(
+      fc.property(flip, ({ line, at, bit }) => {
+        const offset = at % events[line]!.length;
+        const flipped = events[line]![offset]! ^ (1 << bit);
+        fc.pre(flipped !== NL[0]); // a new line is another tampering: a line split in two
+        const bytes = tamper(MIDDLE, (lines) => {
+          lines[1 + line]![offset] = flipped;
+          return lines;
+        });
+        // A flip in a seq may move the blame to the seq it now claims: the line's own, or one beside it.
+        const seqs = eventSeqs(verifyBundle(bytes, [KEY]).failures);
+        expect(seqs.some((seq) => Math.abs(seq - (first + line)) <= 1), `${seqs}`).toBe(true);
+      }),
+      { numRuns: 400 },
+    );
   });
 
   it('reports a prev that is not 64 hex digits as a broken link', () => {
