@@ -11,20 +11,28 @@ import { scanCanonicalObject } from '../src/ledger/jcs-scan.js';
 import { serveTasks } from '../src/thread-pool.js';
 
 const NEWLINE = 0x0a;
+// Leaves joined to the floor's tree at a time: none is kept beyond its chunk, as verify-archive keeps none.
+const CHUNK = 256;
 
 serveTasks<boolean | undefined, string, number>((file, floor) => {
   const bytes = readFileSync(file);
   const eventsStart = bytes.indexOf(NEWLINE) + 1;
   sha256InPieces(bytes.subarray(eventsStart)); // events_sha256
-  const leaves: Buffer[] = [];
-  for (let at = eventsStart; at < bytes.length; ) {
+  // From an empty range rather than the bundle's start_range: the same inner nodes per event, give or take a few.
+  let range = emptyRange();
+  let chunk: Buffer[] = [];
+  let lines = 0;
+  for (let at = eventsStart; at < bytes.length; lines++) {
     const end = bytes.indexOf(NEWLINE, at);
     const line = bytes.subarray(at, end);
-    leaves.push(eventHash(line));
+    const leaf = eventHash(line);
     scanCanonicalObject(line, LEDGER_FIELDS);
+    if (floor && chunk.push(leaf) === CHUNK) {
+      range = appendLeaves(range, chunk);
+      chunk = [];
+    }
     at = end + 1;
   }
-  // From an empty range rather than the bundle's start_range: the same inner nodes per event, give or take a few.
-  if (floor) appendLeaves(emptyRange(), leaves);
-  return leaves.length;
+  if (floor) appendLeaves(range, chunk);
+  return lines;
 });
