@@ -8,8 +8,8 @@
 //   (g) inclusion and consistency proof latency over HTTP on a chain of 10,000 events and on one
 //   of 3 million; (h) sealing that chain's day of 3 million events (time, peak RSS, bundles).
 //   (c), (d) and (f) each get a ceiling beside them: the same load or data through only the work
-//   no implementation can skip (bench-bare-server.ts, bench-ceilings.ts); (c1), (c3) and (d) a
-//   floor too, that work and what every append or verifier must add to it; (p) batched ingest of
+//   no implementation can skip (bench-bare-server.ts, bench-ceilings.ts); (c1), (c3), (d) and (f)
+//   a floor too, that work and what every append or verifier must add to it; (p) batched ingest of
 //   events with three personal values each under the default policy (issue 17), beside (p0), the
 //   same events on a chain whose policy keeps them clear. Every other phase runs under that empty
 //   policy, so their events carry no commitments. Targets are printed beside the figures, never
@@ -25,7 +25,8 @@
 // same machine. --only personal runs them alone (no (a), no other phase): their ratio, in a minute.
 // --only proofs builds the large chain and runs (g) alone: its ratios, in a few minutes. --only single
 // runs (c1), (c2), (c3) and the bare servers: the single-event ratios and CPU per event, in two minutes.
-// --only verify grows one chain to --events and runs (d), (e) and (f) with their ceilings.
+// --only verify grows one chain to --events and runs (d), (e) and (f) with their ceilings and
+// floors; (e) and (f) take --seal-events, not --events.
 // --only workers runs (b)'s batches of 100 on one chain and on 8, and (i): one worker against two.
 //
 // PostgreSQL: a fresh database at DATABASE_URL (a superuser URL) when set, otherwise an embedded

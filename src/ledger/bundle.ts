@@ -643,6 +643,8 @@ function bodyProblems(body: LedgerFields, bundle: Pick<BundleManifest, 'project'
   if (body.environment !== bundle.environment) {
     problems.push(`environment ${show(body.environment)} is not the bundle's ${show(bundle.environment)}`);
   }
+  // As the ledger writes it: the link check alone would blame the event before (its bytes do not hash to this).
+  if (!HEX_HASH.test(body.prev)) problems.push(`prev ${show(body.prev)} is not ${HEX_WANT}`);
   // A partition holds the events received on its UTC day (DESIGN.md "Storage rules").
   if (!isIsoTime(body.received_at)) {
     problems.push(`received_at ${show(body.received_at)} is not an ISO 8601 UTC time`);
