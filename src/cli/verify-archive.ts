@@ -160,6 +160,7 @@ const LABELS: Record<ArchiveFailure['kind'], string> = {
 
 function failureLine({ kind, chain, day, seq, key, reason }: ArchiveFailure): string {
   const where = [chain && `chain ${chain}`, day && `bundle ${day}`, seq !== null && `seq ${seq}`].filter(Boolean).join(', ');
-  const object = key && (kind === 'retention' || kind === 'archive' || kind === 'missing-checkpoint' || kind === 'tile') ? ` (${key})` : '';
+  // The key names the object exactly: a day's bundles share the day (bounded bundles).
+  const object = key ? ` (${key})` : '';
   return `${LABELS[kind]}${where ? ` ${where}` : ''}: ${reason}${object}`;
 }

@@ -44,6 +44,11 @@ export interface BundleObject {
   part: number;
 }
 
+/** A bundle as its file is named: the day, then `.part` after the first (2024-03-02, 2024-03-02.2, ...). */
+function bundleName({ day, part }: BundleObject): string {
+  return part === 1 ? day : `${day}.${part}`;
+}
+
 /** Bundles in key order: by day, then part. */
 function compareBundles(a: BundleObject, b: BundleObject): number {
   return a.day < b.day ? -1 : a.day > b.day ? 1 : a.part - b.part;
@@ -444,7 +449,7 @@ class ChainWalk {
       const explained = unreadable.some((u) => (previous === null || compareBundles(u, previous) > 0) && compareBundles(u, object) < 0);
       if (next !== null && first > next && !explained) {
         const events = first - 1 === next ? `event ${next} is` : `events ${next}..${first - 1} are`;
-        this.fail('missing', object.day, next, null, `${events} in no bundle: a bundle before ${object.day} is missing`);
+        this.fail('missing', object.day, next, null, `${events} in no bundle: a bundle before ${bundleName(object)} is missing`);
       } else if (next !== null && first < next) {
         this.fail('bundle', object.day, first, object.key, `events ${first}..${Math.min(last, next - 1)} are also in an earlier bundle`);
       }

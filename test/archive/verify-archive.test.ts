@@ -163,7 +163,7 @@ describe('verify-archive on a local folder', () => {
     expect((await cli.exited).code).toBe(1);
     expect(cli.output()).toContain('4/5 bundles valid, 1/5 INVALID\n85/110 events valid, 25/110 INVALID\n7/7 checkpoints valid\n');
     expect(cli.output()).toContain(
-      `Bundle INVALID chain ${chainOf(s.a)}, bundle ${s.days[1]}, seq 40: the bytes do not hash to the prev of event 41\n`,
+      `Bundle INVALID chain ${chainOf(s.a)}, bundle ${s.days[1]}, seq 40: the bytes do not hash to the prev of event 41 (${bundleKey(s.a.projectId, s.a.environmentId, s.days[1])})\n`,
     );
   });
 
