@@ -272,15 +272,25 @@ export function manifestSha256(manifestLine: Buffer): string {
 
 /**
  * A bundle's manifest, once the framing of every line and the manifest's fields are checked; no
- * event line is split off. Throws BundleError.
+ * event line is split off. Throws BundleError, whose seq names the event whose line is cut short
+ * or empty when the manifest could be read.
  */
 export function parseBundleHead(bytes: Buffer): SignedManifest {
-  if (bytes.length === 0 || bytes.at(-1) !== NEWLINE[0]) throw new BundleError('a bundle is NDJSON: it must end in "\\n"');
+  if (bytes.length === 0) throw new BundleError('the bundle is empty: a bundle is NDJSON, a manifest line and then its events');
   if (bytes[0] === NEWLINE[0]) throw new BundleError('line 1 is empty');
-  const doubled = bytes.indexOf(EMPTY_LINE);
-  if (doubled >= 0) throw new BundleError(`line ${newlinesThrough(bytes, doubled) + 1} is empty`);
   const firstEnd = bytes.indexOf(NEWLINE);
-  return { manifest: parseManifest(bytes.subarray(0, firstEnd)), manifestLine: bytes.subarray(0, firstEnd + 1) };
+  if (firstEnd < 0) throw new BundleError('line 1 is cut short: a bundle is NDJSON, each line ends in "\\n"');
+  const head = { manifest: parseManifest(bytes.subarray(0, firstEnd)), manifestLine: bytes.subarray(0, firstEnd + 1) };
+  if (bytes.at(-1) !== NEWLINE[0]) throw lineError(head.manifest, newlinesThrough(bytes, bytes.length - 1) + 1, 'is cut short: a bundle is NDJSON, each line ends in "\\n"');
+  const doubled = bytes.indexOf(EMPTY_LINE);
+  if (doubled >= 0) throw lineError(head.manifest, newlinesThrough(bytes, doubled) + 1, 'is empty');
+  return head;
+}
+
+// A malformed event line: line 2 holds event first_seq, line 3 the next, and so on.
+function lineError(manifest: BundleManifest, line: number, what: string): BundleError {
+  const seq = manifest.first_seq + line - 2;
+  return new BundleError(`line ${line}, where event ${seq} belongs, ${what}`, seq);
 }
 
 /** Splits a bundle into its manifest and event lines, checked as parseBundleHead checks them. Throws BundleError. */
@@ -312,7 +322,7 @@ export function verifyBundle(bytes: Buffer, verifiers: readonly VerifierKey[], p
   try {
     bundle = parseBundle(bytes);
   } catch (error) {
-    if (error instanceof BundleError) return { manifest: null, failures: [{ seq: null, reason: error.message }], leaves: Buffer.alloc(0), roots: new Map(), nodes: new TileNodes() };
+    if (error instanceof BundleError) return { manifest: null, failures: [{ seq: error.seq, reason: error.message }], leaves: Buffer.alloc(0), roots: new Map(), nodes: new TileNodes() };
     throw error;
   }
   return verifyParsedBundle(bundle, bytes, verifiers, previous);

@@ -645,7 +645,7 @@ function parseOrFailure(bytes: Buffer | string): SignedManifest | BundleFailure 
   try {
     return parseBundleHead(bytes);
   } catch (error) {
-    if (error instanceof BundleError) return { seq: null, reason: error.message };
+    if (error instanceof BundleError) return { seq: error.seq, reason: error.message };
     throw error;
   }
 }

@@ -194,6 +194,19 @@ describe('verify-archive on a local folder', () => {
     expect(report).toMatchObject({ bundles: { valid: 4, total: 5 }, events: { valid: 85, total: 85 } });
   });
 
+  it('a bundle cut short names the event whose line is cut, in text and JSON', async () => {
+    const folder = await copy();
+    await editLines(bundleFile(folder, s.a, s.days[1]), (lines) => lines.slice(0, lineOf(40) + 1));
+    const file = bundleFile(folder, s.a, s.days[1]);
+    const bytes = await readFile(file);
+    await writeFile(file, bytes.subarray(0, bytes.length - 20)); // event 40's line, without its end
+    const report = await verify(folder);
+    expect(report.failures).toEqual([failureAt('bundle', s.a, s.days[1], 40, expect.stringMatching(/^line 11, where event 40 belongs, is cut short/))]);
+    const cli = runCli(['verify-archive', folder, '--key', vkey], {});
+    expect((await cli.exited).code).toBe(1);
+    expect(cli.output()).toContain(`Bundle INVALID chain ${chainOf(s.a)}, bundle ${s.days[1]}, seq 40: line 11, where event 40 belongs, is cut short`);
+  });
+
   it('a bundle too large to hold in memory is reported as unreadable, and the rest is still checked', async () => {
     const folder = await copy();
     const file = bundleFile(folder, s.a, s.days[1]);

@@ -401,12 +401,15 @@ describe('verifyBundle', () => {
   it('reports malformed bundles without throwing', () => {
     const manifestLine = splitLines(MIDDLE.bytes)[0]!;
     const { count: _count, ...withoutCount } = MIDDLE.manifest;
-    const cases: [Buffer, RegExp][] = [
-      [Buffer.alloc(0), /must end in "\\n"/],
-      [MIDDLE.bytes.subarray(0, -1), /must end in "\\n"/],
-      [Buffer.concat([manifestLine, NL, NL]), /line 2 is empty/],
-      [joinLines([...splitLines(MIDDLE.bytes).slice(0, 3), Buffer.alloc(0), ...splitLines(MIDDLE.bytes).slice(3)]), /line 4 is empty/],
-      [Buffer.concat([NL, MIDDLE.bytes]), /line 1 is empty/],
+    const cases: [Buffer, RegExp, number?][] = [
+      [Buffer.alloc(0), /^the bundle is empty/],
+      [manifestLine, /^line 1 is cut short: .* each line ends in "\\n"$/],
+      // A cut or empty event line, once the manifest is read, names the event whose place it is.
+      [MIDDLE.bytes.subarray(0, -1), /^line 22, where event 34 belongs, is cut short/, 34],
+      [MIDDLE.bytes.subarray(0, MIDDLE.bytes.indexOf('"seq":20')), /^line 8, where event 20 belongs, is cut short/, 20],
+      [Buffer.concat([manifestLine, NL, NL]), /^line 2, where event 14 belongs, is empty$/, 14],
+      [joinLines([...splitLines(MIDDLE.bytes).slice(0, 3), Buffer.alloc(0), ...splitLines(MIDDLE.bytes).slice(3)]), /^line 4, where event 16 belongs, is empty$/, 16],
+      [Buffer.concat([NL, MIDDLE.bytes]), /^line 1 is empty$/],
       [Buffer.from('not json\n'), /not UTF-8 JSON/],
       [Buffer.from('[1]\n'), /not a JSON object/],
       [Buffer.concat([Buffer.from([0xff]), manifestLine, NL]), /not UTF-8 JSON/],
@@ -417,12 +420,12 @@ describe('verifyBundle', () => {
       [joinLines([canonicalBytes({ ...MIDDLE.manifest, start_range: { size: 13, hashes: [] } })]), /start_range must be/],
       [joinLines([canonicalBytes({ ...MIDDLE.manifest, count: 0 })]), /count must be an integer >= 1/],
     ];
-    for (const [bytes, message] of cases) {
+    for (const [bytes, message, seq = null] of cases) {
       expect(() => parseBundle(bytes)).toThrow(BundleError);
       expect(() => parseBundle(bytes)).toThrow(message);
       expect(verifyBundle(bytes, [KEY])).toEqual({
         manifest: null,
-        failures: [{ seq: null, reason: expect.stringMatching(message) }],
+        failures: [{ seq, reason: expect.stringMatching(message) }],
         leaves: Buffer.alloc(0),
         roots: new Map(),
         nodes: expect.any(TileNodes),
