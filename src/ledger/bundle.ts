@@ -423,7 +423,7 @@ export function bundleTree(bundle: ParsedBundle): BundleTree {
 export function bundleLeaf(tree: BundleTree, seq: number): Buffer | undefined {
   const index = seq - tree.manifest.first_seq;
   if (!Number.isSafeInteger(index) || index < 0 || (index + 1) * HASH_SIZE > tree.leaves.length) return undefined;
-  return tree.leaves.subarray(index * HASH_SIZE, (index + 1) * HASH_SIZE);
+  return hashAt(tree.leaves, index);
 }
 
 /** An inclusion proof of event `seq` in the bundle's checkpoint, from its start_range and leaves. */
@@ -579,7 +579,7 @@ interface Lines {
   hashes: Buffer;
   /** The bodies' prevs decoded, end to end; a line in `odd` has its own instead. */
   prevs: Buffer;
-  /** The lines, by index, whose body is unreadable or contradicts the bundle, or whose prev is not 64 hex digits: usually none. */
+  /** The lines, by index, whose body is unreadable or has problems (a prev not 64 lowercase hex digits among them): usually none. */
   odd: Map<number, OddLine>;
 }
 
@@ -615,8 +615,9 @@ function readLines(events: readonly Buffer[], manifest: BundleManifest): Lines {
     }
     lines.seqs[i] = body.seq;
     const problems = bodyProblems(body, manifest);
-    const decoded = body.prev.length === 2 * HASH_SIZE && lines.prevs.write(body.prev, i * HASH_SIZE, 'hex') === HASH_SIZE;
-    if (problems.length || !decoded) lines.odd.set(i, { prev: decoded ? hashAt(lines.prevs, i) : Buffer.from(body.prev, 'hex'), problems });
+    // A prev without problems is 64 lowercase hex digits: it fills its 32 bytes.
+    if (problems.length) lines.odd.set(i, { prev: Buffer.from(body.prev, 'hex'), problems });
+    else lines.prevs.write(body.prev, i * HASH_SIZE, 'hex');
   });
   return lines;
 }
