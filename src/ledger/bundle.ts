@@ -89,7 +89,34 @@ export interface SignedManifest {
 
 export interface ParsedBundle extends SignedManifest {
   /** The event lines without their "\n", byte for byte. */
-  events: Buffer[];
+  events: EventLines;
+}
+
+/**
+ * A bundle's event lines, each without its "\n", as views of the bundle's bytes made when asked
+ * for: a bundle of n events holds no n objects while it is checked (each one the garbage collector
+ * would copy until the check ends).
+ */
+export class EventLines implements Iterable<Buffer> {
+  /** `starts[i]` is where line i begins; one more entry, the end of the bytes, closes the last. */
+  constructor(
+    private readonly bytes: Buffer,
+    private readonly starts: readonly number[],
+  ) {}
+
+  get length(): number {
+    return this.starts.length - 1;
+  }
+
+  /** Line `i` (0-based) without its "\n"; undefined outside 0..length - 1. */
+  at(i: number): Buffer | undefined {
+    if (!Number.isInteger(i) || i < 0 || i >= this.length) return undefined;
+    return this.bytes.subarray(this.starts[i]!, this.starts[i + 1]! - 1);
+  }
+
+  *[Symbol.iterator](): Iterator<Buffer> {
+    for (let i = 0; i < this.length; i++) yield this.at(i)!;
+  }
 }
 
 export interface BundleFailure {
@@ -296,13 +323,10 @@ function lineError(manifest: BundleManifest, line: number, what: string): Bundle
 /** Splits a bundle into its manifest and event lines, checked as parseBundleHead checks them. Throws BundleError. */
 export function parseBundle(bytes: Buffer): ParsedBundle {
   const head = parseBundleHead(bytes);
-  const events: Buffer[] = [];
-  for (let from = head.manifestLine.length; from < bytes.length; ) {
-    const end = bytes.indexOf(NEWLINE, from);
-    events.push(bytes.subarray(from, end));
-    from = end + 1;
-  }
-  return { ...head, events };
+  const starts: number[] = [];
+  for (let from = head.manifestLine.length; from < bytes.length; from = bytes.indexOf(NEWLINE, from) + 1) starts.push(from);
+  starts.push(bytes.length);
+  return { ...head, events: new EventLines(bytes, starts) };
 }
 
 // The number of "\n" in bytes [0, end].
@@ -344,12 +368,11 @@ export function verifyParsedBundle(
   const eventsSha256 = sha256InPieces(bytes.subarray(manifestLine.length)).toString('hex');
   const lines = readLines(events, manifest);
   // The leaves are the lines as they stand: any line changed, moved or missing changes the root.
-  const leaves = Array.from(events, (_, i) => hashAt(lines.hashes, i));
   const nodes = new TileNodes();
-  const tree = growRange(compactRange(manifest.start_range), leaves, [...rootSizes, manifest.last_seq], nodes);
+  const tree = growRange(compactRange(manifest.start_range), lines.hashes, [...rootSizes, manifest.last_seq], nodes);
   const failures = [
     ...manifestProblems(bundle, eventsSha256, verifiers).map(whole),
-    ...eventFailures(manifest, lines, leaves),
+    ...eventFailures(manifest, lines),
     ...treeProblems(manifest, tree.roots.get(tree.end.size)!, verifiers).map(whole),
     ...(previous ? continuityProblems(manifest, previous, verifiers).map(whole) : []),
   ];
@@ -368,15 +391,22 @@ export function sha256InPieces(bytes: Uint8Array, piece = HASH_PIECE): Buffer {
   return hash.digest();
 }
 
-// The compact range after `leaves`, and the root at each of `sizes` on the way and at the end;
-// `nodes` keeps the tile-level nodes computed on the way.
-function growRange(start: CompactRange, leaves: readonly Buffer[], sizes: readonly number[], nodes: TileNodes): { end: CompactRange; roots: Map<number, Buffer> } {
-  const endSize = start.size + leaves.length;
+// Leaf hashes joined to a range at a time: a view each for a chunk, not for the whole bundle.
+const LEAF_CHUNK = 256;
+
+// The compact range after `leaves` (hashes end to end), and the root at each of `sizes` on the way
+// and at the end; `nodes` keeps the tile-level nodes computed on the way.
+function growRange(start: CompactRange, leaves: Buffer, sizes: readonly number[], nodes: TileNodes): { end: CompactRange; roots: Map<number, Buffer> } {
+  const endSize = start.size + leaves.length / HASH_SIZE;
   const stops = [...new Set(sizes)].filter((size) => size > start.size && size <= endSize).sort((a, b) => a - b);
   const roots = new Map<number, Buffer>();
   let range = start;
   for (const size of [...stops, endSize]) {
-    range = appendLeaves(range, leaves.slice(range.size - start.size, size - start.size), nodes.onNode);
+    while (range.size < size) {
+      const from = range.size - start.size;
+      const chunk = Array.from({ length: Math.min(LEAF_CHUNK, size - range.size) }, (_, i) => hashAt(leaves, from + i));
+      range = appendLeaves(range, chunk, nodes.onNode);
+    }
     roots.set(size, rangeRoot(range));
   }
   return { end: range, roots };
@@ -388,7 +418,7 @@ function growRange(start: CompactRange, leaves: readonly Buffer[], sizes: readon
  * GET /v1/events/:id/proof serves, so verifyInclusionDocument checks it offline.
  */
 export function bundleInclusionProof(bundle: ParsedBundle, seq: number): InclusionDocument {
-  const canonical = Number.isSafeInteger(seq) ? bundle.events[seq - bundle.manifest.first_seq] : undefined;
+  const canonical = bundle.events.at(seq - bundle.manifest.first_seq);
   const doc = treeInclusionProof(bundleTree(bundle), seq);
   return { ...doc, canonical: canonical!.toString('utf8') };
 }
@@ -416,7 +446,7 @@ export interface BundleTree {
 }
 
 export function bundleTree(bundle: ParsedBundle): BundleTree {
-  return { manifest: bundle.manifest, leaves: Buffer.concat(bundle.events.map(eventHash)) };
+  return { manifest: bundle.manifest, leaves: Buffer.concat(Array.from(bundle.events, eventHash)) };
 }
 
 /** The leaf hash of event `seq` of the bundle, or undefined when the bundle does not hold it. */
@@ -598,34 +628,35 @@ function hashAt(bytes: Buffer, i: number): Buffer {
 
 // Each line's leaf hash and ledger fields. The body is checked here and not kept (a decoded body
 // per line was once most of the garbage collector's work).
-function readLines(events: readonly Buffer[], manifest: BundleManifest): Lines {
+function readLines(events: EventLines, manifest: BundleManifest): Lines {
   const lines: Lines = {
     seqs: new Array<number>(events.length),
     hashes: Buffer.allocUnsafeSlow(events.length * HASH_SIZE),
     prevs: Buffer.allocUnsafeSlow(events.length * HASH_SIZE),
     odd: new Map(),
   };
-  events.forEach((canonical, i) => {
+  for (let i = 0; i < events.length; i++) {
+    const canonical = events.at(i)!;
     eventHash(canonical).copy(lines.hashes, i * HASH_SIZE);
     const body = readBody(canonical);
     if (typeof body === 'string') {
       lines.seqs[i] = manifest.first_seq + i;
       lines.odd.set(i, { prev: undefined, problems: [body] });
-      return;
+      continue;
     }
     lines.seqs[i] = body.seq;
     const problems = bodyProblems(body, manifest);
     // A prev without problems is 64 lowercase hex digits: it fills its 32 bytes.
     if (problems.length) lines.odd.set(i, { prev: Buffer.from(body.prev, 'hex'), problems });
     else lines.prevs.write(body.prev, i * HASH_SIZE, 'hex');
-  });
+  }
   return lines;
 }
 
-/** Line `i` as the chain checker takes it; `hash` is its leaf hash. */
-function chainEvent(lines: Lines, i: number, hash: Buffer): ChainEvent {
+/** Line `i` as the chain checker takes it. */
+function chainEvent(lines: Lines, i: number): ChainEvent {
   const odd = lines.odd.get(i);
-  return { seq: lines.seqs[i]!, hash, prev: odd ? odd.prev : hashAt(lines.prevs, i) };
+  return { seq: lines.seqs[i]!, hash: hashAt(lines.hashes, i), prev: odd ? odd.prev : hashAt(lines.prevs, i) };
 }
 
 // What a bundle checks of a body: its ledger fields.
@@ -688,7 +719,7 @@ function isIsoTime(value: string): boolean {
  * ChainChecker, fed the first line of each seq in range, with hashes computed from the lines: a
  * changed line is reported at its own seq, as the next event's prev (or last_hash) records its hash.
  */
-function eventFailures(manifest: BundleManifest, lines: Lines, leaves: readonly Buffer[]): BundleFailure[] {
+function eventFailures(manifest: BundleManifest, lines: Lines): BundleFailure[] {
   const { first_seq: first, last_seq: last } = manifest;
   const { seqs } = lines;
   const failures: BundleFailure[] = [];
@@ -700,16 +731,16 @@ function eventFailures(manifest: BundleManifest, lines: Lines, leaves: readonly 
   });
   const { sorted, starts } = groupBySeq(seqs);
   const start = { seq: first - 1, hash: Buffer.from(manifest.first_prev, 'hex'), range: compactRange(manifest.start_range) };
-  const checker = new ChainChecker(manifest, start, { hashes: 'computed' });
+  const checker = new ChainChecker(manifest, start, { hashes: 'computed', tree: false });
   const report = (findings: readonly Finding[]) => findings.forEach(({ seq, reason }) => fail(seq, reason));
   starts.forEach((start, group) => {
     const i = sorted[start]!;
     const seq = seqs[i]!;
     const lineCount = (starts[group + 1] ?? sorted.length) - start;
     if (lineCount > 1) fail(seq, `${lineCount} lines hold this seq`);
-    if (seq >= first && seq <= last) report(checker.add(chainEvent(lines, i, leaves[i]!)));
+    if (seq >= first && seq <= last) report(checker.add(chainEvent(lines, i)));
   });
-  // No root asked of the checker: the bundle's is that of its lines as they stand, in treeProblems.
+  // The bundle's root is that of its lines as they stand (growRange, treeProblems), not the checker's.
   report(checker.finish({ seq: last, hash: Buffer.from(manifest.last_hash, 'hex') }));
   return failures.sort((a, b) => (a.seq as number) - (b.seq as number));
 }

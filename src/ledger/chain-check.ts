@@ -180,13 +180,17 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
   private readonly checkEvent: ((event: E) => readonly Finding[]) | undefined;
   private readonly hashes: HashSource;
   private readonly onNode: NodeSink | undefined;
+  private readonly tree: boolean;
 
   /**
    * `signed`: the chain's signed trees after `start` (any order), opened with `verifiers` as they
    * are reached. `checkEvent`: what else the feeder checks of each event (its body, say), reported
    * after the event's own findings and before those of a signed tree at its seq. `hashes`: where
    * the events' hashes come from ('stored' by default). `onNode`: sees every inner node of the
-   * tree as it is built (appendLeaves), for a feeder that builds tiles of it (TileNodes).
+   * tree as it is built (appendLeaves), for a feeder that builds tiles of it (TileNodes). `tree`:
+   * false for a feeder that builds its own tree (a bundle's root is that of its lines as they
+   * stand); the checker then holds no leaf, and takes no signed tree, `range` or head root.
+   * Throws RangeError when `tree` is false and `signed` is not empty.
    */
   constructor(
     private readonly chain: ChainName,
@@ -197,8 +201,11 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
       checkEvent?: (event: E) => readonly Finding[];
       hashes?: HashSource;
       onNode?: NodeSink;
+      tree?: boolean;
     } = {},
   ) {
+    this.tree = options.tree ?? true;
+    if (!this.tree && options.signed?.length) throw new RangeError('a ChainChecker without its tree checks no signed tree');
     this.checkEvent = options.checkEvent;
     this.hashes = options.hashes ?? 'stored';
     this.onNode = options.onNode;
@@ -222,6 +229,7 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
 
   /** The compact range of every leaf fed so far, after the start's. */
   get range(): CompactRange {
+    if (!this.tree) throw new RangeError('a ChainChecker without its tree has no range');
     this.flush();
     return this.built;
   }
@@ -230,7 +238,7 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
   add(event: E): Finding[] {
     const findings = this.hashes === 'computed' ? this.computedLinkFindings(event) : this.storedLinkFindings(event);
     if (this.checkEvent) findings.push(...this.checkEvent(event));
-    this.pending.push(event.hash);
+    if (this.tree) this.pending.push(event.hash);
     this.previous = event.hash;
     this.expected = event.seq + 1;
     if (this.signed[0] && this.signed[0].size <= event.seq) {
@@ -249,7 +257,8 @@ export class ChainChecker<E extends ChainEvent = ChainEvent> {
    * event's (when `head.hash` is given), and a signed tree beyond the head.
    */
   finish(head: ChainHead): Finding[] {
-    // The tree is built only when its root is asked for: a feeder that checks roots its own way pays nothing.
+    // The tree is built only when its root is asked for.
+    if (!this.tree && head.root !== undefined) throw new RangeError('a ChainChecker without its tree checks no root');
     const root = head.root !== undefined && this.built.size + this.pending.length === head.seq ? rangeRoot(this.range) : undefined;
     const beyond = this.signed.filter((s) => s.size > head.seq).at(-1);
     return chainEndFindings({ next: this.expected, lastHash: this.previous, root, beyond }, head, this.hashes);

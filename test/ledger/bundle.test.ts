@@ -151,7 +151,10 @@ describe('bundle format', () => {
     const parsed = parseBundle(MIDDLE.bytes);
     expect(parsed.manifest).toEqual(MIDDLE.manifest);
     expect(manifestSha256(parsed.manifestLine)).toBe(MIDDLE.previous.manifestSha256);
-    expect(parsed.events.map((e) => e.toString())).toEqual(EVENTS.slice(13, 34).map((e) => e.canonical.toString()));
+    expect(Array.from(parsed.events, (e) => e.toString())).toEqual(EVENTS.slice(13, 34).map((e) => e.canonical.toString()));
+    expect(parsed.events.length).toBe(21);
+    expect(parsed.events.at(20)).toEqual(EVENTS[33]!.canonical);
+    for (const i of [-1, 21, 0.5, NaN]) expect(parsed.events.at(i), String(i)).toBeUndefined();
   });
 });
 

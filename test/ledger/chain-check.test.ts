@@ -90,6 +90,22 @@ describe('ChainChecker', () => {
     const unknown = new ChainChecker(CHAIN, { seq: 10, hash: undefined, range });
     expect(unknown.add(EVENTS[10]!)).toEqual([{ seq: 11, reason: 'event 10 is missing: the chain has a gap' }]);
   });
+
+  it('without its tree, finds what it finds with it but a root, and refuses what needs the tree', () => {
+    const forged = { ...EVENTS[9]!, prev: EVENTS[7]!.hash };
+    const events = [...EVENTS.slice(0, 9), forged, ...EVENTS.slice(10, 18)];
+    const feed = (tree: boolean) => {
+      const checker = new ChainChecker(CHAIN, GENESIS, { tree });
+      return [...events.flatMap((event) => checker.add(event)), ...checker.finish({ seq: 20, hash: EVENTS[19]!.hash })];
+    };
+    expect(feed(false)).toEqual(feed(true));
+    expect(feed(false).map((f) => f.seq)).toEqual([10, 19]);
+    const checker = new ChainChecker(CHAIN, GENESIS, { tree: false });
+    EVENTS.forEach((event) => checker.add(event));
+    expect(() => checker.range).toThrow(RangeError);
+    expect(() => checker.finish({ seq: 20, root: rootAt(20) })).toThrow(RangeError);
+    expect(() => new ChainChecker(CHAIN, GENESIS, { tree: false, signed: [signedAt(5)], verifiers: [KEY] })).toThrow(RangeError);
+  });
 });
 
 describe("ChainChecker with hashes computed from the bytes (an archive bundle's lines)", () => {
