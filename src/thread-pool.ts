@@ -26,16 +26,22 @@ export function siblingModule(importMetaUrl: string, name: string): URL {
 type Message<T> = { id: number; task: T };
 type Answer<R> = { id: number; result: R } | { id: number; error: string };
 
-/** In a worker module: answers the pool's tasks with `handle`, which gets the pool's `shared` data too. */
-export function serveTasks<S, T, R>(handle: (task: T, shared: S) => R): void {
+/**
+ * In a worker module: answers the pool's tasks with `handle`, which gets the pool's `shared` data
+ * too. `transfer` lists the buffers of a result that move to the pool rather than being copied.
+ */
+export function serveTasks<S, T, R>(handle: (task: T, shared: S) => R, transfer: (result: R) => TransferListItem[] = () => []): void {
   parentPort!.on('message', ({ id, task }: Message<T>) => {
     let answer: Answer<R>;
+    let moved: TransferListItem[] = [];
     try {
-      answer = { id, result: handle(task, workerData as S) };
+      const result = handle(task, workerData as S);
+      answer = { id, result };
+      moved = transfer(result);
     } catch (error) {
       answer = { id, error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
     }
-    parentPort!.postMessage(answer);
+    parentPort!.postMessage(answer, moved);
   });
 }
 
