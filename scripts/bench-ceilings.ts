@@ -42,9 +42,10 @@ export async function readAndHashChain(db: pg.Pool, environment: string, lastSeq
 
 /**
  * (f)'s ceiling: every bundle of the archive through bench-hash-thread.ts, on `threads` threads.
- * With `floor`, also the tree's inner nodes: (f)'s floor, as (d)'s. It leaves out the work of a
- * verifier's main thread (reading and comparing the archived tiles, the checkpoint notes), so it
- * is the most any verify-archive built on these parts can reach, and likely more.
+ * With `floor`, also the tree's inner nodes, as (d)'s floor, and each event's link to the one
+ * before: (f)'s floor. It leaves out the work of a verifier's main thread (reading and comparing
+ * the archived tiles, the checkpoint notes), so it is the most any verify-archive built on these
+ * parts can reach, and likely more.
  */
 export async function hashArchive(archive: LocalArchive, threads: number, floor = false): Promise<{ eventsPerSecond: number; events: number }> {
   const files = (await archive.list('bundles/')).map((key) => path.join(archive.location, key));
