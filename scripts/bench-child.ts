@@ -11,12 +11,12 @@ import { readFileSync } from 'node:fs';
 import pino from 'pino';
 import { LocalArchive } from '../src/archive/local.js';
 import { verifyArchive } from '../src/archive/verify.js';
-import { dueThrough, runSeal, type SealReport } from '../src/jobs/seal.js';
+import { runSeal, type SealReport } from '../src/jobs/seal.js';
 import { parseSigningKey, parseVerifierKey } from '../src/ledger/keys.js';
 import type { ArchiveFailure } from '../src/ledger/verify-archive.js';
 import { createPools } from '../src/store/database.js';
 
-/** runSeal through dueThrough(now, afterDays), into a local archive. */
+/** runSeal through one day, into a local archive. */
 export interface SealJob {
   kind: 'seal';
   /** Owner (or superuser) URL of the bench database. */
@@ -26,8 +26,8 @@ export interface SealJob {
   /** The signing key the checkpoints were signed with, encoded (encodeSigningKey). */
   key: string;
   origin: string;
-  /** runSeal seals through dueThrough(now, afterDays). */
-  afterDays: number;
+  /** The last day runSeal seals (YYYY-MM-DD): named, not computed from the clock, so that a run crossing midnight seals the same days. */
+  through: string;
 }
 
 /** verifyArchive of a local archive, with its default threads (one per core), as the CLI runs it. */
@@ -97,7 +97,7 @@ async function seal(job: SealJob): Promise<void> {
       log: pino({ level: 'silent' }),
     };
     await timed(async () => {
-      const report = await runSeal(deps, dueThrough(Date.now(), job.afterDays));
+      const report = await runSeal(deps, job.through);
       if (!report) throw new Error('another seal holds the seal lock');
       return report;
     });

@@ -797,13 +797,12 @@ async function measureVerification(db: pg.Pool, chain: Chain): Promise<{ eventsP
 
 const DAY_MS = 86_400_000;
 const SEAL_CHAINS = 4;
-/** AUDITLEDGER_SEAL_AFTER_DAYS's default: the child seals through dueThrough(now, this). */
-const SEAL_AFTER_DAYS = 7;
 /** How many days back (e)'s events were received: due for sealing whatever the hour. */
 const SEAL_DAYS_AGO = 10;
 /**
  * How many days back the one chain of (g) and (h) was received: never due for the services' own
- * seal job (SEAL_AFTER_DAYS), and long enough ago that no run crosses into it at midnight.
+ * seal job (AUDITLEDGER_SEAL_AFTER_DAYS, 7 by default), and long enough ago that no run crosses
+ * into it at midnight.
  */
 const CHAIN_DAYS_AGO = 2;
 /**
@@ -1032,20 +1031,19 @@ interface Signer {
 }
 
 /**
- * runSeal in the child, through dueThrough(now, afterDays); fails unless it sealed exactly
+ * runSeal in the child, through `day`; fails unless it sealed exactly
  * `day`, its `chains` in bounded bundles (each chain's day takes ceil(events / N) of them).
  */
 async function sealInChild(
   databaseUrl: string,
   archive: LocalArchive,
   signer: Signer,
-  afterDays: number,
   day: string,
   chains: readonly SeededChain[],
   meter: CpuMeter | undefined,
   teardown: Teardown,
 ): Promise<ChildFigures<SealResult>> {
-  const job: SealJob = { kind: 'seal', databaseUrl, archive: archive.location, key: encodeSigningKey(signer.key), origin: signer.origin, afterDays };
+  const job: SealJob = { kind: 'seal', databaseUrl, archive: archive.location, key: encodeSigningKey(signer.key), origin: signer.origin, through: day };
   const figures = await runChild<SealResult>(job, meter, teardown);
   const { days, bundles, events, waiting, failed } = figures.result;
   const expected = chains.reduce((sum, chain) => sum + Math.ceil(chain.events / DEFAULT_MAX_EVENTS), 0);
@@ -1081,7 +1079,7 @@ async function measureSeal(
   }
 
   progress('(e) runSeal in a child process');
-  return { ...(await sealInChild(databaseUrl, archive, signer, SEAL_AFTER_DAYS, day, chains, meter, teardown)), chains };
+  return { ...(await sealInChild(databaseUrl, archive, signer, day, chains, meter, teardown)), chains };
 }
 
 /**
@@ -1558,7 +1556,7 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
   measures.push(...proofs.measures);
 
   progress(`(h) runSeal of one chain's day of ${count(options.chainEvents)} events, in a child process`);
-  const chainSeal = await sealInChild(databaseUrl, chainArchive, signer, CHAIN_DAYS_AGO - 1, day, [dayChain], meter, teardown);
+  const chainSeal = await sealInChild(databaseUrl, chainArchive, signer, day, [dayChain], meter, teardown);
   measures.push({
     key: '(h)',
     label:
