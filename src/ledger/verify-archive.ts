@@ -515,7 +515,11 @@ class ChainWalk {
     try {
       const bytes = await this.read(object.key);
       const bundle = parseOrFailure(bytes);
-      if (!('manifest' in bundle)) return { object, manifest: null, failure: bundle };
+      if (!('manifest' in bundle)) {
+        // Nothing to check: its place goes to the next bundle at once.
+        release();
+        return { object, manifest: null, failure: bundle };
+      }
       const { manifest } = bundle;
       const previous = this.previousOf(manifest);
       const rootSizes = this.checkpointSizes.filter((size) => size >= manifest.first_seq && size <= manifest.last_seq);

@@ -207,6 +207,20 @@ describe('verify-archive on a local folder', () => {
     expect(cli.output()).toContain(`Bundle INVALID chain ${chainOf(s.a)}, bundle ${s.days[1]}, seq 40: line 11, where event 40 belongs, is cut short`);
   });
 
+  it('bundles that cannot be read, more than the threads take at once, are each reported and the rest still checked', async () => {
+    const folder = await copy();
+    const unreadable = [bundleFile(folder, s.a, s.days[0]), bundleFile(folder, s.a, s.days[1]), bundleFile(folder, s.b, s.days[0])];
+    for (const file of unreadable) {
+      await rm(file);
+      await writeFile(file, 'not a bundle\n');
+    }
+    // Two threads take three bundles at once, and each chain's third bundle comes after those three:
+    // each unreadable one must give its place back.
+    const report = await verify(folder, { threads: 2 });
+    expect(report.failures.filter((f) => f.kind === 'bundle').map((f) => f.key && path.join(folder, f.key)).sort()).toEqual(unreadable.sort());
+    expect(report).toMatchObject({ bundles: { valid: 2, total: 5 }, events: { valid: 35, total: 35 } });
+  }, 15_000);
+
   it('a bundle too large to hold in memory is reported as unreadable, and the rest is still checked', async () => {
     const folder = await copy();
     const file = bundleFile(folder, s.a, s.days[1]);
