@@ -143,8 +143,9 @@ export interface ChainVerification {
 
 // Checkpoint notes are small and numerous (one a minute per busy chain): read this many at a time.
 const CHECKPOINT_BATCH = 64;
-// Bundles started (being checked, or checked) ahead of the one being finished: at most this many
-// threads work at once on one chain, and 16 checks' leaf hashes (3.2 MB each at 100,000 events) are held.
+// Bundles started (being checked, or checked) ahead of the oldest unfinished one, whose check has
+// not ended: at most this many threads work at once on one chain, and at most 16 checks' leaf
+// hashes (3.2 MB each at 100,000 events) wait behind a slow one.
 const FINISH_AHEAD = 16;
 // Tiles (8 KB) read at a time.
 const TILE_BATCH = 32;
@@ -197,9 +198,14 @@ export function checkHere(verifiers: readonly VerifierKey[]): BundleChecker {
 
 /** A bundle read, parsed and being checked; or the failure that stopped it being read. */
 type StartedBundle = { object: BundleObject } & (
-  | { manifest: BundleManifest; manifestSha256: string; previous: PreviousBundle | undefined; checked: Promise<BundleCheck> }
+  | { manifest: BundleManifest; manifestSha256: string; previous: PreviousBundle | undefined; checked: Promise<BundleCheck>; settled: boolean }
   | { manifest: null; failure: BundleFailure }
 );
+
+/** Whether finishing the bundle would not wait: its check has ended, or it was never started. */
+function isChecked(bundle: StartedBundle): boolean {
+  return bundle.manifest === null || bundle.settled;
+}
 
 /**
  * Checks a chain's bundles within `range`, in day order: each with verifyBundle against the bundle
@@ -421,9 +427,9 @@ class ChainWalk {
       const bundle = await this.start(object);
       if (bundle.manifest !== null) this.remember({ manifest: bundle.manifest, manifestSha256: bundle.manifestSha256 });
       started.push(bundle);
-      // Finished in order once a few are ahead: what a check returns (its leaf hashes, for the
-      // tiles) is then held for a few bundles, not for the whole chain.
-      while (started.length > FINISH_AHEAD) await this.finish(started.shift()!);
+      // Finished in order, as soon as checked or once a few are ahead: what a check returns (its
+      // leaf hashes, for the tiles) is held only while the checks before it run, not for the chain.
+      while (started.length > FINISH_AHEAD || (started[0] && isChecked(started[0]))) await this.finish(started.shift()!);
     }
     for (const bundle of started) await this.finish(bundle);
   }
@@ -525,9 +531,13 @@ class ChainWalk {
       const rootSizes = this.checkpointSizes.filter((size) => size >= manifest.first_seq && size <= manifest.last_seq);
       // Hashed before the check: a checker on another thread may take the bytes away.
       const sha256 = manifestSha256(bundle.manifestLine);
-      const checked = this.checker.check(bytes as Buffer, previous, rootSizes);
-      checked.then(release, release);
-      return { object, manifest, manifestSha256: sha256, previous, checked };
+      const started = { object, manifest, manifestSha256: sha256, previous, checked: this.checker.check(bytes as Buffer, previous, rootSizes), settled: false };
+      const settle = () => {
+        started.settled = true;
+        release();
+      };
+      started.checked.then(settle, settle);
+      return started;
     } catch (error) {
       release();
       throw error;

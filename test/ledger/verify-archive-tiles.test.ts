@@ -17,8 +17,8 @@ const TILES: [TileId, Buffer][] = [
 ];
 const tileKey = (t: TileId) => `tile/${t.level}/${t.index}/${t.width}`;
 
-/** The check of the two bundles with `tiles` archived, from `from` (a day; the first by default). */
-async function check(tiles: [TileId, Buffer][], from?: string) {
+/** The check of the two bundles with `tiles` archived, from `from` (a day; the first by default); `reads` gets each key read. */
+async function check(tiles: [TileId, Buffer][], from?: string, reads: string[] = []) {
   const objects = new Map<string, Buffer>([...bundles.map((b, i) => [`bundle/${i}`, b.bytes] as const), ...tiles.map(([t, bytes]) => [tileKey(t), bytes] as const)]);
   const chain: ChainObjects = {
     project: PROJECT,
@@ -29,7 +29,10 @@ async function check(tiles: [TileId, Buffer][], from?: string) {
     tiles: tiles.map(([tile]) => ({ key: tileKey(tile), tile })),
     tileKey,
   };
-  const read = async (key: string) => objects.get(key) ?? 'gone';
+  const read = async (key: string) => {
+    reads.push(key);
+    return objects.get(key) ?? 'gone';
+  };
   return verifyArchivedChain(chain, { from }, read, [KEY], checkHere([KEY]));
 }
 
@@ -68,6 +71,13 @@ describe('verify-archive checks archived tiles against the bundles\' events', ()
       expect.objectContaining({ kind: 'tile', day: DAYS[0]!.partition, seq: 1, key: 'tile/0/0/256', reason: expect.stringMatching(/not in the archive/) }),
     ]);
     expect(await tileFailures(changed('tile/0/1/44'))).toEqual([]);
+  });
+
+  it('finishes a bundle as soon as it is checked: the tiles it completes are read before the next bundle', async () => {
+    const reads: string[] = [];
+    await check(TILES, undefined, reads);
+    expect(reads.indexOf('tile/0/0/256')).toBeGreaterThan(reads.indexOf('bundle/0'));
+    expect(reads.indexOf('tile/0/0/256')).toBeLessThan(reads.indexOf('bundle/1'));
   });
 
   it('checks nothing of a chain archived before tiles were (it has none)', async () => {
