@@ -118,6 +118,26 @@ export class ObjectTooLargeError extends Error {
   }
 }
 
+// Errors of one file where an object was listed, not of the archive: a folder, a link loop, no permission.
+const OBJECT_ERRORS = new Set(['EISDIR', 'EACCES', 'EPERM', 'ELOOP', 'ENOTDIR']);
+
+/**
+ * The object's bytes, or why they cannot be read: it vanished since it was listed, it is too
+ * large to hold (more than MAX_OBJECT_BYTES), or its file cannot be read (a folder, no
+ * permission). A verifier reports such an object and checks the others; what is wrong with the
+ * archive as a whole (S3 refusing the credentials, the network) still throws.
+ */
+export async function readOrWhyNot(archive: Archive, key: string): Promise<Buffer | string> {
+  try {
+    return (await archive.get(key)) ?? 'listed, but it could not be read';
+  } catch (error) {
+    if (error instanceof ObjectTooLargeError) return `the object is ${error.size} bytes: this verifier reads an object whole, and can hold at most ${MAX_OBJECT_BYTES}`;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== undefined && OBJECT_ERRORS.has(code)) return (error as Error).message;
+    throw error;
+  }
+}
+
 /** Throws ObjectTooLargeError when an object of `size` bytes cannot be read into memory. */
 export function assertReadable(key: string, size: number): void {
   if (size > MAX_OBJECT_BYTES) throw new ObjectTooLargeError(key, size);

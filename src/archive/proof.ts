@@ -8,7 +8,7 @@ import { ProofError } from '../ledger/proof.js';
 import { tileHashes } from '../ledger/tiles.js';
 import { uuidv7Time } from '../ledger/uuid.js';
 import { inclusionDocumentFromTiles, inclusionTiles, verifyChainInclusion } from '../ledger/verify-proof.js';
-import type { Archive } from './archive.js';
+import { readOrWhyNot, type Archive } from './archive.js';
 
 export interface ArchiveProofRequest {
   project: string;
@@ -66,8 +66,8 @@ export interface ArchivedEvent {
  * Finds event `id` of a chain in the archive's bundles. An event's id is a UUIDv7 (RFC 9562) of
  * the time it was received, so it is in a bundle of that UTC day: only that day's bundles (its
  * parts, in order) are read, each whole (a bundle is bounded: AUDITLEDGER_BUNDLE_MAX_EVENTS).
- * Events not sealed yet are in no bundle. Throws ProofError when `id` is not a UUIDv7, a bundle of
- * the day cannot be read, or none holds the event.
+ * Events not sealed yet are in no bundle. Throws ProofError when `id` is not a UUIDv7, or no
+ * readable bundle of the day holds the event (naming each bundle of the day that cannot be read).
  */
 export async function findArchivedEvent(archive: Archive, project: string, environment: string, id: string): Promise<ArchivedEvent> {
   const time = uuidv7Time(id);
@@ -80,18 +80,25 @@ export async function findArchivedEvent(archive: Archive, project: string, envir
     })
     .sort((a, b) => a.part - b.part);
   const eventId = id.toLowerCase();
+  // A bundle that cannot be read may not be the one holding the event: the others are still searched.
+  const unreadable: string[] = [];
   for (const { key } of keys) {
-    const bytes = await archive.get(key);
-    if (!bytes) throw new ProofError(`bundle ${key} was listed but could not be read from ${archive.location}`);
+    const bytes = await readOrWhyNot(archive, key);
+    if (typeof bytes === 'string') {
+      unreadable.push(`bundle ${key} cannot be read: ${bytes}`);
+      continue;
+    }
     let found;
     try {
       found = findBundleEvent(parseBundle(bytes), eventId);
     } catch (error) {
       if (!(error instanceof BundleError)) throw error;
-      throw new ProofError(`bundle ${key} cannot be read: ${error.message}`);
+      unreadable.push(`bundle ${key} cannot be read: ${error.message}`);
+      continue;
     }
     if (found) return { ...found, key };
   }
+  if (unreadable.length) throw new ProofError(`event ${eventId} is in no readable bundle of chain ${project}/${environment} in ${archive.location}; ${unreadable.join('; ')}`);
   const searched = keys.length ? `its ${keys.length} bundle(s)` : 'no bundle';
   throw new ProofError(
     `event ${eventId} is in no bundle of chain ${project}/${environment} in ${archive.location}: ${day}, the day its id was made, has ${searched} there (an event not sealed yet is in none: prove it by its seq)`,

@@ -16,7 +16,7 @@ import {
   type DayRange,
   type Tally,
 } from '../ledger/verify-archive.js';
-import { MAX_OBJECT_BYTES, ObjectTooLargeError, type Archive, type Retention } from './archive.js';
+import { readOrWhyNot, type Archive, type Retention } from './archive.js';
 import { BundleThreads } from './bundle-threads.js';
 
 export interface VerifyArchiveOptions extends DayRange {
@@ -93,16 +93,6 @@ export async function verifyArchive(archive: Archive, options: VerifyArchiveOpti
     sealed: scope.sealed,
     ok: failures.length === 0,
   };
-}
-
-/** An object's bytes, or why they cannot be read: the object vanished, or is too large to hold. */
-async function readOrWhyNot(archive: Archive, key: string): Promise<Buffer | string> {
-  try {
-    return (await archive.get(key)) ?? 'listed, but it could not be read';
-  } catch (error) {
-    if (!(error instanceof ObjectTooLargeError)) throw error;
-    return `the object is ${error.size} bytes: this verifier reads a bundle whole, and can hold at most ${MAX_OBJECT_BYTES}`;
-  }
 }
 
 /** The archive's objects by chain; keys under bundles/, checkpoints/ or tlog/ that are not what the writers make are strays. */

@@ -1,6 +1,6 @@
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, cp, mkdtemp, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdtemp, readFile, rename, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -221,6 +221,29 @@ describe('verify-archive on a local folder', () => {
     expect(report).toMatchObject({ bundles: { valid: 2, total: 5 }, events: { valid: 35, total: 35 } });
   }, 15_000);
 
+  it('a bundle key that is a folder is reported as unreadable, and the rest is still checked; verify-proof --id searches past it', async () => {
+    const folder = await copy();
+    const file = bundleFile(folder, s.a, s.days[1]);
+    // The day's bundle becomes its second part, and a link to a folder takes the first part's key.
+    await rename(file, file.replace(/\.ndjson$/, '.2.ndjson'));
+    await symlink(os.tmpdir(), file);
+    const report = await verify(folder);
+    expect(report.failures).toContainEqual(failureAt('bundle', s.a, s.days[1], null, expect.stringMatching(/^EISDIR: illegal operation on a directory/)));
+    expect(report).toMatchObject({ bundles: { valid: 5, total: 6 } });
+
+    const lines = (await readFile(bundleFile(sealed, s.a, s.days[1]), 'utf8')).split('\n');
+    const id = (JSON.parse(lines[lineOf(42)]!) as { id: string }).id;
+    const prove = async (eventId: string) => {
+      const cli = runCli(['verify-proof', '--archive', folder, '--chain', chainOf(s.a), '--id', eventId, '--key', vkey], {});
+      return { code: (await cli.exited).code, output: cli.output() };
+    };
+    expect(await prove(id)).toMatchObject({ code: 0, output: expect.stringContaining(`ok: event ${id} (seq 42)`) });
+    const unknown = uuidv7(Date.parse(`${s.days[1]}T12:00:00Z`));
+    const missed = await prove(unknown);
+    expect(missed.code).toBe(1);
+    expect(missed.output).toContain(`FAILED: event ${unknown} is in no readable bundle of chain ${chainOf(s.a)} in ${folder}; bundle ${path.relative(folder, file)} cannot be read: EISDIR: illegal operation on a directory`);
+  });
+
   it('a bundle too large to hold in memory is reported as unreadable, and the rest is still checked', async () => {
     const folder = await copy();
     const file = bundleFile(folder, s.a, s.days[1]);
@@ -229,7 +252,7 @@ describe('verify-archive on a local folder', () => {
     await truncate(file, MAX_OBJECT_BYTES + 1); // sparse: no disk, and the verifier reads only its size
     const report = await verify(folder);
     expect(report.failures).toEqual([
-      failureAt('bundle', s.a, s.days[1], null, `the object is ${MAX_OBJECT_BYTES + 1} bytes: this verifier reads a bundle whole, and can hold at most ${MAX_OBJECT_BYTES}`),
+      failureAt('bundle', s.a, s.days[1], null, `the object is ${MAX_OBJECT_BYTES + 1} bytes: this verifier reads an object whole, and can hold at most ${MAX_OBJECT_BYTES}`),
     ]);
     expect(report).toMatchObject({ bundles: { valid: 4, total: 5 }, events: { valid: 85, total: 85 } });
   });
