@@ -615,7 +615,11 @@ interface Lines {
 }
 
 interface OddLine {
-  /** Undefined when the body is unreadable; otherwise whatever Buffer.from(prev, 'hex') makes of it. */
+  /**
+   * Undefined when the body is unreadable or its prev is not 64 lowercase hex digits: its link is
+   * then not checked, since a malformed prev says nothing of the event before (its own problem is
+   * reported at this line).
+   */
   prev: Buffer | undefined;
   problems: readonly string[];
 }
@@ -648,7 +652,7 @@ function readLines(events: EventLines, manifest: BundleManifest): Lines {
     lines.seqs[i] = body.seq;
     const problems = bodyProblems(body, manifest);
     // A prev without problems is 64 lowercase hex digits: it fills its 32 bytes.
-    if (problems.length) lines.odd.set(i, { prev: Buffer.from(body.prev, 'hex'), problems });
+    if (problems.length) lines.odd.set(i, { prev: isHexHash(body.prev) ? Buffer.from(body.prev, 'hex') : undefined, problems });
     else lines.prevs.write(body.prev, i * HASH_SIZE, 'hex');
   }
   return lines;
