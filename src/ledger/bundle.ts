@@ -183,7 +183,7 @@ export class BundleBuilder {
         first_prev: firstPrev,
         start_range: rangeJson(startRange),
         previous_manifest_sha256: previousManifestSha256,
-      }) ?? firstBundleProblems(startRange.size, firstPrev, previousManifestSha256)[0];
+      }, FIELDS) ?? firstBundleProblems(startRange.size, firstPrev, previousManifestSha256)[0];
     if (problem !== undefined) throw new BundleError(problem);
     this.range = startRange;
     this.lastHash = firstPrev;
@@ -478,7 +478,8 @@ export function treeInclusionProof(tree: BundleTree, seq: number): Omit<Inclusio
 
 type FieldCheck = readonly [check: (value: unknown) => boolean, want: string];
 
-const isText = (x: unknown): boolean => typeof x === 'string' && x !== '';
+const isString = (x: unknown): boolean => typeof x === 'string';
+const isText = (x: unknown): boolean => isString(x) && x !== '';
 const isSeq = (x: unknown): boolean => Number.isSafeInteger(x) && (x as number) >= 1;
 const isHexHash = (x: unknown): x is string => typeof x === 'string' && x.length === 2 * HASH_SIZE && HEX_DIGITS.test(x);
 const isBase64Hash = (x: unknown): boolean => typeof x === 'string' && decodeBase64(x)?.length === HASH_SIZE;
@@ -519,10 +520,19 @@ const FIELDS: { readonly [K in keyof BundleManifest]: FieldCheck } = {
   signature: [(x) => typeof x === 'string' && decodeBase64(x)?.length === SIGNATURE_SIZE, `base64 of ${SIGNATURE_SIZE} bytes`],
 };
 
-// The first field of `fields` that is not what the format wants, as a message.
-function fieldProblem(fields: { readonly [K in keyof BundleManifest]?: unknown }): string | undefined {
+// What a bundle needs of an event body's ledger fields before it checks them against itself.
+const BODY_FIELDS: { readonly [K in 'seq' | 'prev' | 'project' | 'environment' | 'received_at']: FieldCheck } = {
+  seq: [isSeq, 'an integer from 1'],
+  prev: [isString, 'a string'],
+  project: [isString, 'a string'],
+  environment: [isString, 'a string'],
+  received_at: [isString, 'a string'],
+};
+
+// The first field of `fields` that is not what `checks` wants, as a message.
+function fieldProblem<K extends string>(fields: { readonly [key in K]?: unknown }, checks: { readonly [key in K]: FieldCheck }): string | undefined {
   for (const [name, value] of Object.entries(fields)) {
-    const [check, want] = FIELDS[name as keyof BundleManifest];
+    const [check, want] = checks[name as K];
     if (!check(value)) return `${name} must be ${want}, got ${show(value)}`;
   }
   return undefined;
@@ -548,7 +558,7 @@ function parseManifest(line: Buffer): BundleManifest {
   if (unknown.length) throw new BundleError(`manifest has unknown field(s) ${unknown.join(', ')}`);
   const missing = Object.keys(FIELDS).filter((name) => !Object.hasOwn(manifest, name));
   if (missing.length) throw new BundleError(`manifest lacks field(s) ${missing.join(', ')}`);
-  const problem = fieldProblem(manifest);
+  const problem = fieldProblem(manifest, FIELDS);
   if (problem !== undefined) throw new BundleError(`manifest ${problem}`);
   return manifest as BundleManifest;
 }
@@ -676,7 +686,7 @@ function readBody(canonical: Buffer): LedgerFields | string {
   if (typeof body === 'string') return `the line is ${body}`;
   const { seq, prev, project, environment, received_at } = body;
   if (!isSeq(seq) || ![prev, project, environment, received_at].every((x) => typeof x === 'string')) {
-    return 'the line is not an event body: seq, prev, project, environment or received_at is missing';
+    return `the line is not an event body: ${fieldProblem({ seq, prev, project, environment, received_at }, BODY_FIELDS)}`;
   }
   return body as unknown as LedgerFields;
 }
@@ -838,6 +848,7 @@ function compactRange(json: BundleManifest['start_range']): CompactRange {
   return { size: json.size, hashes: json.hashes.map((hash) => Buffer.from(hash, 'hex')) };
 }
 
+// A value as JSON, so that a string in an array or a number in quotes does not pass for what was asked.
 function show(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+  return value === undefined ? 'nothing' : JSON.stringify(value);
 }

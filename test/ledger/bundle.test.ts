@@ -303,6 +303,12 @@ describe('verifyBundle', () => {
       // Event 33 is intact: a malformed prev says nothing of it.
       expect(failures.filter((f) => f.seq === 33), prev).toEqual([]);
     }
+    // A prev that is not a string at all is named with its JSON.
+    for (const shown of ['123', 'null', `["${hash}"]`]) {
+      const line = Buffer.from(forge(34, EVENTS[32]!).canonical.toString().replace(/"prev":"[0-9a-f]{64}"/, `"prev":${shown}`));
+      const bytes = tamper(MIDDLE, (lines) => [...lines.slice(0, -1), line]);
+      expect(verifyBundle(bytes, [KEY]).failures).toContainEqual({ seq: 34, reason: `the line is not an event body: prev must be a string, got ${shown}` });
+    }
   });
 
   it('reports an event of another chain or day at its seq', () => {
@@ -420,6 +426,8 @@ describe('verifyBundle', () => {
       [joinLines([canonicalBytes(withoutCount)]), /lacks field\(s\) count/],
       [joinLines([canonicalBytes({ ...MIDDLE.manifest, partition: '2024-02-30' })]), /partition must be a UTC day YYYY-MM-DD/],
       [joinLines([canonicalBytes({ ...MIDDLE.manifest, last_hash: 'AB'.repeat(32) })]), /last_hash must be 64 lowercase hex digits/],
+      // Shown as JSON: a hash in an array does not print as a hash.
+      [joinLines([canonicalBytes({ ...MIDDLE.manifest, first_prev: [MIDDLE.manifest.first_prev] })]), /first_prev must be 64 lowercase hex digits, got \["[0-9a-f]{64}"\]$/],
       [joinLines([canonicalBytes({ ...MIDDLE.manifest, start_range: { size: 13, hashes: [] } })]), /start_range must be/],
       [joinLines([canonicalBytes({ ...MIDDLE.manifest, count: 0 })]), /count must be an integer >= 1/],
     ];
