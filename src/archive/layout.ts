@@ -2,6 +2,7 @@
 // key has its builder and, beside it, its parser (after tessera's api/layout/paths.go); a parser
 // accepts exactly what its builder makes, so one object has one key.
 import { parseTilePath, tilePath, type TilePath } from '../ledger/tiles.js';
+import { isUtcDay } from '../utc-day.js';
 
 /** A chain, as archive keys name it. */
 export interface ChainName {
@@ -39,7 +40,7 @@ export function bundleDayPrefix(project: string, environment: string, day: strin
 export function parseBundleKey(key: string): (ChainName & { day: string; part: number }) | undefined {
   const [top, project = '', environment = '', file = '', ...rest] = key.split('/');
   const match = /^(\d{4}-\d{2}-\d{2})(?:\.([1-9][0-9]{0,8}))?\.ndjson$/.exec(file);
-  if (top !== 'bundles' || rest.length || !match) return undefined;
+  if (top !== 'bundles' || rest.length || !match || !isUtcDay(match[1]!)) return undefined;
   const day = match[1]!;
   const part = match[2] === undefined ? 1 : Number(match[2]);
   return bundleKey(project, environment, day, part) === key ? { project, environment, day, part } : undefined;

@@ -315,9 +315,11 @@ export function parseBundleHead(bytes: Buffer): SignedManifest {
   return head;
 }
 
-// A malformed event line: line 2 holds event first_seq, line 3 the next, and so on.
+// A malformed event line: line 2 holds event first_seq, line 3 the next, and so on; a line past
+// last_seq holds no event of the bundle.
 function lineError(manifest: BundleManifest, line: number, what: string): BundleError {
   const seq = manifest.first_seq + line - 2;
+  if (seq > manifest.last_seq) return new BundleError(`line ${line}, after the bundle's last event ${manifest.last_seq}, ${what}`);
   return new BundleError(`line ${line}, where event ${seq} belongs, ${what}`, seq);
 }
 

@@ -67,7 +67,8 @@ export function verifyInclusionDocument(doc: InclusionDocument, keys: readonly V
   }
   const checkpoint = signed('proof', doc.checkpoint, keys, doc.tree_size, body);
   const leaf = bytes('leaf_hash', doc.leaf_hash);
-  let described = `leaf ${doc.leaf_index} (its hash only: no event bytes were given to check)`;
+  // RFC 9162 leaf indices start at 0, seqs at 1: both are named, so neither is taken for the other.
+  let described = `leaf index ${doc.leaf_index} (seq ${doc.leaf_index + 1}; its hash only: no event bytes were given to check)`;
   if (body !== undefined) {
     if (body.seq !== doc.leaf_index + 1) throw new ProofError(`the event is seq ${body.seq}, not leaf ${doc.leaf_index}`);
     described = `event ${body.id} (seq ${body.seq})`;

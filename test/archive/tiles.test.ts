@@ -109,7 +109,7 @@ describe('the archive holds each chain as a static C2SP tlog-tiles log', () => {
     expect(ok.output()).toMatch(/^ok: event .* \(seq 300\) is included in the signed checkpoint of .* at size 700/);
     const older = runCli(['verify-proof', '--archive', archiveDir, '--chain', chain(), '--seq', '12', '--size', '500', '--key', vkey], {});
     expect((await older.exited).code, older.output()).toBe(0);
-    expect(older.output()).toMatch(/^ok: leaf 11 \(its hash only: no event bytes were given to check\) is included .* at size 500/);
+    expect(older.output()).toMatch(/^ok: leaf index 11 \(seq 12; its hash only: no event bytes were given to check\) is included .* at size 500/);
     const wrongEvent = runCli(['verify-proof', '--archive', archiveDir, '--chain', chain(), '--seq', '301', '--event', await canonicalFile(300), '--key', vkey], {});
     expect((await wrongEvent.exited).code).toBe(1);
     expect(wrongEvent.output()).toMatch(/^FAILED: the event bytes do not hash to leaf_hash/);

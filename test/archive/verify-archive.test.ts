@@ -260,8 +260,15 @@ describe('verify-archive on a local folder', () => {
   it('an object under bundles/ that the ledger does not write is reported', async () => {
     const folder = await copy();
     await writeFile(path.join(folder, 'bundles', 'notes.txt'), 'hello\n');
+    // A bundle key of a day that does not exist is not one the ledger writes either.
+    const noDay = bundleKey(s.a.projectId, s.a.environmentId, '2026-13-01');
+    await cp(bundleFile(folder, s.a, s.days[0]), path.join(folder, noDay));
     const report = await verify(folder);
-    expect(report.failures).toEqual([expect.objectContaining({ kind: 'archive', key: 'bundles/notes.txt' })]);
+    expect(report.failures).toEqual([
+      expect.objectContaining({ kind: 'archive', key: noDay }),
+      expect.objectContaining({ kind: 'archive', key: 'bundles/notes.txt' }),
+    ]);
+    expect(report.found).toEqual({ from: s.days[0], to: s.days[2] });
   });
 
   it('two bundles of a chain swapped: each object holds the other day, and the chain itself still links', async () => {
@@ -517,7 +524,7 @@ describe.skipIf(!endpoint)('verify-archive on S3 Object Lock', () => {
       s3Env(),
     );
     expect((await cli.exited).code, cli.output()).toBe(0);
-    expect(cli.output()).toMatch(/^ok: leaf 41 \(its hash only: no event bytes were given to check\) is included in the signed checkpoint of .* at size 80/);
+    expect(cli.output()).toMatch(/^ok: leaf index 41 \(seq 42; its hash only: no event bytes were given to check\) is included in the signed checkpoint of .* at size 80/);
   });
 
   it('objects retained for less than --retention-days after they were written fail the lock check', async () => {

@@ -419,6 +419,8 @@ describe('verifyBundle', () => {
       [Buffer.concat([manifestLine, NL, NL]), /^line 2, where event 14 belongs, is empty$/, 14],
       [joinLines([...splitLines(MIDDLE.bytes).slice(0, 3), Buffer.alloc(0), ...splitLines(MIDDLE.bytes).slice(3)]), /^line 4, where event 16 belongs, is empty$/, 16],
       [Buffer.concat([NL, MIDDLE.bytes]), /^line 1 is empty$/],
+      // A line past the last event is no event's place.
+      [Buffer.concat([MIDDLE.bytes, NL]), /^line 23, after the bundle's last event 34, is empty$/],
       [Buffer.from('not json\n'), /not UTF-8 JSON/],
       [Buffer.from('[1]\n'), /not a JSON object/],
       [Buffer.concat([Buffer.from([0xff]), manifestLine, NL]), /not UTF-8 JSON/],

@@ -100,7 +100,7 @@ describe('format versions a verifier does not know', () => {
     const note = signCheckpoint({ origin: ORIGIN, size: 1, root: hash }, KEY);
     const doc = { leaf_index: 0, tree_size: 1, leaf_hash: hash.toString('base64'), proof: [], checkpoint: note, canonical: canonical.toString('utf8') };
     expect(() => verifyProofDocument(doc, [KEY])).toThrow(refused('event'));
-    expect(verifyProofDocument({ ...doc, canonical: undefined }, [KEY])).toMatch(/^leaf 0 \(its hash only: no event bytes were given to check\) is included/);
+    expect(verifyProofDocument({ ...doc, canonical: undefined }, [KEY])).toMatch(/^leaf index 0 \(seq 1; its hash only: no event bytes were given to check\) is included/);
   });
 
   it('the stored-events verifier refuses an event version it does not know', () => {
