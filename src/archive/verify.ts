@@ -14,6 +14,7 @@ import {
   type ChainObjects,
   type ChainVerification,
   type DayRange,
+  type EventTally,
   type Tally,
 } from '../ledger/verify-archive.js';
 import { readOrWhyNot, type Archive, type Retention } from './archive.js';
@@ -38,7 +39,7 @@ export interface ArchiveVerification {
   /** The first and last day of the bundles checked; null when there were none. */
   found: { from: string; to: string } | null;
   bundles: Tally;
-  events: Tally;
+  events: EventTally;
   /** The notes archived and checked, and those the bundles imply that are missing (in total, not valid). */
   checkpoints: Tally & { missing: number };
   failures: ArchiveFailure[];
@@ -87,6 +88,7 @@ export async function verifyArchive(archive: Archive, options: VerifyArchiveOpti
     events: {
       valid: results.reduce((sum, { events }) => sum + events.valid, 0),
       total: results.reduce((sum, { events }) => sum + events.total, 0),
+      uncountedBundles: results.reduce((sum, { events }) => sum + events.uncountedBundles, 0),
     },
     checkpoints: { ...tally([...results.flatMap((result) => result.checkpoints.map((checkpoint) => checkpoint.key)), ...missingNotes]), missing: missingNotes.length },
     failures,

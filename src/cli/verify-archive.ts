@@ -131,7 +131,7 @@ function formatReport(report: ArchiveVerification): string {
     `Validating bundles${of} in ${location} ${range} (found ${found ? `${found.from} to ${found.to}` : 'none'})`,
     '',
     count(report.bundles, 'bundles'),
-    count(report.events, 'events'),
+    count(report.events, 'events') + uncounted(report.events.uncountedBundles),
     count(report.checkpoints, 'checkpoints'),
   ];
   const gaps = report.failures.filter((failure) => failure.kind === 'missing').length;
@@ -141,6 +141,11 @@ function formatReport(report: ArchiveVerification): string {
   }
   if (report.failures.length) lines.push('', ...report.failures.map(failureLine));
   return `${lines.join('\n')}\n`;
+}
+
+// Events of a bundle that cannot be read are in no tally: said, so that "n/n valid" is not read as all of them.
+function uncounted(bundles: number): string {
+  return bundles ? ` (not counting the events of ${bundles} bundle(s) that could not be read)` : '';
 }
 
 function count({ valid, total, missing = 0 }: Tally & { missing?: number }, what: string): string {

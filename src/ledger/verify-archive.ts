@@ -137,8 +137,13 @@ export interface ChainVerification {
    * Events of the bundles checked, as their manifests count them. An event is valid when its
    * bundle verified as a whole (signature, root, continuity) and no failure names its seq.
    */
-  events: Tally;
+  events: EventTally;
   failures: ArchiveFailure[];
+}
+
+/** Events counted, and the bundles whose events are not: they could not be read or parsed, so no manifest counts them. */
+export interface EventTally extends Tally {
+  uncountedBundles: number;
 }
 
 // Checkpoint notes are small and numerous (one a minute per busy chain): read this many at a time.
@@ -494,17 +499,21 @@ class ChainWalk {
     return checkpoints;
   }
 
-  events(): Tally {
+  events(): EventTally {
     let valid = 0;
     let total = 0;
+    let uncountedBundles = 0;
     for (const { manifest, failures } of this.records) {
-      if (!manifest) continue;
+      if (!manifest) {
+        uncountedBundles++;
+        continue;
+      }
       total += manifest.count;
       if (failures.some((f) => f.seq === null)) continue;
       const inRange = (seq: number | null): seq is number => seq !== null && seq >= manifest.first_seq && seq <= manifest.last_seq;
       valid += manifest.count - new Set(failures.map((f) => f.seq).filter(inRange)).size;
     }
-    return { valid, total };
+    return { valid, total, uncountedBundles };
   }
 
   sortedFailures(): ArchiveFailure[] {
