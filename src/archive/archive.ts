@@ -131,11 +131,21 @@ export async function readOrWhyNot(archive: Archive, key: string): Promise<Buffe
   try {
     return (await archive.get(key)) ?? 'listed, but it could not be read';
   } catch (error) {
-    if (error instanceof ObjectTooLargeError) return `the object is ${error.size} bytes: this verifier reads an object whole, and can hold at most ${MAX_OBJECT_BYTES}`;
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== undefined && OBJECT_ERRORS.has(code)) return (error as Error).message;
-    throw error;
+    const problem = objectReadProblem(error);
+    if (problem === undefined) throw error;
+    return problem;
   }
+}
+
+/**
+ * Why one object cannot be read, when `error` (thrown by Archive.get) concerns that object alone:
+ * it is too large to hold, or its file is a folder, a link loop or not readable. Undefined for
+ * any other error, which concerns the archive as a whole.
+ */
+export function objectReadProblem(error: unknown): string | undefined {
+  if (error instanceof ObjectTooLargeError) return `the object is ${error.size} bytes: this verifier reads an object whole, and can hold at most ${MAX_OBJECT_BYTES}`;
+  const code = (error as NodeJS.ErrnoException).code;
+  return code !== undefined && OBJECT_ERRORS.has(code) ? (error as Error).message : undefined;
 }
 
 /** Throws ObjectTooLargeError when an object of `size` bytes cannot be read into memory. */

@@ -8,7 +8,7 @@ import { ProofError } from '../ledger/proof.js';
 import { tileHashes } from '../ledger/tiles.js';
 import { uuidv7Time } from '../ledger/uuid.js';
 import { inclusionDocumentFromTiles, inclusionTiles, verifyChainInclusion } from '../ledger/verify-proof.js';
-import { readOrWhyNot, type Archive } from './archive.js';
+import { objectReadProblem, readOrWhyNot, type Archive } from './archive.js';
 
 export interface ArchiveProofRequest {
   project: string;
@@ -33,12 +33,12 @@ export async function proveFromArchive(archive: Archive, request: ArchiveProofRe
   const size = request.size ?? (await latestCheckpointSize(archive, project, environment));
   if (seq < 1 || seq > size) throw new ProofError(`seq ${seq} is not in the tree of size ${size}`);
   const noteKey = checkpointKey(project, environment, size);
-  const note = await archive.get(noteKey);
+  const note = await getNamed(archive, noteKey);
   if (!note) throw new ProofError(`no checkpoint note at tree size ${size} in ${archive.location} (${noteKey})`);
   const tiles = new Map<string, Buffer[]>();
   for (const tile of inclusionTiles(seq - 1, size)) {
     const key = tileKey(project, environment, tile);
-    const bytes = await archive.get(key);
+    const bytes = await getNamed(archive, key);
     if (!bytes) throw new ProofError(`tile ${key} is not in ${archive.location}`);
     if (bytes.length !== 32 * tile.width) throw new ProofError(`tile ${key} is ${bytes.length} bytes, not ${32 * tile.width}`);
     tiles.set(`${tile.level}/${tile.index}`, tileHashes(bytes));
@@ -103,4 +103,15 @@ export async function findArchivedEvent(archive: Archive, project: string, envir
   throw new ProofError(
     `event ${eventId} is in no bundle of chain ${project}/${environment} in ${archive.location}: ${day}, the day its id was made, has ${searched} there (an event not sealed yet is in none: prove it by its seq)`,
   );
+}
+
+/** An object a proof needs, or undefined when there is none; one whose file cannot be read is named (ProofError). */
+async function getNamed(archive: Archive, key: string): Promise<Buffer | undefined> {
+  try {
+    return await archive.get(key);
+  } catch (error) {
+    const problem = objectReadProblem(error);
+    if (problem === undefined) throw error;
+    throw new ProofError(`${key} in ${archive.location} cannot be read: ${problem}`);
+  }
 }

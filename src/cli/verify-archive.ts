@@ -145,7 +145,7 @@ function formatReport(report: ArchiveVerification): string {
 
 // Events of a bundle that cannot be read are in no tally: said, so that "n/n valid" is not read as all of them.
 function uncounted(bundles: number): string {
-  return bundles ? ` (not counting the events of ${bundles} bundle(s) that could not be read)` : '';
+  return bundles ? ` (not counting the events of ${bundles} bundle(s) that could not be read or parsed)` : '';
 }
 
 function count({ valid, total, missing = 0 }: Tally & { missing?: number }, what: string): string {

@@ -222,7 +222,7 @@ describe('verify-archive on a local folder', () => {
     // Their events are in no tally, and the text says so rather than "35/35 events valid" alone.
     const cli = runCli(['verify-archive', folder, '--key', vkey], {});
     expect((await cli.exited).code).toBe(1);
-    expect(cli.output()).toContain('2/5 bundles valid, 3/5 INVALID\n35/35 events valid (not counting the events of 3 bundle(s) that could not be read)\n');
+    expect(cli.output()).toContain('2/5 bundles valid, 3/5 INVALID\n35/35 events valid (not counting the events of 3 bundle(s) that could not be read or parsed)\n');
   }, 15_000);
 
   it('a bundle key that is a folder is reported as unreadable, and the rest is still checked; verify-proof --id searches past it', async () => {
@@ -242,6 +242,13 @@ describe('verify-archive on a local folder', () => {
       return { code: (await cli.exited).code, output: cli.output() };
     };
     expect(await prove(id)).toMatchObject({ code: 0, output: expect.stringContaining(`ok: event ${id} (seq 42)`) });
+    // A note or tile a proof by seq needs, unreadable the same way, is named with its key.
+    const note = checkpointKey(s.a.projectId, s.a.environmentId, 80);
+    await rm(path.join(folder, note));
+    await symlink(os.tmpdir(), path.join(folder, note));
+    const bySeq = runCli(['verify-proof', '--archive', folder, '--chain', chainOf(s.a), '--seq', '42', '--key', vkey], {});
+    expect((await bySeq.exited).code).toBe(1);
+    expect(bySeq.output()).toBe(`FAILED: ${note} in ${folder} cannot be read: EISDIR: illegal operation on a directory, read\n`);
     const unknown = uuidv7(Date.parse(`${s.days[1]}T12:00:00Z`));
     const missed = await prove(unknown);
     expect(missed.code).toBe(1);
