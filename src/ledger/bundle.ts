@@ -8,7 +8,7 @@ import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint }
 import { ChainChecker, eventFindings, treeMismatch, type ChainEvent, type Finding } from './chain-check.js';
 import { appendLeaf, appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
 import { eventHash, GENESIS_PREV, type EventBody } from './event.js';
-import { HASH_SIZE } from './hash.js';
+import { HASH_SIZE, hashAt, hashViews } from './hash.js';
 import { canonicalBytes } from './jcs.js';
 import { scanCanonicalObject } from './jcs-scan.js';
 import {
@@ -407,8 +407,7 @@ function growRange(start: CompactRange, leaves: Buffer, sizes: readonly number[]
   for (const size of [...stops, endSize]) {
     while (range.size < size) {
       const from = range.size - start.size;
-      const chunk = Array.from({ length: Math.min(LEAF_CHUNK, size - range.size) }, (_, i) => hashAt(leaves, from + i));
-      range = appendLeaves(range, chunk, nodes.onNode);
+      range = appendLeaves(range, hashViews(leaves, from, Math.min(LEAF_CHUNK, size - range.size)), nodes.onNode);
     }
     roots.set(size, rangeRoot(range));
   }
@@ -637,11 +636,6 @@ interface OddLine {
 }
 
 const NO_PROBLEMS: readonly string[] = [];
-
-/** The 32 bytes of line `i` in hashes end to end. */
-function hashAt(bytes: Buffer, i: number): Buffer {
-  return bytes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE);
-}
 
 // Each line's leaf hash and ledger fields. The body is checked here and not kept (a decoded body
 // per line was once most of the garbage collector's work).

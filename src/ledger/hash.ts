@@ -4,6 +4,16 @@ import { createHash, hash } from 'node:crypto';
 
 export const HASH_SIZE = 32;
 
+/** Hash `i` (0-based) of `bytes`, HASH_SIZE-byte hashes end to end: a view, not a copy. */
+export function hashAt(bytes: Buffer, i: number): Buffer {
+  return bytes.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE);
+}
+
+/** Hashes `first` to `first + count - 1` of `bytes` (hashes end to end), as views: a chunk at a time, not one object per hash for the whole. */
+export function hashViews(bytes: Buffer, first: number, count: number): Buffer[] {
+  return Array.from({ length: count }, (_, i) => hashAt(bytes, first + i));
+}
+
 // Leaf and node hashing are the hot paths (every append, verification, root and proof): one-shot
 // crypto.hash over a reused prefix || input buffer measured 1.5x to 1.7x faster than a Hash object
 // per call. Safe to share because hashing is synchronous. The leaf buffer grows to the largest

@@ -17,7 +17,7 @@ import { treeMismatch } from './chain-check.js';
 import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint } from './checkpoint.js';
 import type { VerifierKey } from './keys.js';
 import { NoteError } from './note.js';
-import { HASH_SIZE } from './hash.js';
+import { HASH_SIZE, hashViews } from './hash.js';
 import {
   extendTails,
   edgeTiles,
@@ -382,7 +382,7 @@ class ChainWalk {
     let { size, tails } = this.tree;
     const completed: { level: number; index: number; bytes: Buffer }[] = [];
     for (let at = 0; at < check.leaves.length; at += TILE_BYTES) {
-      const leaves = Array.from({ length: Math.min(TILE_BYTES, check.leaves.length - at) / HASH_SIZE }, (_, i) => check.leaves.subarray(at + i * HASH_SIZE, at + (i + 1) * HASH_SIZE));
+      const leaves = hashViews(check.leaves, at / HASH_SIZE, Math.min(TILE_BYTES, check.leaves.length - at) / HASH_SIZE);
       const grown = extendTails(size, tails, leaves, check.nodes);
       completed.push(...grown.tiles.map(({ level, index, hashes }) => ({ level, index, bytes: tileBytes(hashes) })));
       ({ tails } = grown);
