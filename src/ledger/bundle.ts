@@ -681,6 +681,7 @@ function readBody(canonical: Buffer): LedgerFields | string {
   const body = scanCanonicalObject(canonical, LEDGER_FIELDS);
   if (typeof body === 'string') return `the line is ${body}`;
   const { seq, prev, project, environment, received_at } = body;
+  // Checked inline, once per event; BODY_FIELDS only words what is wrong.
   if (!isSeq(seq) || ![prev, project, environment, received_at].every((x) => typeof x === 'string')) {
     return `the line is not an event body: ${fieldProblem({ seq, prev, project, environment, received_at }, BODY_FIELDS)}`;
   }
