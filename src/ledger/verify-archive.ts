@@ -281,7 +281,8 @@ export function archiveScope(location: string, scope: DayRange & { chain?: strin
 
 /**
  * Runs `task` on every item, at most `size` at once, so that many small requests neither crawl nor
- * flood. Results come in item order.
+ * flood. Results come in item order. When a task throws, no further task starts, and the first
+ * error is thrown once the tasks already running have ended: nothing of the map runs on after it.
  */
 export async function mapLimited<T, R>(items: readonly T[], size: number, task: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length);
@@ -289,10 +290,16 @@ export async function mapLimited<T, R>(items: readonly T[], size: number, task: 
   const runner = async () => {
     while (next < items.length) {
       const i = next++;
-      results[i] = await task(items[i]!);
+      try {
+        results[i] = await task(items[i]!);
+      } catch (error) {
+        next = items.length;
+        throw error;
+      }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(size, items.length) }, runner));
+  const failed = (await Promise.allSettled(Array.from({ length: Math.min(size, items.length) }, runner))).find((run) => run.status === 'rejected');
+  if (failed) throw failed.reason;
   return results;
 }
 
