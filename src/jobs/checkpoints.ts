@@ -62,46 +62,53 @@ export interface CheckpointsDue {
  * Signs a checkpoint of every chain whose head moved (with `due`, only those whose latest
  * checkpoint is at least the interval old, or that have none); archives the hash tiles of its tree
  * (archiveTiles) and then the note, then records it. Then archives the tiles of every chain whose
- * archived tiles are behind its latest checkpoint (a backfill). Returns how many it signed.
+ * archived tiles are behind its latest checkpoint (a backfill). Chains are independent: CHAINS_AT_ONCE
+ * of them are done at once. Returns how many it signed.
  */
 export async function runCheckpoints(deps: CheckpointDeps, due?: CheckpointsDue): Promise<number> {
-  const { db, archive, key, origin, log } = deps;
-  let signed = 0;
-  for (const chain of await movedChains(db, due && new Date(due.now - due.intervalMs))) {
-    const refused = await refusal(db, chain);
-    if (refused) {
-      log.error({ project: chain.project_id, environment: chain.environment_id, seq: chain.seq, reason: refused }, 'checkpoint refused');
-      continue;
-    }
-    const root = rangeRoot({ size: chain.seq, hashes: chain.compact_range });
-    const note = signCheckpoint({ origin: chainOrigin(origin, chain.project_id, chain.environment_id), size: chain.seq, root }, key);
-    // The tiles, then the note (archiveTiles): a client that finds the note finds the tiles of its
-    // tree. Archived before recording: a crash in between re-signs the same text next time, which
-    // (ed25519 being deterministic) archives the same bytes again, a no-op. When the tiles could
-    // not be archived, neither is the note: the checkpoint is recorded all the same, and the
-    // backfill below archives both once the tiles can be.
-    if (archive) await archiveTiles({ ...deps, archive }, chain, await archivedTilesSize(db, chain.environment_id), chain.seq, note);
-    await insertCheckpoint(db, {
-      environment_id: chain.environment_id,
-      tree_size: chain.seq,
-      root,
-      compact_range: chain.compact_range,
-      note,
-      key_id: Buffer.from(key.keyId),
-    });
-    signed++;
-  }
+  const { db, archive, log } = deps;
+  const moved = await movedChains(db, due && new Date(due.now - due.intervalMs));
+  const signed = (await mapLimited(moved, CHAINS_AT_ONCE, (chain) => signChain(deps, chain))).filter(Boolean).length;
   if (signed) log.info({ signed }, 'checkpoints signed');
   // Chains whose tiles are behind their latest checkpoint: notes the seal job signed, chains
   // archived before tiles were, runs that stopped half way, and notes a process without this
   // archive signed (library mode with wormEnabled: false). The note follows its tiles, as above,
   // so the archive never holds the tiles of a tree without the note that signs it.
   if (archive) {
-    for (const chain of await tilesBehind(db)) {
-      await archiveTiles({ ...deps, archive }, chain, chain.archived, chain.tree_size, chain.note);
-    }
+    await mapLimited(await tilesBehind(db), CHAINS_AT_ONCE, (chain) => archiveTiles({ ...deps, archive }, chain, chain.archived, chain.tree_size, chain.note));
   }
   return signed;
+}
+
+// Each chain's work is mostly waiting (PostgreSQL round trips, the archive's writes): one at a time,
+// 1,000 moved chains took 10 s. As many as the owner pool has connections (4), so as not to queue on it.
+const CHAINS_AT_ONCE = 4;
+
+/** Signs, archives (tiles, then the note) and records a checkpoint of `chain` at its head; false when refused. */
+async function signChain(deps: CheckpointDeps, chain: MovedChain): Promise<boolean> {
+  const { db, archive, key, origin, log } = deps;
+  const refused = await refusal(db, chain);
+  if (refused) {
+    log.error({ project: chain.project_id, environment: chain.environment_id, seq: chain.seq, reason: refused }, 'checkpoint refused');
+    return false;
+  }
+  const root = rangeRoot({ size: chain.seq, hashes: chain.compact_range });
+  const note = signCheckpoint({ origin: chainOrigin(origin, chain.project_id, chain.environment_id), size: chain.seq, root }, key);
+  // The tiles, then the note (archiveTiles): a client that finds the note finds the tiles of its
+  // tree. Archived before recording: a crash in between re-signs the same text next time, which
+  // (ed25519 being deterministic) archives the same bytes again, a no-op. When the tiles could
+  // not be archived, neither is the note: the checkpoint is recorded all the same, and the
+  // backfill archives both once the tiles can be.
+  if (archive) await archiveTiles({ ...deps, archive }, chain, await archivedTilesSize(db, chain.environment_id), chain.seq, note);
+  await insertCheckpoint(db, {
+    environment_id: chain.environment_id,
+    tree_size: chain.seq,
+    root,
+    compact_range: chain.compact_range,
+    note,
+    key_id: Buffer.from(key.keyId),
+  });
+  return true;
 }
 
 // Tiles read from PostgreSQL per statement, and PUT at once.
