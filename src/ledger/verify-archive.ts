@@ -281,8 +281,9 @@ export function archiveScope(location: string, scope: DayRange & { chain?: strin
 
 /**
  * Runs `task` on every item, at most `size` at once, so that many small requests neither crawl nor
- * flood. Results come in item order. When a task throws, no further task starts, and the first
- * error is thrown once the tasks already running have ended: nothing of the map runs on after it.
+ * flood. Results come in item order. When a task throws, the map throws its error at once and no
+ * further task starts; those already running end on their own (waiting for them could wait for
+ * ever, should they wait on something the failed task was to give back).
  */
 export async function mapLimited<T, R>(items: readonly T[], size: number, task: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length);
@@ -298,8 +299,7 @@ export async function mapLimited<T, R>(items: readonly T[], size: number, task: 
       }
     }
   };
-  const failed = (await Promise.allSettled(Array.from({ length: Math.min(size, items.length) }, runner))).find((run) => run.status === 'rejected');
-  if (failed) throw failed.reason;
+  await Promise.all(Array.from({ length: Math.min(size, items.length) }, runner));
   return results;
 }
 
