@@ -12,7 +12,7 @@ import { SignedTreeTiles, TILE_WIDTH, tileBytes, tileFirstSeq, tilesGrown, type 
 import { mapLimited } from '../ledger/verify-archive.js';
 import { insertCheckpoint, leaves, movedChains, type MovedChain } from '../store/checkpoints.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
-import { archivedTilesSize, readTiles, recordTilesArchived, tilesBehind, TilesMissingError } from '../store/tiles.js';
+import { readTiles, recordTilesArchived, tilesBehind, TilesMissingError } from '../store/tiles.js';
 import { isFindingRecorded, type ChainRow } from '../store/verification.js';
 import type { AlertTarget } from './alert.js';
 import { raiseDamage } from './verify.js';
@@ -99,7 +99,7 @@ async function signChain(deps: CheckpointDeps, chain: MovedChain): Promise<boole
   // (ed25519 being deterministic) archives the same bytes again, a no-op. When the tiles could
   // not be archived, neither is the note: the checkpoint is recorded all the same, and the
   // backfill archives both once the tiles can be.
-  if (archive) await archiveTiles({ ...deps, archive }, chain, await archivedTilesSize(db, chain.environment_id), chain.seq, note);
+  if (archive) await archiveTiles({ ...deps, archive }, chain, chain.archived, chain.seq, note);
   await insertCheckpoint(db, {
     environment_id: chain.environment_id,
     tree_size: chain.seq,

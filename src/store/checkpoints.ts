@@ -21,18 +21,23 @@ export interface MovedChain {
   compact_range: Buffer[];
   last_size: number;
   last_range: Buffer[];
+  /** The tree size up to which its hash tiles are archived (archived_tiles), 0 when none are. */
+  archived: number;
 }
 
 /**
- * The chains whose head moved past their latest checkpoint; with `signedBefore`, only those whose
- * latest checkpoint was signed (created_at) at or before it, or that have none.
+ * The chains whose head moved past their latest checkpoint, with how far their tiles are archived;
+ * with `signedBefore`, only those whose latest checkpoint was signed (created_at) at or before it,
+ * or that have none.
  */
 export async function movedChains(db: pg.Pool, signedBefore?: Date): Promise<MovedChain[]> {
   const { rows } = await db.query<MovedChain>(
     `SELECT h.environment_id, e.project_id, h.seq, h.hash, h.compact_range,
-            coalesce(c.tree_size, 0) AS last_size, coalesce(c.compact_range, '{}') AS last_range
+            coalesce(c.tree_size, 0) AS last_size, coalesce(c.compact_range, '{}') AS last_range,
+            coalesce(a.tree_size, 0) AS archived
        FROM chain_heads h
        JOIN environments e ON e.id = h.environment_id
+       LEFT JOIN archived_tiles a ON a.environment_id = h.environment_id
        LEFT JOIN LATERAL (
          SELECT tree_size, compact_range, created_at FROM checkpoints
           WHERE environment_id = h.environment_id ORDER BY tree_size DESC LIMIT 1) c ON true

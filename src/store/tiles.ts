@@ -159,12 +159,6 @@ export interface TilesBehind {
   note: string;
 }
 
-/** The tree size up to which a chain's tiles are archived (sql/008_archived_tiles.sql); 0 when none are. */
-export async function archivedTilesSize(db: Db, environment: string): Promise<number> {
-  const { rows } = await db.query<{ tree_size: number }>('SELECT tree_size FROM archived_tiles WHERE environment_id = $1', [environment]);
-  return rows[0]?.tree_size ?? 0;
-}
-
 /** The chains whose latest checkpoint is beyond their archived tiles: those a backfill writes. */
 export async function tilesBehind(db: Db): Promise<TilesBehind[]> {
   const { rows } = await db.query<TilesBehind>(
