@@ -70,6 +70,39 @@ describe('checkpoint schedule', () => {
     expect(await runCheckpoints(job)).toBe(1);
   });
 
+  it('signs many moved chains in one run (several at once), each at its head, tiles then note; a refused one leaves the rest signed', async () => {
+    const archive = new LocalArchive(await tempFolder('auditledger-checkpoints-many-'));
+    const tenants = [];
+    for (let i = 0; i < 9; i++) {
+      const tenant = await createTenant(t, `many-${i}`);
+      for (let k = 0; k <= i % 3; k++) await append(tenant.token);
+      tenants.push({ ...tenant, size: (i % 3) + 1 });
+    }
+    // Damage the stored compact range of one chain's head: that chain is refused, as alone.
+    const damaged = tenants[4]!;
+    const su = new pg.Client({ connectionString: db.superuserUrl });
+    await su.connect();
+    try {
+      await su.query('SET session_replication_role = replica');
+      await su.query("UPDATE chain_heads SET compact_range = '{}' WHERE environment_id = $1", [damaged.environmentId]);
+    } finally {
+      await su.end();
+    }
+    await runCheckpoints({ ...job, archive });
+    const { rows } = await db.pools.owner.query<{ environment_id: string; tree_size: number }>(
+      'SELECT environment_id, tree_size FROM checkpoints WHERE environment_id = ANY($1)',
+      [tenants.map((tenant) => tenant.environmentId)],
+    );
+    const signed = tenants.filter((tenant) => tenant !== damaged);
+    expect(rows.map((row) => [row.environment_id, row.tree_size]).sort()).toEqual(signed.map((tenant) => [tenant.environmentId, tenant.size]).sort());
+    for (const tenant of signed) {
+      const tiles = [...tilesGrown(0, tenant.size)].map((tile) => tileKey(tenant.projectId, tenant.environmentId, tile));
+      const objects = [...tiles, checkpointKey(tenant.projectId, tenant.environmentId, tenant.size)];
+      expect(await Promise.all(objects.map(async (key) => (await archive.sha256(key)) !== undefined))).toEqual(objects.map(() => true));
+    }
+    expect(await archive.list(`${tlogPrefix(damaged.projectId, damaged.environmentId)}/`)).toEqual([]);
+  });
+
   /** A webhook that keeps the alerts it receives, for `work` to run against. */
   async function withAlertHook(work: (alert: NonNullable<CheckpointDeps['alert']>, alerts: unknown[]) => Promise<void>): Promise<void> {
     const alerts: unknown[] = [];
