@@ -467,6 +467,40 @@ async function commits(base: URL): Promise<{ transactions: number; events: numbe
   return { transactions: value('auditledger_group_commit_events_count'), events: value('auditledger_group_commit_events_sum') };
 }
 
+/**
+ * Checkpoints signed so far. The service's job signs every chain that moved, every quarter of its
+ * interval (60 s): after (c3), 1,000 of them, for seconds of its CPU, which may fall within a phase.
+ */
+async function checkpointCount(db: pg.Pool): Promise<number> {
+  return Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM checkpoints')).rows[0]!.n);
+}
+
+interface SignedAfter {
+  signed: number;
+  seconds: number;
+  /** The service's CPU meanwhile, in ms. */
+  cpuMs: number;
+}
+
+/**
+ * Waits, up to `limitMs`, until every chain with events has a checkpoint (the service's job signs
+ * a new chain at its next run, within a quarter interval), then until the service idles: so that
+ * the job's round over the chains a phase moved does not fall on the next phase. Returns what the
+ * job signed meanwhile and the service's CPU.
+ */
+async function untilSigned(db: pg.Pool, pid: number, limitMs = 60_000): Promise<SignedAfter> {
+  const started = performance.now();
+  const [signedBefore, cpuBefore] = [await checkpointCount(db), processCpuMs(pid)];
+  const unsigned = async () =>
+    Number(
+      (await db.query<{ n: string }>('SELECT count(*) AS n FROM chain_heads h WHERE h.seq > 0 AND NOT EXISTS (SELECT FROM checkpoints c WHERE c.environment_id = h.environment_id)'))
+        .rows[0]!.n,
+    );
+  while ((await unsigned()) > 0 && performance.now() < started + limitMs) await sleep(250);
+  await untilIdle(pid);
+  return { signed: (await checkpointCount(db)) - signedBefore, seconds: (performance.now() - started) / 1000, cpuMs: processCpuMs(pid) - cpuBefore };
+}
+
 async function metered<T>(meter: CpuMeter | undefined, run: () => Promise<T>): Promise<T & { cpu?: CpuShare | undefined }> {
   const start = meter?.sample();
   const result = await run();
@@ -1309,6 +1343,10 @@ interface Measure {
   cpuUsPerEvent?: number | undefined;
   /** Events per append transaction over the phase (warm-up included), from the service's /metrics. */
   eventsPerCommit?: number | undefined;
+  /** Checkpoints the service's job signed over the phase (warm-up included): its CPU is the service's. */
+  checkpointsSigned?: number | undefined;
+  /** What the job did after the phase, until every chain the phase moved had a checkpoint (untilSigned). */
+  signedAfter?: SignedAfter | undefined;
 }
 
 interface Report {
@@ -1449,9 +1487,12 @@ async function bench(options: Options, teardown: Teardown): Promise<Report> {
     await untilIdle(service.pid);
     progress(`${phase.label}: ${WARMUP_MS / 1000} s warm-up + ${options.seconds} s`);
     const before = await commits(service.url);
+    const signedBefore = await checkpointCount(db);
     record(phase, await metered(meter, () => measureIngest(service.url, phase, chains, options)));
     const after = await commits(service.url);
     measures.at(-1)!.eventsPerCommit = (after.events - before.events) / (after.transactions - before.transactions);
+    measures.at(-1)!.checkpointsSigned = (await checkpointCount(db)) - signedBefore;
+    measures.at(-1)!.signedAfter = await untilSigned(db, service.pid);
   }
   if (phases.includes(personal[0]!)) {
     await untilIdle(service.pid);
@@ -1704,15 +1745,28 @@ function cpuTable(measures: Measure[]): string[] {
     `CPU in use during each measure, in cores of ${os.cpus().length} (service: in (e), (f) and (h) the measuring child, in (g) the` +
       ' proof service, over all its proofs; bench: this process; other: processes outside this run):',
     '',
-    '| measure | service | PostgreSQL | bench | other | service CPU µs per event (bare servers: per request) | events per commit |',
-    '|---|---:|---:|---:|---:|---:|---:|',
-    ...measures.flatMap(({ key, cpu, cpuUsPerEvent, eventsPerCommit }) => {
+    '| measure | service | PostgreSQL | bench | other | service CPU µs per event (bare servers: per request) | events per commit | checkpoints signed meanwhile |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...measures.flatMap(({ key, cpu, cpuUsPerEvent, eventsPerCommit, checkpointsSigned }) => {
       if (!cpu && cpuUsPerEvent === undefined) return [];
       const shares = cpu ? [cpu.service, cpu.postgres, cpu.bench, cpu.other].map(cores) : ['', '', '', ''];
       const perCommit = eventsPerCommit === undefined ? '' : eventsPerCommit.toFixed(1);
-      return [`| ${key} | ${shares.join(' | ')} | ${cpuUsPerEvent === undefined ? '' : cpuUsPerEvent.toFixed(0)} | ${perCommit} |`];
+      return [`| ${key} | ${shares.join(' | ')} | ${cpuUsPerEvent === undefined ? '' : cpuUsPerEvent.toFixed(0)} | ${perCommit} | ${checkpointsSigned ?? ''} |`];
     }),
+    ...signedAfterNote(measures),
   ];
+}
+
+/** The checkpoint job's work after each ingest phase (untilSigned), where it signed any. */
+function signedAfterNote(measures: Measure[]): string[] {
+  const phases = measures.flatMap(({ key, signedAfter: after }) =>
+    // A few checkpoints' share of the service's idle CPU and of the waits' polling would be no figure of theirs.
+    after && after.signed > 0
+      ? [`${key} ${count(after.signed)} in ${after.seconds.toFixed(1)} s, ${count(after.cpuMs)} ms${after.signed >= 100 ? ` (${(after.cpuMs / after.signed).toFixed(1)} ms a checkpoint)` : ''}`]
+      : [],
+  );
+  if (phases.length === 0) return [];
+  return ['', `The service's checkpoint job after each phase, until every chain with events had a checkpoint (checkpoints signed, time waited, the service's CPU meanwhile): ${phases.join('; ')}.`];
 }
 
 function printReport(report: Report, options: Options, seconds: number): void {
