@@ -67,17 +67,51 @@ export interface CheckpointsDue {
  */
 export async function runCheckpoints(deps: CheckpointDeps, due?: CheckpointsDue): Promise<number> {
   const { db, archive, log } = deps;
+  const failed = new ChainFailures(log);
   const moved = await movedChains(db, due && new Date(due.now - due.intervalMs));
-  const signed = (await mapLimited(moved, CHAINS_AT_ONCE, (chain) => signChain(deps, chain))).filter(Boolean).length;
+  const signed = (await mapLimited(moved, CHAINS_AT_ONCE, (chain) => failed.unless(chain, 'checkpoint not signed', () => signChain(deps, chain), false))).filter(Boolean).length;
   if (signed) log.info({ signed }, 'checkpoints signed');
   // Chains whose tiles are behind their latest checkpoint: notes the seal job signed, chains
   // archived before tiles were, runs that stopped half way, and notes a process without this
   // archive signed (library mode with wormEnabled: false). The note follows its tiles, as above,
   // so the archive never holds the tiles of a tree without the note that signs it.
   if (archive) {
-    await mapLimited(await tilesBehind(db), CHAINS_AT_ONCE, (chain) => archiveTiles({ ...deps, archive }, chain, chain.archived, chain.tree_size, chain.note));
+    await mapLimited(await tilesBehind(db), CHAINS_AT_ONCE, (chain) =>
+      failed.unless(chain, 'tiles not archived', () => archiveTiles({ ...deps, archive }, chain, chain.archived, chain.tree_size, chain.note), false),
+    );
   }
+  failed.summarize();
   return signed;
+}
+
+// Lines a run logs for chains that failed, one each; beyond that a count, so that an archive that
+// refuses every write does not log once per chain every quarter interval.
+const FAILURES_LOGGED = 10;
+
+/**
+ * One chain's failure (an archive that refuses a write: EACCES, ENOTDIR, an S3 error…) must not
+ * stop the run for the others; each is logged naming the chain, and the chain is tried again next
+ * run. A database that cannot be reached fails every chain alike: that stops the run.
+ */
+class ChainFailures {
+  private count = 0;
+  constructor(private readonly log: Logger) {}
+
+  async unless<T>(chain: { project_id: string; environment_id: string }, message: string, work: () => Promise<T>, otherwise: T): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      if (isDatabaseUnavailable(error)) throw error;
+      if (++this.count <= FAILURES_LOGGED) {
+        this.log.error({ project: chain.project_id, environment: chain.environment_id, reason: error instanceof Error ? error.message : String(error) }, message);
+      }
+      return otherwise;
+    }
+  }
+
+  summarize(): void {
+    if (this.count > FAILURES_LOGGED) this.log.error({ failed: this.count, logged: FAILURES_LOGGED }, 'chains failed in this checkpoint run; the first are logged above');
+  }
 }
 
 // Each chain's work is mostly waiting (PostgreSQL round trips, the archive's writes): one at a time,
@@ -200,19 +234,32 @@ function conflictSeq(key: string, size: number): number {
  * checkpoint. Every process asks for a run when it starts and every quarter interval (at least
  * each second); a run signs only the chains that are due, so a chain is signed within about 1.25
  * intervals of the one before while any process runs. The queue keeps at most one run queued and
- * one running (stately), so N processes do not multiply the work.
+ * one running (stately), so N processes do not multiply the work. A run expires after
+ * checkpointRunExpiry seconds: the run of a process that died holds back the next one
+ * only that long (plus pg-boss's supervision, every BOSS_SUPERVISION_SECONDS), not pg-boss's
+ * default 15 minutes. A live run that outlasts it may meet a second one: both sign the same
+ * heads, the same bytes (deterministic ed25519), which the archive and the table take once.
  */
 export async function scheduleCheckpoints(boss: PgBoss, deps: CheckpointDeps, intervalSeconds: number): Promise<() => void> {
   await boss.createQueue(CHECKPOINT_QUEUE, { name: CHECKPOINT_QUEUE, policy: 'stately' });
   await boss.work(CHECKPOINT_QUEUE, { pollingIntervalSeconds: Math.min(2, intervalSeconds) }, async () => {
     // The true clock, not AUDITLEDGER_CLOCK_OFFSET's: created_at is the database's.
-    await runCheckpoints(deps, { intervalMs: intervalSeconds * 1000, now: Date.now() });
+    await runCheckpoints(deps, { intervalMs: intervalSeconds * 1000, now: Date.now() }).catch((error: unknown) => {
+      // pg-boss keeps the error with the job; the log is where an operator looks.
+      deps.log[isDatabaseUnavailable(error) ? 'debug' : 'error']({ reason: error instanceof Error ? error.message : String(error) }, 'checkpoint run failed');
+      throw error;
+    });
   });
   // During a database outage every ask fails alike: debug only (serve's probe logs the outage once).
   const ask = () =>
-    boss.send(CHECKPOINT_QUEUE, {}).catch((error: unknown) => deps.log[isDatabaseUnavailable(error) ? 'debug' : 'error']({ err: error }, 'cannot queue checkpoints'));
+    boss.send(CHECKPOINT_QUEUE, {}, { expireInSeconds: checkpointRunExpiry(intervalSeconds) }).catch((error: unknown) => deps.log[isDatabaseUnavailable(error) ? 'debug' : 'error']({ err: error }, 'cannot queue checkpoints'));
   await ask();
   const timer = setInterval(ask, Math.max(1, intervalSeconds / 4) * 1000);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/** Seconds a checkpoint run may stay active before pg-boss fails it: a minute, or the interval if longer (1,000 chains take about 5 s). */
+export function checkpointRunExpiry(intervalSeconds: number): number {
+  return Math.max(60, intervalSeconds);
 }

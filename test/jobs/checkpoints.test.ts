@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -7,7 +7,8 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArchive } from '../../src/archive/local.js';
 import { checkpointKey, tileKey, tlogPrefix } from '../../src/archive/layout.js';
-import { runCheckpoints, type CheckpointDeps } from '../../src/jobs/checkpoints.js';
+import { startBoss } from '../../src/jobs/boss.js';
+import { CHECKPOINT_QUEUE, runCheckpoints, scheduleCheckpoints, type CheckpointDeps } from '../../src/jobs/checkpoints.js';
 import { tilesGrown } from '../../src/ledger/tiles.js';
 import { appendItem, appendToChain } from '../../src/store/append.js';
 import { createTenant, createTestApp, type TestApp } from '../helpers/app.js';
@@ -101,6 +102,35 @@ describe('checkpoint schedule', () => {
       expect(await Promise.all(objects.map(async (key) => (await archive.sha256(key)) !== undefined))).toEqual(objects.map(() => true));
     }
     expect(await archive.list(`${tlogPrefix(damaged.projectId, damaged.environmentId)}/`)).toEqual([]);
+  });
+
+  it("a chain the archive refuses to write is logged by name and tried again next run; the run goes on with the others", async () => {
+    const archive = new LocalArchive(await tempFolder('auditledger-checkpoints-refused-'));
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const tenants = [];
+    for (let i = 0; i < 6; i++) {
+      const tenant = await createTenant(t, `refused-${i}`);
+      await append(tenant.token);
+      tenants.push(tenant);
+    }
+    // A file where one chain's folder of notes belongs: its note cannot be written (ENOTDIR).
+    const blocked = tenants[2]!;
+    const notes = path.join(archive.location, path.dirname(checkpointKey(blocked.projectId, blocked.environmentId, 1)));
+    await mkdir(path.dirname(notes), { recursive: true });
+    await writeFile(notes, 'not a folder');
+    await runCheckpoints({ ...job, archive, log });
+    const signedOf = async (tenant: { environmentId: string }) =>
+      (await db.pools.owner.query('SELECT tree_size FROM checkpoints WHERE environment_id = $1', [tenant.environmentId])).rows.map((row) => row.tree_size);
+    expect(await Promise.all(tenants.map(signedOf))).toEqual(tenants.map((tenant) => (tenant === blocked ? [] : [1])));
+    expect(lines).toContainEqual(
+      expect.objectContaining({ level: 50, msg: 'checkpoint not signed', project: blocked.projectId, environment: blocked.environmentId, reason: expect.stringContaining('ENOTDIR') }),
+    );
+    // Repaired, the next run signs it.
+    await rm(notes);
+    await runCheckpoints({ ...job, archive, log });
+    expect(await signedOf(blocked)).toEqual([1]);
+    expect(await archive.sha256(checkpointKey(blocked.projectId, blocked.environmentId, 1))).toBeDefined();
   });
 
   /** A webhook that keeps the alerts it receives, for `work` to run against. */
@@ -253,6 +283,22 @@ describe('checkpoint schedule', () => {
           expect(alerts).toEqual([expect.objectContaining({ environment: tenant.environmentId, findings: [{ seq, reason: full }] })]);
         });
       });
+    }
+  });
+
+  it("a run expires after a minute, not pg-boss's 15: a process that dies in a run holds back the next only that long", async () => {
+    const boss = await startBoss(db.pools.owner, pino({ level: 'silent' }), { sendOnly: true });
+    try {
+      // The run it asks for keeps the expiry it was sent with, worked or not (sendOnly: no upkeep archives it meanwhile).
+      const stop = await scheduleCheckpoints(boss, job, 60);
+      stop();
+      const { rows } = await db.pools.owner.query<{ seconds: number }>(
+        `SELECT extract(epoch FROM expire_in)::int AS seconds FROM pgboss.job WHERE name = $1`,
+        [CHECKPOINT_QUEUE],
+      );
+      expect(rows.map((row) => row.seconds)).toEqual([60]);
+    } finally {
+      await boss.stop({ graceful: false, wait: true });
     }
   });
 
