@@ -6,7 +6,7 @@ import type pg from 'pg';
  * How often pg-boss fails jobs past their expiry (among its upkeep): the run of a process that died
  * frees its queue's place only then. pg-boss's default is 120 s.
  */
-export const BOSS_SUPERVISION_SECONDS = 30;
+const BOSS_SUPERVISION_SECONDS = 30;
 
 /**
  * pg-boss on the owner pool, in its own schema: jobs need the owner's rights (DDL, pruning). Its

@@ -11,6 +11,7 @@ import type { SigningKey } from '../ledger/keys.js';
 import { SignedTreeTiles, TILE_WIDTH, tileBytes, tileFirstSeq, tilesGrown, type TileId, type TileMismatch } from '../ledger/tiles.js';
 import { mapLimited } from '../ledger/verify-archive.js';
 import { insertCheckpoint, leaves, movedChains, type MovedChain } from '../store/checkpoints.js';
+import { OWNER_POOL_SIZE } from '../store/database.js';
 import { isDatabaseUnavailable } from '../store/errors.js';
 import { readTiles, recordTilesArchived, tilesBehind, TilesMissingError } from '../store/tiles.js';
 import { isFindingRecorded, type ChainRow } from '../store/verification.js';
@@ -69,7 +70,7 @@ export async function runCheckpoints(deps: CheckpointDeps, due?: CheckpointsDue)
   const { db, archive, log } = deps;
   const failed = new ChainFailures(log);
   const moved = await movedChains(db, due && new Date(due.now - due.intervalMs));
-  const signed = (await mapLimited(moved, CHAINS_AT_ONCE, (chain) => failed.unless(chain, 'checkpoint not signed', () => signChain(deps, chain), false))).filter(Boolean).length;
+  const signed = (await mapLimited(moved, CHAINS_AT_ONCE, (chain) => failed.unless(chain, 'checkpoint not signed', () => signChain(deps, chain)))).filter(Boolean).length;
   if (signed) log.info({ signed }, 'checkpoints signed');
   // Chains whose tiles are behind their latest checkpoint: notes the seal job signed, chains
   // archived before tiles were, runs that stopped half way, and notes a process without this
@@ -77,7 +78,7 @@ export async function runCheckpoints(deps: CheckpointDeps, due?: CheckpointsDue)
   // so the archive never holds the tiles of a tree without the note that signs it.
   if (archive) {
     await mapLimited(await tilesBehind(db), CHAINS_AT_ONCE, (chain) =>
-      failed.unless(chain, 'tiles not archived', () => archiveTiles({ ...deps, archive }, chain, chain.archived, chain.tree_size, chain.note), false),
+      failed.unless(chain, 'tiles not archived', () => archiveTiles({ ...deps, archive }, chain, chain.archived, chain.tree_size, chain.note)),
     );
   }
   failed.summarize();
@@ -97,7 +98,8 @@ class ChainFailures {
   private count = 0;
   constructor(private readonly log: Logger) {}
 
-  async unless<T>(chain: { project_id: string; environment_id: string }, message: string, work: () => Promise<T>, otherwise: T): Promise<T> {
+  /** What `work` (a chain's signing or archiving) gives, or false when it threw. */
+  async unless(chain: { project_id: string; environment_id: string }, message: string, work: () => Promise<boolean>): Promise<boolean> {
     try {
       return await work();
     } catch (error) {
@@ -105,7 +107,7 @@ class ChainFailures {
       if (++this.count <= FAILURES_LOGGED) {
         this.log.error({ project: chain.project_id, environment: chain.environment_id, reason: error instanceof Error ? error.message : String(error) }, message);
       }
-      return otherwise;
+      return false;
     }
   }
 
@@ -115,8 +117,8 @@ class ChainFailures {
 }
 
 // Each chain's work is mostly waiting (PostgreSQL round trips, the archive's writes): one at a time,
-// 1,000 moved chains took 10 s. As many as the owner pool has connections (4), so as not to queue on it.
-const CHAINS_AT_ONCE = 4;
+// 1,000 moved chains took 10 s. As many as the owner pool has connections, so as not to queue on it.
+const CHAINS_AT_ONCE = OWNER_POOL_SIZE;
 
 /** Signs, archives (tiles, then the note) and records a checkpoint of `chain` at its head; false when refused. */
 async function signChain(deps: CheckpointDeps, chain: MovedChain): Promise<boolean> {
@@ -260,6 +262,6 @@ export async function scheduleCheckpoints(boss: PgBoss, deps: CheckpointDeps, in
 }
 
 /** Seconds a checkpoint run may stay active before pg-boss fails it: a minute, or the interval if longer (1,000 chains take about 5 s). */
-export function checkpointRunExpiry(intervalSeconds: number): number {
+function checkpointRunExpiry(intervalSeconds: number): number {
   return Math.max(60, intervalSeconds);
 }

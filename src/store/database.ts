@@ -46,6 +46,9 @@ export interface Pools {
   end(): Promise<void>;
 }
 
+/** Connections of the owner pool: migrations, jobs (the checkpoint job works on this many chains at once) and admin work. */
+export const OWNER_POOL_SIZE = 4;
+
 /**
  * The owner and app pools. A new connection that the server does not complete within
  * `connectTimeoutMs` (0: no limit) fails, so a database that stopped taking connections fails
@@ -54,7 +57,7 @@ export interface Pools {
  */
 export function createPools(ownerUrl: string, appUrl: string | undefined, appPoolSize: number, connectTimeoutMs = 0, ssl?: pg.PoolConfig['ssl']): Pools {
   const tls = ssl === undefined ? {} : { ssl };
-  const owner = createPool({ connectionString: ownerUrl, max: 4, connectionTimeoutMillis: connectTimeoutMs, ...tls });
+  const owner = createPool({ connectionString: ownerUrl, max: OWNER_POOL_SIZE, connectionTimeoutMillis: connectTimeoutMs, ...tls });
   // Without a login for the app role, the owner's connections switch to it at start-up.
   const app = createPool({
     connectionString: appUrl ?? ownerUrl,
