@@ -16,9 +16,12 @@ export interface Archive {
   put(key: string, body: ArchiveBody): Promise<PutResult>;
   /**
    * The object's bytes, or undefined when there is none. Throws ObjectTooLargeError for an object
-   * of more than MAX_OBJECT_BYTES, which cannot be held in memory.
+   * of more than MAX_OBJECT_BYTES, which cannot be held in memory. With `into`, they are read into
+   * the memory it gives for their size (a Buffer of at least that many bytes; the bytes returned
+   * are its start), when the size is known before reading: a reader of many large objects reuses
+   * its memory so (BufferPool).
    */
-  get(key: string): Promise<Buffer | undefined>;
+  get(key: string, into?: ReadInto): Promise<Buffer | undefined>;
   /** The SHA-256 of the object's bytes, read as a stream, or undefined when there is none. */
   sha256(key: string): Promise<Buffer | undefined>;
   /**
@@ -31,6 +34,9 @@ export interface Archive {
   /** How the object is protected from deletion, or undefined when there is no such object. */
   retention(key: string): Promise<Retention | undefined>;
 }
+
+/** Memory for an object of `size` bytes: a Buffer of at least that many, read into from its start. */
+export type ReadInto = (size: number) => Buffer;
 
 /** What put stores: bytes in memory, or a file too large to hold there, with its digests. */
 export type ArchiveBody = Buffer | FileBody;
@@ -127,9 +133,9 @@ const OBJECT_ERRORS = new Set(['EISDIR', 'EACCES', 'EPERM', 'ELOOP', 'ENOTDIR'])
  * permission). A verifier reports such an object and checks the others; what is wrong with the
  * archive as a whole (S3 refusing the credentials, the network) still throws.
  */
-export async function readOrWhyNot(archive: Archive, key: string): Promise<Buffer | string> {
+export async function readOrWhyNot(archive: Archive, key: string, into?: ReadInto): Promise<Buffer | string> {
   try {
-    return (await archive.get(key)) ?? 'listed, but it could not be read';
+    return (await archive.get(key, into)) ?? 'listed, but it could not be read';
   } catch (error) {
     const problem = objectReadProblem(error);
     if (problem === undefined) throw error;

@@ -16,14 +16,16 @@ export interface BundleResult {
   leaves: Uint8Array;
   /** TileNodes.entries() of the bundle's tree, for the tile check. */
   nodes: [string, Uint8Array][];
+  /** The task's bytes, moved back for their memory to be reused. */
+  bytes: Uint8Array;
 }
 
 serveTasks<readonly VerifierKey[], BundleTask, BundleResult>(
   ({ bytes, previous, rootSizes }, verifiers) => {
     const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const { failures, roots, leaves, nodes } = verifyParsedBundle(parseBundle(buffer), buffer, verifiers, previous, rootSizes);
-    return { failures, roots: [...roots], leaves: movable(leaves), nodes: nodes.entries() };
+    return { failures, roots: [...roots], leaves: movable(leaves), nodes: nodes.entries(), bytes };
   },
-  // The leaf hashes, 32 bytes an event, move back rather than being copied.
-  ({ leaves }) => [leaves.buffer as ArrayBuffer],
+  // The leaf hashes, 32 bytes an event, and the bundle's memory move back rather than being copied.
+  ({ leaves, bytes }) => [leaves.buffer as ArrayBuffer, bytes.buffer as ArrayBuffer],
 );

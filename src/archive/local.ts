@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { chmod, copyFile, link, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { ArchiveConflictError, assertReadable, bodySha256, checkKey, streamSha256, type Archive, type ArchiveBody, type ObjectIdentity, type PutResult, type Retention } from './archive.js';
+import { ArchiveConflictError, assertReadable, bodySha256, checkKey, streamSha256, type Archive, type ArchiveBody, type ObjectIdentity, type PutResult, type ReadInto, type Retention } from './archive.js';
 import { makeDirectory } from '../make-directory.js';
 
 // One read() of a file takes at most 2 GiB.
@@ -82,7 +82,7 @@ export class LocalArchive implements Archive {
   }
 
   // Read by hand: fs.readFile refuses files over 2 GiB, and a day's bundle of a busy chain is larger.
-  async get(key: string): Promise<Buffer | undefined> {
+  async get(key: string, into?: ReadInto): Promise<Buffer | undefined> {
     checkKey(key);
     let file: FileHandle;
     try {
@@ -94,7 +94,7 @@ export class LocalArchive implements Archive {
     try {
       const { size } = await file.stat();
       assertReadable(key, size);
-      const bytes = Buffer.allocUnsafeSlow(size);
+      const bytes = into ? into(size).subarray(0, size) : Buffer.allocUnsafeSlow(size);
       let read = 0;
       while (read < size) {
         const { bytesRead } = await file.read(bytes, read, Math.min(size - read, READ_PIECE), read);

@@ -24,6 +24,7 @@ import {
   type ArchiveBody,
   type ObjectIdentity,
   type PutResult,
+  type ReadInto,
   type Retention,
 } from './archive.js';
 import { bucketNameProblem, prefixProblem } from './location.js';
@@ -146,9 +147,9 @@ export class S3Archive implements Archive {
     return { versionId: written.VersionId };
   }
 
-  async get(key: string): Promise<Buffer | undefined> {
+  async get(key: string, into?: ReadInto): Promise<Buffer | undefined> {
     checkKey(key);
-    return ifExists(this.download(key));
+    return ifExists(this.download(key, undefined, into));
   }
 
   async sha256(key: string): Promise<Buffer | undefined> {
@@ -209,7 +210,7 @@ export class S3Archive implements Archive {
     return head.Metadata?.[SHA256_METADATA] ?? sha256Hex(await this.download(key, head.VersionId));
   }
 
-  private async download(key: string, versionId?: string): Promise<Buffer> {
+  private async download(key: string, versionId?: string, into?: ReadInto): Promise<Buffer> {
     const object = await this.call('GetObject', key, () =>
       this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), VersionId: versionId })),
     );
@@ -219,6 +220,7 @@ export class S3Archive implements Archive {
       (object.Body as { destroy?: () => void } | undefined)?.destroy?.();
       throw error;
     }
+    if (into && object.Body && object.ContentLength !== undefined) return readBody(key, object.Body as AsyncIterable<Uint8Array>, into(object.ContentLength).subarray(0, object.ContentLength));
     const bytes = (await object.Body?.transformToByteArray()) ?? new Uint8Array();
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a second copy
   }
@@ -327,4 +329,16 @@ function sha256Hex(bytes: Buffer): string {
 
 function retentionProblem(days: number): string | undefined {
   return Number.isFinite(days) && days > 0 ? undefined : `retentionDays must be a positive number, not ${days}`;
+}
+
+/** Reads `body` into `bytes`, which it must fill exactly (the object's Content-Length). */
+async function readBody(key: string, body: AsyncIterable<Uint8Array>, bytes: Buffer): Promise<Buffer> {
+  let read = 0;
+  for await (const chunk of body) {
+    if (read + chunk.byteLength > bytes.length) throw new Error(`archive object ${key} is longer than its Content-Length, ${bytes.length} bytes`);
+    bytes.set(chunk, read);
+    read += chunk.byteLength;
+  }
+  if (read !== bytes.length) throw new Error(`archive object ${key} ended at byte ${read} of its Content-Length, ${bytes.length}`);
+  return bytes;
 }

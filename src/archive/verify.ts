@@ -15,6 +15,7 @@ import {
   type ChainVerification,
   type DayRange,
   type EventTally,
+  type ReadObject,
   type Tally,
 } from '../ledger/verify-archive.js';
 import { readOrWhyNot, type Archive, type Retention } from './archive.js';
@@ -56,7 +57,7 @@ const RETENTION_BATCH = 32;
 export async function verifyArchive(archive: Archive, options: VerifyArchiveOptions): Promise<ArchiveVerification> {
   const { chains, strays } = groupByChain(await archive.list('bundles/'), await archive.list('checkpoints/'), await archive.list('tlog/'));
   const selected = [...chains.values()].filter((chain) => options.chain === undefined || chainName(chain) === options.chain);
-  const read = (key: string) => readOrWhyNot(archive, key);
+  const read: ReadObject = (key, into) => readOrWhyNot(archive, key, into);
   // A thread per core checks bundles, a bundle at a time each; chains are walked a few at once so
   // that every thread has work whether the archive holds many chains or one long one.
   const bundles = selected.reduce((sum, chain) => sum + chain.bundles.length, 0);

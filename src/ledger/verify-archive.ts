@@ -2,6 +2,7 @@
 // "Verification", Offline): no database, no server. Objects come through a reading function, so
 // this module does no I/O and knows nothing of the archive's key layout (src/archive/verify.ts lists,
 // reads and checks Object Lock).
+import { BufferPool } from './buffer-pool.js';
 import {
   BundleError,
   manifestSha256,
@@ -33,8 +34,12 @@ import {
   type TileTails,
 } from './tiles.js';
 
-/** The object's bytes; or, when they cannot be read (gone since listed, too large), why not. */
-export type ReadObject = (key: string) => Promise<Buffer | string>;
+/**
+ * The object's bytes; or, when they cannot be read (gone since listed, too large), why not. With
+ * `into`, the bytes may be read into the memory it gives for their size (at least that many bytes),
+ * which a bundle's check reuses (BundleChecker.memory).
+ */
+export type ReadObject = (key: string, into?: (size: number) => Buffer) => Promise<Buffer | string>;
 
 export interface BundleObject {
   key: string;
@@ -183,19 +188,24 @@ export interface BundleCheck {
 /**
  * Runs verifyParsedBundle over a bundle's bytes, the bulk of an archive check: here, or on other
  * threads. `admit` resolves when another bundle may be read, which bounds the bundles in memory;
- * the returned function gives the place back.
+ * the returned function gives the place back. `memory` gives a Buffer of `size` bytes to read a
+ * bundle into: memory of bundles checked before, reused once their check ends (BufferPool).
  */
 export interface BundleChecker {
   admit(): Promise<() => void>;
+  memory(size: number): Buffer;
   check(bytes: Buffer, previous: PreviousBundle | undefined, rootSizes: readonly number[]): Promise<BundleCheck>;
 }
 
 /** The checker that runs each check on this thread, one bundle at a time. */
 export function checkHere(verifiers: readonly VerifierKey[]): BundleChecker {
+  const buffers = new BufferPool(1);
   return {
     admit: async () => () => undefined,
+    memory: (size) => buffers.take(size),
     check: async (bytes, previous, rootSizes) => {
       const { failures, roots, leaves, nodes } = verifyParsedBundle(parseBundle(bytes), bytes, verifiers, previous, rootSizes);
+      if (buffers.owns(bytes)) buffers.give(bytes.buffer as ArrayBuffer);
       return { failures, roots, leaves, nodes };
     },
   };
@@ -535,7 +545,7 @@ class ChainWalk {
   private async start(object: BundleObject): Promise<StartedBundle> {
     const release = await this.checker.admit();
     try {
-      const bytes = await this.read(object.key);
+      const bytes = await this.read(object.key, (size) => this.checker.memory(size));
       const bundle = parseOrFailure(bytes);
       if (!('manifest' in bundle)) {
         // Nothing to check: its place goes to the next bundle at once.

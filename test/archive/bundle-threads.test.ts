@@ -44,6 +44,24 @@ describe('BundleThreads', () => {
     expect((await viewChecked).failures).toEqual([]);
   });
 
+  it('reads bundles into memory that comes back from the thread once checked, for the next bundle', async () => {
+    const bytes = threads.memory(FIRST!.bytes.length);
+    FIRST!.bytes.copy(bytes);
+    const check = await threads.check(bytes, undefined, []);
+    expect(check.failures).toEqual([]);
+    expect(bytes.byteLength).toBe(0); // moved to the thread
+    // The same memory, back: it still holds the bundle checked in it.
+    expect(threads.memory(FIRST!.bytes.length).equals(FIRST!.bytes)).toBe(true);
+  });
+
+  it('reuses memory on this thread too', async () => {
+    const checker = checkHere([KEY]);
+    const bytes = checker.memory(FIRST!.bytes.length);
+    FIRST!.bytes.copy(bytes);
+    expect((await checker.check(bytes, undefined, [])).failures).toEqual([]);
+    expect(checker.memory(10).buffer).toBe(bytes.buffer);
+  });
+
   it('rejects a check that throws on its thread, and goes on checking', async () => {
     await expect(threads.check(Buffer.from('not a bundle\n'), undefined, [])).rejects.toThrow(/task failed on a worker thread: BundleError/);
     expect((await threads.check(owned(FIRST!.bytes), undefined, [])).failures).toEqual([]);

@@ -23,6 +23,19 @@ describe('local folder archive', () => {
     expect(await archive.get('checkpoints/p/e/2.note')).toBeUndefined();
   });
 
+  it('reads an object into the memory it is given, at its start', async () => {
+    const bytes = Buffer.from('{"bundle": 1}\n');
+    await archive.put('bundles/into', bytes);
+    const memory = Buffer.alloc(64, 0xff);
+    const asked: number[] = [];
+    const read = await archive.get('bundles/into', (size) => (asked.push(size), memory));
+    expect(asked).toEqual([bytes.length]);
+    expect(read).toEqual(bytes);
+    expect(read!.buffer).toBe(memory.buffer);
+    expect(memory.subarray(0, bytes.length)).toEqual(bytes);
+    expect(memory[bytes.length]).toBe(0xff);
+  });
+
   it('reads an object over 2 GiB (fs.readFile stops there), and refuses one over MAX_OBJECT_BYTES', async () => {
     const size = 2 ** 31 + 5;
     const file = path.join(dir, 'big/sparse');

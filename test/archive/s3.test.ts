@@ -81,6 +81,21 @@ describe.skipIf(!endpoint)('S3 Object Lock archive', () => {
     expect(await archive.retention('checkpoints/2.note')).toBeUndefined();
   });
 
+  it('reads an object into the memory it is given, across many body chunks, and undefined for none', async () => {
+    const archive = archiveAt('into');
+    const bytes = Buffer.alloc(3 * 1024 * 1024 + 7);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31) & 0xff;
+    await archive.put('bundles/big', bytes);
+    const memory = Buffer.alloc(bytes.length + 100, 0xee);
+    const asked: number[] = [];
+    const read = await archive.get('bundles/big', (size) => (asked.push(size), memory));
+    expect(asked).toEqual([bytes.length]);
+    expect(read!.equals(bytes)).toBe(true);
+    expect(read!.buffer).toBe(memory.buffer);
+    expect(memory[bytes.length]).toBe(0xee);
+    expect(await archive.get('bundles/none', () => memory)).toBeUndefined();
+  });
+
   it('refuses to delete the locked version, even with the governance bypass, and keeps its bytes', async () => {
     const archive = archiveAt('delete');
     const bytes = Buffer.from('sealed bundle');
