@@ -3,8 +3,10 @@
 // scan of the ledger fields), checking nothing. The floor (shared data `true`) adds what no verifier
 // of the format can skip beyond that: the tree's inner nodes (appendLeaves: one SHA-256 of 65 bytes
 // per event), as (d)'s floor does, and the hash chain's link (the event's prev, 64 hex digits,
-// against the leaf hash before it). Answers the number of event lines.
-import { readFileSync } from 'node:fs';
+// against the leaf hash before it). Answers the number of event lines. Each bundle is read into the
+// memory of the one before, as verify-archive reads them (BufferPool).
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { BufferPool } from '../src/ledger/buffer-pool.js';
 import { LEDGER_FIELDS, sha256InPieces } from '../src/ledger/bundle.js';
 import { appendLeaves, emptyRange } from '../src/ledger/compact-range.js';
 import { eventHash } from '../src/ledger/event.js';
@@ -16,8 +18,26 @@ const NEWLINE = 0x0a;
 // Leaves joined to the floor's tree at a time: none is kept beyond its chunk, as verify-archive keeps none.
 const CHUNK = 256;
 
+const buffers = new BufferPool(1);
+
+function readReused(file: string): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const bytes = buffers.take(size);
+    for (let read = 0; read < size; ) {
+      const n = readSync(fd, bytes, read, size - read, read);
+      if (n === 0) throw new Error(`${file} ended at byte ${read} of ${size}`);
+      read += n;
+    }
+    return bytes;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 serveTasks<boolean | undefined, string, number>((file, floor) => {
-  const bytes = readFileSync(file);
+  const bytes = readReused(file);
   const eventsStart = bytes.indexOf(NEWLINE) + 1;
   sha256InPieces(bytes.subarray(eventsStart)); // events_sha256
   // From an empty range rather than the bundle's start_range: the same inner nodes per event, give or take a few.
@@ -45,5 +65,6 @@ serveTasks<boolean | undefined, string, number>((file, floor) => {
   }
   if (floor) appendLeaves(range, chunk);
   if (floor && links !== lines - 1) throw new Error(`(f) floor: ${lines - 1 - links} of ${lines - 1} links do not hold`);
+  buffers.give(bytes.buffer as ArrayBuffer);
   return lines;
 });
