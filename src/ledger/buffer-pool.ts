@@ -1,3 +1,5 @@
+import { constants } from 'node:buffer';
+
 /**
  * Memory reused for large reads (the bundles a verifier reads one after another), rather than a new
  * Buffer for each. New memory is paid for at its first use, a page at a time, and on some machines
@@ -23,11 +25,12 @@ export class BufferPool {
 
   /**
    * A Buffer of `size` bytes at the start of memory of its own (byteOffset 0): the smallest free
-   * memory that holds it, else new memory of an eighth more. Its bytes are not cleared.
+   * memory that holds it, else new memory of an eighth more (at most the largest Buffer there can
+   * be, buffer.constants.MAX_LENGTH). Its bytes are not cleared.
    */
   take(size: number): Buffer {
     const at = this.free.findIndex((memory) => memory.byteLength >= size);
-    const memory = at >= 0 ? this.free.splice(at, 1)[0]! : (Buffer.allocUnsafeSlow(size + Math.floor(size / HEADROOM)).buffer as ArrayBuffer);
+    const memory = at >= 0 ? this.free.splice(at, 1)[0]! : (Buffer.allocUnsafeSlow(Math.min(size + Math.floor(size / HEADROOM), constants.MAX_LENGTH)).buffer as ArrayBuffer);
     this.ours.add(memory);
     return Buffer.from(memory, 0, size);
   }

@@ -1,3 +1,4 @@
+import { constants } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import { BufferPool } from '../../src/ledger/buffer-pool.js';
 
@@ -12,6 +13,11 @@ describe('BufferPool', () => {
     expect(bytes.buffer.byteLength).toBe(900);
     expect(pool.owns(bytes)).toBe(true);
     expect(pool.owns(Buffer.alloc(800))).toBe(false);
+  });
+
+  it('asks no more than the largest Buffer there can be', () => {
+    // Never touched, so never really taken from the machine.
+    expect(new BufferPool(1).take(constants.MAX_LENGTH - 8).buffer.byteLength).toBe(constants.MAX_LENGTH);
   });
 
   it('reuses memory given back for any size it holds, the smallest that fits first', () => {
