@@ -124,6 +124,21 @@ export class ObjectTooLargeError extends Error {
   }
 }
 
+/**
+ * An object whose bytes cannot be read as they are listed: not a regular file (a FIFO, a socket, a
+ * device), or fewer bytes than its size (a file cut while read, an S3 body shorter or longer than
+ * its Content-Length). An error of that object, not of the archive.
+ */
+export class UnreadableObjectError extends Error {
+  constructor(
+    readonly key: string,
+    readonly problem: string,
+  ) {
+    super(`archive object ${key} ${problem}`);
+    this.name = 'UnreadableObjectError';
+  }
+}
+
 // Errors of one file where an object was listed, not of the archive: a folder, a link loop, no permission.
 const OBJECT_ERRORS = new Set(['EISDIR', 'EACCES', 'EPERM', 'ELOOP', 'ENOTDIR']);
 
@@ -150,6 +165,7 @@ export async function readOrWhyNot(archive: Archive, key: string, into?: ReadInt
  */
 export function objectReadProblem(error: unknown): string | undefined {
   if (error instanceof ObjectTooLargeError) return `the object is ${error.size} bytes: this verifier reads an object whole, and can hold at most ${MAX_OBJECT_BYTES}`;
+  if (error instanceof UnreadableObjectError) return `the object ${error.problem}`;
   const code = (error as NodeJS.ErrnoException).code;
   return code !== undefined && OBJECT_ERRORS.has(code) ? (error as Error).message : undefined;
 }

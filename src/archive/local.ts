@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { chmod, copyFile, link, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { ArchiveConflictError, assertReadable, bodySha256, checkKey, streamSha256, type Archive, type ArchiveBody, type ObjectIdentity, type PutResult, type ReadInto, type Retention } from './archive.js';
+import { ArchiveConflictError, assertReadable, bodySha256, checkKey, streamSha256, UnreadableObjectError, type Archive, type ArchiveBody, type ObjectIdentity, type PutResult, type ReadInto, type Retention } from './archive.js';
 import { makeDirectory } from '../make-directory.js';
 
 // One read() of a file takes at most 2 GiB.
@@ -86,19 +86,23 @@ export class LocalArchive implements Archive {
     checkKey(key);
     let file: FileHandle;
     try {
-      file = await open(path.join(this.location, key), 'r');
+      // Non-blocking, so that opening a FIFO where an object was listed does not wait for a writer.
+      file = await open(path.join(this.location, key), constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
     }
     try {
-      const { size } = await file.stat();
+      const stats = await file.stat();
+      // A folder is left to read(), which names it (EISDIR).
+      if (!stats.isFile() && !stats.isDirectory()) throw new UnreadableObjectError(key, 'is not a regular file (a FIFO, a socket or a device)');
+      const { size } = stats;
       assertReadable(key, size);
       const bytes = into ? into(size).subarray(0, size) : Buffer.allocUnsafeSlow(size);
       let read = 0;
       while (read < size) {
         const { bytesRead } = await file.read(bytes, read, Math.min(size - read, READ_PIECE), read);
-        if (bytesRead === 0) throw new Error(`archive object ${key} ended at byte ${read} of ${size}`);
+        if (bytesRead === 0) throw new UnreadableObjectError(key, `ended at byte ${read} of ${size}`);
         read += bytesRead;
       }
       return bytes;

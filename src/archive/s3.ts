@@ -20,6 +20,7 @@ import {
   bodySha256,
   checkKey,
   streamSha256,
+  UnreadableObjectError,
   type Archive,
   type ArchiveBody,
   type ObjectIdentity,
@@ -335,10 +336,10 @@ function retentionProblem(days: number): string | undefined {
 async function readBody(key: string, body: AsyncIterable<Uint8Array>, bytes: Buffer): Promise<Buffer> {
   let read = 0;
   for await (const chunk of body) {
-    if (read + chunk.byteLength > bytes.length) throw new Error(`archive object ${key} is longer than its Content-Length, ${bytes.length} bytes`);
+    if (read + chunk.byteLength > bytes.length) throw new UnreadableObjectError(key, `is longer than its Content-Length, ${bytes.length} bytes`);
     bytes.set(chunk, read);
     read += chunk.byteLength;
   }
-  if (read !== bytes.length) throw new Error(`archive object ${key} ended at byte ${read} of its Content-Length, ${bytes.length}`);
+  if (read !== bytes.length) throw new UnreadableObjectError(key, `ended at byte ${read} of its Content-Length, ${bytes.length}`);
   return bytes;
 }

@@ -1,8 +1,9 @@
-import { mkdtemp, open, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, open, readdir, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArchiveConflictError, fileBody, MAX_OBJECT_BYTES, ObjectTooLargeError } from '../../src/archive/archive.js';
+import { ArchiveConflictError, fileBody, MAX_OBJECT_BYTES, objectReadProblem, ObjectTooLargeError, UnreadableObjectError } from '../../src/archive/archive.js';
 import { LocalArchive } from '../../src/archive/local.js';
 
 describe('local folder archive', () => {
@@ -34,6 +35,18 @@ describe('local folder archive', () => {
     expect(read!.buffer).toBe(memory.buffer);
     expect(memory.subarray(0, bytes.length)).toEqual(bytes);
     expect(memory[bytes.length]).toBe(0xff);
+  });
+
+  it('refuses a FIFO where an object is, at once, and a file that reads shorter than its size', async () => {
+    await archive.put('bundles/marker', Buffer.from('x')); // makes the folder
+    execFileSync('mkfifo', [path.join(dir, 'bundles/fifo')]);
+    await expect(archive.get('bundles/fifo')).rejects.toThrow(new UnreadableObjectError('bundles/fifo', 'is not a regular file (a FIFO, a socket or a device)'));
+    // A kernel file: 4096 bytes by its size, a few when read.
+    await symlink('/sys/devices/system/cpu/online', path.join(dir, 'bundles/short'));
+    const short = archive.get('bundles/short');
+    await expect(short).rejects.toThrow(UnreadableObjectError);
+    await expect(short).rejects.toThrow(/^archive object bundles\/short ended at byte \d+ of 4096$/);
+    expect(objectReadProblem(await short.catch((error: unknown) => error))).toMatch(/^the object ended at byte \d+ of 4096$/);
   });
 
   it('reads an object over 2 GiB (fs.readFile stops there), and refuses one over MAX_OBJECT_BYTES', async () => {

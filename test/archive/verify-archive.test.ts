@@ -1,4 +1,5 @@
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, cp, mkdtemp, readFile, rename, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -224,6 +225,18 @@ describe('verify-archive on a local folder', () => {
     expect((await cli.exited).code).toBe(1);
     expect(cli.output()).toContain('2/5 bundles valid, 3/5 INVALID\n35/35 events valid (not counting the events of 3 bundle(s) that could not be read or parsed)\n');
   }, 15_000);
+
+  it('a FIFO where a bundle is is reported as unreadable at once, and the rest is still checked', async () => {
+    const folder = await copy();
+    const file = bundleFile(folder, s.a, s.days[1]);
+    await rm(file);
+    execFileSync('mkfifo', [file]);
+    for (const threads of [1, undefined]) {
+      const report = await verify(folder, { threads });
+      expect(report.failures).toContainEqual(failureAt('bundle', s.a, s.days[1], null, 'the object is not a regular file (a FIFO, a socket or a device)'));
+      expect(report).toMatchObject({ bundles: { valid: 4, total: 5 } });
+    }
+  });
 
   it('a bundle key that is a folder is reported as unreadable, and the rest is still checked; verify-proof --id searches past it', async () => {
     const folder = await copy();
