@@ -16,7 +16,8 @@ export interface Archive {
   put(key: string, body: ArchiveBody): Promise<PutResult>;
   /**
    * The object's bytes, or undefined when there is none. Throws ObjectTooLargeError for an object
-   * of more than MAX_OBJECT_BYTES, which cannot be held in memory. With `into`, they are read into
+   * of more than MAX_OBJECT_BYTES, which cannot be held in memory, and UnreadableObjectError for one
+   * that is no regular file or reads shorter than its size. With `into`, they are read into
    * the memory it gives for their size (a Buffer of at least that many bytes; the bytes returned
    * are its start), when the size is known before reading: a reader of many large objects reuses
    * its memory so (BufferPool).
@@ -145,7 +146,7 @@ const OBJECT_ERRORS = new Set(['EISDIR', 'EACCES', 'EPERM', 'ELOOP', 'ENOTDIR'])
 /**
  * The object's bytes, or why they cannot be read: it vanished since it was listed, it is too
  * large to hold (more than MAX_OBJECT_BYTES), or its file cannot be read (a folder, no
- * permission). A verifier reports such an object and checks the others; what is wrong with the
+ * permission, no regular file, fewer bytes than its size). A verifier reports such an object and checks the others; what is wrong with the
  * archive as a whole (S3 refusing the credentials, the network) still throws.
  */
 export async function readOrWhyNot(archive: Archive, key: string, into?: ReadInto): Promise<Buffer | string> {
