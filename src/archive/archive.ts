@@ -1,6 +1,9 @@
 import { constants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import type { ReadInto } from '../ledger/buffer-pool.js';
+
+export type { ReadInto };
 
 /**
  * The archive: write-once object storage outside the database, where checkpoints and sealed
@@ -35,9 +38,6 @@ export interface Archive {
   /** How the object is protected from deletion, or undefined when there is no such object. */
   retention(key: string): Promise<Retention | undefined>;
 }
-
-/** Memory for an object of `size` bytes: a Buffer of at least that many, read into from its start. */
-export type ReadInto = (size: number) => Buffer;
 
 /** What put stores: bytes in memory, or a file too large to hold there, with its digests. */
 export type ArchiveBody = Buffer | FileBody;

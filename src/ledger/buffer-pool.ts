@@ -11,6 +11,9 @@ import { constants } from 'node:buffer';
  * memory it never gives back is left to the garbage collector. At most `capacity` buffers wait for
  * reuse: beyond that the smallest is let go.
  */
+/** Memory to read an object of `size` bytes into: a Buffer of at least that many, read into from its start (BufferPool.take gives one). */
+export type ReadInto = (size: number) => Buffer;
+
 // New memory is an eighth larger than asked for: the bundles of a seal run differ in size by
 // their events' (76.19 and 76.30 MB in the bench's), and each that does not fit would take new memory.
 const HEADROOM = 8;

@@ -2,7 +2,7 @@
 // "Verification", Offline): no database, no server. Objects come through a reading function, so
 // this module does no I/O and knows nothing of the archive's key layout (src/archive/verify.ts lists,
 // reads and checks Object Lock).
-import { BufferPool } from './buffer-pool.js';
+import { BufferPool, type ReadInto } from './buffer-pool.js';
 import {
   BundleError,
   manifestSha256,
@@ -39,7 +39,7 @@ import {
  * `into`, the bytes may be read into the memory it gives for their size (at least that many bytes),
  * which a bundle's check reuses (BundleChecker.memory).
  */
-export type ReadObject = (key: string, into?: (size: number) => Buffer) => Promise<Buffer | string>;
+export type ReadObject = (key: string, into?: ReadInto) => Promise<Buffer | string>;
 
 export interface BundleObject {
   key: string;
