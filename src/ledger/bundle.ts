@@ -8,7 +8,7 @@ import { CheckpointError, openChainCheckpoint, type ChainName, type Checkpoint }
 import { ChainChecker, eventFindings, treeMismatch, type ChainEvent, type Finding } from './chain-check.js';
 import { appendLeaf, appendLeaves, rangeRoot, type CompactRange } from './compact-range.js';
 import { eventHash, GENESIS_PREV, type EventBody } from './event.js';
-import { HASH_SIZE, hashAt, hashViews } from './hash.js';
+import { decodeHexHash, HASH_SIZE, hashAt, hashViews } from './hash.js';
 import { canonicalBytes } from './jcs.js';
 import { scanCanonicalObject } from './jcs-scan.js';
 import {
@@ -619,7 +619,7 @@ interface Lines {
   seqs: number[];
   /** The lines' leaf hashes, end to end. */
   hashes: Buffer;
-  /** The bodies' prevs decoded, end to end; a line in `odd` has its own instead. */
+  /** The bodies' prevs decoded, end to end, in memory the next check reuses (prevMemory); a line in `odd` has its own instead. */
   prevs: Buffer;
   /** The lines, by index, whose body is unreadable or has problems (a prev not 64 lowercase hex digits among them): usually none. */
   odd: Map<number, OddLine>;
@@ -643,7 +643,7 @@ function readLines(events: EventLines, manifest: BundleManifest): Lines {
   const lines: Lines = {
     seqs: new Array<number>(events.length),
     hashes: Buffer.allocUnsafeSlow(events.length * HASH_SIZE),
-    prevs: Buffer.allocUnsafeSlow(events.length * HASH_SIZE),
+    prevs: prevMemory(events.length * HASH_SIZE),
     odd: new Map(),
   };
   for (let i = 0; i < events.length; i++) {
@@ -656,12 +656,22 @@ function readLines(events: EventLines, manifest: BundleManifest): Lines {
       continue;
     }
     lines.seqs[i] = body.seq;
-    const problems = bodyProblems(body, manifest);
-    // A prev without problems is 64 lowercase hex digits: it fills its 32 bytes.
-    if (problems.length) lines.odd.set(i, { prev: isHexHash(body.prev) ? Buffer.from(body.prev, 'hex') : undefined, problems });
-    else lines.prevs.write(body.prev, i * HASH_SIZE, 'hex');
+    const prevRead = decodeHexHash(body.prev, lines.prevs, i * HASH_SIZE);
+    const problems = bodyProblems(body, manifest, prevRead);
+    if (problems.length) lines.odd.set(i, { prev: prevRead ? hashAt(lines.prevs, i) : undefined, problems });
   }
   return lines;
+}
+
+// The memory the prevs of the bundle being checked are decoded into, kept from one check to the
+// next: new memory costs more on some machines than the work done in it (3.2 MB at 100,000
+// events; README "New memory costs more than reading on this machine"). Safe to share because a
+// check is synchronous and no view of it outlives the check.
+let prevs = Buffer.alloc(0);
+
+function prevMemory(size: number): Buffer {
+  if (prevs.length < size) prevs = Buffer.allocUnsafeSlow(size);
+  return prevs.subarray(0, size);
 }
 
 /** Line `i` as the chain checker takes it. */
@@ -689,7 +699,7 @@ function readBody(canonical: Buffer): LedgerFields | string {
 }
 
 // What in a readable body contradicts the bundle it is in.
-function bodyProblems(body: LedgerFields, bundle: Pick<BundleManifest, 'project' | 'environment' | 'partition'>): string[] {
+function bodyProblems(body: LedgerFields, bundle: Pick<BundleManifest, 'project' | 'environment' | 'partition'>, prevIsHex = isHexHash(body.prev)): string[] {
   const problems: string[] = [];
   const version = eventVersionProblem(body.v, body.commitments !== undefined);
   if (version !== undefined) problems.push(version);
@@ -698,7 +708,7 @@ function bodyProblems(body: LedgerFields, bundle: Pick<BundleManifest, 'project'
     problems.push(`environment ${show(body.environment)} is not the bundle's ${show(bundle.environment)}`);
   }
   // As the ledger writes it: the link check alone would blame the event before (its bytes do not hash to this).
-  if (!isHexHash(body.prev)) problems.push(`prev ${show(body.prev)} is not ${HEX_WANT}`);
+  if (!prevIsHex) problems.push(`prev ${show(body.prev)} is not ${HEX_WANT}`);
   // A partition holds the events received on its UTC day (DESIGN.md "Storage rules").
   if (!isIsoTime(body.received_at)) {
     problems.push(`received_at ${show(body.received_at)} is not an ISO 8601 UTC time`);
@@ -741,14 +751,11 @@ function eventFailures(manifest: BundleManifest, lines: Lines): BundleFailure[] 
     if (seq < first || seq > last) fail(seq, `seq is outside the bundle's range ${first}..${last}`);
     if (i > 0 && seq < seqs[i - 1]!) fail(seq, `out of order: the line follows event ${seqs[i - 1]}`);
   });
-  const { sorted, starts } = groupBySeq(seqs);
   const start = { seq: first - 1, hash: Buffer.from(manifest.first_prev, 'hex'), range: compactRange(manifest.start_range) };
   const checker = new ChainChecker(manifest, start, { hashes: 'computed', tree: false });
   const report = (findings: readonly Finding[]) => findings.forEach(({ seq, reason }) => fail(seq, reason));
-  starts.forEach((start, group) => {
-    const i = sorted[start]!;
+  forEachSeq(seqs, (i, lineCount) => {
     const seq = seqs[i]!;
-    const lineCount = (starts[group + 1] ?? sorted.length) - start;
     if (lineCount > 1) fail(seq, `${lineCount} lines hold this seq`);
     if (seq >= first && seq <= last) report(checker.add(chainEvent(lines, i)));
   });
@@ -757,16 +764,22 @@ function eventFailures(manifest: BundleManifest, lines: Lines): BundleFailure[] 
   return failures.sort((a, b) => (a.seq as number) - (b.seq as number));
 }
 
-// The lines' indices in seq order (their own order among equal seqs), and where each seq's group
-// starts. Lines are nearly always in order already, so no sort and no list per seq.
-function groupBySeq(seqs: readonly number[]): { sorted: readonly number[]; starts: number[] } {
-  const sorted = Array.from(seqs, (_, i) => i);
-  if (!seqs.every((seq, i) => i === 0 || seqs[i - 1]! <= seq)) sorted.sort((a, b) => seqs[a]! - seqs[b]! || a - b);
-  const starts: number[] = [];
-  sorted.forEach((line, i) => {
-    if (i === 0 || seqs[sorted[i - 1]!] !== seqs[line]) starts.push(i);
-  });
-  return { sorted, starts };
+// Calls `visit` with the first line of each seq, in seq order (lines holding the same seq in their
+// own order), and how many lines hold that seq. Lines are nearly always strictly in seq order
+// already: each is then its own seq, visited in place, with no list of the lines made (two lists of
+// a number per line cost their new memory at every bundle).
+function forEachSeq(seqs: readonly number[], visit: (line: number, lineCount: number) => void): void {
+  if (seqs.every((seq, i) => i === 0 || seqs[i - 1]! < seq)) {
+    for (let i = 0; i < seqs.length; i++) visit(i, 1);
+    return;
+  }
+  const sorted = Array.from(seqs, (_, i) => i).sort((a, b) => seqs[a]! - seqs[b]! || a - b);
+  for (let start = 0; start < sorted.length; ) {
+    let end = start + 1;
+    while (end < sorted.length && seqs[sorted[end]!] === seqs[sorted[start]!]) end++;
+    visit(sorted[start]!, end - start);
+    start = end;
+  }
 }
 
 // --- the tree and the chain of bundles
