@@ -1,6 +1,7 @@
-// A worker thread of BundleThreads: checks the bundles it is sent with verifyParsedBundle.
-import { parseBundle, verifyParsedBundle, type BundleFailure, type PreviousBundle } from '../ledger/bundle.js';
+// A worker thread of BundleThreads: checks the bundles it is sent with checkBundleBytes.
+import type { BundleFailure, PreviousBundle } from '../ledger/bundle.js';
 import type { VerifierKey } from '../ledger/keys.js';
+import { checkBundleBytes } from '../ledger/verify-archive.js';
 import { movable, serveTasks } from '../thread-pool.js';
 
 export interface BundleTask {
@@ -16,6 +17,8 @@ export interface BundleResult {
   leaves: Uint8Array;
   /** TileNodes.entries() of the bundle's tree, for the tile check. */
   nodes: [string, Uint8Array][];
+  /** BundleCheck.unreadable: why the event lines could not be split. */
+  unreadable: BundleFailure | undefined;
   /** The task's bytes, moved back for their memory to be reused. */
   bytes: Uint8Array;
 }
@@ -23,8 +26,8 @@ export interface BundleResult {
 serveTasks<readonly VerifierKey[], BundleTask, BundleResult>(
   ({ bytes, previous, rootSizes }, verifiers) => {
     const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const { failures, roots, leaves, nodes } = verifyParsedBundle(parseBundle(buffer), buffer, verifiers, previous, rootSizes);
-    return { failures, roots: [...roots], leaves: movable(leaves), nodes: nodes.entries(), bytes };
+    const { failures, roots, leaves, nodes, unreadable } = checkBundleBytes(buffer, verifiers, previous, rootSizes);
+    return { failures, roots: [...roots], leaves: movable(leaves), nodes: nodes.entries(), unreadable, bytes };
   },
   // The leaf hashes, 32 bytes an event, and the bundle's memory move back rather than being copied.
   ({ leaves, bytes }) => [leaves.buffer as ArrayBuffer, bytes.buffer as ArrayBuffer],

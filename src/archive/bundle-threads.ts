@@ -32,13 +32,14 @@ export class BundleThreads implements BundleChecker {
     // The pool's memory moves to the thread whole (the bytes are a view of its start) and comes back.
     const pooled = this.buffers.owns(bytes);
     const task = { bytes: pooled ? bytes : movable(bytes), previous, rootSizes };
-    const { failures, roots, leaves, nodes, bytes: used } = await this.pool.run(task, [task.bytes.buffer as ArrayBuffer]);
+    const { failures, roots, leaves, nodes, unreadable, bytes: used } = await this.pool.run(task, [task.bytes.buffer as ArrayBuffer]);
     if (pooled) this.buffers.give(used.buffer as ArrayBuffer);
     return {
       failures,
       roots: new Map(roots.map(([size, root]) => [size, Buffer.from(root)])),
       leaves: Buffer.from(leaves.buffer, leaves.byteOffset, leaves.byteLength),
       nodes: TileNodes.fromEntries(nodes),
+      unreadable,
     };
   }
 

@@ -157,7 +157,6 @@ export interface BundleStart {
 }
 
 const NEWLINE = Buffer.from('\n');
-const EMPTY_LINE = Buffer.from('\n\n');
 // With the length apart: /^[0-9a-f]{64}$/ took three times as long, per event of an archive check.
 const HEX_DIGITS = /^[0-9a-f]*$/;
 const DAY = /^[0-9]{4}-[0-9]{2}-[0-9]{2}$/;
@@ -299,9 +298,11 @@ export function manifestSha256(manifestLine: Buffer): string {
 }
 
 /**
- * A bundle's manifest, once the framing of every line and the manifest's fields are checked; no
- * event line is split off. Throws BundleError, whose seq names the event whose line is cut short
- * or empty when the manifest could be read.
+ * A bundle's manifest, once its first line and last byte are checked: it is NDJSON, a manifest line
+ * with valid fields and then lines each ending in "\n". The event lines are neither split off nor
+ * looked at (parseBundle does both, in one pass): a verifier learns from the manifest alone which
+ * bundle this is before checking it. Throws BundleError, whose seq names the event whose line is
+ * cut short when the manifest could be read.
  */
 export function parseBundleHead(bytes: Buffer): SignedManifest {
   if (bytes.length === 0) throw new BundleError('the bundle is empty: a bundle is NDJSON, a manifest line and then its events');
@@ -310,8 +311,6 @@ export function parseBundleHead(bytes: Buffer): SignedManifest {
   if (firstEnd < 0) throw new BundleError('line 1 is cut short: a bundle is NDJSON, each line ends in "\\n"');
   const head = { manifest: parseManifest(bytes.subarray(0, firstEnd)), manifestLine: bytes.subarray(0, firstEnd + 1) };
   if (bytes.at(-1) !== NEWLINE[0]) throw lineError(head.manifest, newlinesThrough(bytes, bytes.length - 1) + 1, 'is cut short: a bundle is NDJSON, each line ends in "\\n"');
-  const doubled = bytes.indexOf(EMPTY_LINE);
-  if (doubled >= 0) throw lineError(head.manifest, newlinesThrough(bytes, doubled) + 1, 'is empty');
   return head;
 }
 
@@ -323,11 +322,18 @@ function lineError(manifest: BundleManifest, line: number, what: string): Bundle
   return new BundleError(`line ${line}, where event ${seq} belongs, ${what}`, seq);
 }
 
-/** Splits a bundle into its manifest and event lines, checked as parseBundleHead checks them. Throws BundleError. */
+/**
+ * Splits a bundle into its manifest and event lines, checked as parseBundleHead checks them, and
+ * none of them empty. Throws BundleError, whose seq names the event whose line is cut short or empty
+ * when the manifest could be read.
+ */
 export function parseBundle(bytes: Buffer): ParsedBundle {
   const head = parseBundleHead(bytes);
   const starts: number[] = [];
-  for (let from = head.manifestLine.length; from < bytes.length; from = bytes.indexOf(NEWLINE, from) + 1) starts.push(from);
+  for (let from = head.manifestLine.length; from < bytes.length; from = bytes.indexOf(NEWLINE, from) + 1) {
+    if (bytes[from] === NEWLINE[0]) throw lineError(head.manifest, starts.length + 2, 'is empty');
+    starts.push(from);
+  }
   starts.push(bytes.length);
   return { ...head, events: new EventLines(bytes, starts) };
 }

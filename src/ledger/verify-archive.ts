@@ -183,6 +183,29 @@ export interface BundleCheck {
   leaves: Buffer;
   /** The roots of the tiles the bundle's events complete, as its tree computed them. */
   nodes: TileNodes;
+  /**
+   * Set when the event lines could not be split (parseBundle: an empty line): the bundle is then
+   * unread, as one whose manifest cannot be read is, and the other fields are empty.
+   */
+  unreadable?: BundleFailure | undefined;
+}
+
+/**
+ * A bundle checked from its bytes, on whatever thread runs it: split into lines (parseBundle) and
+ * verified (verifyParsedBundle). The lines are framed here rather than when the bundle is first read,
+ * so that the bytes are passed over once, on the thread that checks them.
+ */
+export function checkBundleBytes(bytes: Buffer, verifiers: readonly VerifierKey[], previous: PreviousBundle | undefined, rootSizes: readonly number[]): BundleCheck {
+  let parsed;
+  try {
+    parsed = parseBundle(bytes);
+  } catch (error) {
+    if (!(error instanceof BundleError)) throw error;
+    const unreadable = { seq: error.seq, reason: error.message };
+    return { failures: [unreadable], roots: new Map(), leaves: Buffer.alloc(0), nodes: new TileNodes(), unreadable };
+  }
+  const { failures, roots, leaves, nodes } = verifyParsedBundle(parsed, bytes, verifiers, previous, rootSizes);
+  return { failures, roots, leaves, nodes };
 }
 
 /**
@@ -204,9 +227,9 @@ export function checkHere(verifiers: readonly VerifierKey[]): BundleChecker {
     admit: async () => () => undefined,
     memory: (size) => buffers.take(size),
     check: async (bytes, previous, rootSizes) => {
-      const { failures, roots, leaves, nodes } = verifyParsedBundle(parseBundle(bytes), bytes, verifiers, previous, rootSizes);
+      const check = checkBundleBytes(bytes, verifiers, previous, rootSizes);
       if (buffers.owns(bytes)) buffers.give(bytes.buffer as ArrayBuffer);
-      return { failures, roots, leaves, nodes };
+      return check;
     },
   };
 }
@@ -577,6 +600,10 @@ class ChainWalk {
       return;
     }
     const check = await bundle.checked;
+    if (check.unreadable) {
+      this.records.push({ object, manifest: null, failures: [check.unreadable] });
+      return;
+    }
     const { failures, roots } = check;
     await this.feedTiles(object.day, manifest, check);
     const record = { object, manifest, failures };

@@ -62,8 +62,18 @@ describe('BundleThreads', () => {
     expect(checker.memory(10).buffer).toBe(bytes.buffer);
   });
 
+  it('answers a bundle whose lines cannot be split as unreadable, as a check on this thread does', async () => {
+    const empty = Buffer.from(MIDDLE!.bytes.toString().replace(/\n/, '\n\n'));
+    const onThread = await threads.check(owned(empty), undefined, []);
+    expect(onThread.unreadable).toEqual({ seq: MIDDLE!.manifest.first_seq, reason: `line 2, where event ${MIDDLE!.manifest.first_seq} belongs, is empty` });
+    expect(onThread.failures).toEqual([onThread.unreadable]);
+    expect((await here.check(empty, undefined, [])).unreadable).toEqual(onThread.unreadable);
+  });
+
   it('rejects a check that throws on its thread, and goes on checking', async () => {
-    await expect(threads.check(Buffer.from('not a bundle\n'), undefined, [])).rejects.toThrow(/task failed on a worker thread: BundleError/);
+    // A caller's mistake: a previous bundle without its manifest.
+    const broken = { manifestSha256: FIRST!.previous.manifestSha256 } as typeof FIRST.previous;
+    await expect(threads.check(owned(MIDDLE!.bytes), broken, [])).rejects.toThrow(/task failed on a worker thread: TypeError/);
     expect((await threads.check(owned(FIRST!.bytes), undefined, [])).failures).toEqual([]);
   });
 

@@ -208,6 +208,16 @@ describe('verify-archive on a local folder', () => {
     expect(cli.output()).toContain(`Bundle INVALID chain ${chainOf(s.a)}, bundle ${s.days[1]}, seq 40: line 11, where event 40 belongs, is cut short`);
   });
 
+  it('a bundle with an empty event line is unread, on a checking thread or this one: its events are not counted, the chain after it is checked', async () => {
+    const folder = await copy();
+    await editLines(bundleFile(folder, s.a, s.days[1]), (lines) => lines.map((line, i) => (i === lineOf(40) ? '' : line)));
+    for (const threads of [1, 2]) {
+      const report = await verify(folder, { threads });
+      expect(report.failures, `threads ${threads}`).toEqual([failureAt('bundle', s.a, s.days[1], 40, 'line 11, where event 40 belongs, is empty')]);
+      expect(report, `threads ${threads}`).toMatchObject({ bundles: { valid: 4, total: 5 }, events: { valid: 85, total: 85, uncountedBundles: 1 } });
+    }
+  });
+
   it('bundles that cannot be read, more than the threads take at once, are each reported and the rest still checked', async () => {
     const folder = await copy();
     const unreadable = [bundleFile(folder, s.a, s.days[0]), bundleFile(folder, s.a, s.days[1]), bundleFile(folder, s.b, s.days[0])];
