@@ -11,6 +11,7 @@ import {
   verifyParsedBundle,
   type BundleFailure,
   type BundleManifest,
+  type ParsedBundle,
   type PreviousBundle,
   type SignedManifest,
 } from './bundle.js';
@@ -196,7 +197,7 @@ export interface BundleCheck {
  * so that the bytes are passed over once, on the thread that checks them.
  */
 export function checkBundleBytes(bytes: Buffer, verifiers: readonly VerifierKey[], previous: PreviousBundle | undefined, rootSizes: readonly number[]): BundleCheck {
-  let parsed;
+  let parsed: ParsedBundle;
   try {
     parsed = parseBundle(bytes);
   } catch (error) {

@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { BundleThreads } from '../../src/archive/bundle-threads.js';
+import type { PreviousBundle } from '../../src/ledger/bundle.js';
 import { checkHere, type BundleCheck } from '../../src/ledger/verify-archive.js';
 import { DAYS, KEY, makeChain, seal } from '../helpers/bundles.js';
 
@@ -72,7 +73,7 @@ describe('BundleThreads', () => {
 
   it('rejects a check that throws on its thread, and goes on checking', async () => {
     // A caller's mistake: a previous bundle without its manifest.
-    const broken = { manifestSha256: FIRST!.previous.manifestSha256 } as typeof FIRST.previous;
+    const broken = { manifestSha256: FIRST!.previous.manifestSha256 } as PreviousBundle;
     await expect(threads.check(owned(MIDDLE!.bytes), broken, [])).rejects.toThrow(/task failed on a worker thread: TypeError/);
     expect((await threads.check(owned(FIRST!.bytes), undefined, [])).failures).toEqual([]);
   });
