@@ -349,9 +349,9 @@ function newlinesThrough(bytes: Buffer, end: number): number {
 /**
  * Checks everything a bundle claims that can be checked from it, its verifier keys and, when given,
  * the bundle before it. Reports every problem found rather than stopping at the first; throws only
- * for a caller's mistake.
+ * for a caller's mistake. `rootSizes`: as verifyParsedBundle's.
  */
-export function verifyBundle(bytes: Buffer, verifiers: readonly VerifierKey[], previous?: PreviousBundle): BundleVerification {
+export function verifyBundle(bytes: Buffer, verifiers: readonly VerifierKey[], previous?: PreviousBundle, rootSizes: readonly number[] = []): BundleVerification {
   let bundle: ParsedBundle;
   try {
     bundle = parseBundle(bytes);
@@ -359,7 +359,7 @@ export function verifyBundle(bytes: Buffer, verifiers: readonly VerifierKey[], p
     if (error instanceof BundleError) return { manifest: null, failures: [{ seq: error.seq, reason: error.message }], leaves: Buffer.alloc(0), roots: new Map(), nodes: new TileNodes() };
     throw error;
   }
-  return verifyParsedBundle(bundle, bytes, verifiers, previous);
+  return verifyParsedBundle(bundle, bytes, verifiers, previous, rootSizes);
 }
 
 /**

@@ -6,12 +6,10 @@ import { BufferPool, type ReadInto } from './buffer-pool.js';
 import {
   BundleError,
   manifestSha256,
-  parseBundle,
   parseBundleHead,
-  verifyParsedBundle,
+  verifyBundle,
   type BundleFailure,
   type BundleManifest,
-  type ParsedBundle,
   type PreviousBundle,
   type SignedManifest,
 } from './bundle.js';
@@ -192,21 +190,14 @@ export interface BundleCheck {
 }
 
 /**
- * A bundle checked from its bytes, on whatever thread runs it: split into lines (parseBundle) and
- * verified (verifyParsedBundle). The lines are framed here rather than when the bundle is first read,
+ * A bundle checked from its bytes, on whatever thread runs it: split into lines and verified
+ * (verifyBundle). The lines are framed here rather than when the bundle is first read,
  * so that the bytes are passed over once, on the thread that checks them.
  */
 export function checkBundleBytes(bytes: Buffer, verifiers: readonly VerifierKey[], previous: PreviousBundle | undefined, rootSizes: readonly number[]): BundleCheck {
-  let parsed: ParsedBundle;
-  try {
-    parsed = parseBundle(bytes);
-  } catch (error) {
-    if (!(error instanceof BundleError)) throw error;
-    const unreadable = { seq: error.seq, reason: error.message };
-    return { failures: [unreadable], roots: new Map(), leaves: Buffer.alloc(0), nodes: new TileNodes(), unreadable };
-  }
-  const { failures, roots, leaves, nodes } = verifyParsedBundle(parsed, bytes, verifiers, previous, rootSizes);
-  return { failures, roots, leaves, nodes };
+  const { manifest, failures, roots, leaves, nodes } = verifyBundle(bytes, verifiers, previous, rootSizes);
+  // verifyBundle reads no manifest only when parseBundle refused the bundle: its one failure says why.
+  return { failures, roots, leaves, nodes, unreadable: manifest === null ? failures[0] : undefined };
 }
 
 /**
