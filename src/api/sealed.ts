@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { ObjectTooLargeError, type Archive, type ObjectIdentity } from '../archive/archive.js';
+import { objectReadProblem, type Archive, type ObjectIdentity } from '../archive/archive.js';
 import {
   BundleError,
   bundleLeaf,
@@ -86,7 +86,13 @@ export class SealedBundles {
     // Asked before the bytes are read: a change after this is seen by the next use; one before the
     // read shows in the bytes, which must be the sealed ones.
     if (!this.archive) return unchecked(seal, `bundle ${seal.archive_key} cannot be read: this process has no archive (library mode with wormEnabled false)`);
-    const identity = await this.archive.identity(seal.archive_key);
+    let identity: ObjectIdentity | undefined;
+    try {
+      identity = await this.archive.identity(seal.archive_key);
+    } catch (error) {
+      this.cache.delete(seal.id);
+      return unreadable(seal, error);
+    }
     if (!identity) {
       this.cache.delete(seal.id);
       return unchecked(seal, `bundle ${seal.archive_key} is missing from the archive`);
@@ -113,8 +119,7 @@ export class SealedBundles {
     try {
       bytes = await archive.get(key);
     } catch (error) {
-      if (!(error instanceof ObjectTooLargeError)) throw error;
-      return unchecked(seal, `bundle ${key} is ${error.size} bytes, too large to read back and compare`);
+      return unreadable(seal, error);
     }
     if (!bytes) return unchecked(seal, `bundle ${key} is missing from the archive`);
     if (bytes.length !== seal.bytes || !sha256InPieces(bytes).equals(seal.sha256)) {
@@ -130,6 +135,17 @@ export class SealedBundles {
     const { failures, leaves } = verifyParsedBundle(parsed, bytes, this.verifiers);
     return { seal, tree: { manifest: parsed.manifest, leaves }, failures: failures.map((f) => ({ seq: f.seq ?? seal.first_seq, reason: f.reason })) };
   }
+}
+
+/**
+ * A bundle whose object cannot be read, for a reason of that object alone (see objectReadProblem):
+ * too large, or its file a FIFO, a device, a folder or a link loop. Rethrows any other error, one
+ * of the archive as a whole.
+ */
+function unreadable(seal: SealRow, error: unknown): SealedBundle {
+  const problem = objectReadProblem(error);
+  if (problem === undefined) throw error;
+  return unchecked(seal, `bundle ${seal.archive_key} cannot be read: ${problem}`);
 }
 
 /** A bundle that could not be checked, for `reason`. */

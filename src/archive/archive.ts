@@ -140,8 +140,8 @@ export class UnreadableObjectError extends Error {
   }
 }
 
-// Errors of one file where an object was listed, not of the archive: a folder, a link loop, no permission.
-const OBJECT_ERRORS = new Set(['EISDIR', 'EACCES', 'EPERM', 'ELOOP', 'ENOTDIR']);
+// Errors of one file where an object was listed, not of the archive: a link loop, no permission, a file where a folder was.
+const OBJECT_ERRORS = new Set(['EACCES', 'EPERM', 'ELOOP', 'ENOTDIR']);
 
 /**
  * The object's bytes, or why they cannot be read: it vanished since it was listed, it is too
@@ -160,15 +160,17 @@ export async function readOrWhyNot(archive: Archive, key: string, into?: ReadInt
 }
 
 /**
- * Why one object cannot be read, when `error` (thrown by Archive.get) concerns that object alone:
- * it is too large to hold, or its file is a folder, a link loop or not readable. Undefined for
- * any other error, which concerns the archive as a whole.
+ * Why one object cannot be read, when `error` (thrown by Archive.get or Archive.identity) concerns
+ * that object alone: it is too large to hold, or its file is a folder, a link loop or not
+ * readable. Undefined for any other error, which concerns the archive as a whole. The text names
+ * no path on this machine (callers name the key), so it can be shown to a tenant.
  */
 export function objectReadProblem(error: unknown): string | undefined {
   if (error instanceof ObjectTooLargeError) return `the object is ${error.size} bytes: this verifier reads an object whole, and can hold at most ${MAX_OBJECT_BYTES}`;
   if (error instanceof UnreadableObjectError) return `the object ${error.problem}`;
-  const code = (error as NodeJS.ErrnoException).code;
-  return code !== undefined && OBJECT_ERRORS.has(code) ? (error as Error).message : undefined;
+  const { code, path: where } = error as NodeJS.ErrnoException;
+  if (code === undefined || !OBJECT_ERRORS.has(code)) return undefined;
+  return where === undefined ? (error as Error).message : (error as Error).message.replace(` '${where}'`, '');
 }
 
 /** Throws ObjectTooLargeError when an object of `size` bytes cannot be read into memory. */

@@ -102,8 +102,9 @@ export class LocalArchive implements Archive {
     }
     try {
       const stats = fstatSync(file);
-      // A folder is left to read(), which names it (EISDIR).
-      if (!stats.isFile() && !stats.isDirectory()) throw new UnreadableObjectError(key, 'is not a regular file (a FIFO, a socket or a device)');
+      // Named here, not left to read(): a folder of size 0 (as in /sys) would be read as an empty object.
+      if (stats.isDirectory()) throw new UnreadableObjectError(key, 'is a folder, not a regular file');
+      if (!stats.isFile()) throw new UnreadableObjectError(key, 'is not a regular file (a FIFO, a socket or a device)');
       const { size } = stats;
       assertReadable(key, size);
       const bytes = into ? into(size).subarray(0, size) : Buffer.allocUnsafeSlow(size);

@@ -1,6 +1,7 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -109,6 +110,28 @@ describe('sealed bundles read back from a local archive', () => {
       await fresh.close();
       await rewrite(original);
     }
+  });
+
+  // Someone with disk access can put anything where the bundle was; the answer is still the bundle's failure.
+  it.each([
+    ['a FIFO', 'not a regular file', (at: string) => execFileSync('mkfifo', [at])],
+    ['a link to /dev/zero', 'not a regular file', (at: string) => symlink('/dev/zero', at)],
+    ['a folder', 'is a folder', (at: string) => mkdir(at)],
+    ['a link to a folder', 'is a folder', (at: string) => symlink('/sys', at)],
+    ['a link to itself', 'ELOOP', (at: string) => symlink(at, at)],
+  ])('a bundle replaced by %s fails verification with a 409, not a 500', async (_, why, replace) => {
+    await rm(file, { force: true });
+    await replace(file);
+    try {
+      const refused = await proof(s.t, s.tenant, s.events[2]!.id);
+      expect(refused).toMatchObject({ status: 409, body: { error: { code: 'bundle_failed_verification', message: expect.stringContaining(why) } } });
+      expect(refused.body.error.message).not.toContain(dir); // the tenant sees the archive key, not where this server keeps it
+      expect(await verification(s.t, s.tenant)).toMatchObject(altered(new RegExp(`^its sealed bundle fails verification: bundle .*${why}`)));
+    } finally {
+      await rm(file, { recursive: true, force: true });
+      await writeFile(file, original, { mode: 0o444 });
+    }
+    expect(await verification(s.t, s.tenant)).toMatchObject({ ok: true, checked: 10 });
   });
 
   it('a stored event that differs from its sealed bundle gets no proof from the bundle', async () => {
